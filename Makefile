@@ -1,0 +1,37 @@
+# georaft: see README.md. Every target works on a fresh Debian machine with Go 1.26.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+.PHONY: all build test proto vet fmt clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./node/cmd/georaftd ./client/cmd/georaft ./lab/cmd/georaft-lab
+
+vet:
+	$(GO) vet ./...
+
+test: vet
+	$(GO) test -short -timeout 15m ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# Regenerates the committed protobuf code with Debian's protoc and pinned Go plugins.
+proto:
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler libprotobuf-dev"; exit 1; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(GOBIN_DIR):$$PATH protoc -I proto \
+	  --go_out=proto --go_opt=paths=source_relative \
+	  --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+	  proto/georaft/v1/*.proto
+
+clean:
+	rm -rf $(BIN) results/tmp

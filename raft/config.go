@@ -1,0 +1,138 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Config is the static configuration of one core. All durations are on the node's own
+// monotonic clock.
+type Config struct {
+	// ID is this node; Peers lists every voter, this node included.
+	ID    uint64
+	Peers []uint64
+
+	// HeartbeatInterval is how often an idle leader sends heartbeats; each acknowledged round
+	// renews the lease.
+	HeartbeatInterval time.Duration
+	// ElectionTimeoutMin and ElectionTimeoutMax bound the randomized election timeout. The
+	// leader's CheckQuorum uses ElectionTimeoutMin.
+	ElectionTimeoutMin time.Duration
+	ElectionTimeoutMax time.Duration
+	// LeaseDuration is how long after a round was sent a quorum acknowledgement of it lets the
+	// leader serve lease reads, before the drift margin is taken off.
+	LeaseDuration time.Duration
+	// MaxClockDrift bounds how much faster one node's clock may run than another's, as a
+	// fraction: over any interval, elapsed(a) ≤ elapsed(b) / (1 − MaxClockDrift).
+	MaxClockDrift float64
+	// MaxStaleness is how long without contact from a quorum-backed leader a node still
+	// answers stale reads. Zero means LeaseDuration.
+	MaxStaleness time.Duration
+
+	// Flow control per follower.
+	MaxSizePerMsg    uint64 // bytes of entries in one MsgApp (at least one entry is sent)
+	MaxInflightMsgs  int    // appends in flight to one follower
+	MaxInflightBytes uint64 // bytes of entries in flight to one follower; 0 means no limit
+	// MaxUncommittedBytes bounds the proposals a leader holds before refusing more with
+	// ErrProposalDropped; 0 means no limit.
+	MaxUncommittedBytes uint64
+
+	// Seed feeds the election timeout randomization, so simulated runs replay exactly.
+	Seed int64
+
+	// testingSkipOldLeaseWait turns off the new leader's wait for the old lease. Only the
+	// simulator's "the checker catches a bug" test sets it.
+	testingSkipOldLeaseWait bool
+}
+
+// applyDefaults fills zero flow-control fields with values that suit a WAN cluster.
+func (c *Config) applyDefaults() {
+	if c.MaxSizePerMsg == 0 {
+		c.MaxSizePerMsg = 1 << 20
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = 256
+	}
+	if c.MaxStaleness == 0 {
+		c.MaxStaleness = c.LeaseDuration
+	}
+}
+
+// MaxAllowedClockDrift is the largest MaxClockDrift accepted. Beyond it the drift margin
+// eats most of the lease and a broken clock is the likelier explanation.
+const MaxAllowedClockDrift = 0.5
+
+// Validate reports every impossible setting, each naming its values.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.ID == None {
+		bad("node id must not be 0")
+	}
+	if len(c.Peers) == 0 {
+		bad("peers must list every voter, including this node")
+	} else if !slices.Contains(c.Peers, c.ID) {
+		bad("node id %d is not among the peers %v", c.ID, c.Peers)
+	}
+	seen := map[uint64]bool{}
+	for _, p := range c.Peers {
+		if p == None {
+			bad("peer id must not be 0")
+		}
+		if seen[p] {
+			bad("peer id %d is listed twice", p)
+		}
+		seen[p] = true
+	}
+
+	if c.HeartbeatInterval <= 0 {
+		bad("heartbeat interval must be positive, got %v", c.HeartbeatInterval)
+	}
+	if c.ElectionTimeoutMin <= 0 {
+		bad("election timeout min must be positive, got %v", c.ElectionTimeoutMin)
+	}
+	if c.ElectionTimeoutMax < c.ElectionTimeoutMin {
+		bad("election timeout max (%v) must not be below the min (%v)", c.ElectionTimeoutMax, c.ElectionTimeoutMin)
+	}
+	if c.LeaseDuration <= 0 {
+		bad("lease duration must be positive, got %v", c.LeaseDuration)
+	}
+	if c.MaxClockDrift < 0 || c.MaxClockDrift >= MaxAllowedClockDrift || c.MaxClockDrift != c.MaxClockDrift {
+		bad("max clock drift must be in [0, %v), got %v", MaxAllowedClockDrift, c.MaxClockDrift)
+	}
+	// A follower must not start an election while the leader may still serve lease reads on
+	// the lease it granted; otherwise failover would routinely wait on a lease.
+	if c.LeaseDuration > 0 && c.ElectionTimeoutMin > 0 && c.LeaseDuration >= c.ElectionTimeoutMin {
+		bad("lease duration (%v) must be shorter than the minimum election timeout (%v)",
+			c.LeaseDuration, c.ElectionTimeoutMin)
+	}
+	// At least three heartbeat rounds per lease, so one lost round does not drop the lease.
+	if c.HeartbeatInterval > 0 && c.LeaseDuration > 0 && 3*c.HeartbeatInterval > c.LeaseDuration {
+		bad("heartbeat interval (%v) must be at most a third of the lease duration (%v)",
+			c.HeartbeatInterval, c.LeaseDuration)
+	}
+	if c.MaxStaleness < 0 {
+		bad("max staleness must not be negative, got %v", c.MaxStaleness)
+	}
+	if c.MaxInflightMsgs < 0 {
+		bad("max inflight messages must not be negative, got %d", c.MaxInflightMsgs)
+	}
+	return errors.Join(errs...)
+}
+
+// minDriftFactor is (1 − MaxClockDrift): the share of a lease a leader may count on.
+func (c *Config) minDriftFactor() float64 { return 1 - c.MaxClockDrift }
+
+// scaleDown returns d × (1 − drift), the part of a lease that is safe on this node's clock.
+func (c *Config) scaleDown(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * c.minDriftFactor())
+}
+
+// scaleUp returns d / (1 − drift): how long this node must wait, on its own clock, to be sure
+// that d has passed on any other node's clock.
+func (c *Config) scaleUp(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / c.minDriftFactor())
+}
