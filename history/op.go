@@ -1,0 +1,172 @@
+// Package history records the operations clients performed on a georaft key-value store and
+// checks them: writes and linearizable reads (lease, index, log) against a per-key register
+// model with porcupine, and stale reads against what was really written.
+//
+// Times are int64 nanoseconds on one clock shared by every client of a history: true virtual
+// time in the simulator, a monotonic clock in a process that runs all the clients. An
+// operation whose outcome is unknown (a write that timed out) may or may not have taken
+// effect, at any time after its call; the checker models it as returning at +infinity.
+package history
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Kind is what an operation does to its key.
+type Kind uint8
+
+const (
+	// Set writes Value to Key.
+	Set Kind = iota + 1
+	// Delete removes Key.
+	Delete
+	// Get reads Key with the consistency in Op.Mode.
+	Get
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Set:
+		return "set"
+	case Delete:
+		return "del"
+	case Get:
+		return "get"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Mode is the consistency a Get was served with. It mirrors raft.ReadMode by name; history
+// imports nothing from georaft so that every layer can use it.
+type Mode uint8
+
+const (
+	// ModeLease: answered by a leader holding a lease. Linearizable.
+	ModeLease Mode = iota
+	// ModeIndex: ReadIndex, confirmed by a quorum round. Linearizable.
+	ModeIndex
+	// ModeLog: the read went through the log like a write. Linearizable.
+	ModeLog
+	// ModeStale: answered by any node from local state. Not linearizable; checked only for
+	// returning something that was really written.
+	ModeStale
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeLease:
+		return "lease"
+	case ModeIndex:
+		return "index"
+	case ModeLog:
+		return "log"
+	case ModeStale:
+		return "stale"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// ParseMode accepts the names Mode.String returns.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range []Mode{ModeLease, ModeIndex, ModeLog, ModeStale} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown read mode %q: want lease, index, log or stale", s)
+}
+
+// Linearizable reports whether reads in mode m must be linearizable.
+func (m Mode) Linearizable() bool { return m != ModeStale }
+
+// Outcome is what the client learned about an operation.
+type Outcome uint8
+
+const (
+	// Pending: no answer yet. A history checked with pending operations treats them as
+	// Unknown (the client may have crashed mid-call).
+	Pending Outcome = iota
+	// OK: the operation took effect, and for a Get, Found and Value are what it read.
+	OK
+	// Failed: the operation definitely did not take effect (refused before being proposed).
+	// It is left out of the check; a read that observes a failed write's value is a
+	// violation.
+	Failed
+	// Unknown: the operation may or may not have taken effect (timeout, connection lost
+	// after sending). A write is modelled as possibly applied at any time after its call; a
+	// read with an unknown outcome constrains nothing and is left out.
+	Unknown
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Pending:
+		return "pending"
+	case OK:
+		return "ok"
+	case Failed:
+		return "failed"
+	case Unknown:
+		return "unknown"
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// Op is one client operation: its input, when it was called and returned, and its output.
+type Op struct {
+	ClientID int
+	Kind     Kind
+	Key      string
+	// Value is the value written (Set) or read (Get with Found).
+	Value string
+	// Found reports whether a Get found the key.
+	Found bool
+	// Mode is the consistency that served a Get (after any fallback, e.g. a lease read the
+	// leader served as an index read).
+	Mode Mode
+
+	// Call and Return are the invocation and response times. Return is ignored for an
+	// operation whose Outcome is Unknown or Pending.
+	Call, Return int64
+	Outcome      Outcome
+	// Err is the error the client saw, for Failed and Unknown operations.
+	Err string
+	// Note is free text shown in the visualization, e.g. which node served the operation.
+	Note string
+}
+
+// String renders the operation as one line, e.g. `c3 get(x) lease -> "v7" [10, 25]`.
+func (op Op) String() string {
+	var s string
+	switch op.Kind {
+	case Set:
+		s = fmt.Sprintf("c%d set(%s, %s)", op.ClientID, op.Key, strconv.Quote(op.Value))
+	case Delete:
+		s = fmt.Sprintf("c%d del(%s)", op.ClientID, op.Key)
+	case Get:
+		s = fmt.Sprintf("c%d get(%s) %s", op.ClientID, op.Key, op.Mode)
+		if op.Outcome == OK {
+			if op.Found {
+				s += " -> " + strconv.Quote(op.Value)
+			} else {
+				s += " -> not found"
+			}
+		}
+	default:
+		s = fmt.Sprintf("c%d %s(%s)", op.ClientID, op.Kind, op.Key)
+	}
+	switch op.Outcome {
+	case OK:
+		s += fmt.Sprintf(" [%d, %d]", op.Call, op.Return)
+	default:
+		s += fmt.Sprintf(" [%d, %s]", op.Call, op.Outcome)
+		if op.Err != "" {
+			s += " (" + op.Err + ")"
+		}
+	}
+	if op.Note != "" {
+		s += " " + op.Note
+	}
+	return s
+}
