@@ -1,0 +1,301 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+)
+
+// ReadMode is the consistency a read asks for.
+type ReadMode uint8
+
+const (
+	// ReadLease: the leader answers from local state while it holds its lease. Linearizable,
+	// one round trip to the leader.
+	ReadLease ReadMode = iota
+	// ReadIndex: the leader confirms its leadership with a heartbeat quorum first.
+	// Linearizable.
+	ReadIndex
+	// ReadLog: the read goes through the replicated log like a write. Linearizable.
+	ReadLog
+	// ReadStale: any node answers from local state within its staleness bound. May be stale.
+	ReadStale
+)
+
+// ReadModes lists every mode, in the order of their names in docs and flags.
+var ReadModes = []ReadMode{ReadLease, ReadIndex, ReadLog, ReadStale}
+
+func (m ReadMode) String() string {
+	switch m {
+	case ReadLease:
+		return "lease"
+	case ReadIndex:
+		return "index"
+	case ReadLog:
+		return "log"
+	case ReadStale:
+		return "stale"
+	}
+	return fmt.Sprintf("readmode(%d)", uint8(m))
+}
+
+// ParseReadMode accepts the names String returns, in any case.
+func ParseReadMode(s string) (ReadMode, error) {
+	for _, m := range ReadModes {
+		if strings.EqualFold(strings.TrimSpace(s), m.String()) {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown read mode %q: want lease, index, log or stale", s)
+}
+
+func (m ReadMode) proto() georaftv1.ReadMode {
+	switch m {
+	case ReadIndex:
+		return georaftv1.ReadMode_READ_MODE_INDEX
+	case ReadLog:
+		return georaftv1.ReadMode_READ_MODE_LOG
+	case ReadStale:
+		return georaftv1.ReadMode_READ_MODE_STALE
+	}
+	return georaftv1.ReadMode_READ_MODE_LEASE
+}
+
+// readModeFromProto maps the wire value back; an unspecified one means lease, as the
+// protocol says.
+func readModeFromProto(m georaftv1.ReadMode) ReadMode {
+	switch m {
+	case georaftv1.ReadMode_READ_MODE_INDEX:
+		return ReadIndex
+	case georaftv1.ReadMode_READ_MODE_LOG:
+		return ReadLog
+	case georaftv1.ReadMode_READ_MODE_STALE:
+		return ReadStale
+	}
+	return ReadLease
+}
+
+// Header says who answered an operation and where its log stood.
+type Header struct {
+	// NodeID is the node that answered; Endpoint the address the client reached it by.
+	NodeID   uint64
+	Endpoint string
+	Term     uint64
+	LeaderID uint64
+	// AppliedIndex is the applied index the answer reflects.
+	AppliedIndex uint64
+	// Attempts counts the RPCs the operation took (1 when nothing was retried).
+	Attempts int
+}
+
+func header(h *georaftv1.ResponseHeader, ep *endpoint, attempts int) Header {
+	return Header{NodeID: h.GetNodeId(), Endpoint: ep.addr, Term: h.GetTerm(),
+		LeaderID: h.GetLeaderId(), AppliedIndex: h.GetAppliedIndex(), Attempts: attempts}
+}
+
+// WriteResult is the outcome of Set or Delete.
+type WriteResult struct {
+	Header
+	// Index is the log index at which the write was committed.
+	Index uint64
+	// Existed (Delete only) says whether the key existed when the delete was applied.
+	Existed bool
+	// Session is the write session the write (and each of its retries) carried.
+	Session WriteSession
+}
+
+// GetResult is the outcome of Get. A missing key is Found == false, not an error.
+type GetResult struct {
+	Header
+	Found bool
+	Value []byte
+	// Requested is the mode asked for; Served the mode that actually served the read (a
+	// lease read on a leader still waiting out an older lease is served as an index read).
+	Requested ReadMode
+	Served    ReadMode
+}
+
+// Set stores value under key. It returns once the write is committed and applied.
+func (c *Client) Set(ctx context.Context, key string, value []byte) (WriteResult, error) {
+	s, ws := c.sessions.acquire()
+	defer c.sessions.release(s)
+	req := &georaftv1.SetRequest{Key: []byte(key), Value: value,
+		Session: &georaftv1.WriteSession{ClientId: ws.ClientID, Sequence: ws.Sequence}}
+	var resp *georaftv1.SetResponse
+	ep, attempts, err := c.run(ctx, "set", toLeader, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.kv.Set(ctx, req)
+		resp = r
+		return err
+	})
+	if err != nil {
+		return WriteResult{Session: ws}, err
+	}
+	c.learn(ep, resp.GetHeader().GetNodeId(), "")
+	return WriteResult{Header: header(resp.GetHeader(), ep, attempts), Index: resp.GetIndex(), Session: ws}, nil
+}
+
+// Delete removes key. Deleting a missing key succeeds with Existed == false.
+func (c *Client) Delete(ctx context.Context, key string) (WriteResult, error) {
+	s, ws := c.sessions.acquire()
+	defer c.sessions.release(s)
+	req := &georaftv1.DeleteRequest{Key: []byte(key),
+		Session: &georaftv1.WriteSession{ClientId: ws.ClientID, Sequence: ws.Sequence}}
+	var resp *georaftv1.DeleteResponse
+	ep, attempts, err := c.run(ctx, "delete", toLeader, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.kv.Delete(ctx, req)
+		resp = r
+		return err
+	})
+	if err != nil {
+		return WriteResult{Session: ws}, err
+	}
+	c.learn(ep, resp.GetHeader().GetNodeId(), "")
+	return WriteResult{Header: header(resp.GetHeader(), ep, attempts), Index: resp.GetIndex(),
+		Existed: resp.GetExisted(), Session: ws}, nil
+}
+
+// Get reads key with the given consistency.
+func (c *Client) Get(ctx context.Context, key string, mode ReadMode) (GetResult, error) {
+	req := &georaftv1.GetRequest{Key: []byte(key), ReadMode: mode.proto()}
+	route := toLeader
+	if mode == ReadStale {
+		route = toLocal
+	}
+	var resp *georaftv1.GetResponse
+	ep, attempts, err := c.run(ctx, "get", route, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.kv.Get(ctx, req)
+		resp = r
+		return err
+	})
+	if err != nil {
+		return GetResult{Requested: mode}, err
+	}
+	c.learn(ep, resp.GetHeader().GetNodeId(), "")
+	served := readModeFromProto(resp.GetServedMode())
+	if resp.GetServedMode() == georaftv1.ReadMode_READ_MODE_UNSPECIFIED {
+		// A node that does not fill served_mode served what was asked.
+		served = mode
+	}
+	return GetResult{Header: header(resp.GetHeader(), ep, attempts), Found: resp.GetFound(),
+		Value: resp.GetValue(), Requested: mode, Served: served}, nil
+}
+
+// TransferResult is the outcome of TransferLeader.
+type TransferResult struct {
+	Header
+	LeaderID uint64
+	Term     uint64
+}
+
+// TransferLeader asks the leader to hand leadership to node target.
+func (c *Client) TransferLeader(ctx context.Context, target uint64) (TransferResult, error) {
+	if target == 0 {
+		return TransferResult{}, &InvalidArgumentError{Op: "transfer-leader", Field: "target_id", Description: "node id 0 is not a node"}
+	}
+	req := &georaftv1.TransferLeaderRequest{TargetId: target}
+	var resp *georaftv1.TransferLeaderResponse
+	ep, attempts, err := c.run(ctx, "transfer-leader", toLeader, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.kv.TransferLeader(ctx, req)
+		resp = r
+		return err
+	})
+	if err != nil {
+		return TransferResult{}, err
+	}
+	// The old leader answered; the next call should start at the new one.
+	c.mu.Lock()
+	if newLeader := c.byID[resp.GetLeaderId()]; newLeader != nil && resp.GetLeaderId() != 0 {
+		c.leader = newLeader
+	} else if c.leader == ep {
+		c.leader = nil
+	}
+	c.mu.Unlock()
+	return TransferResult{Header: Header{NodeID: ep.nodeID, Endpoint: ep.addr, Attempts: attempts},
+		LeaderID: resp.GetLeaderId(), Term: resp.GetTerm()}, nil
+}
+
+// NodeStatus is one endpoint's answer to Status, or why it gave none.
+type NodeStatus struct {
+	Endpoint string
+	Status   *georaftv1.StatusResponse // nil when Err is set
+	Err      error
+	// RTT is the round trip of the Status call.
+	RTT time.Duration
+}
+
+// Status asks the node behind one endpoint (any address, configured or not) for its
+// status, once, without retries: it describes that node, not the cluster.
+func (c *Client) Status(ctx context.Context, addr string) (*georaftv1.StatusResponse, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	ep := c.byAddr[addr]
+	if ep == nil {
+		var err error
+		if ep, err = c.dial(addr, false); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
+	defer cancel()
+	st, err := ep.kv.Status(ctx, &georaftv1.StatusRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("status of %s: %w", addr, err)
+	}
+	c.learn(ep, st.GetId(), st.GetRegion())
+	return st, nil
+}
+
+// StatusAll asks every configured endpoint for its status concurrently; the result has one
+// entry per endpoint, in configuration order, unreachable ones with Err set. It also caches
+// the leader that the answers agree on.
+func (c *Client) StatusAll(ctx context.Context) []NodeStatus {
+	addrs := c.Endpoints()
+	out := make([]NodeStatus, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			st, err := c.Status(ctx, addr)
+			out[i] = NodeStatus{Endpoint: addr, Status: st, Err: err, RTT: time.Since(start)}
+		}()
+	}
+	wg.Wait()
+	var leaderID, term uint64
+	for _, ns := range out {
+		if ns.Status != nil && ns.Status.GetRole() == georaftv1.Role_ROLE_LEADER && ns.Status.GetTerm() >= term {
+			leaderID, term = ns.Status.GetId(), ns.Status.GetTerm()
+		}
+	}
+	if leaderID != 0 {
+		c.mu.Lock()
+		if ep := c.byID[leaderID]; ep != nil {
+			c.leader = ep
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
+
+// Nodes returns the node ids the client knows, with the endpoint it uses for each, sorted.
+func (c *Client) Nodes() []Endpoint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Endpoint
+	for id, ep := range c.byID {
+		out = append(out, Endpoint{Address: ep.addr, NodeID: id, Region: ep.region})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out
+}
