@@ -1,0 +1,11 @@
+// Package lab runs georaft clusters on one machine: a local five-node cluster on loopback
+// ports, and an emulated five-region cluster whose every directed link goes through its own
+// toxiproxy proxy with half the region pair's round-trip time on each direction. It also
+// drives `make bench`: bring the emulated cluster up, pin the leader to us-central1, run the
+// benchmark from two client regions and print each measured p50 beside what the RTT matrix
+// predicts.
+//
+// Processes are started detached (own session, stdout and stderr to files, a PID file) so
+// that they outlive the command that started them, and are stopped only after their
+// /proc/PID/cmdline shows they are still the process that PID file names.
+package lab

@@ -1,0 +1,297 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Row names of the benchmark, as client/bench names them.
+const (
+	RowLease = "lease"
+	RowIndex = "index"
+	RowLog   = "log"
+	RowStale = "stale"
+	RowWrite = "write"
+)
+
+// Prediction is what the RTT matrix says a row's p50 should be, with its reasoning.
+type Prediction struct {
+	P50   time.Duration
+	Basis string
+}
+
+// PredictionInput is what the model needs: where the nodes are, who leads, where the
+// client is and what an fsync costs.
+type PredictionInput struct {
+	Model        LinkModel
+	NodeRegions  map[uint64]string
+	LeaderID     uint64
+	ClientRegion string
+	Fsync        time.Duration
+}
+
+// Predict gives each row's physical floor:
+//
+//	lease ≈ RTT(client, leader)
+//	index ≈ RTT(client, leader) + quorum RTT (leader to the peer that completes a majority)
+//	log   ≈ index + one fsync (the follower's, before it acknowledges; the leader's overlaps)
+//	write ≈ log
+//	stale ≈ RTT(client, nearest node)
+//
+// RTTs are the emulation's targets (scaled, intra-region RTT within a region).
+func Predict(in PredictionInput) (map[string]Prediction, error) {
+	leaderRegion, ok := in.NodeRegions[in.LeaderID]
+	if !ok {
+		return nil, fmt.Errorf("predict: leader %d is not among the nodes", in.LeaderID)
+	}
+	toLeader, err := in.Model.RTT(in.ClientRegion, leaderRegion)
+	if err != nil {
+		return nil, fmt.Errorf("predict: client to leader: %w", err)
+	}
+	quorum, quorumPeer, err := quorumRTT(in.Model, in.NodeRegions, in.LeaderID)
+	if err != nil {
+		return nil, err
+	}
+	nearest, nearestID := time.Duration(-1), uint64(0)
+	for _, id := range sortedIDs(in.NodeRegions) {
+		d, err := in.Model.RTT(in.ClientRegion, in.NodeRegions[id])
+		if err != nil {
+			return nil, fmt.Errorf("predict: client to node %d: %w", id, err)
+		}
+		if nearest < 0 || d < nearest {
+			nearest, nearestID = d, id
+		}
+	}
+	clientPart := fmt.Sprintf("RTT %s->leader %s %s", in.ClientRegion, leaderRegion, fmtMillis(toLeader))
+	quorumPart := fmt.Sprintf("quorum RTT %s->%s %s", leaderRegion, in.NodeRegions[quorumPeer], fmtMillis(quorum))
+	fsyncPart := fmt.Sprintf("fsync %s", fmtMillis(in.Fsync))
+	logPrediction := Prediction{toLeader + quorum + in.Fsync, clientPart + " + " + quorumPart + " + " + fsyncPart}
+	return map[string]Prediction{
+		RowLease: {toLeader, clientPart},
+		RowIndex: {toLeader + quorum, clientPart + " + " + quorumPart},
+		RowLog:   logPrediction,
+		RowWrite: logPrediction,
+		RowStale: {nearest, fmt.Sprintf("RTT %s->nearest node %d (%s) %s", in.ClientRegion, nearestID, in.NodeRegions[nearestID], fmtMillis(nearest))},
+	}, nil
+}
+
+// quorumRTT is the round trip after which a leader has heard from a majority (itself
+// included): its RTT to the peer that completes the majority, the (n/2)th nearest.
+func quorumRTT(model LinkModel, regions map[uint64]string, leader uint64) (time.Duration, uint64, error) {
+	type peerRTT struct {
+		id  uint64
+		rtt time.Duration
+	}
+	var peers []peerRTT
+	for _, id := range sortedIDs(regions) {
+		if id == leader {
+			continue
+		}
+		d, err := model.RTT(regions[leader], regions[id])
+		if err != nil {
+			return 0, 0, fmt.Errorf("predict: leader to node %d: %w", id, err)
+		}
+		peers = append(peers, peerRTT{id, d})
+	}
+	acks := len(regions) / 2
+	if acks == 0 {
+		return 0, leader, nil
+	}
+	sort.SliceStable(peers, func(a, b int) bool { return peers[a].rtt < peers[b].rtt })
+	p := peers[acks-1]
+	return p.rtt, p.id, nil
+}
+
+func sortedIDs(m map[uint64]string) []uint64 {
+	ids := make([]uint64, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func fmtMillis(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64) + "ms"
+}
+
+// ProbeFsync measures the p50 of writing 4 KiB and fsyncing it in dir, the cost a WAL
+// append pays on this disk.
+func ProbeFsync(dir string, samples int) (time.Duration, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("fsync probe: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "fsync-probe-*")
+	if err != nil {
+		return 0, fmt.Errorf("fsync probe: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	block := make([]byte, 4096)
+	times := make([]time.Duration, 0, samples)
+	for range samples {
+		if _, err := f.Write(block); err != nil {
+			return 0, fmt.Errorf("fsync probe %s: %w", f.Name(), err)
+		}
+		start := time.Now()
+		if err := f.Sync(); err != nil {
+			return 0, fmt.Errorf("fsync probe %s: %w", f.Name(), err)
+		}
+		times = append(times, time.Since(start))
+	}
+	if len(times) == 0 {
+		return 0, fmt.Errorf("fsync probe in %s: no samples asked for", filepath.Clean(dir))
+	}
+	slices.Sort(times)
+	return times[len(times)/2], nil
+}
+
+// Histogram is a Prometheus histogram as exposed on /metrics, summed over label sets.
+type Histogram struct {
+	// Buckets maps each upper bound to the cumulative count at or under it.
+	Buckets map[float64]float64
+	Sum     float64
+	Count   float64
+}
+
+// Quantile interpolates linearly within the bucket holding q, as Prometheus's
+// histogram_quantile does.
+func (h Histogram) Quantile(q float64) (float64, bool) {
+	if h.Count == 0 || len(h.Buckets) == 0 {
+		return 0, false
+	}
+	bounds := make([]float64, 0, len(h.Buckets))
+	for b := range h.Buckets {
+		bounds = append(bounds, b)
+	}
+	slices.Sort(bounds)
+	rank := q * h.Count
+	prevBound, prevCount := 0.0, 0.0
+	for _, b := range bounds {
+		c := h.Buckets[b]
+		if c >= rank {
+			if math.IsInf(b, 1) {
+				return prevBound, true
+			}
+			if c == prevCount {
+				return b, true
+			}
+			return prevBound + (b-prevBound)*(rank-prevCount)/(c-prevCount), true
+		}
+		prevBound, prevCount = b, c
+	}
+	return prevBound, true
+}
+
+// ParseHistogram reads the histogram named name from Prometheus text exposition.
+func ParseHistogram(r io.Reader, name string) (Histogram, error) {
+	h := Histogram{Buckets: map[float64]float64{}}
+	found := false
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		metric, value, ok := splitSample(line)
+		if !ok {
+			continue
+		}
+		base, labels, _ := strings.Cut(metric, "{")
+		switch base {
+		case name + "_bucket":
+			le, ok := labelValue(labels, "le")
+			if !ok {
+				continue
+			}
+			bound, err := strconv.ParseFloat(le, 64)
+			if err != nil {
+				return Histogram{}, fmt.Errorf("metric %s: bad le %q: %w", name, le, err)
+			}
+			h.Buckets[bound] += value
+			found = true
+		case name + "_sum":
+			h.Sum += value
+			found = true
+		case name + "_count":
+			h.Count += value
+			found = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Histogram{}, fmt.Errorf("read metrics: %w", err)
+	}
+	if !found {
+		return Histogram{}, fmt.Errorf("metric %s not exposed", name)
+	}
+	return h, nil
+}
+
+func splitSample(line string) (metric string, value float64, ok bool) {
+	// A sample is NAME{LABELS} VALUE [TIMESTAMP]; label values may hold spaces.
+	end := strings.LastIndexByte(line, '}')
+	rest := line
+	if end >= 0 {
+		metric, rest = line[:end+1], line[end+1:]
+	} else {
+		i := strings.IndexByte(line, ' ')
+		if i < 0 {
+			return "", 0, false
+		}
+		metric, rest = line[:i], line[i:]
+	}
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		return "", 0, false
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return metric, v, true
+}
+
+func labelValue(labels, key string) (string, bool) {
+	for _, part := range strings.Split(strings.TrimSuffix(labels, "}"), ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if ok && k == key {
+			return strings.Trim(v, `"`), true
+		}
+	}
+	return "", false
+}
+
+// FetchHistogram scrapes one node's /metrics for a histogram.
+func FetchHistogram(ctx context.Context, metricsAddr, name string) (Histogram, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
+	if err != nil {
+		return Histogram{}, fmt.Errorf("scrape %s: %w", metricsAddr, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Histogram{}, fmt.Errorf("scrape %s: %w", metricsAddr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Histogram{}, fmt.Errorf("scrape %s: %s", metricsAddr, resp.Status)
+	}
+	h, err := ParseHistogram(resp.Body, name)
+	if err != nil {
+		return Histogram{}, fmt.Errorf("scrape %s: %w", metricsAddr, err)
+	}
+	return h, nil
+}
