@@ -10,23 +10,23 @@ import (
 type EventKind uint8
 
 const (
-	EventElectionTimeout EventKind = iota + 1 // no leader heard within the timeout: campaign
-	EventPreVoteFailed                        // a pre-vote round found no majority
-	EventVoteGranted                          // this node granted its vote to Peer
-	EventVoteDenied                           // this node refused Peer, Reason says why
-	EventBecameFollower                       // Peer is the leader (or None), Reason says why
-	EventBecameLeader                         // elected for Term
-	EventWaitingOldLease                      // leader waits Duration before lease reads
-	EventLeaseAcquired                        // lease held until Duration (local clock)
-	EventLeaseLost                            // lease lapsed or given up, Reason says why
-	EventSteppedDown                          // a leader became follower, Reason says why
-	EventCommitted                            // commit index advanced to Index
-	EventAppendAccepted                       // an append from Peer ending at Index was stored
-	EventAppendRejected                       // an append from Peer was refused, Reason says why
-	EventSnapshotSent                         // a snapshot at Index goes to Peer
-	EventSnapshotInstalled                    // a snapshot at Index replaced the log
-	EventTransferStarted                      // leadership transfer to Peer began
-	EventTransferAborted                      // leadership transfer to Peer gave up
+	EventElectionTimeout   EventKind = iota + 1 // no leader heard within the timeout: campaign
+	EventPreVoteFailed                          // a pre-vote round found no majority
+	EventVoteGranted                            // this node granted its vote to Peer
+	EventVoteDenied                             // this node refused Peer, Reason says why
+	EventBecameFollower                         // Peer is the leader (or None), Reason says why
+	EventBecameLeader                           // elected for Term
+	EventWaitingOldLease                        // leader waits Duration before lease reads
+	EventLeaseAcquired                          // lease held for Duration from At (local clock)
+	EventLeaseLost                              // lease lapsed or given up, Reason says why
+	EventSteppedDown                            // a leader became follower, Reason says why
+	EventCommitted                              // commit index advanced to Index
+	EventAppendAccepted                         // an append from Peer ending at Index was stored
+	EventAppendRejected                         // an append from Peer was refused, Reason says why
+	EventSnapshotSent                           // a snapshot at Index goes to Peer
+	EventSnapshotInstalled                      // a snapshot at Index replaced the log
+	EventTransferStarted                        // leadership transfer to Peer began
+	EventTransferAborted                        // leadership transfer to Peer gave up
 )
 
 // Event is one line of the human-readable story of a node. Fields not used by a kind are

@@ -1,0 +1,122 @@
+package raft
+
+import "fmt"
+
+func (r *Raft) stepFollower(m Message) error {
+	switch m.Type {
+	case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+		if r.lead == None {
+			r.becomeFollower(r.term, m.From, fmt.Sprintf("heard from the leader of term %d", r.term))
+		} else if r.lead != m.From {
+			return fmt.Errorf("raft: node %d sent %v as leader of term %d, whose leader is node %d", m.From, m.Type, m.Term, r.lead)
+		}
+	}
+	switch m.Type {
+	case MsgApp:
+		r.leaderContact(m)
+		return r.handleAppend(m)
+	case MsgHeartbeat:
+		r.leaderContact(m)
+		r.commitTo(min(m.Commit, r.log.lastIndex()))
+		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round})
+	case MsgSnap:
+		r.leaderContact(m)
+		r.handleSnapshot(m)
+	case MsgTimeoutNow:
+		// The leader gave up its lease and asks this node to take over now: no pre-vote, and
+		// the wait is only what the leader itself still had to wait for.
+		r.becomeCandidate(true, m.LeaseRemaining)
+	}
+	return nil
+}
+
+// leaderContact records a message from the leader of this term: it resets the election
+// timer and, for the lease rule, notes that the leader may serve reads for a lease from now.
+func (r *Raft) leaderContact(m Message) {
+	r.lastLeaderContact = r.now
+	r.hasLeaderContact = true
+	r.knownLeaseUntil = max(r.knownLeaseUntil, r.now+max(m.LeaseDuration, r.cfg.LeaseDuration))
+	r.resetElectionDeadline()
+}
+
+// handleAppend stores the entries of a MsgApp whose previous entry matches, truncating the
+// log only where it really conflicts, and never at or below the commit index.
+func (r *Raft) handleAppend(m Message) error {
+	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round}
+	prevIndex, prevTerm, ents := m.Index, m.LogTerm, m.Entries
+	committed := r.log.committed
+	if prevIndex < committed {
+		// An old or duplicate append: what it holds up to the commit index is already here.
+		skip := committed - prevIndex
+		if skip >= uint64(len(ents)) {
+			resp.Index = committed
+			r.send(resp)
+			return nil
+		}
+		ourTerm, _ := r.log.term(committed)
+		if ents[skip-1].Term != ourTerm {
+			return fmt.Errorf("raft: append from node %d has term %d at index %d, below our commit index, where we have term %d: safety violated",
+				m.From, ents[skip-1].Term, committed, ourTerm)
+		}
+		prevIndex, prevTerm, ents = committed, ourTerm, ents[skip:]
+	}
+	if !r.log.matchTerm(prevIndex, prevTerm) {
+		resp.Reject = true
+		resp.Index = prevIndex
+		last := r.log.lastIndex()
+		if prevIndex > last {
+			resp.ConflictIndex = last + 1
+			resp.RejectReason = fmt.Sprintf("no entry at prev index %d: log ends at %d", prevIndex, last)
+		} else {
+			t, _ := r.log.term(prevIndex)
+			resp.ConflictTerm = t
+			resp.ConflictIndex = r.log.firstIndexOfTerm(t, prevIndex)
+			resp.RejectReason = fmt.Sprintf("entry at prev index %d has term %d, leader has %d", prevIndex, t, prevTerm)
+		}
+		r.event(Event{Kind: EventAppendRejected, Peer: m.From, Index: prevIndex, Reason: resp.RejectReason})
+		r.send(resp)
+		return nil
+	}
+	lastNew := prevIndex + uint64(len(ents))
+	for i := range ents {
+		e := &ents[i]
+		if e.Index > r.log.lastIndex() {
+			r.log.entries = append(r.log.entries, ents[i:]...)
+			break
+		}
+		if t, _ := r.log.term(e.Index); t != e.Term {
+			if e.Index <= r.log.committed {
+				return fmt.Errorf("raft: append from node %d conflicts with committed entry %d (term %d here, %d from the leader): safety violated",
+					m.From, e.Index, t, e.Term)
+			}
+			r.log.truncateFrom(e.Index)
+			r.log.entries = append(r.log.entries, ents[i:]...)
+			break
+		}
+	}
+	r.commitTo(min(m.Commit, lastNew))
+	resp.Index = lastNew
+	r.send(resp)
+	if len(m.Entries) > 0 {
+		r.event(Event{Kind: EventAppendAccepted, Peer: m.From, Index: lastNew})
+	}
+	return nil
+}
+
+// handleSnapshot installs a snapshot the leader sent if it moves this node past its commit
+// index; the node already stored the snapshot's bytes before stepping the message.
+func (r *Raft) handleSnapshot(m Message) {
+	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round}
+	meta := m.Snapshot
+	if meta.Index <= r.log.committed {
+		// Only the committed prefix is known to match the leader's log.
+		resp.Index = r.log.committed
+		r.send(resp)
+		return
+	}
+	r.log.restore(meta)
+	r.pendingSnapshot = &meta
+	r.event(Event{Kind: EventSnapshotInstalled, Peer: m.From, Index: meta.Index})
+	resp.Index = meta.Index
+	r.send(resp)
+}

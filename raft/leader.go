@@ -1,0 +1,274 @@
+package raft
+
+import (
+	"fmt"
+	"slices"
+)
+
+func (r *Raft) stepLeader(m Message, from int) error {
+	pr := &r.progress[from]
+	pr.lastContact = r.now
+	switch m.Type {
+	case MsgAppResp:
+		r.recordAck(pr, m)
+		if m.Reject {
+			r.handleAppendReject(pr, m)
+		} else {
+			r.handleAppendSuccess(pr, m.Index)
+		}
+	case MsgSnapResp:
+		if pr.state == ProgressSnapshot && m.Reject {
+			pr.pendingSnapshot = 0
+			pr.becomeProbe()
+			r.appendPending = true
+		} else if !m.Reject {
+			r.handleAppendSuccess(pr, m.Index)
+		}
+	case MsgHeartbeatResp:
+		r.recordAck(pr, m)
+		if pr.state == ProgressProbe && pr.probeSent && m.SentAt >= pr.probeSentAt {
+			// The heartbeat left after the probe and came back without the probe's
+			// answer before it: the probe or its answer was lost.
+			pr.probeSent = false
+		}
+		if pr.match < r.log.lastIndex() || pr.sentCommit < r.log.committed {
+			r.appendPending = true
+		}
+	case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+		// Same term, another leader: impossible unless safety broke.
+		return fmt.Errorf("raft: node %d sent %v in term %d, which this node leads", m.From, m.Type, m.Term)
+	}
+	return nil
+}
+
+// recordAck notes the lease and ReadIndex bookkeeping a follower echoed back.
+func (r *Raft) recordAck(pr *progress, m Message) {
+	if !pr.hasAcked || m.SentAt > pr.ackedSentAt {
+		pr.ackedSentAt = m.SentAt
+	}
+	pr.ackedRound = max(pr.ackedRound, m.Round)
+	pr.hasAcked = true
+	r.renewLease()
+	r.confirmReads()
+}
+
+func (r *Raft) handleAppendSuccess(pr *progress, index uint64) {
+	if index > r.log.lastIndex() {
+		// Acknowledges entries this leader never sent: ignore rather than corrupt match.
+		return
+	}
+	moved := pr.acknowledge(index)
+	switch pr.state {
+	case ProgressProbe:
+		pr.becomeReplicate()
+	case ProgressSnapshot:
+		if pr.match >= pr.pendingSnapshot {
+			pr.becomeReplicate()
+		}
+	case ProgressReplicate:
+		pr.inflights.freeThrough(index)
+	}
+	if moved {
+		r.maybeCommit()
+		r.maybeStartTransfer()
+	}
+	if pr.next <= r.log.lastIndex() || pr.sentCommit < r.log.committed {
+		r.appendPending = true
+	}
+}
+
+// handleAppendReject backs next off using the follower's conflict hint: to just after the
+// leader's last entry of the follower's conflicting term if the leader has that term, else to
+// the first index the follower holds of it.
+func (r *Raft) handleAppendReject(pr *progress, m Message) {
+	if m.Index <= pr.match {
+		return // stale: the follower already matched at or beyond it
+	}
+	if pr.state == ProgressProbe && m.Index+1 != pr.next {
+		return // answer to an older probe
+	}
+	if pr.state == ProgressSnapshot {
+		return
+	}
+	next := m.ConflictIndex
+	if m.ConflictTerm > 0 {
+		if i, ok := r.log.lastIndexOfTerm(m.ConflictTerm, m.Index); ok {
+			next = i + 1
+		}
+	}
+	next = max(min(next, m.Index), pr.match+1)
+	if next == 0 {
+		next = 1
+	}
+	pr.becomeProbe()
+	pr.next = next
+	r.appendPending = true
+}
+
+// maybeCommit advances the commit index to the highest index a quorum holds, if that entry is
+// of this term (Raft §5.4.2, Figure 8). The leader counts itself only for persisted entries.
+func (r *Raft) maybeCommit() {
+	idx := r.scratchIndexes[:0]
+	for i := range r.progress {
+		if i == r.self {
+			idx = append(idx, r.log.persisted)
+		} else {
+			idx = append(idx, r.progress[i].match)
+		}
+	}
+	slices.Sort(idx)
+	n := idx[len(idx)-r.quorum]
+	if n <= r.log.committed {
+		return
+	}
+	if t, _ := r.log.term(n); t != r.term {
+		return
+	}
+	r.commitTo(n)
+}
+
+// commitTo advances the commit index on any role.
+func (r *Raft) commitTo(n uint64) {
+	if n <= r.log.committed {
+		return
+	}
+	old := r.log.committed
+	r.log.committed = n
+	if r.role != Leader {
+		return
+	}
+	if r.cfg.MaxUncommittedBytes > 0 {
+		for i := max(old+1, r.log.firstIndex()); i <= n; i++ {
+			if e := r.log.at(i); e.Term == r.term {
+				r.uncommittedBytes -= min(r.uncommittedBytes, uint64(len(e.Data)))
+			}
+		}
+	}
+	r.appendPending = true
+	if !r.committedInTerm {
+		r.committedInTerm = true
+		r.releaseReadsAwaitingCommit()
+	}
+}
+
+// stamp fills the leader's lease and round bookkeeping into an append or heartbeat.
+func (r *Raft) stamp(m *Message, pr *progress) {
+	m.LeaseDuration = r.cfg.LeaseDuration
+	m.SentAt = r.now
+	m.Round = r.round
+	r.roundUsed = true
+	pr.sentRound = r.round
+}
+
+func (r *Raft) broadcastHeartbeat() {
+	for i := range r.progress {
+		if i != r.self {
+			r.sendHeartbeat(&r.progress[i])
+		}
+	}
+	r.heartbeatDeadline = r.now + r.cfg.HeartbeatInterval
+}
+
+func (r *Raft) sendHeartbeat(pr *progress) {
+	m := Message{Type: MsgHeartbeat, To: pr.id, Commit: min(pr.match, r.log.committed)}
+	r.stamp(&m, pr)
+	r.send(m)
+}
+
+// flushAppends builds the appends every follower is due, batching every entry proposed since
+// the last Ready, and the heartbeats a pending ReadIndex round needs.
+func (r *Raft) flushAppends() {
+	if r.role != Leader {
+		r.appendPending = false
+		r.reads.broadcastPending = false
+		return
+	}
+	if r.appendPending {
+		r.appendPending = false
+		for i := range r.progress {
+			if i != r.self {
+				r.sendAppends(&r.progress[i])
+			}
+		}
+	}
+	if r.reads.broadcastPending {
+		r.reads.broadcastPending = false
+		for i := range r.progress {
+			if pr := &r.progress[i]; i != r.self && pr.sentRound != r.round {
+				r.sendHeartbeat(pr)
+			}
+		}
+	}
+}
+
+// sendAppends sends pr what its state allows: one probe, a pipeline of appends up to the
+// inflight limits, a snapshot, or an empty append to carry a new commit index.
+func (r *Raft) sendAppends(pr *progress) {
+	last := r.log.lastIndex()
+	switch pr.state {
+	case ProgressSnapshot:
+		return
+	case ProgressProbe:
+		if pr.probeSent {
+			return
+		}
+		r.sendAppend(pr, last)
+		if pr.state == ProgressProbe {
+			pr.probeSent = true
+			pr.probeSentAt = r.now
+		}
+	case ProgressReplicate:
+		sent := false
+		for pr.next <= last && !pr.inflights.full() {
+			if !r.sendAppend(pr, last) {
+				return
+			}
+			sent = true
+		}
+		if !sent && pr.sentCommit < r.log.committed && pr.match+1 >= pr.next {
+			// Idle follower: tell it the new commit index.
+			r.sendAppend(pr, last)
+		}
+	}
+}
+
+// sendAppend sends one MsgApp starting at pr.next (a snapshot if those entries are compacted)
+// and reports whether an append went out.
+func (r *Raft) sendAppend(pr *progress, last uint64) bool {
+	prev := pr.next - 1
+	prevTerm, ok := r.log.term(prev)
+	if !ok {
+		r.sendSnapshot(pr)
+		return false
+	}
+	m := Message{Type: MsgApp, To: pr.id, Index: prev, LogTerm: prevTerm, Commit: r.log.committed}
+	if pr.next <= last {
+		hi, bytes := pr.next, uint64(len(r.log.at(pr.next).Data))
+		for hi < last {
+			size := uint64(len(r.log.at(hi + 1).Data))
+			if bytes+size > r.cfg.MaxSizePerMsg {
+				break
+			}
+			bytes += size
+			hi++
+		}
+		m.Entries = r.log.slice(pr.next, hi)
+		if pr.state == ProgressReplicate {
+			pr.inflights.add(hi, bytes)
+			pr.next = hi + 1
+		}
+	}
+	r.stamp(&m, pr)
+	pr.sentCommit = m.Commit
+	r.send(m)
+	return true
+}
+
+func (r *Raft) sendSnapshot(pr *progress) {
+	snap := r.log.snapshot
+	pr.becomeSnapshot(snap.Index)
+	m := Message{Type: MsgSnap, To: pr.id, Snapshot: snap, Index: snap.Index, LogTerm: snap.Term}
+	r.stamp(&m, pr)
+	r.send(m)
+	r.event(Event{Kind: EventSnapshotSent, Peer: pr.id, Index: snap.Index})
+}

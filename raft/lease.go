@@ -1,0 +1,78 @@
+package raft
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// leaseStart is the latest s such that a quorum, this leader included (as now), answered a
+// message sent at or after s in this term. ok is false until a quorum has answered.
+func (r *Raft) leaseStart() (start time.Duration, ok bool) {
+	times := r.scratchTimes[:0]
+	for i := range r.progress {
+		switch {
+		case i == r.self:
+			times = append(times, r.now)
+		case r.progress[i].hasAcked:
+			times = append(times, r.progress[i].ackedSentAt)
+		}
+	}
+	if len(times) < r.quorum {
+		return 0, false
+	}
+	slices.Sort(times)
+	return times[len(times)-r.quorum], true
+}
+
+// renewLease extends the lease to what the quorum's acknowledgements support.
+func (r *Raft) renewLease() {
+	start, ok := r.leaseStart()
+	if !ok {
+		return
+	}
+	r.leaseExpiry = max(r.leaseExpiry, start+r.cfg.scaleDown(r.cfg.LeaseDuration))
+	if start > r.lastLeaderContact {
+		r.lastLeaderContact = start
+	}
+	r.hasLeaderContact = true
+}
+
+// leaseHeld reports whether this leader may answer a lease read now (see doc.go).
+func (r *Raft) leaseHeld() bool {
+	return r.role == Leader && !r.leaseRelinquished && r.committedInTerm &&
+		r.now >= r.waitUntil && r.now < r.leaseExpiry
+}
+
+func (r *Raft) leaseState() LeaseState {
+	switch {
+	case r.role != Leader:
+		return LeaseNone
+	case r.leaseRelinquished:
+		return LeaseRelinquished
+	case !r.committedInTerm || r.now < r.waitUntil:
+		return LeaseWaiting
+	case r.now < r.leaseExpiry:
+		return LeaseHeld
+	}
+	return LeaseNone
+}
+
+// updateLease renews the lease and reports the moments it starts or stops being held.
+func (r *Raft) updateLease() {
+	if r.role != Leader {
+		return
+	}
+	r.renewLease()
+	held := r.leaseHeld()
+	if held == r.leaseHeldReported {
+		return
+	}
+	r.leaseHeldReported = held
+	if held {
+		r.event(Event{Kind: EventLeaseAcquired, Duration: r.leaseExpiry - r.now})
+		return
+	}
+	r.event(Event{Kind: EventLeaseLost, Reason: fmt.Sprintf(
+		"expired: no quorum answered a message sent in the last %v", r.cfg.scaleDown(r.cfg.LeaseDuration))})
+}

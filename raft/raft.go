@@ -1,0 +1,765 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// Restored is what a node read back from disk. Entries follow Snapshot.Index contiguously.
+type Restored struct {
+	HardState HardState
+	Snapshot  SnapshotMeta
+	Entries   []Entry
+	Applied   uint64 // index the state machine already reflects (the snapshot's, normally)
+}
+
+// never is the deadline of a timer that is not running.
+const never = time.Duration(math.MaxInt64)
+
+// Raft is one node's consensus core. It is not safe for concurrent use: the caller serializes
+// every call.
+type Raft struct {
+	cfg    Config
+	id     uint64
+	peers  []uint64 // every voter, sorted, this node included
+	self   int      // index of id in peers
+	quorum int
+	rng    *rand.Rand
+
+	now time.Duration
+
+	term uint64
+	vote uint64
+	role Role
+	lead uint64
+	log  raftLog
+
+	electionDeadline  time.Duration
+	heartbeatDeadline time.Duration
+
+	// lastLeaderContact is when a leader of this node's term last reached it; for stale
+	// reads and leader stickiness.
+	lastLeaderContact time.Duration
+	hasLeaderContact  bool
+
+	// Campaign state. votes holds each peer's answer in the current round: 0 none, +1
+	// granted, −1 refused.
+	votes            []int8
+	transferCampaign bool
+
+	// Leader state, indexed like peers (the entry at self is unused).
+	progress         []progress
+	becameLeaderAt   time.Duration
+	round            uint64
+	roundUsed        bool // a message already carried round, so a new read needs a new one
+	appendPending    bool // appends may need building at the next Ready
+	uncommittedBytes uint64
+	committedInTerm  bool
+
+	// Leases (see doc.go). waitUntil is, on a candidate, the end of the longest lease its
+	// voters reported, and on a leader, when lease reads may start.
+	waitUntil         time.Duration
+	leaseExpiry       time.Duration
+	leaseRelinquished bool
+	leaseHeldReported bool
+	knownLeaseUntil   time.Duration
+
+	transferTarget   uint64
+	transferDeadline time.Duration
+	transferStarted  bool
+
+	reads readQueue
+
+	// Output gathered for the next Ready.
+	msgs             []Message
+	msgsAfterPersist []Message
+	events           []Event
+	readStates       []ReadState
+	droppedReads     []DroppedRead
+	pendingSnapshot  *SnapshotMeta
+	prevHardState    HardState
+	lastCommitEvent  uint64
+	readyOutstanding bool
+
+	scratchIndexes []uint64
+	scratchTimes   []time.Duration
+}
+
+// New builds a core from its configuration and what the node read back from disk, at time
+// now on the node's clock. A brand new node passes a zero Restored.
+func New(cfg Config, state Restored, now time.Duration) (*Raft, error) {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("raft: invalid config: %w", err)
+	}
+	if err := checkRestored(state); err != nil {
+		return nil, fmt.Errorf("raft: invalid restored state: %w", err)
+	}
+	peers := slices.Clone(cfg.Peers)
+	slices.Sort(peers)
+	if state.HardState.Vote != None && !slices.Contains(peers, state.HardState.Vote) {
+		return nil, fmt.Errorf("raft: invalid restored state: vote for node %d, which is not among the peers %v",
+			state.HardState.Vote, peers)
+	}
+	r := &Raft{
+		cfg:    cfg,
+		id:     cfg.ID,
+		peers:  peers,
+		self:   slices.Index(peers, cfg.ID),
+		quorum: len(peers)/2 + 1,
+		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), cfg.ID)),
+		now:    now,
+		term:   state.HardState.Term,
+		vote:   state.HardState.Vote,
+		role:   Follower,
+		votes:  make([]int8, len(peers)),
+
+		progress:       make([]progress, len(peers)),
+		scratchIndexes: make([]uint64, 0, len(peers)),
+		scratchTimes:   make([]time.Duration, 0, len(peers)),
+		// This node may have acknowledged a leader just before it last stopped and
+		// forgotten it: assume a lease runs from now.
+		knownLeaseUntil:   now + cfg.LeaseDuration,
+		heartbeatDeadline: never,
+		transferDeadline:  never,
+	}
+	for i, p := range peers {
+		r.progress[i].id = p
+	}
+	r.log.snapshot = state.Snapshot
+	r.log.entries = slices.Clone(state.Entries)
+	last := r.log.lastIndex()
+	r.log.committed = max(min(state.HardState.Commit, last), state.Snapshot.Index, state.Applied)
+	r.log.applied = state.Applied
+	r.log.applying = state.Applied
+	r.log.persisted = last
+	r.log.handedOut = last
+	r.prevHardState = r.hardState()
+	r.lastCommitEvent = r.log.committed
+	r.resetElectionDeadline()
+	return r, nil
+}
+
+func (r *Raft) hardState() HardState {
+	return HardState{Term: r.term, Vote: r.vote, Commit: r.log.committed}
+}
+
+func (r *Raft) peerIndex(id uint64) int {
+	for i, p := range r.peers {
+		if p == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *Raft) event(e Event) {
+	e.At = r.now
+	if e.Term == 0 {
+		e.Term = r.term
+	}
+	r.events = append(r.events, e)
+}
+
+// send queues m. Requests a leader makes go out at once; everything else waits for the
+// HardState and entries of the same Ready to be durable.
+func (r *Raft) send(m Message) {
+	m.From = r.id
+	if m.Term == 0 {
+		m.Term = r.term
+	}
+	switch m.Type {
+	case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+		r.msgs = append(r.msgs, m)
+	default:
+		r.msgsAfterPersist = append(r.msgsAfterPersist, m)
+	}
+}
+
+// resetElectionDeadline draws a new randomized election timeout in [min, max).
+func (r *Raft) resetElectionDeadline() {
+	timeout := r.cfg.ElectionTimeoutMin
+	if spread := r.cfg.ElectionTimeoutMax - r.cfg.ElectionTimeoutMin; spread > 0 {
+		timeout += time.Duration(r.rng.Int64N(int64(spread)))
+	}
+	r.electionDeadline = r.now + timeout
+}
+
+// inLeaderContact reports whether this node heard from a live leader recently enough to
+// refuse a disruptive election (leader stickiness).
+func (r *Raft) inLeaderContact() bool {
+	if r.role == Leader {
+		return true
+	}
+	return r.lead != None && r.hasLeaderContact && r.now-r.lastLeaderContact < r.cfg.ElectionTimeoutMin
+}
+
+// Tick advances the node's clock to now and fires every timer that is due. A now earlier
+// than the latest one is ignored.
+func (r *Raft) Tick(now time.Duration) {
+	if now < r.now {
+		return
+	}
+	r.now = now
+	if r.role == Leader {
+		r.tickLeader()
+	} else if now >= r.electionDeadline {
+		if r.role == PreCandidate {
+			r.event(Event{Kind: EventPreVoteFailed, Reason: fmt.Sprintf(
+				"%d of %d pre-votes needed arrived before the election timeout", r.countVotes(1), r.quorum)})
+		}
+		r.event(Event{Kind: EventElectionTimeout})
+		r.campaign()
+	}
+	r.updateLease()
+}
+
+func (r *Raft) tickLeader() {
+	if r.transferTarget != None && r.now >= r.transferDeadline {
+		r.abortTransfer(fmt.Sprintf("node %d did not take over within %v", r.transferTarget, r.cfg.ElectionTimeoutMin))
+	}
+	if r.now >= r.checkQuorumDeadline() {
+		r.stepDown(r.term, None, "lost quorum contact: no reply from a quorum within "+r.cfg.ElectionTimeoutMin.String())
+		return
+	}
+	if r.now >= r.heartbeatDeadline {
+		r.broadcastHeartbeat()
+	}
+}
+
+// NextDeadline returns the earliest time at which Tick has work to do: an election or
+// heartbeat, a CheckQuorum step-down, a transfer timeout, the end of the old-lease wait or
+// of the lease. A driver may sleep until then if no message arrives.
+func (r *Raft) NextDeadline() time.Duration {
+	if r.role != Leader {
+		return r.electionDeadline
+	}
+	d := min(r.heartbeatDeadline, r.checkQuorumDeadline(), r.transferDeadline)
+	if !r.leaseRelinquished && r.committedInTerm {
+		if r.now < r.waitUntil {
+			d = min(d, r.waitUntil)
+		} else if r.now < r.leaseExpiry {
+			d = min(d, r.leaseExpiry)
+		}
+	}
+	return d
+}
+
+// Step processes one message from a peer, at the time of the latest Tick.
+func (r *Raft) Step(m Message) error {
+	if m.To != r.id {
+		return fmt.Errorf("%w: %v from node %d is for node %d, this is node %d", ErrStepLocalMsg, m.Type, m.From, m.To, r.id)
+	}
+	from := r.peerIndex(m.From)
+	if from < 0 || m.From == r.id {
+		return fmt.Errorf("%w: %v from node %d (peers %v)", ErrUnknownPeer, m.Type, m.From, r.peers)
+	}
+	if m.Type < MsgPreVote || m.Type > MsgTimeoutNow {
+		return fmt.Errorf("raft: message from node %d has unknown type %d", m.From, m.Type)
+	}
+	if m.Term == 0 {
+		return fmt.Errorf("raft: %v from node %d has term 0", m.Type, m.From)
+	}
+	if m.Type == MsgApp {
+		if err := checkAppend(m); err != nil {
+			return err
+		}
+	}
+	defer r.updateLease()
+
+	switch {
+	case m.Term > r.term:
+		if m.Type == MsgPreVote || (m.Type == MsgPreVoteResp && !m.Reject) {
+			// A pre-vote never changes anyone's term.
+			break
+		}
+		if m.Type == MsgVote && !m.Transfer && r.inLeaderContact() {
+			r.event(Event{Kind: EventVoteDenied, Peer: m.From, Reason: r.stickinessReason()})
+			return nil
+		}
+		lead := None
+		switch m.Type {
+		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+			lead = m.From
+		}
+		r.becomeFollower(m.Term, lead, fmt.Sprintf("higher term %d from node %d", m.Term, m.From))
+	case m.Term < r.term:
+		r.replyStale(m)
+		return nil
+	}
+
+	switch m.Type {
+	case MsgPreVote, MsgVote:
+		r.handleVoteRequest(m)
+		return nil
+	}
+
+	switch r.role {
+	case Leader:
+		return r.stepLeader(m, from)
+	case Candidate, PreCandidate:
+		return r.stepCandidate(m, from)
+	default:
+		return r.stepFollower(m)
+	}
+}
+
+// checkAppend rejects a malformed append before it can touch the log.
+func checkAppend(m Message) error {
+	prevTerm := m.LogTerm
+	for i, e := range m.Entries {
+		if e.Index != m.Index+1+uint64(i) {
+			return fmt.Errorf("raft: append from node %d: entry %d has index %d, want %d", m.From, i, e.Index, m.Index+1+uint64(i))
+		}
+		if e.Term < prevTerm || e.Term > m.Term {
+			return fmt.Errorf("raft: append from node %d: entry %d has term %d, outside [%d, %d]", m.From, e.Index, e.Term, prevTerm, m.Term)
+		}
+		prevTerm = e.Term
+	}
+	if m.Commit > m.Index+uint64(len(m.Entries)) && len(m.Entries) > 0 && m.Commit < m.Index {
+		return fmt.Errorf("raft: append from node %d: bad commit %d", m.From, m.Commit)
+	}
+	return nil
+}
+
+// replyStale answers a message from an older term so that its sender learns the newer term
+// and steps down; a stale response is dropped.
+func (r *Raft) replyStale(m Message) {
+	switch m.Type {
+	case MsgApp, MsgSnap:
+		r.send(Message{Type: MsgAppResp, To: m.From, Reject: true, Index: m.Index,
+			RejectReason: fmt.Sprintf("stale term %d < %d", m.Term, r.term), SentAt: m.SentAt, Round: m.Round})
+	case MsgHeartbeat:
+		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round})
+	case MsgPreVote:
+		r.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true,
+			RejectReason: fmt.Sprintf("pre-vote for term %d is behind our term %d", m.Term, r.term)})
+	case MsgVote:
+		r.send(Message{Type: MsgVoteResp, To: m.From, Reject: true,
+			RejectReason: fmt.Sprintf("vote request for term %d is behind our term %d", m.Term, r.term)})
+	}
+}
+
+func (r *Raft) stickinessReason() string {
+	if r.role == Leader {
+		return fmt.Sprintf("this node is the leader of term %d", r.term)
+	}
+	return fmt.Sprintf("heard from leader %d within election timeout", r.lead)
+}
+
+// handleVoteRequest answers MsgPreVote and MsgVote. The requester's term is already at most
+// ours (a higher-term MsgVote made us a follower of it; a pre-vote never changes terms).
+func (r *Raft) handleVoteRequest(m Message) {
+	pre := m.Type == MsgPreVote
+	respType := MsgVoteResp
+	if pre {
+		respType = MsgPreVoteResp
+	}
+	refuse := func(reason string) {
+		if pre {
+			reason = "pre-vote: " + reason
+		}
+		r.event(Event{Kind: EventVoteDenied, Peer: m.From, Reason: reason, Term: max(r.term, m.Term)})
+		resp := Message{Type: respType, To: m.From, Reject: true, RejectReason: reason}
+		if !pre {
+			resp.LeaseRemaining = r.leaseRemainingReport(m.Transfer)
+		}
+		r.send(resp)
+	}
+	if pre && !m.Transfer && r.inLeaderContact() {
+		refuse(r.stickinessReason())
+		return
+	}
+	canVote := r.vote == m.From || (r.vote == None && r.lead == None) || (pre && m.Term > r.term)
+	if !canVote {
+		if r.vote != None {
+			refuse(fmt.Sprintf("already voted for %d in term %d", r.vote, r.term))
+		} else {
+			refuse(fmt.Sprintf("node %d is the leader of term %d", r.lead, r.term))
+		}
+		return
+	}
+	if !r.log.isUpToDate(m.Index, m.LogTerm) {
+		refuse(fmt.Sprintf("candidate log is behind: last term %d index %d < ours %d index %d",
+			m.LogTerm, m.Index, r.log.lastTerm(), r.log.lastIndex()))
+		return
+	}
+	if pre {
+		// Granted pre-votes carry the term they were asked for, so the pre-candidate can
+		// tell them from answers to an older round.
+		r.send(Message{Type: MsgPreVoteResp, To: m.From, Term: m.Term})
+		return
+	}
+	r.vote = m.From
+	r.resetElectionDeadline()
+	r.event(Event{Kind: EventVoteGranted, Peer: m.From})
+	r.send(Message{Type: MsgVoteResp, To: m.From, LeaseRemaining: r.leaseRemainingReport(m.Transfer)})
+}
+
+// leaseRemainingReport is what a vote reply says about older leases: none on a transfer
+// campaign (the transferring leader gave its lease up), else what this node knows.
+func (r *Raft) leaseRemainingReport(transfer bool) time.Duration {
+	if transfer {
+		return 0
+	}
+	return max(0, r.knownLeaseUntil-r.now)
+}
+
+// countVotes counts the answers with value v (+1 granted, −1 refused) in the current round.
+func (r *Raft) countVotes(v int8) int {
+	n := 0
+	for _, x := range r.votes {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+// Campaign starts an election now, through a pre-vote like an election timeout would. It is
+// a no-op on a leader.
+func (r *Raft) Campaign() error {
+	if r.role == Leader {
+		return nil
+	}
+	r.campaign()
+	r.updateLease()
+	return nil
+}
+
+// campaign starts a pre-vote round for term+1.
+func (r *Raft) campaign() {
+	r.role = PreCandidate
+	r.lead = None
+	r.transferCampaign = false
+	clear(r.votes)
+	r.votes[r.self] = 1
+	r.resetElectionDeadline()
+	if r.countVotes(1) >= r.quorum {
+		r.becomeCandidate(false, 0)
+		return
+	}
+	for _, p := range r.peers {
+		if p != r.id {
+			r.send(Message{Type: MsgPreVote, To: p, Term: r.term + 1, Index: r.log.lastIndex(), LogTerm: r.log.lastTerm()})
+		}
+	}
+}
+
+// becomeCandidate starts a real election in a new term. A transfer campaign (on
+// MsgTimeoutNow) waits only for what the transferring leader still had to wait for,
+// inheritedWait from now; any other one starts from this node's own knowledge of leases,
+// since its own vote is part of the quorum that elects it.
+func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
+	r.role = Candidate
+	r.term++
+	r.vote = r.id
+	r.lead = None
+	r.transferCampaign = transfer
+	if transfer {
+		r.waitUntil = r.now + r.cfg.scaleUp(inheritedWait)
+	} else {
+		r.waitUntil = r.knownLeaseUntil
+	}
+	clear(r.votes)
+	r.votes[r.self] = 1
+	r.resetElectionDeadline()
+	if r.countVotes(1) >= r.quorum {
+		r.becomeLeader()
+		return
+	}
+	for _, p := range r.peers {
+		if p != r.id {
+			r.send(Message{Type: MsgVote, To: p, Index: r.log.lastIndex(), LogTerm: r.log.lastTerm(), Transfer: transfer})
+		}
+	}
+}
+
+func (r *Raft) stepCandidate(m Message, from int) error {
+	switch m.Type {
+	case MsgApp, MsgHeartbeat, MsgSnap:
+		// A leader won this term.
+		r.becomeFollower(m.Term, m.From, fmt.Sprintf("node %d won the election of term %d", m.From, m.Term))
+		return r.stepFollower(m)
+	case MsgPreVoteResp:
+		// Granted answers carry term+1, refusals our term; anything else is from an older
+		// round and was dropped as stale or is ignored here.
+		if r.role != PreCandidate || (!m.Reject && m.Term != r.term+1) || (m.Reject && m.Term != r.term) {
+			return nil
+		}
+		r.recordVote(from, !m.Reject)
+		if r.countVotes(1) >= r.quorum {
+			r.becomeCandidate(false, 0)
+		} else if r.countVotes(-1) >= r.quorum {
+			r.event(Event{Kind: EventPreVoteFailed, Reason: fmt.Sprintf("%d of %d refused, last: %s",
+				r.countVotes(-1), len(r.peers), m.RejectReason)})
+			r.becomeFollower(r.term, None, "pre-vote failed")
+		}
+	case MsgVoteResp:
+		if r.role != Candidate {
+			return nil
+		}
+		if !m.Reject && r.votes[from] == 0 && !r.transferCampaign {
+			r.waitUntil = max(r.waitUntil, r.now+r.cfg.scaleUp(m.LeaseRemaining))
+		}
+		r.recordVote(from, !m.Reject)
+		if r.countVotes(1) >= r.quorum {
+			r.becomeLeader()
+		} else if r.countVotes(-1) >= r.quorum {
+			r.becomeFollower(r.term, None, fmt.Sprintf("lost the election of term %d: %s", r.term, m.RejectReason))
+		}
+	case MsgTimeoutNow:
+		// Only a leader of our term sends it, and we have none.
+	}
+	return nil
+}
+
+func (r *Raft) recordVote(from int, granted bool) {
+	if r.votes[from] != 0 {
+		return
+	}
+	if granted {
+		r.votes[from] = 1
+	} else {
+		r.votes[from] = -1
+	}
+}
+
+// becomeFollower makes this node a follower of lead (None if unknown) in term. A leader
+// steps down.
+func (r *Raft) becomeFollower(term, lead uint64, reason string) {
+	if r.role == Leader {
+		r.stepDown(term, lead, reason)
+		return
+	}
+	changed := r.role != Follower || r.term != term || r.lead != lead
+	if term > r.term {
+		r.term = term
+		r.vote = None
+	}
+	r.role = Follower
+	r.lead = lead
+	r.transferCampaign = false
+	r.resetElectionDeadline()
+	if changed {
+		r.event(Event{Kind: EventBecameFollower, Peer: lead, Reason: reason})
+	}
+}
+
+// stepDown turns a leader into a follower. Its lease ends at once, but it records the lease
+// as known, since it may vote next; pending ReadIndex reads are dropped.
+func (r *Raft) stepDown(term, lead uint64, reason string) {
+	if r.transferStarted && term > r.term {
+		reason = fmt.Sprintf("transferred leadership to node %d (%s)", r.transferTarget, reason)
+	}
+	r.event(Event{Kind: EventSteppedDown, Reason: reason})
+	if r.leaseHeldReported {
+		r.leaseHeldReported = false
+		r.event(Event{Kind: EventLeaseLost, Reason: "stepped down"})
+	}
+	r.knownLeaseUntil = max(r.knownLeaseUntil, r.leaseExpiry)
+	r.dropReads(term, lead)
+	r.role = Follower
+	if term > r.term {
+		r.term = term
+		r.vote = None
+	}
+	r.lead = lead
+	r.transferTarget = None
+	r.transferStarted = false
+	r.transferDeadline = never
+	r.heartbeatDeadline = never
+	r.leaseExpiry = 0
+	r.waitUntil = 0
+	r.leaseRelinquished = false
+	r.committedInTerm = false
+	r.appendPending = false
+	r.resetElectionDeadline()
+	r.event(Event{Kind: EventBecameFollower, Peer: lead, Reason: reason})
+}
+
+func (r *Raft) becomeLeader() {
+	r.role = Leader
+	r.lead = r.id
+	r.becameLeaderAt = r.now
+	r.transferCampaign = false
+	r.transferTarget = None
+	r.transferStarted = false
+	r.transferDeadline = never
+	r.leaseExpiry = 0
+	r.leaseRelinquished = false
+	r.leaseHeldReported = false
+	r.committedInTerm = false
+	r.uncommittedBytes = 0
+	r.round++
+	r.roundUsed = false
+	if r.cfg.testingSkipOldLeaseWait {
+		r.waitUntil = 0
+	}
+	next := r.log.lastIndex() + 1
+	for i := range r.progress {
+		r.progress[i].resetForTerm(next, r.now, r.cfg.MaxInflightMsgs, r.cfg.MaxInflightBytes)
+	}
+	r.event(Event{Kind: EventBecameLeader})
+	if r.waitUntil > r.now {
+		r.event(Event{Kind: EventWaitingOldLease, Duration: r.waitUntil - r.now})
+	}
+	r.log.entries = append(r.log.entries, Entry{Index: next, Term: r.term, Type: EntryNoop})
+	r.progress[r.self].match = r.log.persisted
+	r.appendPending = true
+	r.heartbeatDeadline = r.now + r.cfg.HeartbeatInterval
+	// The votes that elected it are a quorum's acknowledgement as of now.
+	r.lastLeaderContact = r.now
+	r.hasLeaderContact = true
+	r.maybeCommit()
+}
+
+// checkQuorumDeadline is when this leader will have gone ElectionTimeoutMin without hearing
+// from a quorum: the quorum-th most recent contact (itself counting as now) plus the timeout.
+func (r *Raft) checkQuorumDeadline() time.Duration {
+	if r.quorum <= 1 {
+		return never
+	}
+	times := r.scratchTimes[:0]
+	for i := range r.progress {
+		if i != r.self {
+			times = append(times, r.progress[i].lastContact)
+		}
+	}
+	slices.Sort(times)
+	// Itself is the most recent; the quorum needs quorum−1 peers.
+	contact := times[len(times)-(r.quorum-1)]
+	return contact + r.cfg.ElectionTimeoutMin
+}
+
+// Propose appends data to the leader's log and returns where it will commit if it does.
+// The entry goes out with the next Ready, batched with every other proposal since the last.
+func (r *Raft) Propose(data []byte) (index, term uint64, err error) {
+	if r.role != Leader {
+		return 0, 0, &NotLeaderError{Leader: r.lead, Term: r.term}
+	}
+	if r.transferTarget != None {
+		return 0, 0, fmt.Errorf("%w: leadership is being transferred to node %d", ErrProposalDropped, r.transferTarget)
+	}
+	size := uint64(len(data))
+	if limit := r.cfg.MaxUncommittedBytes; limit > 0 && r.uncommittedBytes > 0 && r.uncommittedBytes+size > limit {
+		return 0, 0, fmt.Errorf("%w: %d uncommitted bytes, limit %d", ErrProposalDropped, r.uncommittedBytes, limit)
+	}
+	index = r.log.lastIndex() + 1
+	r.log.entries = append(r.log.entries, Entry{Index: index, Term: r.term, Type: EntryNormal, Data: data})
+	r.uncommittedBytes += size
+	r.appendPending = true
+	return index, r.term, nil
+}
+
+// Compact drops the entries up to and including meta.Index, which the caller holds in a
+// snapshot. meta.Index must be applied already.
+func (r *Raft) Compact(meta SnapshotMeta) error {
+	if meta.Index <= r.log.snapshot.Index {
+		return nil
+	}
+	if meta.Index > r.log.applied {
+		return fmt.Errorf("raft: compact to index %d: only %d is applied", meta.Index, r.log.applied)
+	}
+	t, ok := r.log.term(meta.Index)
+	if !ok || t != meta.Term {
+		return fmt.Errorf("raft: compact to index %d term %d: the log has term %d there", meta.Index, meta.Term, t)
+	}
+	r.log.compact(meta)
+	return nil
+}
+
+// ReportUnreachable tells the leader that the transport could not deliver to peer: stop
+// pipelining to it and probe again.
+func (r *Raft) ReportUnreachable(peer uint64) {
+	i := r.peerIndex(peer)
+	if r.role != Leader || i < 0 || i == r.self {
+		return
+	}
+	if pr := &r.progress[i]; pr.state == ProgressReplicate {
+		pr.becomeProbe()
+		r.appendPending = true
+	}
+}
+
+// ReportSnapshot tells the leader whether the snapshot sent to peer was delivered.
+func (r *Raft) ReportSnapshot(peer uint64, ok bool) {
+	i := r.peerIndex(peer)
+	if r.role != Leader || i < 0 || i == r.self {
+		return
+	}
+	pr := &r.progress[i]
+	if pr.state != ProgressSnapshot {
+		return
+	}
+	if !ok {
+		pr.pendingSnapshot = 0
+	}
+	pr.becomeProbe()
+	// Wait for the follower's answer (or the next heartbeat reply) before probing.
+	pr.probeSent = true
+	pr.probeSentAt = r.now
+}
+
+// TransferLeadership hands leadership to node to: the leader stops taking proposals, brings
+// to up to date, gives up its lease and tells it to campaign at once. It gives up after
+// ElectionTimeoutMin.
+func (r *Raft) TransferLeadership(to uint64) error {
+	if r.role != Leader {
+		return &NotLeaderError{Leader: r.lead, Term: r.term}
+	}
+	i := r.peerIndex(to)
+	if i < 0 {
+		return fmt.Errorf("%w: cannot transfer leadership to node %d (peers %v)", ErrUnknownPeer, to, r.peers)
+	}
+	if to == r.id {
+		return fmt.Errorf("raft: node %d is already the leader", to)
+	}
+	if r.transferTarget == to {
+		return nil
+	}
+	if r.transferTarget != None {
+		r.abortTransfer(fmt.Sprintf("superseded by a transfer to node %d", to))
+	}
+	r.transferTarget = to
+	r.transferStarted = false
+	r.transferDeadline = r.now + r.cfg.ElectionTimeoutMin
+	r.maybeStartTransfer()
+	if !r.transferStarted {
+		r.appendPending = true
+	}
+	r.updateLease()
+	return nil
+}
+
+// maybeStartTransfer sends MsgTimeoutNow once the target holds the whole log.
+func (r *Raft) maybeStartTransfer() {
+	if r.transferTarget == None || r.transferStarted {
+		return
+	}
+	pr := &r.progress[r.peerIndex(r.transferTarget)]
+	if pr.match != r.log.lastIndex() {
+		return
+	}
+	r.transferStarted = true
+	r.leaseRelinquished = true
+	if r.leaseHeldReported {
+		r.leaseHeldReported = false
+		r.event(Event{Kind: EventLeaseLost, Reason: fmt.Sprintf("given up to transfer leadership to node %d", r.transferTarget)})
+	}
+	r.event(Event{Kind: EventTransferStarted, Peer: r.transferTarget})
+	r.send(Message{Type: MsgTimeoutNow, To: r.transferTarget, LeaseRemaining: max(0, r.waitUntil-r.now)})
+}
+
+func (r *Raft) abortTransfer(reason string) {
+	r.event(Event{Kind: EventTransferAborted, Peer: r.transferTarget, Reason: reason})
+	r.transferTarget = None
+	r.transferStarted = false
+	r.transferDeadline = never
+}
+
+var errReadLog = errors.New("raft: log reads go through Propose, not Read")
