@@ -1,0 +1,54 @@
+# deploy/inventory reads `terraform output -json`: the nodes map, the ports, the ssh user
+# and the cluster id. Keep the attribute names in step with deploy/inventory.
+
+output "nodes" {
+  description = "Every node by instance name: id (raft node id, 1..N in var.regions order), name, region, zone, internal_ip, external_ip (null without assign_external_ip)."
+  value = {
+    for region, id in local.node_ids : google_compute_instance.node[region].name => {
+      id          = id
+      name        = google_compute_instance.node[region].name
+      region      = region
+      zone        = google_compute_instance.node[region].zone
+      internal_ip = google_compute_instance.node[region].network_interface[0].network_ip
+      external_ip = var.assign_external_ip ? google_compute_address.node[region].address : null
+    }
+  }
+}
+
+output "cluster_id" {
+  description = "georaft cluster id for the node configs."
+  value       = var.cluster_id
+}
+
+output "ssh_user" {
+  description = "User Ansible logs in as."
+  value       = var.ssh_user
+}
+
+output "peer_port" {
+  description = "PeerService port on every node."
+  value       = var.peer_port
+}
+
+output "client_port" {
+  description = "KVService port on every node."
+  value       = var.client_port
+}
+
+output "metrics_port" {
+  description = "Metrics and health port on every node."
+  value       = var.metrics_port
+}
+
+output "client_endpoints" {
+  description = "host:port of every node's KVService as seen from outside the VPC (internal address when there is no external IP), in node id order."
+  value = [
+    for region in var.regions :
+    "${var.assign_external_ip ? google_compute_address.node[region].address : google_compute_instance.node[region].network_interface[0].network_ip}:${var.client_port}"
+  ]
+}
+
+output "network" {
+  description = "Self link of the cluster's VPC."
+  value       = google_compute_network.cluster.self_link
+}

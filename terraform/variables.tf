@@ -1,0 +1,242 @@
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project that holds the cluster."
+
+  validation {
+    condition     = can(regex("^[a-z][-a-z0-9]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id: 6-30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "cluster_id" {
+  type        = string
+  description = "georaft cluster id written into every node config; peers refuse RPCs that carry another one."
+  default     = "georaft"
+
+  validation {
+    condition     = can(regex("^[a-z][-a-z0-9]{0,40}$", var.cluster_id))
+    error_message = "cluster_id must be lowercase letters, digits and hyphens, starting with a letter, at most 41 characters."
+  }
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name (instances are PREFIX-1 ... PREFIX-N, N being the node id)."
+  default     = "georaft"
+
+  validation {
+    condition     = can(regex("^[a-z][-a-z0-9]{0,19}$", var.name_prefix))
+    error_message = "name_prefix must be 1-20 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "regions" {
+  type        = list(string)
+  description = "One node per region; node ids are 1..N in this order. An odd count of at least 3 so a majority survives losing any one region."
+  default     = ["us-central1", "us-east1", "us-west1", "europe-west1", "asia-east1"]
+
+  validation {
+    condition     = length(var.regions) == length(distinct(var.regions))
+    error_message = "regions must be distinct: two nodes in one region lose a majority together when that region fails."
+  }
+
+  validation {
+    condition     = length(var.regions) >= 3 && length(var.regions) % 2 == 1
+    error_message = "regions must list an odd number of regions, at least 3 (an even count tolerates no more failures than the odd count below it)."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.regions : can(regex("^[a-z]+-[a-z]+[0-9]+$", r))])
+    error_message = "each region must be a Google Cloud region name such as us-central1."
+  }
+}
+
+variable "zones" {
+  type        = map(string)
+  description = "Optional zone per region (region => zone). Regions not listed use REGION-<default_zone_suffix>."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for region, zone in var.zones : startswith(zone, "${region}-")])
+    error_message = "each zone must lie in the region it is listed under, e.g. us-central1 = \"us-central1-c\"."
+  }
+}
+
+variable "default_zone_suffix" {
+  type        = string
+  description = "Zone letter used for regions absent from zones. \"b\" exists in all five default regions (us-east1 and europe-west1 have no \"a\")."
+  default     = "b"
+
+  validation {
+    condition     = can(regex("^[a-z]$", var.default_zone_suffix))
+    error_message = "default_zone_suffix must be a single lowercase letter."
+  }
+}
+
+variable "subnet_cidr" {
+  type        = string
+  description = "Address block the per-region subnets are carved from: the i-th region gets the i-th /24 of it."
+  default     = "10.42.0.0/16"
+
+  validation {
+    condition     = can(cidrsubnet(var.subnet_cidr, 8, 0)) && tonumber(split("/", var.subnet_cidr)[1]) <= 20
+    error_message = "subnet_cidr must be an IPv4 CIDR of prefix length at most /20, so it holds a /24 per region."
+  }
+}
+
+variable "machine_type" {
+  type        = string
+  description = "Compute Engine machine type of every node."
+  default     = "e2-standard-2"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]+-[a-z0-9-]+$", var.machine_type))
+    error_message = "machine_type must be a machine type name such as e2-standard-2."
+  }
+}
+
+variable "image" {
+  type        = string
+  description = "Boot image (project/family or self link). It must support Shielded VM and systemd."
+  default     = "debian-cloud/debian-12"
+}
+
+variable "boot_disk_size_gb" {
+  type        = number
+  description = "Boot disk size in GB."
+  default     = 20
+
+  validation {
+    condition     = var.boot_disk_size_gb >= 10
+    error_message = "boot_disk_size_gb must be at least 10."
+  }
+}
+
+variable "data_disk_size_gb" {
+  type        = number
+  description = "Size in GB of the persistent disk that holds each node's WAL and snapshots."
+  default     = 50
+
+  validation {
+    condition     = var.data_disk_size_gb >= 10 && var.data_disk_size_gb <= 65536
+    error_message = "data_disk_size_gb must be between 10 and 65536."
+  }
+}
+
+variable "data_disk_type" {
+  type        = string
+  description = "Persistent disk type of the data disk. fsync latency is on every write's path, so pd-ssd or pd-balanced."
+  default     = "pd-balanced"
+
+  validation {
+    condition     = contains(["pd-standard", "pd-balanced", "pd-ssd", "pd-extreme"], var.data_disk_type)
+    error_message = "data_disk_type must be one of pd-standard, pd-balanced, pd-ssd, pd-extreme."
+  }
+}
+
+variable "ssh_user" {
+  type        = string
+  description = "Login the ssh key is installed for; Ansible connects as this user."
+  default     = "georaft-admin"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.ssh_user))
+    error_message = "ssh_user must be a valid Linux user name."
+  }
+}
+
+variable "ssh_public_key" {
+  type        = string
+  description = "Public key (one line, OpenSSH format) installed for ssh_user on every node."
+
+  validation {
+    condition     = can(regex("^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+", var.ssh_public_key))
+    error_message = "ssh_public_key must be one OpenSSH public key line, e.g. \"ssh-ed25519 AAAA... you@host\"."
+  }
+}
+
+variable "admin_cidrs" {
+  type        = list(string)
+  description = "Source ranges allowed to SSH to the nodes (e.g. your office, or 35.235.240.0/20 for IAP). Empty: no SSH rule at all."
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0))])
+    error_message = "admin_cidrs must be CIDR blocks such as 203.0.113.0/24."
+  }
+}
+
+variable "client_cidrs" {
+  type        = list(string)
+  description = "Source ranges allowed to reach the client (KVService) and metrics ports. Empty: only the cluster's own subnets."
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.client_cidrs : can(cidrhost(c, 0))])
+    error_message = "client_cidrs must be CIDR blocks such as 203.0.113.0/24."
+  }
+}
+
+variable "peer_port" {
+  type        = number
+  description = "TCP port of PeerService (raft traffic between nodes)."
+  default     = 7100
+
+  validation {
+    condition     = var.peer_port >= 1024 && var.peer_port <= 65535 && floor(var.peer_port) == var.peer_port
+    error_message = "peer_port must be an integer in 1024-65535."
+  }
+}
+
+variable "client_port" {
+  type        = number
+  description = "TCP port of KVService (clients)."
+  default     = 7200
+
+  validation {
+    condition     = var.client_port >= 1024 && var.client_port <= 65535 && floor(var.client_port) == var.client_port
+    error_message = "client_port must be an integer in 1024-65535."
+  }
+}
+
+variable "metrics_port" {
+  type        = number
+  description = "TCP port of /metrics, /healthz and /readyz."
+  default     = 7300
+
+  validation {
+    condition     = var.metrics_port >= 1024 && var.metrics_port <= 65535 && floor(var.metrics_port) == var.metrics_port
+    error_message = "metrics_port must be an integer in 1024-65535."
+  }
+}
+
+variable "assign_external_ip" {
+  type        = bool
+  description = "Give every node a static external IP (needed to reach it from outside the VPC: Ansible over ssh, clients, benchmarks)."
+  default     = true
+}
+
+variable "enable_oslogin" {
+  type        = bool
+  description = "Use OS Login instead of the ssh_public_key metadata (then grant roles/compute.osAdminLogin yourself)."
+  default     = false
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every instance and disk (lowercase keys and values)."
+  default     = { app = "georaft" }
+
+  validation {
+    condition = alltrue([for k, v in var.labels :
+      can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))
+    ])
+    error_message = "label keys must start with a lowercase letter; keys and values may hold lowercase letters, digits, _ and -, at most 63 characters."
+  }
+}
+
+variable "deletion_protection" {
+  type        = bool
+  description = "Refuse to delete the instances (turn off before cluster-down)."
+  default     = false
+}
