@@ -51,6 +51,9 @@ func (r *Raft) handleAppend(m Message) error {
 		if skip >= uint64(len(ents)) {
 			resp.Index = committed
 			r.send(resp)
+			if len(ents) > 0 {
+				r.event(Event{Kind: EventAppendAccepted, Peer: m.From, Index: committed})
+			}
 			return nil
 		}
 		ourTerm, _ := r.log.term(committed)

@@ -6,6 +6,9 @@ import (
 )
 
 func (r *Raft) stepLeader(m Message, from int) error {
+	if m.Term != r.term {
+		return nil // a granted pre-vote for a later term, from an old round
+	}
 	pr := &r.progress[from]
 	pr.lastContact = r.now
 	switch m.Type {
@@ -96,10 +99,7 @@ func (r *Raft) handleAppendReject(pr *progress, m Message) {
 			next = i + 1
 		}
 	}
-	next = max(min(next, m.Index), pr.match+1)
-	if next == 0 {
-		next = 1
-	}
+	next = max(min(next, m.Index, r.log.lastIndex()+1), pr.match+1)
 	pr.becomeProbe()
 	pr.next = next
 	r.appendPending = true

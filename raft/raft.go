@@ -315,13 +315,10 @@ func checkAppend(m Message) error {
 		if e.Index != m.Index+1+uint64(i) {
 			return fmt.Errorf("raft: append from node %d: entry %d has index %d, want %d", m.From, i, e.Index, m.Index+1+uint64(i))
 		}
-		if e.Term < prevTerm || e.Term > m.Term {
-			return fmt.Errorf("raft: append from node %d: entry %d has term %d, outside [%d, %d]", m.From, e.Index, e.Term, prevTerm, m.Term)
+		if e.Term == 0 || e.Term < prevTerm || e.Term > m.Term {
+			return fmt.Errorf("raft: append from node %d: entry %d has term %d, outside [%d, %d]", m.From, e.Index, e.Term, max(prevTerm, 1), m.Term)
 		}
 		prevTerm = e.Term
-	}
-	if m.Commit > m.Index+uint64(len(m.Entries)) && len(m.Entries) > 0 && m.Commit < m.Index {
-		return fmt.Errorf("raft: append from node %d: bad commit %d", m.From, m.Commit)
 	}
 	return nil
 }
@@ -339,8 +336,10 @@ func (r *Raft) replyStale(m Message) {
 		r.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true,
 			RejectReason: fmt.Sprintf("pre-vote for term %d is behind our term %d", m.Term, r.term)})
 	case MsgVote:
-		r.send(Message{Type: MsgVoteResp, To: m.From, Reject: true,
-			RejectReason: fmt.Sprintf("vote request for term %d is behind our term %d", m.Term, r.term)})
+		reason := fmt.Sprintf("vote request for term %d is behind our term %d", m.Term, r.term)
+		r.event(Event{Kind: EventVoteDenied, Peer: m.From, Reason: reason})
+		r.send(Message{Type: MsgVoteResp, To: m.From, Reject: true, RejectReason: reason,
+			LeaseRemaining: r.leaseRemainingReport(m.Transfer)})
 	}
 }
 

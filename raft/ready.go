@@ -56,11 +56,16 @@ func (r *Raft) Advance(rd Ready) {
 	if rd.Snapshot != nil && r.log.snapshot == *rd.Snapshot {
 		r.log.persisted = max(r.log.persisted, rd.Snapshot.Index)
 	}
-	if n := len(rd.Entries); n > 0 {
-		// Entries truncated since the Ready was made no longer count as persisted.
-		last := rd.Entries[n-1]
-		if last.Index > r.log.persisted && r.log.matchTerm(last.Index, last.Term) {
-			r.log.persisted = min(last.Index, r.log.handedOut)
+	// Entries replaced since the Ready was made do not count as persisted; the ones before
+	// them do.
+	for i := len(rd.Entries) - 1; i >= 0; i-- {
+		e := rd.Entries[i]
+		if e.Index <= r.log.persisted {
+			break
+		}
+		if r.log.matchTerm(e.Index, e.Term) {
+			r.log.persisted = min(e.Index, r.log.handedOut)
+			break
 		}
 	}
 	if n := len(rd.CommittedEntries); n > 0 {
