@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -57,9 +58,27 @@ func (e *UnavailableError) Error() string {
 		msg += " (" + e.Reason + ")"
 	}
 	if e.Last != nil {
-		msg += ": last error: " + e.Last.Error()
+		msg += ": last error: " + DescribeRPCError(e.Last)
 	}
 	return msg
+}
+
+// DescribeRPCError renders a gRPC error without the nesting gRPC adds ("rpc error: code =
+// Unavailable desc = connection error: desc = ..."): the code, then the innermost message.
+func DescribeRPCError(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	msg := st.Message()
+	if i := strings.LastIndex(msg, "desc = "); i >= 0 {
+		msg = msg[i+len("desc = "):]
+	}
+	msg = strings.Trim(msg, `"`)
+	if msg == "" {
+		return st.Code().String()
+	}
+	return st.Code().String() + ": " + msg
 }
 
 func (e *UnavailableError) Is(target error) bool {

@@ -1,0 +1,452 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georaft/georaft/client"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+)
+
+// Printer writes command results as text for people or as JSON (one object per result,
+// one line each) for programs. Text results go to Out and remarks to Err, so that
+// `v=$(georaft get k)` captures the value alone.
+type Printer struct {
+	Out  io.Writer
+	Err  io.Writer
+	JSON bool
+}
+
+func (p Printer) json(v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		// Every value passed here is made of plain fields; this cannot happen, but if it
+		// does the user still gets a line.
+		fmt.Fprintf(p.Out, `{"ok":false,"error":%q}`+"\n", err.Error())
+		return
+	}
+	fmt.Fprintf(p.Out, "%s\n", data)
+}
+
+type jsonSession struct {
+	ClientID uint64 `json:"client_id"`
+	Sequence uint64 `json:"sequence"`
+}
+
+type jsonWrite struct {
+	OK       bool        `json:"ok"`
+	Op       string      `json:"op"`
+	Key      string      `json:"key"`
+	Index    uint64      `json:"index"`
+	Existed  *bool       `json:"existed,omitempty"`
+	NodeID   uint64      `json:"node_id"`
+	Term     uint64      `json:"term"`
+	Endpoint string      `json:"endpoint"`
+	Attempts int         `json:"attempts"`
+	Session  jsonSession `json:"session"`
+}
+
+// Set prints the result of a SET.
+func (p Printer) Set(key string, res client.WriteResult) {
+	if p.JSON {
+		p.json(jsonWrite{OK: true, Op: "set", Key: key, Index: res.Index, NodeID: res.NodeID, Term: res.Term,
+			Endpoint: res.Endpoint, Attempts: res.Attempts,
+			Session: jsonSession{ClientID: res.Session.ClientID, Sequence: res.Session.Sequence}})
+		return
+	}
+	fmt.Fprintln(p.Out, "OK")
+}
+
+// Del prints the result of a DEL.
+func (p Printer) Del(key string, res client.WriteResult) {
+	if p.JSON {
+		existed := res.Existed
+		p.json(jsonWrite{OK: true, Op: "delete", Key: key, Index: res.Index, Existed: &existed, NodeID: res.NodeID,
+			Term: res.Term, Endpoint: res.Endpoint, Attempts: res.Attempts,
+			Session: jsonSession{ClientID: res.Session.ClientID, Sequence: res.Session.Sequence}})
+		return
+	}
+	if res.Existed {
+		fmt.Fprintln(p.Out, "OK")
+	} else {
+		fmt.Fprintln(p.Out, "OK (the key did not exist)")
+	}
+}
+
+type jsonGet struct {
+	OK           bool    `json:"ok"`
+	Op           string  `json:"op"`
+	Key          string  `json:"key"`
+	Found        bool    `json:"found"`
+	Value        *string `json:"value,omitempty"`
+	ValueBase64  []byte  `json:"value_base64,omitempty"`
+	Requested    string  `json:"requested_mode"`
+	Served       string  `json:"served_mode"`
+	NodeID       uint64  `json:"node_id"`
+	Term         uint64  `json:"term"`
+	AppliedIndex uint64  `json:"applied_index"`
+	Endpoint     string  `json:"endpoint"`
+	Attempts     int     `json:"attempts"`
+}
+
+// Get prints the result of a GET: the value on Out; on Err, a note when the read was
+// served in another mode than asked, or may be stale.
+func (p Printer) Get(key string, res client.GetResult) {
+	if p.JSON {
+		out := jsonGet{OK: true, Op: "get", Key: key, Found: res.Found, Requested: res.Requested.String(),
+			Served: res.Served.String(), NodeID: res.NodeID, Term: res.Term, AppliedIndex: res.AppliedIndex,
+			Endpoint: res.Endpoint, Attempts: res.Attempts}
+		if res.Found {
+			if utf8.Valid(res.Value) {
+				v := string(res.Value)
+				out.Value = &v
+			} else {
+				out.ValueBase64 = res.Value
+			}
+		}
+		p.json(out)
+		return
+	}
+	if res.Found {
+		fmt.Fprintln(p.Out, DisplayValue(res.Value))
+	} else {
+		fmt.Fprintln(p.Err, "(not found)")
+	}
+	switch {
+	case res.Served == client.ReadStale:
+		fmt.Fprintf(p.Err, "(stale read from node %d at applied index %d: may lag the leader)\n", res.NodeID, res.AppliedIndex)
+	case res.Served != res.Requested:
+		fmt.Fprintf(p.Err, "(asked for a %s read, served as a %s read by node %d: still linearizable)\n",
+			res.Requested, res.Served, res.NodeID)
+	}
+}
+
+// DisplayValue shows a value as it is when it is printable text, else Go-quoted so that
+// control bytes cannot mess up the terminal.
+func DisplayValue(v []byte) string {
+	s := string(v)
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// Mode prints the read mode now in force.
+func (p Printer) Mode(m client.ReadMode) {
+	if p.JSON {
+		p.json(map[string]any{"ok": true, "op": "mode", "mode": m.String()})
+		return
+	}
+	note := ""
+	if m == client.ReadStale {
+		note = " (any node answers from its own state: reads may be stale)"
+	}
+	fmt.Fprintf(p.Out, "read mode: %s%s\n", m, note)
+}
+
+// Transfer prints the result of a leadership transfer.
+func (p Printer) Transfer(res client.TransferResult) {
+	if p.JSON {
+		p.json(map[string]any{"ok": true, "op": "transfer-leader", "leader_id": res.LeaderID, "term": res.Term})
+		return
+	}
+	fmt.Fprintf(p.Out, "OK: node %d leads in term %d\n", res.LeaderID, res.Term)
+}
+
+type jsonError struct {
+	OK       bool   `json:"ok"`
+	Op       string `json:"op,omitempty"`
+	Error    string `json:"error"`
+	Kind     string `json:"kind"`
+	ExitCode int    `json:"exit_code"`
+	Field    string `json:"field,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Error reports a failed command: as JSON on Out, or as "error: ..." on Err.
+func (p Printer) Error(op string, err error) {
+	if p.JSON {
+		out := jsonError{Op: op, Error: err.Error(), Kind: ErrorKind(err), ExitCode: ExitCode(err)}
+		var inv *client.InvalidArgumentError
+		var un *client.UnavailableError
+		if errors.As(err, &inv) {
+			out.Field = inv.Field
+		}
+		if errors.As(err, &un) {
+			out.Reason = un.Reason
+		}
+		p.json(out)
+		return
+	}
+	if err == ErrNotFound {
+		return // Get already said "(not found)".
+	}
+	fmt.Fprintf(p.Err, "error: %v\n", err)
+}
+
+// Help prints the REPL's commands.
+func (p Printer) Help() {
+	if p.JSON {
+		var cmds []string
+		for _, v := range []Verb{VerbSet, VerbGet, VerbDel, VerbStatus, VerbMode, VerbHelp, VerbQuit} {
+			cmds = append(cmds, usage[v])
+		}
+		p.json(map[string]any{"ok": true, "op": "help", "commands": cmds})
+		return
+	}
+	fmt.Fprint(p.Out, ReplHelp)
+}
+
+// ReplHelp lists the REPL commands.
+const ReplHelp = `Commands (any case):
+  SET key value          store a value; quote spaces: SET greeting "hello world"
+  GET key [mode]         read a value (mode: lease, index, log, stale; default: the MODE)
+  DEL key                delete a key
+  STATUS                 one row per node: role, term, leader, commit, lease, last contact
+  MODE [mode]            show or set the read mode of GET:
+                           lease  the leader answers alone while it holds its lease (linearizable, fastest)
+                           index  the leader confirms with a heartbeat quorum first (linearizable)
+                           log    the read goes through the log like a write (linearizable, slowest)
+                           stale  any node answers from its own state (fast, may be stale)
+  HELP                   this text
+  QUIT, EXIT             leave (or Ctrl-D)
+`
+
+// nodeRow is one line of the status table and one object of its JSON form.
+type nodeRow struct {
+	Endpoint         string  `json:"endpoint"`
+	Reachable        bool    `json:"reachable"`
+	Error            string  `json:"error,omitempty"`
+	ID               uint64  `json:"id,omitempty"`
+	Region           string  `json:"region,omitempty"`
+	Address          string  `json:"address,omitempty"`
+	ClusterID        string  `json:"cluster_id,omitempty"`
+	Role             string  `json:"role,omitempty"`
+	Term             uint64  `json:"term,omitempty"`
+	LeaderID         uint64  `json:"leader_id,omitempty"`
+	CommitIndex      uint64  `json:"commit_index,omitempty"`
+	AppliedIndex     uint64  `json:"applied_index,omitempty"`
+	LastIndex        uint64  `json:"last_index,omitempty"`
+	SnapshotIndex    uint64  `json:"snapshot_index,omitempty"`
+	Keys             uint64  `json:"keys,omitempty"`
+	LeaseState       string  `json:"lease_state,omitempty"`
+	LeaseRemainingMs float64 `json:"lease_remaining_ms,omitempty"`
+	LastContactMs    float64 `json:"last_contact_age_ms,omitempty"`
+	Version          string  `json:"version,omitempty"`
+	RTTMs            float64 `json:"status_rtt_ms"`
+}
+
+func roleName(r georaftv1.Role) string {
+	switch r {
+	case georaftv1.Role_ROLE_FOLLOWER:
+		return "follower"
+	case georaftv1.Role_ROLE_PRE_CANDIDATE:
+		return "pre-candidate"
+	case georaftv1.Role_ROLE_CANDIDATE:
+		return "candidate"
+	case georaftv1.Role_ROLE_LEADER:
+		return "leader"
+	}
+	return "unknown"
+}
+
+func leaseName(s georaftv1.LeaseState) string {
+	switch s {
+	case georaftv1.LeaseState_LEASE_STATE_NONE:
+		return "none"
+	case georaftv1.LeaseState_LEASE_STATE_WAITING:
+		return "waiting"
+	case georaftv1.LeaseState_LEASE_STATE_HELD:
+		return "held"
+	case georaftv1.LeaseState_LEASE_STATE_RELINQUISHED:
+		return "relinquished"
+	}
+	return ""
+}
+
+func toMs(nanos int64) float64 { return float64(nanos) / 1e6 }
+
+func rowsOf(nodes []client.NodeStatus, ids map[string]uint64) []nodeRow {
+	var rows []nodeRow
+	for _, n := range nodes {
+		row := nodeRow{Endpoint: n.Endpoint, RTTMs: toMs(n.RTT.Nanoseconds()), ID: ids[n.Endpoint]}
+		if n.Err != nil || n.Status == nil {
+			row.Error = shortError(n.Err)
+			rows = append(rows, row)
+			continue
+		}
+		st := n.Status
+		row.Reachable = true
+		row.ID, row.Region, row.Address, row.ClusterID = st.GetId(), st.GetRegion(), st.GetAddress(), st.GetClusterId()
+		row.Role, row.Term, row.LeaderID = roleName(st.GetRole()), st.GetTerm(), st.GetLeaderId()
+		row.CommitIndex, row.AppliedIndex, row.LastIndex = st.GetCommitIndex(), st.GetAppliedIndex(), st.GetLastIndex()
+		row.SnapshotIndex, row.Keys, row.Version = st.GetSnapshotIndex(), st.GetKeys(), st.GetVersion()
+		row.LeaseState = leaseName(st.GetLeaseState())
+		row.LeaseRemainingMs = toMs(st.GetLeaseRemainingNanos())
+		row.LastContactMs = toMs(st.GetLastContactAgeNanos())
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// shortError keeps the gist of a connection error for a table cell.
+func shortError(err error) string {
+	if err == nil {
+		return "no answer"
+	}
+	if errors.Is(err, context.DeadlineExceeded) || status.Code(errors.Unwrap(err)) == codes.DeadlineExceeded {
+		return "no answer (timed out)"
+	}
+	msg := client.DescribeRPCError(errors.Unwrap(err))
+	// Keep the last clause: "connect: connection refused", "no such host".
+	if i := strings.LastIndex(msg, ": "); i >= 0 && i+2 < len(msg) {
+		msg = msg[i+2:]
+	}
+	return truncate(msg, 60)
+}
+
+// StatusSummary is what a status table concludes: how many nodes answered and which
+// leader they report.
+type StatusSummary struct {
+	Reachable int
+	Total     int
+	LeaderID  uint64
+	Term      uint64
+	// Disagree is set when reachable nodes name different leaders in the same term.
+	Disagree bool
+}
+
+// Summarize reads a set of node statuses.
+func Summarize(nodes []client.NodeStatus) StatusSummary {
+	s := StatusSummary{Total: len(nodes)}
+	for _, n := range nodes {
+		if n.Status == nil {
+			continue
+		}
+		s.Reachable++
+		st := n.Status
+		if st.GetLeaderId() == 0 {
+			continue
+		}
+		switch {
+		case st.GetTerm() > s.Term:
+			s.Term, s.LeaderID, s.Disagree = st.GetTerm(), st.GetLeaderId(), false
+		case st.GetTerm() == s.Term && st.GetLeaderId() != s.LeaderID:
+			s.Disagree = true
+		}
+	}
+	return s
+}
+
+// Status prints one row per endpoint; ids names the node behind endpoints that did not
+// answer, when known.
+func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
+	rows := rowsOf(nodes, ids)
+	sum := Summarize(nodes)
+	if p.JSON {
+		p.json(map[string]any{"ok": sum.Reachable > 0, "op": "status", "nodes": rows, "leader_id": sum.LeaderID,
+			"term": sum.Term, "reachable": sum.Reachable, "total": sum.Total})
+		return
+	}
+	table := [][]string{{"id", "region", "address", "role", "term", "leader", "commit", "applied", "lease left", "last contact"}}
+	for _, r := range rows {
+		id := "?"
+		if r.ID != 0 {
+			id = strconv.FormatUint(r.ID, 10)
+		}
+		if !r.Reachable {
+			table = append(table, []string{id, "", r.Endpoint, "unreachable", "", "", "", "", "", r.Error})
+			continue
+		}
+		lease := "-"
+		switch r.LeaseState {
+		case "held":
+			lease = fmtMs(r.LeaseRemainingMs)
+		case "waiting", "relinquished":
+			lease = r.LeaseState
+		}
+		leader := "-"
+		if r.LeaderID != 0 {
+			leader = strconv.FormatUint(r.LeaderID, 10)
+		}
+		table = append(table, []string{id, r.Region, r.Endpoint, r.Role, strconv.FormatUint(r.Term, 10), leader,
+			strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10), lease, fmtAge(r)})
+	}
+	writeTable(p.Out, table, map[int]bool{0: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true})
+	switch {
+	case sum.Reachable == 0:
+		fmt.Fprintf(p.Out, "no node answered (%d endpoints)\n", sum.Total)
+	case sum.LeaderID == 0:
+		fmt.Fprintf(p.Out, "%d of %d nodes answered; no leader known\n", sum.Reachable, sum.Total)
+	case sum.Disagree:
+		fmt.Fprintf(p.Out, "%d of %d nodes answered; nodes disagree on the leader of term %d\n", sum.Reachable, sum.Total, sum.Term)
+	default:
+		fmt.Fprintf(p.Out, "%d of %d nodes answered; leader: node %d, term %d\n", sum.Reachable, sum.Total, sum.LeaderID, sum.Term)
+	}
+}
+
+func fmtAge(r nodeRow) string {
+	if r.Role == "leader" {
+		return "-"
+	}
+	if r.LastContactMs <= 0 {
+		return "never"
+	}
+	return fmtMs(r.LastContactMs) + " ago"
+}
+
+func fmtMs(v float64) string {
+	d := time.Duration(v * float64(time.Millisecond))
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+// writeTable writes rows aligned in columns two spaces apart; right-aligned columns by index.
+func writeTable(w io.Writer, rows [][]string, right map[int]bool) {
+	widths := map[int]int{}
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		var line strings.Builder
+		for i, c := range row {
+			if i > 0 {
+				line.WriteString("  ")
+			}
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
+			if right[i] {
+				line.WriteString(pad + c)
+			} else {
+				line.WriteString(c + pad)
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+	io.WriteString(w, b.String())
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/client/cli"
+)
+
+// oneShot runs fn with a client and an interruptible context, and marks errors fn already
+// printed.
+func (a *app) oneShot(cmd *cobra.Command, op string, fn func(*cobra.Command, *client.Client) error) error {
+	a.started = true
+	c, err := a.newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, stop := interruptible(cmd)
+	defer stop()
+	cmd.SetContext(ctx)
+	if err := fn(cmd, c); err != nil {
+		a.printer().Error(op, err)
+		return reported{err}
+	}
+	return nil
+}
+
+func (a *app) setCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set KEY VALUE",
+		Short: "Store a value (applied once, even when retried)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.oneShot(cmd, "set", func(cmd *cobra.Command, c *client.Client) error {
+				res, err := c.Set(cmd.Context(), args[0], []byte(args[1]))
+				if err != nil {
+					return err
+				}
+				a.printer().Set(args[0], res)
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) getCommand() *cobra.Command {
+	var mode string
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "Read a value (exit code 1 when the key does not exist)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := client.ParseReadMode(mode)
+			if err != nil {
+				return &cli.UsageError{Problem: "--read: " + err.Error()}
+			}
+			return a.oneShot(cmd, "get", func(cmd *cobra.Command, c *client.Client) error {
+				res, err := c.Get(cmd.Context(), args[0], m)
+				if err != nil {
+					return err
+				}
+				a.printer().Get(args[0], res)
+				if !res.Found {
+					a.code = cli.ExitNotFound
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&mode, "read", "lease", "read mode: lease, index, log or stale")
+	return cmd
+}
+
+func (a *app) delCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "del KEY",
+		Aliases: []string{"delete"},
+		Short:   "Delete a key (succeeds when it does not exist)",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.oneShot(cmd, "delete", func(cmd *cobra.Command, c *client.Client) error {
+				res, err := c.Delete(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				a.printer().Del(args[0], res)
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "One row per node: id, region, address, role, term, leader, commit, applied, lease left, last contact",
+		Long: `Asks every endpoint for its status. Unreachable nodes are shown as such; the exit code
+is 0 when at least one node answered and 3 when none did.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.oneShot(cmd, "status", func(cmd *cobra.Command, c *client.Client) error {
+				nodes := c.StatusAll(cmd.Context())
+				a.printer().Status(nodes, cli.KnownIDs(c))
+				if cli.Summarize(nodes).Reachable == 0 {
+					a.code = cli.ExitUnavailable
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) transferCommand() *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "transfer-leader --to ID",
+		Short: "Hand leadership to another node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, err := strconv.ParseUint(to, 10, 64)
+			if err != nil || target == 0 {
+				return &cli.UsageError{Problem: "--to " + strconv.Quote(to) + ": want a node id (a positive integer)"}
+			}
+			return a.oneShot(cmd, "transfer-leader", func(cmd *cobra.Command, c *client.Client) error {
+				res, err := c.TransferLeader(cmd.Context(), target)
+				if err != nil {
+					return err
+				}
+				a.printer().Transfer(res)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "id of the node to hand leadership to (required)")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
