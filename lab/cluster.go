@@ -337,7 +337,8 @@ func (c *Cluster) explain(summary string, statuses map[uint64]*georaftv1.StatusR
 	b.WriteString(summary)
 	for _, n := range c.Nodes {
 		if st, ok := statuses[n.ID]; ok {
-			fmt.Fprintf(&b, "\n  node %d: %s, term %d, leader %d", n.ID, strings.TrimPrefix(st.GetRole().String(), "ROLE_"), st.GetTerm(), st.GetLeaderId())
+			fmt.Fprintf(&b, "\n  node %d: %s, term %d, leader %d, lease %s", n.ID, strings.TrimPrefix(st.GetRole().String(), "ROLE_"),
+				st.GetTerm(), st.GetLeaderId(), strings.TrimPrefix(st.GetLeaseState().String(), "LEASE_STATE_"))
 		} else if err := lastErr[n.ID]; err != nil {
 			fmt.Fprintf(&b, "\n  node %d: status at %s failed: %v", n.ID, n.Listen.Client, err)
 		}
@@ -373,4 +374,58 @@ func (c *Cluster) Up(ctx context.Context, leaderTimeout time.Duration) (LeaderIn
 	}
 	fmt.Fprintf(c.Out, "leader: node %d (term %d)\n", info.ID, info.Term)
 	return info, nil
+}
+
+// PinLeader makes node target the leader and waits until it holds its lease: it asks the
+// current leader to transfer leadership (again every few seconds if it has not happened)
+// and polls every node's Status until target reports itself leader with LEASE_STATE_HELD.
+func (c *Cluster) PinLeader(ctx context.Context, target uint64, timeout time.Duration) (LeaderInfo, error) {
+	if _, ok := c.Node(target); !ok {
+		return LeaderInfo{}, fmt.Errorf("pin leader: node %d is not in the cluster", target)
+	}
+	clients, err := c.Dial(nil)
+	if err != nil {
+		return LeaderInfo{}, err
+	}
+	defer clients.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	const retransfer = 3 * time.Second
+	var lastAsk time.Time
+	var lastTransferErr error
+	for {
+		statuses := map[uint64]*georaftv1.StatusResponse{}
+		lastErr := map[uint64]error{}
+		for _, n := range c.Nodes {
+			callCtx, callCancel := context.WithTimeout(ctx, time.Second)
+			st, err := clients.KV(n.ID).Status(callCtx, &georaftv1.StatusRequest{})
+			callCancel()
+			if err != nil {
+				lastErr[n.ID] = err
+				continue
+			}
+			statuses[n.ID] = st
+		}
+		if st, ok := statuses[target]; ok && st.GetRole() == georaftv1.Role_ROLE_LEADER && st.GetLeaseState() == georaftv1.LeaseState_LEASE_STATE_HELD {
+			return LeaderInfo{ID: target, Term: st.GetTerm(), Statuses: statuses}, nil
+		}
+		if info, ok := agreedLeader(statuses, len(c.Nodes)); ok && info.ID != target && time.Since(lastAsk) > retransfer {
+			lastAsk = time.Now()
+			callCtx, callCancel := context.WithTimeout(ctx, 5*time.Second)
+			_, lastTransferErr = clients.KV(info.ID).TransferLeader(callCtx, &georaftv1.TransferLeaderRequest{TargetId: target})
+			callCancel()
+			if lastTransferErr == nil {
+				fmt.Fprintf(c.Out, "asked node %d to hand leadership to node %d\n", info.ID, target)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			summary := fmt.Sprintf("node %d did not become leader with a lease within %s", target, timeout)
+			if lastTransferErr != nil {
+				summary += fmt.Sprintf(" (last transfer request: %v)", lastTransferErr)
+			}
+			return LeaderInfo{}, c.explain(summary, statuses, lastErr, c.deadNodes())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

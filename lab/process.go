@@ -129,10 +129,16 @@ func processArgs(pid int) ([]string, error) {
 // ArgvMatcher tells whether a process's argv is the one a PID file was written for.
 type ArgvMatcher func(argv []string) bool
 
-// GeoraftdWithConfig matches `georaftd --config PATH` (or --config=PATH) for that PATH.
+// GeoraftdWithConfig matches `georaftd --config PATH` (or --config=PATH) for that PATH. A
+// georaftd that is a script shows its interpreter first (`sh georaftd --config PATH`).
 func GeoraftdWithConfig(configPath string) ArgvMatcher {
 	return func(argv []string) bool {
-		return len(argv) > 0 && filepath.Base(argv[0]) == "georaftd" && flagValue(argv[1:], "--config") == configPath
+		for i := 0; i < len(argv) && i < 2; i++ {
+			if filepath.Base(argv[i]) == "georaftd" {
+				return flagValue(argv[i+1:], "--config") == configPath
+			}
+		}
+		return false
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/georaft/georaft/geo"
 	"github.com/georaft/georaft/lab"
 )
 
@@ -65,6 +66,7 @@ func genGeoCmd() *cobra.Command {
 	dataRoot := "data/geo"
 	regions := strings.Join(lab.DefaultGeoRegions, ",")
 	base := lab.DefaultGeoPorts.Base
+	matrixFile := lab.DefaultGeoOptions().MatrixFile
 	cmd := &cobra.Command{
 		Use:   "gen-geo-configs",
 		Short: "Write the emulated cluster's node configs and client-links.yaml from the port plan",
@@ -72,7 +74,16 @@ func genGeoCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ports := lab.DefaultGeoPorts
 			ports.Base = base
-			spec, err := lab.GeoSpec(ports, strings.Split(regions, ","), dataRoot, lab.GeoTiming)
+			matrix, err := geo.LoadCSV(matrixFile)
+			if err != nil {
+				return err
+			}
+			regionList := strings.Split(regions, ",")
+			timing, err := lab.DeriveGeoTiming(matrix, regionList)
+			if err != nil {
+				return err
+			}
+			spec, err := lab.GeoSpec(ports, regionList, dataRoot, timing)
 			if err != nil {
 				return err
 			}
@@ -87,6 +98,7 @@ func genGeoCmd() *cobra.Command {
 	cmd.Flags().StringVar(&dataRoot, "data-root", dataRoot, "data dirs are DATA_ROOT/nodeN (relative to where georaftd runs)")
 	cmd.Flags().StringVar(&regions, "regions", regions, "comma-separated regions; node N goes in the Nth")
 	cmd.Flags().IntVar(&base, "base-port", base, "port plan base (see lab/ports.go): links BASE+100i+10j, nodes BASE+800+N")
+	cmd.Flags().StringVar(&matrixFile, "rtt", matrixFile, "RTT matrix CSV the timing is derived from")
 	return cmd
 }
 
@@ -174,9 +186,9 @@ func geoDownCmd() *cobra.Command {
 func proxyServeCmd() *cobra.Command {
 	var plan, ready string
 	cmd := &cobra.Command{
-		Use:    "proxy-serve",
-		Short:  "Run a proxy plan's toxiproxy links in this process until SIGTERM (started by geo-up)",
-		Args:   cobra.NoArgs,
+		Use:   "proxy-serve",
+		Short: "Run a proxy plan's toxiproxy links in this process until SIGTERM (started by geo-up)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if plan == "" || ready == "" {
 				return errors.New("proxy-serve needs --plan and --ready")
