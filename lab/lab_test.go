@@ -202,7 +202,7 @@ func TestLinkModelScalesAndSplits(t *testing.T) {
 		{36 * time.Millisecond, 0, 18 * time.Millisecond, 18 * time.Millisecond},
 		{36 * time.Millisecond, time.Millisecond, 17 * time.Millisecond, 18 * time.Millisecond},
 		{155 * time.Millisecond, time.Millisecond, 77 * time.Millisecond, 77 * time.Millisecond},
-		{time.Millisecond, time.Millisecond, time.Millisecond, 0},         // too short to compensate
+		{time.Millisecond, time.Millisecond, time.Millisecond, 0}, // too short to compensate
 		{2 * time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond},
 		{0, time.Millisecond, 0, 0},
 	} {
@@ -449,7 +449,9 @@ func TestStopByPIDFileSignalsOnlyAMatchingProcess(t *testing.T) {
 			_ = syscallKill(pid)
 		}
 	})
-	isSleep300 := func(argv []string) bool { return len(argv) == 2 && filepath.Base(argv[0]) == "sleep" && argv[1] == "300" }
+	isSleep300 := func(argv []string) bool {
+		return len(argv) == 2 && filepath.Base(argv[0]) == "sleep" && argv[1] == "300"
+	}
 
 	outcome, _, err := StopByPIDFile(context.Background(), spec.PIDFile, GeoraftdWithConfig("/nowhere.yaml"), time.Second)
 	if err != nil || outcome != NotOurs {
