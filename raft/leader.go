@@ -29,10 +29,13 @@ func (r *Raft) stepLeader(m Message, from int) error {
 		}
 	case MsgHeartbeatResp:
 		r.recordAck(pr, m)
-		if pr.state == ProgressProbe && pr.probeSent && m.SentAt >= pr.probeSentAt {
-			// The heartbeat left after the probe and came back without the probe's
-			// answer before it: the probe or its answer was lost.
+		// Followers answer in order, so a reply to a heartbeat sent after an append,
+		// arriving while that append is unanswered, means the append or its answer was lost.
+		switch {
+		case pr.state == ProgressProbe && pr.probeSent && m.SentAt >= pr.probeSentAt:
 			pr.probeSent = false
+		case pr.state == ProgressReplicate && pr.match+1 < pr.next && m.SentAt > pr.lastAppendAt:
+			pr.becomeProbe()
 		}
 		if pr.match < r.log.lastIndex() || pr.sentCommit < r.log.committed {
 			r.appendPending = true
@@ -260,6 +263,7 @@ func (r *Raft) sendAppend(pr *progress, last uint64) bool {
 	}
 	r.stamp(&m, pr)
 	pr.sentCommit = m.Commit
+	pr.lastAppendAt = r.now
 	r.send(m)
 	return true
 }

@@ -194,6 +194,7 @@ func TestFastBacktrackingFigure7(t *testing.T) {
 					t.Fatal(err)
 				}
 				nd.r = r
+				nd.disk = testDisk{hs: HardState{Term: 7}, entries: logOf(terms...)}
 			}
 			restore(1, leaderLog)
 			restore(2, leaderLog) // votes for 1

@@ -136,21 +136,52 @@ func (n *testNet) advanceNode(id uint64, d time.Duration) {
 
 // process runs one Ready cycle on node id, if it has one; it reports whether it did.
 func (n *testNet) process(id uint64) bool {
-	nd := n.nodes[id]
-	if !nd.r.HasReady() {
+	if !n.nodes[id].r.HasReady() {
 		return false
 	}
+	n.cycle(id)
+	return true
+}
+
+// cycle runs one Ready cycle on node id through the driver and returns the Ready.
+func (n *testNet) cycle(id uint64) Ready {
+	nd := n.nodes[id]
 	rd := nd.r.Ready()
 	nd.readies = append(nd.readies, rd)
 	n.inflight = append(n.inflight, rd.Messages...)
 	nd.disk.save(rd)
+	n.checkReadyContract(id, rd)
 	n.inflight = append(n.inflight, rd.MessagesAfterPersist...)
 	nd.applied = append(nd.applied, rd.CommittedEntries...)
 	nd.reads = append(nd.reads, rd.ReadStates...)
 	nd.dropped = append(nd.dropped, rd.DroppedReads...)
 	nd.events = append(nd.events, rd.Events...)
 	nd.r.Advance(rd)
-	return true
+	return rd
+}
+
+// checkReadyContract checks, once the Ready is persisted, what the Ready contract promises:
+// committed entries are durable, the commit index does not run past the durable log, and
+// messages sent before persisting never depend on it.
+func (n *testNet) checkReadyContract(id uint64, rd Ready) {
+	n.t.Helper()
+	d := &n.nodes[id].disk
+	last := d.snapshot.Index + uint64(len(d.entries))
+	if d.hs.Commit > last {
+		n.t.Fatalf("node %d: persisted commit %d beyond the persisted log (last %d)", id, d.hs.Commit, last)
+	}
+	for _, e := range rd.CommittedEntries {
+		if e.Index <= d.snapshot.Index || e.Index > last || d.entries[e.Index-d.snapshot.Index-1].Term != e.Term {
+			n.t.Fatalf("node %d: committed entry %d (term %d) handed out but not persisted", id, e.Index, e.Term)
+		}
+	}
+	for _, m := range rd.Messages {
+		switch m.Type {
+		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+		default:
+			n.t.Fatalf("node %d: %v in Ready.Messages, must wait for persistence", id, m.Type)
+		}
+	}
 }
 
 // processAll runs Ready cycles on every node until none has work.

@@ -63,6 +63,8 @@ type progress struct {
 	pendingSnapshot uint64
 
 	inflights inflights
+	// lastAppendAt is when the latest MsgApp to this peer was sent.
+	lastAppendAt time.Duration
 
 	// lastContact is when this peer last sent anything in the term (the start of the term
 	// until it does), for CheckQuorum.

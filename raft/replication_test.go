@@ -20,12 +20,11 @@ func appsTo(msgs []Message, to uint64) []Message {
 func TestProposalsBatchedIntoOneAppendPerFollower(t *testing.T) {
 	net := newTestNet(t, 3)
 	net.elect(1)
-	r := net.raft(1)
 	first, _ := net.propose(1, "a")
 	for i := 0; i < 99; i++ {
 		net.propose(1, "b")
 	}
-	rd := r.Ready()
+	rd := net.cycle(1)
 	for _, to := range []uint64{2, 3} {
 		apps := appsTo(rd.Messages, to)
 		if len(apps) != 1 || len(apps[0].Entries) != 100 || apps[0].Entries[0].Index != first {
@@ -36,7 +35,6 @@ func TestProposalsBatchedIntoOneAppendPerFollower(t *testing.T) {
 	if len(rd.Entries) != 100 {
 		t.Fatalf("leader persists %d entries, want 100", len(rd.Entries))
 	}
-	r.Advance(rd)
 }
 
 // MaxSizePerMsg splits a large batch, but every message carries at least one entry even if
@@ -49,7 +47,7 @@ func TestAppendSplitByMaxSizePerMsg(t *testing.T) {
 		r.Propose(make([]byte, 300))
 	}
 	r.Propose(make([]byte, 5000))
-	rd := r.Ready()
+	rd := net.cycle(1)
 	apps := appsTo(rd.Messages, 2)
 	var sizes []int
 	total := 0
@@ -67,7 +65,6 @@ func TestAppendSplitByMaxSizePerMsg(t *testing.T) {
 	if total != 11 || len(apps) != 5 {
 		t.Fatalf("appends with %v entries, want 11 entries in 5 messages (3,3,3,1,1)", sizes)
 	}
-	r.Advance(rd)
 }
 
 // Pipelining: in Replicate a leader keeps at most MaxInflightMsgs appends in flight to one
@@ -79,8 +76,7 @@ func TestInflightWindowByCount(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		r.Propose([]byte{byte(i)})
 	}
-	rd := r.Ready()
-	r.Advance(rd)
+	rd := net.cycle(1)
 	apps := appsTo(rd.Messages, 2)
 	if len(apps) != 3 {
 		t.Fatalf("%d appends in flight to node 2, want 3 (MaxInflightMsgs)", len(apps))
@@ -91,13 +87,11 @@ func TestInflightWindowByCount(t *testing.T) {
 	// Acknowledge the first: exactly one more goes out.
 	f := net.raft(2)
 	f.Step(apps[0])
-	frd := f.Ready()
-	f.Advance(frd)
+	frd := net.cycle(2)
 	for _, m := range frd.MessagesAfterPersist {
 		r.Step(m)
 	}
-	rd = r.Ready()
-	r.Advance(rd)
+	rd = net.cycle(1)
 	if more := appsTo(rd.Messages, 2); len(more) != 1 || more[0].Entries[0].Index != apps[2].Entries[0].Index+1 {
 		t.Fatalf("after one ack: %d new appends, want 1 continuing the pipeline", len(more))
 	}
@@ -111,8 +105,7 @@ func TestInflightWindowByBytes(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		r.Propose(make([]byte, 100))
 	}
-	rd := r.Ready()
-	r.Advance(rd)
+	rd := net.cycle(1)
 	// 100 + 100 = 200 < 250, so a third goes out; then 300 ≥ 250 stops the pipeline.
 	if apps := appsTo(rd.Messages, 2); len(apps) != 3 {
 		t.Fatalf("%d appends of 100 bytes in flight, want 3 with MaxInflightBytes 250", len(apps))
@@ -220,14 +213,12 @@ func TestReportUnreachableAndProbe(t *testing.T) {
 	}
 	net.propose(1, "a")
 	net.propose(1, "b")
-	rd := r.Ready()
-	r.Advance(rd)
+	rd := net.cycle(1)
 	if n := len(appsTo(rd.Messages, 2)); n != 1 {
 		t.Fatalf("%d appends to a probed follower, want 1", n)
 	}
 	net.propose(1, "c")
-	rd = r.Ready()
-	r.Advance(rd)
+	rd = net.cycle(1)
 	if n := len(appsTo(rd.Messages, 2)); n != 0 {
 		t.Fatalf("sent %d more appends while the probe is unanswered", n)
 	}
