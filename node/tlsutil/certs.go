@@ -28,6 +28,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -290,9 +291,9 @@ func (kp *KeyPair) WriteFiles(certFile, keyFile string) error {
 
 // ClusterFiles lists the files GenerateCluster wrote.
 type ClusterFiles struct {
-	CACert, CAKey string
-	Nodes         map[uint64]Files
-	Clients       map[string]Files
+	CA      Files
+	Nodes   map[uint64]Files
+	Clients map[string]Files
 }
 
 // Files is one certificate and its key.
@@ -303,17 +304,16 @@ type Files struct {
 // ClusterFileNames are the paths GenerateCluster uses under dir.
 func ClusterFileNames(dir string, nodes []NodeSpec, clients []string) *ClusterFiles {
 	cf := &ClusterFiles{
-		CACert:  dir + "/ca.crt",
-		CAKey:   dir + "/ca.key",
+		CA:      Files{Cert: filepath.Join(dir, "ca.crt"), Key: filepath.Join(dir, "ca.key")},
 		Nodes:   make(map[uint64]Files, len(nodes)),
 		Clients: make(map[string]Files, len(clients)),
 	}
 	for _, n := range nodes {
-		base := fmt.Sprintf("%s/node-%d", dir, n.ID)
+		base := filepath.Join(dir, fmt.Sprintf("node-%d", n.ID))
 		cf.Nodes[n.ID] = Files{Cert: base + ".crt", Key: base + ".key"}
 	}
 	for _, c := range clients {
-		base := dir + "/client-" + c
+		base := filepath.Join(dir, "client-"+c)
 		cf.Clients[c] = Files{Cert: base + ".crt", Key: base + ".key"}
 	}
 	return cf
@@ -350,7 +350,7 @@ func GenerateCluster(dir string, nodes []NodeSpec, clients []string, validity ti
 		seenClients[c] = true
 	}
 	files := ClusterFileNames(dir, nodes, clients)
-	all := []string{files.CACert, files.CAKey}
+	all := []string{files.CA.Cert, files.CA.Key}
 	for _, f := range files.Nodes {
 		all = append(all, f.Cert, f.Key)
 	}
@@ -375,7 +375,7 @@ func GenerateCluster(dir string, nodes []NodeSpec, clients []string, validity ti
 	if err != nil {
 		return nil, fmt.Errorf("generate cluster certificates: %w", err)
 	}
-	pairs[Files{Cert: files.CACert, Key: files.CAKey}] = caPair
+	pairs[files.CA] = caPair
 	for _, n := range nodes {
 		kp, err := ca.IssueNode(n, validity)
 		if err != nil {

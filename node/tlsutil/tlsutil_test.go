@@ -53,8 +53,8 @@ func TestGenerateClusterWritesFilesWithPrivateKeys(t *testing.T) {
 		t.Fatalf("got %d node and %d client files, want 3 and 2", len(files.Nodes), len(files.Clients))
 	}
 	var keys, certs []string
-	keys = append(keys, files.CAKey)
-	certs = append(certs, files.CACert)
+	keys = append(keys, files.CA.Key)
+	certs = append(certs, files.CA.Cert)
 	for _, f := range files.Nodes {
 		keys, certs = append(keys, f.Key), append(certs, f.Cert)
 	}
@@ -75,7 +75,7 @@ func TestGenerateClusterWritesFilesWithPrivateKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := LoadCA(files.CACert, files.CAKey); err != nil {
+	if _, err := LoadCA(files.CA.Cert, files.CA.Key); err != nil {
 		t.Fatalf("LoadCA: %v", err)
 	}
 }
@@ -123,7 +123,7 @@ func TestGenerateClusterRefusesBadInputAndOverwrite(t *testing.T) {
 
 func TestCertificatesChainAndCarryIdentities(t *testing.T) {
 	files := generate(t, "cli")
-	pool, err := LoadCertPool(files.CACert)
+	pool, err := LoadCertPool(files.CA.Cert)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestCertificatesChainAndCarryIdentities(t *testing.T) {
 
 func TestCertificateExpiry(t *testing.T) {
 	files := generate(t)
-	pool, err := LoadCertPool(files.CACert)
+	pool, err := LoadCertPool(files.CA.Cert)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,12 +177,12 @@ func TestCertificateExpiry(t *testing.T) {
 	}
 
 	// The same through a handshake whose server clock is past expiry.
-	server, err := ServerConfig(files.CACert, files.Nodes[1].Cert, files.Nodes[1].Key, true)
+	server, err := ServerConfig(files.CA.Cert, files.Nodes[1].Cert, files.Nodes[1].Key, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	server.Time = func() time.Time { return later }
-	client, err := ClientConfig(files.CACert, files.Nodes[2].Cert, files.Nodes[2].Key, NodeServerName(1))
+	client, err := ClientConfig(files.CA.Cert, files.Nodes[2].Cert, files.Nodes[2].Key, NodeServerName(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestCertificateExpiry(t *testing.T) {
 		t.Fatal("handshake with an expired client certificate succeeded")
 	}
 
-	ca, err := LoadCA(files.CACert, files.CAKey)
+	ca, err := LoadCA(files.CA.Cert, files.CA.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,13 +245,13 @@ func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) (server, client t
 
 func TestHandshakeIdentities(t *testing.T) {
 	files := generate(t, "cli")
-	server, err := ServerConfig(files.CACert, files.Nodes[1].Cert, files.Nodes[1].Key, true)
+	server, err := ServerConfig(files.CA.Cert, files.Nodes[1].Cert, files.Nodes[1].Key, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	t.Run("node to node", func(t *testing.T) {
-		client, err := ClientConfig(files.CACert, files.Nodes[2].Cert, files.Nodes[2].Key, NodeServerName(1))
+		client, err := ClientConfig(files.CA.Cert, files.Nodes[2].Cert, files.Nodes[2].Key, NodeServerName(1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +267,7 @@ func TestHandshakeIdentities(t *testing.T) {
 		}
 	})
 	t.Run("client cert", func(t *testing.T) {
-		client, err := ClientConfig(files.CACert, files.Clients["cli"].Cert, files.Clients["cli"].Key, "localhost")
+		client, err := ClientConfig(files.CA.Cert, files.Clients["cli"].Cert, files.Clients["cli"].Key, "localhost")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,7 +280,7 @@ func TestHandshakeIdentities(t *testing.T) {
 		}
 	})
 	t.Run("no cert with mTLS required", func(t *testing.T) {
-		client, err := ClientConfig(files.CACert, "", "", "127.0.0.1")
+		client, err := ClientConfig(files.CA.Cert, "", "", "127.0.0.1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,11 +289,11 @@ func TestHandshakeIdentities(t *testing.T) {
 		}
 	})
 	t.Run("no cert with mTLS optional", func(t *testing.T) {
-		optional, err := ServerConfig(files.CACert, files.Nodes[1].Cert, files.Nodes[1].Key, false)
+		optional, err := ServerConfig(files.CA.Cert, files.Nodes[1].Cert, files.Nodes[1].Key, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		client, err := ClientConfig(files.CACert, "", "", "127.0.0.1")
+		client, err := ClientConfig(files.CA.Cert, "", "", "127.0.0.1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -306,7 +306,7 @@ func TestHandshakeIdentities(t *testing.T) {
 		}
 	})
 	t.Run("wrong server name", func(t *testing.T) {
-		client, err := ClientConfig(files.CACert, files.Nodes[2].Cert, files.Nodes[2].Key, NodeServerName(3))
+		client, err := ClientConfig(files.CA.Cert, files.Nodes[2].Cert, files.Nodes[2].Key, NodeServerName(3))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,12 +319,12 @@ func TestHandshakeIdentities(t *testing.T) {
 func TestAnotherCAIsRefused(t *testing.T) {
 	ours := generate(t, "cli")
 	theirs := generate(t, "cli")
-	server, err := ServerConfig(ours.CACert, ours.Nodes[1].Cert, ours.Nodes[1].Key, true)
+	server, err := ServerConfig(ours.CA.Cert, ours.Nodes[1].Cert, ours.Nodes[1].Key, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Their node, trusting our CA so only our side's check can fail.
-	foreignClient, err := ClientConfig(ours.CACert, theirs.Nodes[2].Cert, theirs.Nodes[2].Key, NodeServerName(1))
+	foreignClient, err := ClientConfig(ours.CA.Cert, theirs.Nodes[2].Cert, theirs.Nodes[2].Key, NodeServerName(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,11 +332,11 @@ func TestAnotherCAIsRefused(t *testing.T) {
 		t.Fatal("server accepted a node certificate from another CA")
 	}
 	// Our node dialling a server of theirs.
-	theirServer, err := ServerConfig(ours.CACert, theirs.Nodes[1].Cert, theirs.Nodes[1].Key, true)
+	theirServer, err := ServerConfig(ours.CA.Cert, theirs.Nodes[1].Cert, theirs.Nodes[1].Key, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ourClient, err := ClientConfig(ours.CACert, ours.Nodes[2].Cert, ours.Nodes[2].Key, NodeServerName(1))
+	ourClient, err := ClientConfig(ours.CA.Cert, ours.Nodes[2].Cert, ours.Nodes[2].Key, NodeServerName(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,10 +395,10 @@ func TestConfigLoadErrorsNameTheFile(t *testing.T) {
 	if _, err := ServerConfig(missing, files.Nodes[1].Cert, files.Nodes[1].Key, true); err == nil || !strings.Contains(err.Error(), "nope.crt") {
 		t.Errorf("missing CA: %v", err)
 	}
-	if _, err := ClientConfig(files.CACert, files.Nodes[1].Cert, "", ""); err == nil {
+	if _, err := ClientConfig(files.CA.Cert, files.Nodes[1].Cert, "", ""); err == nil {
 		t.Error("cert without key accepted")
 	}
-	if _, err := LoadCA(files.CACert, files.Nodes[1].Key); err == nil || !strings.Contains(err.Error(), "does not belong") {
+	if _, err := LoadCA(files.CA.Cert, files.Nodes[1].Key); err == nil || !strings.Contains(err.Error(), "does not belong") {
 		t.Errorf("CA with a foreign key: %v", err)
 	}
 	if _, err := LoadCA(files.Nodes[1].Cert, files.Nodes[1].Key); err == nil || !strings.Contains(err.Error(), "not a CA") {
