@@ -135,3 +135,71 @@ func TestLocalDownStopsNodesStartedByAnotherProcess(t *testing.T) {
 		}
 	}
 }
+
+// relocatedGeo copies configs/geo (client links included) to a temp dir on free ports.
+func relocatedGeo(t *testing.T, georaftd, georaftLab string, scale float64) GeoOptions {
+	t.Helper()
+	work := t.TempDir()
+	configDir := filepath.Join(work, "configs")
+	if err := RelocateConfigs(filepath.Join(repoRoot, "configs/geo"), configDir, filepath.Join(work, "data"), FreePortMapper()); err != nil {
+		t.Fatal(err)
+	}
+	matrix, err := filepath.Abs(filepath.Join(repoRoot, DefaultGeoOptions().MatrixFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return GeoOptions{
+		ClusterOptions: ClusterOptions{ConfigDir: configDir, Georaftd: georaftd, WorkDir: work, Out: testWriter{t}},
+		MatrixFile:     matrix,
+		Scale:          scale,
+		IntraRegionRTT: DefaultIntraRegionRTT,
+		Compensation:   DefaultCompensation,
+		RunDir:         filepath.Join(work, "run"),
+		LabBinary:      georaftLab,
+		LeaderTimeout:  60 * time.Second,
+	}
+}
+
+// The proxy process and the nodes go through the same start and stop as geo-up; with nodes
+// that never elect a leader, GeoUp must fail and leave nothing running.
+func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
+	georaftLab := buildBinary(t, "lab/cmd/georaft-lab")
+	opts := relocatedGeo(t, fakeGeoraftd(t, "while :; do sleep 0.05; done"), georaftLab, 0.1)
+	opts.LeaderTimeout = 500 * time.Millisecond
+	g, err := OpenGeo(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := GeoUp(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "no leader elected") {
+		t.Fatalf("GeoUp with silent nodes: %v", err)
+	}
+	if pids := g.RunningPIDs(); len(pids) > 0 {
+		t.Errorf("left running after a failed geo-up: %v", pids)
+	}
+	if _, err := os.Stat(filepath.Join(opts.RunDir, ProxyReadyFile)); !os.IsNotExist(err) {
+		t.Errorf("proxy ready file left behind: %v", err)
+	}
+	if _, err := ReadPlan(filepath.Join(opts.RunDir, ProxyPlanFile)); err != nil {
+		t.Errorf("the proxy plan of the run was not kept for inspection: %v", err)
+	}
+
+	// Started by hand and stopped by GeoDown: the proxies listen while up, and not after.
+	if err := g.Start(context.Background(), georaftLab); err != nil {
+		t.Fatal(err)
+	}
+	if pids := g.RunningPIDs(); len(pids) != 6 {
+		t.Errorf("running after start: %v, want 5 nodes and the proxies", pids)
+	}
+	if err := CheckPortsFree(g.Plan.ListenAddresses()[:1]); err == nil {
+		t.Error("a proxy port is free while the proxies run")
+	}
+	if err := GeoDown(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if pids := g.RunningPIDs(); len(pids) > 0 {
+		t.Errorf("left running after geo-down: %v", pids)
+	}
+	if err := CheckPortsFree(g.Plan.ListenAddresses()); err != nil {
+		t.Errorf("proxy ports still taken after geo-down: %v", err)
+	}
+}

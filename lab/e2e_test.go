@@ -19,10 +19,17 @@ import (
 )
 
 var (
-	buildOnce  sync.Once
-	builtDir   string
-	buildError error
+	buildDirOnce sync.Once
+	builtDir     string
+	builtDirErr  error
+	builds       sync.Map // package path → *buildResult
 )
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -32,28 +39,37 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// labBinaries builds georaftd and georaft-lab once per test run. Until the node's binary
-// package exists, the tests that need a real cluster skip.
+// buildBinary builds a main package of the repo once per test run.
+func buildBinary(t *testing.T, pkg string) string {
+	t.Helper()
+	buildDirOnce.Do(func() { builtDir, builtDirErr = os.MkdirTemp("", "georaft-lab-test-bin-") })
+	if builtDirErr != nil {
+		t.Fatal(builtDirErr)
+	}
+	v, _ := builds.LoadOrStore(pkg, &buildResult{})
+	b := v.(*buildResult)
+	b.once.Do(func() {
+		b.path = filepath.Join(builtDir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", b.path, "./"+pkg)
+		cmd.Dir = repoRoot
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build ./%s: %v\n%s", pkg, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// labBinaries builds georaftd and georaft-lab. Until the node's binary package exists, the
+// tests that need a real cluster skip.
 func labBinaries(t *testing.T) (georaftd, georaftLab string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(repoRoot, "node/cmd/georaftd")); err != nil {
 		t.Skip("SKIP GUARD: node/cmd/georaftd does not exist yet; this end-to-end lab test needs the real node (remove the guard in lab/e2e_test.go once it lands)")
 	}
-	buildOnce.Do(func() {
-		builtDir, buildError = os.MkdirTemp("", "georaft-lab-test-bin-")
-		if buildError != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", builtDir+"/", "./node/cmd/georaftd", "./lab/cmd/georaft-lab")
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildError = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildError != nil {
-		t.Fatal(buildError)
-	}
-	return filepath.Join(builtDir, "georaftd"), filepath.Join(builtDir, "georaft-lab")
+	return buildBinary(t, "node/cmd/georaftd"), buildBinary(t, "lab/cmd/georaft-lab")
 }
 
 func TestLocalClusterEndToEnd(t *testing.T) {
@@ -114,25 +130,7 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 // about the client-to-leader RTT and index and log reads a quorum round trip on top.
 func TestGeoEmulationOrdersReadModes(t *testing.T) {
 	georaftd, georaftLab := labBinaries(t)
-	work := t.TempDir()
-	configDir := filepath.Join(work, "configs")
-	if err := RelocateConfigs(filepath.Join(repoRoot, "configs/geo"), configDir, filepath.Join(work, "data"), FreePortMapper()); err != nil {
-		t.Fatal(err)
-	}
-	matrix, err := filepath.Abs(filepath.Join(repoRoot, DefaultGeoOptions().MatrixFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := GeoOptions{
-		ClusterOptions: ClusterOptions{ConfigDir: configDir, Georaftd: georaftd, WorkDir: work, Out: testWriter{t}},
-		MatrixFile:     matrix,
-		Scale:          0.2,
-		IntraRegionRTT: DefaultIntraRegionRTT,
-		Compensation:   DefaultCompensation,
-		RunDir:         filepath.Join(work, "run"),
-		LabBinary:      georaftLab,
-		LeaderTimeout:  60 * time.Second,
-	}
+	opts := relocatedGeo(t, georaftd, georaftLab, 0.2)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	g, err := GeoUp(ctx, opts)
