@@ -52,3 +52,8 @@ output "network" {
   description = "Self link of the cluster's VPC."
   value       = google_compute_network.cluster.self_link
 }
+
+output "data_device" {
+  description = "Guest path of every node's data disk (attached with device_name georaft-data); the Ansible role formats and mounts it."
+  value       = "/dev/disk/by-id/google-georaft-data"
+}

@@ -22,7 +22,7 @@ import (
 )
 
 // RequiredOutputs are the Terraform outputs Parse reads.
-var RequiredOutputs = []string{"nodes", "cluster_id", "ssh_user", "peer_port", "client_port", "metrics_port"}
+var RequiredOutputs = []string{"nodes", "cluster_id", "ssh_user", "peer_port", "client_port", "metrics_port", "data_device"}
 
 // RequiredNodeFields are the attributes Parse reads from each element of the nodes output.
 var RequiredNodeFields = []string{"id", "name", "region", "zone", "internal_ip", "external_ip"}
@@ -44,6 +44,7 @@ type Node struct {
 type Cluster struct {
 	ClusterID   string
 	SSHUser     string
+	DataDevice  string // block device of the data disk inside each VM
 	PeerPort    int
 	ClientPort  int
 	MetricsPort int
@@ -87,6 +88,9 @@ func Parse(r io.Reader) (Cluster, error) {
 		return Cluster{}, errors.New("terraform output cluster_id is empty")
 	}
 	if c.SSHUser, err = stringOutput(outputs, "ssh_user"); err != nil {
+		return Cluster{}, err
+	}
+	if c.DataDevice, err = stringOutput(outputs, "data_device"); err != nil {
 		return Cluster{}, err
 	}
 	for _, p := range []struct {
@@ -295,6 +299,9 @@ func (c Cluster) Inventory(opts Options) ([]byte, error) {
 		"georaft_client_port", c.ClientPort,
 		"georaft_metrics_port", c.MetricsPort,
 	)
+	if c.DataDevice != "" {
+		vars.Content = append(vars.Content, scalar("georaft_data_device"), scalar(c.DataDevice))
+	}
 	if c.SSHUser != "" {
 		vars.Content = append(vars.Content, scalar("ansible_user"), scalar(c.SSHUser))
 	}

@@ -114,7 +114,8 @@ func TestAnsibleReadsTheInventory(t *testing.T) {
 	}
 	h := parsed.Meta.Hostvars["georaft-4"]
 	if h["georaft_node_id"] != float64(4) || h["georaft_region"] != "europe-west1" || h["georaft_internal_ip"] != "10.42.3.2" ||
-		h["ansible_host"] != "34.76.200.13" || h["georaft_peer_port"] != float64(7100) || h["ansible_user"] != "georaft-admin" {
+		h["ansible_host"] != "34.76.200.13" || h["georaft_peer_port"] != float64(7100) || h["ansible_user"] != "georaft-admin" ||
+		h["georaft_data_device"] != "/dev/disk/by-id/google-georaft-data" {
 		t.Errorf("hostvars of georaft-4 = %v", h)
 	}
 }
@@ -130,6 +131,7 @@ func TestParseRejects(t *testing.T) {
  "peer_port":{"sensitive":false,"type":"number","value":7100},
  "client_port":{"sensitive":false,"type":"number","value":7200},
  "metrics_port":{"sensitive":false,"type":"number","value":7300},
+ "data_device":{"sensitive":false,"type":"string","value":"/dev/sdb"},
  "nodes":{"sensitive":false,"type":"dynamic","value":` + nodes + `}}`
 	}
 	good := node("1", "a", "10.0.0.1", "null")
@@ -175,6 +177,7 @@ func TestListFormAndMissingExternalIP(t *testing.T) {
  "peer_port":{"sensitive":false,"type":"number","value":7100},
  "client_port":{"sensitive":false,"type":"number","value":7200},
  "metrics_port":{"sensitive":false,"type":"number","value":7300},
+ "data_device":{"sensitive":false,"type":"string","value":""},
  "nodes":{"sensitive":false,"type":"dynamic","value":[
    {"id":2,"name":"n2","region":"r2","zone":"r2-b","internal_ip":"10.0.1.2","external_ip":null},
    {"id":1,"name":"n1","region":"r1","zone":"r1-b","internal_ip":"10.0.0.2","external_ip":"203.0.113.1"}]}}`
@@ -193,7 +196,7 @@ func TestListFormAndMissingExternalIP(t *testing.T) {
 	if !strings.Contains(s, "ansible_host: 10.0.1.2") || !strings.Contains(s, "ansible_host: 203.0.113.1") {
 		t.Errorf("a node without an external IP must be reached on its internal one:\n%s", s)
 	}
-	if strings.Contains(s, "ansible_user") {
-		t.Errorf("no ssh_user, yet ansible_user is set:\n%s", s)
+	if strings.Contains(s, "ansible_user") || strings.Contains(s, "georaft_data_device") {
+		t.Errorf("no ssh_user or data device, yet ansible_user or georaft_data_device is set:\n%s", s)
 	}
 }
