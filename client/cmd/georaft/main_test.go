@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/georaft/georaft/client/cli"
+)
+
+func georaft(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+func closedAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+func TestExitCodesOfTheCommandLine(t *testing.T) {
+	t.Setenv("GEORAFT_ENDPOINTS", "")
+	down := closedAddress(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"help", []string{"--help"}, cli.ExitOK},
+		{"unknown command", []string{"frobnicate"}, cli.ExitUsage},
+		{"unknown flag", []string{"get", "k", "--bogus"}, cli.ExitUsage},
+		{"missing argument", []string{"get"}, cli.ExitUsage},
+		{"extra argument", []string{"set", "k", "v", "w"}, cli.ExitUsage},
+		{"bad read mode", []string{"get", "k", "--read", "eventual", "--endpoints", down}, cli.ExitUsage},
+		{"bad output", []string{"status", "--output", "xml", "--endpoints", down}, cli.ExitUsage},
+		{"no endpoints", []string{"get", "k"}, cli.ExitUsage},
+		{"bad endpoint", []string{"get", "k", "--endpoints", "nohostport"}, cli.ExitUsage},
+		{"transfer without --to", []string{"transfer-leader", "--endpoints", down}, cli.ExitUsage},
+		{"transfer to 0", []string{"transfer-leader", "--to", "0", "--endpoints", down}, cli.ExitUsage},
+		{"bench bad ratio", []string{"bench", "--write-ratio", "2", "--endpoints", down}, cli.ExitUsage},
+		{"bench bad mode", []string{"bench", "--read-modes", "lease,fast", "--endpoints", down}, cli.ExitUsage},
+		{"tune without --rtt", []string{"tune"}, cli.ExitUsage},
+		{"tune bad format", []string{"tune", "--rtt", "x.csv", "--format", "toml"}, cli.ExitUsage},
+		{"tune missing file", []string{"tune", "--rtt", filepath.Join(t.TempDir(), "none.csv")}, cli.ExitError},
+		{"missing config file", []string{"get", "k", "--config", filepath.Join(t.TempDir(), "node1.yaml")}, cli.ExitError},
+		{"get, cluster down", []string{"get", "k", "--endpoints", down, "--timeout", "300ms"}, cli.ExitUnavailable},
+		{"set, cluster down", []string{"set", "k", "v", "--endpoints", down, "--timeout", "300ms"}, cli.ExitUnavailable},
+		{"status, cluster down", []string{"status", "--endpoints", down, "--timeout", "300ms"}, cli.ExitUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := georaft(t, "", tt.args...)
+			if code != tt.code {
+				t.Fatalf("georaft %v: exit code %d, want %d\nstdout: %s\nstderr: %s", tt.args, code, tt.code, stdout, stderr)
+			}
+			if code == cli.ExitUsage && !strings.Contains(stderr, "error:") {
+				t.Fatalf("usage error without a message on stderr: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestHelpDocumentsExitCodes(t *testing.T) {
+	stdout, _, code := georaft(t, "", "help")
+	if code != 0 {
+		t.Fatalf("help: exit code %d", code)
+	}
+	for _, want := range []string{"Exit codes:", "3    cluster unavailable", "1    not found", "REPL", "stale"} {
+		if !strings.Contains(stdout, want) {
+			t.Fatalf("georaft help lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestEndpointsFromEnvironment(t *testing.T) {
+	t.Setenv("GEORAFT_ENDPOINTS", closedAddress(t))
+	_, stderr, code := georaft(t, "", "get", "k", "--timeout", "200ms")
+	if code != cli.ExitUnavailable || !strings.Contains(stderr, "cluster unavailable") {
+		t.Fatalf("exit code %d, stderr %q: want the env endpoint tried and found down", code, stderr)
+	}
+}
+
+func TestJSONOutputOfEveryCommandParses(t *testing.T) {
+	down := closedAddress(t)
+	rtt := filepath.Join(repoRoot(t), "..", "shared", "geo", "rtt-5-regions.csv")
+	if _, err := os.Stat(rtt); err != nil {
+		rtt = writeMatrix(t)
+	}
+	for _, args := range [][]string{
+		{"get", "k"}, {"set", "k", "v"}, {"del", "k"}, {"status"}, {"transfer-leader", "--to", "2"},
+		{"tune", "--rtt", rtt},
+	} {
+		args = append(args, "--output", "json", "--endpoints", down, "--timeout", "200ms")
+		stdout, stderr, code := georaft(t, "", args...)
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(stdout), &obj); err != nil {
+			t.Fatalf("georaft %v: stdout is not one JSON object: %v\n%s\nstderr: %s", args, err, stdout, stderr)
+		}
+		if _, ok := obj["ok"]; !ok {
+			t.Fatalf("georaft %v: JSON lacks ok: %v", args, obj)
+		}
+		if obj["ok"] == false && obj["exit_code"] != nil && int(obj["exit_code"].(float64)) != code {
+			t.Fatalf("georaft %v: exit_code %v in JSON but %d from the process", args, obj["exit_code"], code)
+		}
+	}
+}
+
+func writeMatrix(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "rtt.csv")
+	csv := "region,a,b,c\na,0,10,20\nb,10,0,15\nc,20,15,0\n"
+	if err := os.WriteFile(p, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestTuneWrapsTheTunePackage(t *testing.T) {
+	rtt := writeMatrix(t)
+	stdout, stderr, code := georaft(t, "", "tune", "--rtt", rtt, "--format", "yaml")
+	if code != 0 || !strings.Contains(stdout, "heartbeat_interval") || !strings.Contains(stdout, "lease_duration") {
+		t.Fatalf("tune --format yaml: code %d\n%s%s", code, stdout, stderr)
+	}
+	_, _, code = georaft(t, "", "tune", "--rtt", rtt, "--placement", "1=a,2=b,3=nowhere")
+	if code == 0 {
+		t.Fatal("tune accepted a placement in a region the matrix lacks")
+	}
+}
+
+// buildBinary compiles georaft into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "georaft")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join(repoRoot(t), "client", "cmd", "georaft")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// The built binary reads commands from a pipe: no prompt, no escape codes, a one-line hint
+// per bad command, and the exit code of the last failed command.
+func TestBinaryWithPipedStdin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "--endpoints", closedAddress(t), "--timeout", "300ms")
+	cmd.Stdin = strings.NewReader("help\nBOGUS\nmode index\nGET k\nMODE\nquit\nSET never run\n")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != cli.ExitUnavailable {
+		t.Fatalf("exit: %v, want code %d (the GET that found no cluster)\nstdout: %s\nstderr: %s", err, cli.ExitUnavailable, out.String(), errOut.String())
+	}
+	all := out.String() + errOut.String()
+	if strings.Contains(all, "\x1b") || strings.Contains(all, "georaft>") {
+		t.Fatalf("piped session shows a prompt or escape codes:\n%q", all)
+	}
+	if !strings.Contains(out.String(), "read mode: index") || !strings.Contains(errOut.String(), `unknown command "BOGUS"`) {
+		t.Fatalf("unexpected output:\nstdout: %s\nstderr: %s", out.String(), errOut.String())
+	}
+	if strings.Contains(all, "never") {
+		t.Fatal("a command after quit ran")
+	}
+	if lines := strings.Count(strings.TrimSpace(errOut.String()), "\n") + 1; lines != 2 {
+		t.Fatalf("stderr has %d lines, want 2 (one per failed command):\n%s", lines, errOut.String())
+	}
+}
