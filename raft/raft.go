@@ -162,6 +162,9 @@ func (r *Raft) event(e Event) {
 	if e.Term == 0 {
 		e.Term = r.term
 	}
+	if r.events == nil {
+		r.events = make([]Event, 0, 4)
+	}
 	r.events = append(r.events, e)
 }
 
@@ -174,8 +177,15 @@ func (r *Raft) send(m Message) {
 	}
 	switch m.Type {
 	case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+		if r.msgs == nil {
+			// One allocation per Ready for the usual one message per peer.
+			r.msgs = make([]Message, 0, len(r.peers))
+		}
 		r.msgs = append(r.msgs, m)
 	default:
+		if r.msgsAfterPersist == nil {
+			r.msgsAfterPersist = make([]Message, 0, 2)
+		}
 		r.msgsAfterPersist = append(r.msgsAfterPersist, m)
 	}
 }

@@ -1,0 +1,170 @@
+package raft
+
+import (
+	"testing"
+	"time"
+)
+
+// Between Ready and Advance the core hands out nothing new, though it keeps accepting input;
+// what that input produced comes in the Ready after Advance.
+func TestReadyNothingNewUntilAdvance(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	r := net.raft(1)
+	net.propose(1, "a")
+	rd := r.Ready()
+	if len(rd.Entries) != 1 {
+		t.Fatalf("entries %v", rd.Entries)
+	}
+	if r.HasReady() {
+		t.Fatalf("HasReady true before Advance")
+	}
+	idx, _ := net.propose(1, "b")
+	if again := r.Ready(); !again.IsEmpty() {
+		t.Fatalf("second Ready before Advance is not empty: %+v", again)
+	}
+	net.node(1).disk.save(rd)
+	r.Advance(rd)
+	if !r.HasReady() {
+		t.Fatalf("HasReady false with a proposal pending")
+	}
+	rd = net.cycle(1)
+	if len(rd.Entries) != 1 || rd.Entries[0].Index != idx {
+		t.Fatalf("entries after Advance %v, want the second proposal at %d", rd.Entries, idx)
+	}
+}
+
+// A candidate's vote requests leave only after its new term and self-vote are durable: they
+// sit in MessagesAfterPersist of the same Ready as the HardState.
+func TestVoteRequestsAfterPersist(t *testing.T) {
+	net := newTestNet(t, 3)
+	r := net.raft(1)
+	r.Campaign()
+	r.Step(Message{Type: MsgPreVoteResp, From: 2, To: 1, Term: 1})
+	rd := r.Ready()
+	if rd.HardState == nil || rd.HardState.Term != 1 || rd.HardState.Vote != 1 {
+		t.Fatalf("HardState %+v, want term 1 vote 1", rd.HardState)
+	}
+	if countType(rd.Messages, MsgVote) != 0 || countType(rd.MessagesAfterPersist, MsgVote) != 2 {
+		t.Fatalf("vote requests must wait for persistence: messages %v after %v", rd.Messages, rd.MessagesAfterPersist)
+	}
+}
+
+// A follower acknowledges an append only after persisting it: the MsgAppResp is in
+// MessagesAfterPersist of the Ready that carries the entries.
+func TestAppendAckAfterPersist(t *testing.T) {
+	r := newFollower(t, 2, 1, 0, nil)
+	r.Step(Message{Type: MsgApp, From: 1, To: 2, Term: 1, Entries: []Entry{{Index: 1, Term: 1}}})
+	rd := r.Ready()
+	if len(rd.Entries) != 1 || countType(rd.MessagesAfterPersist, MsgAppResp) != 1 || len(rd.Messages) != 0 {
+		t.Fatalf("entries %v, messages %v, after persist %v", rd.Entries, rd.Messages, rd.MessagesAfterPersist)
+	}
+}
+
+// The commit event comes once per Ready with the new commit index, however many entries
+// committed; heartbeats produce no events at all.
+func TestCommitEventPerReadyAndQuietHeartbeats(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	net.untilLeaseHeld(1)
+	for _, id := range net.ids {
+		net.node(id).events = nil
+	}
+	for i := 0; i < 20; i++ {
+		net.propose(1, "x")
+	}
+	net.stabilize()
+	if got := len(net.eventsOf(1, EventCommitted)); got != 1 {
+		t.Fatalf("%d commit events for one batch on the leader:\n%s", got, net.dumpEvents(1))
+	}
+	for _, id := range net.ids {
+		net.node(id).events = nil
+	}
+	for i := 0; i < 10; i++ {
+		net.advance(10 * ms)
+		net.stabilize()
+	}
+	for _, id := range net.ids {
+		if evs := net.node(id).events; len(evs) != 0 {
+			t.Fatalf("node %d: events during idle heartbeats:\n%s", id, net.dumpEvents(id))
+		}
+	}
+}
+
+// Tick ignores a clock that goes backwards, and an idle leader's next deadline is its next
+// heartbeat.
+func TestTickAndNextDeadline(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	net.untilLeaseHeld(1)
+	r := net.raft(1)
+	now := net.node(1).now
+	r.Tick(now - time.Second)
+	if r.Status().Now != now {
+		t.Fatalf("clock moved back to %v", r.Status().Now)
+	}
+	d := r.NextDeadline()
+	if d <= now || d > now+10*ms {
+		t.Fatalf("NextDeadline %v, want within one heartbeat interval of %v", d, now)
+	}
+	if st := net.raft(2).Status(); net.raft(2).NextDeadline() < st.Now+100*ms {
+		t.Fatalf("follower deadline %v earlier than a minimum election timeout from its last contact", net.raft(2).NextDeadline())
+	}
+}
+
+// A cluster driven only at the cores' own deadlines (a driver that sleeps until
+// NextDeadline) elects a leader, keeps it, and keeps its lease.
+func TestDrivenByNextDeadlineOnly(t *testing.T) {
+	net := newTestNet(t, 5)
+	var now time.Duration
+	for step := 0; step < 2000 && now < 3*time.Second; step++ {
+		next := time.Duration(1<<63 - 1)
+		for _, id := range net.ids {
+			next = min(next, net.raft(id).NextDeadline())
+		}
+		if next <= now {
+			t.Fatalf("a deadline %v at or before now %v after ticking", next, now)
+		}
+		now = next
+		for _, id := range net.ids {
+			net.node(id).now = now
+			net.raft(id).Tick(now)
+		}
+		net.stabilize()
+	}
+	leaders := net.leaders()
+	if len(leaders) != 1 {
+		t.Fatalf("leaders %v after 3s", leaders)
+	}
+	l := leaders[0]
+	if st := net.raft(l).Status(); st.Term != 1 && st.Term != 2 || st.Lease != LeaseHeld {
+		t.Fatalf("leader %d: term %d lease %v; want an early term and a held lease", l, st.Term, st.Lease)
+	}
+	if len(net.eventsOf(l, EventSteppedDown)) != 0 {
+		t.Fatalf("leader stepped down:\n%s", net.dumpEvents(l))
+	}
+}
+
+// Status reports the role, leader hint and per-follower progress.
+func TestStatusFields(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	net.untilLeaseHeld(1)
+	st := net.raft(1).Status()
+	if st.ID != 1 || st.Role != Leader || st.Leader != 1 || st.Term != 1 || st.Vote != 1 ||
+		st.Commit != st.LastIndex || st.Applied != st.Commit || st.FirstIndex != 1 ||
+		st.Lease != LeaseHeld || st.LeaseRemaining <= 0 || st.LeaseExpiry != st.Now+st.LeaseRemaining ||
+		st.LastLeaderContact == 0 || len(st.Progress) != 3 {
+		t.Fatalf("leader status %+v", st)
+	}
+	for id, pr := range st.Progress {
+		if pr.Match != st.LastIndex || pr.Next != st.LastIndex+1 {
+			t.Errorf("progress of %d: %+v", id, pr)
+		}
+	}
+	fst := net.raft(2).Status()
+	if fst.Role != Follower || fst.Leader != 1 || fst.Progress != nil || fst.Lease != LeaseNone ||
+		fst.KnownLeaseUntil <= fst.Now || fst.LastLeaderContact != fst.Now {
+		t.Fatalf("follower status %+v", fst)
+	}
+}
