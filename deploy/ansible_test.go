@@ -303,7 +303,7 @@ func verifyUnit(t *testing.T, rendered string) {
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		switch {
 		case line == "",
-			strings.Contains(line, "/opt/georaft/bin/georaftd"),     // not installed on this machine
+			strings.Contains(line, "/opt/georaft/bin/georaftd"),      // not installed on this machine
 			strings.Contains(line, "Unit georaft.service not found"), // follows from the above on some versions
 			strings.Contains(line, "Failed to prepare filename"):     // idem
 			continue
