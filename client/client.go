@@ -35,7 +35,13 @@ type endpoint struct {
 	// Guarded by Client.mu.
 	nodeID uint64
 	region string
+	// probed is when the client last asked this endpoint who it is, so that an endpoint
+	// that stays silent is not asked again on every redirect.
+	probed time.Time
 }
+
+// reprobeAfter spaces out identity probes of an endpoint that did not answer.
+const reprobeAfter = time.Second
 
 // Client talks to a georaft cluster. Create it with New; Close it when done.
 type Client struct {
@@ -231,7 +237,8 @@ func (c *Client) resolveLeader(ctx context.Context, nl *georaftv1.NotLeader) *en
 	var unknown []*endpoint
 	if ep == nil {
 		for _, e := range c.endpoints {
-			if e.nodeID == 0 {
+			if e.nodeID == 0 && time.Since(e.probed) > reprobeAfter {
+				e.probed = time.Now()
 				unknown = append(unknown, e)
 			}
 		}

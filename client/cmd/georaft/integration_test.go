@@ -1,0 +1,162 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/georaft/georaft/client/cli"
+	"github.com/georaft/georaft/client/internal/testcluster"
+)
+
+// These tests run a real 3-node cluster; they skip only when node/cmd/georaftd does not
+// exist.
+
+func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	leader := cl.WaitLeader(30 * time.Second)
+	cfg := "--config=" + strings.Join(cl.ConfigPaths(), ",")
+
+	if _, stderr, code := georaft(t, "", "set", "greeting", "hello world", cfg); code != 0 {
+		t.Fatalf("set: exit %d: %s", code, stderr)
+	}
+	stdout, stderr, code := georaft(t, "", "get", "greeting", "--read", "index", cfg)
+	if code != 0 || stdout != "hello world\n" {
+		t.Fatalf("get: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if _, _, code := georaft(t, "", "get", "absent", cfg); code != cli.ExitNotFound {
+		t.Fatalf("get of a missing key: exit %d, want %d", code, cli.ExitNotFound)
+	}
+	stdout, _, code = georaft(t, "", "status", cfg)
+	if code != 0 || strings.Count(stdout, "leader") < 2 || !strings.Contains(stdout, fmt.Sprintf("leader: node %d", leader)) {
+		t.Fatalf("status: exit %d:\n%s", code, stdout)
+	}
+	stdout, _, code = georaft(t, "", "status", cfg, "-o", "json")
+	var st struct {
+		LeaderID uint64 `json:"leader_id"`
+		Nodes    []struct {
+			ID        uint64 `json:"id"`
+			Reachable bool   `json:"reachable"`
+			Role      string `json:"role"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil || code != 0 || len(st.Nodes) != 3 || st.LeaderID != leader {
+		t.Fatalf("status -o json: exit %d, %v:\n%s", code, err, stdout)
+	}
+
+	// The REPL on piped stdin, against the cluster.
+	stdout, stderr, code = georaft(t, "SET a 1\nGET a\nDEL a\nGET a\nMODE stale\n", cfg)
+	if code != cli.ExitNotFound || !strings.Contains(stdout, "OK\n1\nOK\n") {
+		t.Fatalf("piped REPL: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+
+	// Killing a follower shows it as unreachable; the rest still answer.
+	follower := leader%3 + 1
+	cl.StopNode(follower)
+	stdout, _, code = georaft(t, "", "status", cfg, "--timeout", "2s")
+	if code != 0 || !strings.Contains(stdout, "unreachable") || !strings.Contains(stdout, "2 of 3 nodes answered") {
+		t.Fatalf("status with node %d down: exit %d:\n%s", follower, code, stdout)
+	}
+}
+
+// A bench run on a small cluster produces well-formed JSON and CSV and a chart, with
+// operations counted for every mode and for writes.
+func TestIntegrationBenchWritesReportsAndChart(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	cl.WaitLeader(30 * time.Second)
+	dir := t.TempDir()
+	jsonPath, csvPath, chartPath := filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.csv"), filepath.Join(dir, "bench.svg")
+	stdout, stderr, code := georaft(t, "", "bench", "--config="+strings.Join(cl.ConfigPaths(), ","),
+		"--ops", "150", "--warmup", "200ms", "--concurrency", "4", "--keys", "40", "--value-size", "32",
+		"--json", jsonPath, "--csv", csvPath, "--chart", chartPath)
+	if code != 0 {
+		t.Fatalf("bench: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	for _, mode := range []string{"lease", "index", "log", "stale", "write"} {
+		if !strings.Contains(stdout, "\n"+mode+" ") {
+			t.Fatalf("table lacks a %s row:\n%s", mode, stdout)
+		}
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Rows []struct {
+			Name   string           `json:"name"`
+			Ops    int64            `json:"ops"`
+			Errors int64            `json:"errors"`
+			Served map[string]int64 `json:"served"`
+			Lat    struct {
+				P50 float64 `json:"p50"`
+				P99 float64 `json:"p99"`
+			} `json:"latency_ms"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("bench JSON: %v", err)
+	}
+	if len(rep.Rows) != 5 {
+		t.Fatalf("%d rows, want 5", len(rep.Rows))
+	}
+	for _, r := range rep.Rows {
+		if r.Ops == 0 || r.Lat.P50 <= 0 || r.Lat.P99 < r.Lat.P50 {
+			t.Fatalf("row %s: %+v", r.Name, r)
+		}
+		if r.Name != "write" {
+			var served int64
+			for _, n := range r.Served {
+				served += n
+			}
+			if served != r.Ops {
+				t.Fatalf("row %s: served counts %v do not add up to %d reads", r.Name, r.Served, r.Ops)
+			}
+		}
+	}
+	csvData, err := os.ReadFile(csvPath)
+	if err != nil || strings.Count(string(csvData), "\n") != 6 {
+		t.Fatalf("bench CSV (%v):\n%s", err, csvData)
+	}
+	f, err := os.Open(chartPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := xml.NewDecoder(f)
+	curves := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("chart is not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			curves++
+		}
+	}
+	if curves != 5 {
+		t.Fatalf("chart has %d curves, want 5", curves)
+	}
+}
+
+func TestIntegrationTransferLeaderCommand(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	leader := cl.WaitLeader(30 * time.Second)
+	target := leader%3 + 1
+	stdout, stderr, code := georaft(t, "", "transfer-leader", "--to", fmt.Sprint(target),
+		"--endpoints", strings.Join(cl.ClientAddrs(), ","), "--timeout", "15s")
+	if code != 0 {
+		t.Fatalf("transfer-leader: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if got := cl.WaitLeader(30 * time.Second); got != target {
+		t.Fatalf("leader %d after transfer-leader --to %d", got, target)
+	}
+}
