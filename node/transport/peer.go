@@ -36,6 +36,7 @@ type peer struct {
 
 	up           atomic.Bool
 	rtt          atomic.Int64 // EWMA, nanoseconds; 0 until the first ping
+	rttSamples   atomic.Uint64
 	snapshotBusy atomic.Bool
 
 	sentMessages atomic.Uint64
@@ -314,6 +315,7 @@ func (p *peer) pingOnce(ctx context.Context) {
 }
 
 func (p *peer) observeRTT(sample time.Duration) {
+	defer p.rttSamples.Add(1)
 	for {
 		old := p.rtt.Load()
 		next := int64(sample)

@@ -86,7 +86,7 @@ func (t *Transport) checkHeader(ctx context.Context, method string, h *georaftv1
 }
 
 func (t *Transport) logRefusal(method, remote string, h *georaftv1.PeerHeader, reason string) {
-	if !t.refusedPeerLog.allow(t.now(), logInterval/5) {
+	if !t.refusals.allow(method+": "+reason, t.now(), logInterval) {
 		return
 	}
 	t.log.Warn("refused peer RPC", "method", method, "remote", remote, "reason", reason,

@@ -130,7 +130,7 @@ type Transport struct {
 
 	unknownPeerLog  rateLimit
 	malformedMsgLog rateLimit
-	refusedPeerLog  rateLimit
+	refusals        keyedRateLimit
 }
 
 // New validates cfg, dials every peer (in the background) and starts the per-peer senders
@@ -288,6 +288,7 @@ type PeerStats struct {
 	DroppedMessages uint64 // queue full, stream down, or unencodable
 	Queued          int
 	RTT             time.Duration
+	RTTSamples      uint64 // pings answered
 }
 
 // Stats reports peer's counters; ok is false if peer is unknown.
@@ -303,6 +304,7 @@ func (t *Transport) Stats(peer uint64) (stats PeerStats, ok bool) {
 		DroppedMessages: p.dropped.Load(),
 		Queued:          len(p.queue),
 		RTT:             time.Duration(p.rtt.Load()),
+		RTTSamples:      p.rttSamples.Load(),
 	}, true
 }
 
@@ -352,6 +354,28 @@ func (r *rateLimit) allow(now, interval time.Duration) bool {
 	}
 	// Zero means "never"; a first event at exactly zero is recorded as 1 ns.
 	return r.last.CompareAndSwap(last, int64(max(now, 1)))
+}
+
+// keyedRateLimit lets one event per key through per interval, so one noisy misconfigured
+// peer does not hide another's refusals. Keys are bounded: past maxKeys it starts afresh.
+type keyedRateLimit struct {
+	mu   sync.Mutex
+	last map[string]time.Duration
+}
+
+const maxRateLimitKeys = 1024
+
+func (k *keyedRateLimit) allow(key string, now, interval time.Duration) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.last == nil || len(k.last) >= maxRateLimitKeys {
+		k.last = make(map[string]time.Duration)
+	}
+	if last, seen := k.last[key]; seen && now-last < interval {
+		return false
+	}
+	k.last[key] = now
+	return true
 }
 
 // reporter calls ReportUnreachable and ReportSnapshot from its own goroutine, so the node
