@@ -72,6 +72,13 @@ type Result struct {
 	Verdict Verdict
 	// IllegalKeys are the keys whose linearizable operations have no linearization.
 	IllegalKeys []string
+	// Anomalies describe, for the illegal keys, reads that plainly returned a value
+	// replaced before they were called (or not yet written when they returned).
+	Anomalies []string
+	// Culprit is, for the first illegal key, the operation whose call first makes the
+	// history illegal (the shortest illegal prefix), followed by the operations on that key
+	// just before it.
+	Culprit []string
 	// TimedOutKeys are keys whose search ran out of time (Inconclusive).
 	TimedOutKeys []string
 	// Stale lists stale reads that returned what was never (or no longer) written.
@@ -95,6 +102,19 @@ func (r *Result) String() string {
 	fmt.Fprintf(&b, "%s: %d operations checked for linearizability, %d stale reads", r.Verdict, r.Checked, r.StaleChecked)
 	if len(r.IllegalKeys) > 0 {
 		fmt.Fprintf(&b, "\n  not linearizable: keys %s", strings.Join(quoteAll(r.IllegalKeys), ", "))
+	}
+	for i, a := range r.Anomalies {
+		if i == 10 {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(r.Anomalies)-10)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s", a)
+	}
+	if len(r.Culprit) > 0 {
+		fmt.Fprintf(&b, "\n  the history turns illegal when this is called or returns:\n    %s\n  after these operations on the key (latest calls):", r.Culprit[0])
+		for _, line := range r.Culprit[1:] {
+			fmt.Fprintf(&b, "\n    %s", line)
+		}
 	}
 	if len(r.TimedOutKeys) > 0 {
 		fmt.Fprintf(&b, "\n  search timed out: keys %s", strings.Join(quoteAll(r.TimedOutKeys), ", "))
@@ -125,7 +145,7 @@ func CheckWith(ops []Op, opts Options) Result {
 
 	res.ops = toPorcupine(ops)
 	res.Checked = len(res.ops)
-	linearizable := checkPerKey(res.ops, opts.Timeout, &res)
+	linearizable := checkPerKey(ops, res.ops, opts.Timeout, &res)
 
 	res.Stale, res.StaleChecked = checkStaleReads(ops, int64(opts.StaleBound))
 
@@ -143,7 +163,7 @@ func CheckWith(ops []Op, opts Options) Result {
 // checkPerKey runs porcupine on the whole history first (it checks keys in parallel and
 // stops at the first illegal one) and, only when that fails or times out, key by key to name
 // the culprits.
-func checkPerKey(ops []porcupine.Operation, timeout time.Duration, res *Result) bool {
+func checkPerKey(original []Op, ops []porcupine.Operation, timeout time.Duration, res *Result) bool {
 	verdict := porcupine.CheckOperationsTimeout(registerModel, ops, timeout)
 	if verdict == porcupine.Ok {
 		return true
@@ -153,6 +173,10 @@ func checkPerKey(ops []porcupine.Operation, timeout time.Duration, res *Result) 
 		switch porcupine.CheckOperationsTimeout(registerModel, part, timeout) {
 		case porcupine.Illegal:
 			res.IllegalKeys = append(res.IllegalKeys, key)
+			res.Anomalies = append(res.Anomalies, anomalies(original, key)...)
+			if len(res.Culprit) == 0 {
+				res.Culprit = culprit(original, key, timeout)
+			}
 		case porcupine.Unknown:
 			res.TimedOutKeys = append(res.TimedOutKeys, key)
 		}
@@ -251,6 +275,7 @@ type possibleState struct {
 	found      bool
 	value      string
 	from, till int64
+	replacedBy *Op // the write whose return ends the state for certain (nil: never)
 }
 
 // checkStaleReads checks each successful stale read against the writes to its key. In any
@@ -299,30 +324,140 @@ func returnOf(w *Op) int64 {
 func possibleStates(writes []*Op) []possibleState {
 	byCall := slices.Clone(writes)
 	slices.SortStableFunc(byCall, func(a, b *Op) int { return cmpInt64(a.Call, b.Call) })
-	// suffixMinReturn[i] is the earliest return among byCall[i:].
-	suffixMinReturn := make([]int64, len(byCall)+1)
-	suffixMinReturn[len(byCall)] = Never
+	// suffixFirst[i] is the write with the earliest return among byCall[i:].
+	suffixFirst := make([]*Op, len(byCall)+1)
 	for i := len(byCall) - 1; i >= 0; i-- {
-		suffixMinReturn[i] = min(suffixMinReturn[i+1], returnOf(byCall[i]))
+		suffixFirst[i] = suffixFirst[i+1]
+		if suffixFirst[i] == nil || returnOf(byCall[i]) < returnOf(suffixFirst[i]) {
+			suffixFirst[i] = byCall[i]
+		}
 	}
-	// earliestReturnOfWriteCalledAfter(t) is the earliest return of a write called after t.
-	earliestReturnOfWriteCalledAfter := func(t int64) int64 {
+	// firstToReturnAfter(t) is the write called after t that returned first, or nil.
+	firstToReturnAfter := func(t int64) *Op {
 		if t == Never {
-			return Never
+			return nil
 		}
 		i, _ := slices.BinarySearchFunc(byCall, t+1, func(w *Op, target int64) int { return cmpInt64(w.Call, target) })
-		return suffixMinReturn[i]
+		return suffixFirst[i]
 	}
-	states := []possibleState{{found: false, from: math.MinInt64, till: suffixMinReturn[0]}}
+	state := func(found bool, value string, from int64, replacedBy *Op) possibleState {
+		till := Never
+		if replacedBy != nil {
+			till = returnOf(replacedBy)
+		}
+		return possibleState{found: found, value: value, from: from, till: till, replacedBy: replacedBy}
+	}
+	states := []possibleState{state(false, "", math.MinInt64, suffixFirst[0])}
 	for _, w := range byCall {
-		states = append(states, possibleState{
-			found: w.Kind == Set,
-			value: w.Value,
-			from:  w.Call,
-			till:  earliestReturnOfWriteCalledAfter(returnOf(w)),
-		})
+		states = append(states, state(w.Kind == Set, w.Value, w.Call, firstToReturnAfter(returnOf(w))))
 	}
 	return states
+}
+
+// culprit finds the shortest prefix in time of key's history that is illegal: at a cut time
+// T, every operation called by T, those that had not returned by T counted as pending.
+// Prefixes only add constraints as they grow, so a binary search over the calls' and
+// returns' times finds the first illegal cut; the operation called or returning at it is the
+// culprit.
+func culprit(ops []Op, key string, timeout time.Duration) []string {
+	var keyOps []Op
+	var times []int64
+	for _, op := range ops {
+		if op.Key == key {
+			keyOps = append(keyOps, op)
+			times = append(times, op.Call)
+			if op.Outcome == OK {
+				times = append(times, op.Return)
+			}
+		}
+	}
+	if len(keyOps) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(keyOps, func(a, b Op) int { return cmpInt64(a.Call, b.Call) })
+	slices.Sort(times)
+	times = slices.Compact(times)
+	prefix := func(cut int64) []Op {
+		var out []Op
+		for _, op := range keyOps {
+			if op.Call > cut {
+				break
+			}
+			if op.Outcome == OK && op.Return > cut {
+				op.Outcome = Pending
+			}
+			out = append(out, op)
+		}
+		return out
+	}
+	illegal := func(i int) bool {
+		return porcupine.CheckOperationsTimeout(registerModel, toPorcupine(prefix(times[i])), timeout) == porcupine.Illegal
+	}
+	if !illegal(len(times) - 1) {
+		return nil
+	}
+	lo, hi := 0, len(times)-1 // illegal(hi) holds
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if illegal(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	cut := times[hi]
+	var out []string
+	var before []string
+	for _, op := range keyOps {
+		switch {
+		case op.Call == cut || (op.Outcome == OK && op.Return == cut):
+			out = append(out, op.String())
+		case op.Call < cut:
+			before = append(before, op.String())
+		}
+	}
+	const context = 12
+	return append(out, before[max(0, len(before)-context):]...)
+}
+
+// anomalies describes, for the linearizable reads of key, the plainest evidence against
+// linearizability: a read whose value was replaced for certain before the read was called,
+// or was not written before the read returned. A history can be illegal without any; the
+// visualization then shows why.
+func anomalies(ops []Op, key string) []string {
+	var writes []*Op
+	for i := range ops {
+		op := &ops[i]
+		if op.Key == key && (op.Kind == Set || op.Kind == Delete) && op.Outcome != Failed {
+			writes = append(writes, op)
+		}
+	}
+	states := possibleStates(writes)
+	var out []string
+	for _, read := range ops {
+		if read.Key != key || read.Kind != Get || !read.Mode.Linearizable() || read.Outcome != OK {
+			continue
+		}
+		var latest *possibleState
+		written := false
+		for i := range states {
+			st := &states[i]
+			if st.found != read.Found || (st.found && st.value != read.Value) || st.from > read.Return {
+				continue
+			}
+			written = true
+			if latest == nil || st.till > latest.till {
+				latest = st
+			}
+		}
+		switch {
+		case !written:
+			out = append(out, fmt.Sprintf("%s: no write of that value was called before the read returned", read))
+		case latest.till < read.Call:
+			out = append(out, fmt.Sprintf("%s: the value was replaced for certain by %s before the read was called", read, latest.replacedBy))
+		}
+	}
+	return out
 }
 
 // explainStale returns why read could not have returned what it did, or "" if it could.

@@ -1,0 +1,713 @@
+package raft
+
+import (
+	"container/heap"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/georaft/georaft/history"
+)
+
+// simEvent is one thing that happens at a true virtual time. Events at the same time run in
+// the order they were scheduled (seq), so a run depends on nothing but its seed.
+type simEvent struct {
+	at   time.Duration
+	seq  uint64
+	kind string // for the trace: "deliver", "tick", "persist", "client", "fault", ...
+	node uint64
+	msg  *Message // deliveries only, for the trace
+	fn   func()
+}
+
+type eventHeap []*simEvent
+
+func (h eventHeap) Len() int { return len(h) }
+func (h eventHeap) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].seq < h[j].seq
+}
+func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)   { *h = append(*h, x.(*simEvent)) }
+func (h *eventHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+// nodeClock is a node's monotonic clock: local = offset + rate × true time. Rates differ
+// between nodes within the drift bound; offsets differ arbitrarily, since the core never
+// compares clocks across nodes.
+type nodeClock struct {
+	offset time.Duration
+	rate   float64
+}
+
+func (c nodeClock) local(t time.Duration) time.Duration {
+	return c.offset + time.Duration(float64(t)*c.rate)
+}
+
+// trueAt is the earliest true time at which the clock reads at least local.
+func (c nodeClock) trueAt(local time.Duration) time.Duration {
+	if local <= c.offset {
+		return 0
+	}
+	t := time.Duration(math.Ceil(float64(local-c.offset) / c.rate))
+	for c.local(t) < local {
+		t++
+	}
+	for t > 0 && c.local(t-1) >= local {
+		t--
+	}
+	return t
+}
+
+// kvSnapshot is a state machine image. It is never modified once taken, so messages and
+// disks share it.
+type kvSnapshot struct {
+	meta SnapshotMeta
+	kv   map[string]string
+}
+
+// simLog is a log as a node keeps it: a compaction point and the entries after it.
+type simLog struct {
+	snap    SnapshotMeta
+	entries []Entry
+}
+
+func (l *simLog) lastIndex() uint64 { return l.snap.Index + uint64(len(l.entries)) }
+
+// term returns the term at index i, and false if i is compacted away (below the snapshot)
+// or beyond the end.
+func (l *simLog) term(i uint64) (uint64, bool) {
+	switch {
+	case i == l.snap.Index:
+		return l.snap.Term, true
+	case i < l.snap.Index || i > l.lastIndex():
+		return 0, false
+	}
+	return l.entries[i-l.snap.Index-1].Term, true
+}
+
+func (l *simLog) entry(i uint64) (Entry, bool) {
+	if i <= l.snap.Index || i > l.lastIndex() {
+		return Entry{}, false
+	}
+	return l.entries[i-l.snap.Index-1], true
+}
+
+// appendEntries stores ents, replacing the suffix from ents[0].Index. It refuses a gap or an
+// overwrite of compacted entries, which would mean the core handed out an impossible Ready.
+func (l *simLog) appendEntries(ents []Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	first := ents[0].Index
+	if first <= l.snap.Index {
+		return fmt.Errorf("entries from index %d overwrite the snapshot at %d", first, l.snap.Index)
+	}
+	if first > l.lastIndex()+1 {
+		return fmt.Errorf("entries from index %d leave a gap after the last index %d", first, l.lastIndex())
+	}
+	for i, e := range ents {
+		if e.Index != first+uint64(i) {
+			return fmt.Errorf("entries are not contiguous: index %d follows %d", e.Index, first+uint64(i)-1)
+		}
+	}
+	l.entries = append(l.entries[:first-l.snap.Index-1], ents...)
+	return nil
+}
+
+// installSnapshot moves the compaction point to meta. Entries after it are kept only if the
+// log holds meta's entry (the snapshot is a prefix of this log); otherwise the log is
+// replaced by the snapshot.
+func (l *simLog) installSnapshot(meta SnapshotMeta) {
+	if t, ok := l.term(meta.Index); ok && t == meta.Term && meta.Index >= l.snap.Index {
+		l.entries = slices.Clone(l.entries[meta.Index-l.snap.Index:])
+	} else {
+		l.entries = nil
+	}
+	l.snap = meta
+}
+
+func (l *simLog) clone() simLog {
+	return simLog{snap: l.snap, entries: slices.Clone(l.entries)}
+}
+
+// simDisk is what survives a crash: only what a Ready said to persist, once the simulated
+// fsync completed.
+type simDisk struct {
+	hs       HardState
+	log      simLog
+	snapshot *kvSnapshot // the state machine image at log.snap; nil before the first
+}
+
+// simNode is one server: a core, its disk, its state machine and its clock.
+type simNode struct {
+	s     *simulation
+	id    uint64
+	idx   int
+	cfg   Config
+	clock nodeClock
+
+	core        *Raft // nil while crashed
+	incarnation int
+	disk        simDisk
+	diskPrev    HardState // the HardState persisted before the latest, for succession checks
+
+	// Volatile: lost in a crash.
+	view         simLog // the log as handed out by Readies (persisted or not)
+	sm           map[string]string
+	applied      uint64
+	appliedTerm  uint64
+	readyBusy    bool
+	proposals    map[uint64]*pendingProposal // by log index
+	reads        map[uint64]*clientReq       // by read id
+	waitingReads []ReadState                 // until applied reaches their index
+	incoming     []*kvSnapshot               // snapshots received, waiting to be persisted
+
+	tickToken     uint64
+	tickAt        time.Duration
+	tickScheduled bool
+	pastDeadlines int // consecutive ticks after which NextDeadline was already due
+
+	// crashAfterPersist arms the persist-then-send window: the next persist completes and
+	// the node dies before sending MessagesAfterPersist.
+	crashAfterPersist bool
+	downSince         time.Duration
+}
+
+type pendingProposal struct {
+	term uint64
+	req  *clientReq
+}
+
+// simulation is one seeded run.
+type simulation struct {
+	p       simParams
+	rng     *rand.Rand
+	now     time.Duration
+	seq     uint64
+	queue   eventHeap
+	nodes   []*simNode
+	blocked [][]int // blocked[from][to] > 0: the link drops everything (one count per fault)
+	clients []*simClient
+	rec     *history.Recorder
+	inv     *invariants
+	stats   simStats
+	trace   traceRing
+	verbose io.Writer
+	failure *simFailure
+
+	nextReqID   uint64
+	clientsStop time.Duration // no new client operation starts after this
+	healed      bool
+	probe       *simClient
+	probeDone   bool
+	finished    bool
+	// leaseHuntArmed: the next lease renewal observed on a leader triggers the lease attack.
+	leaseHuntArmed bool
+}
+
+// simFailure is why a run failed.
+type simFailure struct {
+	kind          string // one of failureKinds
+	msg           string
+	params        string
+	trace         []string
+	visualization *history.Result
+}
+
+func (s *simulation) schedule(at time.Duration, kind string, node uint64, fn func()) *simEvent {
+	if at < s.now {
+		at = s.now
+	}
+	s.seq++
+	e := &simEvent{at: at, seq: s.seq, kind: kind, node: node, fn: fn}
+	heap.Push(&s.queue, e)
+	return e
+}
+
+func (s *simulation) after(d time.Duration, kind string, node uint64, fn func()) *simEvent {
+	return s.schedule(s.now+d, kind, node, fn)
+}
+
+// fail records the first failure; the run stops after the current event.
+func (s *simulation) fail(kind, format string, args ...any) {
+	if s.failure != nil {
+		return
+	}
+	s.failure = &simFailure{kind: kind, msg: fmt.Sprintf(format, args...)}
+	s.logf("FAILURE %s: %s", kind, s.failure.msg)
+}
+
+// logf writes a line to the trace (and, when replaying verbosely, to the output).
+func (s *simulation) logf(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	s.trace.addLine(s.now, 0, line)
+	if s.verbose != nil {
+		fmt.Fprintf(s.verbose, "%12v        %s\n", s.now, line)
+	}
+}
+
+func (s *simulation) node(id uint64) *simNode {
+	if id == None || id > uint64(len(s.nodes)) {
+		return nil
+	}
+	return s.nodes[id-1]
+}
+
+func (s *simulation) randDuration(lo, hi time.Duration) time.Duration {
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(s.rng.Int64N(int64(hi-lo)))
+}
+
+func (n *simNode) localNow() time.Duration { return n.clock.local(n.s.now) }
+
+func (n *simNode) up() bool { return n.core != nil }
+
+// settle runs after every call into the core: check the invariants, drain Readies, and
+// schedule the next tick.
+func (n *simNode) settle() {
+	if n.core == nil || n.s.failure != nil {
+		return
+	}
+	n.s.inv.observe(n)
+	n.pullReadies()
+	if n.core != nil {
+		n.scheduleTick()
+	}
+}
+
+// pullReadies follows the Ready contract: send Messages; persist (after a simulated fsync);
+// send MessagesAfterPersist; apply; answer reads; Advance. A Ready with nothing to persist
+// completes at once and the next one is pulled.
+func (n *simNode) pullReadies() {
+	for spins := 0; n.core != nil && !n.readyBusy && n.core.HasReady(); spins++ {
+		if spins > 1000 {
+			n.s.fail("driver", "node %d: HasReady stays true through 1000 consecutive empty-persist Readies", n.id)
+			return
+		}
+		rd := n.core.Ready()
+		n.s.traceReady(n, &rd)
+		n.s.inv.onReady(n, &rd)
+		if n.s.failure != nil {
+			return
+		}
+		for _, m := range rd.Messages {
+			n.s.send(n, m)
+		}
+		if rd.HardState == nil && rd.Snapshot == nil && len(rd.Entries) == 0 {
+			n.finishReady(&rd, false)
+			continue
+		}
+		n.readyBusy = true
+		incarnation := n.incarnation
+		fsync := n.s.randDuration(n.s.p.fsyncMin, n.s.p.fsyncMax)
+		n.s.after(fsync, "persist", n.id, func() {
+			if n.incarnation != incarnation || n.core == nil {
+				return // crashed meanwhile: the write never completed
+			}
+			if n.finishReady(&rd, true) {
+				n.settle()
+			}
+		})
+		return
+	}
+}
+
+// finishReady completes a Ready once its persist is done. It reports false if the node
+// crashed in the persist-then-send window.
+func (n *simNode) finishReady(rd *Ready, persisted bool) bool {
+	s := n.s
+	if persisted {
+		if err := n.persist(rd); err != nil {
+			s.fail("invariant", "node %d: %v", n.id, err)
+			return false
+		}
+		s.inv.onPersist(n, rd)
+		if s.failure != nil {
+			return false
+		}
+		if n.crashAfterPersist {
+			n.crashAfterPersist = false
+			s.crash(n, "crash after persisting, before sending MessagesAfterPersist")
+			return false
+		}
+	}
+	for _, m := range rd.MessagesAfterPersist {
+		s.inv.checkDurableBeforeSend(n, m)
+		s.send(n, m)
+	}
+	for _, e := range rd.CommittedEntries {
+		n.apply(e)
+		if s.failure != nil {
+			return false
+		}
+	}
+	for _, rs := range rd.ReadStates {
+		n.waitingReads = append(n.waitingReads, rs)
+	}
+	n.answerReads()
+	for _, d := range rd.DroppedReads {
+		if req := n.reads[d.ID]; req != nil {
+			delete(n.reads, d.ID)
+			s.reply(n, req, replyRetry, fmt.Sprintf("read dropped: %v", d.Err), false, "")
+		}
+	}
+	n.core.Advance(*rd)
+	n.readyBusy = false
+	n.maybeCompact()
+	return true
+}
+
+// persist writes what the Ready says to the disk: HardState, snapshot, entries.
+func (n *simNode) persist(rd *Ready) error {
+	if rd.HardState != nil {
+		n.disk.hs = *rd.HardState
+	}
+	if rd.Snapshot != nil {
+		var snap *kvSnapshot
+		for _, in := range n.incoming {
+			if in.meta == *rd.Snapshot {
+				snap = in
+			}
+		}
+		if snap == nil {
+			return fmt.Errorf("Ready asks to persist snapshot %+v, which never arrived", *rd.Snapshot)
+		}
+		n.disk.log.installSnapshot(*rd.Snapshot)
+		n.disk.snapshot = snap
+		// The state machine is replaced by the snapshot once it is durable.
+		n.sm = cloneKV(snap.kv)
+		n.applied, n.appliedTerm = snap.meta.Index, snap.meta.Term
+		n.incoming = slices.DeleteFunc(n.incoming, func(in *kvSnapshot) bool { return in.meta.Index <= snap.meta.Index })
+		n.answerReads()
+	}
+	if err := n.disk.log.appendEntries(cloneEntries(rd.Entries)); err != nil {
+		return fmt.Errorf("persisting Ready entries: %w", err)
+	}
+	return nil
+}
+
+// apply runs one committed entry against the state machine and answers the client whose
+// proposal it is (or whose proposal lost that index).
+func (n *simNode) apply(e Entry) {
+	s := n.s
+	if e.Index != n.applied+1 {
+		s.fail("invariant", "node %d: committed entry %d handed out after applying %d (gap or repeat)", n.id, e.Index, n.applied)
+		return
+	}
+	s.inv.onApply(n, e)
+	var result applyResult
+	if e.Type == EntryNormal {
+		op, err := decodeOp(e.Data)
+		if err != nil {
+			s.fail("invariant", "node %d: committed entry %d holds data no client wrote: %v", n.id, e.Index, err)
+			return
+		}
+		result = op.applyTo(n.sm)
+	}
+	n.applied, n.appliedTerm = e.Index, e.Term
+	if p := n.proposals[e.Index]; p != nil {
+		delete(n.proposals, e.Index)
+		if p.term == e.Term {
+			s.reply(n, p.req, replyOK, "", result.found, result.value)
+		} else {
+			// Another entry was committed at our index: ours never will be.
+			s.reply(n, p.req, replyFailed, fmt.Sprintf("entry %d/%d lost to %d/%d", e.Index, p.term, e.Index, e.Term), false, "")
+		}
+	}
+	n.answerReads()
+}
+
+// answerReads answers every read whose index the state machine has reached.
+func (n *simNode) answerReads() {
+	keep := n.waitingReads[:0]
+	for _, rs := range n.waitingReads {
+		if rs.Index > n.applied {
+			keep = append(keep, rs)
+			continue
+		}
+		req := n.reads[rs.ID]
+		if req == nil {
+			continue
+		}
+		delete(n.reads, rs.ID)
+		n.s.inv.onReadServed(n, rs, req)
+		req.servedMode = rs.Mode
+		value, found := n.sm[req.op.key]
+		n.s.reply(n, req, replyOK, "", found, value)
+	}
+	n.waitingReads = keep
+}
+
+// maybeCompact takes a snapshot of the state machine and compacts the log once enough
+// entries are applied, so that lagging and restarted followers need MsgSnap.
+func (n *simNode) maybeCompact() {
+	every := n.s.p.snapshotEvery
+	if every == 0 || n.core == nil || n.applied < n.disk.log.snap.Index+every || n.applied > n.disk.log.lastIndex() {
+		return
+	}
+	meta := SnapshotMeta{Index: n.applied, Term: n.appliedTerm}
+	if err := n.core.Compact(meta); err != nil {
+		n.s.fail("invariant", "node %d: Compact(%+v) after applying it: %v", n.id, meta, err)
+		return
+	}
+	n.disk.snapshot = &kvSnapshot{meta: meta, kv: cloneKV(n.sm)}
+	n.disk.log.installSnapshot(meta)
+	if n.view.snap.Index < meta.Index {
+		n.view.installSnapshot(meta)
+	}
+	n.s.stats.compactions++
+}
+
+// scheduleTick makes sure a tick fires at the core's next deadline, converted to true time.
+func (n *simNode) scheduleTick() {
+	deadline := n.core.NextDeadline()
+	if deadline >= never/2 {
+		n.tickToken++
+		n.tickScheduled = false
+		return
+	}
+	at := n.clock.trueAt(deadline)
+	if at <= n.s.now {
+		// The deadline is already due although the core was just ticked: a timer the core
+		// forgot to move. Tolerate a few, then call it a busy loop.
+		n.pastDeadlines++
+		if n.pastDeadlines > 1000 {
+			n.s.fail("driver", "node %d: NextDeadline %v stays at or before now %v after Tick (busy loop)", n.id, deadline, n.localNow())
+			return
+		}
+		at = n.s.now + time.Microsecond
+	} else {
+		n.pastDeadlines = 0
+	}
+	if n.tickScheduled && n.tickAt == at {
+		return
+	}
+	n.tickToken++
+	token := n.tickToken
+	n.tickAt, n.tickScheduled = at, true
+	n.s.schedule(at, "tick", n.id, func() {
+		if token != n.tickToken || n.core == nil {
+			return
+		}
+		n.tickScheduled = false
+		n.core.Tick(n.localNow())
+		n.settle()
+	})
+}
+
+// tickNow brings the core's clock to the present before a Step, Propose or Read.
+func (n *simNode) tickNow() { n.core.Tick(n.localNow()) }
+
+// crash loses everything volatile: the core, unpersisted Ready content, in-flight disk
+// writes, the state machine, pending client requests.
+func (s *simulation) crash(n *simNode, why string) {
+	if n.core == nil {
+		return
+	}
+	s.logf("node %d crashes (%s)", n.id, why)
+	s.inv.onCrash(n)
+	n.core = nil
+	n.incarnation++
+	n.readyBusy = false
+	n.tickToken++
+	n.tickScheduled = false
+	n.crashAfterPersist = false
+	n.view = simLog{}
+	n.sm = nil
+	n.proposals = nil
+	n.reads = nil
+	n.waitingReads = nil
+	n.incoming = nil
+	n.downSince = s.now
+	s.stats.crashes++
+}
+
+// start builds the core from what is on disk, at the node's local time: a first start or a
+// restart after a crash.
+func (s *simulation) start(n *simNode) {
+	if n.core != nil {
+		return
+	}
+	restored := Restored{
+		HardState: n.disk.hs,
+		Snapshot:  n.disk.log.snap,
+		Entries:   cloneEntries(n.disk.log.entries),
+		Applied:   n.disk.log.snap.Index,
+	}
+	cfg := n.cfg
+	cfg.Seed = int64(mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)))
+	core, err := New(cfg, restored, n.localNow())
+	if err != nil {
+		s.fail("invariant", "node %d: restart from its own disk failed: %v", n.id, err)
+		return
+	}
+	n.core = core
+	n.view = n.disk.log.clone()
+	n.sm = map[string]string{}
+	n.applied, n.appliedTerm = 0, 0
+	if n.disk.snapshot != nil {
+		n.sm = cloneKV(n.disk.snapshot.kv)
+		n.applied, n.appliedTerm = n.disk.snapshot.meta.Index, n.disk.snapshot.meta.Term
+	}
+	n.proposals = map[uint64]*pendingProposal{}
+	n.reads = map[uint64]*clientReq{}
+	n.pastDeadlines = 0
+	if n.incarnation > 0 {
+		s.logf("node %d restarts at local %v: term %d vote %d commit %d, log (%d..%d]", n.id, n.localNow(),
+			n.disk.hs.Term, n.disk.hs.Vote, n.disk.hs.Commit, n.disk.log.snap.Index, n.disk.log.lastIndex())
+	}
+	s.inv.onStart(n)
+	n.settle()
+}
+
+// send puts m on the wire from n, subject to partitions, loss, duplication and reordering.
+func (s *simulation) send(from *simNode, m Message) {
+	s.stats.messages++
+	to := s.node(m.To)
+	if to == nil || m.To == from.id || m.From != from.id {
+		s.fail("invariant", "node %d sends %v from %d to %d: not a valid peer", from.id, m.Type, m.From, m.To)
+		return
+	}
+	var snap *kvSnapshot
+	if m.Type == MsgSnap {
+		if from.disk.snapshot == nil || from.disk.snapshot.meta != m.Snapshot {
+			s.fail("invariant", "node %d sends snapshot %+v but holds %+v", from.id, m.Snapshot, from.disk.log.snap)
+			return
+		}
+		snap = from.disk.snapshot
+		s.stats.snapshotsSent++
+	}
+	if s.blocked[from.idx][to.idx] > 0 || s.rng.Float64() < s.p.loss {
+		s.drop(from, to, m)
+		return
+	}
+	copies := 1
+	if s.rng.Float64() < s.p.dup {
+		copies = 2
+	}
+	for range copies {
+		delay := s.p.oneWay[from.idx][to.idx] + s.randDuration(0, s.p.jitter)
+		if s.rng.Float64() < s.p.reorder {
+			delay += s.randDuration(0, s.p.reorderMax)
+		}
+		msg := m
+		msg.Entries = cloneEntries(m.Entries)
+		e := s.after(delay, "deliver", to.id, func() { s.deliver(from, to, msg, snap) })
+		e.msg = &msg
+	}
+}
+
+// drop loses m; the sender's transport may notice and say so.
+func (s *simulation) drop(from, to *simNode, m Message) {
+	s.stats.dropped++
+	if m.Type == MsgSnap {
+		s.after(s.p.oneWay[from.idx][to.idx]*2, "report", from.id, func() {
+			if from.core != nil {
+				from.tickNow()
+				from.core.ReportSnapshot(to.id, false)
+				from.settle()
+			}
+		})
+		return
+	}
+	if s.blocked[from.idx][to.idx] > 0 && s.rng.IntN(4) == 0 {
+		s.after(s.p.oneWay[from.idx][to.idx]*2, "report", from.id, func() {
+			if from.core != nil {
+				from.tickNow()
+				from.core.ReportUnreachable(to.id)
+				from.settle()
+			}
+		})
+	}
+}
+
+func (s *simulation) deliver(from, to *simNode, m Message, snap *kvSnapshot) {
+	if s.blocked[from.idx][to.idx] > 0 || to.core == nil {
+		s.drop(from, to, m)
+		return
+	}
+	if m.Type == MsgSnap {
+		to.incoming = append(to.incoming, snap)
+		s.after(s.p.oneWay[to.idx][from.idx], "report", from.id, func() {
+			if from.core != nil {
+				from.tickNow()
+				from.core.ReportSnapshot(to.id, true)
+				from.settle()
+			}
+		})
+	}
+	to.tickNow()
+	if err := to.core.Step(m); err != nil {
+		s.fail("invariant", "node %d refused %s from node %d: %v", to.id, describeMessage(m), from.id, err)
+		return
+	}
+	to.settle()
+}
+
+func cloneEntries(ents []Entry) []Entry {
+	if len(ents) == 0 {
+		return nil
+	}
+	return slices.Clone(ents)
+}
+
+func cloneKV(kv map[string]string) map[string]string {
+	out := make(map[string]string, len(kv))
+	for k, v := range kv {
+		out[k] = v
+	}
+	return out
+}
+
+// mix64 derives independent 64-bit values from a few inputs (splitmix64 finalizer).
+func mix64(vals ...uint64) uint64 {
+	h := uint64(0x9e3779b97f4a7c15)
+	for _, v := range vals {
+		h ^= v + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2)
+		h ^= h >> 30
+		h *= 0xbf58476d1ce4e5b9
+		h ^= h >> 27
+		h *= 0x94d049bb133111eb
+		h ^= h >> 31
+	}
+	return h
+}
+
+func describeMessage(m Message) string {
+	s := fmt.Sprintf("%v %d→%d t%d", m.Type, m.From, m.To, m.Term)
+	switch m.Type {
+	case MsgApp:
+		s += fmt.Sprintf(" prev=%d/%d n=%d commit=%d sent=%v round=%d", m.Index, m.LogTerm, len(m.Entries), m.Commit, m.SentAt, m.Round)
+	case MsgAppResp:
+		s += fmt.Sprintf(" index=%d reject=%v hint=%d/%d sent=%v round=%d", m.Index, m.Reject, m.ConflictTerm, m.ConflictIndex, m.SentAt, m.Round)
+	case MsgHeartbeat:
+		s += fmt.Sprintf(" commit=%d sent=%v round=%d", m.Commit, m.SentAt, m.Round)
+	case MsgHeartbeatResp:
+		s += fmt.Sprintf(" sent=%v round=%d", m.SentAt, m.Round)
+	case MsgVote, MsgPreVote:
+		s += fmt.Sprintf(" last=%d/%d transfer=%v", m.Index, m.LogTerm, m.Transfer)
+	case MsgVoteResp, MsgPreVoteResp:
+		s += fmt.Sprintf(" reject=%v lease-left=%v", m.Reject, m.LeaseRemaining)
+	case MsgSnap:
+		s += fmt.Sprintf(" snap=%d/%d", m.Snapshot.Index, m.Snapshot.Term)
+	case MsgTimeoutNow:
+		s += fmt.Sprintf(" lease-left=%v", m.LeaseRemaining)
+	}
+	if m.RejectReason != "" {
+		s += " (" + m.RejectReason + ")"
+	}
+	return s
+}

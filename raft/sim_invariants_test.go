@@ -1,0 +1,425 @@
+package raft
+
+import (
+	"fmt"
+	"time"
+)
+
+// The safety properties checked after every step of a simulation. Each names the nodes,
+// indexes and terms involved, so that the replayed trace can be read against it.
+
+// entryID identifies an entry's content: two entries at one index are the same entry iff
+// their entryIDs are equal.
+type entryID struct {
+	term uint64
+	typ  EntryType
+	data string
+}
+
+func idOf(e Entry) entryID { return entryID{term: e.Term, typ: e.Type, data: string(e.Data)} }
+
+func (id entryID) String() string {
+	if id.typ == EntryNoop {
+		return fmt.Sprintf("term %d no-op", id.term)
+	}
+	return fmt.Sprintf("term %d %q", id.term, id.data)
+}
+
+// logRecord is what log matching fixes for an (index, term) pair: the entry and the term
+// just before it. By induction, equal records for every pair mean equal prefixes.
+type logRecord struct {
+	id       entryID
+	prevTerm uint64
+	hasPrev  bool
+	node     uint64 // first node seen with it
+}
+
+// committedRecord is an entry known to be committed: claimed committed by a node's
+// HardState, or applied.
+type committedRecord struct {
+	known bool
+	id    entryID
+	node  uint64
+	// claimTerm is the term of the node that first claimed it; the entry was committed in
+	// that term or earlier, so every leader of a later term must hold it.
+	claimTerm uint64
+}
+
+// leaseSpan is a stretch of true time during which a node could answer lease reads.
+type leaseSpan struct {
+	node     uint64
+	term     uint64
+	from, to time.Duration // [from, to)
+	open     bool
+}
+
+type nodeObservation struct {
+	term        uint64 // highest term its core reported in this incarnation
+	role        Role
+	commitClaim uint64 // highest commit its HardStates claimed (over all incarnations)
+	commit      uint64 // its commit index in this incarnation (restored, then from HardStates)
+	// ackedTerm/ackedIndex: the highest index this node acknowledged to the leader of
+	// ackedTerm. Within that term it must never lose those entries: the leader counts them
+	// toward commitment and will not send them again.
+	ackedTerm, ackedIndex uint64
+	span        int    // index into invariants.leases of its current span, or -1
+	leaderTerms map[uint64]bool
+	checkedNoop map[uint64]bool
+}
+
+type invariants struct {
+	s         *simulation
+	leaders   map[uint64]uint64 // term → the one leader of that term
+	logs      map[[2]uint64]logRecord
+	committed []committedRecord // by index
+	nodes     []nodeObservation
+	leases    []leaseSpan
+}
+
+func newInvariants(s *simulation) *invariants {
+	inv := &invariants{
+		s:       s,
+		leaders: map[uint64]uint64{},
+		logs:    map[[2]uint64]logRecord{},
+		nodes:   make([]nodeObservation, len(s.nodes)),
+	}
+	for i := range inv.nodes {
+		inv.nodes[i].span = -1
+		inv.nodes[i].leaderTerms = map[uint64]bool{}
+		inv.nodes[i].checkedNoop = map[uint64]bool{}
+	}
+	return inv
+}
+
+func (inv *invariants) fail(format string, args ...any) {
+	inv.s.fail("invariant", format, args...)
+}
+
+// observe checks what the core's Status says after a step: terms never go back, one leader
+// per term, a leader voted for itself durably, and lease spans never overlap.
+func (inv *invariants) observe(n *simNode) {
+	st := n.core.Status()
+	o := &inv.nodes[n.idx]
+	if st.Term < o.term {
+		inv.fail("node %d: term went back from %d to %d", n.id, o.term, st.Term)
+		return
+	}
+	o.term = st.Term
+	o.role = st.Role
+	if st.Term == o.ackedTerm && st.LastIndex < o.ackedIndex {
+		inv.fail("node %d acknowledged entries up to %d in term %d, but its log now ends at %d (first index %d)",
+			n.id, o.ackedIndex, o.ackedTerm, st.LastIndex, st.FirstIndex)
+		return
+	}
+	if st.Role == Leader {
+		if l, ok := inv.leaders[st.Term]; ok && l != n.id {
+			inv.fail("two leaders in term %d: nodes %d and %d", st.Term, l, n.id)
+			return
+		}
+		if !o.leaderTerms[st.Term] {
+			o.leaderTerms[st.Term] = true
+			inv.leaders[st.Term] = n.id
+			inv.s.stats.elections++
+			inv.s.logf("node %d is leader of term %d", n.id, st.Term)
+			if hs := n.disk.hs; hs.Term < st.Term || (hs.Term == st.Term && hs.Vote != n.id) {
+				inv.fail("node %d leads term %d, but its disk holds term %d vote %d: its own vote was not durable",
+					n.id, st.Term, hs.Term, hs.Vote)
+				return
+			}
+		}
+	}
+	inv.observeLease(n, st)
+}
+
+// observeLease tracks when each node can serve lease reads, in true time, and checks that no
+// two nodes' spans overlap. A span opens when the core reports LeaseHeld and lasts until its
+// LeaseExpiry (converted from the node's clock) or until the core stops reporting it.
+func (inv *invariants) observeLease(n *simNode, st Status) {
+	s := inv.s
+	o := &inv.nodes[n.idx]
+	held := st.Role == Leader && st.Lease == LeaseHeld
+	if !held {
+		inv.closeSpan(n)
+		return
+	}
+	end := n.clock.trueAt(st.LeaseExpiry)
+	if st.LeaseExpiry <= st.Now {
+		inv.fail("node %d reports its lease held until %v, but its clock reads %v", n.id, st.LeaseExpiry, st.Now)
+		return
+	}
+	var sp *leaseSpan
+	if o.span >= 0 && inv.leases[o.span].open && inv.leases[o.span].term == st.Term {
+		sp = &inv.leases[o.span]
+		if end <= sp.to {
+			return
+		}
+		sp.to = end
+		if s.leaseHuntArmed && !s.healed {
+			s.leaseHuntArmed = false
+			s.after(0, "fault", n.id, func() { s.leaseHunt(n) })
+		}
+	} else {
+		inv.closeSpan(n)
+		inv.leases = append(inv.leases, leaseSpan{node: n.id, term: st.Term, from: s.now, to: end, open: true})
+		o.span = len(inv.leases) - 1
+		sp = &inv.leases[o.span]
+		s.logf("node %d holds a lease in term %d until true %v (local %v)", n.id, st.Term, end, st.LeaseExpiry)
+	}
+	for i := range inv.leases {
+		other := &inv.leases[i]
+		if other.node != sp.node && other.from < sp.to && sp.from < other.to {
+			inv.fail("lease exclusivity: node %d (term %d) can serve lease reads in true [%v, %v) and node %d (term %d) in [%v, %v)",
+				other.node, other.term, other.from, other.to, sp.node, sp.term, sp.from, sp.to)
+			return
+		}
+	}
+}
+
+func (inv *invariants) closeSpan(n *simNode) {
+	o := &inv.nodes[n.idx]
+	if o.span < 0 || !inv.leases[o.span].open {
+		return
+	}
+	sp := &inv.leases[o.span]
+	sp.open = false
+	if inv.s.now < sp.to {
+		sp.to = inv.s.now
+	}
+}
+
+// checkLeaseReadAccepted: a core that accepts a lease read must report the lease held.
+func (inv *invariants) checkLeaseReadAccepted(n *simNode) {
+	st := n.core.Status()
+	if st.Role != Leader || st.Lease != LeaseHeld {
+		inv.fail("node %d accepted a lease read as %v with lease %v", n.id, st.Role, st.Lease)
+	}
+}
+
+// onReadServed checks that a read is answered in the mode it was asked in.
+func (inv *invariants) onReadServed(n *simNode, rs ReadState, req *clientReq) {
+	if rs.Mode != req.asked {
+		inv.fail("node %d: read %d asked as %v was answered as %v", n.id, rs.ID, req.asked, rs.Mode)
+	}
+	if rs.Mode == ReadStale && rs.Index != 0 {
+		inv.fail("node %d: stale read %d answered at index %d, want 0 (answer now)", n.id, rs.ID, rs.Index)
+	}
+}
+
+// onReady checks a Ready before the driver acts on it, and records its entries and commit
+// claims: log matching, no truncation of committed entries, leader completeness, and that
+// messages sent before the persist depend on nothing unpersisted.
+func (inv *invariants) onReady(n *simNode, rd *Ready) {
+	o := &inv.nodes[n.idx]
+	for _, m := range rd.Messages {
+		inv.checkDurableBeforeSend(n, m)
+	}
+	if rd.Snapshot != nil {
+		meta := *rd.Snapshot
+		if meta.Index < n.applied {
+			inv.fail("node %d: Ready installs snapshot %d/%d below its applied index %d", n.id, meta.Index, meta.Term, n.applied)
+			return
+		}
+		if c := inv.committedAt(meta.Index); c.known && c.id.term != meta.Term {
+			inv.fail("node %d: snapshot %d/%d contradicts committed %s at %d (node %d)", n.id, meta.Index, meta.Term, c.id, meta.Index, c.node)
+			return
+		}
+		n.view.installSnapshot(meta)
+	}
+	if len(rd.Entries) > 0 {
+		first := rd.Entries[0].Index
+		for _, e := range rd.Entries {
+			if e.Index > o.commit {
+				break
+			}
+			if old, ok := n.view.entry(e.Index); ok && idOf(old) != idOf(e) {
+				inv.fail("node %d: Ready replaces entry %d (%s) at or below its own commit index %d with %s", n.id, e.Index, idOf(old), o.commit, idOf(e))
+				return
+			}
+		}
+		prevTerm, hasPrev := n.view.term(first - 1)
+		for _, e := range rd.Entries {
+			if hasPrev && e.Term < prevTerm {
+				inv.fail("node %d: entry %d has term %d, below the %d before it", n.id, e.Index, e.Term, prevTerm)
+				return
+			}
+			if e.Term > o.term {
+				inv.fail("node %d: entry %d has term %d, above the node's term %d", n.id, e.Index, e.Term, o.term)
+				return
+			}
+			key := [2]uint64{e.Index, e.Term}
+			rec := logRecord{id: idOf(e), prevTerm: prevTerm, hasPrev: hasPrev, node: n.id}
+			if old, ok := inv.logs[key]; ok {
+				if old.id != rec.id {
+					inv.fail("log matching: index %d term %d is %s on node %d but %s on node %d", e.Index, e.Term, old.id, old.node, rec.id, n.id)
+					return
+				}
+				if old.hasPrev && hasPrev && old.prevTerm != prevTerm {
+					inv.fail("log matching: index %d term %d follows term %d on node %d but term %d on node %d",
+						e.Index, e.Term, old.prevTerm, old.node, prevTerm, n.id)
+					return
+				}
+			} else {
+				inv.logs[key] = rec
+			}
+			prevTerm, hasPrev = e.Term, true
+		}
+		if err := n.view.appendEntries(rd.Entries); err != nil {
+			inv.fail("node %d: Ready entries: %v", n.id, err)
+			return
+		}
+		for _, e := range rd.Entries {
+			if e.Type == EntryNoop && o.role == Leader && e.Term == o.term && !o.checkedNoop[e.Term] {
+				o.checkedNoop[e.Term] = true
+				inv.checkLeaderCompleteness(n, e.Term)
+			}
+		}
+	}
+	if rd.HardState != nil {
+		o.commit = max(o.commit, rd.HardState.Commit)
+	}
+	if rd.HardState != nil && rd.HardState.Commit > o.commitClaim {
+		hs := *rd.HardState
+		for i := o.commitClaim + 1; i <= hs.Commit; i++ {
+			e, ok := n.view.entry(i)
+			if !ok {
+				if i <= n.view.snap.Index {
+					continue // compacted: committed by the snapshot
+				}
+				inv.fail("node %d: HardState commits index %d beyond its last index %d", n.id, hs.Commit, n.view.lastIndex())
+				return
+			}
+			inv.recordCommitted(n, e, hs.Term, "commits")
+			if inv.s.failure != nil {
+				return
+			}
+		}
+		o.commitClaim = hs.Commit
+	}
+}
+
+// recordCommitted registers e as committed and checks it against what is already known at
+// its index.
+func (inv *invariants) recordCommitted(n *simNode, e Entry, claimTerm uint64, verb string) {
+	for uint64(len(inv.committed)) <= e.Index {
+		inv.committed = append(inv.committed, committedRecord{})
+	}
+	c := &inv.committed[e.Index]
+	id := idOf(e)
+	if !c.known {
+		*c = committedRecord{known: true, id: id, node: n.id, claimTerm: claimTerm}
+		return
+	}
+	if c.id != id {
+		inv.fail("state machine safety: node %d %s %s at index %d, but node %d committed %s there",
+			n.id, verb, id, e.Index, c.node, c.id)
+	}
+}
+
+func (inv *invariants) committedAt(i uint64) committedRecord {
+	if i < uint64(len(inv.committed)) {
+		return inv.committed[i]
+	}
+	return committedRecord{}
+}
+
+// checkLeaderCompleteness: when the leader of term T appends its no-op, its log must hold
+// every entry known committed by a node in an earlier term.
+func (inv *invariants) checkLeaderCompleteness(n *simNode, term uint64) {
+	for i := n.view.snap.Index + 1; i < uint64(len(inv.committed)); i++ {
+		c := inv.committed[i]
+		if !c.known || c.claimTerm >= term {
+			continue
+		}
+		e, ok := n.view.entry(i)
+		if !ok || idOf(e) != c.id {
+			got := "nothing"
+			if ok {
+				got = idOf(e).String()
+			}
+			inv.fail("leader completeness: node %d leads term %d with %s at index %d, but %s was committed there (node %d, term %d)",
+				n.id, term, got, i, c.id, c.node, c.claimTerm)
+			return
+		}
+	}
+}
+
+// onApply: no two nodes apply different entries at one index.
+func (inv *invariants) onApply(n *simNode, e Entry) {
+	inv.recordCommitted(n, e, inv.nodes[n.idx].term, "applies")
+}
+
+// checkDurableBeforeSend checks that what m claims is already on n's disk: a vote request
+// or grant its vote, an append acknowledgement its entries, a leader message its term.
+func (inv *invariants) checkDurableBeforeSend(n *simNode, m Message) {
+	hs := n.disk.hs
+	switch m.Type {
+	case MsgVote:
+		if hs.Term < m.Term || (hs.Term == m.Term && hs.Vote != n.id) {
+			inv.fail("node %d asks for votes in term %d before persisting its own vote (disk: term %d vote %d)", n.id, m.Term, hs.Term, hs.Vote)
+		}
+	case MsgVoteResp:
+		if !m.Reject && (hs.Term < m.Term || (hs.Term == m.Term && hs.Vote != m.To)) {
+			inv.fail("node %d grants its term-%d vote to %d before persisting it (disk: term %d vote %d)", n.id, m.Term, m.To, hs.Term, hs.Vote)
+		}
+	case MsgAppResp:
+		if m.Reject {
+			return
+		}
+		if hs.Term < m.Term || n.disk.log.lastIndex() < m.Index {
+			inv.fail("node %d acknowledges entries up to %d in term %d before persisting them (disk: term %d, last index %d)",
+				n.id, m.Index, m.Term, hs.Term, n.disk.log.lastIndex())
+			return
+		}
+		o := &inv.nodes[n.idx]
+		if m.Term > o.ackedTerm {
+			o.ackedTerm, o.ackedIndex = m.Term, 0
+		}
+		if m.Term == o.ackedTerm {
+			o.ackedIndex = max(o.ackedIndex, m.Index)
+		}
+	case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+		if hs.Term < m.Term {
+			inv.fail("node %d sends %v in term %d before persisting that term (disk: term %d)", n.id, m.Type, m.Term, hs.Term)
+		}
+	}
+}
+
+// onPersist checks the HardState just written against the one it replaced: terms and
+// commits never go back, and a vote once cast in a term never changes.
+func (inv *invariants) onPersist(n *simNode, rd *Ready) {
+	if rd.HardState == nil {
+		return
+	}
+	// n.disk.hs already holds the new state; the invariant compares against the last one
+	// this node persisted, kept in prevHS.
+	inv.checkHardStateSuccession(n, n.diskPrev, *rd.HardState)
+	n.diskPrev = *rd.HardState
+	if rd.HardState.Commit > n.disk.log.lastIndex() {
+		inv.fail("node %d persisted commit %d beyond its persisted last index %d", n.id, rd.HardState.Commit, n.disk.log.lastIndex())
+	}
+}
+
+func (inv *invariants) checkHardStateSuccession(n *simNode, prev, next HardState) {
+	switch {
+	case next.Term < prev.Term:
+		inv.fail("node %d persisted term %d after term %d", n.id, next.Term, prev.Term)
+	case next.Commit < prev.Commit:
+		inv.fail("node %d persisted commit %d after commit %d", n.id, next.Commit, prev.Commit)
+	case next.Term == prev.Term && prev.Vote != None && next.Vote != prev.Vote:
+		inv.fail("node %d changed its vote in term %d from %d to %d", n.id, next.Term, prev.Vote, next.Vote)
+	}
+}
+
+func (inv *invariants) onCrash(n *simNode) {
+	inv.closeSpan(n)
+	o := &inv.nodes[n.idx]
+	o.role = Follower
+}
+
+// onStart resets what a restart legitimately forgets: a term adopted but never persisted.
+func (inv *invariants) onStart(n *simNode) {
+	o := &inv.nodes[n.idx]
+	o.term = n.disk.hs.Term
+	o.commit = n.disk.hs.Commit
+	o.role = Follower
+}
