@@ -62,9 +62,9 @@ type nodeObservation struct {
 	// ackedTerm. Within that term it must never lose those entries: the leader counts them
 	// toward commitment and will not send them again.
 	ackedTerm, ackedIndex uint64
-	span        int    // index into invariants.leases of its current span, or -1
-	leaderTerms map[uint64]bool
-	checkedNoop map[uint64]bool
+	span                  int // index into invariants.leases of its current span, or -1
+	leaderTerms           map[uint64]bool
+	checkedNoop           map[uint64]bool
 }
 
 type invariants struct {

@@ -19,9 +19,9 @@ import (
 // opMix is what clients do: the share of sets and deletes among operations (the rest are
 // reads), and how reads split between modes.
 type opMix struct {
-	set, del                float64
-	lease, index, log       float64 // shares of reads; the rest are stale
-	randomNode              float64 // chance an attempt ignores the leader hint
+	set, del          float64
+	lease, index, log float64 // shares of reads; the rest are stale
+	randomNode        float64 // chance an attempt ignores the leader hint
 }
 
 func (m opMix) readMode(x float64) ReadMode {
