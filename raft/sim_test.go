@@ -162,7 +162,7 @@ func reportFailure(t *testing.T, test string, o seedOutcome) {
 
 // simStats counts what the runs did, to show the faults and operations really happen.
 type simStats struct {
-	runs, events, messages, dropped          int
+	runs, events, messages, dropped           int
 	elections, crashes, partitions, transfers int
 	snapshotsSent, compactions                int
 	ops, unknown, failedOps                   int
