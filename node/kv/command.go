@@ -67,6 +67,10 @@ var ErrMalformedCommand = errors.New("malformed command")
 //
 // Decode accepts nothing else: no trailing bytes, no value on DEL or GET.
 
+// MaxEncodingOverhead is the most an encoding adds to len(Key)+len(Value): version, op and
+// four uvarints (client, seq, key length, value length).
+const MaxEncodingOverhead = 2 + 4*binary.MaxVarintLen64
+
 // EncodedSize is the length of c's encoding, computed without encoding it.
 func (c *Command) EncodedSize() int {
 	n := 2 + uvarintLen(c.ClientID)

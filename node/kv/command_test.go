@@ -23,6 +23,9 @@ func TestCommandRoundTrip(t *testing.T) {
 		if len(enc) != c.EncodedSize() {
 			t.Errorf("%v: EncodedSize %d, encoding is %d bytes", c, c.EncodedSize(), len(enc))
 		}
+		if len(enc) > len(c.Key)+len(c.Value)+MaxEncodingOverhead {
+			t.Errorf("%v: %d bytes, more than MaxEncodingOverhead over key and value", c, len(enc))
+		}
 		got, err := Decode(enc)
 		if err != nil {
 			t.Fatalf("Decode(Encode(%v)): %v", c, err)

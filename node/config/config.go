@@ -1,0 +1,197 @@
+// Package config is georaftd's configuration: a YAML file, GEORAFT_* environment variables
+// and command-line flags layered with viper (flags > env > file > defaults), decoded into a
+// typed Config whose every problem names the key it is about.
+//
+// Load and LoadFile read and decode; they refuse unknown keys and values of the wrong type.
+// Validate then checks the meaning (ids, addresses, timing, limits, the data directory, TLS
+// files) and reports every problem at once. Print writes the effective configuration back
+// as YAML that Load reads to the same Config.
+package config
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/georaft/georaft/node/kv"
+	"github.com/georaft/georaft/raft"
+)
+
+// Config mirrors the YAML schema in docs/design.md.
+type Config struct {
+	// ClusterID is carried by every peer RPC; peers refuse RPCs carrying another one.
+	ClusterID string
+	Node      NodeConfig
+	Listen    ListenConfig
+	// Peers lists every member, this node included.
+	Peers   []Peer
+	Timing  TimingConfig
+	Limits  LimitsConfig
+	Storage StorageConfig
+	TLS     TLSConfig
+	Log     LogConfig
+}
+
+type NodeConfig struct {
+	ID uint64
+	// Region defaults to this node's peers[] entry's region.
+	Region string
+	// DataDir defaults to data/node<ID>. Validate creates it if it is missing.
+	DataDir string
+}
+
+// ListenConfig holds the addresses this node's servers bind. Peer and Client default to
+// this node's peers[] entry; Metrics "" disables the metrics and health endpoints.
+type ListenConfig struct {
+	Peer    string
+	Client  string
+	Metrics string
+}
+
+// Peer is one cluster member as this node sees it.
+type Peer struct {
+	ID     uint64
+	Region string
+	// PeerAddress is where this node dials the peer (a proxy address in the geo lab).
+	PeerAddress string
+	// ClientAddress is what clients are told in NotLeader redirects.
+	ClientAddress string
+}
+
+type TimingConfig struct {
+	HeartbeatInterval  time.Duration
+	ElectionTimeoutMin time.Duration
+	ElectionTimeoutMax time.Duration
+	LeaseDuration      time.Duration
+	MaxClockDrift      float64
+	MaxStaleness       time.Duration
+	// LeaseReadFallback: a lease read on a leader without a lease is served as an index
+	// read instead of being refused.
+	LeaseReadFallback bool
+}
+
+type LimitsConfig struct {
+	MaxKeyBytes          int
+	MaxValueBytes        int
+	MaxRequestBytes      int
+	MaxConcurrentStreams int
+}
+
+type StorageConfig struct {
+	SegmentBytes int64
+	// SnapshotEntries: take a snapshot and compact after this many applied entries.
+	SnapshotEntries uint64
+	SnapshotsKept   int
+}
+
+type TLSConfig struct {
+	Enabled  bool
+	CAFile   string
+	CertFile string
+	KeyFile  string
+}
+
+type LogConfig struct {
+	Level  string // debug|info|warn|error
+	Format string // text|json
+}
+
+// Defaults returns the configuration used for every key no source sets: timing for a
+// single machine or one region. Node id, region, addresses and peers have no default;
+// empty derived fields (node.region, node.data_dir, listen.peer, listen.client) are filled
+// by Load from node.id and the peers list.
+func Defaults() Config {
+	return Config{
+		ClusterID: "georaft",
+		Timing: TimingConfig{
+			HeartbeatInterval:  50 * time.Millisecond,
+			ElectionTimeoutMin: 500 * time.Millisecond,
+			ElectionTimeoutMax: 1000 * time.Millisecond,
+			LeaseDuration:      400 * time.Millisecond,
+			MaxClockDrift:      0.01,
+			MaxStaleness:       2 * time.Second,
+			LeaseReadFallback:  true,
+		},
+		Limits: LimitsConfig{
+			MaxKeyBytes:          4096,
+			MaxValueBytes:        1 << 20,
+			MaxRequestBytes:      4 << 20,
+			MaxConcurrentStreams: 256,
+		},
+		Storage: StorageConfig{
+			SegmentBytes:    64 << 20,
+			SnapshotEntries: 100000,
+			SnapshotsKept:   2,
+		},
+		Log: LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// RaftConfig converts the configuration for the consensus core. The seed is the node id,
+// so that nodes started together draw different election timeouts; the node may replace
+// it with something less predictable.
+func (c *Config) RaftConfig() raft.Config {
+	ids := make([]uint64, len(c.Peers))
+	for i, p := range c.Peers {
+		ids[i] = p.ID
+	}
+	return raft.Config{
+		ID:                 c.Node.ID,
+		Peers:              ids,
+		HeartbeatInterval:  c.Timing.HeartbeatInterval,
+		ElectionTimeoutMin: c.Timing.ElectionTimeoutMin,
+		ElectionTimeoutMax: c.Timing.ElectionTimeoutMax,
+		LeaseDuration:      c.Timing.LeaseDuration,
+		MaxClockDrift:      c.Timing.MaxClockDrift,
+		MaxStaleness:       c.Timing.MaxStaleness,
+		Seed:               int64(c.Node.ID),
+	}
+}
+
+// Self returns this node's entry in Peers, or the zero Peer if node.id is not listed
+// (Validate reports that).
+func (c *Config) Self() Peer {
+	p, _ := c.PeerByID(c.Node.ID)
+	return p
+}
+
+// PeerByID returns the member with that id.
+func (c *Config) PeerByID(id uint64) (Peer, bool) {
+	for _, p := range c.Peers {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}
+
+// ClientEndpoints returns every member's client address, in peers order: what a client
+// reading this node's configuration file dials.
+func (c *Config) ClientEndpoints() []string {
+	out := make([]string, 0, len(c.Peers))
+	for _, p := range c.Peers {
+		out = append(out, p.ClientAddress)
+	}
+	return out
+}
+
+// KVLimits returns the limits the node checks client writes against.
+func (c *Config) KVLimits() kv.Limits {
+	return kv.Limits{
+		MaxKeyBytes:     c.Limits.MaxKeyBytes,
+		MaxValueBytes:   c.Limits.MaxValueBytes,
+		MaxRequestBytes: c.Limits.MaxRequestBytes,
+	}
+}
+
+// SlogLevel returns log.level as a slog level (info if it is not one Validate accepts).
+func (c *Config) SlogLevel() slog.Level {
+	switch c.Log.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,180 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/georaft/georaft/node/kv"
+)
+
+// field is one scalar key of the schema. The Go type of the value ref points to decides
+// how the key is decoded, flagged and printed.
+type field struct {
+	key   string // "timing.lease_duration"
+	flag  string // "lease-duration", or "" when the key has no flag
+	usage string // flag help and the comment Print puts next to the key
+	ref   func(c *Config) any
+}
+
+// fields lists the schema in the order Print writes it. peers is not here: it is a list,
+// decoded and printed on its own (after listen).
+var fields = []field{
+	{"cluster_id", "cluster-id", "peers refuse RPCs carrying another cluster id", func(c *Config) any { return &c.ClusterID }},
+
+	{"node.id", "node-id", "this node; one of peers[].id", func(c *Config) any { return &c.Node.ID }},
+	{"node.region", "region", "defaults to this node's peers[] region", func(c *Config) any { return &c.Node.Region }},
+	{"node.data_dir", "data-dir", "WAL and snapshots; defaults to data/node<ID>", func(c *Config) any { return &c.Node.DataDir }},
+
+	{"listen.peer", "listen-peer", "PeerService; defaults to this node's peer_address", func(c *Config) any { return &c.Listen.Peer }},
+	{"listen.client", "listen-client", "KVService; defaults to this node's client_address", func(c *Config) any { return &c.Listen.Client }},
+	{"listen.metrics", "listen-metrics", `/metrics, /healthz, /readyz ("" disables)`, func(c *Config) any { return &c.Listen.Metrics }},
+
+	{"timing.heartbeat_interval", "heartbeat-interval", "idle leader heartbeats; at most a third of the lease", func(c *Config) any { return &c.Timing.HeartbeatInterval }},
+	{"timing.election_timeout_min", "election-timeout-min", "randomized election timeout, lower bound", func(c *Config) any { return &c.Timing.ElectionTimeoutMin }},
+	{"timing.election_timeout_max", "election-timeout-max", "randomized election timeout, upper bound", func(c *Config) any { return &c.Timing.ElectionTimeoutMax }},
+	{"timing.lease_duration", "lease-duration", "leader lease; shorter than election_timeout_min", func(c *Config) any { return &c.Timing.LeaseDuration }},
+	{"timing.max_clock_drift", "max-clock-drift", "bound on clock rate difference between nodes, in [0, 0.5)", func(c *Config) any { return &c.Timing.MaxClockDrift }},
+	{"timing.max_staleness", "max-staleness", "stale reads refused after this long without a leader", func(c *Config) any { return &c.Timing.MaxStaleness }},
+	{"timing.lease_read_fallback", "lease-read-fallback", "serve a lease read without a lease as an index read", func(c *Config) any { return &c.Timing.LeaseReadFallback }},
+
+	{"limits.max_key_bytes", "", "", func(c *Config) any { return &c.Limits.MaxKeyBytes }},
+	{"limits.max_value_bytes", "", "", func(c *Config) any { return &c.Limits.MaxValueBytes }},
+	{"limits.max_request_bytes", "", fmt.Sprintf("at least max_key_bytes + max_value_bytes + %d", kv.MaxEncodingOverhead), func(c *Config) any { return &c.Limits.MaxRequestBytes }},
+	{"limits.max_concurrent_streams", "", "per client connection", func(c *Config) any { return &c.Limits.MaxConcurrentStreams }},
+
+	{"storage.segment_bytes", "", "WAL segment size", func(c *Config) any { return &c.Storage.SegmentBytes }},
+	{"storage.snapshot_entries", "", "take a snapshot and compact after this many applied entries", func(c *Config) any { return &c.Storage.SnapshotEntries }},
+	{"storage.snapshots_kept", "", "", func(c *Config) any { return &c.Storage.SnapshotsKept }},
+
+	{"tls.enabled", "", "mutual TLS between peers and for clients", func(c *Config) any { return &c.TLS.Enabled }},
+	{"tls.ca_file", "", "", func(c *Config) any { return &c.TLS.CAFile }},
+	{"tls.cert_file", "", "", func(c *Config) any { return &c.TLS.CertFile }},
+	{"tls.key_file", "", "", func(c *Config) any { return &c.TLS.KeyFile }},
+
+	{"log.level", "log-level", "debug|info|warn|error", func(c *Config) any { return &c.Log.Level }},
+	{"log.format", "log-format", "text|json", func(c *Config) any { return &c.Log.Format }},
+}
+
+const peersKey = "peers"
+
+// peerFields are the keys of one peers[] entry, in print order.
+type peerField struct {
+	key string
+	ref func(p *Peer) any
+}
+
+var peerFields = []peerField{
+	{"id", func(p *Peer) any { return &p.ID }},
+	{"region", func(p *Peer) any { return &p.Region }},
+	{"peer_address", func(p *Peer) any { return &p.PeerAddress }},
+	{"client_address", func(p *Peer) any { return &p.ClientAddress }},
+}
+
+// schemaSections maps each section ("node") to its keys ("id", ...); top-level scalars
+// ("cluster_id") map to nil.
+var schemaSections = func() map[string][]string {
+	m := map[string][]string{peersKey: nil}
+	for _, f := range fields {
+		section, leaf, nested := strings.Cut(f.key, ".")
+		if nested {
+			m[section] = append(m[section], leaf)
+		} else {
+			m[section] = nil
+		}
+	}
+	return m
+}()
+
+func isSection(name string) bool { return schemaSections[name] != nil }
+
+func isPeerKey(name string) bool {
+	for _, pf := range peerFields {
+		if pf.key == name {
+			return true
+		}
+	}
+	return false
+}
+
+// envPrefix starts every environment variable: GEORAFT_TIMING_LEASE_DURATION.
+const envPrefix = "GEORAFT_"
+
+// envName is the environment variable for a key: dots and dashes become underscores.
+func envName(key string) string {
+	return envPrefix + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key))
+}
+
+// configEnv names the config file when --config is not given.
+const configEnv = envPrefix + "CONFIG"
+
+// allKeys is every full key a file, override or suggestion may name.
+func allKeys() []string {
+	keys := []string{peersKey}
+	for _, f := range fields {
+		keys = append(keys, f.key)
+	}
+	for _, pf := range peerFields {
+		keys = append(keys, peersKey+"[]."+pf.key)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// suggest returns the known key an unknown one was probably meant to be, or "".
+func suggest(unknown string) string {
+	candidates := allKeys()
+	for section := range schemaSections {
+		if isSection(section) {
+			candidates = append(candidates, section)
+		}
+	}
+	sort.Strings(candidates)
+	best, bestDist := "", len(unknown)
+	for _, k := range candidates {
+		if strings.EqualFold(k, unknown) {
+			return k
+		}
+		if d := editDistance(unknown, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if bestDist <= 1 {
+		return best
+	}
+	// The right name in the wrong section (node.lease_duration, or lease_duration alone).
+	_, leaf, nested := strings.Cut(unknown, ".")
+	if !nested {
+		leaf = unknown
+	}
+	for _, k := range candidates {
+		if _, kl, ok := strings.Cut(k, "."); ok && kl == leaf {
+			return k
+		}
+	}
+	if bestDist > 3 || bestDist > len(unknown)/3 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
