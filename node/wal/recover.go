@@ -225,6 +225,10 @@ func replaySegment(seg *SegmentInfo, first, last bool, state *logReplay, fsys FS
 	if err != nil {
 		return nil, fmt.Errorf("wal: read segment %s: %w", seg.File, err)
 	}
+	return replaySegmentData(seg, data, first, last, state)
+}
+
+func replaySegmentData(seg *SegmentInfo, data []byte, first, last bool, state *logReplay) (*TornTail, error) {
 	if err := checkSegmentHeader(seg, data, first, state); err != nil {
 		return nil, err
 	}
