@@ -21,6 +21,7 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/geo"
+	"github.com/georaft/georaft/node/config"
 )
 
 // repoRoot is where the committed configs live, seen from this package's directory.
@@ -725,4 +726,27 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// The node's own loader accepts every committed config: the lab writes what georaftd reads.
+func TestCommittedConfigsPassNodeValidation(t *testing.T) {
+	for _, dir := range []string{"configs/local", "configs/geo"} {
+		paths, err := filepath.Glob(filepath.Join(repoRoot, dir, "node*.yaml"))
+		if err != nil || len(paths) != 5 {
+			t.Fatalf("%s: %d node configs, %v", dir, len(paths), err)
+		}
+		for _, path := range paths {
+			cfg, err := config.LoadFile(path)
+			if err != nil {
+				t.Errorf("%s: %v", path, err)
+				continue
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+			if len(cfg.Peers) != 5 {
+				t.Errorf("%s: %d peers after loading, want 5", path, len(cfg.Peers))
+			}
+		}
+	}
 }
