@@ -16,7 +16,8 @@
 //	s + LeaseDuration × (1 − MaxClockDrift)
 //
 // on its own clock. A follower that receives a message from the leader of its term at r (its
-// own clock) records that some leader may serve reads until r + LeaseDuration. It reports
+// own clock) records that some leader may serve reads until r + LeaseDuration (or the
+// leader's LeaseDuration carried in the message, if longer). It reports
 // the time left on that record in every vote reply. A node that just started assumes the
 // worst: some leader may hold a lease until start + LeaseDuration. A leader that steps down
 // records its own lease the same way, since it may vote next.
@@ -24,7 +25,16 @@
 // A new leader serves no lease read until two things hold: it has committed an entry of its
 // own term (the no-op that opens the term), so its commit index covers every acknowledged
 // write; and the longest remaining lease reported by its voters, received at v with R left,
-// has run out on its own clock: v + R / (1 − MaxClockDrift).
+// has run out on its own clock: v + R / (1 − MaxClockDrift). Its own record counts too, since
+// its own vote is part of the quorum that elected it.
+//
+// Until that wait is over the new leader also commits nothing (deferred commit): it takes and
+// replicates proposals, but its commit index does not move, so no write, ReadIndex read or
+// log read completes through it. Otherwise the old leader, still inside its lease, could
+// answer a lease read from a state without a write that the new leader had already
+// acknowledged. A normal failover waits for nothing, since the election timeout is longer
+// than the lease; the wait only bites after an election forced early (a restart, which
+// assumes a lease, or a leader cut off right after renewing).
 //
 // Why this is safe. Any two quorums share a node. The quorum that gave the old leader its
 // lease from s and the quorum that elected the new leader share some voter X. X received the
@@ -33,8 +43,9 @@
 // past what X reported. The drift bound turns the three clocks' durations into one order in
 // real time: the old lease ends (s + D(1−δ) on the old leader's clock) no later than X's
 // record ends (r + D on X's clock), which ends no later than the new leader's wait ends. So
-// at every real instant at most one leader serves lease reads, and that leader's state
-// machine has applied every write acknowledged before the read.
+// at every real instant at most one leader serves lease reads; and since no later leader
+// acknowledges a write before its wait ends, every write acknowledged before a lease read
+// began was committed through the leader serving it, whose commit index covers it.
 //
 // A leader whose lease lapses (no quorum acknowledgement recent enough) stops answering
 // lease reads at once. It stays leader until CheckQuorum deposes it after an election timeout

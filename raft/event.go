@@ -16,7 +16,7 @@ const (
 	EventVoteDenied                             // this node refused Peer, Reason says why
 	EventBecameFollower                         // Peer is the leader (or None), Reason says why
 	EventBecameLeader                           // elected for Term
-	EventWaitingOldLease                        // leader waits Duration before lease reads
+	EventWaitingOldLease                        // leader waits Duration before commits and lease reads
 	EventLeaseAcquired                          // lease held for Duration from At (local clock)
 	EventLeaseLost                              // lease lapsed or given up, Reason says why
 	EventSteppedDown                            // a leader became follower, Reason says why
@@ -60,7 +60,7 @@ func (e Event) String() string {
 	case EventBecameLeader:
 		return fmt.Sprintf("term %d: became leader", e.Term)
 	case EventWaitingOldLease:
-		return fmt.Sprintf("term %d: waiting %d ms for the old leader's lease to run out before lease reads",
+		return fmt.Sprintf("term %d: waiting %d ms for the old leader's lease to run out before committing or serving lease reads",
 			e.Term, e.Duration.Milliseconds())
 	case EventLeaseAcquired:
 		return fmt.Sprintf("term %d: lease acquired, valid for %d ms", e.Term, e.Duration.Milliseconds())

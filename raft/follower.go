@@ -117,6 +117,15 @@ func (r *Raft) handleSnapshot(m Message) {
 		r.send(resp)
 		return
 	}
+	if r.log.matchTerm(meta.Index, meta.Term) {
+		// The log already holds the snapshot's last entry (a snapshot sent before an append
+		// that arrived first): commit up to it and keep what follows, which this node may
+		// already have acknowledged.
+		r.commitTo(meta.Index)
+		resp.Index = meta.Index
+		r.send(resp)
+		return
+	}
 	r.log.restore(meta)
 	r.pendingSnapshot = &meta
 	r.event(Event{Kind: EventSnapshotInstalled, Peer: m.From, Index: meta.Index})

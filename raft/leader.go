@@ -110,7 +110,14 @@ func (r *Raft) handleAppendReject(pr *progress, m Message) {
 
 // maybeCommit advances the commit index to the highest index a quorum holds, if that entry is
 // of this term (Raft §5.4.2, Figure 8). The leader counts itself only for persisted entries.
+//
+// Nothing commits before the old-lease wait ends (deferred commit): an older leader may still
+// answer lease reads from a state without this leader's writes, so acknowledging one before
+// that lease is surely over would let a read miss a write that completed before it began.
 func (r *Raft) maybeCommit() {
+	if r.now < r.waitUntil {
+		return
+	}
 	idx := r.scratchIndexes[:0]
 	for i := range r.progress {
 		if i == r.self {

@@ -128,8 +128,9 @@ func TestLeaseLapsesAtExactExpiry(t *testing.T) {
 }
 
 // A new leader waits, on its own clock, for the longest lease its voters reported, scaled up
-// for drift (v + R / (1 − drift)), and serves no lease read until then even with its no-op
-// committed.
+// for drift (v + R / (1 − drift)). Until then it serves no lease read and commits nothing
+// (deferred commit): its entries replicate, but no write is acknowledged while the old leader
+// may still answer lease reads without it.
 func TestNewLeaderWaitsForReportedLease(t *testing.T) {
 	net := newTestNet(t, 5)
 	r := net.raft(1)
@@ -155,8 +156,15 @@ func TestNewLeaderWaitsForReportedLease(t *testing.T) {
 	if len(ev) != 1 || ev[0].Duration != want-v {
 		t.Fatalf("waiting events %v, want one for %v", ev, want-v)
 	}
-	if st := r.Status(); st.Commit == 0 || st.Lease != LeaseWaiting {
-		t.Fatalf("no-op committed (%d) but lease %v, want still waiting", st.Commit, st.Lease)
+	idx, _ := net.propose(1, "w")
+	net.stabilize()
+	if st := r.Status(); st.Commit != 0 || st.Lease != LeaseWaiting {
+		t.Fatalf("during the wait: commit %d lease %v, want nothing committed and still waiting", st.Commit, st.Lease)
+	}
+	for _, id := range []uint64{2, 3, 4, 5} {
+		if st := net.raft(id).Status(); st.LastIndex != idx || st.Commit != 0 {
+			t.Fatalf("node %d during the wait: last %d commit %d, want the write replicated (%d) but not committed", id, st.LastIndex, st.Commit, idx)
+		}
 	}
 	if err := r.Read(1, ReadLease); !errors.Is(err, ErrLeaseNotHeld) {
 		t.Fatalf("lease read during the wait: %v", err)
@@ -167,12 +175,12 @@ func TestNewLeaderWaitsForReportedLease(t *testing.T) {
 		}
 		net.advance(min(10*ms, want-net.node(1).now))
 		net.stabilize()
-		if now := net.node(1).now; now < want && r.Status().Lease != LeaseWaiting {
-			t.Fatalf("at %v (wait ends %v): lease %v", now, want, r.Status().Lease)
+		if now, st := net.node(1).now, r.Status(); now < want && (st.Lease != LeaseWaiting || st.Commit != 0) {
+			t.Fatalf("at %v (wait ends %v): lease %v commit %d", now, want, st.Lease, st.Commit)
 		}
 	}
-	if st := r.Status(); st.Lease != LeaseHeld {
-		t.Fatalf("at the end of the wait: lease %v, want held", st.Lease)
+	if st := r.Status(); st.Lease != LeaseHeld || st.Commit != idx {
+		t.Fatalf("at the end of the wait: lease %v commit %d, want held and %d committed", st.Lease, st.Commit, idx)
 	}
 	if acq := net.eventsOf(1, EventLeaseAcquired); len(acq) != 1 || acq[0].At != want {
 		t.Fatalf("lease-acquired events %v, want one at %v", acq, want)
@@ -335,7 +343,8 @@ func TestTransferRelinquishesLeaseAndTransfereeSkipsWait(t *testing.T) {
 // wait to the transferee, which waits it out (scaled for drift) on its own clock.
 func TestTransferCarriesInheritedWait(t *testing.T) {
 	net := newTestNet(t, 3)
-	net.elect(1) // at t=0: waits ~50ms for the leases assumed at start-up
+	net.raft(1).Campaign() // at t=0: waits ~50ms for the leases assumed at start-up
+	net.stabilize()
 	old := net.raft(1)
 	wait := old.Status().LeaseExpiry - net.node(1).now
 	if old.Status().Lease != LeaseWaiting || wait <= 0 {

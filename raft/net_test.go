@@ -266,6 +266,13 @@ func (n *testNet) elect(id uint64) {
 	if st := n.raft(id).Status(); st.Role != Leader {
 		n.t.Fatalf("node %d is %v after campaigning, want leader", id, st.Role)
 	}
+	for i := 0; !n.raft(id).committedInTerm; i++ {
+		if i > 100 || n.raft(id).Status().Role != Leader {
+			n.t.Fatalf("node %d did not commit its no-op: %+v", id, n.raft(id).Status())
+		}
+		n.advance(10 * time.Millisecond)
+		n.stabilize()
+	}
 }
 
 func (n *testNet) leaders() []uint64 {

@@ -239,6 +239,8 @@ func (r *Raft) tickLeader() {
 	if r.now >= r.heartbeatDeadline {
 		r.broadcastHeartbeat()
 	}
+	// The end of the old-lease wait may release a commit.
+	r.maybeCommit()
 }
 
 // NextDeadline returns the earliest time at which Tick has work to do: an election or
@@ -249,12 +251,12 @@ func (r *Raft) NextDeadline() time.Duration {
 		return r.electionDeadline
 	}
 	d := min(r.heartbeatDeadline, r.checkQuorumDeadline(), r.transferDeadline)
-	if !r.leaseRelinquished && r.committedInTerm {
-		if r.now < r.waitUntil {
-			d = min(d, r.waitUntil)
-		} else if r.now < r.leaseExpiry {
-			d = min(d, r.leaseExpiry)
-		}
+	switch {
+	case r.now < r.waitUntil:
+		// Commits, and then the lease, wait for it.
+		d = min(d, r.waitUntil)
+	case r.leaseHeld():
+		d = min(d, r.leaseExpiry)
 	}
 	return d
 }

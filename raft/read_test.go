@@ -101,6 +101,13 @@ func TestReadIndexWaitsForFirstCommitOfTerm(t *testing.T) {
 		t.Fatalf("read answered before the no-op committed: %v", rd.ReadStates)
 	}
 	net.stabilize()
+	if len(net.node(1).reads) != 0 {
+		t.Fatalf("read answered before the no-op committed: %v", net.node(1).reads)
+	}
+	for i := 0; i < 10 && r.Status().Commit == 0; i++ {
+		net.advance(10 * ms) // the old-lease wait defers the first commit
+		net.stabilize()
+	}
 	reads := net.node(1).reads
 	if len(reads) != 1 || reads[0].Index != 1 {
 		t.Fatalf("reads %v, want read 1 at index 1 (the no-op)", reads)
@@ -131,7 +138,8 @@ func TestPendingReadsDroppedOnStepDown(t *testing.T) {
 // Read modes on the wrong node or without a lease fail with an error the node can act on.
 func TestReadErrors(t *testing.T) {
 	net := newTestNet(t, 3)
-	net.elect(1)
+	net.raft(1).Campaign()
+	net.stabilize()
 	var nle *NotLeaderError
 	for _, mode := range []ReadMode{ReadLease, ReadIndex} {
 		if err := net.raft(2).Read(1, mode); !errors.As(err, &nle) || nle.Leader != 1 {

@@ -247,3 +247,31 @@ func TestIdleLeaderPropagatesCommit(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot whose last entry the follower already holds (it was sent before appends that
+// overtook it) only advances the commit index: the entries after it stay, since the follower
+// may already have acknowledged them. (Found by the simulator, seed 133: wiping them left the
+// leader believing the follower held an entry it had lost.)
+func TestSnapshotCoveredByLogKeepsLaterEntries(t *testing.T) {
+	r := newFollower(t, 2, 3, 2, logOf(1, 1, 2, 3, 3))
+	rd := stepOK(t, r, Message{Type: MsgSnap, From: 1, Term: 3, Snapshot: SnapshotMeta{Index: 4, Term: 3}})
+	if rd.Snapshot != nil {
+		t.Fatalf("snapshot installed over a log that holds its last entry")
+	}
+	st := r.Status()
+	if st.LastIndex != 5 || st.Commit != 4 || st.FirstIndex != 1 {
+		t.Fatalf("status %+v, want log 1..5 kept and commit 4", st)
+	}
+	if resp := appResp(rd); resp.Reject || resp.Index != 4 {
+		t.Fatalf("reply %+v, want success at 4", resp)
+	}
+	// A snapshot whose last entry conflicts with the log replaces the whole log.
+	r = newFollower(t, 2, 3, 2, logOf(1, 1, 2, 2, 2))
+	rd = stepOK(t, r, Message{Type: MsgSnap, From: 1, Term: 3, Snapshot: SnapshotMeta{Index: 4, Term: 3}})
+	if rd.Snapshot == nil || *rd.Snapshot != (SnapshotMeta{Index: 4, Term: 3}) {
+		t.Fatalf("conflicting snapshot not installed: %+v", rd.Snapshot)
+	}
+	if st := r.Status(); st.LastIndex != 4 || st.FirstIndex != 5 || st.Commit != 4 || st.Applied != 4 {
+		t.Fatalf("status %+v after install", st)
+	}
+}
