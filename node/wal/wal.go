@@ -61,14 +61,14 @@ type WAL struct {
 
 // saveRequest is one caller's records, waiting to be written.
 type saveRequest struct {
-	records    []byte
-	hardState  *raft.HardState
-	marker     *raft.SnapshotMeta
-	maxEntry   uint64 // highest entry index in records, 0 if none
-	lastAfter  uint64 // the log's last index once records are applied
-	done       bool
-	err        error
-	forceEmpty bool
+	records   []byte
+	count     int // records in records
+	hardState *raft.HardState
+	marker    *raft.SnapshotMeta
+	maxEntry  uint64 // highest entry index in records, 0 if none
+	lastAfter uint64 // the log's last index once records are applied
+	done      bool
+	err       error
 }
 
 // Open recovers the log in opts.Dir (creating the directory and a first segment if there
@@ -152,10 +152,12 @@ func (w *WAL) Submit(hs *raft.HardState, entries []raft.Entry) (*Pending, error)
 		}
 		req.records = appendEntryRecord(req.records, &entries[i])
 	}
+	req.count = len(entries)
 	if hs != nil {
 		copied := *hs
 		req.hardState = &copied
 		req.records = appendHardStateRecord(req.records, copied)
+		req.count++
 	}
 	if len(entries) > 0 {
 		req.maxEntry = entries[len(entries)-1].Index
@@ -206,7 +208,7 @@ func (p *Pending) Wait() error {
 // after it: entries at or below meta.Index are dropped on recovery and may be compacted.
 // Durable on return.
 func (w *WAL) SaveSnapshot(meta raft.SnapshotMeta) error {
-	req := &saveRequest{marker: &meta, records: appendMarkerRecord(nil, meta)}
+	req := &saveRequest{marker: &meta, records: appendMarkerRecord(nil, meta), count: 1}
 	w.mu.Lock()
 	if err := w.refuseLocked(); err != nil {
 		w.mu.Unlock()
@@ -301,22 +303,10 @@ func (w *WAL) writeBatch(batch []*saveRequest) error {
 			w.marker = *req.marker
 		}
 		tail.LastIndex = max(tail.LastIndex, req.maxEntry)
-		tail.Records += countRecords(req.records)
+		tail.Records += req.count
 	}
 	w.lastIndex = batch[len(batch)-1].lastAfter
 	return nil
-}
-
-func countRecords(records []byte) int {
-	n := 0
-	for off := 0; off < len(records); n++ {
-		_, size, err := decodeRecord(records[off:])
-		if err != nil {
-			break
-		}
-		off += size
-	}
-	return n
 }
 
 // writeError names the file and calls a full disk what it is.

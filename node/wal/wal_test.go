@@ -163,6 +163,9 @@ func TestSegmentRolloverAndCompaction(t *testing.T) {
 		if i < len(segs)-1 && seg.Bytes > 600+200 {
 			t.Fatalf("segment %s has %d bytes, want rolled near 600", seg.File, seg.Bytes)
 		}
+		if n := len(recordOffsets(t, seg.File)); n != seg.Records || fileSize(t, seg.File) != seg.Bytes {
+			t.Fatalf("segment %+v: file has %d records, %d bytes", seg, n, fileSize(t, seg.File))
+		}
 	}
 
 	if err := w.Compact(150); err == nil || !strings.Contains(err.Error(), "past the snapshot marker") {
