@@ -33,8 +33,8 @@ import (
 
 const (
 	formatVersion = 1
-	// HeaderLen is the size of the fixed header in front of the body.
-	HeaderLen  = 8 + 4 + 8 + 8 + 8
+	// headerLen is the size of the fixed header in front of the body.
+	headerLen  = 8 + 4 + 8 + 8 + 8
 	trailerLen = 4
 	fileExt    = ".snap"
 	tmpExt     = ".tmp"
@@ -46,15 +46,15 @@ var (
 	crcTable = crc32.MakeTable(crc32.Castagnoli)
 )
 
-// Header is the fixed header of a snapshot file.
-type Header struct {
+// fileHeader is the fixed header of a snapshot file.
+type fileHeader struct {
 	Version uint32
 	Meta    raft.SnapshotMeta
 	BodyLen uint64
 }
 
-func encodeHeader(h Header) []byte {
-	b := make([]byte, HeaderLen)
+func encodeHeader(h fileHeader) []byte {
+	b := make([]byte, headerLen)
 	copy(b, magic[:])
 	binary.LittleEndian.PutUint32(b[8:12], h.Version)
 	binary.LittleEndian.PutUint64(b[12:20], h.Meta.Index)
@@ -64,14 +64,14 @@ func encodeHeader(h Header) []byte {
 }
 
 // decodeHeader parses the header at the start of b. It never panics.
-func decodeHeader(b []byte) (Header, error) {
-	if len(b) < HeaderLen {
-		return Header{}, fmt.Errorf("header cut short: %d of %d bytes", len(b), HeaderLen)
+func decodeHeader(b []byte) (fileHeader, error) {
+	if len(b) < headerLen {
+		return fileHeader{}, fmt.Errorf("header cut short: %d of %d bytes", len(b), headerLen)
 	}
 	if [8]byte(b[:8]) != magic {
-		return Header{}, errors.New("not a georaft snapshot (bad magic)")
+		return fileHeader{}, errors.New("not a georaft snapshot (bad magic)")
 	}
-	h := Header{
+	h := fileHeader{
 		Version: binary.LittleEndian.Uint32(b[8:12]),
 		Meta: raft.SnapshotMeta{
 			Index: binary.LittleEndian.Uint64(b[12:20]),
@@ -80,7 +80,7 @@ func decodeHeader(b []byte) (Header, error) {
 		BodyLen: binary.LittleEndian.Uint64(b[28:36]),
 	}
 	if h.Version != formatVersion {
-		return Header{}, fmt.Errorf("format version %d, this build reads version %d", h.Version, formatVersion)
+		return fileHeader{}, fmt.Errorf("format version %d, this build reads version %d", h.Version, formatVersion)
 	}
 	return h, nil
 }
@@ -224,7 +224,7 @@ func (s *Store) Save(meta raft.SnapshotMeta, write func(io.Writer) error) (err e
 
 	// The body length is known only once write returns: write a placeholder header, then
 	// the real one, then checksum the file as it now stands.
-	if _, err := f.Write(encodeHeader(Header{Version: formatVersion, Meta: meta})); err != nil {
+	if _, err := f.Write(encodeHeader(fileHeader{Version: formatVersion, Meta: meta})); err != nil {
 		return fmt.Errorf("snapshot: write header of %s: %w", tmp, err)
 	}
 	bw := bufio.NewWriterSize(f, 256<<10)
@@ -238,14 +238,14 @@ func (s *Store) Save(meta raft.SnapshotMeta, write func(io.Writer) error) (err e
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("snapshot: seek in %s: %w", tmp, err)
 	}
-	if _, err := f.Write(encodeHeader(Header{Version: formatVersion, Meta: meta, BodyLen: counter.n})); err != nil {
+	if _, err := f.Write(encodeHeader(fileHeader{Version: formatVersion, Meta: meta, BodyLen: counter.n})); err != nil {
 		return fmt.Errorf("snapshot: write header of %s: %w", tmp, err)
 	}
-	crc, err := checksum(f, HeaderLen+int64(counter.n))
+	crc, err := checksum(f, headerLen+int64(counter.n))
 	if err != nil {
 		return fmt.Errorf("snapshot: checksum %s: %w", tmp, err)
 	}
-	if _, err := f.Seek(HeaderLen+int64(counter.n), io.SeekStart); err != nil {
+	if _, err := f.Seek(headerLen+int64(counter.n), io.SeekStart); err != nil {
 		return fmt.Errorf("snapshot: seek in %s: %w", tmp, err)
 	}
 	if _, err := f.Write(binary.LittleEndian.AppendUint32(nil, crc)); err != nil {
@@ -308,15 +308,15 @@ func (s *Store) Open(meta raft.SnapshotMeta) (io.ReadCloser, int64, error) {
 		f.Close()
 		return nil, 0, fmt.Errorf("snapshot: %s: %w", path, err)
 	}
-	return &bodyReader{SectionReader: io.NewSectionReader(f, HeaderLen, bodyLen), file: f}, bodyLen, nil
+	return &bodyReader{SectionReader: io.NewSectionReader(f, headerLen, bodyLen), file: f}, bodyLen, nil
 }
 
 // verify checks a whole snapshot file of the given size and returns its body length.
 func verify(f io.ReaderAt, size int64, meta raft.SnapshotMeta) (int64, error) {
-	if size < HeaderLen+trailerLen {
-		return 0, fmt.Errorf("truncated: %d bytes, shorter than header and trailer (%d)", size, HeaderLen+trailerLen)
+	if size < headerLen+trailerLen {
+		return 0, fmt.Errorf("truncated: %d bytes, shorter than header and trailer (%d)", size, headerLen+trailerLen)
 	}
-	hb := make([]byte, HeaderLen)
+	hb := make([]byte, headerLen)
 	if _, err := f.ReadAt(hb, 0); err != nil {
 		return 0, fmt.Errorf("read header: %w", err)
 	}
@@ -327,16 +327,16 @@ func verify(f io.ReaderAt, size int64, meta raft.SnapshotMeta) (int64, error) {
 	if h.Meta != meta {
 		return 0, fmt.Errorf("header holds index %d term %d, want index %d term %d", h.Meta.Index, h.Meta.Term, meta.Index, meta.Term)
 	}
-	if h.BodyLen > uint64(size) || int64(h.BodyLen)+HeaderLen+trailerLen != size {
+	if h.BodyLen > uint64(size) || int64(h.BodyLen)+headerLen+trailerLen != size {
 		return 0, fmt.Errorf("truncated or padded: header announces a %d byte body (%d bytes with header and trailer), file has %d bytes",
-			h.BodyLen, h.BodyLen+HeaderLen+trailerLen, size)
+			h.BodyLen, h.BodyLen+headerLen+trailerLen, size)
 	}
 	bodyLen := int64(h.BodyLen)
 	tb := make([]byte, trailerLen)
-	if _, err := f.ReadAt(tb, HeaderLen+bodyLen); err != nil {
+	if _, err := f.ReadAt(tb, headerLen+bodyLen); err != nil {
 		return 0, fmt.Errorf("read trailer: %w", err)
 	}
-	got, err := checksum(f, HeaderLen+bodyLen)
+	got, err := checksum(f, headerLen+bodyLen)
 	if err != nil {
 		return 0, fmt.Errorf("read body: %w", err)
 	}
@@ -380,7 +380,7 @@ func (s *Store) Receive(meta raft.SnapshotMeta, size int64) (*Incoming, error) {
 	}
 	in := &Incoming{store: s, meta: meta, size: size, file: f, buf: bufio.NewWriterSize(f, 256<<10),
 		crc: crc32.New(crcTable), tmp: tmp, final: s.Path(meta)}
-	header := encodeHeader(Header{Version: formatVersion, Meta: meta, BodyLen: uint64(size)})
+	header := encodeHeader(fileHeader{Version: formatVersion, Meta: meta, BodyLen: uint64(size)})
 	in.crc.Write(header)
 	if _, err := in.buf.Write(header); err != nil {
 		in.Abort()

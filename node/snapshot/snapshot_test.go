@@ -86,7 +86,7 @@ func TestSaveOpenRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Size() != int64(HeaderLen+n+trailerLen) {
+		if info.Size() != int64(headerLen+n+trailerLen) {
 			t.Fatalf("file is %d bytes for a %d-byte body", info.Size(), n)
 		}
 	}
@@ -104,11 +104,11 @@ func TestCorruptionIsDetectedAndNamesTheFile(t *testing.T) {
 		damage func(path string)
 		want   string
 	}{
-		{"flipped body byte", func(path string) { flip(t, path, HeaderLen+2500) }, "crc mismatch"},
-		{"flipped trailer byte", func(path string) { flip(t, path, int64(HeaderLen+len(body)+1)) }, "crc mismatch"},
+		{"flipped body byte", func(path string) { flip(t, path, headerLen+2500) }, "crc mismatch"},
+		{"flipped trailer byte", func(path string) { flip(t, path, int64(headerLen+len(body)+1)) }, "crc mismatch"},
 		{"flipped term in header", func(path string) { flip(t, path, 21) }, "header holds index 42 term"},
-		{"truncated body", func(path string) { truncate(t, path, HeaderLen+100) }, "truncated"},
-		{"trailer missing", func(path string) { truncate(t, path, int64(HeaderLen+len(body))) }, "truncated"},
+		{"truncated body", func(path string) { truncate(t, path, headerLen+100) }, "truncated"},
+		{"trailer missing", func(path string) { truncate(t, path, int64(headerLen+len(body))) }, "truncated"},
 		{"shorter than a header", func(path string) { truncate(t, path, 10) }, "truncated"},
 		{"bad magic", func(path string) { flip(t, path, 0) }, "not a georaft snapshot"},
 		{"bytes after the trailer", func(path string) { appendTo(t, path, []byte{0}) }, "padded"},
@@ -156,7 +156,7 @@ func TestLatestDoesNotHideCorruption(t *testing.T) {
 	saveBody(t, s, raft.SnapshotMeta{Index: 10, Term: 1}, []byte("older"))
 	newest := raft.SnapshotMeta{Index: 20, Term: 1}
 	saveBody(t, s, newest, []byte("newer"))
-	flip(t, s.Path(newest), HeaderLen+1)
+	flip(t, s.Path(newest), headerLen+1)
 	meta, _, _ := s.Latest()
 	if meta != newest {
 		t.Fatalf("Latest = %+v, want the newest %+v even though it is damaged", meta, newest)
@@ -269,7 +269,7 @@ func TestSaveFailureLeavesNothing(t *testing.T) {
 	assertNoFiles(t, s)
 
 	fsys.Heal()
-	fsys.FailWritesAfter(HeaderLen + 10)
+	fsys.FailWritesAfter(headerLen + 10)
 	err = s.Save(meta, func(w io.Writer) error { _, err := w.Write(make([]byte, 1<<20)); return err })
 	if err == nil || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Save on a full disk: %v", err)
@@ -329,8 +329,8 @@ func TestPrune(t *testing.T) {
 }
 
 func FuzzDecodeSnapshotHeader(f *testing.F) {
-	f.Add(encodeHeader(Header{Version: formatVersion, Meta: raft.SnapshotMeta{Index: 100, Term: 2}, BodyLen: 12345}))
-	f.Add(encodeHeader(Header{Version: 2}))
+	f.Add(encodeHeader(fileHeader{Version: formatVersion, Meta: raft.SnapshotMeta{Index: 100, Term: 2}, BodyLen: 12345}))
+	f.Add(encodeHeader(fileHeader{Version: 2}))
 	f.Add([]byte("grftsnap"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -338,8 +338,8 @@ func FuzzDecodeSnapshotHeader(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if got := encodeHeader(h); !bytes.Equal(got, data[:HeaderLen]) {
-			t.Fatalf("header %+v re-encodes to %x, want %x", h, got, data[:HeaderLen])
+		if got := encodeHeader(h); !bytes.Equal(got, data[:headerLen]) {
+			t.Fatalf("header %+v re-encodes to %x, want %x", h, got, data[:headerLen])
 		}
 	})
 }

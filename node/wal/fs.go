@@ -82,8 +82,8 @@ func SyncDir(fsys FS, dir string) error {
 	return nil
 }
 
-// ReadWholeFile reads name into memory through fsys.
-func ReadWholeFile(fsys FS, name string) ([]byte, error) {
+// readWholeFile reads name into memory through fsys.
+func readWholeFile(fsys FS, name string) ([]byte, error) {
 	info, err := fsys.Stat(name)
 	if err != nil {
 		return nil, err

@@ -221,7 +221,7 @@ func listSegments(dir string, fsys FS, logger *slog.Logger, repair bool) ([]Segm
 // replaySegment applies seg's records to state. It returns the torn tail of the last
 // segment, if any, and fills in seg's size, record count and last index.
 func replaySegment(seg *SegmentInfo, first, last bool, state *logReplay, fsys FS) (*TornTail, error) {
-	data, err := ReadWholeFile(fsys, seg.File)
+	data, err := readWholeFile(fsys, seg.File)
 	if err != nil {
 		return nil, fmt.Errorf("wal: read segment %s: %w", seg.File, err)
 	}

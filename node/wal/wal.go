@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -147,8 +148,8 @@ func (w *WAL) Submit(hs *raft.HardState, entries []raft.Entry) (*Pending, error)
 		if i > 0 && entries[i].Index != entries[i-1].Index+1 {
 			return nil, fmt.Errorf("wal: entries not contiguous: index %d follows %d", entries[i].Index, entries[i-1].Index)
 		}
-		if size := len(entries[i].Data) + 2*binaryMaxVarintLen + 1; size > maxPayloadLen {
-			return nil, fmt.Errorf("wal: entry %d holds %d bytes, over the %d byte record limit", entries[i].Index, len(entries[i].Data), maxPayloadLen-2*binaryMaxVarintLen-1)
+		if len(entries[i].Data) > maxEntryDataLen {
+			return nil, fmt.Errorf("wal: entry %d holds %d bytes, over the %d byte record limit", entries[i].Index, len(entries[i].Data), maxEntryDataLen)
 		}
 		req.records = appendEntryRecord(req.records, &entries[i])
 	}
@@ -187,7 +188,8 @@ func (w *WAL) Submit(hs *raft.HardState, entries []raft.Entry) (*Pending, error)
 	return &Pending{w: w, req: req}, nil
 }
 
-const binaryMaxVarintLen = 10
+// maxEntryDataLen leaves room in a record for the index, term and type.
+const maxEntryDataLen = maxPayloadLen - 2*binary.MaxVarintLen64 - 1
 
 // Wait returns once the save is durable, or with the error that kept it from being so.
 func (p *Pending) Wait() error {
