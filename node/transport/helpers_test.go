@@ -46,6 +46,7 @@ type recorder struct {
 	snaps       []receivedSnapshot
 
 	beforeMessages func(from uint64, msgs []raft.Message)
+	keepNothing    bool // benchmarks: count batches, keep no messages
 	snapshotHook   func(from uint64, r io.Reader) ([]byte, error)
 }
 
@@ -57,6 +58,9 @@ func (r *recorder) HandleMessages(from uint64, msgs []raft.Message) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.keepNothing {
+		return
+	}
 	r.batchSizes = append(r.batchSizes, len(msgs))
 	r.msgs = append(r.msgs, msgs...)
 }

@@ -231,16 +231,36 @@ func (p *peer) pump(ctx context.Context) (opened bool, err error) {
 	}
 }
 
-// drainInto appends everything already queued, so a burst goes out as one batch.
+// batchSoftBytes ends a batch once this much is gathered: big enough that per-request cost
+// vanishes, small enough that encoding one request overlaps with sending the previous one.
+const batchSoftBytes = 1 << 20
+
+// drainInto appends what is already queued, so a burst goes out as one batch, up to about
+// batchSoftBytes; the rest waits for the next batch.
 func (p *peer) drainInto(batch []raft.Message) []raft.Message {
-	for {
+	size := 0
+	for i := range batch {
+		size += approxSize(&batch[i])
+	}
+	for size < batchSoftBytes {
 		select {
 		case m := <-p.queue:
 			batch = append(batch, m)
+			size += approxSize(&m)
 		default:
 			return batch
 		}
 	}
+	return batch
+}
+
+// approxSize estimates a message's encoded size without encoding it.
+func approxSize(m *raft.Message) int {
+	n := 64 + len(m.RejectReason)
+	for i := range m.Entries {
+		n += 24 + len(m.Entries[i].Data)
+	}
+	return n
 }
 
 // perMessageOverhead bounds the tag and length prefix of one repeated message field.

@@ -448,16 +448,12 @@ func TestTransportsOfDifferentClustersDoNotTalk(t *testing.T) {
 			cfg.ClusterID = "intruder"
 		}
 	})
-	for i := uint64(1); ; i++ {
-		nodes[1].tr.Send([]raft.Message{heartbeat(1, 2, i)})
-		if strings.Contains(nodes[1].logs.String(), "peer refused our messages") {
-			break
-		}
-		if i > 100000 {
-			t.Fatal("the refusal never surfaced at the sender")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	commit := uint64(0)
+	waitFor(t, "the refusal to surface at the sender", func() bool {
+		commit++
+		nodes[1].tr.Send([]raft.Message{heartbeat(1, 2, commit)})
+		return strings.Contains(nodes[1].logs.String(), "peer refused our messages")
+	})
 	if n := nodes[2].rec.messageCount(); n != 0 {
 		t.Fatalf("node 2 accepted %d messages from another cluster", n)
 	}
