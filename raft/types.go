@@ -243,7 +243,10 @@ type DroppedRead struct {
 //     heartbeats, whose term is already durable);
 //  2. persist HardState (if non-nil), Snapshot (if non-nil) and Entries, with fsync;
 //     Entries[0].Index may be at or below the last stored index, in which case the stored
-//     suffix from that index on is replaced;
+//     suffix from that index on is replaced. A Snapshot is one the leader sent and the node
+//     already stored: the stored log restarts after Snapshot.Index (every stored entry is
+//     dropped), and the state machine is restored from it before CommittedEntries are
+//     applied;
 //  3. send MessagesAfterPersist (vote requests and replies, append acknowledgements);
 //  4. apply CommittedEntries in order, then answer ReadStates whose Index is applied;
 //  5. call Advance(rd).
