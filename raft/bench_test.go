@@ -13,7 +13,6 @@ type benchCluster struct {
 	queue   []Message
 	next    []Message
 	applied []uint64
-	now     time.Duration
 }
 
 func newBenchCluster(b *testing.B, n int) *benchCluster {

@@ -168,3 +168,34 @@ func TestStatusFields(t *testing.T) {
 		t.Fatalf("follower status %+v", fst)
 	}
 }
+
+// A node restarted from what its Readies told it to persist comes back with its term, vote,
+// log and commit index, assumes a lease from its restart, and rejoins the cluster.
+func TestRestartFromPersistedState(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	for i := 0; i < 5; i++ {
+		net.propose(1, "x")
+	}
+	net.stabilize()
+	before := net.raft(2).Status()
+	net.advance(7 * ms)
+	net.restart(2)
+	after := net.raft(2).Status()
+	if after.Term != before.Term || after.Vote != before.Vote || after.LastIndex != before.LastIndex || after.Commit != before.Commit {
+		t.Fatalf("after restart %+v, before %+v", after, before)
+	}
+	if after.Applied != 0 || after.Leader != None || after.KnownLeaseUntil != net.node(2).now+50*ms {
+		t.Fatalf("after restart: applied %d leader %d known lease %v", after.Applied, after.Leader, after.KnownLeaseUntil)
+	}
+	net.stabilize() // reapplies what is committed
+	if got := len(net.node(2).applied); uint64(got) != after.Commit {
+		t.Fatalf("reapplied %d entries, want %d", got, after.Commit)
+	}
+	net.propose(1, "y")
+	net.advance(10 * ms)
+	net.stabilize()
+	if st := net.raft(2).Status(); st.LastIndex != net.raft(1).Status().LastIndex || st.Leader != 1 {
+		t.Fatalf("restarted node did not rejoin: %+v", st)
+	}
+}
