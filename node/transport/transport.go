@@ -43,8 +43,10 @@ type Handler interface {
 	// HandleMessages is called with each incoming batch, in the order the peer sent them.
 	HandleMessages(from uint64, msgs []raft.Message)
 	// HandleSnapshot is called with the snapshot bytes as they stream in; it stores them and
-	// steps the core once complete. It must read r to the end (io.EOF) before returning nil;
-	// a non-nil error fails the transfer and the sender hears ReportSnapshot(peer, false).
+	// steps the core once complete. r yields exactly size bytes, then io.EOF; it fails with
+	// io.ErrUnexpectedEOF if the stream ends early and with an error if the sender sends
+	// more. The handler must read all size bytes before returning nil; a non-nil error fails
+	// the transfer, and the sender hears ReportSnapshot(peer, false).
 	HandleSnapshot(from uint64, term uint64, meta raft.SnapshotMeta, size int64, r io.Reader) error
 	// ReportUnreachable says a message to peer was dropped (its queue was full or its stream
 	// is down): the core should probe it again.

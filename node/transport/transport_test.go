@@ -506,3 +506,35 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 	tr.Send([]raft.Message{heartbeat(1, 2, 1)}) // after Close: a no-op, not a panic
 }
+
+func TestMalformedMessageInBatchIsDroppedAndLogged(t *testing.T) {
+	nodes := startNodes(t, []uint64{1, 2}, nil)
+	target := nodes[2]
+	c := rawClient(t, target.addr)
+	good1, _ := EncodeMessage(heartbeat(1, 2, 1))
+	good2, _ := EncodeMessage(heartbeat(1, 2, 2))
+	malformed := &georaftv1.RaftMessage{Body: &georaftv1.RaftMessage_AppendEntries{AppendEntries: &georaftv1.AppendEntriesRequest{
+		Term: 1, PrevLogIndex: 3, Clock: &georaftv1.LeaderClock{},
+		Entries: []*georaftv1.Entry{{Index: 9, Term: 1, Type: georaftv1.EntryType_ENTRY_TYPE_NORMAL}},
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	stream, err := c.Send(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := &georaftv1.PeerHeader{ClusterId: "test-cluster", From: 1, To: 2}
+	if err := stream.Send(&georaftv1.SendRequest{Header: header, Messages: []*georaftv1.RaftMessage{good1, malformed, {}, good2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatalf("a batch with malformed messages ended the stream: %v", err)
+	}
+	got := target.rec.messages()
+	if len(got) != 2 || got[0].Commit != 1 || got[1].Commit != 2 {
+		t.Fatalf("handler got %+v, want the two well-formed heartbeats", got)
+	}
+	if !strings.Contains(target.logs.String(), "dropping malformed message") {
+		t.Fatalf("malformed message not logged:\n%s", target.logs.String())
+	}
+}
