@@ -102,13 +102,24 @@ func loadBytes(name string, data []byte, fs *pflag.FlagSet, overrides []string) 
 	v.SetConfigType("yaml")
 	var lines map[string]int
 	if name != "" {
-		lines = checkFile(name, data, &ps)
-		if len(ps) > 0 {
+		var readable bool
+		lines, readable = checkFile(name, data, &ps)
+		if !readable {
 			return nil, ps.err()
 		}
+		// Go on after unknown keys and misshapen sections, to report wrong values too.
 		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+			if len(ps) > 0 {
+				return nil, ps.err() // duplicate or merge keys, already explained
+			}
 			return nil, fmt.Errorf("config: %s: %w", name, err)
 		}
+	}
+	shapeProblem := func(key string) bool {
+		return slices.ContainsFunc(ps, func(p Problem) bool {
+			return p.Key == key || strings.HasPrefix(p.Key, key+".") || strings.HasPrefix(p.Key, key+"[") ||
+				strings.HasPrefix(key, p.Key+".") && isSection(p.Key)
+		})
 	}
 	for _, f := range fields {
 		if err := v.BindEnv(f.key, envName(f.key)); err != nil {
@@ -141,14 +152,14 @@ func loadBytes(name string, data []byte, fs *pflag.FlagSet, overrides []string) 
 	cfg := Defaults()
 	for _, f := range fields {
 		raw := v.Get(f.key)
-		if raw == nil {
+		if raw == nil || shapeProblem(f.key) {
 			continue
 		}
 		if err := decodeValue(f.ref(&cfg), raw); err != nil {
 			ps.add(f.key, "%s: %v%s", f.key, err, src.of(f.key, f.flag))
 		}
 	}
-	if raw := v.Get(peersKey); raw != nil {
+	if raw := v.Get(peersKey); raw != nil && !shapeProblem(peersKey) {
 		cfg.Peers = decodePeers(raw, &src, &ps)
 	}
 	if len(ps) > 0 {
@@ -216,33 +227,34 @@ func (s *sources) of(key, flag string) string {
 
 // checkFile parses the YAML and checks its shape against the schema: known keys only,
 // sections are mappings, leaves single values, peers a list of mappings. It returns the
-// line of every key, for later messages.
-func checkFile(name string, data []byte, ps *problems) map[string]int {
-	lines := map[string]int{}
+// line of every key, for later messages, and whether the file can be read at all.
+func checkFile(name string, data []byte, ps *problems) (lines map[string]int, readable bool) {
+	lines = map[string]int{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if !errors.Is(err, io.EOF) {
 			ps.add("", "%s: %v", name, err)
+			return lines, false
 		}
-		return lines
+		return lines, true
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
 		ps.add("", "%s: holds more than one YAML document (a second --- at line %d); write one", name, next.Line)
-		return lines
+		return lines, false
 	}
 	if len(doc.Content) == 0 {
-		return lines
+		return lines, true
 	}
 	root := resolveAlias(doc.Content[0])
 	if isNull(root) {
-		return lines
+		return lines, true
 	}
 	if root.Kind != yaml.MappingNode {
 		ps.add("", "%s line %d: the top level must be a mapping of keys (cluster_id, node, listen, peers, ...), not %s",
 			name, root.Line, kindName(root))
-		return lines
+		return lines, false
 	}
 	w := fileWalker{name: name, lines: lines, ps: ps}
 	w.mapping(root, "", func(key string, value *yaml.Node) {
@@ -272,7 +284,7 @@ func checkFile(name string, data []byte, ps *problems) map[string]int {
 			w.unknown(key, value)
 		}
 	})
-	return lines
+	return lines, true
 }
 
 func isTopLevelScalar(key string) bool {

@@ -265,6 +265,20 @@ func TestFileShapeErrors(t *testing.T) {
 			t.Errorf("%s: LoadFile = %v\nwant an error containing %q", c.name, err, c.want)
 		}
 	}
+	// Shape problems do not hide wrong values elsewhere, nor repeat themselves.
+	_, err := LoadFile(writeFile(t, "timing:\n  lease_duraton: 1s\n  heartbeat_interval: fast\nnode:\n  id:\n    x: 1\nlog: 5\n"))
+	ps := problemsOf(t, err)
+	want := []string{"unknown key timing.lease_duraton", "node.id must be a single value", "log must be a mapping",
+		`timing.heartbeat_interval: "fast" is not a duration`}
+	if len(ps) != len(want) {
+		t.Fatalf("%d problems, want %d: %v", len(ps), len(want), err)
+	}
+	for i := range want {
+		if !strings.Contains(ps[i].Message, want[i]) {
+			t.Errorf("problem %q does not contain %q", ps[i].Message, want[i])
+		}
+	}
+
 	// Anchors and aliases are plain YAML and work.
 	c := mustLoadFile(t, writeFile(t, "timing:\n  lease_duration: &d 300ms\n  max_staleness: *d\n"))
 	if c.Timing.MaxStaleness != 300*time.Millisecond {

@@ -76,8 +76,9 @@ func (c *Config) checkPeers(ps *problems) {
 		return
 	}
 	firstID := map[uint64]int{}
-	firstPeerAddr := map[string]int{}
-	firstClientAddr := map[string]int{}
+	// One map for both kinds: a client address equal to a peer address is as wrong as two
+	// equal peer addresses.
+	firstUse := map[string]string{}
 	for i, p := range c.Peers {
 		key := func(leaf string) string { return fmt.Sprintf("peers[%d].%s", i, leaf) }
 		if p.ID == 0 {
@@ -90,20 +91,17 @@ func (c *Config) checkPeers(ps *problems) {
 		if p.Region == "" {
 			ps.add(key("region"), "%s of node %d must not be empty", key("region"), p.ID)
 		}
-		for _, a := range []struct {
-			leaf, addr string
-			first      map[string]int
-		}{{"peer_address", p.PeerAddress, firstPeerAddr}, {"client_address", p.ClientAddress, firstClientAddr}} {
+		for _, a := range []struct{ leaf, addr string }{{"peer_address", p.PeerAddress}, {"client_address", p.ClientAddress}} {
 			switch err := checkAddress(a.addr, true); {
 			case a.addr == "":
 				ps.add(key(a.leaf), "%s of node %d must be set", key(a.leaf), p.ID)
 			case err != nil:
 				ps.add(key(a.leaf), "%s %q of node %d %v", key(a.leaf), a.addr, p.ID, err)
 			default:
-				if j, dup := a.first[a.addr]; dup {
-					ps.add(key(a.leaf), "%s %q is also peers[%d].%s", key(a.leaf), a.addr, j, a.leaf)
+				if other, dup := firstUse[a.addr]; dup {
+					ps.add(key(a.leaf), "%s %q is also %s", key(a.leaf), a.addr, other)
 				} else {
-					a.first[a.addr] = i
+					firstUse[a.addr] = key(a.leaf)
 				}
 			}
 		}

@@ -109,6 +109,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"port too big", func(c *Config) { c.Peers[1].ClientAddress = "h:70000" }, "peers[1].client_address", `has port "70000"`},
 		{"duplicate peer address", func(c *Config) { c.Peers[2].PeerAddress = c.Peers[0].PeerAddress }, "peers[2].peer_address", `peers[2].peer_address "127.0.0.1:7101" is also peers[0].peer_address`},
 		{"duplicate client address", func(c *Config) { c.Peers[2].ClientAddress = c.Peers[1].ClientAddress }, "peers[2].client_address", "is also peers[1].client_address"},
+		{"client address is a peer address", func(c *Config) { c.Peers[1].ClientAddress = c.Peers[0].PeerAddress }, "peers[1].client_address", `peers[1].client_address "127.0.0.1:7101" is also peers[0].peer_address`},
 		{"no listen peer", func(c *Config) { c.Listen.Peer = "" }, "listen.peer", "listen.peer must be set"},
 		{"bad listen client", func(c *Config) { c.Listen.Client = "127.0.0.1" }, "listen.client", `listen.client "127.0.0.1" is not HOST:PORT`},
 		{"bad metrics", func(c *Config) { c.Listen.Metrics = "127.0.0.1:http" }, "listen.metrics", `listen.metrics "127.0.0.1:http" has port "http"`},

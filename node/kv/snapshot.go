@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
+	"sync/atomic"
 )
 
 // Snapshot layout, version 1 (integers are uvarints unless said otherwise):
@@ -47,40 +48,71 @@ type sessionRecord struct {
 	result                      sessionResult
 }
 
-// Snapshot writes a consistent image of the store as of one applied index. Apply may go on
-// meanwhile: the store is frozen under the lock in O(shards + sessions) and streamed
-// outside it, Apply copying a shard before it first writes one the snapshot has not read
-// yet.
+// Snapshot writes a consistent image of the store as of one applied index: Image, then
+// WriteTo. Apply may go on meanwhile.
 func (s *Store) Snapshot(w io.Writer) error {
+	_, err := s.Image().WriteTo(w)
+	return err
+}
+
+// Image is the store frozen at one applied index, to be written as a snapshot while Apply
+// goes on: the node cuts it on its apply loop, so it matches the index it reports, and
+// writes it elsewhere.
+//
+// Taking it costs O(shards + sessions) under the lock. Until the image has written a
+// shard, Apply copies that shard before its first write to it. An image is written once;
+// one that is dropped unwritten costs nothing more than those copies.
+type Image struct {
+	index, term uint64
+	keys        int
+	shards      [shardCount]*shard
+	sessions    []sessionRecord
+	written     atomic.Bool
+}
+
+// Image freezes the store's current state.
+func (s *Store) Image() *Image {
 	s.mu.RLock()
-	shards := s.shards
-	for _, sh := range shards {
+	im := &Image{index: s.applied, term: s.appliedTerm, keys: s.keys, shards: s.shards}
+	for _, sh := range im.shards {
 		sh.pins.Add(1)
 	}
-	index, term, keys := s.applied, s.appliedTerm, s.keys
-	sessions := make([]sessionRecord, 0, len(s.sessions))
+	im.sessions = make([]sessionRecord, 0, len(s.sessions))
 	for _, sess := range s.sessions {
-		sessions = append(sessions, sessionRecord{sess.clientID, sess.lastSeq, sess.lastUsed, sess.result})
+		im.sessions = append(im.sessions, sessionRecord{sess.clientID, sess.lastSeq, sess.lastUsed, sess.result})
 	}
 	s.mu.RUnlock()
+	slices.SortFunc(im.sessions, func(a, b sessionRecord) int { return cmp.Compare(a.clientID, b.clientID) })
+	return im
+}
 
+// Applied returns the index and term of the last entry the image reflects.
+func (im *Image) Applied() (index, term uint64) { return im.index, im.term }
+
+// Len returns the number of keys in the image.
+func (im *Image) Len() int { return im.keys }
+
+// WriteTo writes the image in the snapshot format Restore reads and returns the bytes
+// written. It may be called once.
+func (im *Image) WriteTo(w io.Writer) (int64, error) {
+	if im.written.Swap(true) {
+		return 0, fmt.Errorf("kv: snapshot image at index %d was already written", im.index)
+	}
 	unpinned := 0
 	defer func() {
-		for _, sh := range shards[unpinned:] {
+		for _, sh := range im.shards[unpinned:] {
 			sh.pins.Add(-1)
 		}
 	}()
 
-	slices.SortFunc(sessions, func(a, b sessionRecord) int { return cmp.Compare(a.clientID, b.clientID) })
-
 	sw := newSnapshotWriter(w)
 	sw.write(snapshotMagic[:])
 	sw.byte(snapshotVersion)
-	sw.uvarint(index)
-	sw.uvarint(term)
-	sw.uvarint(uint64(len(sessions)))
-	sw.uvarint(uint64(keys))
-	for _, r := range sessions {
+	sw.uvarint(im.index)
+	sw.uvarint(im.term)
+	sw.uvarint(uint64(len(im.sessions)))
+	sw.uvarint(uint64(im.keys))
+	for _, r := range im.sessions {
 		sw.uvarint(r.clientID)
 		sw.uvarint(r.lastSeq)
 		sw.uvarint(r.lastUsed)
@@ -89,7 +121,7 @@ func (s *Store) Snapshot(w io.Writer) error {
 		sw.uvarint(r.result.index)
 	}
 	var sorted []string
-	for _, sh := range shards {
+	for _, sh := range im.shards {
 		sorted = sorted[:0]
 		for k := range sh.m {
 			sorted = append(sorted, k)
@@ -102,6 +134,7 @@ func (s *Store) Snapshot(w io.Writer) error {
 			sw.uvarint(uint64(len(v)))
 			sw.write(v)
 		}
+		// Done with this shard: Apply may write it in place again.
 		sh.pins.Add(-1)
 		unpinned++
 		if sw.err != nil {
@@ -109,9 +142,9 @@ func (s *Store) Snapshot(w io.Writer) error {
 		}
 	}
 	if err := sw.finish(); err != nil {
-		return fmt.Errorf("kv: write snapshot at index %d: %w", index, err)
+		return sw.crc.n, fmt.Errorf("kv: write snapshot at index %d: %w", im.index, err)
 	}
-	return nil
+	return sw.crc.n, nil
 }
 
 // snapshotWriter buffers, checksums and remembers the first write error.
@@ -125,11 +158,13 @@ type snapshotWriter struct {
 type crcWriter struct {
 	w   io.Writer
 	crc uint32
+	n   int64
 }
 
 func (c *crcWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.crc = crc32.Update(c.crc, castagnoli, p[:n])
+	c.n += int64(n)
 	return n, err
 }
 
@@ -177,7 +212,8 @@ func (w *snapshotWriter) finish() error {
 	}
 	var trailer [4]byte
 	binary.LittleEndian.PutUint32(trailer[:], w.crc.crc)
-	_, err := w.crc.w.Write(trailer[:])
+	n, err := w.crc.w.Write(trailer[:])
+	w.crc.n += int64(n)
 	return err
 }
 
@@ -217,14 +253,14 @@ type snapshotImage struct {
 func readSnapshot(r io.Reader) (*snapshotImage, error) {
 	sr := &snapshotReader{r: r, buf: make([]byte, 64<<10)}
 	var magic [4]byte
-	if err := sr.readFull(magic[:], "magic"); err != nil {
+	if err := sr.readFull(magic[:], named("magic")); err != nil {
 		return nil, err
 	}
 	if magic != snapshotMagic {
 		return nil, fmt.Errorf("not a georaft kv snapshot: starts with %q, want %q: %w",
 			magic[:], snapshotMagic[:], ErrMalformedSnapshot)
 	}
-	version, err := sr.readByte("version")
+	version, err := sr.readByte(named("version"))
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +274,7 @@ func readSnapshot(r io.Reader) (*snapshotImage, error) {
 		dst  *uint64
 		name string
 	}{{&img.index, "applied index"}, {&img.term, "applied term"}, {&nSessions, "session count"}, {&nKeys, "key count"}} {
-		if *f.dst, err = sr.uvarint(f.name); err != nil {
+		if *f.dst, err = sr.uvarint(named(f.name)); err != nil {
 			return nil, err
 		}
 	}
@@ -264,18 +300,21 @@ func readSnapshot(r io.Reader) (*snapshotImage, error) {
 	for i := range img.shards {
 		img.shards[i] = &shard{m: make(map[string][]byte, perShard)}
 	}
+	var key []byte // reused: the map keeps its own string
 	for i := uint64(0); i < nKeys; i++ {
 		at := sr.offset()
-		key, err := sr.bytes(fmt.Sprintf("key %d", i), restoreMaxKeyBytes)
-		if err != nil {
+		if key, err = sr.bytes(key, nth("key", i, ""), restoreMaxKeyBytes); err != nil {
 			return nil, err
 		}
 		if len(key) == 0 {
 			return nil, sr.malformedAt(at, fmt.Sprintf("key %d is empty", i))
 		}
-		value, err := sr.bytes(fmt.Sprintf("value of key %d", i), restoreMaxValueBytes)
+		value, err := sr.bytes(nil, nth("value of key", i, ""), restoreMaxValueBytes)
 		if err != nil {
 			return nil, err
+		}
+		if value == nil {
+			value = []byte{}
 		}
 		m := img.shards[shardOf(key)].m
 		if _, dup := m[string(key)]; dup {
@@ -287,14 +326,14 @@ func readSnapshot(r io.Reader) (*snapshotImage, error) {
 
 	want := sr.checksum()
 	var trailer [4]byte
-	if err := sr.readFull(trailer[:], "crc"); err != nil {
+	if err := sr.readFull(trailer[:], named("crc")); err != nil {
 		return nil, err
 	}
 	if got := binary.LittleEndian.Uint32(trailer[:]); got != want {
 		return nil, fmt.Errorf("crc mismatch: stored %08x, computed %08x over %d bytes: %w",
 			got, want, sr.offset()-4, ErrMalformedSnapshot)
 	}
-	if _, err := sr.readByte("end"); err == nil {
+	if _, err := sr.readByte(named("end")); err == nil {
 		return nil, sr.malformed("trailing bytes after the crc")
 	} else if !errors.Is(err, ErrMalformedSnapshot) {
 		return nil, err
@@ -313,30 +352,29 @@ func (sr *snapshotReader) session(i, applied uint64) (sessionRecord, error) {
 	var rec sessionRecord
 	at := sr.offset()
 	var err error
-	name := fmt.Sprintf("session %d", i)
-	if rec.clientID, err = sr.uvarint(name + " client id"); err != nil {
+	if rec.clientID, err = sr.uvarint(nth("session", i, " client id")); err != nil {
 		return rec, err
 	}
-	if rec.lastSeq, err = sr.uvarint(name + " last seq"); err != nil {
+	if rec.lastSeq, err = sr.uvarint(nth("session", i, " last seq")); err != nil {
 		return rec, err
 	}
-	if rec.lastUsed, err = sr.uvarint(name + " last used index"); err != nil {
+	if rec.lastUsed, err = sr.uvarint(nth("session", i, " last used index")); err != nil {
 		return rec, err
 	}
-	op, err := sr.readByte(name + " op")
+	op, err := sr.readByte(nth("session", i, " op"))
 	if err != nil {
 		return rec, err
 	}
-	existed, err := sr.readByte(name + " existed")
+	existed, err := sr.readByte(nth("session", i, " existed"))
 	if err != nil {
 		return rec, err
 	}
-	if rec.result.index, err = sr.uvarint(name + " result index"); err != nil {
+	if rec.result.index, err = sr.uvarint(nth("session", i, " result index")); err != nil {
 		return rec, err
 	}
 	rec.result.op, rec.result.existed = Op(op), existed == 1
 	bad := func(format string, args ...any) (sessionRecord, error) {
-		return rec, sr.malformedAt(at, fmt.Sprintf("%s (client %d): ", name, rec.clientID)+fmt.Sprintf(format, args...))
+		return rec, sr.malformedAt(at, fmt.Sprintf("session %d (client %d): ", i, rec.clientID)+fmt.Sprintf(format, args...))
 	}
 	switch {
 	case rec.clientID == 0:
@@ -353,6 +391,28 @@ func (sr *snapshotReader) session(i, applied uint64) (sessionRecord, error) {
 		return bad("last used index %d beyond the applied index %d", rec.lastUsed, applied)
 	}
 	return rec, nil
+}
+
+// label names what the reader is reading, for error messages. It is formatted only when
+// an error occurs, so reading a key costs no string building.
+type label struct {
+	name    string
+	index   uint64
+	indexed bool
+	suffix  string
+}
+
+func named(name string) label { return label{name: name} }
+
+func nth(name string, i uint64, suffix string) label {
+	return label{name: name, index: i, indexed: true, suffix: suffix}
+}
+
+func (l label) String() string {
+	if l.indexed {
+		return fmt.Sprintf("%s %d%s", l.name, l.index, l.suffix)
+	}
+	return l.name + l.suffix
 }
 
 // snapshotReader buffers its input and computes the CRC of exactly the bytes consumed, so
@@ -385,7 +445,7 @@ func (sr *snapshotReader) malformedAt(at int64, reason string) error {
 
 // fill reads more input into the emptied buffer. It reports a truncated snapshot (naming
 // what was being read) at end of input, and the reader's own error otherwise.
-func (sr *snapshotReader) fill(what string) error {
+func (sr *snapshotReader) fill(what label) error {
 	sr.checksum()
 	sr.base += int64(sr.pos)
 	sr.pos, sr.end, sr.crcFrom = 0, 0, 0
@@ -396,14 +456,14 @@ func (sr *snapshotReader) fill(what string) error {
 			return nil
 		}
 		if !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read %s at offset %d: %w", what, sr.base, err)
+			return fmt.Errorf("read %v at offset %d: %w", what, sr.base, err)
 		}
 		sr.eof = true
 	}
-	return sr.malformed(fmt.Sprintf("truncated: input ends before the %s", what))
+	return sr.malformed(fmt.Sprintf("truncated: input ends before the %v", what))
 }
 
-func (sr *snapshotReader) readByte(what string) (byte, error) {
+func (sr *snapshotReader) readByte(what label) (byte, error) {
 	if sr.pos == sr.end {
 		if err := sr.fill(what); err != nil {
 			return 0, err
@@ -414,7 +474,7 @@ func (sr *snapshotReader) readByte(what string) (byte, error) {
 	return b, nil
 }
 
-func (sr *snapshotReader) readFull(p []byte, what string) error {
+func (sr *snapshotReader) readFull(p []byte, what label) error {
 	for len(p) > 0 {
 		if sr.pos == sr.end {
 			if err := sr.fill(what); err != nil {
@@ -428,7 +488,7 @@ func (sr *snapshotReader) readFull(p []byte, what string) error {
 	return nil
 }
 
-func (sr *snapshotReader) uvarint(what string) (uint64, error) {
+func (sr *snapshotReader) uvarint(what label) (uint64, error) {
 	at := sr.offset()
 	var v uint64
 	for shift := uint(0); ; shift += 7 {
@@ -437,7 +497,7 @@ func (sr *snapshotReader) uvarint(what string) (uint64, error) {
 			return 0, err
 		}
 		if shift == 63 && b > 1 {
-			return 0, sr.malformedAt(at, what+" overflows 64 bits")
+			return 0, sr.malformedAt(at, what.String()+" overflows 64 bits")
 		}
 		v |= uint64(b&0x7f) << shift
 		if b < 0x80 {
@@ -446,18 +506,24 @@ func (sr *snapshotReader) uvarint(what string) (uint64, error) {
 	}
 }
 
-// bytes reads a length-prefixed field. Memory grows with the bytes actually present, so a
-// corrupt length fails at end of input instead of reserving what it claims.
-func (sr *snapshotReader) bytes(what string, max uint64) ([]byte, error) {
+// bytes reads a length-prefixed field, appending it to dst[:0]. Memory grows with the bytes
+// actually present, so a corrupt length fails at end of input instead of reserving what it
+// claims.
+func (sr *snapshotReader) bytes(dst []byte, what label, max uint64) ([]byte, error) {
 	at := sr.offset()
-	n, err := sr.uvarint(what + " length")
+	lengthOf := what
+	lengthOf.suffix += " length"
+	n, err := sr.uvarint(lengthOf)
 	if err != nil {
 		return nil, err
 	}
 	if n > max {
 		return nil, sr.malformedAt(at, fmt.Sprintf("%s claims %d bytes, more than the %d allowed", what, n, max))
 	}
-	out := make([]byte, 0, min(n, 1<<20))
+	out := dst[:0]
+	if uint64(cap(out)) < n {
+		out = make([]byte, 0, min(n, 1<<20))
+	}
 	for uint64(len(out)) < n {
 		if sr.pos == sr.end {
 			if err := sr.fill(what); err != nil {

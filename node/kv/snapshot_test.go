@@ -309,3 +309,48 @@ func TestRestoreReportsReaderErrors(t *testing.T) {
 		t.Fatalf("Restore from a failing reader = %v, want the reader's error", err)
 	}
 }
+
+// TestImageIsCutWhenTaken is the node's use: freeze on the apply loop, apply more, write
+// the image later; it must hold the state at the moment it was taken.
+func TestImageIsCutWhenTaken(t *testing.T) {
+	l := randomLog(t, 11, 4000, 20)
+	live := New(Limits{}, 8)
+	for _, e := range l.entries[:2500] {
+		live.Apply(e)
+	}
+	im := live.Image()
+	dropped := live.Image() // never written: must not disturb anything
+	_ = dropped
+	for _, e := range l.entries[2500:] {
+		live.Apply(e)
+	}
+	if idx, _ := im.Applied(); idx != 2500 {
+		t.Fatalf("image Applied = %d, want 2500", idx)
+	}
+	var buf bytes.Buffer
+	n, err := im.WriteTo(&buf)
+	if err != nil || n != int64(buf.Len()) {
+		t.Fatalf("WriteTo = %d, %v; wrote %d bytes", n, err, buf.Len())
+	}
+	if _, err := im.WriteTo(io.Discard); err == nil || !strings.Contains(err.Error(), "already written") {
+		t.Fatalf("second WriteTo = %v, want a refusal", err)
+	}
+
+	restored := New(Limits{}, 8)
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	ref := New(Limits{}, 8)
+	for _, e := range l.entries[:2500] {
+		ref.Apply(e)
+	}
+	storesEqual(t, ref, restored)
+	if restored.Len() != im.Len() {
+		t.Fatalf("image Len %d, restored %d", im.Len(), restored.Len())
+	}
+	full := New(Limits{}, 8)
+	for _, e := range l.entries {
+		full.Apply(e)
+	}
+	storesEqual(t, full, live)
+}
