@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -367,4 +368,30 @@ func valueNode(v any) *yaml.Node {
 // else (a number, a bool, null).
 func scalar(s string) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+}
+
+// ClientEndpoints lists every node's KVService address in node id order: the external
+// address where there is one (clients outside the VPC), or always the internal one.
+func (c Cluster) ClientEndpoints(internal bool) []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		host := n.ExternalIP
+		if internal || host == "" {
+			host = n.InternalIP
+		}
+		out[i] = net.JoinHostPort(host, strconv.Itoa(c.ClientPort))
+	}
+	return out
+}
+
+// NodeIn returns the node placed in region.
+func (c Cluster) NodeIn(region string) (Node, error) {
+	var regions []string
+	for _, n := range c.Nodes {
+		if n.Region == region {
+			return n, nil
+		}
+		regions = append(regions, n.Region)
+	}
+	return Node{}, fmt.Errorf("no node in region %q (the cluster has %s)", region, strings.Join(regions, ", "))
 }

@@ -3,6 +3,12 @@
 //
 //	terraform -chdir=terraform output -json | go run ./deploy/cmd/georaft-inventory > inventory.yml
 //	go run ./deploy/cmd/georaft-inventory -in tf.json -out inventory.yml -ssh-key ~/.ssh/georaft
+//
+// With -print it answers the questions deploy/cluster.mk asks instead:
+//
+//	-print endpoints            client addresses host:port,... (external where there is one)
+//	-print internal-endpoints   client addresses inside the VPC
+//	-print host=REGION          the address Ansible reaches the node in REGION at
 package main
 
 import (
@@ -11,6 +17,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/georaft/georaft/deploy/inventory"
 )
@@ -30,6 +37,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs.StringVar(&opts.Group, "group", inventory.DefaultGroup, "inventory group of the nodes")
 	fs.BoolVar(&opts.UseInternalIPs, "internal", false, "connect to internal IPs (running from inside the VPC)")
 	fs.StringVar(&opts.SSHPrivateKeyFile, "ssh-key", "", "private key file for ansible_ssh_private_key_file")
+	query := fs.String("print", "", "print endpoints, internal-endpoints or host=REGION instead of the inventory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,6 +53,18 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		}
 		defer f.Close()
 		src = f
+	}
+	if *query != "" {
+		c, err := inventory.Parse(src)
+		if err != nil {
+			return err
+		}
+		answer, err := answer(c, *query, opts)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, answer)
+		return err
 	}
 	if *out == "-" {
 		return inventory.Generate(src, stdout, opts)
@@ -67,4 +87,23 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("write inventory %s: %w", *out, err)
 	}
 	return nil
+}
+
+func answer(c inventory.Cluster, query string, opts inventory.Options) (string, error) {
+	switch {
+	case query == "endpoints":
+		return strings.Join(c.ClientEndpoints(false), ","), nil
+	case query == "internal-endpoints":
+		return strings.Join(c.ClientEndpoints(true), ","), nil
+	case strings.HasPrefix(query, "host="):
+		n, err := c.NodeIn(strings.TrimPrefix(query, "host="))
+		if err != nil {
+			return "", err
+		}
+		if n.ExternalIP == "" || opts.UseInternalIPs {
+			return n.InternalIP, nil
+		}
+		return n.ExternalIP, nil
+	}
+	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints or host=REGION", query)
 }

@@ -1,0 +1,375 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+)
+
+const nodeCmdDir = "../node/cmd/georaftd"
+
+// localHost is one of the five "hosts" the end-to-end test deploys to on this machine.
+type localHost struct {
+	name                        string
+	id                          uint64
+	region                      string
+	root                        string
+	peerPort, clientPort, mPort int
+}
+
+func (h localHost) pidfile() string { return filepath.Join(h.root, "run/georaft/georaftd.pid") }
+func (h localHost) config() string  { return filepath.Join(h.root, "etc/georaft/georaft.yml") }
+func (h localHost) log() string     { return filepath.Join(h.root, "var/log/georaft/georaftd.log") }
+func (h localHost) client() string  { return "127.0.0.1:" + strconv.Itoa(h.clientPort) }
+
+// freePorts asks the kernel for n unused loopback ports. They are released before use, so a
+// collision stays possible but unlikely.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var listeners []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range listeners {
+		l.Close()
+	}
+	return ports
+}
+
+// Deploy five nodes on this machine with the real playbook (ansible_connection=local, one
+// install root per host, the local service manager), check they elect a leader and serve
+// SET and GET, then run the playbook again and check it changes nothing.
+func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
+	ansiblePlaybook(t)
+	// TODO(lead): remove this guard once node/cmd/georaftd has landed.
+	if _, err := os.Stat(nodeCmdDir); errors.Is(err, os.ErrNotExist) {
+		t.Skipf("%s does not exist yet: the end-to-end Ansible run needs the georaftd binary", nodeCmdDir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "georaftd")
+	build := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./node/cmd/georaftd")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./node/cmd/georaftd: %v\n%s", err, out)
+	}
+
+	ports := freePorts(t, 15)
+	var hosts []localHost
+	for i, region := range defaultRegions {
+		hosts = append(hosts, localHost{
+			name: fmt.Sprintf("node%d", i+1), id: uint64(i + 1), region: region,
+			root:     filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
+			peerPort: ports[3*i], clientPort: ports[3*i+1], mPort: ports[3*i+2],
+		})
+	}
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			stopByPidfile(t, h)
+		}
+	})
+	inv := writeLocalInventory(t, dir, hosts, bin)
+
+	first, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml")
+	if err != nil {
+		t.Fatalf("first ansible-playbook site.yml: %v\n%s\n%s", err, first, nodeLogs(hosts))
+	}
+	recap := parseRecap(t, first)
+	for _, h := range hosts {
+		if recap[h.name] == 0 {
+			t.Errorf("first run changed nothing on %s", h.name)
+		}
+	}
+
+	// The rendered configs carry the tuned timing from group_vars.
+	for _, h := range hosts {
+		var cfg renderedNodeConfig
+		data, err := os.ReadFile(h.config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(data, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Node.ID != h.id || len(cfg.Peers) != 5 || cfg.Timing["lease_duration"] != "350ms" {
+			t.Errorf("%s: config node %d, %d peers, lease %v; want node %d, 5 peers, the tuned 350ms",
+				h.name, cfg.Node.ID, len(cfg.Peers), cfg.Timing["lease_duration"], h.id)
+		}
+	}
+
+	leader := waitForLeader(t, ctx, hosts)
+	conn, err := grpc.NewClient(leader.client(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	kv := georaftv1.NewKVServiceClient(conn)
+	rpcCtx, rpcCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rpcCancel()
+	if _, err := kv.Set(rpcCtx, &georaftv1.SetRequest{Key: []byte("deployed-by"), Value: []byte("ansible"),
+		Session: &georaftv1.WriteSession{ClientId: uint64(time.Now().UnixNano()) | 1, Sequence: 1}}); err != nil {
+		t.Fatalf("SET on leader %s: %v", leader.name, err)
+	}
+	for _, mode := range []georaftv1.ReadMode{georaftv1.ReadMode_READ_MODE_LEASE, georaftv1.ReadMode_READ_MODE_INDEX} {
+		got, err := kv.Get(rpcCtx, &georaftv1.GetRequest{Key: []byte("deployed-by"), ReadMode: mode})
+		if err != nil {
+			t.Fatalf("GET (%v) on leader %s: %v", mode, leader.name, err)
+		}
+		if !got.GetFound() || string(got.GetValue()) != "ansible" {
+			t.Errorf("GET (%v) = found %v value %q, want ansible", mode, got.GetFound(), got.GetValue())
+		}
+	}
+
+	pidsBefore := readPids(t, hosts)
+	second, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml")
+	if err != nil {
+		t.Fatalf("second ansible-playbook site.yml: %v\n%s\n%s", err, second, nodeLogs(hosts))
+	}
+	for host, changed := range parseRecap(t, second) {
+		if changed != 0 {
+			t.Errorf("second run reported changed=%d on %s; the playbook must be idempotent:\n%s", changed, host, second)
+		}
+	}
+	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pidsBefore) {
+		t.Errorf("second run restarted nodes: pids %v, then %v", pidsBefore, after)
+	}
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+}
+
+func writeLocalInventory(t *testing.T, dir string, hosts []localHost, bin string) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostVars := map[string]any{}
+	for _, h := range hosts {
+		hostVars[h.name] = map[string]any{
+			"ansible_connection":         "local",
+			"ansible_python_interpreter": "{{ ansible_playbook_python }}",
+			"georaft_root":               h.root,
+			"georaft_node_id":            h.id,
+			"georaft_region":             h.region,
+			"georaft_zone":               h.region + "-b",
+			"georaft_internal_ip":        "127.0.0.1",
+			"georaft_external_ip":        "",
+			"georaft_peer_port":          h.peerPort,
+			"georaft_client_port":        h.clientPort,
+			"georaft_metrics_port":       h.mPort,
+		}
+	}
+	doc := map[string]any{"all": map[string]any{"children": map[string]any{"georaft": map[string]any{
+		"hosts": hostVars,
+		"vars": map[string]any{
+			"georaft_service_manager": "local",
+			"georaft_become":          false,
+			"georaft_manage_user":     false,
+			"georaft_user":            u.Username,
+			"georaft_group":           g.Name,
+			"georaft_admin_user":      u.Username,
+			"georaft_admin_group":     g.Name,
+			"georaft_listen_host":     "127.0.0.1",
+			"georaft_binary_src":      bin,
+			"georaft_cluster_id":      "georaft-e2e",
+			"georaft_log_format":      "text",
+		},
+	}}}}
+	data, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "inventory.yml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var recapLine = regexp.MustCompile(`(?m)^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)`)
+
+// parseRecap returns changed= per host from the PLAY RECAP.
+func parseRecap(t *testing.T, out string) map[string]int {
+	t.Helper()
+	i := strings.LastIndex(out, "PLAY RECAP")
+	if i < 0 {
+		t.Fatalf("no PLAY RECAP in ansible output:\n%s", out)
+	}
+	changed := map[string]int{}
+	for _, m := range recapLine.FindAllStringSubmatch(out[i:], -1) {
+		n, _ := strconv.Atoi(m[2])
+		changed[m[1]] = n
+		if m[3] != "0" || m[4] != "0" {
+			t.Errorf("%s: unreachable=%s failed=%s", m[1], m[3], m[4])
+		}
+	}
+	if len(changed) != 5 {
+		t.Fatalf("PLAY RECAP lists %d hosts, want 5:\n%s", len(changed), out[i:])
+	}
+	return changed
+}
+
+// waitForLeader polls Status on every node until all agree on one leader that says it is
+// leader.
+func waitForLeader(t *testing.T, ctx context.Context, hosts []localHost) localHost {
+	t.Helper()
+	clients := map[uint64]georaftv1.KVServiceClient{}
+	for _, h := range hosts {
+		conn, err := grpc.NewClient(h.client(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		clients[h.id] = georaftv1.NewKVServiceClient(conn)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		leaders := map[uint64]int{}
+		var leaderRole bool
+		var statusErr error
+		for _, h := range hosts {
+			c, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := clients[h.id].Status(c, &georaftv1.StatusRequest{})
+			cancel()
+			if err != nil {
+				statusErr = fmt.Errorf("%s: %w", h.name, err)
+				break
+			}
+			leaders[st.GetLeaderId()]++
+			if st.GetRole() == georaftv1.Role_ROLE_LEADER && st.GetId() == st.GetLeaderId() {
+				leaderRole = true
+			}
+		}
+		_, someoneLacksLeader := leaders[0]
+		switch {
+		case statusErr != nil:
+			last = statusErr.Error()
+		case len(leaders) == 1 && !someoneLacksLeader && leaderRole:
+			for id := range leaders {
+				return hosts[id-1]
+			}
+		default:
+			last = fmt.Sprintf("leader ids reported: %v", leaders)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no agreed leader within 90s (last: %s)\n%s", last, nodeLogs(hosts))
+	return localHost{}
+}
+
+func readPids(t *testing.T, hosts []localHost) []int {
+	t.Helper()
+	var pids []int
+	for _, h := range hosts {
+		data, err := os.ReadFile(h.pidfile())
+		if err != nil {
+			t.Fatalf("%s: %v", h.name, err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil {
+			t.Fatalf("%s: pidfile: %v", h.name, err)
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// stopByPidfile ends the georaftd a host's pidfile names, if it is still ours.
+func stopByPidfile(t *testing.T, h localHost) {
+	data, err := os.ReadFile(h.pidfile())
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	// Only a process started with this host's config: the pid may have been reused.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmdline), h.config()) {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(15 * time.Second)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			t.Logf("%s: georaftd pid %d ignored SIGTERM for 15s; killing it", h.name, pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			deadline = time.Now().Add(time.Hour)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// processAlive treats a zombie as gone: the node is reparented away from us, and whoever
+// reaps it may not do so at once.
+func processAlive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+func nodeLogs(hosts []localHost) string {
+	var b strings.Builder
+	for _, h := range hosts {
+		data, err := os.ReadFile(h.log())
+		if err != nil {
+			fmt.Fprintf(&b, "--- %s: no log (%v)\n", h.name, err)
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(lines) > 30 {
+			lines = lines[len(lines)-30:]
+		}
+		fmt.Fprintf(&b, "--- %s (last %d lines of %s)\n%s\n", h.name, len(lines), h.log(), strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
