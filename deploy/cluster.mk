@@ -1,0 +1,138 @@
+# deploy/cluster.mk: a real georaft cluster on Google Cloud (5 VMs in 5 regions by default).
+# Included from the Makefile (`include deploy/cluster.mk`); docs/deploy.md is the guide.
+#
+#   make cluster-up                      build, terraform apply, ansible, wait, status
+#   make cluster-status                  nodes and `georaft status`
+#   make cluster-bench [REGION=europe-west1] [BENCH_ARGS='-d 30s']
+#   make cluster-upgrade                 rolling restart onto a new build, one node at a time
+#   make cluster-tune RTT=measured.csv   regenerate the timing group_vars from an RTT matrix
+#   make cluster-down                    terraform destroy
+#
+# Needs terraform (>= 1.5), ansible-playbook (ansible-core) and Google credentials
+# (GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`). Every target
+# checks what it needs first and says what is missing.
+
+GO ?= go
+TERRAFORM ?= terraform
+ANSIBLE_PLAYBOOK ?= ansible-playbook
+TF_DIR ?= terraform
+ANSIBLE_DIR ?= ansible
+CLUSTER_DIR ?= build/cluster
+# Binaries for the VMs (linux/amd64, static), whatever the operator's machine is.
+CLUSTER_BIN_DIR ?= bin/linux-amd64
+# Private key matching ssh_public_key in terraform.tfvars; empty: ssh's defaults.
+SSH_KEY ?=
+# Extra flags for terraform apply/destroy, e.g. TF_APPLY_FLAGS=-auto-approve.
+TF_APPLY_FLAGS ?=
+# cluster-bench: run from this region's VM instead of this machine; arguments for the bench.
+REGION ?=
+BENCH_ARGS ?=
+# cluster-tune: the RTT matrix to derive timing from.
+RTT ?= configs/geo/rtt-5-regions.csv
+
+CLUSTER_TF_OUTPUT := $(CLUSTER_DIR)/terraform-output.json
+CLUSTER_INVENTORY := $(CLUSTER_DIR)/inventory.yml
+CLUSTER_INVENTORY_CMD := $(GO) run ./deploy/cmd/georaft-inventory
+CLUSTER_ANSIBLE := cd $(ANSIBLE_DIR) && ANSIBLE_CONFIG=ansible.cfg $(ANSIBLE_PLAYBOOK) -i $(abspath $(CLUSTER_INVENTORY)) \
+	-e georaft_binary_src=$(abspath $(CLUSTER_BIN_DIR))/georaftd
+CLUSTER_SSH_OPTS := -o StrictHostKeyChecking=accept-new $(if $(SSH_KEY),-i $(SSH_KEY))
+
+.PHONY: cluster-up cluster-down cluster-status cluster-bench cluster-upgrade cluster-tune \
+	cluster-build cluster-apply cluster-inventory cluster-deploy cluster-wait \
+	cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-state tflint
+
+cluster-check-terraform:
+	@command -v $(TERRAFORM) >/dev/null 2>&1 || { \
+	  echo "cluster: terraform not found. Install Terraform >= 1.5 from HashiCorp (it is not packaged for Debian), or set TERRAFORM=/path/to/terraform." >&2; exit 1; }
+
+cluster-check-ansible:
+	@command -v $(ANSIBLE_PLAYBOOK) >/dev/null 2>&1 || { \
+	  echo "cluster: ansible-playbook not found. Install ansible-core (apt-get install ansible-core, or pip install ansible-core)." >&2; exit 1; }
+
+cluster-check-credentials:
+	@if [ -n "$$GOOGLE_APPLICATION_CREDENTIALS" ]; then \
+	  [ -r "$$GOOGLE_APPLICATION_CREDENTIALS" ] || { echo "cluster: GOOGLE_APPLICATION_CREDENTIALS=$$GOOGLE_APPLICATION_CREDENTIALS is not a readable file." >&2; exit 1; }; \
+	elif command -v gcloud >/dev/null 2>&1 && gcloud auth application-default print-access-token >/dev/null 2>&1; then :; \
+	else \
+	  echo "cluster: no Google Cloud credentials. Set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or run 'gcloud auth application-default login'." >&2; exit 1; \
+	fi
+	@[ -f $(TF_DIR)/terraform.tfvars ] || { \
+	  echo "cluster: $(TF_DIR)/terraform.tfvars is missing. Copy $(TF_DIR)/terraform.tfvars.example and set project_id, ssh_public_key, admin_cidrs and client_cidrs." >&2; exit 1; }
+
+# Targets that only read the cluster need its Terraform state, not credentials for apply.
+cluster-check-state: cluster-check-terraform
+	@$(TERRAFORM) -chdir=$(TF_DIR) output -json nodes >/dev/null 2>&1 || { \
+	  echo "cluster: no cluster in the Terraform state of $(TF_DIR)/ (run make cluster-up first)." >&2; exit 1; }
+
+cluster-build:
+	@mkdir -p $(CLUSTER_BIN_DIR) bin
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -o $(CLUSTER_BIN_DIR)/ ./node/cmd/georaftd ./client/cmd/georaft
+	$(GO) build -o bin/ ./client/cmd/georaft
+
+cluster-apply: cluster-check-terraform cluster-check-credentials
+	$(TERRAFORM) -chdir=$(TF_DIR) init -input=false
+	$(TERRAFORM) -chdir=$(TF_DIR) apply -input=false $(TF_APPLY_FLAGS)
+
+cluster-inventory: cluster-check-state
+	@mkdir -p $(CLUSTER_DIR)
+	$(TERRAFORM) -chdir=$(TF_DIR) output -json > $(CLUSTER_TF_OUTPUT)
+	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -out $(CLUSTER_INVENTORY) $(if $(SSH_KEY),-ssh-key $(SSH_KEY))
+	@echo "inventory: $(CLUSTER_INVENTORY)"
+
+cluster-deploy: cluster-check-ansible cluster-inventory
+	cd $(ANSIBLE_DIR) && ANSIBLE_CONFIG=ansible.cfg ansible -i $(abspath $(CLUSTER_INVENTORY)) georaft \
+	  -m ansible.builtin.wait_for_connection -a timeout=300
+	$(CLUSTER_ANSIBLE) site.yml
+
+# site.yml already waits for /readyz on every node; this shows what the cluster says.
+cluster-wait: cluster-inventory
+	@bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) status
+
+# The steps run one after another even under make -j.
+CLUSTER_MAKE := $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST))
+
+cluster-up: cluster-check-terraform cluster-check-ansible cluster-check-credentials
+	$(CLUSTER_MAKE) cluster-build
+	$(CLUSTER_MAKE) cluster-apply
+	$(CLUSTER_MAKE) cluster-deploy
+	$(CLUSTER_MAKE) cluster-wait
+
+cluster-status: cluster-inventory
+	@$(TERRAFORM) -chdir=$(TF_DIR) output nodes
+	@[ -x bin/georaft ] || $(GO) build -o bin/ ./client/cmd/georaft
+	bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) status
+
+cluster-upgrade: cluster-check-ansible cluster-build cluster-inventory
+	$(CLUSTER_ANSIBLE) upgrade.yml
+
+# From this machine (needs it in client_cidrs), or from the VM in $(REGION) over ssh, talking
+# to the nodes' internal addresses as an in-region client would.
+cluster-bench: cluster-inventory
+ifeq ($(strip $(REGION)),)
+	@[ -x bin/georaft ] || $(GO) build -o bin/ ./client/cmd/georaft
+	bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) bench $(BENCH_ARGS)
+else
+	@[ -x $(CLUSTER_BIN_DIR)/georaft ] || $(CLUSTER_MAKE) cluster-build
+	@host=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print host=$(REGION)) || exit 1; \
+	user=$$($(TERRAFORM) -chdir=$(TF_DIR) output -raw ssh_user); \
+	endpoints=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print internal-endpoints); \
+	echo "bench from $(REGION) ($$user@$$host) against $$endpoints"; \
+	scp -q $(CLUSTER_SSH_OPTS) $(CLUSTER_BIN_DIR)/georaft "$$user@$$host:/tmp/georaft-bench" && \
+	ssh $(CLUSTER_SSH_OPTS) "$$user@$$host" /tmp/georaft-bench --endpoints "$$endpoints" bench $(BENCH_ARGS)
+endif
+
+cluster-tune:
+	@[ -x bin/georaft ] || $(GO) build -o bin/ ./client/cmd/georaft
+	bin/georaft tune --rtt $(RTT) --format ansible > $(ANSIBLE_DIR)/group_vars/georaft/timing.yml.new
+	mv $(ANSIBLE_DIR)/group_vars/georaft/timing.yml.new $(ANSIBLE_DIR)/group_vars/georaft/timing.yml
+	@bin/georaft tune --rtt $(RTT)
+	@echo "wrote $(ANSIBLE_DIR)/group_vars/georaft/timing.yml; apply it with make cluster-upgrade"
+
+cluster-down: cluster-check-terraform cluster-check-credentials
+	$(TERRAFORM) -chdir=$(TF_DIR) destroy -input=false $(TF_APPLY_FLAGS)
+	rm -f $(CLUSTER_TF_OUTPUT) $(CLUSTER_INVENTORY)
+
+# Optional: tflint's built-in rules (go install github.com/terraform-linters/tflint@latest).
+tflint:
+	@command -v tflint >/dev/null 2>&1 || { echo "tflint not found: go install github.com/terraform-linters/tflint@latest" >&2; exit 1; }
+	tflint --chdir=$(TF_DIR) --format compact
