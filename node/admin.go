@@ -1,0 +1,153 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/raft"
+)
+
+// Status returns the core's current status, read on the loop.
+func (n *Node) Status(ctx context.Context) (raft.Status, error) {
+	var st raft.Status
+	err := n.do(ctx, func() { st = n.core.Status() })
+	return st, err
+}
+
+func (n *Node) statusResponse(ctx context.Context) (*georaftv1.StatusResponse, error) {
+	st, err := n.Status(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctxErr(ctx)
+	}
+	if err != nil {
+		// A stopped or failed node still says who it is and why it is not serving.
+		st = n.statusSnapshot()
+	}
+	self, _ := n.cfg.PeerByID(n.id)
+	resp := &georaftv1.StatusResponse{
+		Id:                  n.id,
+		Region:              n.cfg.Node.Region,
+		Address:             self.ClientAddress,
+		ClusterId:           n.cfg.ClusterID,
+		Role:                roleToProto(st.Role),
+		Term:                st.Term,
+		LeaderId:            st.Leader,
+		LeaderAddress:       n.clientAddressOf(st.Leader),
+		CommitIndex:         st.Commit,
+		LastIndex:           st.LastIndex,
+		LeaseState:          leaseStateToProto(st.Lease),
+		LeaseRemainingNanos: int64(st.LeaseRemaining),
+		SnapshotIndex:       st.Snapshot.Index,
+		Keys:                uint64(n.kv.Len()),
+		Version:             Version,
+	}
+	resp.AppliedIndex, _ = n.kv.Applied()
+	if st.LastLeaderContact > 0 || st.Role == raft.Leader {
+		resp.LastContactAgeNanos = int64(st.Now - st.LastLeaderContact)
+	} else {
+		resp.LastContactAgeNanos = -1
+	}
+	for _, p := range n.cfg.Peers {
+		if p.ID == n.id {
+			continue
+		}
+		ps := &georaftv1.PeerStatus{Id: p.ID, Region: p.Region, Address: p.ClientAddress}
+		if n.tr != nil {
+			ps.RttNanos = int64(n.tr.RTT(p.ID))
+		}
+		if pr, ok := st.Progress[p.ID]; ok {
+			ps.MatchIndex, ps.NextIndex, ps.ProgressState = pr.Match, pr.Next, pr.State.String()
+			ps.LastAckAgeNanos = int64(st.Now - pr.LastAck)
+			if st.LastIndex > pr.Match {
+				ps.Lag = st.LastIndex - pr.Match
+			}
+		}
+		resp.Peers = append(resp.Peers, ps)
+	}
+	return resp, nil
+}
+
+func roleToProto(r raft.Role) georaftv1.Role {
+	switch r {
+	case raft.Follower:
+		return georaftv1.Role_ROLE_FOLLOWER
+	case raft.PreCandidate:
+		return georaftv1.Role_ROLE_PRE_CANDIDATE
+	case raft.Candidate:
+		return georaftv1.Role_ROLE_CANDIDATE
+	case raft.Leader:
+		return georaftv1.Role_ROLE_LEADER
+	}
+	return georaftv1.Role_ROLE_UNSPECIFIED
+}
+
+func leaseStateToProto(s raft.LeaseState) georaftv1.LeaseState {
+	switch s {
+	case raft.LeaseNone:
+		return georaftv1.LeaseState_LEASE_STATE_NONE
+	case raft.LeaseWaiting:
+		return georaftv1.LeaseState_LEASE_STATE_WAITING
+	case raft.LeaseHeld:
+		return georaftv1.LeaseState_LEASE_STATE_HELD
+	case raft.LeaseRelinquished:
+		return georaftv1.LeaseState_LEASE_STATE_RELINQUISHED
+	}
+	return georaftv1.LeaseState_LEASE_STATE_UNSPECIFIED
+}
+
+// TransferLeadership asks the core to hand leadership to target and waits until some node
+// other than this one leads (normally target), or ctx ends.
+func (n *Node) TransferLeadership(ctx context.Context, target uint64) (leader, term uint64, err error) {
+	var startErr error
+	if err := n.do(ctx, func() {
+		st := n.core.Status()
+		if st.Role == raft.Leader && target == n.id {
+			leader, term = n.id, st.Term
+			return
+		}
+		startErr = n.core.TransferLeadership(target)
+	}); err != nil {
+		return 0, 0, err
+	}
+	if startErr != nil {
+		return 0, 0, startErr
+	}
+	if leader == n.id {
+		return leader, term, nil
+	}
+	n.dump.Printf("leadership transfer to node %d requested", target)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := n.statusSnapshot()
+		if st.Leader != raft.None && st.Leader != n.id {
+			return st.Leader, st.Term, nil
+		}
+		select {
+		case <-tick.C:
+			n.do(ctx, func() { n.publish() })
+		case <-ctx.Done():
+			return 0, 0, unavailable(ReasonTransferTimedOut, "leadership did not move to node %d before the deadline", target)
+		}
+	}
+}
+
+// bestTransferTarget is the follower with the most of the log, for a graceful shutdown.
+func bestTransferTarget(st raft.Status) uint64 {
+	ids := make([]uint64, 0, len(st.Progress))
+	for id := range st.Progress {
+		if id != st.ID {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	best, bestMatch := raft.None, uint64(0)
+	for _, id := range ids {
+		if m := st.Progress[id].Match; best == raft.None || m > bestMatch {
+			best, bestMatch = id, m
+		}
+	}
+	return best
+}

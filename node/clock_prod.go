@@ -1,0 +1,5 @@
+//go:build !georaft_testhooks
+
+package node
+
+func clockRateFromTestHook() float64 { return 1 }

@@ -1,0 +1,144 @@
+package node
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/georaft/georaft/raft"
+)
+
+// DumpFileName is the human-readable event log in every data directory, kept in the spirit of
+// the prototype's dump.txt that operators liked to read.
+const DumpFileName = "dump.txt"
+
+// dumpLog appends timestamped lines to dump.txt. It buffers, because under load it records
+// every client request, and rotates to dump.txt.1 so it cannot fill the disk.
+type dumpLog struct {
+	mu       sync.Mutex
+	dirty    bool
+	stop     chan struct{}
+	path     string
+	file     *os.File
+	w        *bufio.Writer
+	size     int64
+	maxBytes int64
+	wall     func() time.Time
+}
+
+const defaultDumpMaxBytes = 64 << 20
+
+func openDumpLog(dataDir string, maxBytes int64) (*dumpLog, error) {
+	if maxBytes <= 0 {
+		maxBytes = defaultDumpMaxBytes
+	}
+	d := &dumpLog{path: filepath.Join(dataDir, DumpFileName), maxBytes: maxBytes, wall: time.Now}
+	if err := d.open(); err != nil {
+		return nil, err
+	}
+	d.stop = make(chan struct{})
+	go d.flushEvery(dumpFlushInterval)
+	return d, nil
+}
+
+// dumpFlushInterval bounds how stale dump.txt is for someone reading it while the node runs.
+const dumpFlushInterval = 200 * time.Millisecond
+
+func (d *dumpLog) flushEvery(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			d.Flush()
+		case <-d.stop:
+			return
+		}
+	}
+}
+
+func (d *dumpLog) open() error {
+	f, err := os.OpenFile(d.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open event log %s: %w", d.path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("stat event log %s: %w", d.path, err)
+	}
+	d.file, d.size = f, st.Size()
+	d.w = bufio.NewWriterSize(f, 64<<10)
+	return nil
+}
+
+// Printf records one event line.
+func (d *dumpLog) Printf(format string, args ...any) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.w == nil {
+		return
+	}
+	n, _ := fmt.Fprintf(d.w, "%s %s\n", d.wall().UTC().Format("2006-01-02T15:04:05.000Z"), fmt.Sprintf(format, args...))
+	d.size += int64(n)
+	d.dirty = true
+	if d.size >= d.maxBytes {
+		d.rotateLocked()
+	}
+}
+
+// Events records what the core reported.
+func (d *dumpLog) Events(events []raft.Event) {
+	for _, e := range events {
+		d.Printf("%s", e)
+	}
+}
+
+func (d *dumpLog) rotateLocked() {
+	d.w.Flush()
+	d.file.Close()
+	// Losing the older half of a debugging aid is acceptable; failing the node is not, so
+	// rotation errors only stop the log.
+	_ = os.Rename(d.path, d.path+".1")
+	if err := d.open(); err != nil {
+		d.w, d.file = nil, nil
+	}
+}
+
+// Flush writes buffered lines to the file.
+func (d *dumpLog) Flush() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.w != nil && d.dirty {
+		d.w.Flush()
+		d.dirty = false
+	}
+}
+
+// Close flushes and closes the file.
+func (d *dumpLog) Close() error {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.w == nil {
+		return nil
+	}
+	close(d.stop)
+	err := d.w.Flush()
+	if cerr := d.file.Close(); err == nil {
+		err = cerr
+	}
+	d.w, d.file = nil, nil
+	return err
+}

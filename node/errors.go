@@ -1,0 +1,111 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/raft"
+)
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of every UNAVAILABLE answer.
+const ErrorDomain = "georaft.io"
+
+// Reasons carried in the ErrorInfo of UNAVAILABLE answers. Clients retry all of them.
+const (
+	ReasonNoLeader         = "NO_LEADER"
+	ReasonLeaseNotHeld     = "LEASE_NOT_HELD"
+	ReasonTooStale         = "TOO_STALE"
+	ReasonProposalDropped  = "PROPOSAL_DROPPED"
+	ReasonProposalLost     = "PROPOSAL_LOST"
+	ReasonLeadershipLost   = "LEADERSHIP_LOST"
+	ReasonShuttingDown     = "SHUTTING_DOWN"
+	ReasonDiskFailed       = "DISK_FAILED"
+	ReasonTransferTimedOut = "TRANSFER_TIMED_OUT"
+)
+
+// unavailable builds an UNAVAILABLE status naming its reason.
+func unavailable(reason, format string, args ...any) error {
+	st := status.New(codes.Unavailable, fmt.Sprintf(format, args...))
+	if withDetail, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+		st = withDetail
+	}
+	return st.Err()
+}
+
+// invalidArgument builds an INVALID_ARGUMENT status naming the offending field.
+func invalidArgument(field, format string, args ...any) error {
+	desc := fmt.Sprintf(format, args...)
+	st := status.New(codes.InvalidArgument, desc)
+	if withDetail, err := st.WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}},
+	}); err == nil {
+		st = withDetail
+	}
+	return st.Err()
+}
+
+// notLeader builds the FAILED_PRECONDITION answer that tells a client where the leader is.
+func notLeader(leader uint64, leaderAddress string, term uint64) error {
+	msg := "not the leader; leader unknown"
+	if leader != raft.None {
+		msg = fmt.Sprintf("not the leader; leader is node %d at %s", leader, leaderAddress)
+	}
+	st := status.New(codes.FailedPrecondition, msg)
+	if withDetail, err := st.WithDetails(&georaftv1.NotLeader{
+		LeaderId: leader, LeaderAddress: leaderAddress, Term: term,
+	}); err == nil {
+		st = withDetail
+	}
+	return st.Err()
+}
+
+// errFailed is returned once the node has failed stop after a disk error.
+type errFailed struct{ cause error }
+
+func (e *errFailed) Error() string { return "node stopped after a storage failure: " + e.cause.Error() }
+func (e *errFailed) Unwrap() error { return e.cause }
+
+var (
+	errShuttingDown  = errors.New("node is shutting down")
+	errProposalLost  = errors.New("the proposal was overwritten by a new leader before it committed")
+	errLeadershipGone = errors.New("leadership changed before the read could be confirmed")
+)
+
+// toStatus turns an internal error into the gRPC status a client can act on.
+func (n *Node) toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var nl *raft.NotLeaderError
+	var failed *errFailed
+	switch {
+	case errors.As(err, &nl):
+		if nl.Leader == raft.None {
+			return unavailable(ReasonNoLeader, "no leader is known in term %d; an election is under way", nl.Term)
+		}
+		return notLeader(nl.Leader, n.clientAddressOf(nl.Leader), nl.Term)
+	case errors.As(err, &failed):
+		return unavailable(ReasonDiskFailed, "%v", err)
+	case errors.Is(err, raft.ErrLeaseNotHeld):
+		return unavailable(ReasonLeaseNotHeld, "the leader does not hold a lease right now; retry, or read in index mode")
+	case errors.Is(err, raft.ErrTooStale):
+		return unavailable(ReasonTooStale, "this node has not heard from a leader within the staleness bound")
+	case errors.Is(err, raft.ErrProposalDropped):
+		return unavailable(ReasonProposalDropped, "the leader is not accepting writes right now (leadership transfer or backlog); retry")
+	case errors.Is(err, errProposalLost):
+		return unavailable(ReasonProposalLost, "%v; retry", err)
+	case errors.Is(err, errLeadershipGone):
+		return unavailable(ReasonLeadershipLost, "%v; retry", err)
+	case errors.Is(err, errShuttingDown):
+		return unavailable(ReasonShuttingDown, "%v", err)
+	}
+	return status.Error(codes.Internal, err.Error())
+}

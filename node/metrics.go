@@ -1,0 +1,129 @@
+package node
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/georaft/georaft/raft"
+)
+
+// metrics are the node's Prometheus series. Each node has its own registry, so several nodes
+// can run in one test process.
+type metrics struct {
+	registry *prometheus.Registry
+
+	role           *prometheus.GaugeVec
+	term           prometheus.Gauge
+	leader         prometheus.Gauge
+	commit         prometheus.Gauge
+	applied        prometheus.Gauge
+	leaseRemaining prometheus.Gauge
+	leaseHeld      prometheus.Gauge
+	fsync          prometheus.Histogram
+	walBatch       prometheus.Histogram
+	peerRTT        *prometheus.GaugeVec
+	peerLag        *prometheus.GaugeVec
+	requests       *prometheus.HistogramVec
+	requestErrors  *prometheus.CounterVec
+	snapshots      prometheus.Counter
+	readFallbacks  prometheus.Counter
+}
+
+// latencyBuckets span a loopback round trip to a slow cross-region quorum.
+var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 5, 24)
+
+func newMetrics(self uint64) *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	constLabels := prometheus.Labels{"node": strconv.FormatUint(self, 10)}
+	m := &metrics{
+		registry: reg,
+		role: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "georaft_role", Help: "1 for the role this node currently has, 0 for the others.", ConstLabels: constLabels,
+		}, []string{"role"}),
+		term: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "georaft_term", Help: "Current Raft term.", ConstLabels: constLabels,
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "georaft_leader_id", Help: "Id of the leader this node knows of (0: none).", ConstLabels: constLabels,
+		}),
+		commit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "georaft_commit_index", Help: "Highest log index known to be committed.", ConstLabels: constLabels,
+		}),
+		applied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "georaft_applied_index", Help: "Highest log index applied to the key-value state.", ConstLabels: constLabels,
+		}),
+		leaseRemaining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "georaft_lease_remaining_seconds", Help: "Time left on the leader lease (0 when not held).", ConstLabels: constLabels,
+		}),
+		leaseHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "georaft_lease_held", Help: "1 while this node may answer lease reads.", ConstLabels: constLabels,
+		}),
+		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "georaft_wal_fsync_seconds", Help: "Time to write and fsync one WAL batch.", ConstLabels: constLabels,
+			Buckets: latencyBuckets,
+		}),
+		walBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "georaft_wal_batch_entries", Help: "Entries written per WAL fsync (group commit).", ConstLabels: constLabels,
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		peerRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "georaft_peer_rtt_seconds", Help: "Smoothed round-trip time to each peer.", ConstLabels: constLabels,
+		}, []string{"peer"}),
+		peerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "georaft_peer_replication_lag_entries", Help: "Entries each follower is behind the leader's log (leader only).", ConstLabels: constLabels,
+		}, []string{"peer"}),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "georaft_request_duration_seconds", Help: "Client request latency by operation and read mode.", ConstLabels: constLabels,
+			Buckets: latencyBuckets,
+		}, []string{"op", "mode"}),
+		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georaft_request_errors_total", Help: "Client requests that failed, by operation and gRPC code.", ConstLabels: constLabels,
+		}, []string{"op", "code"}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "georaft_snapshots_total", Help: "Snapshots taken by this node.", ConstLabels: constLabels,
+		}),
+		readFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "georaft_lease_read_fallbacks_total", Help: "Lease reads served as index reads because the lease was not held.", ConstLabels: constLabels,
+		}),
+	}
+	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
+		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.requestErrors, m.snapshots, m.readFallbacks)
+	return m
+}
+
+var allRoles = []raft.Role{raft.Follower, raft.PreCandidate, raft.Candidate, raft.Leader}
+
+// observeStatus refreshes the gauges that mirror the core's state.
+func (m *metrics) observeStatus(st *raft.Status) {
+	for _, r := range allRoles {
+		v := 0.0
+		if st.Role == r {
+			v = 1
+		}
+		m.role.WithLabelValues(r.String()).Set(v)
+	}
+	m.term.Set(float64(st.Term))
+	m.leader.Set(float64(st.Leader))
+	m.commit.Set(float64(st.Commit))
+	m.applied.Set(float64(st.Applied))
+	held := 0.0
+	remaining := time.Duration(0)
+	if st.Lease == raft.LeaseHeld {
+		held, remaining = 1, st.LeaseRemaining
+	}
+	m.leaseHeld.Set(held)
+	m.leaseRemaining.Set(remaining.Seconds())
+	for id, pr := range st.Progress {
+		if id == st.ID {
+			continue
+		}
+		lag := uint64(0)
+		if st.LastIndex > pr.Match {
+			lag = st.LastIndex - pr.Match
+		}
+		m.peerLag.WithLabelValues(strconv.FormatUint(id, 10)).Set(float64(lag))
+	}
+}

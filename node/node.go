@@ -1,0 +1,541 @@
+// Package node is georaftd: it drives the consensus core, makes its state durable, talks to
+// peers over the transport and serves the key-value API.
+//
+// One goroutine, the loop, owns the core. Everything else talks to it through channels:
+// messages from peers, proposals, reads and control requests. Each turn of the loop ticks the
+// core with a fresh monotonic reading, feeds it what arrived, and handles one Ready: send the
+// leader's messages, write the WAL with one fsync for everything that accumulated meanwhile
+// (group commit), send what had to wait for the disk, apply, and advance.
+//
+// Lease reads do not enter the loop. After every turn the loop publishes the lease it holds
+// (its end on the node's clock and the commit index it covers); a lease read checks the clock
+// against it, waits for the state machine to reach that commit index, and answers. The lease
+// is published before any message of the turn leaves, so a lease given up for a leadership
+// transfer is withdrawn before the transferee can learn of it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/georaft/georaft/node/config"
+	"github.com/georaft/georaft/node/kv"
+	"github.com/georaft/georaft/node/snapshot"
+	"github.com/georaft/georaft/node/transport"
+	"github.com/georaft/georaft/node/wal"
+	"github.com/georaft/georaft/raft"
+)
+
+// maxClientSessions bounds the exactly-once session table. A client whose session was evicted
+// (after this many other clients wrote since) loses only duplicate suppression for a retry in
+// flight at that moment.
+const maxClientSessions = 100_000
+
+// Node is one georaft member.
+type Node struct {
+	cfg   *config.Config
+	id    uint64
+	log   *slog.Logger
+	clock *monoClock
+	m     *metrics
+	dump  *dumpLog
+
+	core  *raft.Raft // owned by the loop goroutine
+	wal   *wal.WAL
+	snaps *snapshot.Store
+	kv    *kv.Store
+	tr    *transport.Transport
+
+	msgc  chan []raft.Message
+	propc chan *proposal
+	readc chan *readRequest
+	ctrlc chan func()
+	stopc chan struct{}
+	donec chan struct{}
+
+	// Loop-only state.
+	waiters      map[uint64]*proposal // by log index
+	pendingReads map[uint64]*readRequest
+	nextReadID   uint64
+	lastSnapshot raft.SnapshotMeta
+	snapshotting bool
+	lastLeader   uint64
+	lastRole     raft.Role
+
+	// Shared with request goroutines.
+	lease      atomic.Pointer[leaseView]
+	applyWake  atomic.Pointer[chan struct{}]
+	failed     atomic.Pointer[errFailed]
+	stopping   atomic.Bool
+	statusMu   sync.Mutex
+	lastStatus raft.Status
+	stopOnce   sync.Once
+}
+
+// leaseView is what the loop publishes for reads that bypass it.
+type leaseView struct {
+	term   uint64
+	leader bool
+	// leaseUntil is the end of the lease on this node's clock; zero when no lease is held.
+	leaseUntil time.Duration
+	// commit is the leader's commit index when the lease was checked: a lease read must see
+	// at least this much applied.
+	commit uint64
+	// staleUntil is when this node stops answering stale reads, if nothing is heard.
+	staleUntil time.Duration
+}
+
+type proposal struct {
+	data  []byte
+	term  uint64
+	index uint64
+	done  chan proposalResult
+}
+
+type proposalResult struct {
+	index  uint64
+	result kv.Result
+	err    error
+}
+
+// writeIndex is where the write took effect: for a retry of an already applied write, the
+// original entry, not the retry's.
+func (r proposalResult) writeIndex() uint64 {
+	if r.result.Index != 0 {
+		return r.result.Index
+	}
+	return r.index
+}
+
+type readRequest struct {
+	id     uint64
+	mode   raft.ReadMode
+	served raft.ReadMode
+	done   chan readResult
+}
+
+type readResult struct {
+	index  uint64
+	served raft.ReadMode
+	err    error
+}
+
+// Open recovers a node from its data directory (or creates it) without starting it.
+func Open(cfg *config.Config, logger *slog.Logger) (*Node, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	self := cfg.Node.ID
+	logger = logger.With("node", self)
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", cfg.Node.DataDir, err)
+	}
+	n := &Node{
+		cfg:          cfg,
+		id:           self,
+		log:          logger,
+		clock:        newMonoClock(),
+		m:            newMetrics(self),
+		msgc:         make(chan []raft.Message, 1024),
+		propc:        make(chan *proposal, 4096),
+		readc:        make(chan *readRequest, 4096),
+		ctrlc:        make(chan func(), 256),
+		stopc:        make(chan struct{}),
+		donec:        make(chan struct{}),
+		waiters:      make(map[uint64]*proposal),
+		pendingReads: make(map[uint64]*readRequest),
+	}
+	wake := make(chan struct{})
+	n.applyWake.Store(&wake)
+	n.lease.Store(&leaseView{})
+
+	var err error
+	if n.dump, err = openDumpLog(cfg.Node.DataDir, 0); err != nil {
+		return nil, err
+	}
+	n.dump.Printf("node %d starting in region %s, cluster %s", self, cfg.Node.Region, cfg.ClusterID)
+	if err := n.recover(); err != nil {
+		n.dump.Printf("start-up refused: %v", err)
+		n.dump.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// recover reads the snapshot and WAL back and builds the core from them.
+func (n *Node) recover() error {
+	cfg := n.cfg
+	var err error
+	n.snaps, err = snapshot.NewStore(filepath.Join(cfg.Node.DataDir, "snap"), nil)
+	if err != nil {
+		return err
+	}
+	w, rec, err := wal.Open(wal.Options{
+		Dir:          filepath.Join(cfg.Node.DataDir, "wal"),
+		SegmentBytes: cfg.Storage.SegmentBytes,
+		Logger:       n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.wal = w
+	if rec.TornTail != nil {
+		n.dump.Printf("recovered from a torn WAL tail: %v", rec.TornTail)
+		n.log.Warn("truncated a torn WAL tail", "tail", rec.TornTail)
+	}
+	n.kv = kv.New(cfg.KVLimits(), maxClientSessions)
+	if rec.Snapshot.Index > 0 {
+		if err := n.restoreSnapshot(rec.Snapshot); err != nil {
+			w.Close()
+			return fmt.Errorf("the WAL starts after snapshot %d (term %d), but it cannot be loaded: %w",
+				rec.Snapshot.Index, rec.Snapshot.Term, err)
+		}
+		n.lastSnapshot = rec.Snapshot
+	}
+	rcfg := cfg.RaftConfig()
+	core, err := raft.New(rcfg, raft.Restored{
+		HardState: rec.HardState,
+		Snapshot:  rec.Snapshot,
+		Entries:   rec.Entries,
+		Applied:   rec.Snapshot.Index,
+	}, n.clock.Now())
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("restore consensus state: %w", err)
+	}
+	n.core = core
+	n.dump.Printf("recovered term %d, vote %d, commit %d, %d log entries after snapshot %d",
+		rec.HardState.Term, rec.HardState.Vote, rec.HardState.Commit, len(rec.Entries), rec.Snapshot.Index)
+	return nil
+}
+
+func (n *Node) restoreSnapshot(meta raft.SnapshotMeta) error {
+	r, _, err := n.snaps.Open(meta)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := n.kv.Restore(r); err != nil {
+		return fmt.Errorf("load snapshot %d: %w", meta.Index, err)
+	}
+	return nil
+}
+
+// attachTransport connects the node to its peers. It is separate from Open so the server can
+// register the transport's gRPC service on its own listener.
+func (n *Node) attachTransport(tr *transport.Transport) { n.tr = tr }
+
+// start runs the loop.
+func (n *Node) start() {
+	n.publish()
+	go n.run()
+}
+
+// run is the loop: the only goroutine that touches the core.
+func (n *Node) run() {
+	defer close(n.donec)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if n.failed.Load() != nil {
+			return
+		}
+		n.core.Tick(n.clock.Now())
+		n.drainInputs()
+		if n.core.HasReady() {
+			rd := n.core.Ready()
+			if err := n.handleReady(&rd); err != nil {
+				n.failStop(err)
+				return
+			}
+			n.core.Advance(rd)
+			continue
+		}
+		n.publish()
+
+		wait := n.clock.Until(n.core.NextDeadline())
+		if wait < 0 {
+			wait = 0
+		}
+		timer.Reset(wait)
+		select {
+		case <-n.stopc:
+			return
+		case msgs := <-n.msgc:
+			n.core.Tick(n.clock.Now())
+			n.stepAll(msgs)
+		case p := <-n.propc:
+			n.propose(p)
+		case r := <-n.readc:
+			n.read(r)
+		case f := <-n.ctrlc:
+			f()
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// drainInputs takes everything already queued, so one Ready (and one fsync) covers it all.
+func (n *Node) drainInputs() {
+	const budget = 4096
+	for i := 0; i < budget; i++ {
+		select {
+		case msgs := <-n.msgc:
+			n.core.Tick(n.clock.Now())
+			n.stepAll(msgs)
+		case p := <-n.propc:
+			n.propose(p)
+		case r := <-n.readc:
+			n.read(r)
+		case f := <-n.ctrlc:
+			f()
+		default:
+			return
+		}
+	}
+}
+
+func (n *Node) stepAll(msgs []raft.Message) {
+	for i := range msgs {
+		if err := n.core.Step(msgs[i]); err != nil {
+			n.log.Debug("message refused by the core", "type", msgs[i].Type, "from", msgs[i].From, "err", err)
+		}
+	}
+}
+
+func (n *Node) propose(p *proposal) {
+	index, term, err := n.core.Propose(p.data)
+	if err != nil {
+		p.done <- proposalResult{err: err}
+		return
+	}
+	p.index, p.term = index, term
+	n.waiters[index] = p
+}
+
+func (n *Node) read(r *readRequest) {
+	n.nextReadID++
+	r.id = n.nextReadID
+	r.served = r.mode
+	err := n.core.Read(r.id, r.mode)
+	if errors.Is(err, raft.ErrLeaseNotHeld) && n.cfg.Timing.LeaseReadFallback {
+		n.m.readFallbacks.Inc()
+		r.served = raft.ReadIndex
+		err = n.core.Read(r.id, raft.ReadIndex)
+	}
+	if err != nil {
+		r.done <- readResult{err: err}
+		return
+	}
+	n.pendingReads[r.id] = r
+}
+
+// handleReady carries out one Ready in the order its contract demands.
+func (n *Node) handleReady(rd *raft.Ready) error {
+	// Publish first: a lease given up in this turn must be withdrawn before any message of
+	// the turn (a TimeoutNow) can reach the transferee.
+	n.publish()
+	n.send(rd.Messages)
+
+	if rd.Snapshot != nil {
+		if err := n.installSnapshot(*rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if rd.HardState != nil || len(rd.Entries) > 0 {
+		start := time.Now()
+		if err := n.wal.Save(rd.HardState, rd.Entries); err != nil {
+			return fmt.Errorf("write ahead log: %w", err)
+		}
+		n.m.fsync.Observe(time.Since(start).Seconds())
+		if len(rd.Entries) > 0 {
+			n.m.walBatch.Observe(float64(len(rd.Entries)))
+		}
+	}
+	n.send(rd.MessagesAfterPersist)
+
+	n.apply(rd.CommittedEntries)
+	for _, rs := range rd.ReadStates {
+		if r, ok := n.pendingReads[rs.ID]; ok {
+			delete(n.pendingReads, rs.ID)
+			r.done <- readResult{index: rs.Index, served: r.served}
+		}
+	}
+	for _, dr := range rd.DroppedReads {
+		if r, ok := n.pendingReads[dr.ID]; ok {
+			delete(n.pendingReads, dr.ID)
+			r.done <- readResult{err: dr.Err}
+		}
+	}
+	n.dump.Events(rd.Events)
+	n.noteRoleChange()
+	n.maybeSnapshot()
+	return nil
+}
+
+// send hands messages to the transport; snapshots go through their own stream.
+func (n *Node) send(msgs []raft.Message) {
+	if len(msgs) == 0 || n.tr == nil {
+		return
+	}
+	regular := msgs[:0:0]
+	for _, m := range msgs {
+		if m.Type == raft.MsgSnap {
+			n.sendSnapshot(m)
+			continue
+		}
+		regular = append(regular, m)
+	}
+	if len(regular) > 0 {
+		n.tr.Send(regular)
+	}
+}
+
+func (n *Node) sendSnapshot(m raft.Message) {
+	meta := m.Snapshot
+	n.dump.Printf("term %d: sending snapshot at index %d to node %d", m.Term, meta.Index, m.To)
+	n.tr.SendSnapshot(m.To, m.Term, meta, func() (io.ReadCloser, int64, error) {
+		return n.snaps.Open(meta)
+	})
+}
+
+// apply runs committed entries through the state machine and answers their writers.
+func (n *Node) apply(entries []raft.Entry) {
+	if len(entries) == 0 {
+		return
+	}
+	for i := range entries {
+		e := &entries[i]
+		res := n.kv.Apply(*e)
+		p, ok := n.waiters[e.Index]
+		if !ok {
+			continue
+		}
+		delete(n.waiters, e.Index)
+		if p.term != e.Term {
+			p.done <- proposalResult{err: errProposalLost}
+			continue
+		}
+		p.done <- proposalResult{index: e.Index, result: res}
+	}
+	last := entries[len(entries)-1].Index
+	n.dump.Printf("applied entries up to index %d", last)
+	// Wake every reader waiting for the state machine to catch up.
+	fresh := make(chan struct{})
+	old := n.applyWake.Swap(&fresh)
+	close(*old)
+}
+
+// publish refreshes what request goroutines read without entering the loop.
+func (n *Node) publish() {
+	st := n.core.Status()
+	v := &leaseView{term: st.Term, leader: st.Role == raft.Leader, commit: st.Commit}
+	if st.Lease == raft.LeaseHeld {
+		v.leaseUntil = st.LeaseExpiry
+	}
+	if st.LastLeaderContact > 0 || st.Role == raft.Leader {
+		v.staleUntil = st.LastLeaderContact + n.cfg.Timing.MaxStaleness
+	}
+	n.lease.Store(v)
+	n.statusMu.Lock()
+	n.lastStatus = st
+	n.statusMu.Unlock()
+	n.m.observeStatus(&st)
+}
+
+// noteRoleChange fails proposals' hopes early and logs leadership changes.
+func (n *Node) noteRoleChange() {
+	st := n.statusSnapshot()
+	if st.Role == n.lastRole && st.Leader == n.lastLeader {
+		return
+	}
+	n.log.Info("role changed", "role", st.Role, "term", st.Term, "leader", st.Leader)
+	n.lastRole, n.lastLeader = st.Role, st.Leader
+}
+
+func (n *Node) statusSnapshot() raft.Status {
+	n.statusMu.Lock()
+	defer n.statusMu.Unlock()
+	return n.lastStatus
+}
+
+// failStop stops the node after a storage failure: it must never acknowledge anything again,
+// because what it acknowledged might not be on disk.
+func (n *Node) failStop(err error) {
+	f := &errFailed{cause: err}
+	if !n.failed.CompareAndSwap(nil, f) {
+		return
+	}
+	n.log.Error("storage failure: the node stops serving and acknowledging", "err", err)
+	n.dump.Printf("FAILED: %v; the node stops serving and acknowledging", err)
+	n.dump.Flush()
+	n.lease.Store(&leaseView{})
+	for idx, p := range n.waiters {
+		delete(n.waiters, idx)
+		p.done <- proposalResult{err: f}
+	}
+	for id, r := range n.pendingReads {
+		delete(n.pendingReads, id)
+		r.done <- readResult{err: f}
+	}
+	if n.tr != nil {
+		n.tr.Close()
+	}
+}
+
+// Failed reports the storage error that stopped the node, if any.
+func (n *Node) Failed() error {
+	if f := n.failed.Load(); f != nil {
+		return f
+	}
+	return nil
+}
+
+// do runs f on the loop and waits for it.
+func (n *Node) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case n.ctrlc <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.donec:
+		return n.stoppedErr()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.donec:
+		return n.stoppedErr()
+	}
+}
+
+func (n *Node) stoppedErr() error {
+	if err := n.Failed(); err != nil {
+		return err
+	}
+	return errShuttingDown
+}
+
+// clientAddressOf is where clients reach a node, for redirects.
+func (n *Node) clientAddressOf(id uint64) string {
+	if p, ok := n.cfg.PeerByID(id); ok {
+		return p.ClientAddress
+	}
+	return ""
+}

@@ -1,0 +1,355 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georaft/georaft/node"
+	"github.com/georaft/georaft/node/config"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+)
+
+var allModes = []georaftv1.ReadMode{
+	georaftv1.ReadMode_READ_MODE_LEASE,
+	georaftv1.ReadMode_READ_MODE_INDEX,
+	georaftv1.ReadMode_READ_MODE_LOG,
+	georaftv1.ReadMode_READ_MODE_STALE,
+}
+
+// Every read mode returns what was written, through the leader; lease reads are served as
+// lease reads once the lease is held.
+func TestClusterElectsWritesAndReadsInEveryMode(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d-nodes", size), func(t *testing.T) {
+			c := newTestCluster(t, size, nil)
+			leader := c.waitLeader(10 * time.Second)
+			resp, err := c.set(leader, "greeting", "hello")
+			if err != nil {
+				t.Fatalf("set on the leader: %v", err)
+			}
+			if resp.Index == 0 || resp.Header.LeaderId != uint64(leader+1) {
+				t.Fatalf("set answered %+v, want a log index and leader %d", resp, leader+1)
+			}
+			c.waitLease(leader, 5*time.Second)
+			for _, mode := range allModes {
+				got, err := c.get(leader, "greeting", mode)
+				if err != nil {
+					t.Fatalf("%v read: %v", mode, err)
+				}
+				if !got.Found || string(got.Value) != "hello" {
+					t.Fatalf("%v read returned found=%v value=%q, want hello", mode, got.Found, got.Value)
+				}
+				if got.ServedMode != mode {
+					t.Errorf("%v read was served as %v", mode, got.ServedMode)
+				}
+			}
+			missing, err := c.get(leader, "nobody-wrote-this", georaftv1.ReadMode_READ_MODE_LEASE)
+			if err != nil || missing.Found {
+				t.Fatalf("read of a missing key: found=%v err=%v, want not found", missing.GetFound(), err)
+			}
+			del, err := c.clients[leader].Delete(context.Background(), &georaftv1.DeleteRequest{Key: []byte("greeting")})
+			if err != nil || !del.Existed {
+				t.Fatalf("delete: existed=%v err=%v, want existed", del.GetExisted(), err)
+			}
+			after, err := c.get(leader, "greeting", georaftv1.ReadMode_READ_MODE_INDEX)
+			if err != nil || after.Found {
+				t.Fatalf("read after delete: found=%v err=%v", after.GetFound(), err)
+			}
+		})
+	}
+}
+
+// A follower redirects lease and index reads and writes to the leader, naming it.
+func TestFollowerRedirectsToLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	follower := (leader + 1) % 3
+	_, err := c.set(follower, "k", "v")
+	assertNotLeader(t, err, uint64(leader+1), c.cfgs[leader].Listen.Client)
+	_, err = c.get(follower, "k", georaftv1.ReadMode_READ_MODE_LEASE)
+	assertNotLeader(t, err, uint64(leader+1), c.cfgs[leader].Listen.Client)
+	_, err = c.get(follower, "k", georaftv1.ReadMode_READ_MODE_INDEX)
+	assertNotLeader(t, err, uint64(leader+1), c.cfgs[leader].Listen.Client)
+}
+
+func assertNotLeader(t *testing.T, err error, leader uint64, addr string) {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != codes.FailedPrecondition {
+		t.Fatalf("got %v, want FAILED_PRECONDITION with a NotLeader detail", err)
+	}
+	for _, d := range st.Details() {
+		if nl, ok := d.(*georaftv1.NotLeader); ok {
+			if nl.LeaderId != leader || nl.LeaderAddress != addr {
+				t.Fatalf("NotLeader names %d at %s, want %d at %s", nl.LeaderId, nl.LeaderAddress, leader, addr)
+			}
+			return
+		}
+	}
+	t.Fatalf("FAILED_PRECONDITION without a NotLeader detail: %v", err)
+}
+
+// A stale read on a follower returns the follower's applied state, which catches up.
+func TestStaleReadOnFollower(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	resp, err := c.set(leader, "k", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower := (leader + 1) % 3
+	c.waitApplied(follower, resp.Index, 5*time.Second)
+	got, err := c.get(follower, "k", georaftv1.ReadMode_READ_MODE_STALE)
+	if err != nil || string(got.Value) != "v1" || got.Header.NodeId != uint64(follower+1) {
+		t.Fatalf("stale read on node %d: %+v err=%v", follower+1, got, err)
+	}
+}
+
+// Restarting every node recovers every value from the WAL.
+func TestRestartAllRecoversEveryValue(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	const n = 50
+	for i := 0; i < n; i++ {
+		c.mustSet(fmt.Sprintf("key-%03d", i), fmt.Sprintf("value-%d", i))
+	}
+	for i := range c.servers {
+		c.kill(i)
+	}
+	for i := range c.servers {
+		c.start(i)
+	}
+	leader := c.waitLeader(10 * time.Second)
+	for i := 0; i < n; i++ {
+		got, err := c.get(leader, fmt.Sprintf("key-%03d", i), georaftv1.ReadMode_READ_MODE_INDEX)
+		if err != nil || !got.Found || string(got.Value) != fmt.Sprintf("value-%d", i) {
+			t.Fatalf("after restart key-%03d: %+v err=%v", i, got, err)
+		}
+	}
+}
+
+// Killing the leader elects another, and nothing acknowledged is lost.
+func TestLeaderCrashLosesNothingAcknowledged(t *testing.T) {
+	c := newTestCluster(t, 5, nil)
+	leader := c.waitLeader(10 * time.Second)
+	acked := map[string]string{}
+	for i := 0; i < 30; i++ {
+		k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		if _, err := c.set(leader, k, v); err != nil {
+			t.Fatalf("set before the crash: %v", err)
+		}
+		acked[k] = v
+	}
+	c.kill(leader)
+	next := c.waitLeader(10 * time.Second)
+	if next == leader {
+		t.Fatalf("the killed node %d is still reported leader", leader+1)
+	}
+	for i := 30; i < 40; i++ {
+		k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		c.mustSet(k, v)
+		acked[k] = v
+	}
+	c.start(leader)
+	keys := make([]string, 0, len(acked))
+	for k := range acked {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		got, err := c.get(next, k, georaftv1.ReadMode_READ_MODE_LOG)
+		if err != nil || string(got.Value) != acked[k] {
+			t.Fatalf("acknowledged %s=%s lost: got %+v err=%v", k, acked[k], got, err)
+		}
+	}
+	// The restarted node catches up to the same state.
+	st, err := c.clients[next].Status(context.Background(), &georaftv1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitApplied(leader, st.CommitIndex, 10*time.Second)
+}
+
+// A follower that missed more than the snapshot threshold is caught up with a snapshot.
+func TestFarBehindFollowerCaughtUpBySnapshot(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *config.Config) { cfg.Storage.SnapshotEntries = 40 })
+	leader := c.waitLeader(10 * time.Second)
+	lagging := (leader + 1) % 3
+	c.kill(lagging)
+	var last uint64
+	for i := 0; i < 200; i++ {
+		resp, err := c.set(leader, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
+		if err != nil {
+			t.Fatalf("set %d: %v", i, err)
+		}
+		last = resp.Index
+	}
+	// Wait until the leader compacted past what the lagging node has.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := c.clients[leader].Status(context.Background(), &georaftv1.StatusRequest{})
+		if err == nil && st.SnapshotIndex > 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leader did not snapshot: %+v err=%v", st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.start(lagging)
+	c.waitApplied(lagging, last, 15*time.Second)
+	got, err := c.get(lagging, "k199", georaftv1.ReadMode_READ_MODE_STALE)
+	if err != nil || string(got.Value) != "v199" {
+		t.Fatalf("lagging node after catch-up: %+v err=%v", got, err)
+	}
+	c.kill(lagging) // flushes dump.txt
+	dump, err := os.ReadFile(filepath.Join(c.cfgs[lagging].Node.DataDir, node.DumpFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(dump, []byte("installed snapshot")) {
+		t.Fatalf("the lagging node's dump.txt does not record a snapshot install:\n%s", dump)
+	}
+}
+
+// Keys and values over the configured limits are refused with INVALID_ARGUMENT naming the field.
+func TestOversizedKeysAndValuesRefused(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *config.Config) {
+		cfg.Limits.MaxKeyBytes = 64
+		cfg.Limits.MaxValueBytes = 1024
+	})
+	leader := c.waitLeader(10 * time.Second)
+	cases := []struct {
+		name, key, value, field string
+	}{
+		{"key too long", strings.Repeat("k", 65), "v", "key"},
+		{"empty key", "", "v", "key"},
+		{"value too long", "k", strings.Repeat("v", 1025), "value"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.set(leader, tc.key, tc.value)
+			assertInvalidField(t, err, tc.field)
+		})
+	}
+	_, err := c.get(leader, strings.Repeat("k", 65), georaftv1.ReadMode_READ_MODE_LEASE)
+	assertInvalidField(t, err, "key")
+	_, err = c.clients[leader].Get(context.Background(), &georaftv1.GetRequest{Key: []byte("k"), ReadMode: 42})
+	assertInvalidField(t, err, "read_mode")
+	// The node is unharmed.
+	if _, err := c.set(leader, "k", "fine"); err != nil {
+		t.Fatalf("a valid write after refusals: %v", err)
+	}
+}
+
+func assertInvalidField(t *testing.T, err error, field string) {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument {
+		t.Fatalf("got %v, want INVALID_ARGUMENT on %s", err, field)
+	}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+			if got := br.FieldViolations[0].Field; got != field {
+				t.Fatalf("BadRequest names field %q, want %q (%v)", got, field, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("INVALID_ARGUMENT without a BadRequest detail: %v", err)
+}
+
+// A retried write with the same session and sequence is applied once.
+func TestRetriedWriteAppliedOnce(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	session := &georaftv1.WriteSession{ClientId: 77, Sequence: 1}
+	first, err := c.clients[leader].Set(context.Background(), &georaftv1.SetRequest{Key: []byte("k"), Value: []byte("a"), Session: session})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another client changes the key; then the first client's retry arrives late.
+	if _, err := c.set(leader, "k", "b"); err != nil {
+		t.Fatal(err)
+	}
+	retry, err := c.clients[leader].Set(context.Background(), &georaftv1.SetRequest{Key: []byte("k"), Value: []byte("a"), Session: session})
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if retry.Index != first.Index {
+		t.Errorf("retry reports index %d, the original write was at %d", retry.Index, first.Index)
+	}
+	got, err := c.get(leader, "k", georaftv1.ReadMode_READ_MODE_INDEX)
+	if err != nil || string(got.Value) != "b" {
+		t.Fatalf("the retry was applied again: value %q err=%v, want b", got.GetValue(), err)
+	}
+}
+
+// dump.txt tells the story an operator wants to read.
+func TestDumpRecordsTheStory(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	c.waitLease(leader, 5*time.Second)
+	if _, err := c.set(leader, "x", "5"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.get(leader, "x", georaftv1.ReadMode_READ_MODE_LEASE); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.servers {
+		c.kill(i) // flushes dump.txt
+	}
+	dump, err := os.ReadFile(filepath.Join(c.cfgs[leader].Node.DataDir, node.DumpFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"election timeout", "became leader", "lease acquired", "committed up to index",
+		"applied entries up to index", "client request received: SET x 5", "client request received: GET x (lease read)",
+	} {
+		if !bytes.Contains(dump, []byte(want)) {
+			t.Errorf("leader's dump.txt lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("dump.txt:\n%s", tail(dump, 3000))
+	}
+}
+
+// georaftd inspect prints the metadata and one line per entry.
+func TestInspectPrintsTheLog(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	resp, err := c.set(leader, "x", "5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.kill(leader)
+	var out bytes.Buffer
+	if err := node.Inspect(c.cfgs[leader].Node.DataDir, &out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	want := fmt.Sprintf("%d term=", resp.Index)
+	if !strings.Contains(text, "term:") || !strings.Contains(text, "commit:") || !strings.Contains(text, want) ||
+		!strings.Contains(text, "SET x 5") || !strings.Contains(text, "NOOP") {
+		t.Fatalf("inspect output lacks metadata or the entry %q:\n%s", want+"… SET x 5", text)
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}

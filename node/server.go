@@ -1,0 +1,321 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/georaft/georaft/node/config"
+	"github.com/georaft/georaft/node/tlsutil"
+	"github.com/georaft/georaft/node/transport"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/raft"
+)
+
+// Server is a running georaftd: the node plus its three listeners (peers, clients, metrics).
+type Server struct {
+	n          *Node
+	log        *slog.Logger
+	peerLis    net.Listener
+	clientLis  net.Listener
+	metricsLis net.Listener
+	peerSrv    *grpc.Server
+	clientSrv  *grpc.Server
+	httpSrv    *http.Server
+	stopOnce   sync.Once
+	stopErr    error
+	wg         sync.WaitGroup
+}
+
+// Start recovers the node from its data directory, binds every listener and starts serving.
+// An address already in use is reported by name before anything starts.
+func Start(cfg *config.Config, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{log: logger}
+	var err error
+	if s.peerLis, err = listen("listen.peer", cfg.Listen.Peer); err != nil {
+		return nil, err
+	}
+	if s.clientLis, err = listen("listen.client", cfg.Listen.Client); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	if cfg.Listen.Metrics != "" {
+		if s.metricsLis, err = listen("listen.metrics", cfg.Listen.Metrics); err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+	}
+
+	n, err := Open(cfg, logger)
+	if err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	s.n = n
+
+	serverTLS, clientTLS, err := tlsConfigs(cfg)
+	if err != nil {
+		s.closeListeners()
+		n.closeStorage()
+		return nil, err
+	}
+	peers := make(map[uint64]string, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		peers[p.ID] = p.PeerAddress
+	}
+	tr, err := transport.New(transport.Config{
+		ClusterID: cfg.ClusterID,
+		SelfID:    cfg.Node.ID,
+		Peers:     peers,
+		ServerTLS: serverTLS,
+		ClientTLS: clientTLS,
+		Logger:    logger.With("node", cfg.Node.ID, "component", "transport"),
+		// Room for a full append batch plus its framing.
+		MaxMessageBytes: int(cfg.RaftConfig().MaxSizePerMsg) + cfg.Limits.MaxRequestBytes + (1 << 20),
+	}, n)
+	if err != nil {
+		s.closeListeners()
+		n.closeStorage()
+		return nil, fmt.Errorf("start peer transport: %w", err)
+	}
+	n.attachTransport(tr)
+
+	s.peerSrv = grpc.NewServer(tr.ServerOptions()...)
+	tr.Register(s.peerSrv)
+
+	clientOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.Limits.MaxRequestBytes),
+		grpc.MaxConcurrentStreams(uint32(cfg.Limits.MaxConcurrentStreams)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 30 * time.Minute, Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.ConnectionTimeout(10 * time.Second),
+	}
+	if serverTLS != nil {
+		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS))))
+	}
+	s.clientSrv = grpc.NewServer(clientOpts...)
+	georaftv1.RegisterKVServiceServer(s.clientSrv, &kvService{n: n})
+
+	n.start()
+	s.serve(s.peerSrv, s.peerLis, "peer")
+	s.serve(s.clientSrv, s.clientLis, "client")
+	if s.metricsLis != nil {
+		s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.httpSrv.Serve(s.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics listener failed", "err", err)
+			}
+		}()
+	}
+	logger.Info("georaftd serving", "node", cfg.Node.ID, "region", cfg.Node.Region,
+		"peer", s.peerLis.Addr().String(), "client", s.clientLis.Addr().String(), "metrics", cfg.Listen.Metrics)
+	return s, nil
+}
+
+func listen(key, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot listen on %s: %w", key, addr, err)
+	}
+	return lis, nil
+}
+
+func (s *Server) serve(srv *grpc.Server, lis net.Listener, name string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("listener failed", "listener", name, "err", err)
+		}
+	}()
+}
+
+// tlsConfigs builds the peer listener's and the peer dialer's TLS settings, nil when TLS is off.
+// Peers always use mutual TLS: the transport accepts only node certificates on PeerService.
+func tlsConfigs(cfg *config.Config) (server, client *tls.Config, err error) {
+	if !cfg.TLS.Enabled {
+		return nil, nil, nil
+	}
+	server, err = tlsutil.ServerConfig(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls: %w", err)
+	}
+	client, err = tlsutil.ClientConfig(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile, tlsutil.NodeServerName(cfg.Node.ID))
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls: %w", err)
+	}
+	return server, client, nil
+}
+
+// clientPortTLS relaxes the peer listener's settings for clients: a certificate is verified
+// when presented, not required.
+func clientPortTLS(peer *tls.Config) *tls.Config {
+	c := peer.Clone()
+	c.ClientAuth = tls.VerifyClientCertIfGiven
+	return c
+}
+
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.n.m.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := s.n.Failed(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if reason := s.n.notReadyReason(); reason != "" {
+			http.Error(w, reason, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// notReadyReason says why the node should not receive traffic yet, or "" when it should.
+func (n *Node) notReadyReason() string {
+	if err := n.Failed(); err != nil {
+		return err.Error()
+	}
+	if n.stopping.Load() {
+		return "shutting down"
+	}
+	st := n.statusSnapshot()
+	if st.Leader == raft.None {
+		return fmt.Sprintf("no leader known in term %d", st.Term)
+	}
+	return ""
+}
+
+// Node returns the node the server runs.
+func (s *Server) Node() *Node { return s.n }
+
+// PeerAddr, ClientAddr and MetricsAddr are the bound listener addresses.
+func (s *Server) PeerAddr() string   { return s.peerLis.Addr().String() }
+func (s *Server) ClientAddr() string { return s.clientLis.Addr().String() }
+func (s *Server) MetricsAddr() string {
+	if s.metricsLis == nil {
+		return ""
+	}
+	return s.metricsLis.Addr().String()
+}
+
+// Stop shuts down gracefully: refuse new client work, hand leadership to the most caught-up
+// follower if this node leads, flush and close. ctx bounds the whole shutdown; when it ends
+// the rest happens at once.
+func (s *Server) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.stop(ctx) })
+	return s.stopErr
+}
+
+func (s *Server) stop(ctx context.Context) error {
+	n := s.n
+	n.stopping.Store(true)
+	n.dump.Printf("shutting down")
+	s.handOffLeadership(ctx)
+
+	// Stop client traffic first; in-flight requests finish or hit the deadline.
+	stopped := make(chan struct{})
+	go func() { s.clientSrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.clientSrv.Stop()
+	}
+	if s.httpSrv != nil {
+		s.httpSrv.Close()
+	}
+	n.stopLoop()
+	n.tr.Close()
+	s.peerSrv.Stop()
+	s.wg.Wait()
+	return n.closeStorage()
+}
+
+// handOffLeadership transfers leadership away before a leader exits, so the cluster does not
+// wait out an election timeout (and the new leader need not wait for this node's lease).
+func (s *Server) handOffLeadership(ctx context.Context) {
+	n := s.n
+	if n.Failed() != nil {
+		return
+	}
+	st, err := n.Status(ctx)
+	if err != nil || st.Role != raft.Leader {
+		return
+	}
+	target := bestTransferTarget(st)
+	if target == raft.None {
+		return
+	}
+	tctx, cancel := context.WithTimeout(ctx, n.cfg.Timing.ElectionTimeoutMax)
+	defer cancel()
+	if leader, _, err := n.TransferLeadership(tctx, target); err != nil {
+		s.log.Warn("could not hand over leadership before shutting down", "target", target, "err", err)
+	} else {
+		s.log.Info("handed over leadership before shutting down", "leader", leader)
+	}
+}
+
+// Kill stops everything at once without a graceful hand-over, like a crash that still closes
+// files. Tests use it to restart nodes in-process.
+func (s *Server) Kill() error {
+	s.stopOnce.Do(func() {
+		s.n.stopping.Store(true)
+		s.clientSrv.Stop()
+		if s.httpSrv != nil {
+			s.httpSrv.Close()
+		}
+		s.n.stopLoop()
+		s.n.tr.Close()
+		s.peerSrv.Stop()
+		s.wg.Wait()
+		s.stopErr = s.n.closeStorage()
+	})
+	return s.stopErr
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range []net.Listener{s.peerLis, s.clientLis, s.metricsLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// stopLoop ends the loop goroutine and waits for it.
+func (n *Node) stopLoop() {
+	n.stopOnce.Do(func() { close(n.stopc) })
+	<-n.donec
+}
+
+// closeStorage closes the WAL and the event log.
+func (n *Node) closeStorage() error {
+	var err error
+	if n.wal != nil {
+		err = n.wal.Close()
+	}
+	n.dump.Printf("stopped")
+	if cerr := n.dump.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
