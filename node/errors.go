@@ -71,8 +71,8 @@ func (e *errFailed) Error() string { return "node stopped after a storage failur
 func (e *errFailed) Unwrap() error { return e.cause }
 
 var (
-	errShuttingDown  = errors.New("node is shutting down")
-	errProposalLost  = errors.New("the proposal was overwritten by a new leader before it committed")
+	errShuttingDown   = errors.New("node is shutting down")
+	errProposalLost   = errors.New("the proposal was overwritten by a new leader before it committed")
 	errLeadershipGone = errors.New("leadership changed before the read could be confirmed")
 )
 

@@ -172,10 +172,10 @@ func certsCommand() *cobra.Command {
 		validity time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "certs --out DIR --node ID=HOST[,HOST...] ... [--client NAME ...]",
-		Short: "Generate a CA, a certificate per node (mutual TLS between peers) and client certificates",
+		Use:     "certs --out DIR --node ID=HOST[,HOST...] ... [--client NAME ...]",
+		Short:   "Generate a CA, a certificate per node (mutual TLS between peers) and client certificates",
 		Example: "  georaftd certs --out certs --node 1=10.0.0.2,node1 --node 2=10.0.0.3,node2 --node 3=10.0.0.4,node3 --client admin",
-		Args:  cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			specs, err := parseNodeSpecs(nodes)
 			if err != nil {
