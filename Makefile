@@ -35,3 +35,8 @@ proto:
 
 clean:
 	rm -rf $(BIN) results/tmp
+
+# Local and emulated-geo clusters, and `make bench` (lab/lab.mk).
+include lab/lab.mk
+# Google Cloud deployment: cluster-up, cluster-down, cluster-status, cluster-bench (deploy/cluster.mk).
+include deploy/cluster.mk
