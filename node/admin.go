@@ -16,7 +16,7 @@ func (n *Node) Status(ctx context.Context) (raft.Status, error) {
 	return st, err
 }
 
-func (n *Node) statusResponse(ctx context.Context) (*georaftv1.StatusResponse, error) {
+func (n *Node) statusResponse(ctx context.Context, req *georaftv1.StatusRequest) (*georaftv1.StatusResponse, error) {
 	st, err := n.Status(ctx)
 	if err != nil && ctx.Err() != nil {
 		return nil, ctxErr(ctx)
@@ -43,7 +43,14 @@ func (n *Node) statusResponse(ctx context.Context) (*georaftv1.StatusResponse, e
 		Keys:                uint64(n.kv.Len()),
 		Version:             Version,
 	}
-	resp.AppliedIndex, _ = n.kv.Applied()
+	if req.GetIncludeStateHash() {
+		resp.StateHash, resp.AppliedIndex = n.kv.HashAt()
+	} else {
+		resp.AppliedIndex, _ = n.kv.Applied()
+	}
+	if err := n.Failed(); err != nil {
+		resp.Failure = err.Error()
+	}
 	if st.LastLeaderContact > 0 || st.Role == raft.Leader {
 		resp.LastContactAgeNanos = int64(st.Now - st.LastLeaderContact)
 	} else {

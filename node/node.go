@@ -128,8 +128,8 @@ type readResult struct {
 	err    error
 }
 
-// Open recovers a node from its data directory (or creates it) without starting it.
-func Open(cfg *config.Config, logger *slog.Logger) (*Node, error) {
+// open recovers a node from its data directory (or creates it) without starting it.
+func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -162,7 +162,7 @@ func Open(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.dump.Printf("node %d starting in region %s, cluster %s", self, cfg.Node.Region, cfg.ClusterID)
-	if err := n.recover(); err != nil {
+	if err := n.recover(fsys); err != nil {
 		n.dump.Printf("start-up refused: %v", err)
 		n.dump.Close()
 		return nil, err
@@ -171,16 +171,17 @@ func Open(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 }
 
 // recover reads the snapshot and WAL back and builds the core from them.
-func (n *Node) recover() error {
+func (n *Node) recover(fsys wal.FS) error {
 	cfg := n.cfg
 	var err error
-	n.snaps, err = snapshot.NewStore(filepath.Join(cfg.Node.DataDir, "snap"), nil)
+	n.snaps, err = snapshot.NewStore(filepath.Join(cfg.Node.DataDir, "snap"), fsys)
 	if err != nil {
 		return err
 	}
 	w, rec, err := wal.Open(wal.Options{
 		Dir:          filepath.Join(cfg.Node.DataDir, "wal"),
 		SegmentBytes: cfg.Storage.SegmentBytes,
+		FS:           fsys,
 		Logger:       n.log,
 	})
 	if err != nil {

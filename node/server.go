@@ -19,6 +19,7 @@ import (
 	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/node/tlsutil"
 	"github.com/georaft/georaft/node/transport"
+	"github.com/georaft/georaft/node/wal"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
 )
@@ -38,9 +39,23 @@ type Server struct {
 	wg         sync.WaitGroup
 }
 
+// Options are the parts of a node that tests and embedders may replace.
+type Options struct {
+	Logger *slog.Logger
+	// FS is the filesystem under the WAL and the snapshots (nil: the operating system's).
+	// Fault-injection tests pass a wal.FaultFS to make fsync or writes fail.
+	FS wal.FS
+}
+
 // Start recovers the node from its data directory, binds every listener and starts serving.
 // An address already in use is reported by name before anything starts.
 func Start(cfg *config.Config, logger *slog.Logger) (*Server, error) {
+	return StartWith(cfg, Options{Logger: logger})
+}
+
+// StartWith is Start with replaceable parts.
+func StartWith(cfg *config.Config, opts Options) (*Server, error) {
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -60,7 +75,7 @@ func Start(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 		}
 	}
 
-	n, err := Open(cfg, logger)
+	n, err := open(cfg, logger, opts.FS)
 	if err != nil {
 		s.closeListeners()
 		return nil, err

@@ -74,8 +74,8 @@ func (s *kvService) Get(ctx context.Context, req *georaftv1.GetRequest) (*georaf
 	}, nil
 }
 
-func (s *kvService) Status(ctx context.Context, _ *georaftv1.StatusRequest) (*georaftv1.StatusResponse, error) {
-	return s.n.statusResponse(ctx)
+func (s *kvService) Status(ctx context.Context, req *georaftv1.StatusRequest) (*georaftv1.StatusResponse, error) {
+	return s.n.statusResponse(ctx, req)
 }
 
 func (s *kvService) TransferLeader(ctx context.Context, req *georaftv1.TransferLeaderRequest) (*georaftv1.TransferLeaderResponse, error) {

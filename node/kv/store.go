@@ -305,8 +305,19 @@ func (s *Store) Sessions() int {
 // so replicas (and a store restored from a snapshot) can be compared. The applied index is
 // not part of it: compare Applied separately. It reads the whole store.
 func (s *Store) Hash() uint64 {
+	h, _ := s.HashAt()
+	return h
+}
+
+// HashAt returns Hash together with the applied index it describes, taken atomically, so
+// replicas can be compared at the same point of the log.
+func (s *Store) HashAt() (hash, applied uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.hashLocked(), s.applied
+}
+
+func (s *Store) hashLocked() uint64 {
 	var sum uint64
 	for _, sh := range s.shards {
 		for k, v := range sh.m {

@@ -666,9 +666,11 @@ func (x *DeleteResponse) GetIndex() uint64 {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ask for state_hash, which costs a pass over every key.
+	IncludeStateHash bool `protobuf:"varint,1,opt,name=include_state_hash,json=includeStateHash,proto3" json:"include_state_hash,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusRequest) Reset() {
@@ -699,6 +701,13 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StatusRequest) GetIncludeStateHash() bool {
+	if x != nil {
+		return x.IncludeStateHash
+	}
+	return false
 }
 
 type PeerStatus struct {
@@ -834,8 +843,13 @@ type StatusResponse struct {
 	SnapshotIndex       uint64        `protobuf:"varint,16,opt,name=snapshot_index,json=snapshotIndex,proto3" json:"snapshot_index,omitempty"`
 	Keys                uint64        `protobuf:"varint,17,opt,name=keys,proto3" json:"keys,omitempty"`
 	Version             string        `protobuf:"bytes,18,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// An order-independent hash of keys, values and client sessions at applied_index, set when
+	// asked for: replicas at the same applied index must have the same hash.
+	StateHash uint64 `protobuf:"varint,19,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
+	// Why the node is not serving, if it has stopped (for example after a disk failure).
+	Failure       string `protobuf:"bytes,20,opt,name=failure,proto3" json:"failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -990,6 +1004,20 @@ func (x *StatusResponse) GetKeys() uint64 {
 func (x *StatusResponse) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetStateHash() uint64 {
+	if x != nil {
+		return x.StateHash
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetFailure() string {
+	if x != nil {
+		return x.Failure
 	}
 	return ""
 }
@@ -1191,8 +1219,9 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x0eDeleteResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.georaft.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"\x0f\n" +
-	"\rStatusRequest\"\x91\x02\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"=\n" +
+	"\rStatusRequest\x12,\n" +
+	"\x12include_state_hash\x18\x01 \x01(\bR\x10includeStateHash\"\x91\x02\n" +
 	"\n" +
 	"PeerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
@@ -1205,7 +1234,7 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x0eprogress_state\x18\x06 \x01(\tR\rprogressState\x12\x1b\n" +
 	"\trtt_nanos\x18\a \x01(\x03R\brttNanos\x12+\n" +
 	"\x12last_ack_age_nanos\x18\b \x01(\x03R\x0flastAckAgeNanos\x12\x10\n" +
-	"\x03lag\x18\t \x01(\x04R\x03lag\"\xfb\x04\n" +
+	"\x03lag\x18\t \x01(\x04R\x03lag\"\xb4\x05\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x18\n" +
@@ -1228,7 +1257,10 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x05peers\x18\x0f \x03(\v2\x16.georaft.v1.PeerStatusR\x05peers\x12%\n" +
 	"\x0esnapshot_index\x18\x10 \x01(\x04R\rsnapshotIndex\x12\x12\n" +
 	"\x04keys\x18\x11 \x01(\x04R\x04keys\x12\x18\n" +
-	"\aversion\x18\x12 \x01(\tR\aversion\"4\n" +
+	"\aversion\x18\x12 \x01(\tR\aversion\x12\x1d\n" +
+	"\n" +
+	"state_hash\x18\x13 \x01(\x04R\tstateHash\x12\x18\n" +
+	"\afailure\x18\x14 \x01(\tR\afailure\"4\n" +
 	"\x15TransferLeaderRequest\x12\x1b\n" +
 	"\ttarget_id\x18\x01 \x01(\x04R\btargetId\"I\n" +
 	"\x16TransferLeaderResponse\x12\x1b\n" +
