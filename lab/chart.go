@@ -5,6 +5,7 @@ import (
 	"html"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -46,11 +47,10 @@ func (r BenchResult) WriteSVG(w io.Writer) error {
 	if bars == 0 || math.IsInf(lo, 1) {
 		lo, hi = 0.1, 1000
 	}
-	minLog := math.Floor(math.Log10(lo))
-	maxLog := math.Ceil(math.Log10(hi))
-	if maxLog == minLog {
-		maxLog++
-	}
+	// Room below the lowest value so a tick on it stays visible, and above the highest for
+	// its label.
+	minLog := math.Floor(math.Log10(lo * 0.7))
+	maxLog := math.Log10(hi * 1.5)
 	y := func(ms float64) float64 {
 		v := math.Log10(math.Max(ms, math.Pow(10, minLog)))
 		return chartBottom - (chartBottom-chartTop)*(v-minLog)/(maxLog-minLog)
@@ -59,14 +59,23 @@ func (r BenchResult) WriteSVG(w io.Writer) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif">`+"\n",
 		chartWidth, chartHeight, chartWidth, chartHeight)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
-	title := fmt.Sprintf("georaft p50 latency by read mode: measured (bars) vs predicted from the RTT matrix (black ticks); leader in %s", r.LeaderRegion)
-	svgText(&b, chartWidth/2, 24, 15, "middle", "bold", title)
-	svgText(&b, chartWidth/2, 44, 11, "middle", "normal", fmt.Sprintf("emulation x%g, intra-region RTT %v, overshoot compensation %v; log scale", r.Scale, r.IntraRegionRTT, r.Compensation))
-	for e := minLog; e <= maxLog; e++ {
-		v := math.Pow(10, e)
-		yy := y(v)
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", chartLeft, yy, chartRight, yy)
-		svgText(&b, chartLeft-6, yy+4, 11, "end", "normal", strings.TrimSuffix(fmt.Sprintf("%g", v), ".0")+" ms")
+	svgText(&b, chartWidth/2, 24, 15, "middle", "bold", "georaft p50 latency: measured (bars) vs predicted by the RTT matrix (black ticks)")
+	svgText(&b, chartWidth/2, 44, 11, "middle", "normal", fmt.Sprintf("leader in %s; emulation x%g, intra-region RTT %v, overshoot compensation %v; log scale",
+		r.LeaderRegion, r.Scale, r.IntraRegionRTT, r.Compensation))
+	for e := minLog; e <= math.Ceil(maxLog); e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if math.Log10(v) > maxLog {
+				break
+			}
+			yy := y(v)
+			stroke := "#eee"
+			if m == 1 {
+				stroke = "#ccc"
+			}
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`+"\n", chartLeft, yy, chartRight, yy, stroke)
+			svgText(&b, chartLeft-6, yy+4, 11, "end", "normal", strconv.FormatFloat(v, 'g', -1, 64)+" ms")
+		}
 	}
 	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333"/>`+"\n", chartLeft, chartBottom, chartRight, chartBottom)
 	if bars > 0 {

@@ -122,8 +122,9 @@ func sortedIDs(m map[uint64]string) []uint64 {
 	return ids
 }
 
+// fmtMillis renders d in milliseconds to the microsecond: "36ms", "0.383ms".
 func fmtMillis(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64) + "ms"
+	return strconv.FormatFloat(float64(d.Round(time.Microsecond))/float64(time.Millisecond), 'f', -1, 64) + "ms"
 }
 
 // ProbeFsync measures the p50 of writing 4 KiB and fsyncing it in dir, the cost a WAL
