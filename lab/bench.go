@@ -140,6 +140,9 @@ func Bench(ctx context.Context, opts BenchOptions, out io.Writer) (res BenchResu
 			fmt.Fprintln(out)
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return res, fmt.Errorf("bench from %s interrupted (%w); the rows above are what was measured", region, ctx.Err())
+			}
 			return res, fmt.Errorf("bench from %s: %w", region, err)
 		}
 	}
