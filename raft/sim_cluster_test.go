@@ -213,7 +213,8 @@ type simulation struct {
 	probeDone   bool
 	finished    bool
 	// leaseHuntArmed: the next lease renewal observed on a leader triggers the lease attack.
-	leaseHuntArmed bool
+	leaseHuntArmed    bool
+	firstLeaseOverlap string
 }
 
 // simFailure is why a run failed.

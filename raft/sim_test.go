@@ -30,7 +30,7 @@ var (
 	simFirst   = flag.Int64("sim.first", 1, "first seed of a batch")
 	simVerbose = flag.Bool("sim.verbose", false, "print every event of a replayed run")
 	simKeep    = flag.String("sim.keep", "", "directory for porcupine visualizations of failing runs (default: a temp dir)")
-	simSkip    = flag.String("sim.skip", "", "comma-separated faults to leave out of every run's mix (e.g. lease-attack,crash-window)")
+	simSkip    = flag.String("sim.skip", "", "comma-separated faults to leave out of every run's mix: partition, asymmetric, isolate-leader, crash, crash-window, transfer, campaign, lease-attack, snapshots")
 )
 
 // Seeds run by default. -short is what `go test -short ./raft/` runs in about a minute on two
@@ -67,6 +67,9 @@ type seedOutcome struct {
 	seed    int64
 	failure *simFailure
 	stats   simStats
+	// leaseOverlap is the first lease-exclusivity violation of a run that records them
+	// instead of failing (simParams.leaseOverlapsSoft).
+	leaseOverlap string
 }
 
 // runSeeds runs the seeds the flags ask for, on every core, and reports each failing seed
@@ -90,24 +93,8 @@ func runSeeds(t *testing.T, test string, params func(seed int64) simParams) []se
 
 	n := seedCount()
 	first := *simFirst
-	outcomes := make([]seedOutcome, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
 	start := time.Now()
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				outcomes[i] = runOne(params(first+i), nil)
-			}
-		}()
-	}
-	wg.Wait()
+	outcomes := runBatch(first, n, params, nil)
 	elapsed := time.Since(start)
 
 	var total simStats
@@ -120,13 +107,50 @@ func runSeeds(t *testing.T, test string, params func(seed int64) simParams) []se
 	}
 	t.Logf("%d seeds (%d..%d) in %v: %.0f seeds/s; %s", n, first, first+int64(n)-1,
 		elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), total.summary())
+	if len(failed) > 0 {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d of %d seeds failed:", len(failed), n)
+		for _, o := range failed {
+			first, _, _ := strings.Cut(o.failure.msg, "\n")
+			fmt.Fprintf(&b, "\n  seed %d: %s: %s", o.seed, o.failure.kind, first)
+		}
+		t.Error(b.String())
+	}
 	for i, o := range failed {
-		if i == 5 {
-			t.Errorf("... and %d more failing seeds", len(failed)-5)
+		if i == 3 {
+			t.Errorf("details above for the first 3 failing seeds; replay any other with %s", replayCommand(test, failed[i].seed))
 			break
 		}
 		reportFailure(t, test, o)
 	}
+	return outcomes
+}
+
+// runBatch runs seeds first..first+n-1 on every core. If stop is set, workers stop taking
+// new seeds once it returns true for an outcome; outcomes of seeds never run are left with
+// seed 0.
+func runBatch(first int64, n int, params func(seed int64) simParams, stop func(seedOutcome) bool) []seedOutcome {
+	outcomes := make([]seedOutcome, n)
+	var next atomic.Int64
+	var stopped atomic.Bool
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stopped.Load() {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				outcomes[i] = runOne(params(first+i), nil)
+				if stop != nil && stop(outcomes[i]) {
+					stopped.Store(true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 	return outcomes
 }
 
@@ -168,7 +192,7 @@ type simStats struct {
 	ops, unknown, failedOps                   int
 	leaseReads, leaseFallbacks, indexReads    int
 	logReads, staleReads, staleRefused        int
-	inconclusive, leaseHunts                  int
+	inconclusive, leaseHunts, leaseOverlaps   int
 	virtual                                   time.Duration
 }
 
@@ -194,6 +218,7 @@ func (s *simStats) add(o simStats) {
 	s.staleRefused += o.staleRefused
 	s.inconclusive += o.inconclusive
 	s.leaseHunts += o.leaseHunts
+	s.leaseOverlaps += o.leaseOverlaps
 	s.virtual += o.virtual
 }
 
