@@ -68,7 +68,13 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	if _, err := os.Stat(nodeCmdDir); errors.Is(err, os.ErrNotExist) {
 		t.Skipf("%s does not exist yet: the end-to-end Ansible run needs the georaftd binary", nodeCmdDir)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// Stop short of go test's own deadline: a test that times out panics without running its
+	// cleanups, and the nodes would outlive it.
+	deadline := time.Now().Add(10 * time.Minute)
+	if d, ok := t.Deadline(); ok && d.Add(-time.Minute).Before(deadline) {
+		deadline = d.Add(-time.Minute)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 
 	dir := t.TempDir()
