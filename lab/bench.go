@@ -41,8 +41,10 @@ type BenchOptions struct {
 // DefaultBenchOptions measure each mode for 5 s per client region after 1 s of warmup:
 // about a minute and a half with start-up and teardown.
 func DefaultBenchOptions() BenchOptions {
+	geo := DefaultGeoOptions()
+	geo.Fresh = true
 	return BenchOptions{
-		Geo:          DefaultGeoOptions(),
+		Geo:          geo,
 		LeaderRegion: "us-central1",
 		FarRegion:    "europe-west1",
 		Concurrency:  1,

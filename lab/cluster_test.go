@@ -203,3 +203,55 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 		t.Errorf("proxy ports still taken after geo-down: %v", err)
 	}
 }
+
+func TestResetDataRemovesOnlyWhatANodeWrites(t *testing.T) {
+	opts, _ := relocatedLocal(t)
+	opts.Georaftd = fakeGeoraftd(t, "while :; do sleep 0.05; done")
+	c, err := OpenCluster(opts.ClusterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes[:2] {
+		for _, dir := range []string{"wal", "snap"} {
+			if err := os.MkdirAll(filepath.Join(n.DataPath, dir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range []string{"dump.txt", "dump.txt.1", NodeStderrFile} {
+			if err := os.WriteFile(filepath.Join(n.DataPath, f), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := c.ResetData(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes {
+		if _, err := os.Stat(n.DataPath); !os.IsNotExist(err) {
+			t.Errorf("node %d data dir survived the reset: %v", n.ID, err)
+		}
+	}
+
+	precious := filepath.Join(c.Nodes[0].DataPath, "precious.db")
+	if err := os.MkdirAll(c.Nodes[0].DataPath, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(precious, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ResetData(); err == nil || !strings.Contains(err.Error(), "precious.db") {
+		t.Errorf("reset of a dir holding a foreign file: %v", err)
+	}
+	if _, err := os.Stat(precious); err != nil {
+		t.Errorf("a foreign file was removed: %v", err)
+	}
+	os.Remove(precious)
+
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(context.Background())
+	if err := c.ResetData(); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("reset under running nodes: %v", err)
+	}
+}

@@ -40,6 +40,9 @@ type GeoOptions struct {
 	// LabBinary runs `proxy-serve` (default: this executable, which must be georaft-lab).
 	LabBinary     string
 	LeaderTimeout time.Duration
+	// Fresh empties the nodes' data dirs before starting (see Cluster.ResetData), so every
+	// run starts from the same state.
+	Fresh bool
 }
 
 // DefaultGeoOptions are the paths and settings `make geo-up` uses.
@@ -120,6 +123,11 @@ func GeoUp(ctx context.Context, opts GeoOptions) (*Geo, error) {
 	g, err := OpenGeo(opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Fresh {
+		if err := g.Cluster.ResetData(); err != nil {
+			return nil, err
+		}
 	}
 	if err := g.Start(ctx, opts.LabBinary); err != nil {
 		return nil, err

@@ -149,6 +149,7 @@ func geoFlags(fs *pflag.FlagSet, o *lab.GeoOptions) {
 	fs.DurationVar(&o.IntraRegionRTT, "intra-region-rtt", o.IntraRegionRTT, "RTT within a region where the matrix says 0 (client to the node in its region)")
 	fs.DurationVar(&o.Compensation, "overshoot-compensation", o.Compensation, "taken off one direction of each link to cancel toxiproxy's timer overshoot (0 disables)")
 	fs.StringVar(&o.RunDir, "run-dir", o.RunDir, "where the proxy plan, PID file and logs go")
+	fs.BoolVar(&o.Fresh, "fresh", o.Fresh, "empty the nodes' data dirs first, so the cluster starts from an empty log")
 }
 
 func geoUpCmd() *cobra.Command {
