@@ -298,6 +298,19 @@ func randomParams(seed int64) simParams {
 	return p
 }
 
+// staleBound is how old, in true time, a stale read's value may be: the staleness bound on
+// the slowest clock, plus the oldest a leader's message can be on arrival (latency, jitter,
+// reordering), plus a persist and a heartbeat for the commit index to reach the state
+// machine.
+func (p simParams) staleBound() time.Duration {
+	maxOneWay := time.Duration(0)
+	for _, row := range p.oneWay {
+		maxOneWay = max(maxOneWay, slices.Max(row))
+	}
+	slowest := slices.Min(p.rates)
+	return time.Duration(float64(p.staleness)/slowest) + maxOneWay + p.jitter + p.reorderMax + 4*p.fsyncMax + p.heartbeat
+}
+
 // runOne runs one seeded simulation and checks its history.
 func runOne(p simParams, verbose io.Writer) (out seedOutcome) {
 	out.seed = p.seed
@@ -503,7 +516,11 @@ func maps2Equal(a, b map[string]string) bool {
 // reads must be linearizable; stale reads must return values really written.
 func (s *simulation) checkHistory() {
 	ops := s.rec.Ops()
-	res := history.CheckWith(ops, history.Options{Timeout: 60 * time.Second})
+	opts := history.Options{Timeout: 60 * time.Second}
+	if *simStale {
+		opts.StaleBound = s.p.staleBound()
+	}
+	res := history.CheckWith(ops, opts)
 	switch res.Verdict {
 	case history.Violation:
 		kind := "linearizability"

@@ -30,6 +30,7 @@ var (
 	simFirst   = flag.Int64("sim.first", 1, "first seed of a batch")
 	simVerbose = flag.Bool("sim.verbose", false, "print every event of a replayed run")
 	simKeep    = flag.String("sim.keep", "", "directory for porcupine visualizations of failing runs (default: a temp dir)")
+	simStale   = flag.Bool("sim.stalebound", true, "also check that stale reads are no older than MaxStaleness allows (doc.go's promise)")
 	simSkip    = flag.String("sim.skip", "", "comma-separated faults to leave out of every run's mix: partition, asymmetric, isolate-leader, crash, crash-window, transfer, campaign, lease-attack, snapshots")
 )
 
