@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/client/cli"
 	"github.com/georaft/georaft/client/internal/testcluster"
 )
@@ -158,5 +160,53 @@ func TestIntegrationTransferLeaderCommand(t *testing.T) {
 	}
 	if got := cl.WaitLeader(30 * time.Second); got != target {
 		t.Fatalf("leader %d after transfer-leader --to %d", got, target)
+	}
+}
+
+// --via-region sends the bench through a region's links: stale reads go to the node of
+// that region over its short link, linearizable ones to the leader over a long one.
+func TestIntegrationBenchViaRegion(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	leader := cl.WaitLeader(30 * time.Second)
+	local := cl.Node(leader%3 + 1) // a follower: the region's own node is not the leader
+	const farRTT = 40 * time.Millisecond
+	links := client.RegionLinks{local.Region: {}}
+	for _, n := range cl.Nodes {
+		p := testcluster.NewProxy(t, n.ClientAddr)
+		if n.ID != local.ID {
+			p.Delay(t, farRTT)
+		}
+		links[local.Region][n.ID] = p.Addr
+	}
+	linksFile := filepath.Join(t.TempDir(), "client-links.yaml")
+	f, err := os.Create(linksFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := links.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	stdout, stderr, code := georaft(t, "", "bench", "--via-region", local.Region, "--links", linksFile,
+		"--read-modes", "lease,stale", "--write-phase=false", "--ops", "60", "--warmup", "300ms",
+		"--concurrency", "2", "--keys", "10", "-o", "json")
+	if code != 0 {
+		t.Fatalf("bench --via-region: exit %d\n%s%s", code, stdout, stderr)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("bench -o json: %v\n%s", err, stdout)
+	}
+	lease, _ := rep.Row("lease")
+	stale, _ := rep.Row("stale")
+	if rep.Labels["via_region"] != local.Region || lease.Ops != 60 || stale.Ops != 60 {
+		t.Fatalf("report labels %v, lease ops %d, stale ops %d", rep.Labels, lease.Ops, stale.Ops)
+	}
+	if lease.P50 < farRTT {
+		t.Fatalf("lease p50 %v under the %v link to the leader: the traffic bypassed the region's proxies", lease.P50, farRTT)
+	}
+	if stale.P50*2 > lease.P50 {
+		t.Fatalf("stale p50 %v not well under lease p50 %v: stale reads did not go to the region's own node", stale.P50, lease.P50)
 	}
 }

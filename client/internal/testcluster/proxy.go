@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,5 +51,17 @@ func (p *Proxy) Heal(t testing.TB) {
 	t.Helper()
 	if err := p.proxy.Toxics.RemoveToxic(context.Background(), "drop-responses"); err != nil {
 		t.Fatalf("remove toxic: %v", err)
+	}
+}
+
+// Delay adds latency each way (half of rtt per direction) to the proxy.
+func (p *Proxy) Delay(t testing.TB, rtt time.Duration) {
+	t.Helper()
+	half := rtt.Milliseconds() / 2
+	for _, stream := range []string{"upstream", "downstream"} {
+		toxic := fmt.Sprintf(`{"name":"delay-%s","type":"latency","stream":%q,"toxicity":1,"attributes":{"latency":%d}}`, stream, stream, half)
+		if _, err := p.proxy.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
+			t.Fatalf("add latency toxic: %v", err)
+		}
 	}
 }
