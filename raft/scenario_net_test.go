@@ -336,7 +336,9 @@ func (s *scene) untilLease(id uint64, step, limit time.Duration) {
 // until it leads. Everything else stays in flight.
 func (s *scene) electAmong(id uint64, members []uint64, keep func(Message) bool) {
 	s.t.Helper()
-	among := func(m Message) bool { return slices.Contains(members, m.From) && slices.Contains(members, m.To) && keep(m) }
+	among := func(m Message) bool {
+		return slices.Contains(members, m.From) && slices.Contains(members, m.To) && keep(m)
+	}
 	for range 5 {
 		s.logf("node %d campaigns among %v", id, members)
 		if err := s.r(id).Campaign(); err != nil {
