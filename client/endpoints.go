@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -58,6 +59,9 @@ type NodeConfigEndpoints struct {
 	ClusterID string
 	Endpoints []Endpoint
 	TLS       NodeConfigTLS
+	// Dir is the directory of the first file, against which relative TLS paths that do not
+	// exist from the working directory may be resolved.
+	Dir string
 }
 
 // nodeConfigFile is the part of the georaftd YAML schema (docs/design.md) a client needs.
@@ -88,9 +92,12 @@ func EndpointsFromNodeConfigs(paths ...string) (NodeConfigEndpoints, error) {
 		if err := dec.Decode(&f); err != nil {
 			return out, fmt.Errorf("node config %s: %w", path, err)
 		}
-		if out.ClusterID == "" {
+		if out.Dir == "" {
+			out.Dir = filepath.Dir(path)
 			out.ClusterID = f.ClusterID
 			out.TLS = f.TLS
+		} else if out.ClusterID == "" {
+			out.ClusterID = f.ClusterID
 		} else if f.ClusterID != "" && f.ClusterID != out.ClusterID {
 			return out, fmt.Errorf("node config %s: cluster_id %q differs from %q in an earlier file", path, f.ClusterID, out.ClusterID)
 		}

@@ -210,3 +210,27 @@ func TestIntegrationBenchViaRegion(t *testing.T) {
 		t.Fatalf("stale p50 %v not well under lease p50 %v: stale reads did not go to the region's own node", stale.P50, lease.P50)
 	}
 }
+
+// With TLS on, the CLI verifies the nodes with the CA from the node configs (or --cacert),
+// may present a client certificate, and a plaintext client is not let in.
+func TestIntegrationTLS(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{TLS: true})
+	cl.WaitLeader(30 * time.Second)
+	cfg := "--config=" + strings.Join(cl.ConfigPaths(), ",")
+	if _, stderr, code := georaft(t, "", "set", "k", "secret", cfg); code != 0 {
+		t.Fatalf("set over TLS with the CA from the configs: exit %d: %s", code, stderr)
+	}
+	endpoints := "--endpoints=" + strings.Join(cl.ClientAddrs(), ",")
+	stdout, stderr, code := georaft(t, "", "get", "k", endpoints,
+		"--cacert", filepath.Join(cl.CertDir, "ca.crt"),
+		"--cert", filepath.Join(cl.CertDir, "client-admin.crt"), "--key", filepath.Join(cl.CertDir, "client-admin.key"))
+	if code != 0 || stdout != "secret\n" {
+		t.Fatalf("get over mutual TLS: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if _, _, code := georaft(t, "", "get", "k", endpoints, "--timeout", "1s"); code != cli.ExitUnavailable {
+		t.Fatalf("plaintext get against TLS nodes: exit %d, want %d", code, cli.ExitUnavailable)
+	}
+	if _, _, code := georaft(t, "", "get", "k", endpoints, "--cert", filepath.Join(cl.CertDir, "client-admin.crt")); code != cli.ExitUsage {
+		t.Fatalf("--cert without --cacert: exit %d, want %d", code, cli.ExitUsage)
+	}
+}

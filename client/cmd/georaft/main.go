@@ -163,6 +163,24 @@ func (a *app) logger() *slog.Logger {
 
 // endpointList resolves where the cluster is: --endpoints, GEORAFT_ENDPOINTS, --config.
 func (a *app) endpointList() ([]client.Endpoint, *client.NodeConfigTLS, error) {
+	eps, cfg, err := a.resolveEndpoints()
+	if err != nil || cfg == nil {
+		return eps, nil, err
+	}
+	tlsCfg := cfg.TLS
+	// A relative CA path in a node config is relative to where the node runs; from
+	// elsewhere, try it next to the config file.
+	if ca := tlsCfg.CAFile; ca != "" && !filepath.IsAbs(ca) {
+		if _, err := os.Stat(ca); err != nil {
+			if _, err := os.Stat(filepath.Join(cfg.Dir, ca)); err == nil {
+				tlsCfg.CAFile = filepath.Join(cfg.Dir, ca)
+			}
+		}
+	}
+	return eps, &tlsCfg, nil
+}
+
+func (a *app) resolveEndpoints() ([]client.Endpoint, *client.NodeConfigEndpoints, error) {
 	list := a.endpoints
 	if list == "" {
 		list = os.Getenv(client.EnvEndpoints)
@@ -189,7 +207,7 @@ func (a *app) endpointList() ([]client.Endpoint, *client.NodeConfigTLS, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return cfg.Endpoints, &cfg.TLS, nil
+		return cfg.Endpoints, &cfg, nil
 	}
 	return nil, nil, &cli.UsageError{Problem: "no endpoints",
 		Hint: "give --endpoints host:port,..., set " + client.EnvEndpoints + ", or --config configs/local/node1.yaml"}

@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
@@ -86,6 +88,8 @@ type Cluster struct {
 	bin   string
 	Dir   string
 	Nodes []*Node
+	// CertDir holds ca.crt, node-N.crt/key and client-admin.crt/key when TLS is on.
+	CertDir string
 
 	connMu sync.Mutex
 	conns  map[uint64]*grpc.ClientConn
@@ -99,6 +103,9 @@ type Options struct {
 	Start []uint64
 	// Timing overrides lines of the timing section, e.g. {"lease_duration": "400ms"}.
 	Timing map[string]string
+	// TLS turns on TLS: `georaftd certs` makes a CA, node certificates and a client
+	// certificate "admin" in CertDir.
+	TLS bool
 }
 
 // freePorts reserves n loopback ports by binding them all at once, then releases them.
@@ -133,6 +140,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 			PeerAddr: ports[2*i], ClientAddr: ports[2*i+1],
 			ConfigPath: filepath.Join(c.Dir, fmt.Sprintf("node%d.yaml", i+1)),
 			LogPath:    filepath.Join(c.Dir, fmt.Sprintf("node%d.log", i+1))})
+	}
+	if opts.TLS {
+		c.makeCerts()
 	}
 	for _, n := range c.Nodes {
 		if err := os.WriteFile(n.ConfigPath, []byte(c.config(n, opts.Timing)), 0o644); err != nil {
@@ -175,7 +185,23 @@ func (c *Cluster) config(n *Node, timing map[string]string) string {
 		fmt.Fprintf(&b, "  %s: %s\n", k, v)
 	}
 	b.WriteString("log:\n  level: info\n")
+	if c.CertDir != "" {
+		fmt.Fprintf(&b, "tls:\n  enabled: true\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n",
+			filepath.Join(c.CertDir, "ca.crt"), filepath.Join(c.CertDir, fmt.Sprintf("node-%d.crt", n.ID)),
+			filepath.Join(c.CertDir, fmt.Sprintf("node-%d.key", n.ID)))
+	}
 	return b.String()
+}
+
+func (c *Cluster) makeCerts() {
+	c.CertDir = filepath.Join(c.Dir, "certs")
+	args := []string{"certs", "--out", c.CertDir, "--client", "admin"}
+	for _, n := range c.Nodes {
+		args = append(args, "--node", fmt.Sprintf("%d=127.0.0.1,localhost", n.ID))
+	}
+	if out, err := exec.Command(c.bin, args...).CombinedOutput(); err != nil {
+		c.t.Fatalf("georaftd %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
 
 // Node returns member id.
@@ -305,8 +331,16 @@ func (c *Cluster) KV(id uint64) georaftv1.KVServiceClient {
 	defer c.connMu.Unlock()
 	conn, ok := c.conns[id]
 	if !ok {
+		creds := insecure.NewCredentials()
+		if c.CertDir != "" {
+			tlsCfg, err := tlsutil.ClientConfig(filepath.Join(c.CertDir, "ca.crt"), "", "", "")
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			creds = credentials.NewTLS(tlsCfg)
+		}
 		var err error
-		conn, err = grpc.NewClient(c.Node(id).ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err = grpc.NewClient(c.Node(id).ClientAddr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			c.t.Fatal(err)
 		}
