@@ -62,13 +62,9 @@ func buildBinary(t *testing.T, pkg string) string {
 	return b.path
 }
 
-// labBinaries builds georaftd and georaft-lab. Until the node's binary package exists, the
-// tests that need a real cluster skip.
+// labBinaries builds georaftd and georaft-lab.
 func labBinaries(t *testing.T) (georaftd, georaftLab string) {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(repoRoot, "node/cmd/georaftd")); err != nil {
-		t.Skip("SKIP GUARD: node/cmd/georaftd does not exist yet; this end-to-end lab test needs the real node (remove the guard in lab/e2e_test.go once it lands)")
-	}
 	return buildBinary(t, "node/cmd/georaftd"), buildBinary(t, "lab/cmd/georaft-lab")
 }
 
