@@ -266,3 +266,46 @@ func TestIntegrationConcurrentWritesAllApply(t *testing.T) {
 		}
 	}
 }
+
+// Benchmarks of one client against a local 3-node cluster: the library's own cost on top
+// of the node (go test -bench . -run XXX ./client/).
+func benchmarkCluster(b *testing.B) *client.Client {
+	cl := testcluster.Start(b, testcluster.Options{})
+	cl.WaitLeader(clusterUp)
+	c, err := client.New(client.Options{Endpoints: cl.ClientAddrs(), RequestTimeout: 10 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	if _, err := c.Set(context.Background(), "bench", []byte("value")); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func BenchmarkGet(b *testing.B) {
+	c := benchmarkCluster(b)
+	for _, mode := range client.ReadModes {
+		b.Run(mode.String(), func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Get(context.Background(), "bench", mode); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkSet(b *testing.B) {
+	c := benchmarkCluster(b)
+	value := []byte("value")
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Set(context.Background(), "bench", value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
