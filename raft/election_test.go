@@ -360,3 +360,34 @@ func TestElectionTimeoutRandomized(t *testing.T) {
 		t.Fatalf("another seed gave the same deadlines %v", a)
 	}
 }
+
+// Pre-vote rounds are told apart by the term they ask for: a grant held up from an earlier
+// round does not count in a later one (it would let a stale majority start a disruptive
+// election), while the node still campaigns for term+1 when a round wins.
+func TestPreVoteGrantFromEarlierRoundIgnored(t *testing.T) {
+	cfg := testConfig(1, []uint64{1, 2, 3})
+	r, _ := New(cfg, Restored{HardState: HardState{Term: 4}}, 0)
+	r.Tick(time.Second) // round one asks for term 5
+	rd := r.Ready()
+	r.Advance(rd)
+	first := rd.MessagesAfterPersist[0]
+	if first.Type != MsgPreVote || first.Term != 5 {
+		t.Fatalf("first round %+v, want a pre-vote for term 5", first)
+	}
+	r.Tick(2 * time.Second) // round one timed out: round two asks for term 6
+	rd = r.Ready()
+	r.Advance(rd)
+	if second := rd.MessagesAfterPersist[0]; second.Term != 6 {
+		t.Fatalf("second round asks for term %d, want 6", second.Term)
+	}
+	// Node 2's grant of round one arrives now.
+	r.Step(Message{Type: MsgPreVoteResp, From: 2, To: 1, Term: 5})
+	if st := r.Status(); st.Role != PreCandidate || st.Term != 4 {
+		t.Fatalf("after a stale grant: %v in term %d, want still pre-candidate in term 4", st.Role, st.Term)
+	}
+	// Its grant of round two wins the pre-vote; the election is for term 5.
+	r.Step(Message{Type: MsgPreVoteResp, From: 2, To: 1, Term: 6})
+	if st := r.Status(); st.Role != Candidate || st.Term != 5 {
+		t.Fatalf("after a current grant: %v in term %d, want candidate of term 5", st.Role, st.Term)
+	}
+}

@@ -17,7 +17,8 @@ func (r *Raft) stepFollower(m Message) error {
 		return r.handleAppend(m)
 	case MsgHeartbeat:
 		r.leaderContact(m)
-		r.commitTo(min(m.Commit, r.log.lastIndex()))
+		r.commitTo(min(m.Commit, r.leaderMatched))
+		r.noteFreshness(m.Commit)
 		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round})
 	case MsgSnap:
 		r.leaderContact(m)
@@ -33,10 +34,19 @@ func (r *Raft) stepFollower(m Message) error {
 // leaderContact records a message from the leader of this term: it resets the election
 // timer and, for the lease rule, notes that the leader may serve reads for a lease from now.
 func (r *Raft) leaderContact(m Message) {
-	r.lastLeaderContact = r.now
-	r.hasLeaderContact = true
+	r.lastHeardLeader = r.now
 	r.knownLeaseUntil = max(r.knownLeaseUntil, r.now+max(m.LeaseDuration, r.cfg.LeaseDuration))
 	r.resetElectionDeadline()
+}
+
+// noteFreshness records, for stale reads, that this node is up to date with its leader as of
+// now if it holds every entry the leader had committed when it sent a message: hearing from a
+// leader while lagging behind it says nothing about how old the local state is.
+func (r *Raft) noteFreshness(leaderCommit uint64) {
+	if leaderCommit <= r.leaderMatched {
+		r.lastLeaderContact = r.now
+		r.hasLeaderContact = true
+	}
 }
 
 // handleAppend stores the entries of a MsgApp whose previous entry matches, truncating the
@@ -50,6 +60,8 @@ func (r *Raft) handleAppend(m Message) error {
 		skip := committed - prevIndex
 		if skip >= uint64(len(ents)) {
 			resp.Index = committed
+			r.leaderMatched = max(r.leaderMatched, committed)
+			r.noteFreshness(m.Commit)
 			r.send(resp)
 			if len(ents) > 0 {
 				r.event(Event{Kind: EventAppendAccepted, Peer: m.From, Index: committed})
@@ -97,7 +109,9 @@ func (r *Raft) handleAppend(m Message) error {
 			break
 		}
 	}
+	r.leaderMatched = max(r.leaderMatched, lastNew)
 	r.commitTo(min(m.Commit, lastNew))
+	r.noteFreshness(m.Commit)
 	resp.Index = lastNew
 	r.send(resp)
 	if len(m.Entries) > 0 {
@@ -113,6 +127,7 @@ func (r *Raft) handleSnapshot(m Message) {
 	meta := m.Snapshot
 	if meta.Index <= r.log.committed {
 		// Only the committed prefix is known to match the leader's log.
+		r.leaderMatched = max(r.leaderMatched, r.log.committed)
 		resp.Index = r.log.committed
 		r.send(resp)
 		return
@@ -121,12 +136,14 @@ func (r *Raft) handleSnapshot(m Message) {
 		// The log already holds the snapshot's last entry (a snapshot sent before an append
 		// that arrived first): commit up to it and keep what follows, which this node may
 		// already have acknowledged.
+		r.leaderMatched = max(r.leaderMatched, meta.Index)
 		r.commitTo(meta.Index)
 		resp.Index = meta.Index
 		r.send(resp)
 		return
 	}
 	r.log.restore(meta)
+	r.leaderMatched = meta.Index
 	r.pendingSnapshot = &meta
 	r.event(Event{Kind: EventSnapshotInstalled, Peer: m.From, Index: meta.Index})
 	resp.Index = meta.Index

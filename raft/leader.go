@@ -180,7 +180,9 @@ func (r *Raft) broadcastHeartbeat() {
 }
 
 func (r *Raft) sendHeartbeat(pr *progress) {
-	m := Message{Type: MsgHeartbeat, To: pr.id, Commit: min(pr.match, r.log.committed)}
+	// The full commit index: the follower takes it only up to what it knows matches this
+	// leader's log, and learns from it whether it is up to date (for stale reads).
+	m := Message{Type: MsgHeartbeat, To: pr.id, Commit: r.log.committed}
 	r.stamp(&m, pr)
 	r.send(m)
 }

@@ -226,8 +226,7 @@ func TestFigure8CommitRule(t *testing.T) {
 	// S1 led term 2 and wrote index 2 only to S2; S5 led term 3 and wrote its own index 2.
 	// S1 is now elected for term 4 by S1, S2, S3.
 	s1, _ := New(cfg(1), Restored{HardState: HardState{Term: 3}, Entries: logOf(1, 2)}, 0)
-	s1.Tick(time.Second) // past the lease assumed at start-up, which would defer commits
-	s1.Campaign()
+	s1.Tick(time.Second) // election timeout, and past the lease assumed at start-up
 	for _, p := range []uint64{2, 3} {
 		s1.Step(Message{Type: MsgPreVoteResp, From: p, To: 1, Term: 4})
 	}

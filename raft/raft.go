@@ -41,10 +41,20 @@ type Raft struct {
 	electionDeadline  time.Duration
 	heartbeatDeadline time.Duration
 
-	// lastLeaderContact is when a leader of this node's term last reached it; for stale
-	// reads and leader stickiness.
+	// lastHeardLeader is when a leader of this node's term last reached it, for leader
+	// stickiness. lastLeaderContact is when this node last knew itself up to date with a
+	// quorum-backed leader (a follower: it held everything the leader's message said was
+	// committed; a leader: the start of its lease), for stale reads.
+	lastHeardLeader   time.Duration
 	lastLeaderContact time.Duration
 	hasLeaderContact  bool
+	// leaderMatched is the highest index this follower knows to match its leader's log: up
+	// to it, the leader's commit index can be taken as is.
+	leaderMatched uint64
+	// preVoteRound counts the pre-vote rounds started since the term or the leader last
+	// changed. Round k asks for term+k, so that a grant held up from an earlier round does
+	// not count in a later one.
+	preVoteRound uint64
 
 	// Campaign state. votes holds each peer's answer in the current round: 0 none, +1
 	// granted, −1 refused.
@@ -205,7 +215,7 @@ func (r *Raft) inLeaderContact() bool {
 	if r.role == Leader {
 		return true
 	}
-	return r.lead != None && r.hasLeaderContact && r.now-r.lastLeaderContact < r.cfg.ElectionTimeoutMin
+	return r.lead != None && r.now-r.lastHeardLeader < r.cfg.ElectionTimeoutMin
 }
 
 // Tick advances the node's clock to now and fires every timer that is due. A now earlier
@@ -442,8 +452,11 @@ func (r *Raft) Campaign() error {
 	return nil
 }
 
-// campaign starts a pre-vote round for term+1.
+// campaign starts a pre-vote round. It asks for term+1 the first time; a further round in the
+// same term asks for the next term up, only to tell its answers apart (see preVoteRound): a
+// won pre-vote always leads to a campaign for term+1.
 func (r *Raft) campaign() {
+	r.preVoteRound++
 	r.role = PreCandidate
 	r.lead = None
 	r.transferCampaign = false
@@ -456,7 +469,7 @@ func (r *Raft) campaign() {
 	}
 	for _, p := range r.peers {
 		if p != r.id {
-			r.send(Message{Type: MsgPreVote, To: p, Term: r.term + 1, Index: r.log.lastIndex(), LogTerm: r.log.lastTerm()})
+			r.send(Message{Type: MsgPreVote, To: p, Term: r.preVoteTerm(), Index: r.log.lastIndex(), LogTerm: r.log.lastTerm()})
 		}
 	}
 }
@@ -470,6 +483,7 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 	r.term++
 	r.vote = r.id
 	r.lead = None
+	r.preVoteRound = 0
 	r.transferCampaign = transfer
 	if transfer {
 		r.waitUntil = r.now + r.cfg.scaleUp(inheritedWait)
@@ -490,6 +504,9 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 	}
 }
 
+// preVoteTerm is the term the current pre-vote round asks for.
+func (r *Raft) preVoteTerm() uint64 { return r.term + r.preVoteRound }
+
 func (r *Raft) stepCandidate(m Message, from int) error {
 	switch m.Type {
 	case MsgApp, MsgHeartbeat, MsgSnap:
@@ -497,9 +514,9 @@ func (r *Raft) stepCandidate(m Message, from int) error {
 		r.becomeFollower(m.Term, m.From, fmt.Sprintf("node %d won the election of term %d", m.From, m.Term))
 		return r.stepFollower(m)
 	case MsgPreVoteResp:
-		// Granted answers carry term+1, refusals our term; anything else is from an older
-		// round and was dropped as stale or is ignored here.
-		if r.role != PreCandidate || (!m.Reject && m.Term != r.term+1) || (m.Reject && m.Term != r.term) {
+		// Granted answers carry the term this round asked for, refusals our term; anything
+		// else is from an older round and was dropped as stale or is ignored here.
+		if r.role != PreCandidate || (!m.Reject && m.Term != r.preVoteTerm()) || (m.Reject && m.Term != r.term) {
 			return nil
 		}
 		r.recordVote(from, !m.Reject)
@@ -548,6 +565,10 @@ func (r *Raft) becomeFollower(term, lead uint64, reason string) {
 		return
 	}
 	changed := r.role != Follower || r.term != term || r.lead != lead
+	if term > r.term || lead != r.lead {
+		r.preVoteRound = 0
+		r.leaderMatched = r.log.committed
+	}
 	if term > r.term {
 		r.term = term
 		r.vote = None
@@ -575,6 +596,8 @@ func (r *Raft) stepDown(term, lead uint64, reason string) {
 	r.knownLeaseUntil = max(r.knownLeaseUntil, r.leaseExpiry)
 	r.dropReads(term, lead)
 	r.role = Follower
+	r.preVoteRound = 0
+	r.leaderMatched = r.log.committed
 	if term > r.term {
 		r.term = term
 		r.vote = None

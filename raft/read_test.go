@@ -224,3 +224,63 @@ func TestSingleNodeReads(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// A follower that hears from its leader but lacks entries the leader had committed is not
+// fresh: its stale reads stay refused until it catches up. A follower that is up to date stays
+// fresh on heartbeats alone, however long no write comes.
+func TestStaleReadNeedsUpToDateFollower(t *testing.T) {
+	net := newTestNet(t, 3, func(c *Config) { c.MaxStaleness = 100 * ms })
+	net.elect(1)
+	net.isolate(3)
+	for i := 0; i < 5; i++ {
+		net.propose(1, "x")
+	}
+	net.stabilize()
+	for i := 0; i < 15; i++ {
+		net.advance(10 * ms)
+		net.stabilize()
+	}
+	net.heal()
+	// Only heartbeats reach node 3: it hears the leader but cannot catch up.
+	net.filter = func(m Message) bool { return m.Type != MsgApp }
+	net.advance(10 * ms)
+	net.stabilize()
+	f := net.raft(3)
+	if f.Status().Leader != 1 || f.Status().Commit >= net.raft(1).Status().Commit {
+		t.Fatalf("setup: node 3 %+v", f.Status())
+	}
+	if err := f.Read(1, ReadStale); !errors.Is(err, ErrTooStale) {
+		t.Fatalf("lagging follower's stale read: %v, want ErrTooStale", err)
+	}
+	net.filter = nil
+	net.advance(10 * ms)
+	net.stabilize()
+	if err := f.Read(2, ReadStale); err != nil {
+		t.Fatalf("caught-up follower's stale read: %v", err)
+	}
+	// An idle second: only heartbeats, no write.
+	for i := 0; i < 100; i++ {
+		net.advance(10 * ms)
+		net.stabilize()
+	}
+	if err := f.Read(3, ReadStale); err != nil {
+		t.Fatalf("up-to-date follower of an idle cluster: %v", err)
+	}
+}
+
+// A heartbeat carries the leader's whole commit index, but a follower commits from it only
+// what it knows matches the leader's log: not a stale tail left by an earlier leader.
+func TestHeartbeatCommitCappedByVerifiedLog(t *testing.T) {
+	// Node 2 holds 1..3 of term 1 and 4..5 of an abandoned term 2; the leader of term 3 holds
+	// 1..3 and commits 5 with entries of its own.
+	r := newFollower(t, 2, 2, 3, logOf(1, 1, 1, 2, 2))
+	stepOK(t, r, Message{Type: MsgHeartbeat, From: 1, Term: 3, Commit: 5, SentAt: 1})
+	if c := r.Status().Commit; c != 3 {
+		t.Fatalf("commit %d from a heartbeat before any append of the new leader, want 3", c)
+	}
+	stepOK(t, r, Message{Type: MsgApp, From: 1, Term: 3, Index: 3, LogTerm: 1, Commit: 5,
+		Entries: []Entry{{Index: 4, Term: 3}, {Index: 5, Term: 3}}})
+	if st := r.Status(); st.Commit != 5 || termsOf(r.log.entries)[4] != 3 {
+		t.Fatalf("after the append: commit %d log %v", st.Commit, termsOf(r.log.entries))
+	}
+}
