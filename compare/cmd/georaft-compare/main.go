@@ -1,0 +1,154 @@
+// Command georaft-compare is `make bench-compare`: a 5-node georaft cluster and a 5-member
+// etcd cluster measured side by side by the same load generator, on loopback and behind
+// the 5-region emulation. See docs/compare.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/georaft/georaft/compare"
+	"github.com/georaft/georaft/lab"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           compare.BinaryName,
+		Short:         "Measure georaft and etcd side by side (make bench-compare)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(runCmd(), cleanCmd(), proxyServeCmd(), probeHTTPCmd())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", compare.BinaryName, err)
+		os.Exit(1)
+	}
+}
+
+func runCmd() *cobra.Command {
+	opts := compare.DefaultOptions()
+	var envs, regions string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Start both clusters, pin both leaders, run every workload on both, print and write the ratios, stop everything",
+		Long: `run measures a 5-node georaft cluster and a 5-member etcd cluster with the same load
+generator (client/bench), fsync on in both, first on loopback and then behind the 5-region
+RTT matrix (per-pair toxiproxy links for georaft; a network namespace per etcd member with
+iptables DNAT to per-pair proxies). Both leaders are pinned in --client-region, where the
+client runs. It prints every measurement, the georaft ÷ etcd ratio table and the targets,
+writes RESULTS/compare-<time>/ and RESULTS/compare-latest.{json,csv,svg,md}, and stops
+everything it started on success, error and Ctrl-C.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Out = cmd.OutOrStdout()
+			if term.IsTerminal(int(os.Stderr.Fd())) {
+				opts.Progress = os.Stderr
+			}
+			opts.Envs = splitList(envs)
+			opts.Regions = splitList(regions)
+			_, err := compare.Run(cmd.Context(), opts)
+			if errors.Is(err, context.Canceled) {
+				return errors.New("interrupted; everything started was stopped")
+			}
+			return err
+		},
+	}
+	fs := cmd.Flags()
+	envs = strings.Join(opts.Envs, ",")
+	regions = strings.Join(opts.Regions, ",")
+	fs.StringVar(&envs, "envs", envs, "environments to run, in order: loopback, geo")
+	fs.StringVar(&regions, "regions", regions, "region of node/member N, comma-separated (5)")
+	fs.StringVar(&opts.ClientRegion, "client-region", opts.ClientRegion, "where the client runs and both leaders are pinned")
+	fs.StringVar(&opts.Georaftd, "georaftd", opts.Georaftd, "georaftd binary")
+	fs.StringVar(&opts.Etcd, "etcd", opts.Etcd, "etcd binary (default: etcd on PATH)")
+	fs.StringVar(&opts.MatrixFile, "rtt", opts.MatrixFile, "RTT matrix CSV")
+	fs.StringVar(&opts.DataRoot, "data-root", opts.DataRoot, "data dirs (and the fsync probe) go here")
+	fs.StringVar(&opts.RunDir, "run-dir", opts.RunDir, "configs, PID files, logs, proxy plans")
+	fs.StringVar(&opts.ResultsDir, "results", opts.ResultsDir, "directory for result files")
+	fs.DurationVar(&opts.Engine.Duration, "duration", opts.Engine.Duration, "measured time per phase")
+	fs.DurationVar(&opts.Engine.Warmup, "warmup", opts.Engine.Warmup, "unrecorded warmup before each phase")
+	fs.IntVar(&opts.Engine.Keys, "keys", opts.Engine.Keys, "key space")
+	fs.IntVar(&opts.Engine.ValueSize, "value-size", opts.Engine.ValueSize, "bytes per value")
+	fs.DurationVar(&opts.IntraRegionRTT, "intra-region-rtt", opts.IntraRegionRTT, "RTT from the client to the node in its own region")
+	fs.DurationVar(&opts.Compensation, "overshoot-compensation", opts.Compensation, "taken off one direction of every link (the lab's setting; 0 keeps the two systems' links exactly alike)")
+	fs.BoolVar(&opts.Profile, "profile", opts.Profile, "capture perf profiles of the georaft leader in extra loopback runs")
+	fs.DurationVar(&opts.LeaderTimeout, "leader-timeout", opts.LeaderTimeout, "deadline for a leader to be elected and pinned")
+	return cmd
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func cleanCmd() *cobra.Command {
+	opts := compare.DefaultOptions()
+	return &cobra.Command{
+		Use:   "clean",
+		Short: "Stop what a killed run left behind (by its PID files) and remove the namespaces and bridge",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Out = cmd.OutOrStdout()
+			return compare.Clean(cmd.Context(), opts)
+		},
+	}
+}
+
+func proxyServeCmd() *cobra.Command {
+	var plan, ready string
+	cmd := &cobra.Command{
+		Use:   "proxy-serve",
+		Short: "Run a proxy plan's toxiproxy links in this process until SIGTERM (started by run, possibly inside a namespace)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if plan == "" || ready == "" {
+				return errors.New("proxy-serve needs --plan and --ready")
+			}
+			return lab.ServeProxies(cmd.Context(), plan, ready, os.Stderr)
+		},
+	}
+	cmd.Flags().StringVar(&plan, "plan", "", "proxy plan (JSON, the lab's format)")
+	cmd.Flags().StringVar(&ready, "ready", "", "file to write this process's PID into once every link listens")
+	return cmd
+}
+
+func probeHTTPCmd() *cobra.Command {
+	var url string
+	count := 5
+	cmd := &cobra.Command{
+		Use:   "probe-http",
+		Short: "Print the median round trip in ms of COUNT HTTP GETs to URL on one connection (link checks)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			d, err := compare.ProbeHTTP(ctx, url, count)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "", "URL to GET")
+	cmd.Flags().IntVar(&count, "count", count, "requests")
+	return cmd
+}

@@ -1,0 +1,143 @@
+package compare
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/georaft/georaft/lab"
+)
+
+// pidAlive reports whether pid runs (and is not a zombie); an exited child of ours is
+// reaped on the way.
+func pidAlive(pid int) bool {
+	var ws syscall.WaitStatus
+	if got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err == nil && got == pid {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	end := bytes.LastIndexByte(stat, ')')
+	if end < 0 || end+2 >= len(stat) {
+		return true
+	}
+	return stat[end+2] != 'Z' && stat[end+2] != 'X'
+}
+
+func procArgs(pid int) ([]string, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil, fmt.Errorf("read cmdline of pid %d: %w", pid, err)
+	}
+	raw = bytes.TrimRight(raw, "\x00")
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	return strings.Split(string(raw), "\x00"), nil
+}
+
+// livePID returns the PID in pidFile if that process runs and is still what the file was
+// written for.
+func livePID(pidFile string, matches lab.ArgvMatcher) (int, bool) {
+	pid, ok, err := lab.ReadPIDFile(pidFile)
+	if err != nil || !ok || !pidAlive(pid) {
+		return 0, false
+	}
+	argv, err := procArgs(pid)
+	if err != nil || !matches(argv) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// ProcessCPU is the user+system CPU time pid has used so far.
+func ProcessCPU(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("cpu time of pid %d: %w", pid, err)
+	}
+	return parseStatCPU(stat)
+}
+
+// parseStatCPU reads utime and stime, the 14th and 15th fields of /proc/PID/stat. The
+// command name (field 2) is in parentheses and may hold spaces, so counting starts after
+// the last ')'.
+func parseStatCPU(stat []byte) (time.Duration, error) {
+	end := bytes.LastIndexByte(stat, ')')
+	if end < 0 {
+		return 0, errors.New("parse /proc stat: no command name")
+	}
+	fields := strings.Fields(string(stat[end+1:]))
+	// fields[0] is the state (field 3), so utime (field 14) is fields[11].
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("parse /proc stat: %d fields after the command name, want at least 13", len(fields))
+	}
+	utime, err1 := strconv.ParseUint(fields[11], 10, 64)
+	stime, err2 := strconv.ParseUint(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("parse /proc stat utime/stime: %w", err)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// cpuOf sums the CPU time of pids; processes that vanished count as zero.
+func cpuOf(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		if d, err := ProcessCPU(pid); err == nil {
+			total += d
+		}
+	}
+	return total
+}
+
+// tail returns the last lines of a file, for error messages.
+func tail(path string, maxLines int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Sprintf("(cannot stat %s: %v)", path, err)
+	}
+	start := max(info.Size()-8<<10, 0)
+	buf := make([]byte, info.Size()-start)
+	if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
+	if len(lines) > maxLines {
+		lines = lines[len(lines)-maxLines:]
+	}
+	if text := strings.Join(lines, "\n"); strings.TrimSpace(text) != "" {
+		return text
+	}
+	return "(" + path + " is empty)"
+}
+
+// LoadAvg is /proc/loadavg's first three figures.
+func LoadAvg() (string, error) {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "", fmt.Errorf("read load average: %w", err)
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return "", fmt.Errorf("read load average: unexpected %q", raw)
+	}
+	return strings.Join(f[:3], " "), nil
+}

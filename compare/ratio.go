@@ -1,0 +1,125 @@
+package compare
+
+import (
+	"time"
+
+	"github.com/georaft/georaft/client/bench"
+)
+
+// SystemRun is one system's run of one workload.
+type SystemRun struct {
+	Report bench.Report
+	// ServerCPU is the CPU time the system's server processes used during the run (warmup
+	// included); ProxyCPU its emulation proxies'; ClientCPU the harness's (load generator
+	// and client library).
+	ServerCPU time.Duration
+	ProxyCPU  time.Duration
+	ClientCPU time.Duration
+	// LeaderNote is the leadership check after the run; empty when leadership held.
+	LeaderNote string
+}
+
+// Ops is the measured operations of every row.
+func (s SystemRun) Ops() int64 {
+	var n int64
+	for _, r := range s.Report.Rows {
+		n += r.Ops
+	}
+	return n
+}
+
+// ServerCPUPerOp is server CPU per measured operation. The CPU window includes the warmup,
+// so it is scaled by the measured share of the run's time.
+func (s SystemRun) ServerCPUPerOp() time.Duration { return s.perOp(s.ServerCPU) }
+
+// ClientCPUPerOp is the harness's CPU per measured operation.
+func (s SystemRun) ClientCPUPerOp() time.Duration { return s.perOp(s.ClientCPU) }
+
+func (s SystemRun) perOp(cpu time.Duration) time.Duration {
+	ops := s.Ops()
+	if ops == 0 || s.Report.Elapsed <= 0 {
+		return 0
+	}
+	measured := time.Duration(0)
+	for _, r := range s.Report.Rows {
+		measured = max(measured, r.Elapsed)
+	}
+	share := float64(measured) / float64(s.Report.Elapsed)
+	if share <= 0 || share > 1 {
+		share = 1
+	}
+	return time.Duration(float64(cpu) * share / float64(ops))
+}
+
+// WorkloadResult is one workload on both systems.
+type WorkloadResult struct {
+	Workload Workload
+	Georaft  SystemRun
+	Etcd     SystemRun
+}
+
+// Side is one system's figures in a ratio row.
+type Side struct {
+	Row       string
+	Ops       int64
+	Errors    int64
+	OpsPerSec float64
+	P50       time.Duration
+	P99       time.Duration
+	CPUPerOp  time.Duration
+}
+
+// RatioRow is georaft ÷ etcd for one pair of rows. Throughput above 1 and latency below
+// 1 favour georaft. A ratio is 0 when either side measured nothing.
+type RatioRow struct {
+	Env        string
+	Workload   string
+	Label      string
+	Georaft    Side
+	Etcd       Side
+	Throughput float64
+	P50        float64
+	P99        float64
+}
+
+func sideOf(run SystemRun, row string) (Side, bool) {
+	r, ok := run.Report.Row(row)
+	if !ok {
+		return Side{Row: row}, false
+	}
+	return Side{Row: row, Ops: r.Ops, Errors: r.Errors, OpsPerSec: r.OpsPerSec, P50: r.P50, P99: r.P99,
+		CPUPerOp: run.ServerCPUPerOp()}, true
+}
+
+func ratioOf(a, b float64) float64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+// Ratios turns one workload's reports into its ratio rows, one per pair.
+func Ratios(env string, wr WorkloadResult) []RatioRow {
+	var rows []RatioRow
+	for _, p := range wr.Workload.Pairs {
+		g, _ := sideOf(wr.Georaft, p.Georaft)
+		e, _ := sideOf(wr.Etcd, p.Etcd)
+		rows = append(rows, RatioRow{
+			Env: env, Workload: wr.Workload.Name, Label: p.Label, Georaft: g, Etcd: e,
+			Throughput: ratioOf(g.OpsPerSec, e.OpsPerSec),
+			P50:        ratioOf(float64(g.P50), float64(e.P50)),
+			P99:        ratioOf(float64(g.P99), float64(e.P99)),
+		})
+	}
+	return rows
+}
+
+// FindRatio returns the row of env, workload and pair label.
+func FindRatio(rows []RatioRow, env, workload, label string) (RatioRow, bool) {
+	for _, r := range rows {
+		if r.Env == env && r.Workload == workload && r.Label == label {
+			return r, true
+		}
+	}
+	return RatioRow{}, false
+}
