@@ -183,6 +183,40 @@ func TestCheckNamesTheIllegalKey(t *testing.T) {
 	if !strings.Contains(res.String(), `"broken"`) {
 		t.Fatalf("summary does not name the key:\n%s", &res)
 	}
+	if len(res.Anomalies) != 1 || !strings.Contains(res.Anomalies[0], `get(broken) lease -> "1"`) || !strings.Contains(res.Anomalies[0], `set(broken, "2")`) {
+		t.Fatalf("anomalies %q do not name the stale read and the write that replaced its value", res.Anomalies)
+	}
+	if len(res.Culprit) == 0 || !strings.Contains(res.Culprit[0], `get(broken) lease -> "1"`) {
+		t.Fatalf("culprit %q, want the stale read first", res.Culprit)
+	}
+}
+
+// TestCulpritWithoutASingleStaleRead: two readers see two concurrent writes in opposite
+// orders. No read alone returned a value that was certainly replaced, but together they
+// have no linearization; the culprit is the read that completes the contradiction.
+func TestCulpritWithoutASingleStaleRead(t *testing.T) {
+	ops := []Op{
+		set(0, "x", "a", 0, 100),
+		set(1, "x", "b", 0, 100),
+		get(2, ModeIndex, "x", "a", 10, 20),
+		get(2, ModeIndex, "x", "b", 30, 40),
+		get(3, ModeIndex, "x", "b", 10, 20),
+		get(3, ModeIndex, "x", "a", 50, 60),
+	}
+	res := Check(ops, 10*time.Second)
+	if res.Verdict != Violation {
+		t.Fatalf("verdict %s, want violation", res.Verdict)
+	}
+	if len(res.Anomalies) != 0 {
+		t.Fatalf("anomalies %q, want none: no read alone is stale", res.Anomalies)
+	}
+	if len(res.Culprit) == 0 || !strings.Contains(res.Culprit[0], `c3 get(x) index -> "a" [50, 60]`) {
+		t.Fatalf("culprit %q, want c3's second read", res.Culprit)
+	}
+	// Without that read the rest is linearizable.
+	if res := Check(ops[:5], 10*time.Second); !res.OK() {
+		t.Fatalf("the history without the culprit: %s", &res)
+	}
 }
 
 func TestStaleBound(t *testing.T) {

@@ -604,6 +604,9 @@ func (s *simulation) send(from *simNode, m Message) {
 		if s.rng.Float64() < s.p.reorder {
 			delay += s.randDuration(0, s.p.reorderMax)
 		}
+		if s.p.late > 0 && s.rng.Float64() < s.p.late {
+			delay += s.randDuration(0, s.p.lateMax)
+		}
 		msg := m
 		msg.Entries = cloneEntries(m.Entries)
 		e := s.after(delay, "deliver", to.id, func() { s.deliver(from, to, msg, snap) })

@@ -40,6 +40,7 @@ func (s *simulation) injectFault() {
 	add(f.transfer, s.transferLeadership)
 	add(f.campaign, s.forceCampaign)
 	add(f.leaseHunt, func() { s.leaseHuntArmed = true })
+	add(f.restartAll, s.restartAll)
 	pick[s.rng.IntN(len(pick))]()
 }
 
@@ -236,6 +237,18 @@ func (s *simulation) armCrashWindow() {
 		}
 	}
 	watch()
+}
+
+// restartAll crashes every node at once (a power cut) and restarts each after its own
+// delay: the cluster comes back from disks alone, every node assuming an unknown lease.
+func (s *simulation) restartAll() {
+	s.logf("every node crashes")
+	for _, n := range s.nodes {
+		if n.core != nil {
+			s.crash(n, "restart-all")
+			s.scheduleRestart(n)
+		}
+	}
 }
 
 func (s *simulation) transferLeadership() {

@@ -41,6 +41,7 @@ type faultMix struct {
 	every                                             time.Duration
 	partition, asymmetric, isolateLeader              bool
 	crash, crashWindow, transfer, campaign, leaseHunt bool
+	restartAll                                        bool
 }
 
 // skip turns off the faults named in list (comma-separated names as names returns them).
@@ -64,6 +65,8 @@ func (f *faultMix) skip(list string) {
 			f.campaign = false
 		case "lease-attack":
 			f.leaseHunt = false
+		case "restart-all":
+			f.restartAll = false
 		}
 	}
 }
@@ -76,7 +79,7 @@ func (f faultMix) names() []string {
 	}{
 		{f.partition, "partition"}, {f.asymmetric, "asymmetric"}, {f.isolateLeader, "isolate-leader"},
 		{f.crash, "crash"}, {f.crashWindow, "crash-window"}, {f.transfer, "transfer"},
-		{f.campaign, "campaign"}, {f.leaseHunt, "lease-attack"},
+		{f.campaign, "campaign"}, {f.leaseHunt, "lease-attack"}, {f.restartAll, "restart-all"},
 	} {
 		if x.on {
 			out = append(out, x.name)
@@ -96,6 +99,9 @@ type simParams struct {
 	jitter, clientHop    time.Duration
 	loss, dup, reorder   float64
 	reorderMax           time.Duration
+	late                 float64       // share of messages delivered very late
+	lateMax              time.Duration // up to this much later than their latency
+	maxUncommitted       uint64
 	fsyncMin, fsyncMax   time.Duration
 	heartbeat, lease     time.Duration
 	electionMin          time.Duration
@@ -131,10 +137,13 @@ func (p simParams) describe() string {
 		}
 		fmt.Fprintf(&b, "%.4f", r)
 	}
-	fmt.Fprintf(&b, "]; loss %g dup %g reorder %g; faults %v every %v; %d clients on %d keys for %v",
-		p.loss, p.dup, p.reorder, p.faults.names(), p.faults.every, p.clients, p.keys, p.duration)
+	fmt.Fprintf(&b, "]; loss %g dup %g reorder %g late %g; faults %v every %v; %d clients on %d keys for %v",
+		p.loss, p.dup, p.reorder, p.late, p.faults.names(), p.faults.every, p.clients, p.keys, p.duration)
 	if p.snapshotEvery > 0 {
 		fmt.Fprintf(&b, "; snapshot every %d entries", p.snapshotEvery)
+	}
+	if p.maxUncommitted > 0 {
+		fmt.Fprintf(&b, "; max %d uncommitted bytes", p.maxUncommitted)
 	}
 	if p.maxSizePerMsg > 0 || p.maxInflight > 0 {
 		fmt.Fprintf(&b, "; max msg %d bytes, %d inflight", p.maxSizePerMsg, p.maxInflight)
@@ -295,6 +304,17 @@ func randomParams(seed int64) simParams {
 	p.clientTimeout = 2*p.electionMax + 4*maxOneWay
 	p.duration = p.electionMax * time.Duration(8+r.IntN(9))
 	p.mix = opMix{set: 0.35, del: 0.05, lease: 0.45, index: 0.2, log: 0.1, randomNode: 0.2}
+
+	// Later additions draw from their own stream, so that every seed keeps the setup it
+	// had when a finding quoted it.
+	x := rand.New(rand.NewPCG(uint64(seed), 0x7e57))
+	p.late = []float64{0, 0, 0, 0.002, 0.01}[x.IntN(5)]
+	p.lateMax = 3 * p.electionMax
+	if x.IntN(5) == 0 {
+		p.maxUncommitted = uint64(64 + x.IntN(512))
+	}
+	f.restartAll = x.IntN(6) == 0
+	f.skip(*simSkip)
 	return p
 }
 
@@ -308,7 +328,11 @@ func (p simParams) staleBound() time.Duration {
 		maxOneWay = max(maxOneWay, slices.Max(row))
 	}
 	slowest := slices.Min(p.rates)
-	return time.Duration(float64(p.staleness)/slowest) + maxOneWay + p.jitter + p.reorderMax + 4*p.fsyncMax + p.heartbeat
+	delay := p.reorderMax
+	if p.late > 0 {
+		delay = max(delay, p.lateMax)
+	}
+	return time.Duration(float64(p.staleness)/slowest) + maxOneWay + p.jitter + delay + 4*p.fsyncMax + p.heartbeat
 }
 
 // runOne runs one seeded simulation and checks its history.
@@ -359,6 +383,7 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 				MaxStaleness:            p.staleness,
 				MaxSizePerMsg:           p.maxSizePerMsg,
 				MaxInflightMsgs:         p.maxInflight,
+				MaxUncommittedBytes:     p.maxUncommitted,
 				testingSkipOldLeaseWait: p.skipOldLeaseWait,
 			},
 			clock: nodeClock{offset: p.offsets[i], rate: p.rates[i]},
