@@ -1,0 +1,284 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/georaft/georaft/history"
+	"github.com/georaft/georaft/lab"
+)
+
+// The integration tests below run real georaftd processes built once per test binary.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	binary    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+func georaftd(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "chaos-georaftd-")
+		if buildErr == nil {
+			binary, buildErr = BuildGeoraftd(context.Background(), buildDir)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// testLog sends the harness's progress lines to the test log (shown on failure or -v).
+type testLog struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	for {
+		line, err := l.buf.ReadString('\n')
+		if err != nil {
+			l.buf.WriteString(line)
+			return len(p), nil
+		}
+		l.t.Log(strings.TrimSuffix(line, "\n"))
+	}
+}
+
+// TestChaosEveryFaultKind runs one round of every fault kind (two without -short) on five
+// real processes under load, then checks the history, durability across a kill -9 of the
+// whole cluster, and convergence. It then shows on that same recorded history that the
+// checks flag a stale lease read and a lost write, and that a failed run leaves its
+// artifacts and a replay command.
+func TestChaosEveryFaultKind(t *testing.T) {
+	const seed = 20251127
+	rounds := 2
+	if testing.Short() {
+		rounds = 1
+	}
+	gen := NewGenerator(seed, AllKinds, LANTiming)
+	var faults []Fault
+	for range rounds * len(AllKinds) {
+		faults = append(faults, gen.Next())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	opts := Options{
+		SetupOptions: SetupOptions{Georaftd: georaftd(t), WorkDir: t.TempDir(), Log: &testLog{t: t}},
+		Schedule:     &Schedule{Seed: seed, Faults: faults},
+		ArtifactsDir: t.TempDir(),
+		CheckTimeout: time.Minute,
+	}
+	rep, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary strings.Builder
+	rep.WriteSummary(&summary)
+	t.Log("\n" + summary.String())
+	if !rep.OK() {
+		t.Fatalf("the run found %d anomalies (artifacts in %s; replay: %s)", len(rep.Anomalies), rep.ArtifactsDir, rep.ReplayCommand)
+	}
+	for _, k := range AllKinds {
+		if rep.Faults[k] != rounds {
+			t.Errorf("fault kind %s injected %d times, want %d", k, rep.Faults[k], rounds)
+		}
+	}
+	if rep.LostWrites != 0 {
+		t.Errorf("%d lost writes", rep.LostWrites)
+	}
+	// A run in which almost nothing was acknowledged proves nothing.
+	if rep.AckedWrites < 100 || rep.Checked < 500 {
+		t.Errorf("only %d writes acknowledged and %d operations checked", rep.AckedWrites, rep.Checked)
+	}
+	if rep.Converged.AppliedIndex == 0 || rep.ConvergedRestart.StateHash != rep.Converged.StateHash {
+		t.Errorf("convergence before (%+v) and after (%+v) the full restart", rep.Converged, rep.ConvergedRestart)
+	}
+	probed := false
+	for _, ev := range rep.Events {
+		probed = probed || (ev.Fault.Kind == PauseLeader && len(ev.Probes) > 0)
+	}
+	if !probed {
+		t.Error("no lease read probed a resumed leader")
+	}
+	if pids := leftoverPIDs(t, rep); len(pids) > 0 {
+		t.Errorf("georaftd processes still running after the run: %v", pids)
+	}
+
+	t.Run("checks flag a stale lease read injected into the recorded history", func(t *testing.T) {
+		ops, key := injectStaleRead(t, rep.ops)
+		res, anomalies, _ := analyze(ops, rep.Events, nil, rep.Timing, time.Minute)
+		if res.Verdict != history.Violation || !slices.Contains(res.IllegalKeys, key) {
+			t.Fatalf("porcupine verdict %s on keys %v, want a violation on %s", res.Verdict, res.IllegalKeys, key)
+		}
+		if !hasAnomaly(anomalies, AnomalyLinearizability, key) {
+			t.Fatalf("anomalies %v do not name the linearizability violation on %s", anomalies, key)
+		}
+	})
+	t.Run("checks flag a lost write in the recorded history", func(t *testing.T) {
+		ops, key := injectLostWrite(t, rep.ops)
+		_, anomalies, lost := analyze(ops, rep.Events, nil, rep.Timing, time.Minute)
+		if lost != 1 || !hasAnomaly(anomalies, AnomalyLostWrite, key) {
+			t.Fatalf("%d lost writes, anomalies %v: want the lost write on %s", lost, anomalies, key)
+		}
+	})
+	t.Run("a failed run leaves its history, visualization, schedule and replay command", func(t *testing.T) {
+		ops, _ := injectStaleRead(t, rep.ops)
+		failed := *rep
+		failed.check, failed.Anomalies, _ = analyze(ops, rep.Events, nil, rep.Timing, time.Minute)
+		dir := t.TempDir()
+		if err := writeArtifacts(Options{ArtifactsDir: dir, ReplayBinary: "bin/georaft-chaos"}, &failed, faults, ops, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"history.html", "history.json", "schedule.json", "summary.txt", "report.json"} {
+			if info, err := os.Stat(filepath.Join(failed.ArtifactsDir, name)); err != nil || info.Size() == 0 {
+				t.Errorf("artifact %s: %v", name, err)
+			}
+		}
+		schedulePath := filepath.Join(failed.ArtifactsDir, "schedule.json")
+		if failed.ReplayCommand != "bin/georaft-chaos run --schedule "+schedulePath {
+			t.Errorf("replay command %q", failed.ReplayCommand)
+		}
+		replay, err := ReadSchedule(schedulePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if replay.Seed != seed || !slices.Equal(replay.Faults, faults) {
+			t.Errorf("schedule.json replays seed %d with %d faults, want seed %d with the run's %d", replay.Seed, len(replay.Faults), seed, len(faults))
+		}
+		summary, err := os.ReadFile(filepath.Join(failed.ArtifactsDir, "summary.txt"))
+		if err != nil || !strings.Contains(string(summary), "result: FAIL") || !strings.Contains(string(summary), "replay: bin/georaft-chaos run --schedule") {
+			t.Errorf("summary.txt does not say FAIL with the replay command: %v\n%s", err, summary)
+		}
+	})
+}
+
+// TestFailoverWindows kills the leader under load three times and checks the measured
+// windows against the configured timing: each needed an election (longer than half the
+// minimum election timeout) and was over well within 3 × (election timeout max + lease).
+func TestFailoverWindows(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := MeasureFailover(ctx, FailoverOptions{
+		SetupOptions: SetupOptions{Georaftd: georaftd(t), WorkDir: t.TempDir(), Log: &testLog{t: t}},
+		Repeats:      3, Seed: 7, CheckTimeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary strings.Builder
+	rep.WriteSummary(&summary)
+	t.Log("\n" + summary.String())
+	if len(rep.Anomalies) > 0 {
+		t.Fatalf("anomalies during the failover measurement: %v", rep.Anomalies)
+	}
+	timing := rep.Timing
+	lower := timing.ElectionTimeoutMin / 2
+	upper := 3 * (timing.ElectionTimeoutMax + timing.LeaseDuration)
+	if len(rep.Samples) != 3 {
+		t.Fatalf("%d samples, want 3", len(rep.Samples))
+	}
+	for i, s := range rep.Samples {
+		if !s.Complete {
+			t.Errorf("sample %d incomplete: %+v", i, s)
+			continue
+		}
+		if s.NewLeader == s.Killed {
+			t.Errorf("sample %d: the first write after the kill was served by the killed node %d", i, s.Killed)
+		}
+		for name, w := range map[string]time.Duration{"write": s.WriteWindow.D(), "lease-read": s.LeaseWindow.D()} {
+			if w <= lower || w >= upper {
+				t.Errorf("sample %d: %s unavailability %s, want between election timeout min / 2 (%s) and 3 × (election timeout max + lease) (%s)",
+					i, name, w, lower, upper)
+			}
+		}
+	}
+}
+
+// leftoverPIDs asks lab, from the run's configs, which georaftd of the cluster still runs.
+func leftoverPIDs(t *testing.T, rep *Report) []int {
+	t.Helper()
+	c, err := lab.OpenCluster(lab.ClusterOptions{ConfigDir: filepath.Join(rep.WorkDir, "configs"), WorkDir: rep.WorkDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.RunningPIDs()
+}
+
+func hasAnomaly(anomalies []Anomaly, kind, key string) bool {
+	for _, a := range anomalies {
+		if a.Kind == kind && strings.Contains(a.Detail, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// injectStaleRead appends a lease read that returns a value certainly overwritten before it
+// was called: the read a leader serving from an expired lease would give.
+func injectStaleRead(t *testing.T, ops []history.Op) ([]history.Op, string) {
+	t.Helper()
+	for i, older := range ops {
+		if older.Kind != history.Set || older.Outcome != history.OK {
+			continue
+		}
+		for _, newer := range ops[i+1:] {
+			if newer.Key == older.Key && newer.Kind == history.Set && newer.Outcome == history.OK && newer.Call > older.Return {
+				stale := history.Op{ClientID: 77_777, Kind: history.Get, Mode: history.ModeLease, Key: older.Key,
+					Value: older.Value, Found: true, Call: newer.Return + 1, Return: newer.Return + 2, Outcome: history.OK,
+					Note: "injected stale read"}
+				return append(slices.Clone(ops), stale), older.Key
+			}
+		}
+	}
+	t.Fatal("the recorded history has no key with two acknowledged writes, one after the other")
+	return nil, ""
+}
+
+// injectLostWrite rewrites one final read to return a value that a later acknowledged write
+// replaced, as if that write had not survived the full restart.
+func injectLostWrite(t *testing.T, ops []history.Op) ([]history.Op, string) {
+	t.Helper()
+	out := slices.Clone(ops)
+	for i, final := range out {
+		if final.ClientID != finalClientID || final.Outcome != history.OK {
+			continue
+		}
+		for j, older := range ops {
+			if older.Key != final.Key || older.Kind != history.Set || older.Outcome != history.OK {
+				continue
+			}
+			replaced := false
+			for _, newer := range ops[j+1:] {
+				replaced = replaced || (newer.Key == older.Key && newer.Kind != history.Get && newer.Outcome == history.OK && newer.Call > older.Return)
+			}
+			if replaced {
+				out[i].Found, out[i].Value, out[i].Note = true, older.Value, "injected: an overwritten value"
+				return out, final.Key
+			}
+		}
+	}
+	t.Fatal("no final read of a key whose value was overwritten by an acknowledged write")
+	return nil, ""
+}

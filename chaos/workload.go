@@ -1,0 +1,337 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/history"
+)
+
+// WorkloadOptions shape the clients.
+type WorkloadOptions struct {
+	// Clients is the number of concurrent clients, each with its own client identity.
+	Clients int
+	// Keys is the size of the key space; each write gets a value no other write uses.
+	Keys int
+	// ThinkTime is the pause between one client's operations (uniform in [0, 2×ThinkTime]),
+	// so the clients load the cluster without starving it on a small machine.
+	ThinkTime time.Duration
+	// RequestTimeout bounds one operation, retries included.
+	RequestTimeout time.Duration
+	// Seed picks operations and keys.
+	Seed int64
+}
+
+func (o WorkloadOptions) withDefaults() WorkloadOptions {
+	if o.Clients <= 0 {
+		o.Clients = 6
+	}
+	if o.Keys <= 0 {
+		o.Keys = 40
+	}
+	if o.ThinkTime < 0 {
+		o.ThinkTime = 0
+	} else if o.ThinkTime == 0 {
+		o.ThinkTime = 10 * time.Millisecond
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 3 * time.Second
+	}
+	return o
+}
+
+// Clock is the harness's monotonic clock: nanoseconds since the run started. Histories,
+// fault times and windows all use it.
+type Clock struct{ start time.Time }
+
+// NewClock starts a clock at zero now.
+func NewClock() *Clock { return &Clock{start: time.Now()} }
+
+// Now is the time on the clock.
+func (c *Clock) Now() int64 { return int64(time.Since(c.start)) }
+
+// Served is one successful operation, as the failover measurement needs it: when it
+// returned, which node served it and in which mode.
+type Served struct {
+	Kind   history.Kind
+	Mode   history.Mode // for reads: the mode that served it
+	Asked  history.Mode // for reads: the mode asked for
+	Node   uint64
+	Term   uint64
+	Call   int64
+	Return int64
+}
+
+// Workload runs the clients and records every operation.
+type Workload struct {
+	opts    WorkloadOptions
+	cluster *Cluster
+	clock   *Clock
+	rec     *history.Recorder
+	keys    []string
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	served []Served
+	counts map[string]int // "set ok", "get lease->index", ...
+
+	lastWriteAck atomic.Int64
+}
+
+// StartWorkload starts opts.Clients clients against the cluster's client links.
+func StartWorkload(cluster *Cluster, clock *Clock, rec *history.Recorder, opts WorkloadOptions) (*Workload, error) {
+	opts = opts.withDefaults()
+	w := &Workload{opts: opts, cluster: cluster, clock: clock, rec: rec, stop: make(chan struct{}), counts: map[string]int{}}
+	for i := range opts.Keys {
+		w.keys = append(w.keys, fmt.Sprintf("k%03d", i))
+	}
+	w.lastWriteAck.Store(-1)
+	ids := cluster.IDs()
+	var clients []*client.Client
+	for i := range opts.Clients {
+		home := ids[i%len(ids)]
+		endpoints, nodeIDs := cluster.ClientEndpoints(home)
+		cl, err := client.New(client.Options{
+			Endpoints: endpoints, NodeIDs: nodeIDs,
+			// Stale reads go to the client's home node (the first endpoint: the client
+			// does not know regions until it probes, and it probes only with a region).
+			RequestTimeout: opts.RequestTimeout,
+			AttemptTimeout: opts.RequestTimeout / 3,
+			ClientID:       uint64(1000 + i),
+		})
+		if err != nil {
+			for _, c := range clients {
+				c.Close()
+			}
+			return nil, fmt.Errorf("client %d: %w", i, err)
+		}
+		clients = append(clients, cl)
+	}
+	for i, cl := range clients {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			defer cl.Close()
+			w.runClient(i, cl, rand.New(rand.NewPCG(uint64(opts.Seed), uint64(i))))
+		}()
+	}
+	return w, nil
+}
+
+// Stop asks every client to finish its operation in flight and waits for them.
+func (w *Workload) Stop() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	w.wg.Wait()
+}
+
+// Keys is the key space.
+func (w *Workload) Keys() []string { return append([]string(nil), w.keys...) }
+
+// Counts is how many operations ended how, by "kind outcome" (e.g. "get lease->index ok").
+func (w *Workload) Counts() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int, len(w.counts))
+	for k, v := range w.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Served returns every successful operation so far.
+func (w *Workload) Served() []Served {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Served(nil), w.served...)
+}
+
+// LastWriteAck is when the latest acknowledged write returned, or -1.
+func (w *Workload) LastWriteAck() int64 { return w.lastWriteAck.Load() }
+
+// WaitWriteAfter waits until some write is acknowledged after t, and returns when.
+func (w *Workload) WaitWriteAfter(ctx context.Context, t int64, timeout time.Duration) (int64, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if ack := w.lastWriteAck.Load(); ack > t {
+			return ack, true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// WaitServedAfter waits until an operation matching ok returned after t.
+func (w *Workload) WaitServedAfter(ctx context.Context, t int64, timeout time.Duration, ok func(Served) bool) bool {
+	deadline := time.Now().Add(timeout)
+	seen := 0
+	for {
+		w.mu.Lock()
+		for _, s := range w.served[seen:] {
+			if s.Return > t && ok(s) {
+				w.mu.Unlock()
+				return true
+			}
+		}
+		seen = len(w.served)
+		w.mu.Unlock()
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (w *Workload) count(key string) {
+	w.mu.Lock()
+	w.counts[key]++
+	w.mu.Unlock()
+}
+
+func (w *Workload) note(s Served) {
+	w.mu.Lock()
+	w.served = append(w.served, s)
+	w.mu.Unlock()
+	if s.Kind != history.Get {
+		for {
+			cur := w.lastWriteAck.Load()
+			if s.Return <= cur || w.lastWriteAck.CompareAndSwap(cur, s.Return) {
+				break
+			}
+		}
+	}
+}
+
+// operation mix: writes are a third, reads spread over the four modes with lease reads the
+// most common, since the lease is what the harness is after.
+func pickOp(rng *rand.Rand) (history.Kind, history.Mode) {
+	switch r := rng.IntN(100); {
+	case r < 28:
+		return history.Set, 0
+	case r < 33:
+		return history.Delete, 0
+	case r < 63:
+		return history.Get, history.ModeLease
+	case r < 75:
+		return history.Get, history.ModeIndex
+	case r < 85:
+		return history.Get, history.ModeLog
+	default:
+		return history.Get, history.ModeStale
+	}
+}
+
+func toClientMode(m history.Mode) client.ReadMode {
+	switch m {
+	case history.ModeIndex:
+		return client.ReadIndex
+	case history.ModeLog:
+		return client.ReadLog
+	case history.ModeStale:
+		return client.ReadStale
+	}
+	return client.ReadLease
+}
+
+func fromClientMode(m client.ReadMode) history.Mode {
+	switch m {
+	case client.ReadIndex:
+		return history.ModeIndex
+	case client.ReadLog:
+		return history.ModeLog
+	case client.ReadStale:
+		return history.ModeStale
+	}
+	return history.ModeLease
+}
+
+func (w *Workload) runClient(id int, cl *client.Client, rng *rand.Rand) {
+	clientID := id + 1
+	seq := 0
+	for {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		kind, mode := pickOp(rng)
+		key := w.keys[rng.IntN(len(w.keys))]
+		// Operations are not cancelled by Stop: each finishes (or times out) so that its
+		// outcome is known as well as it can be.
+		ctx, cancel := context.WithTimeout(context.Background(), w.opts.RequestTimeout)
+		switch kind {
+		case history.Set:
+			seq++
+			value := fmt.Sprintf("c%d-%d", clientID, seq)
+			call := w.rec.Begin(history.Op{ClientID: clientID, Kind: history.Set, Key: key, Value: value})
+			res, err := cl.Set(ctx, key, []byte(value))
+			w.finishWrite(call, history.Set, res, err)
+		case history.Delete:
+			call := w.rec.Begin(history.Op{ClientID: clientID, Kind: history.Delete, Key: key})
+			res, err := cl.Delete(ctx, key)
+			w.finishWrite(call, history.Delete, res, err)
+		case history.Get:
+			call := w.rec.Begin(history.Op{ClientID: clientID, Kind: history.Get, Key: key, Mode: mode})
+			start := w.clock.Now()
+			res, err := cl.Get(ctx, key, toClientMode(mode))
+			if err != nil {
+				// A failed read constrains nothing either way.
+				call.Unknown(err)
+				w.count("get " + mode.String() + " error")
+				break
+			}
+			served := fromClientMode(res.Served)
+			call.Read(res.Found, string(res.Value), served)
+			call.Annotate(fmt.Sprintf("n%d t%d", res.NodeID, res.Term))
+			label := "get " + mode.String()
+			if served != mode {
+				label += "->" + served.String()
+			}
+			w.count(label + " ok")
+			w.note(Served{Kind: history.Get, Mode: served, Asked: mode, Node: res.NodeID, Term: res.Term, Call: start, Return: w.clock.Now()})
+		}
+		cancel()
+		if w.opts.ThinkTime > 0 {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(time.Duration(rng.Int64N(int64(2*w.opts.ThinkTime) + 1))):
+			}
+		}
+	}
+}
+
+// finishWrite records a write's outcome. Only a request the node refused as malformed is
+// known not to have been applied; any other failure (deadline, connection cut, leader lost
+// mid-flight) may have been applied, now or later, and is recorded as unknown.
+func (w *Workload) finishWrite(call *history.Call, op history.Kind, res client.WriteResult, err error) {
+	kind := op.String()
+	if err != nil {
+		if errors.Is(err, client.ErrInvalidArgument) {
+			call.Fail(err)
+			w.count(kind + " failed")
+			return
+		}
+		call.Unknown(err)
+		w.count(kind + " unknown")
+		return
+	}
+	call.Wrote()
+	call.Annotate(fmt.Sprintf("n%d t%d i%d", res.NodeID, res.Term, res.Index))
+	w.count(kind + " ok")
+	now := w.clock.Now()
+	w.note(Served{Kind: op, Node: res.NodeID, Term: res.Term, Return: now})
+}
