@@ -23,10 +23,10 @@ const (
 	AnomalyFinalRead       = "final-read"      // a key could not be read back after the full restart
 	AnomalyDivergence      = "divergence"      // replicas differ at one applied index, or never converge
 	AnomalyLeaseAfterPause = "lease-after-pause"
-	AnomalyCrash           = "crash"        // a node exited on its own
-	AnomalyNoRecovery      = "no-recovery"  // no write succeeded after a heal before the deadline
+	AnomalyCrash           = "crash"         // a node exited on its own
+	AnomalyNoRecovery      = "no-recovery"   // no write succeeded after a heal before the deadline
 	AnomalySlowRecovery    = "slow-recovery" // writes came back later than the stated bound
-	AnomalyHarness         = "harness"      // the harness could not do what the schedule said
+	AnomalyHarness         = "harness"       // the harness could not do what the schedule said
 )
 
 // Anomaly is one thing a run found wrong.
