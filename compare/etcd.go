@@ -97,6 +97,7 @@ func (r *runner) startEtcdLoopback(ctx context.Context, cl *cleanups) (system, e
 	if e.term, err = r.pinEtcd(ctx, c, e.leader); err != nil {
 		return nil, err
 	}
+	c.StopFirst = e.leader
 	m1, _ := c.Member(e.leader)
 	if e.driver, err = NewEtcdDriver([]string{m1.ClientAddr()}, 10*time.Second); err != nil {
 		return nil, err
@@ -193,6 +194,7 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 	if e.term, err = r.pinEtcd(ctx, c, e.leader); err != nil {
 		return nil, nil, err
 	}
+	c.StopFirst = e.leader
 	checks := r.checkEtcdLinks(ctx, plan)
 	for _, ch := range checks {
 		if ch.Error != "" {
@@ -217,12 +219,13 @@ func memberInRegion(p NetPlan, region string) (NetMember, bool) {
 
 // checkEtcdLinks measures every ordered pair's round trip the way etcd's own traffic goes:
 // from inside member A's namespace, HTTP requests to B's advertised peer URL (DNAT, A's
-// proxy, B's back door). The pairs run in parallel.
+// proxy, B's back door). A few pairs run at a time.
 func (r *runner) checkEtcdLinks(ctx context.Context, plan NetPlan) []LinkCheck {
 	var (
 		mu     sync.Mutex
 		checks []LinkCheck
 		wg     sync.WaitGroup
+		slots  = make(chan struct{}, 4)
 	)
 	for _, rule := range plan.NATRules() {
 		from, to := plan.Members[rule.From-1], plan.Members[rule.To-1]
@@ -230,6 +233,8 @@ func (r *runner) checkEtcdLinks(ctx context.Context, plan NetPlan) []LinkCheck {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			ch := LinkCheck{From: from.ID, To: to.ID, FromRegion: from.Region, ToRegion: to.Region, Target: target}
 			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()

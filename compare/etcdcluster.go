@@ -57,6 +57,8 @@ type EtcdCluster struct {
 	// RunDir holds each member's PID file and logs (NAME.pid, NAME.stdout, NAME.stderr).
 	RunDir string
 	Out    io.Writer
+	// StopFirst names the member Stop stops before the others (the pinned leader).
+	StopFirst string
 }
 
 func (c *EtcdCluster) pidFile(m EtcdMember) string { return filepath.Join(c.RunDir, m.Name+".pid") }
@@ -189,24 +191,36 @@ func (c *EtcdCluster) Start(ctx context.Context) error {
 }
 
 // Stop stops every member its PID file names, if that PID is still etcd with the member's
-// data dir: SIGTERM, SIGKILL after a grace period. Members stop in parallel.
+// data dir: SIGTERM, SIGKILL after a grace period. StopFirst (the leader) goes alone first:
+// it hands leadership to a live peer and exits at once, where stopped together with its
+// peers it would wait out the grace period. The others stop in parallel.
 func (c *EtcdCluster) Stop(ctx context.Context) error {
-	errs := make(chan error, len(c.Members))
-	for _, m := range c.Members {
-		go func() {
-			outcome, pid, err := lab.StopByPIDFile(ctx, c.pidFile(m), EtcdWithDataDir(m.DataDir), 5*time.Second)
-			if err != nil {
-				errs <- fmt.Errorf("stop etcd %s: %w", m.Name, err)
-				return
-			}
-			if outcome != lab.NoPIDFile {
-				fmt.Fprintf(c.out(), "etcd %s: pid %d %s\n", m.Name, pid, outcome)
-			}
-			errs <- nil
-		}()
+	stop := func(m EtcdMember) error {
+		outcome, pid, err := lab.StopByPIDFile(ctx, c.pidFile(m), EtcdWithDataDir(m.DataDir), 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("stop etcd %s: %w", m.Name, err)
+		}
+		if outcome != lab.NoPIDFile {
+			fmt.Fprintf(c.out(), "etcd %s: pid %d %s\n", m.Name, pid, outcome)
+		}
+		return nil
 	}
 	var all []error
-	for range c.Members {
+	rest := c.Members
+	if first, ok := c.Member(c.StopFirst); ok {
+		all = append(all, stop(first))
+		rest = nil
+		for _, m := range c.Members {
+			if m.Name != first.Name {
+				rest = append(rest, m)
+			}
+		}
+	}
+	errs := make(chan error, len(rest))
+	for _, m := range rest {
+		go func() { errs <- stop(m) }()
+	}
+	for range rest {
 		all = append(all, <-errs)
 	}
 	return errors.Join(all...)

@@ -112,6 +112,7 @@ func (res *Result) WriteReport(w io.Writer) error {
 		for _, n := range er.Notes {
 			fmt.Fprintf(&b, "NOTE: %s\n", n)
 		}
+		fmt.Fprintf(&b, "%s\n", er.idleText())
 	}
 	b.WriteString("\n=== targets ===\n")
 	trows := [][]string{{"", "env", "target", "goal", "measured"}}
@@ -134,6 +135,11 @@ func (res *Result) WriteReport(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func (er EnvResult) idleText() string {
+	return fmt.Sprintf("idle servers (no load, heartbeats only): georaft %.1f%% of a core, etcd %.1f%%; CPU/op figures are net of it",
+		100*er.IdleServerCPU["georaft"].Seconds(), 100*er.IdleServerCPU["etcd"].Seconds())
 }
 
 func (res *Result) floorsText() string {
@@ -165,7 +171,7 @@ func linkCheckSummary(checks []LinkCheck) string {
 	if n == 0 {
 		return "etcd links: no successful probe"
 	}
-	return fmt.Sprintf("etcd peer links probed from inside each namespace (HTTP to the advertised peer URL, median of 5): mean %+.2fms over the matrix, worst %d->%d %s for %s",
+	return fmt.Sprintf("etcd peer links probed from inside each namespace (HTTP to the advertised peer URL, fastest of 5): mean %+.2fms over the matrix, worst %d->%d %s for %s",
 		float64(sum)/float64(n)/float64(time.Millisecond), worst.From, worst.To, fmtLat(worst.Measured), fmtLat(worst.Target))
 }
 
@@ -233,12 +239,13 @@ func (res *Result) MarshalJSON() ([]byte, error) {
 		Etcd        jsonRun `json:"etcd"`
 	}
 	type env struct {
-		Name       string      `json:"name"`
-		Emulation  []string    `json:"emulation"`
-		LoadAvg    string      `json:"load_avg_at_start"`
-		Notes      []string    `json:"notes"`
-		LinkChecks []linkCheck `json:"etcd_link_checks,omitempty"`
-		Workloads  []workload  `json:"workloads"`
+		Name       string             `json:"name"`
+		Emulation  []string           `json:"emulation"`
+		LoadAvg    string             `json:"load_avg_at_start"`
+		Notes      []string           `json:"notes"`
+		LinkChecks []linkCheck        `json:"etcd_link_checks,omitempty"`
+		Workloads  []workload         `json:"workloads"`
+		IdleCPU    map[string]float64 `json:"idle_server_cpu_percent_of_core"`
 	}
 	var ratios []ratio
 	for _, r := range res.Ratios {
@@ -251,7 +258,10 @@ func (res *Result) MarshalJSON() ([]byte, error) {
 	}
 	var envs []env
 	for _, er := range res.Envs {
-		e := env{Name: er.Name, Emulation: er.Emulation, LoadAvg: er.LoadAvg, Notes: append([]string{}, er.Notes...)}
+		e := env{Name: er.Name, Emulation: er.Emulation, LoadAvg: er.LoadAvg, Notes: append([]string{}, er.Notes...), IdleCPU: map[string]float64{}}
+		for sys, d := range er.IdleServerCPU {
+			e.IdleCPU[sys] = math.Round(1000*d.Seconds()) / 10
+		}
 		for _, c := range er.LinkChecks {
 			e.LinkChecks = append(e.LinkChecks, linkCheck{c.From, c.To, c.FromRegion, c.ToRegion, millis(c.Target), millis(c.Measured), c.Error})
 		}
@@ -329,7 +339,7 @@ func (res *Result) WriteMarkdown(w io.Writer) error {
 		for _, n := range er.Notes {
 			fmt.Fprintf(&b, "\n**Note:** %s\n", n)
 		}
-		fmt.Fprintf(&b, "\nEvery row measured (CPU per operation: server processes, and the harness's load generator + client library):\n\n")
+		fmt.Fprintf(&b, "\nEvery row measured (CPU per operation: server processes net of idle, and the harness's load generator + client library). %s.\n\n", er.idleText())
 		b.WriteString(mdTable(er.measurementRows()))
 		if len(er.Emulation) > 0 {
 			b.WriteString("\nEmulation:\n\n")

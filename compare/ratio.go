@@ -15,6 +15,9 @@ type SystemRun struct {
 	ServerCPU time.Duration
 	ProxyCPU  time.Duration
 	ClientCPU time.Duration
+	// IdleServerCPU is the servers' CPU per second of wall time with no load (heartbeats,
+	// timers), measured before the workloads; ServerCPUPerOp takes it out.
+	IdleServerCPU time.Duration
 	// LeaderNote is the leadership check after the run; empty when leadership held.
 	LeaderNote string
 }
@@ -28,9 +31,13 @@ func (s SystemRun) Ops() int64 {
 	return n
 }
 
-// ServerCPUPerOp is server CPU per measured operation. The CPU window includes the warmup,
-// so it is scaled by the measured share of the run's time.
-func (s SystemRun) ServerCPUPerOp() time.Duration { return s.perOp(s.ServerCPU) }
+// ServerCPUPerOp is server CPU per measured operation, net of what the servers burn idle
+// over the same time (at one client, heartbeats would otherwise dominate). The CPU window
+// includes the warmup, so it is scaled by the measured share of the run's time.
+func (s SystemRun) ServerCPUPerOp() time.Duration {
+	idle := time.Duration(float64(s.IdleServerCPU) * s.Report.Elapsed.Seconds())
+	return s.perOp(max(s.ServerCPU-idle, 0))
+}
 
 // ClientCPUPerOp is the harness's CPU per measured operation.
 func (s SystemRun) ClientCPUPerOp() time.Duration { return s.perOp(s.ClientCPU) }

@@ -96,6 +96,8 @@ type EnvResult struct {
 	LinkChecks []LinkCheck
 	// Notes are anything that makes the figures less comparable (a leader change).
 	Notes []string
+	// IdleServerCPU is each system's server CPU per second of wall time with no load.
+	IdleServerCPU map[string]time.Duration
 }
 
 // Result is a whole compare run.
@@ -381,7 +383,16 @@ func (r *runner) runEnv(ctx context.Context, env string) (er EnvResult, err erro
 		er.LinkChecks = checks
 		er.Emulation = r.geoEmulationText()
 	}
+	idle := map[system]time.Duration{}
 	for _, s := range []system{g, e} {
+		if idle[s], err = idleCPU(ctx, s, 3*time.Second); err != nil {
+			return er, err
+		}
+		fmt.Fprintf(r.out, "%s idle: servers use %.1f%% of a core\n", s.Name(), 100*idle[s].Seconds())
+		if er.IdleServerCPU == nil {
+			er.IdleServerCPU = map[string]time.Duration{}
+		}
+		er.IdleServerCPU[s.Name()] = idle[s]
 		if err := r.prefill(ctx, s); err != nil {
 			return er, err
 		}
@@ -401,6 +412,7 @@ func (r *runner) runEnv(ctx context.Context, env string) (er EnvResult, err erro
 			}
 			fmt.Fprintf(r.out, "%s: %s on %s\n", env, w.Name, s.Name())
 			run, err := r.measure(ctx, env, s, w, modes)
+			run.IdleServerCPU = idle[s]
 			if s == g {
 				wr.Georaft = run
 			} else {
@@ -427,6 +439,19 @@ func (r *runner) runEnv(ctx context.Context, env string) (er EnvResult, err erro
 		}
 	}
 	return er, nil
+}
+
+// idleCPU is the servers' CPU time per second of wall time while nothing is asked of them.
+func idleCPU(ctx context.Context, s system, window time.Duration) (time.Duration, error) {
+	pids := s.ServerPIDs()
+	start, cpu0 := time.Now(), cpuOf(pids)
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(window):
+	}
+	used := cpuOf(pids) - cpu0
+	return time.Duration(float64(used) / time.Since(start).Seconds()), nil
 }
 
 // prefill writes every key once, unmeasured, so reads find values.

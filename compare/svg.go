@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -50,10 +51,8 @@ func svgEscape(s string) string {
 // WriteSVG draws every ratio row as three bars from the 1× line: right of it georaft has
 // more throughput or higher latency than etcd, left of it less.
 func (res *Result) WriteSVG(w io.Writer) error {
-	bands := 0
-	for _, er := range res.Envs {
-		bands += 1 + len(ratioTableRows(res.Ratios, er.Name)) - 1
-	}
+	// A band per environment heading, and one per ratio row.
+	bands := len(res.Envs) + len(res.Ratios)
 	height := svgTop + bands*svgBand + 60
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif">`+"\n",
@@ -76,7 +75,7 @@ func (res *Result) WriteSVG(w io.Writer) error {
 			stroke, width = "#555", 1.5
 		}
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="%.1f"/>`+"\n", x, svgTop-8, x, bottom, stroke, width)
-		svgText(&b, x, bottom+16, 11, "middle", "normal", "#444", fmtRatio(tick))
+		svgText(&b, x, bottom+16, 11, "middle", "normal", "#444", strconv.FormatFloat(tick, 'f', -1, 64)+"×")
 	}
 	y := float64(svgTop)
 	for _, er := range res.Envs {

@@ -135,7 +135,7 @@ func probeHTTPCmd() *cobra.Command {
 	count := 5
 	cmd := &cobra.Command{
 		Use:   "probe-http",
-		Short: "Print the median round trip in ms of COUNT HTTP GETs to URL on one connection (link checks)",
+		Short: "Print the fastest round trip in ms of COUNT HTTP GETs to URL on one connection (link checks)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
