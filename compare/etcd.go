@@ -134,18 +134,6 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 			ListenClientURLs: []string{m.ClientURL(), urlOf(m.BackDoor, EtcdClientPort)},
 		})
 	}
-	// Members left running by a killed run hold their namespaces: stop them first.
-	if err := c.Stop(ctx); err != nil {
-		return nil, nil, err
-	}
-	network, err := SetupNetwork(ctx, plan, ExecRunner)
-	if err != nil {
-		return nil, nil, err
-	}
-	cl.add(network.Close)
-	fmt.Fprintf(r.out, "etcd: bridge %s (%s) and namespaces %s..%s up, %d DNAT rules\n", plan.Bridge, plan.Subnet,
-		plan.Members[0].Namespace, plan.Members[len(plan.Members)-1].Namespace, len(plan.NATRules()))
-
 	e := &etcdSystem{cluster: c}
 	peerPlans, err := plan.ProxyPlans(r.model)
 	if err != nil {
@@ -172,6 +160,23 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 	for _, m := range plan.Members {
 		procs = append(procs, &ProxyProcess{Name: "etcd-links-" + m.Namespace, Plan: peerPlans[m.ID], Namespace: m.Namespace, Binary: r.opts.Self, RunDir: runDir})
 	}
+	// Members and proxies left running by a killed run live in the namespaces about to be
+	// recreated: stop them first.
+	if err := c.Stop(ctx); err != nil {
+		return nil, nil, err
+	}
+	for _, p := range procs {
+		if err := p.Stop(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	network, err := SetupNetwork(ctx, plan, ExecRunner)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl.add(network.Close)
+	fmt.Fprintf(r.out, "etcd: bridge %s (%s) and namespaces %s..%s up, %d DNAT rules\n", plan.Bridge, plan.Subnet,
+		plan.Members[0].Namespace, plan.Members[len(plan.Members)-1].Namespace, len(plan.NATRules()))
 	for _, p := range procs {
 		cl.add(p.Stop)
 	}

@@ -40,8 +40,8 @@ type Options struct {
 	IntraRegionRTT time.Duration
 	// Compensation is the lab's overshoot compensation, taken off one direction of every
 	// link over 2× it. 0 by default here: see docs/compare.md (it would favour georaft by
-	// up to 1 ms per quorum round, because georaft and etcd use their connections
-	// differently).
+	// 2 ms per round trip, because georaft's messages travel the links' upstream direction
+	// and etcd's the downstream one).
 	Compensation time.Duration
 	// Envs are run in order: EnvLoopback, EnvGeo.
 	Envs      []string
