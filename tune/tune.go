@@ -182,6 +182,9 @@ func (r *Result) measure(m geo.Matrix, preferred string) error {
 			}
 		}
 	}
+	if len(r.Voters) == 1 { // no pair: name the lone region so explanations read sensibly
+		r.FarthestPair = [2]string{r.Voters[0].Region, r.Voters[0].Region}
+	}
 	if preferred == "" {
 		return nil
 	}
