@@ -632,3 +632,51 @@ func TestLaggingFollowerRefusesStaleReads(t *testing.T) {
 			s.status(1).Commit, err)
 	}
 }
+
+// TestNewLeaderIsNotFreshBeforeItsFirstCommit: a newly elected leader does not know which
+// of its entries are committed until an entry of its term commits, so its state may be
+// older than its election suggests. It must not answer stale reads as fresh on the strength
+// of the votes alone (finding F6): here it was cut off from the old leader for longer than
+// MaxStaleness, and its state lacks a write the old leader acknowledged.
+func TestNewLeaderIsNotFreshBeforeItsFirstCommit(t *testing.T) {
+	s := newScene(t, 3)
+	s.campaign(1)
+	s.untilLease(1, time.Millisecond, time.Second)
+	// x reaches node 2's log, and commits with node 2's acknowledgement, but the commit
+	// index never reaches node 2: node 1 is cut off right after.
+	x := s.propose(1, "x")
+	s.drop(msgTo(3))
+	s.deliver(msgAnd(msgType(MsgApp), msgTo(2)))
+	s.deliver(msgAnd(msgType(MsgAppResp), msgTo(1)))
+	if c := s.status(1).Commit; c < x {
+		t.Fatalf("setup: x at %d not committed on node 1 (commit %d)", x, c)
+	}
+	s.isolate(1)
+	s.drop(anyMsg)
+	if c := s.status(2).Commit; c >= x {
+		t.Fatalf("setup: node 2 learned the commit of x (commit %d)", c)
+	}
+	// Long past MaxStaleness (LeaseDuration here), node 2 wins an election; its no-op does
+	// not reach anyone yet.
+	s.advance(scnElectionMax+scnLease, 2, 3)
+	s.drop(anyMsg)
+	s.electAmong(2, []uint64{2, 3}, func(m Message) bool { return m.Type != MsgApp })
+	if c := s.status(2).Commit; c >= x {
+		t.Fatalf("setup: the new leader already knows x is committed (commit %d)", c)
+	}
+	if err := s.r(2).Read(7, ReadStale); !errors.Is(err, ErrTooStale) {
+		t.Errorf("a new leader whose state lacks committed x, %v after its last contact with a leader, accepts a stale read (err %v)",
+			scnElectionMax+scnLease, err)
+	}
+	// Once its no-op commits, its commit covers x, and it is fresh.
+	for range 20 {
+		s.advance(scnHeartbeat, 2, 3)
+		s.settle()
+		if s.status(2).Commit > x {
+			break
+		}
+	}
+	if err := s.r(2).Read(8, ReadStale); err != nil || s.status(2).Commit <= x {
+		t.Errorf("after its first commit (commit %d, x at %d) the new leader refuses stale reads: %v", s.status(2).Commit, x, err)
+	}
+}
