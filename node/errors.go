@@ -26,6 +26,9 @@ const (
 	ReasonShuttingDown     = "SHUTTING_DOWN"
 	ReasonDiskFailed       = "DISK_FAILED"
 	ReasonTransferTimedOut = "TRANSFER_TIMED_OUT"
+	// ReasonStaleSequence rides on FAILED_PRECONDITION: the write's session sequence is older
+	// than one already applied, so it was neither applied nor is its result remembered.
+	ReasonStaleSequence = "STALE_SEQUENCE"
 )
 
 // unavailable builds an UNAVAILABLE status naming its reason.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -195,7 +196,11 @@ func (n *Node) write(ctx context.Context, cmd kv.Command) (proposalResult, error
 // resultError maps a state machine refusal onto a client error.
 func resultError(err error) error {
 	if errors.Is(err, kv.ErrStaleSequence) {
-		return status.Errorf(codes.FailedPrecondition, "%v", err)
+		st := status.New(codes.FailedPrecondition, err.Error()+"; a client must not reuse a session for a new write before the previous one completed")
+		if withDetail, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonStaleSequence, Domain: ErrorDomain}); derr == nil {
+			st = withDetail
+		}
+		return st.Err()
 	}
 	return status.Errorf(codes.Internal, "%v", err)
 }
