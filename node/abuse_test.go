@@ -282,6 +282,7 @@ func TestStreamHoggingClientsDoNotStallOthers(t *testing.T) {
 // A request whose client set no deadline is bounded by the server (defaultRequestTimeout in
 // node/service.go): with the quorum gone it fails instead of pinning a goroutine forever.
 func TestRequestWithoutDeadlineIsBoundedByTheServer(t *testing.T) {
+	t.Parallel() // mostly waiting (on the server's bound, on the go tool): overlap it with the other slow test
 	c, _ := newAbuseCluster(t)
 	leader := c.waitLeader(10 * time.Second)
 	for _, i := range others(3, leader) {

@@ -337,3 +337,52 @@ func TestDiskFullOnTmpfs(t *testing.T) {
 		},
 		node.Options{Logger: testLogger()})
 }
+
+// A damaged snapshot file refuses start-up, naming the file, and is left as it was: the log
+// before it was compacted away, so the node cannot just start without it.
+func TestCorruptSnapshotRefusesStartup(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *config.Config) { cfg.Storage.SnapshotEntries = 20 })
+	leader := c.waitLeader(10 * time.Second)
+	acked := c.writeAcked(leader, "snap", 60)
+	c.waitApplied(0, acked[len(acked)-1].index, 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.mustStatus(0).SnapshotIndex == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("node 1 took no snapshot after 60 writes with storage.snapshot_entries 20")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range c.servers {
+		c.kill(i)
+	}
+	snaps, err := filepath.Glob(filepath.Join(c.cfgs[0].Node.DataDir, "snap", "*.snap"))
+	if err != nil || len(snaps) == 0 {
+		t.Fatalf("no snapshot files for node 1: %v", err)
+	}
+	latest := snaps[len(snaps)-1] // names sort by index
+	data, err := os.ReadFile(latest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x5a
+	if err := os.WriteFile(latest, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = node.Start(c.cfgs[0], testLogger())
+	if err == nil {
+		t.Fatal("a node whose latest snapshot is corrupt started")
+	}
+	if !strings.Contains(err.Error(), filepath.Base(latest)) {
+		t.Fatalf("the refusal does not name the snapshot file %s: %v", filepath.Base(latest), err)
+	}
+	t.Logf("start-up refused: %v", err)
+	if after, _ := os.ReadFile(latest); !bytes.Equal(after, data) {
+		t.Fatal("the refused start-up modified the corrupt snapshot")
+	}
+	// The other two still hold every acknowledged write.
+	c.start(1)
+	c.start(2)
+	next := c.waitLeaderAmong([]int{1, 2}, 15*time.Second)
+	c.checkAckedReadable(next, acked)
+}

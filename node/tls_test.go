@@ -272,6 +272,7 @@ func checkPeerRefusals(t *testing.T, who string, peer georaftv1.PeerServiceClien
 // `georaftd certs` writes files a TLS cluster starts with, and the client certificate it
 // issues works with the client library.
 func TestGeoraftdCertsFilesStartACluster(t *testing.T) {
+	t.Parallel() // mostly waiting (on the server's bound, on the go tool): overlap it with the other slow test
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("skipped: the go tool is not on PATH to build georaftd")
