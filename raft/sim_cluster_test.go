@@ -274,8 +274,6 @@ func (s *simulation) randDuration(lo, hi time.Duration) time.Duration {
 
 func (n *simNode) localNow() time.Duration { return n.clock.local(n.s.now) }
 
-func (n *simNode) up() bool { return n.core != nil }
-
 // settle runs after every call into the core: check the invariants, drain Readies, and
 // schedule the next tick.
 func (n *simNode) settle() {
@@ -355,9 +353,7 @@ func (n *simNode) finishReady(rd *Ready, persisted bool) bool {
 			return false
 		}
 	}
-	for _, rs := range rd.ReadStates {
-		n.waitingReads = append(n.waitingReads, rs)
-	}
+	n.waitingReads = append(n.waitingReads, rd.ReadStates...)
 	n.answerReads()
 	for _, d := range rd.DroppedReads {
 		if req := n.reads[d.ID]; req != nil {

@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,20 +233,3 @@ func (s simStats) summary() string {
 }
 
 func (s simStats) String() string { return s.summary() }
-
-// failureKinds lists the kinds a run can fail with, in the order the summary shows them.
-var failureKinds = []string{"invariant", "linearizability", "stale read", "liveness", "convergence", "driver"}
-
-// countFailures groups failing seeds by kind, for tests that look for a planted bug.
-func countFailures(outcomes []seedOutcome) map[string][]int64 {
-	byKind := map[string][]int64{}
-	for _, o := range outcomes {
-		if o.failure != nil {
-			byKind[o.failure.kind] = append(byKind[o.failure.kind], o.seed)
-		}
-	}
-	for _, seeds := range byKind {
-		slices.Sort(seeds)
-	}
-	return byKind
-}
