@@ -10,14 +10,6 @@ import (
 // Scenario tests: each drives the cores message by message through a story from the Raft
 // paper or from the lease design, on the scripted network of scenario_net_test.go.
 
-// noEntriesOfTerm accepts messages that carry no entry of term t (to hold back a leader's
-// own entries while older ones go through).
-func noEntriesOfTerm(t uint64) func(Message) bool {
-	return func(m Message) bool {
-		return !slices.ContainsFunc(m.Entries, func(e Entry) bool { return e.Term == t })
-	}
-}
-
 // figure8 plays Raft paper Figure 8 (a)–(c) on five nodes, with one entry per append so the
 // test can choose which entries arrive:
 //
