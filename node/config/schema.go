@@ -38,19 +38,19 @@ var fields = []field{
 	{"timing.max_staleness", "max-staleness", "stale reads refused after this long without a leader", func(c *Config) any { return &c.Timing.MaxStaleness }},
 	{"timing.lease_read_fallback", "lease-read-fallback", "serve a lease read without a lease as an index read", func(c *Config) any { return &c.Timing.LeaseReadFallback }},
 
-	{"limits.max_key_bytes", "", "", func(c *Config) any { return &c.Limits.MaxKeyBytes }},
-	{"limits.max_value_bytes", "", "", func(c *Config) any { return &c.Limits.MaxValueBytes }},
+	{"limits.max_key_bytes", "", "largest key accepted; larger is INVALID_ARGUMENT", func(c *Config) any { return &c.Limits.MaxKeyBytes }},
+	{"limits.max_value_bytes", "", "largest value accepted; larger is INVALID_ARGUMENT", func(c *Config) any { return &c.Limits.MaxValueBytes }},
 	{"limits.max_request_bytes", "", fmt.Sprintf("at least max_key_bytes + max_value_bytes + %d", kv.MaxEncodingOverhead), func(c *Config) any { return &c.Limits.MaxRequestBytes }},
 	{"limits.max_concurrent_streams", "", "per client connection", func(c *Config) any { return &c.Limits.MaxConcurrentStreams }},
 
 	{"storage.segment_bytes", "", "WAL segment size", func(c *Config) any { return &c.Storage.SegmentBytes }},
 	{"storage.snapshot_entries", "", "take a snapshot and compact after this many applied entries", func(c *Config) any { return &c.Storage.SnapshotEntries }},
-	{"storage.snapshots_kept", "", "", func(c *Config) any { return &c.Storage.SnapshotsKept }},
+	{"storage.snapshots_kept", "", "snapshot files kept on disk, newest first", func(c *Config) any { return &c.Storage.SnapshotsKept }},
 
 	{"tls.enabled", "", "mutual TLS between peers and for clients", func(c *Config) any { return &c.TLS.Enabled }},
-	{"tls.ca_file", "", "", func(c *Config) any { return &c.TLS.CAFile }},
-	{"tls.cert_file", "", "", func(c *Config) any { return &c.TLS.CertFile }},
-	{"tls.key_file", "", "", func(c *Config) any { return &c.TLS.KeyFile }},
+	{"tls.ca_file", "", "CA that signs every node and client certificate", func(c *Config) any { return &c.TLS.CAFile }},
+	{"tls.cert_file", "", "this node's certificate (georaftd certs makes one)", func(c *Config) any { return &c.TLS.CertFile }},
+	{"tls.key_file", "", "this node's private key", func(c *Config) any { return &c.TLS.KeyFile }},
 
 	{"log.level", "log-level", "debug|info|warn|error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "log-format", "text|json", func(c *Config) any { return &c.Log.Format }},
