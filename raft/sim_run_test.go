@@ -135,7 +135,7 @@ func (p simParams) describe() string {
 		if i > 0 {
 			b.WriteString(" ")
 		}
-		fmt.Fprintf(&b, "%.4f", r)
+		fmt.Fprintf(&b, "%.6f", r)
 	}
 	fmt.Fprintf(&b, "]; loss %g dup %g reorder %g late %g; faults %v every %v; %d clients on %d keys for %v",
 		p.loss, p.dup, p.reorder, p.late, p.faults.names(), p.faults.every, p.clients, p.keys, p.duration)
@@ -314,6 +314,16 @@ func randomParams(seed int64) simParams {
 		p.maxUncommitted = uint64(64 + x.IntN(512))
 	}
 	f.restartAll = x.IntN(6) == 0
+	if x.IntN(4) == 0 {
+		// Rates right at the drift bound: every node either at 1 or a hair under
+		// 1/(1−δ) faster, the tightest the lease rule must survive.
+		for i := range p.rates {
+			p.rates[i] = 1
+			if x.IntN(2) == 0 {
+				p.rates[i] = (1 - 1e-9) / (1 - p.drift)
+			}
+		}
+	}
 	f.skip(*simSkip)
 	return p
 }
