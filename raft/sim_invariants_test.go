@@ -285,6 +285,9 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 		}
 	}
 	if rd.HardState != nil {
+		if rd.HardState.Commit > o.commit && o.role == Leader {
+			inv.checkDurableQuorum(n, rd.HardState.Commit)
+		}
 		o.commit = max(o.commit, rd.HardState.Commit)
 	}
 	if rd.HardState != nil && rd.HardState.Commit > o.commitClaim {
@@ -304,6 +307,26 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 			}
 		}
 		o.commitClaim = hs.Commit
+	}
+}
+
+// checkDurableQuorum: when a leader advances its commit index to c, a quorum of disks holds
+// its entry at c (or a snapshot covering it). Acknowledgements come only after persisting,
+// and the leader counts itself only once its own write is done, so anything less means the
+// commit rests on a copy a crash could lose.
+func (inv *invariants) checkDurableQuorum(n *simNode, c uint64) {
+	e, ok := n.view.entry(c)
+	if !ok {
+		return // compacted on the leader: committed long ago
+	}
+	copies := 0
+	for _, other := range inv.s.nodes {
+		if t, ok := other.disk.log.term(c); (ok && t == e.Term) || other.disk.log.snap.Index >= c {
+			copies++
+		}
+	}
+	if quorum := len(inv.s.nodes)/2 + 1; copies < quorum {
+		inv.fail("leader %d commits index %d (term %d) with only %d durable copies, quorum %d", n.id, c, e.Term, copies, quorum)
 	}
 }
 
