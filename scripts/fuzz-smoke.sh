@@ -56,7 +56,7 @@ while read -r pkg dir; do
   if grep -qsE '^func Fuzz[A-Za-z0-9_]*\(' "$dir"/*_test.go; then
     candidates+=("$pkg")
   fi
-done < <($GO list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' $FUZZ_PKGS)
+done < <($GO list -e -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}}{{end}}' $FUZZ_PKGS)
 
 targets=()   # "package target"
 failed=()
