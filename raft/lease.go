@@ -25,17 +25,20 @@ func (r *Raft) leaseStart() (start time.Duration, ok bool) {
 	return times[len(times)-r.quorum], true
 }
 
-// renewLease extends the lease to what the quorum's acknowledgements support.
+// renewLease extends the lease to what the quorum's acknowledgements support. Once this
+// leader has committed an entry of its term (so its state covers every committed write), the
+// lease start also dates its state for stale reads; before that its state may lack writes an
+// earlier leader committed, and it stays as fresh as it was as a follower.
 func (r *Raft) renewLease() {
 	start, ok := r.leaseStart()
 	if !ok {
 		return
 	}
 	r.leaseExpiry = max(r.leaseExpiry, start+r.cfg.scaleDown(r.cfg.LeaseDuration))
-	if start > r.lastLeaderContact {
+	if r.committedInTerm && (!r.hasLeaderContact || start > r.lastLeaderContact) {
 		r.lastLeaderContact = start
+		r.hasLeaderContact = true
 	}
-	r.hasLeaderContact = true
 }
 
 // leaseHeld reports whether this leader may answer a lease read now (see doc.go).

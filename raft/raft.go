@@ -646,9 +646,6 @@ func (r *Raft) becomeLeader() {
 	r.progress[r.self].match = r.log.persisted
 	r.appendPending = true
 	r.heartbeatDeadline = r.now + r.cfg.HeartbeatInterval
-	// The votes that elected it are a quorum's acknowledgement as of now.
-	r.lastLeaderContact = r.now
-	r.hasLeaderContact = true
 	r.maybeCommit()
 }
 

@@ -284,3 +284,59 @@ func TestHeartbeatCommitCappedByVerifiedLog(t *testing.T) {
 		t.Fatalf("after the append: commit %d log %v", st.Commit, termsOf(r.log.entries))
 	}
 }
+
+// A new leader's state may lack writes its predecessor committed until it commits an entry of
+// its own term: until then its stale reads are only as fresh as it was as a follower, however
+// many heartbeats a quorum answers. (Found by the simulator, seed 288.)
+func TestNewLeaderStaleReadsWaitForItsFirstCommit(t *testing.T) {
+	net := newTestNet(t, 3, func(c *Config) { c.MaxStaleness = 300 * ms })
+	net.elect(1)
+	// Node 1 commits x with nodes 2 and 3, then is cut off before telling them.
+	idx, _ := net.propose(1, "x")
+	net.cycle(1)
+	net.deliver()
+	net.processAll()
+	net.deliver()
+	if c := net.raft(1).Status().Commit; c != idx {
+		t.Fatalf("setup: leader commit %d, want %d", c, idx)
+	}
+	net.isolate(1)
+	net.inflight = nil
+	freshAt := net.node(2).now
+	if c := net.raft(2).Status().Commit; c >= idx {
+		t.Fatalf("setup: node 2 already knows %d is committed", c)
+	}
+	// A new leader is elected, but none of its appends is acknowledged: it cannot commit.
+	net.filter = func(m Message) bool { return m.Type != MsgAppResp }
+	var l *Raft
+	for l == nil {
+		net.advance(10 * ms)
+		net.stabilize()
+		for _, id := range []uint64{2, 3} {
+			if net.raft(id).Status().Role == Leader {
+				l = net.raft(id)
+			}
+		}
+		if net.node(2).now > time.Second {
+			t.Fatal("no new leader")
+		}
+	}
+	for net.node(2).now <= freshAt+300*ms {
+		net.advance(10 * ms)
+		net.stabilize()
+	}
+	if st := l.Status(); st.Role != Leader || st.Commit >= idx {
+		t.Fatalf("setup: new leader %+v", st)
+	}
+	if err := l.Read(1, ReadStale); !errors.Is(err, ErrTooStale) {
+		t.Fatalf("new leader without a commit in its term, %v after its last fresh contact: stale read %v, want ErrTooStale",
+			net.node(2).now-freshAt, err)
+	}
+	// Once it commits, it is fresh again.
+	net.filter = nil
+	net.advance(10 * ms)
+	net.stabilize()
+	if err := l.Read(2, ReadStale); err != nil {
+		t.Fatalf("after committing in its term: %v", err)
+	}
+}
