@@ -39,14 +39,20 @@ func (r *Raft) leaderContact(m Message) {
 	r.resetElectionDeadline()
 }
 
-// noteFreshness records, for stale reads, that this node is up to date with its leader as of
-// now if it holds every entry the leader had committed when it sent a message: hearing from a
-// leader while lagging behind it says nothing about how old the local state is.
+// noteFreshness records, for stale reads, that this node is up to date as of now if it holds
+// every entry its leader had committed when it sent a message, and that commit index covers
+// every earlier leader's commits: it points at an entry of the leader's own term. Hearing from
+// a leader while lagging behind it, or from a new leader that has not committed yet, says
+// nothing about how old the local state is.
 func (r *Raft) noteFreshness(leaderCommit uint64) {
-	if leaderCommit <= r.leaderMatched {
-		r.lastLeaderContact = r.now
-		r.hasLeaderContact = true
+	if leaderCommit > r.leaderMatched {
+		return
 	}
+	if t, ok := r.log.term(leaderCommit); !ok || t != r.term {
+		return
+	}
+	r.lastLeaderContact = r.now
+	r.hasLeaderContact = true
 }
 
 // handleAppend stores the entries of a MsgApp whose previous entry matches, truncating the

@@ -340,3 +340,20 @@ func TestNewLeaderStaleReadsWaitForItsFirstCommit(t *testing.T) {
 		t.Fatalf("after committing in its term: %v", err)
 	}
 }
+
+// A follower counts as up to date only with a leader whose commit index covers its own term:
+// before a new leader commits its no-op, its commit index may lack writes an earlier leader
+// committed, so the follower's state is not known fresh. (Found by the simulator, seed 288.)
+func TestFollowerFreshOnlyOnceLeaderCommittedInTerm(t *testing.T) {
+	r := newFollower(t, 2, 1, 1, logOf(1, 1))
+	r.Tick(time.Second)
+	stepOK(t, r, Message{Type: MsgApp, From: 1, Term: 2, Index: 2, LogTerm: 1, Commit: 1,
+		Entries: []Entry{{Index: 3, Term: 2, Type: EntryNoop}}})
+	if err := r.Read(1, ReadStale); !errors.Is(err, ErrTooStale) {
+		t.Fatalf("follower of a leader that has not committed in its term: %v, want ErrTooStale", err)
+	}
+	stepOK(t, r, Message{Type: MsgHeartbeat, From: 1, Term: 2, Commit: 3})
+	if err := r.Read(2, ReadStale); err != nil {
+		t.Fatalf("after the leader committed its no-op: %v", err)
+	}
+}
