@@ -282,3 +282,91 @@ func injectLostWrite(t *testing.T, ops []history.Op) ([]history.Op, string) {
 	t.Fatal("no final read of a key whose value was overwritten by an acknowledged write")
 	return nil, ""
 }
+
+// TestClockRateReachesTheNode checks that a node restarted with a clock rate really runs its
+// clock at that rate, which the clock-skew fault relies on: two followers are cut off from
+// every peer, one restarted at rate 2 (far outside the drift bound, which is why this cluster
+// runs no workload to check) and one left at 1, and over the same real interval the time
+// since leader contact that each reports must grow twice (± 15%) as fast on the skewed one.
+func TestClockRateReachesTheNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := StartCluster(ctx, ClusterOptions{Georaftd: georaftd(t), Dir: t.TempDir(), Log: &testLog{t: t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	leader, _, err := c.WaitLeader(ctx, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	followers := without(c.IDs(), leader)
+	skewed, steady := followers[0], followers[1]
+	if err := c.SetClockRate(skewed, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill(skewed); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(skewed); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the restarted node follows the leader again, then cut both off.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := c.Statuses(ctx, false, time.Second)[skewed]
+		if st.GetLeaderId() == leader && st.GetLastContactAgeNanos() >= 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d did not rejoin after its restart", skewed)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, cutOff := range []uint64{skewed, steady} {
+		for _, from := range without(c.IDs(), cutOff) {
+			if err := c.Net.Cut(from, cutOff); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	type sample struct {
+		real time.Time
+		age  map[uint64]time.Duration
+	}
+	// Status reports the node's clock as of its loop's latest tick, which on an idle node may
+	// be an election timeout old; the loop ticks right after answering, so a second Status at
+	// once reports the clock as of (about) the end of the first.
+	measure := func() sample {
+		_ = c.Statuses(ctx, false, 2*time.Second)
+		s := sample{real: time.Now(), age: map[uint64]time.Duration{}}
+		st := c.Statuses(ctx, false, 2*time.Second)
+		for _, id := range []uint64{skewed, steady} {
+			if st[id] == nil {
+				t.Fatalf("node %d did not answer Status", id)
+			}
+			s.age[id] = time.Duration(st[id].GetLastContactAgeNanos())
+		}
+		return s
+	}
+	// Messages already in flight when the links were cut may still refresh the contact:
+	// start measuring once neither node has heard anything for a while.
+	var first sample
+	for first = measure(); first.age[skewed] < 300*time.Millisecond || first.age[steady] < 300*time.Millisecond; first = measure() {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("the cut-off nodes kept hearing from the leader: ages %v", first.age)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for time.Since(first.real) < 1500*time.Millisecond {
+		time.Sleep(50 * time.Millisecond)
+	}
+	second := measure()
+	realElapsed := second.real.Sub(first.real)
+	rate := func(id uint64) float64 { return float64(second.age[id]-first.age[id]) / float64(realElapsed) }
+	t.Logf("over %s real: node %d (rate 2) clock advanced %.2f×, node %d (rate 1) %.2f×", realElapsed, skewed, rate(skewed), steady, rate(steady))
+	if ratio := rate(skewed) / rate(steady); ratio < 1.7 || ratio > 2.3 {
+		t.Fatalf("clock of the node started with %s=2 advanced %.2f× real time, the unskewed one %.2f×: the rate did not reach the node",
+			ClockRateEnv, rate(skewed), rate(steady))
+	}
+}

@@ -86,7 +86,7 @@ type FailoverOptions struct {
 
 // FailoverReport is the measurement with the configured timing it is to be read against.
 type FailoverReport struct {
-	Timing    lab.Timing       `json:"-"`
+	Timing    lab.Timing       `json:"timing"`
 	Samples   []FailoverSample `json:"samples"`
 	Anomalies []Anomaly        `json:"anomalies"`
 	Ops       int              `json:"ops"`

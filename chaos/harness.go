@@ -78,7 +78,12 @@ func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error)
 	}
 	h.workDir = abs
 	binary := opts.Georaftd
-	if binary == "" {
+	if binary != "" {
+		// lab resolves a relative binary against the cluster's work dir, not ours.
+		if binary, err = filepath.Abs(binary); err != nil {
+			return nil, fmt.Errorf("georaftd binary %s: %w", opts.Georaftd, err)
+		}
+	} else {
 		h.logf("building georaftd with -tags georaft_testhooks")
 		if binary, err = BuildGeoraftd(ctx, h.workDir); err != nil {
 			return nil, err

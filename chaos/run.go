@@ -44,7 +44,7 @@ type Options struct {
 // Report is what a run did and found.
 type Report struct {
 	Seed     int64         `json:"seed"`
-	Timing   lab.Timing    `json:"-"`
+	Timing   lab.Timing    `json:"timing"`
 	Links    string        `json:"links"`
 	Clients  int           `json:"clients"`
 	Keys     int           `json:"keys"`
