@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -64,10 +63,6 @@ func freePorts(t *testing.T, n int) []int {
 // SET and GET, then run the playbook again and check it changes nothing.
 func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	ansiblePlaybook(t)
-	// TODO(lead): remove this guard once node/cmd/georaftd has landed.
-	if _, err := os.Stat(nodeCmdDir); errors.Is(err, os.ErrNotExist) {
-		t.Skipf("%s does not exist yet: the end-to-end Ansible run needs the georaftd binary", nodeCmdDir)
-	}
 	// Stop short of go test's own deadline: a test that times out panics without running its
 	// cleanups, and the nodes would outlive it.
 	deadline := time.Now().Add(10 * time.Minute)

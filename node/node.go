@@ -357,6 +357,13 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 			return err
 		}
 	}
+	// Committed entries are durable on a quorum already, so they are applied (and their
+	// writers answered) before this node's own fsync rather than after it: under load that
+	// takes one fsync off every write's latency. Nothing that depends on this node's disk
+	// leaves before the fsync below.
+	n.apply(rd.CommittedEntries)
+	n.answerReads(rd)
+
 	if rd.HardState != nil || len(rd.Entries) > 0 {
 		start := time.Now()
 		if err := n.wal.Save(rd.HardState, rd.Entries); err != nil {
@@ -369,7 +376,15 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 	}
 	n.send(rd.MessagesAfterPersist)
 
-	n.apply(rd.CommittedEntries)
+	n.dump.Events(rd.Events)
+	n.noteRoleChange()
+	n.maybeSnapshot()
+	return nil
+}
+
+// answerReads hands confirmed reads their index (the reader waits for it to be applied) and
+// fails the reads the core gave up on.
+func (n *Node) answerReads(rd *raft.Ready) {
 	for _, rs := range rd.ReadStates {
 		if r, ok := n.pendingReads[rs.ID]; ok {
 			delete(n.pendingReads, rs.ID)
@@ -382,10 +397,6 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 			r.done <- readResult{err: dr.Err}
 		}
 	}
-	n.dump.Events(rd.Events)
-	n.noteRoleChange()
-	n.maybeSnapshot()
-	return nil
 }
 
 // send hands messages to the transport; snapshots go through their own stream.
