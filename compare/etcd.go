@@ -53,6 +53,28 @@ func (e *etcdSystem) CheckLeader(ctx context.Context) string {
 	return ""
 }
 
+// Repin moves leadership back to the pinned member.
+func (e *etcdSystem) Repin(ctx context.Context, timeout time.Duration) error {
+	st, err := e.cluster.PinLeader(ctx, e.leader, timeout)
+	if err != nil {
+		return err
+	}
+	e.term = st.Term
+	return nil
+}
+
+// LeaderFsyncs is how many WAL fsyncs the pinned leader has done
+// (etcd_disk_wal_fsync_duration_seconds on its client URL's /metrics). The backend's
+// batched commits fsync too, apart from these.
+func (e *etcdSystem) LeaderFsyncs(ctx context.Context) (float64, error) {
+	m, ok := e.cluster.Member(e.leader)
+	if !ok {
+		return 0, fmt.Errorf("no etcd member %s", e.leader)
+	}
+	h, err := lab.FetchHistogram(ctx, m.ClientAddr(), "etcd_disk_wal_fsync_duration_seconds")
+	return h.Count, err
+}
+
 func (r *runner) pinEtcd(ctx context.Context, c *EtcdCluster, leader string) (uint64, error) {
 	if _, err := c.WaitLeader(ctx, r.opts.LeaderTimeout); err != nil {
 		return 0, err

@@ -55,6 +55,27 @@ func (g *georaftSystem) CheckLeader(ctx context.Context) string {
 	return ""
 }
 
+// Repin moves leadership back to the pinned node and waits for its lease.
+func (g *georaftSystem) Repin(ctx context.Context, timeout time.Duration) error {
+	info, err := g.cluster.PinLeader(ctx, g.leaderID, timeout)
+	if err != nil {
+		return err
+	}
+	g.term = info.Term
+	return nil
+}
+
+// LeaderFsyncs is how many WAL fsyncs the pinned leader has done (its
+// georaft_wal_fsync_seconds histogram's count).
+func (g *georaftSystem) LeaderFsyncs(ctx context.Context) (float64, error) {
+	n, ok := g.cluster.Node(g.leaderID)
+	if !ok || n.Listen.Metrics == "" {
+		return 0, fmt.Errorf("node %d exposes no metrics", g.leaderID)
+	}
+	h, err := lab.FetchHistogram(ctx, n.Listen.Metrics, "georaft_wal_fsync_seconds")
+	return h.Count, err
+}
+
 func proxyPIDs(ps []*ProxyProcess) []int {
 	var pids []int
 	for _, p := range ps {

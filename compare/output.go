@@ -63,15 +63,19 @@ func columns(rows [][]string, right map[int]bool) string {
 
 // measurementRows is every row each system measured, per workload.
 func (er EnvResult) measurementRows() [][]string {
-	rows := [][]string{{"workload", "system", "row", "ops/s", "p50", "p99", "errors", "server CPU/op", "client CPU/op"}}
+	rows := [][]string{{"workload", "system", "row", "ops/s", "p50", "p99", "errors", "server CPU/op", "client CPU/op", "leader fsyncs/write"}}
 	for _, wr := range er.Workloads {
 		for _, s := range []struct {
 			name string
 			run  SystemRun
 		}{{"georaft", wr.Georaft}, {"etcd", wr.Etcd}} {
 			for _, row := range s.run.Report.Rows {
+				fsyncs := "-"
+				if f := s.run.FsyncsPerWrite(); row.Name == bench.WriteRow && f > 0 {
+					fsyncs = fmt.Sprintf("%.2f", f)
+				}
 				rows = append(rows, []string{wr.Workload.Name, s.name, row.Name, fmtOps(row.OpsPerSec), fmtLat(row.P50), fmtLat(row.P99),
-					strconv.FormatInt(row.Errors, 10), fmtCPU(s.run.ServerCPUPerOp()), fmtCPU(s.run.ClientCPUPerOp())})
+					strconv.FormatInt(row.Errors, 10), fmtCPU(s.run.ServerCPUPerOp()), fmtCPU(s.run.ClientCPUPerOp()), fsyncs})
 			}
 		}
 	}
@@ -106,7 +110,7 @@ func (res *Result) WriteReport(w io.Writer) error {
 	for _, er := range res.Envs {
 		fmt.Fprintf(&b, "\n=== %s: measurements (closed loop, %v per phase after %v warmup, %d keys, %d-byte values) ===\n",
 			er.Name, res.Options.Engine.Duration, res.Options.Engine.Warmup, res.Options.Engine.Keys, res.Options.Engine.ValueSize)
-		b.WriteString(columns(er.measurementRows(), map[int]bool{3: true, 4: true, 5: true, 6: true, 7: true, 8: true}))
+		b.WriteString(columns(er.measurementRows(), map[int]bool{3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true}))
 		fmt.Fprintf(&b, "\n=== %s: georaft ÷ etcd (throughput > 1 and latency < 1 favour georaft) ===\n", er.Name)
 		b.WriteString(columns(ratioTableRows(res.Ratios, er.Name), map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
 		for _, n := range er.Notes {
@@ -192,15 +196,20 @@ func sideJSON(s Side) jsonSide {
 }
 
 type jsonRun struct {
-	Report     bench.Report `json:"report"`
-	ServerCPU  float64      `json:"server_cpu_ms"`
-	ProxyCPU   float64      `json:"proxy_cpu_ms"`
-	ClientCPU  float64      `json:"client_cpu_ms"`
-	LeaderNote string       `json:"leader_note,omitempty"`
+	Report         bench.Report `json:"report"`
+	ServerCPU      float64      `json:"server_cpu_ms"`
+	ProxyCPU       float64      `json:"proxy_cpu_ms"`
+	ClientCPU      float64      `json:"client_cpu_ms"`
+	IdleServerCPU  float64      `json:"idle_server_cpu_ms_per_s"`
+	ServerCPUPerOp float64      `json:"server_cpu_per_op_us_net_of_idle"`
+	LeaderFsyncs   float64      `json:"leader_wal_fsyncs"`
+	FsyncsPerWrite float64      `json:"leader_wal_fsyncs_per_write"`
+	LeaderNote     string       `json:"leader_note,omitempty"`
 }
 
 func runJSON(s SystemRun) jsonRun {
-	return jsonRun{s.Report, millis(s.ServerCPU), millis(s.ProxyCPU), millis(s.ClientCPU), s.LeaderNote}
+	return jsonRun{s.Report, millis(s.ServerCPU), millis(s.ProxyCPU), millis(s.ClientCPU), millis(s.IdleServerCPU),
+		float64(s.ServerCPUPerOp()) / float64(time.Microsecond), s.LeaderFsyncs, round3(s.FsyncsPerWrite()), s.LeaderNote}
 }
 
 // MarshalJSON writes durations in milliseconds, like the lab's results.

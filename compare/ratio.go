@@ -20,6 +20,21 @@ type SystemRun struct {
 	IdleServerCPU time.Duration
 	// LeaderNote is the leadership check after the run; empty when leadership held.
 	LeaderNote string
+	// LeaderFsyncs is how many WAL fsyncs the pinned leader did during the run (warmup
+	// included); -1 when its metrics could not be read.
+	LeaderFsyncs float64
+}
+
+// FsyncsPerWrite is the leader's WAL fsyncs per write of the run (warmup writes included
+// on both sides of the ratio), 0 when the run had no writes or no fsync figure.
+func (s SystemRun) FsyncsPerWrite() float64 {
+	w, ok := s.Report.Row(bench.WriteRow)
+	if !ok || w.Ops == 0 || s.LeaderFsyncs < 0 || s.Report.Elapsed <= 0 || w.Elapsed <= 0 {
+		return 0
+	}
+	// Scale the measured writes up to the whole run, warmup included, at the same rate.
+	writes := float64(w.Ops) * s.Report.Elapsed.Seconds() / w.Elapsed.Seconds()
+	return s.LeaderFsyncs / writes
 }
 
 // Ops is the measured operations of every row.

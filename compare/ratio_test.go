@@ -310,3 +310,19 @@ func TestParseStatCPU(t *testing.T) {
 		t.Errorf("own CPU time %v, %v: want a positive figure", self, err)
 	}
 }
+
+func TestFsyncsPerWriteCountsTheWholeRun(t *testing.T) {
+	run := SystemRun{Report: report(row(bench.WriteRow, 100, ms, 2*ms)), LeaderFsyncs: 1200}
+	// 500 measured writes in 5 s of a 6 s run: 600 writes in all, 2 fsyncs each.
+	if got := run.FsyncsPerWrite(); abs(got-2) > 1e-9 {
+		t.Errorf("fsyncs per write %v, want 2", got)
+	}
+	run.LeaderFsyncs = -1
+	if got := run.FsyncsPerWrite(); got != 0 {
+		t.Errorf("unknown fsync count gave %v, want 0", got)
+	}
+	reads := SystemRun{Report: report(row(GeoraftLease, 100, ms, 2*ms)), LeaderFsyncs: 10}
+	if got := reads.FsyncsPerWrite(); got != 0 {
+		t.Errorf("a run without writes gave %v fsyncs per write, want 0", got)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -345,6 +346,10 @@ type system interface {
 	// CheckLeader returns "" while the pinned leader still leads in the same term, or a
 	// note saying what changed.
 	CheckLeader(ctx context.Context) string
+	// Repin moves leadership back to the pinned node.
+	Repin(ctx context.Context, timeout time.Duration) error
+	// LeaderFsyncs is the pinned leader's WAL fsync count so far.
+	LeaderFsyncs(ctx context.Context) (float64, error)
 }
 
 func (r *runner) runEnv(ctx context.Context, env string) (er EnvResult, err error) {
@@ -465,6 +470,16 @@ func (r *runner) prefill(ctx context.Context, s system) error {
 }
 
 func (r *runner) measure(ctx context.Context, env string, s system, w Workload, modes []string) (SystemRun, error) {
+	before := ""
+	if note := s.CheckLeader(ctx); note != "" {
+		// An election under load moved leadership: every run starts from the pinned leader.
+		fmt.Fprintf(r.out, "  %s: %s; pinning it back\n", s.Name(), note)
+		if err := s.Repin(ctx, r.opts.LeaderTimeout); err != nil {
+			return SystemRun{}, fmt.Errorf("re-pin %s's leader: %w", s.Name(), err)
+		}
+		before = "leadership had moved before the run (" + note + ") and was pinned back"
+	}
+	fsync0, fsyncErr := s.LeaderFsyncs(ctx)
 	servers, proxies := s.ServerPIDs(), s.ProxyPIDs()
 	server0, proxy0 := cpuOf(servers), cpuOf(proxies)
 	client0, _ := ProcessCPU(os.Getpid())
@@ -473,9 +488,21 @@ func (r *runner) measure(ctx context.Context, env string, s system, w Workload, 
 	rep, err := bench.Run(ctx, cfg)
 	client1, _ := ProcessCPU(os.Getpid())
 	run := SystemRun{Report: rep, ServerCPU: cpuOf(servers) - server0, ProxyCPU: cpuOf(proxies) - proxy0, ClientCPU: client1 - client0}
-	if err == nil {
-		run.LeaderNote = s.CheckLeader(ctx)
+	if fsync1, err1 := s.LeaderFsyncs(ctx); fsyncErr == nil && err1 == nil {
+		run.LeaderFsyncs = fsync1 - fsync0
+	} else {
+		run.LeaderFsyncs = -1
 	}
+	var notes []string
+	if before != "" {
+		notes = append(notes, before)
+	}
+	if err == nil {
+		if after := s.CheckLeader(ctx); after != "" {
+			notes = append(notes, "after the run: "+after)
+		}
+	}
+	run.LeaderNote = strings.Join(notes, "; ")
 	for _, row := range rep.Rows {
 		fmt.Fprintf(r.out, "  %-13s %9s  p50 %-8s p99 %-8s errors %d\n", row.Name, fmtOps(row.OpsPerSec), fmtLat(row.P50), fmtLat(row.P99), row.Errors)
 	}
