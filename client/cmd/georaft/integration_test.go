@@ -15,6 +15,7 @@ import (
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/client/cli"
 	"github.com/georaft/georaft/client/internal/testcluster"
+	"github.com/georaft/georaft/geo"
 )
 
 // These tests run a real 3-node cluster; they skip only when node/cmd/georaftd does not
@@ -232,5 +233,37 @@ func TestIntegrationTLS(t *testing.T) {
 	}
 	if _, _, code := georaft(t, "", "get", "k", endpoints, "--cert", filepath.Join(cl.CertDir, "client-admin.crt")); code != cli.ExitUsage {
 		t.Fatalf("--cert without --cacert: exit %d, want %d", code, cli.ExitUsage)
+	}
+}
+
+// status --rtt-csv and tune --from-cluster turn the RTTs the nodes measured to each other
+// into a region matrix and lease timing, as the deployment kit does with a real cluster.
+func TestIntegrationTuneFromMeasuredRTTs(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	cl.WaitLeader(30 * time.Second)
+	endpoints := strings.Join(cl.ClientAddrs(), ",")
+	csv := filepath.Join(t.TempDir(), "measured.csv")
+	// The transport pings every peer once a second; wait until every pair has a figure.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, stderr, code := georaft(t, "", "status", "--endpoints", endpoints, "--rtt-csv", csv)
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status --rtt-csv never succeeded: exit %d\n%s", code, stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	m, err := geo.LoadCSV(csv)
+	if err != nil {
+		t.Fatalf("the measured matrix does not parse: %v", err)
+	}
+	if got := m.Regions(); len(got) != 3 {
+		t.Fatalf("measured matrix has regions %v, want the cluster's 3", got)
+	}
+	stdout, stderr, code := georaft(t, "", "tune", "--from-cluster", "--endpoints", endpoints, "--format", "yaml")
+	if code != 0 || !strings.Contains(stdout, "lease_duration:") || !strings.Contains(stdout, "heartbeat_interval:") {
+		t.Fatalf("tune --from-cluster: exit %d\n%s%s", code, stdout, stderr)
 	}
 }

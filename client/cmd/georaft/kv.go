@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -94,11 +97,14 @@ func (a *app) delCommand() *cobra.Command {
 }
 
 func (a *app) statusCommand() *cobra.Command {
-	return &cobra.Command{
+	var rttCSV string
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "One row per node: id, region, address, role, term, leader, commit, applied, lease left, last contact",
 		Long: `Asks every endpoint for its status. Unreachable nodes are shown as such; the exit code
-is 0 when at least one node answered and 3 when none did.`,
+is 0 when at least one node answered and 3 when none did. --rtt-csv FILE also writes the
+round-trip times the nodes measured to each other, as a region matrix that
+"georaft tune --rtt FILE" reads.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.oneShot(cmd, "status", func(cmd *cobra.Command, c *client.Client) error {
@@ -106,11 +112,37 @@ is 0 when at least one node answered and 3 when none did.`,
 				a.printer().Status(nodes, cli.KnownIDs(c))
 				if cli.Summarize(nodes).Reachable == 0 {
 					a.code = cli.ExitUnavailable
+					return nil
+				}
+				if rttCSV != "" {
+					return writeMeasuredMatrix(rttCSV, nodes)
 				}
 				return nil
 			})
 		},
 	}
+	cmd.Flags().StringVar(&rttCSV, "rtt-csv", "", "write the measured RTT matrix between regions to FILE")
+	return cmd
+}
+
+// writeMeasuredMatrix saves the region RTT matrix the nodes measured, in the CSV format of
+// configs/geo/rtt-5-regions.csv.
+func writeMeasuredMatrix(path string, nodes []client.NodeStatus) error {
+	m, err := client.MeasuredRTTMatrix(nodes)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write measured RTT matrix: %w", err)
+	}
+	fmt.Fprintf(f, "# Round-trip times the georaft nodes measured to each other (ms), %s.\n",
+		time.Now().UTC().Format(time.RFC3339))
+	if err := m.WriteCSV(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write measured RTT matrix %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func (a *app) transferCommand() *cobra.Command {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/cli"
 	"github.com/georaft/georaft/tune"
 )
@@ -20,14 +21,16 @@ func (a *app) tuneCommand() *cobra.Command {
 		drift        float64
 		leaseRounds  int
 		placement    string
+		fromCluster  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "tune --rtt FILE",
+		Use:   "tune --rtt FILE | --from-cluster",
 		Short: "Derive heartbeat, election timeouts and lease from an RTT matrix",
 		Long: `Derives the timing section of the node configs from an RTT matrix (CSV, like
 configs/geo/rtt-5-regions.csv or RTTs your cluster measured), with one line of reasoning per
-figure. --format yaml prints the timing: section of a georaftd config; ansible a group_vars
-file; --output json the figures and reasoning for programs.`,
+figure. --from-cluster asks the running cluster (--endpoints or --config) for the RTTs its
+nodes measured to each other instead. --format yaml prints the timing: section of a georaftd
+config; ansible a group_vars file; --output json the figures and reasoning for programs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := tune.ParseFormat(format)
@@ -38,9 +41,17 @@ file; --output json the figures and reasoning for programs.`,
 			if err != nil {
 				return &cli.UsageError{Problem: "--placement: " + err.Error(), Hint: "--placement 1=us-central1,2=us-east1,..."}
 			}
-			a.started = true
-			res, err := tune.DeriveFile(rttFile, tune.Options{Placement: place, LeaderRegion: leaderRegion,
-				MaxClockDrift: drift, LeaseRounds: leaseRounds})
+			if (rttFile == "") == !fromCluster {
+				return &cli.UsageError{Problem: "give exactly one of --rtt FILE and --from-cluster", Hint: "georaft tune --rtt configs/geo/rtt-5-regions.csv"}
+			}
+			opts := tune.Options{Placement: place, LeaderRegion: leaderRegion, MaxClockDrift: drift, LeaseRounds: leaseRounds}
+			var res tune.Result
+			if fromCluster {
+				res, err = a.tuneFromCluster(cmd, opts)
+			} else {
+				a.started = true
+				res, err = tune.DeriveFile(rttFile, opts)
+			}
 			if err != nil {
 				return err
 			}
@@ -51,14 +62,28 @@ file; --output json the figures and reasoning for programs.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&rttFile, "rtt", "", "RTT matrix CSV (required)")
+	fl.StringVar(&rttFile, "rtt", "", "RTT matrix CSV")
+	fl.BoolVar(&fromCluster, "from-cluster", false, "use the RTTs the running cluster's nodes measured")
 	fl.StringVar(&format, "format", "text", "output format: text, yaml or ansible")
 	fl.StringVar(&leaderRegion, "leader-region", "", "region the leader is expected in (default: the one with the lowest quorum RTT)")
 	fl.Float64Var(&drift, "drift", 0, "bound on clock rate error (default 0.01)")
 	fl.IntVar(&leaseRounds, "lease-rounds", 0, "heartbeat rounds per lease (default 4, at least 3)")
 	fl.StringVar(&placement, "placement", "", "node id to region, e.g. 1=us-central1,2=us-east1 (default: one node per region)")
-	_ = cmd.MarkFlagRequired("rtt")
 	return cmd
+}
+
+// tuneFromCluster derives timing from the RTT matrix the running cluster measured.
+func (a *app) tuneFromCluster(cmd *cobra.Command, opts tune.Options) (tune.Result, error) {
+	var res tune.Result
+	err := a.oneShot(cmd, "tune", func(cmd *cobra.Command, c *client.Client) error {
+		m, err := client.MeasuredRTTMatrix(c.StatusAll(cmd.Context()))
+		if err != nil {
+			return err
+		}
+		res, err = tune.Derive(m, opts)
+		return err
+	})
+	return res, err
 }
 
 func parsePlacement(s string) (map[uint64]string, error) {
