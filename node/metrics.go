@@ -127,3 +127,9 @@ func (m *metrics) observeStatus(st *raft.Status) {
 		m.peerLag.WithLabelValues(strconv.FormatUint(id, 10)).Set(float64(lag))
 	}
 }
+
+func (m *metrics) observePeerRTT(peer uint64, rtt time.Duration) {
+	if rtt > 0 {
+		m.peerRTT.WithLabelValues(strconv.FormatUint(peer, 10)).Set(rtt.Seconds())
+	}
+}

@@ -238,6 +238,7 @@ func (n *Node) attachTransport(tr *transport.Transport) { n.tr = tr }
 func (n *Node) start() {
 	n.publish()
 	go n.run()
+	go n.refreshMetrics()
 }
 
 // run is the loop: the only goroutine that touches the core.
@@ -466,7 +467,32 @@ func (n *Node) publish() {
 	n.statusMu.Lock()
 	n.lastStatus = st
 	n.statusMu.Unlock()
-	n.m.observeStatus(&st)
+}
+
+// metricsInterval is how often the gauges that mirror the core's state are refreshed: often
+// enough for dashboards, rare enough to stay off the loop's hot path.
+const metricsInterval = 500 * time.Millisecond
+
+// refreshMetrics keeps the gauges current until the loop ends.
+func (n *Node) refreshMetrics() {
+	t := time.NewTicker(metricsInterval)
+	defer t.Stop()
+	for {
+		st := n.statusSnapshot()
+		n.m.observeStatus(&st)
+		if n.tr != nil {
+			for _, p := range n.cfg.Peers {
+				if p.ID != n.id {
+					n.m.observePeerRTT(p.ID, n.tr.RTT(p.ID))
+				}
+			}
+		}
+		select {
+		case <-t.C:
+		case <-n.donec:
+			return
+		}
+	}
 }
 
 // noteRoleChange fails proposals' hopes early and logs leadership changes.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -352,4 +354,54 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// /metrics exposes the role, the lease, fsync latency, per-peer RTT and request latency.
+func TestMetricsEndpoint(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *config.Config) { cfg.Listen.Metrics = "127.0.0.1:0" })
+	leader := c.waitLeader(10 * time.Second)
+	c.waitLease(leader, 5*time.Second)
+	if _, err := c.set(leader, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.get(leader, "k", georaftv1.ReadMode_READ_MODE_LEASE); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + c.servers[leader].MetricsAddr() + "/metrics"
+	want := []string{
+		`georaft_role{node="%d",role="leader"} 1`, `georaft_lease_held{node="%d"} 1`,
+		`georaft_wal_fsync_seconds_count{node="%d"}`, `georaft_peer_rtt_seconds{node="%d",peer=`,
+		`georaft_request_duration_seconds_count{mode="lease",node="%d",op="get"} 1`,
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var body string
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+		}
+		missing := ""
+		for _, w := range want {
+			if w := fmt.Sprintf(w, leader+1); !strings.Contains(body, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %s:\n%s", missing, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + c.servers[leader].MetricsAddr() + path)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %v %v", path, resp.Status, err)
+		}
+		resp.Body.Close()
+	}
 }
