@@ -31,8 +31,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// georaftdEnv names a prebuilt georaftd (with -tags georaft_testhooks) to test instead of
+// building one from this checkout: a CI cache, or a candidate fix built elsewhere.
+const georaftdEnv = "GEORAFT_CHAOS_GEORAFTD"
+
 func georaftd(t *testing.T) string {
 	t.Helper()
+	if path := os.Getenv(georaftdEnv); path != "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			t.Fatalf("%s=%s: %v", georaftdEnv, path, err)
+		}
+		return abs
+	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "chaos-georaftd-")
 		if buildErr == nil {
@@ -128,7 +139,7 @@ func TestChaosEveryFaultKind(t *testing.T) {
 
 	t.Run("checks flag a stale lease read injected into the recorded history", func(t *testing.T) {
 		ops, key := injectStaleRead(t, rep.ops)
-		res, anomalies, _ := analyze(ops, rep.Events, nil, rep.Timing, time.Minute)
+		res, anomalies, _ := analyze(ops, rep.Events, nil, rep.Timing, time.Minute, 0)
 		if res.Verdict != history.Violation || !slices.Contains(res.IllegalKeys, key) {
 			t.Fatalf("porcupine verdict %s on keys %v, want a violation on %s", res.Verdict, res.IllegalKeys, key)
 		}
@@ -138,7 +149,7 @@ func TestChaosEveryFaultKind(t *testing.T) {
 	})
 	t.Run("checks flag a lost write in the recorded history", func(t *testing.T) {
 		ops, key := injectLostWrite(t, rep.ops)
-		_, anomalies, lost := analyze(ops, rep.Events, nil, rep.Timing, time.Minute)
+		_, anomalies, lost := analyze(ops, rep.Events, nil, rep.Timing, time.Minute, 0)
 		if lost != 1 || !hasAnomaly(anomalies, AnomalyLostWrite, key) {
 			t.Fatalf("%d lost writes, anomalies %v: want the lost write on %s", lost, anomalies, key)
 		}
@@ -146,7 +157,7 @@ func TestChaosEveryFaultKind(t *testing.T) {
 	t.Run("a failed run leaves its history, visualization, schedule and replay command", func(t *testing.T) {
 		ops, _ := injectStaleRead(t, rep.ops)
 		failed := *rep
-		failed.check, failed.Anomalies, _ = analyze(ops, rep.Events, nil, rep.Timing, time.Minute)
+		failed.check, failed.Anomalies, _ = analyze(ops, rep.Events, nil, rep.Timing, time.Minute, 0)
 		dir := t.TempDir()
 		if err := writeArtifacts(Options{ArtifactsDir: dir, ReplayBinary: "bin/georaft-chaos"}, &failed, faults, ops, nil); err != nil {
 			t.Fatal(err)

@@ -54,9 +54,17 @@ func RecoveryBound(t lab.Timing) time.Duration {
 	return 2*t.ElectionTimeoutMax + t.LeaseDuration
 }
 
-// checkHistory runs porcupine (via history) and turns its verdict into anomalies.
-func checkHistory(ops []history.Op, t lab.Timing, timeout time.Duration) (history.Result, []Anomaly) {
-	res := history.CheckWith(ops, history.Options{Timeout: timeout, StaleBound: StaleBound(t)})
+// checkHistory runs porcupine (via history) and turns its verdict into anomalies. A zero
+// staleBound means StaleBound(t); a negative one checks only that stale reads returned
+// values really written.
+func checkHistory(ops []history.Op, t lab.Timing, timeout, staleBound time.Duration) (history.Result, []Anomaly) {
+	switch {
+	case staleBound == 0:
+		staleBound = StaleBound(t)
+	case staleBound < 0:
+		staleBound = 0
+	}
+	res := history.CheckWith(ops, history.Options{Timeout: timeout, StaleBound: staleBound})
 	var out []Anomaly
 	switch res.Verdict {
 	case history.Linearizable:

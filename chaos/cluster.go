@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -94,8 +96,38 @@ func LANModel(regions []string, rtt, jitter time.Duration) (lab.LinkModel, error
 	return lab.LinkModel{Matrix: m, Scale: 1, IntraRegionRTT: rtt / 2, Jitter: jitter}, nil
 }
 
-// StartCluster writes the configs, starts the links and the nodes, and waits for a leader.
+// startAttempts bounds how often StartCluster tries again on fresh ports when a node dies
+// while starting (another program took one of its ports between reservation and bind).
+const startAttempts = 3
+
+// StartCluster writes the configs, starts the links and the nodes, and waits until every
+// node answers and a majority agrees on a leader.
 func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
+	var errs []error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		c, err := startClusterOnce(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+		if !errors.Is(err, errNodeDiedStarting) || ctx.Err() != nil {
+			break
+		}
+		if opts.Log != nil {
+			fmt.Fprintf(opts.Log, "a node died while starting, trying again on fresh ports: %v\n", err)
+		}
+		for _, sub := range []string{"configs", "data"} {
+			if err := os.RemoveAll(filepath.Join(opts.Dir, sub)); err != nil {
+				return nil, fmt.Errorf("clean %s before another start: %w", sub, err)
+			}
+		}
+	}
+	return nil, fmt.Errorf("chaos cluster: %w", errors.Join(errs...))
+}
+
+var errNodeDiedStarting = errors.New("a node exited while the cluster was starting")
+
+func startClusterOnce(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
@@ -164,14 +196,34 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	info, err := labCluster.WaitLeader(ctx, 30*time.Second)
+	leader, term, err := c.waitAllUp(ctx, 30*time.Second)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("chaos cluster: %w", err)
+		return nil, err
 	}
 	fmt.Fprintf(c.log, "cluster up in %s: 5 georaftd processes, %d proxied links, leader node %d (term %d)\n",
-		opts.Dir, len(plan.Links), info.ID, info.Term)
+		opts.Dir, len(plan.Links), leader, term)
 	return c, nil
+}
+
+// waitAllUp waits until every node answers Status and a majority names one leader. A node
+// that exits meanwhile fails it with errNodeDiedStarting and the end of that node's log.
+func (c *Cluster) waitAllUp(ctx context.Context, timeout time.Duration) (uint64, uint64, error) {
+	deadline := time.Now().Add(timeout)
+	var last map[uint64]*georaftv1.StatusResponse
+	for {
+		if crashes := c.Crashes(); len(crashes) > 0 {
+			return 0, 0, fmt.Errorf("%w: %s", errNodeDiedStarting, strings.Join(crashes, "; "))
+		}
+		last = c.Statuses(ctx, false, time.Second)
+		if leader, term, ok := leaderOf(last, len(c.ids)); ok && len(last) == len(c.ids) {
+			return leader, term, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, 0, fmt.Errorf("not every node up with an agreed leader within %s: %s", timeout, describeStatuses(c.ids, last))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // chaosSpec is a five-node cluster on free loopback ports: node i dials node j through the
@@ -218,8 +270,13 @@ func chaosSpec(opts ClusterOptions) (lab.ClusterSpec, error) {
 }
 
 // freeAddresses holds n loopback ports open at once, so they are distinct, then releases
-// them for the nodes and proxies to bind.
+// them for the nodes and proxies to bind. The ports come from below the kernel's ephemeral
+// range: a port handed out by ":0" is also what the kernel gives outgoing connections, and a
+// node killed and restarted by a fault must find its port still free.
 func freeAddresses(n int) ([]string, error) {
+	low := ephemeralLow()
+	span := min(12000, low-1024)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
 	var out []string
 	var listeners []net.Listener
 	defer func() {
@@ -227,15 +284,36 @@ func freeAddresses(n int) ([]string, error) {
 			l.Close()
 		}
 	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 50*n {
+			return nil, fmt.Errorf("reserve %d loopback ports below %d: only %d free after %d tries", n, low, len(out), tries)
+		}
+		port := low - 1 - rng.IntN(span)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, fmt.Errorf("reserve a loopback port: %w", err)
+			continue
 		}
 		listeners = append(listeners, l)
 		out = append(out, l.Addr().String())
 	}
 	return out, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 if unknown).
+func ephemeralLow() int {
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	fields := strings.Fields(string(raw))
+	if len(fields) == 0 {
+		return 32768
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil || low <= 2048 {
+		return 32768
+	}
+	return low
 }
 
 // IDs lists the node ids in order.

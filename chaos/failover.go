@@ -121,7 +121,7 @@ func MeasureFailover(ctx context.Context, opts FailoverOptions) (*FailoverReport
 	h.work.Stop()
 	ops := h.rec.Ops()
 	rep.Ops = len(ops)
-	_, anomalies := checkHistory(ops, h.cluster.Timing, opts.CheckTimeout)
+	_, anomalies := checkHistory(ops, h.cluster.Timing, opts.CheckTimeout, 0)
 	for _, c := range h.cluster.Crashes() {
 		anomalies = append(anomalies, Anomaly{AnomalyCrash, c})
 	}

@@ -35,6 +35,9 @@ type Options struct {
 	Gap time.Duration
 	// CheckTimeout bounds the linearizability search (default 3 minutes).
 	CheckTimeout time.Duration
+	// StaleBound overrides how old a stale read's value may be: 0 is StaleBound(timing), a
+	// negative value checks only that stale reads returned values really written.
+	StaleBound time.Duration
 	// ArtifactsDir receives a directory per failed run (default results/tmp/chaos).
 	ArtifactsDir string
 	// ReplayBinary is how the printed replay command names the binary.
@@ -59,15 +62,17 @@ type Report struct {
 	Events       []Event      `json:"events"`
 	Anomalies    []Anomaly    `json:"anomalies"`
 	// AckedWrites counts acknowledged writes, all of which the final reads must explain.
-	AckedWrites      int              `json:"acked_writes"`
-	LostWrites       int              `json:"lost_writes"`
-	Converged        Convergence      `json:"converged"`
-	ConvergedRestart Convergence      `json:"converged_after_full_restart"`
-	RecoveryBound    time.Duration    `json:"recovery_bound_ns"`
-	Failovers        []FailoverSample `json:"failovers"`
-	ArtifactsDir     string           `json:"artifacts_dir,omitempty"`
-	ReplayCommand    string           `json:"replay_command,omitempty"`
-	WorkDir          string           `json:"work_dir"`
+	AckedWrites      int           `json:"acked_writes"`
+	LostWrites       int           `json:"lost_writes"`
+	Converged        Convergence   `json:"converged"`
+	ConvergedRestart Convergence   `json:"converged_after_full_restart"`
+	RecoveryBound    time.Duration `json:"recovery_bound_ns"`
+	// StaleBound is the stale-read age bound checked; 0 when only "really written" was.
+	StaleBound    time.Duration    `json:"stale_bound_ns"`
+	Failovers     []FailoverSample `json:"failovers"`
+	ArtifactsDir  string           `json:"artifacts_dir,omitempty"`
+	ReplayCommand string           `json:"replay_command,omitempty"`
+	WorkDir       string           `json:"work_dir"`
 
 	check history.Result
 	ops   []history.Op
@@ -77,8 +82,8 @@ type Report struct {
 // lost writes against the final reads, lease reads of resumed leaders, recovery after each
 // heal, and nodes that crashed. It returns porcupine's result, the anomalies and how many of
 // them are lost writes.
-func analyze(ops []history.Op, events []Event, crashes []string, t lab.Timing, timeout time.Duration) (history.Result, []Anomaly, int) {
-	res, anomalies := checkHistory(ops, t, timeout)
+func analyze(ops []history.Op, events []Event, crashes []string, t lab.Timing, timeout, staleBound time.Duration) (history.Result, []Anomaly, int) {
+	res, anomalies := checkHistory(ops, t, timeout, staleBound)
 	lost := 0
 	for _, a := range lostWrites(ops) {
 		if a.Kind == AnomalyLostWrite {
@@ -180,9 +185,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			rep.AckedWrites++
 		}
 	}
-	h.logf("checking %d operations (porcupine, stale bound %s)", len(ops), StaleBound(t))
+	rep.StaleBound = StaleBound(t)
+	if opts.StaleBound != 0 {
+		rep.StaleBound = max(opts.StaleBound, 0)
+	}
+	h.logf("checking %d operations (porcupine, stale bound %s)", len(ops), describeStaleBound(rep.StaleBound))
 	checkStart := time.Now()
-	res, anomalies, lost := analyze(ops, rep.Events, h.cluster.Crashes(), t, opts.CheckTimeout)
+	res, anomalies, lost := analyze(ops, rep.Events, h.cluster.Crashes(), t, opts.CheckTimeout, opts.StaleBound)
 	rep.check, rep.Checked, rep.StaleChecked, rep.LostWrites = res, res.Checked, res.StaleChecked, lost
 	h.logf("porcupine: %s in %s", res.Verdict, time.Since(checkStart).Round(time.Millisecond))
 	rep.Anomalies = append(anomalies, rep.Anomalies...)
@@ -384,7 +393,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		t.HeartbeatInterval, t.ElectionTimeoutMin, t.ElectionTimeoutMax, t.LeaseDuration, t.MaxClockDrift, t.MaxStaleness)
 
 	fmt.Fprintf(w, "operations: %d recorded (%d writes acknowledged); %d checked by porcupine, %d stale reads checked (bound %s)\n",
-		r.Ops, r.AckedWrites, r.Checked, r.StaleChecked, StaleBound(t))
+		r.Ops, r.AckedWrites, r.Checked, r.StaleChecked, describeStaleBound(r.StaleBound))
 	labels := make([]string, 0, len(r.OpCounts))
 	for k := range r.OpCounts {
 		labels = append(labels, k)
@@ -478,4 +487,11 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		return fmt.Errorf("encode report: %w", err)
 	}
 	return nil
+}
+
+func describeStaleBound(d time.Duration) string {
+	if d <= 0 {
+		return "none: only that the value was really written"
+	}
+	return d.Round(time.Millisecond).String()
 }

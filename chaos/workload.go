@@ -105,7 +105,10 @@ func StartWorkload(cluster *Cluster, clock *Clock, rec *history.Recorder, opts W
 			// does not know regions until it probes, and it probes only with a region).
 			RequestTimeout: opts.RequestTimeout,
 			AttemptTimeout: opts.RequestTimeout / 3,
-			ClientID:       uint64(1000 + i),
+			// Retry often enough that the first write after a heal shows when the cluster
+			// could serve again, not how long a client happened to back off.
+			BackoffMax: min(100*time.Millisecond, cluster.Timing.ElectionTimeoutMin/5),
+			ClientID:   uint64(1000 + i),
 		})
 		if err != nil {
 			for _, c := range clients {

@@ -132,6 +132,7 @@ func runCommand(ctx context.Context, stdout io.Writer) *cobra.Command {
 		kinds        string
 		gap          time.Duration
 		checkTimeout time.Duration
+		staleBound   time.Duration
 		artifacts    string
 		jsonPath     string
 	)
@@ -141,7 +142,7 @@ func runCommand(ctx context.Context, stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := chaos.Options{SetupOptions: setup.options(cmd), Duration: duration, Seed: seed, Gap: gap,
-				CheckTimeout: checkTimeout, ArtifactsDir: artifacts}
+				CheckTimeout: checkTimeout, StaleBound: staleBound, ArtifactsDir: artifacts}
 			if !cmd.Flags().Changed("seed") {
 				opts.Seed = time.Now().UnixNano() % 1_000_000
 			}
@@ -185,6 +186,7 @@ func runCommand(ctx context.Context, stdout io.Writer) *cobra.Command {
 	fl.StringVar(&kinds, "kinds", "all", "comma-separated fault kinds to rotate through")
 	fl.DurationVar(&gap, "gap", 500*time.Millisecond, "quiet time after each fault's recovery")
 	fl.DurationVar(&checkTimeout, "check-timeout", 3*time.Minute, "bound on porcupine's search")
+	fl.DurationVar(&staleBound, "stale-bound", 0, "how old a stale read's value may be (0: max_staleness/(1-drift) + election timeout max/2; negative: only check it was written)")
 	fl.StringVar(&artifacts, "artifacts", "results/tmp/chaos", "where a failed run leaves its history, visualization and schedule")
 	fl.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file")
 	return cmd
