@@ -105,11 +105,13 @@ func (p *nodeProcess) start() error {
 	}
 	done := make(chan struct{})
 	p.cmd, p.pid, p.done, p.expectExit, p.paused, p.exitState = cmd, cmd.Process.Pid, done, false, false, nil
+	go p.wait(cmd, logFile, done)
 	// The PID file lets lab.Cluster.RunningPIDs check that nothing outlives the harness.
 	if err := os.WriteFile(p.pidFile(), []byte(strconv.Itoa(p.pid)+"\n"), 0o644); err != nil {
+		p.expectExit = true
 		_ = cmd.Process.Kill()
+		return fmt.Errorf("start node %d: write pid file: %w", p.cfg.ID, err)
 	}
-	go p.wait(cmd, logFile, done)
 	return nil
 }
 

@@ -99,10 +99,10 @@ func StartWorkload(cluster *Cluster, clock *Clock, rec *history.Recorder, opts W
 	for i := range opts.Clients {
 		home := ids[i%len(ids)]
 		endpoints, nodeIDs := cluster.ClientEndpoints(home)
+		// The client's home node comes first: with no region set, the client sends its
+		// stale reads to its first endpoint, so stale reads spread over the nodes.
 		cl, err := client.New(client.Options{
 			Endpoints: endpoints, NodeIDs: nodeIDs,
-			// Stale reads go to the client's home node (the first endpoint: the client
-			// does not know regions until it probes, and it probes only with a region).
 			RequestTimeout: opts.RequestTimeout,
 			AttemptTimeout: opts.RequestTimeout / 3,
 			// Retry often enough that the first write after a heal shows when the cluster
