@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/georaft/georaft/history"
@@ -547,11 +548,20 @@ func maps2Equal(a, b map[string]string) bool {
 	return true
 }
 
+// historyTimeout bounds porcupine's search per history: a rare history with many unknown
+// writes on one key can take minutes, and a short run should not wait for it.
+func historyTimeout() time.Duration {
+	if testing.Short() {
+		return 10 * time.Second
+	}
+	return time.Minute
+}
+
 // checkHistory checks the clients' history with porcupine: writes and lease, index and log
 // reads must be linearizable; stale reads must return values really written.
 func (s *simulation) checkHistory() {
 	ops := s.rec.Ops()
-	opts := history.Options{Timeout: 60 * time.Second}
+	opts := history.Options{Timeout: historyTimeout()}
 	if *simStale {
 		opts.StaleBound = s.p.staleBound()
 	}

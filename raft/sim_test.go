@@ -107,6 +107,15 @@ func runSeeds(t *testing.T, test string, params func(seed int64) simParams) []se
 	}
 	t.Logf("%d seeds (%d..%d) in %v: %.0f seeds/s; %s", n, first, first+int64(n)-1,
 		elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), total.summary())
+	var inconclusive []int64
+	for _, o := range outcomes {
+		if o.stats.inconclusive > 0 {
+			inconclusive = append(inconclusive, o.seed)
+		}
+	}
+	if len(inconclusive) > 0 {
+		t.Logf("porcupine ran out of time (%v) on the histories of seeds %v: no violation found, none ruled out", historyTimeout(), inconclusive)
+	}
 	if len(failed) > 0 {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%d of %d seeds failed:", len(failed), n)
