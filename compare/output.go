@@ -63,7 +63,7 @@ func columns(rows [][]string, right map[int]bool) string {
 
 // measurementRows is every row each system measured, per workload.
 func (er EnvResult) measurementRows() [][]string {
-	rows := [][]string{{"workload", "system", "row", "ops/s", "p50", "p99", "errors", "server CPU/op", "client CPU/op", "leader fsyncs/write"}}
+	rows := [][]string{{"workload", "system", "row", "ops/s", "p50", "p99", "errors", "server CPU/op", "client CPU/op", "leader fsyncs/write", "load 1m"}}
 	for _, wr := range er.Workloads {
 		for _, s := range []struct {
 			name string
@@ -75,11 +75,18 @@ func (er EnvResult) measurementRows() [][]string {
 					fsyncs = fmt.Sprintf("%.2f", f)
 				}
 				rows = append(rows, []string{wr.Workload.Name, s.name, row.Name, fmtOps(row.OpsPerSec), fmtLat(row.P50), fmtLat(row.P99),
-					strconv.FormatInt(row.Errors, 10), fmtCPU(s.run.ServerCPUPerOp()), fmtCPU(s.run.ClientCPUPerOp()), fsyncs})
+					strconv.FormatInt(row.Errors, 10), fmtCPU(s.run.ServerCPUPerOp()), fmtCPU(s.run.ClientCPUPerOp()), fsyncs, firstField(s.run.LoadAvg)})
 			}
 		}
 	}
 	return rows
+}
+
+func firstField(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return "-"
 }
 
 func ratioTableRows(rows []RatioRow, env string) [][]string {
@@ -110,7 +117,7 @@ func (res *Result) WriteReport(w io.Writer) error {
 	for _, er := range res.Envs {
 		fmt.Fprintf(&b, "\n=== %s: measurements (closed loop, %v per phase after %v warmup, %d keys, %d-byte values) ===\n",
 			er.Name, res.Options.Engine.Duration, res.Options.Engine.Warmup, res.Options.Engine.Keys, res.Options.Engine.ValueSize)
-		b.WriteString(columns(er.measurementRows(), map[int]bool{3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true}))
+		b.WriteString(columns(er.measurementRows(), map[int]bool{3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
 		fmt.Fprintf(&b, "\n=== %s: georaft ÷ etcd (throughput > 1 and latency < 1 favour georaft) ===\n", er.Name)
 		b.WriteString(columns(ratioTableRows(res.Ratios, er.Name), map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
 		for _, n := range er.Notes {
@@ -205,11 +212,12 @@ type jsonRun struct {
 	LeaderFsyncs   float64      `json:"leader_wal_fsyncs"`
 	FsyncsPerWrite float64      `json:"leader_wal_fsyncs_per_write"`
 	LeaderNote     string       `json:"leader_note,omitempty"`
+	LoadAvg        string       `json:"load_avg_at_start"`
 }
 
 func runJSON(s SystemRun) jsonRun {
 	return jsonRun{s.Report, millis(s.ServerCPU), millis(s.ProxyCPU), millis(s.ClientCPU), millis(s.IdleServerCPU),
-		float64(s.ServerCPUPerOp()) / float64(time.Microsecond), s.LeaderFsyncs, round3(s.FsyncsPerWrite()), s.LeaderNote}
+		float64(s.ServerCPUPerOp()) / float64(time.Microsecond), s.LeaderFsyncs, round3(s.FsyncsPerWrite()), s.LeaderNote, s.LoadAvg}
 }
 
 // MarshalJSON writes durations in milliseconds, like the lab's results.

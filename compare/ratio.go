@@ -20,6 +20,8 @@ type SystemRun struct {
 	IdleServerCPU time.Duration
 	// LeaderNote is the leadership check after the run; empty when leadership held.
 	LeaderNote string
+	// LoadAvg is /proc/loadavg when the run started: other people's load moves the figures.
+	LoadAvg string
 	// LeaderFsyncs is how many WAL fsyncs the pinned leader did during the run (warmup
 	// included); -1 when its metrics could not be read.
 	LeaderFsyncs float64

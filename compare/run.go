@@ -479,6 +479,7 @@ func (r *runner) measure(ctx context.Context, env string, s system, w Workload, 
 		}
 		before = "leadership had moved before the run (" + note + ") and was pinned back"
 	}
+	load, _ := LoadAvg()
 	fsync0, fsyncErr := s.LeaderFsyncs(ctx)
 	servers, proxies := s.ServerPIDs(), s.ProxyPIDs()
 	server0, proxy0 := cpuOf(servers), cpuOf(proxies)
@@ -487,7 +488,7 @@ func (r *runner) measure(ctx context.Context, env string, s system, w Workload, 
 	cfg.Progress = r.opts.Progress
 	rep, err := bench.Run(ctx, cfg)
 	client1, _ := ProcessCPU(os.Getpid())
-	run := SystemRun{Report: rep, ServerCPU: cpuOf(servers) - server0, ProxyCPU: cpuOf(proxies) - proxy0, ClientCPU: client1 - client0}
+	run := SystemRun{Report: rep, ServerCPU: cpuOf(servers) - server0, ProxyCPU: cpuOf(proxies) - proxy0, ClientCPU: client1 - client0, LoadAvg: load}
 	if fsync1, err1 := s.LeaderFsyncs(ctx); fsyncErr == nil && err1 == nil {
 		run.LeaderFsyncs = fsync1 - fsync0
 	} else {
@@ -504,7 +505,7 @@ func (r *runner) measure(ctx context.Context, env string, s system, w Workload, 
 	}
 	run.LeaderNote = strings.Join(notes, "; ")
 	for _, row := range rep.Rows {
-		fmt.Fprintf(r.out, "  %-13s %9s  p50 %-8s p99 %-8s errors %d\n", row.Name, fmtOps(row.OpsPerSec), fmtLat(row.P50), fmtLat(row.P99), row.Errors)
+		fmt.Fprintf(r.out, "  %-13s %9s  p50 %-8s p99 %-8s errors %d  (load average %s)\n", row.Name, fmtOps(row.OpsPerSec), fmtLat(row.P50), fmtLat(row.P99), row.Errors, load)
 	}
 	return run, err
 }
