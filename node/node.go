@@ -349,8 +349,9 @@ func (n *Node) read(r *readRequest) {
 // handleReady carries out one Ready in the order its contract demands.
 func (n *Node) handleReady(rd *raft.Ready) error {
 	// Publish first: a lease given up in this turn must be withdrawn before any message of
-	// the turn (a TimeoutNow) can reach the transferee.
-	n.publish()
+	// the turn (a TimeoutNow) can reach the transferee. This early view may only narrow the
+	// stale-read window: the entries that justify widening it are applied below.
+	n.publishView(false)
 	n.send(rd.Messages)
 
 	if rd.Snapshot != nil {
@@ -363,6 +364,7 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 	// takes one fsync off every write's latency. Nothing that depends on this node's disk
 	// leaves before the fsync below.
 	n.apply(rd.CommittedEntries)
+	n.publish()
 	n.answerReads(rd)
 
 	if rd.HardState != nil || len(rd.Entries) > 0 {
@@ -454,7 +456,11 @@ func (n *Node) apply(entries []raft.Entry) {
 }
 
 // publish refreshes what request goroutines read without entering the loop.
-func (n *Node) publish() {
+func (n *Node) publish() { n.publishView(true) }
+
+// publishView publishes the core's view. With widenStale false the stale-read window may
+// only shrink: a later contact with the leader vouches for entries not applied yet.
+func (n *Node) publishView(widenStale bool) {
 	st := n.core.Status()
 	v := &leaseView{term: st.Term, leader: st.Role == raft.Leader, commit: st.Commit}
 	if st.Lease == raft.LeaseHeld {
@@ -462,6 +468,9 @@ func (n *Node) publish() {
 	}
 	if st.LastLeaderContact > 0 || st.Role == raft.Leader {
 		v.staleUntil = st.LastLeaderContact + n.cfg.Timing.MaxStaleness
+	}
+	if !widenStale {
+		v.staleUntil = min(v.staleUntil, n.lease.Load().staleUntil)
 	}
 	n.lease.Store(v)
 	n.statusMu.Lock()
