@@ -12,7 +12,11 @@ import (
 // Status returns the core's current status, read on the loop.
 func (n *Node) Status(ctx context.Context) (raft.Status, error) {
 	var st raft.Status
-	err := n.do(ctx, func() { st = n.core.Status() })
+	// Tick first, so ages and lease time left are as of now, not of the last turn.
+	err := n.do(ctx, func() {
+		n.core.Tick(n.clock.Now())
+		st = n.core.Status()
+	})
 	return st, err
 }
 
