@@ -191,11 +191,12 @@ func (LeaseState) EnumDescriptor() ([]byte, []int) {
 	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{2}
 }
 
-// WriteSession makes a retried write apply once: the node remembers, per client, the last
-// sequence number applied and its result.
+// WriteSession makes a retried write apply once: the node remembers, per client id, the last
+// sequence number applied and its result. A client id has one write in flight at a time;
+// a client that writes concurrently uses several ids.
 type WriteSession struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Chosen at random by the client once per process; never 0.
+	// Chosen at random by the client; never 0.
 	ClientId uint64 `protobuf:"varint,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// Starts at 1 and grows by one per write. A retry reuses its write's number.
 	Sequence      uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -1120,7 +1121,7 @@ func (x *TransferLeaderResponse) GetTerm() uint64 {
 }
 
 // NotLeader is the detail of a FAILED_PRECONDITION answer from a node that is not the
-// leader. leader_id is 0 when no leader is known.
+// leader. A node that knows no leader answers UNAVAILABLE with reason NO_LEADER instead.
 type NotLeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaderId      uint64                 `protobuf:"varint,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
