@@ -6,7 +6,7 @@ GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: all build test proto vet fmt clean
+.PHONY: all build test test-go proto vet fmt clean soak-sim
 
 all: build
 
@@ -17,8 +17,18 @@ build:
 vet:
 	$(GO) vet ./...
 
-test: vet
+# What CI runs: vet, every package's tests in short mode (thousands of simulator seeds, real
+# clusters on loopback, a bounded chaos run, the real Ansible run), then every fuzz target
+# for a few seconds.
+test: vet test-go fuzz-smoke
+
+test-go:
 	$(GO) test -short -timeout 15m ./...
+
+# Many more simulator seeds than make test runs: SEEDS=100000 make soak-sim.
+SEEDS ?= 20000
+soak-sim:
+	$(GO) test ./raft -run 'TestSimulation$$' -sim.seeds=$(SEEDS) -timeout 0 -v
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -40,3 +50,9 @@ clean:
 include lab/lab.mk
 # Google Cloud deployment: cluster-up, cluster-down, cluster-status, cluster-bench (deploy/cluster.mk).
 include deploy/cluster.mk
+# Fault injection on real processes: make chaos DURATION=10m (chaos/chaos.mk).
+include chaos/chaos.mk
+# georaft and etcd side by side: make bench-compare (compare/compare.mk).
+include compare/compare.mk
+# Fuzzing: make fuzz-smoke (CI), make fuzz FUZZTIME=10m (fuzz.mk).
+include fuzz.mk
