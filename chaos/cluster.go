@@ -69,6 +69,9 @@ type Cluster struct {
 	Net     *Net
 	Plan    lab.ProxyPlan
 
+	// Fsync gathers the nodes' WAL fsync times over the run.
+	Fsync FsyncStats
+
 	nodes   map[uint64]*nodeProcess
 	ids     []uint64
 	control *lab.Clients
@@ -230,7 +233,7 @@ func (c *Cluster) waitAllUp(ctx context.Context, timeout time.Duration) (uint64,
 // proxy of link i→j, and a client reaches node j through the proxy of client link →j.
 func chaosSpec(opts ClusterOptions) (lab.ClusterSpec, error) {
 	n := len(opts.Regions)
-	addrs, err := freeAddresses(2*n + n*(n-1) + n)
+	addrs, err := freeAddresses(3*n + n*(n-1) + n)
 	if err != nil {
 		return lab.ClusterSpec{}, err
 	}
@@ -247,7 +250,7 @@ func chaosSpec(opts ClusterOptions) (lab.ClusterSpec, error) {
 		spec.Nodes = append(spec.Nodes, lab.NodeSpec{
 			ID: id, Region: region,
 			DataDir: filepath.Join(opts.Dir, fmt.Sprintf("data/node%d", id)),
-			Listen:  lab.Listen{Peer: take(), Client: take()},
+			Listen:  lab.Listen{Peer: take(), Client: take(), Metrics: take()},
 			Dial:    map[uint64]string{},
 		})
 	}
@@ -387,8 +390,19 @@ func (c *Cluster) node(id uint64) (*nodeProcess, error) {
 	return p, nil
 }
 
-// Kill sends SIGKILL to node id and waits for it to be gone.
+// Kill sends SIGKILL to node id and waits for it to be gone. Its fsync histogram is
+// scraped first, since it dies with the process.
 func (c *Cluster) Kill(id uint64) error {
+	p, err := c.node(id)
+	if err != nil {
+		return err
+	}
+	c.scrapeFsync(context.Background(), id)
+	return p.kill()
+}
+
+// killNow is Kill without the scrape, for callers that scraped already and time the kill.
+func (c *Cluster) killNow(id uint64) error {
 	p, err := c.node(id)
 	if err != nil {
 		return err
@@ -402,6 +416,7 @@ func (c *Cluster) Terminate(id uint64, grace time.Duration) error {
 	if err != nil {
 		return err
 	}
+	c.scrapeFsync(context.Background(), id)
 	return p.terminate(grace)
 }
 

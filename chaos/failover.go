@@ -90,6 +90,7 @@ type FailoverReport struct {
 	Samples   []FailoverSample `json:"samples"`
 	Anomalies []Anomaly        `json:"anomalies"`
 	Ops       int              `json:"ops"`
+	Fsync     *FsyncStats      `json:"wal_fsync"`
 }
 
 // MeasureFailover starts a cluster under load and kills its leader Repeats times, each time
@@ -108,7 +109,7 @@ func MeasureFailover(ctx context.Context, opts FailoverOptions) (*FailoverReport
 	}
 	defer h.removeWorkDir()
 	defer h.close()
-	rep := &FailoverReport{Timing: h.cluster.Timing}
+	rep := &FailoverReport{Timing: h.cluster.Timing, Fsync: &h.cluster.Fsync}
 	for i := 0; i < opts.Repeats && ctx.Err() == nil; i++ {
 		sample, err := h.killLeaderOnce(ctx)
 		if err != nil {
@@ -137,8 +138,9 @@ func (h *harness) killLeaderOnce(ctx context.Context) (FailoverSample, error) {
 	if err != nil {
 		return FailoverSample{}, err
 	}
+	h.cluster.scrapeFsync(ctx, leader)
 	killAt := h.clock.Now()
-	if err := h.cluster.Kill(leader); err != nil {
+	if err := h.cluster.killNow(leader); err != nil {
 		return FailoverSample{}, err
 	}
 	other := func(want func(Served) bool) func(Served) bool {
@@ -243,6 +245,9 @@ func (r *FailoverReport) windows(write bool) []time.Duration {
 func (r *FailoverReport) WriteSummary(w io.Writer) {
 	writeFailoverTable(w, r.Samples, r.Timing)
 	fmt.Fprintf(w, "operations recorded: %d\n", r.Ops)
+	if r.Fsync != nil {
+		fmt.Fprintf(w, "machine: %s\n", r.Fsync)
+	}
 	if len(r.Anomalies) == 0 {
 		fmt.Fprintln(w, "anomalies: 0 (history linearizable, no crash)")
 	}

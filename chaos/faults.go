@@ -75,19 +75,25 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		target = pickN(ids, 1, f.Pick)[0]
 	}
 	followers := without(ids, target)
-	start := h.clock.Now()
-	ev.Start = millisOf(start)
+	var victims []uint64
+	switch f.Kind {
+	case KillLeader:
+		victims = []uint64{target}
+	case KillFollowers:
+		victims = pickN(followers, max(1, f.Count), f.Pick)
+	}
+	// A killed node's fsync counts die with it: scrape before the fault starts the clock.
+	for _, id := range victims {
+		h.cluster.scrapeFsync(ctx, id)
+	}
+	ev.Start = millisOf(h.clock.Now())
 	hold := f.Hold.D()
 	var heal func() error
 	var detail string
 	switch f.Kind {
 	case KillLeader, KillFollowers:
-		victims := []uint64{target}
-		if f.Kind == KillFollowers {
-			victims = pickN(followers, max(1, f.Count), f.Pick)
-		}
 		for _, id := range victims {
-			if err := h.cluster.Kill(id); err != nil {
+			if err := h.cluster.killNow(id); err != nil {
 				return err
 			}
 		}

@@ -68,7 +68,9 @@ type Report struct {
 	ConvergedRestart Convergence   `json:"converged_after_full_restart"`
 	RecoveryBound    time.Duration `json:"recovery_bound_ns"`
 	// StaleBound is the stale-read age bound checked; 0 when only "really written" was.
-	StaleBound    time.Duration    `json:"stale_bound_ns"`
+	StaleBound time.Duration `json:"stale_bound_ns"`
+	// Fsync is the nodes' WAL fsync times over the run: slow ones come from the machine.
+	Fsync         *FsyncStats      `json:"wal_fsync"`
 	Failovers     []FailoverSample `json:"failovers"`
 	ArtifactsDir  string           `json:"artifacts_dir,omitempty"`
 	ReplayCommand string           `json:"replay_command,omitempty"`
@@ -137,6 +139,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	t := h.cluster.Timing
 	rep = &Report{Seed: seed, Timing: t, Clients: h.work.opts.Clients, Keys: h.work.opts.Keys,
 		Faults: map[Kind]int{}, RecoveryBound: RecoveryBound(t), WorkDir: h.workDir}
+	rep.Fsync = &h.cluster.Fsync
 	rep.Links = "LAN"
 	if opts.Geo {
 		rep.Links = "emulated geo matrix"
@@ -462,6 +465,16 @@ func (r *Report) WriteSummary(w io.Writer) {
 	if r.Converged.AppliedIndex > 0 {
 		fmt.Fprintf(w, "convergence: all nodes at applied index %d with state hash %s after healing; %d / %s after the full restart\n",
 			r.Converged.AppliedIndex, r.Converged.StateHash, r.ConvergedRestart.AppliedIndex, r.ConvergedRestart.StateHash)
+	}
+	if r.Fsync != nil {
+		fmt.Fprintf(w, "machine: %s\n", r.Fsync)
+		timing := false
+		for _, a := range r.Anomalies {
+			timing = timing || a.Kind == AnomalySlowRecovery || a.Kind == AnomalyNoRecovery
+		}
+		if slow := r.Fsync.Over(t.ElectionTimeoutMin); timing && slow > 0 {
+			fmt.Fprintf(w, "  note: %.0f fsyncs took longer than the minimum election timeout; a leader stuck in one sends no heartbeats, so recovery anomalies may come from this disk\n", slow)
+		}
 	}
 	fmt.Fprintf(w, "lost writes: %d\n", r.LostWrites)
 	fmt.Fprintf(w, "anomalies: %d\n", len(r.Anomalies))
