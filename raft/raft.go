@@ -286,8 +286,13 @@ func (r *Raft) Step(m Message) error {
 	if m.Term == 0 {
 		return fmt.Errorf("raft: %v from node %d has term 0", m.Type, m.From)
 	}
-	if m.Type == MsgApp {
+	switch m.Type {
+	case MsgApp:
 		if err := checkAppend(m); err != nil {
+			return err
+		}
+	case MsgSnap:
+		if err := checkSnapshot(m); err != nil {
 			return err
 		}
 	}
@@ -341,6 +346,17 @@ func checkAppend(m Message) error {
 			return fmt.Errorf("raft: append from node %d: entry %d has term %d, outside [%d, %d]", m.From, e.Index, e.Term, max(prevTerm, 1), m.Term)
 		}
 		prevTerm = e.Term
+	}
+	return nil
+}
+
+// checkSnapshot rejects a snapshot no leader could send: one that is empty, or ends in an
+// entry of a term after the leader's own (which would leave this node unable to restart from
+// its disk: its term would be below its last entry's).
+func checkSnapshot(m Message) error {
+	if m.Snapshot.Index == 0 || m.Snapshot.Term == 0 || m.Snapshot.Term > m.Term {
+		return fmt.Errorf("raft: snapshot from node %d at index %d term %d is impossible in term %d",
+			m.From, m.Snapshot.Index, m.Snapshot.Term, m.Term)
 	}
 	return nil
 }
