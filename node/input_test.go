@@ -150,9 +150,6 @@ func TestIncompleteWriteSessionRefused(t *testing.T) {
 		t.Fatalf("set with an empty session: %v", err)
 	}
 
-	t.Skip("blocked on: node/service.go write() maps the kv.Command.Encode session error onto BadRequest field \"key\"; " +
-		"a session with client_id but sequence 0 (or sequence without client_id) should name \"session.sequence\" " +
-		"(\"session.client_id\"). The request is refused with INVALID_ARGUMENT as it should be; only the field is wrong.")
 	for _, tc := range []struct {
 		name, field string
 		session     *georaftv1.WriteSession

@@ -155,6 +155,12 @@ func (n *Node) write(ctx context.Context, cmd kv.Command) (proposalResult, error
 	if err := n.admit(); err != nil {
 		return proposalResult{}, err
 	}
+	switch {
+	case cmd.ClientID != 0 && cmd.Seq == 0:
+		return proposalResult{}, invalidArgument("session.sequence", "session of client %d has sequence 0; sequences start at 1", cmd.ClientID)
+	case cmd.ClientID == 0 && cmd.Seq != 0:
+		return proposalResult{}, invalidArgument("session.client_id", "sequence %d without a client id", cmd.Seq)
+	}
 	if err := n.kv.Limits().Check(cmd); err != nil {
 		var le *kv.LimitError
 		if errors.As(err, &le) {
