@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -20,12 +21,29 @@ const fsyncMetric = "georaft_wal_fsync_seconds"
 type FsyncStats struct {
 	mu sync.Mutex
 	// Buckets maps an upper bound in seconds to the cumulative count at or under it.
-	Buckets map[float64]float64 `json:"buckets"`
-	Count   float64             `json:"count"`
-	Sum     float64             `json:"sum_seconds"`
+	Buckets map[float64]float64
+	Count   float64
+	Sum     float64
 	// Scrapes and Failed count the scrapes tried and those that got no answer.
-	Scrapes int `json:"scrapes"`
-	Failed  int `json:"failed"`
+	Scrapes int
+	Failed  int
+}
+
+// MarshalJSON writes the summary figures (JSON maps cannot have float keys).
+func (s *FsyncStats) MarshalJSON() ([]byte, error) {
+	slowest := s.Slowest()
+	var slowestJSON any = slowest
+	if math.IsInf(slowest, 1) {
+		slowestJSON = "+Inf"
+	}
+	s.mu.Lock()
+	count, sum, scrapes, failed := s.Count, s.Sum, s.Scrapes, s.Failed
+	s.mu.Unlock()
+	return json.Marshal(map[string]any{
+		"count": count, "sum_seconds": sum, "over_100ms": s.Over(100 * time.Millisecond),
+		"over_500ms": s.Over(500 * time.Millisecond), "slowest_bucket_seconds": slowestJSON,
+		"scrapes": scrapes, "failed_scrapes": failed,
+	})
 }
 
 func (s *FsyncStats) add(h lab.Histogram) {
