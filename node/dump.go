@@ -27,6 +27,7 @@ type dumpLog struct {
 	size     int64
 	maxBytes int64
 	wall     func() time.Time
+	stamp    []byte
 }
 
 const defaultDumpMaxBytes = 64 << 20
@@ -85,8 +86,12 @@ func (d *dumpLog) Printf(format string, args ...any) {
 	if d.w == nil {
 		return
 	}
-	n, _ := fmt.Fprintf(d.w, "%s %s\n", d.wall().UTC().Format("2006-01-02T15:04:05.000Z"), fmt.Sprintf(format, args...))
-	d.size += int64(n)
+	// Formatted straight into the buffer: this runs for every client request.
+	d.stamp = d.wall().UTC().AppendFormat(d.stamp[:0], "2006-01-02T15:04:05.000Z ")
+	n, _ := d.w.Write(d.stamp)
+	m, _ := fmt.Fprintf(d.w, format, args...)
+	d.w.WriteByte('\n')
+	d.size += int64(n + m + 1)
 	d.dirty = true
 	if d.size >= d.maxBytes {
 		d.rotateLocked()

@@ -54,7 +54,7 @@ type Node struct {
 	kv    *kv.Store
 	tr    *transport.Transport
 
-	msgc  chan []raft.Message
+	msgc  chan inbound
 	propc chan *proposal
 	readc chan *readRequest
 	ctrlc chan func()
@@ -69,6 +69,10 @@ type Node struct {
 	snapshotting bool
 	lastLeader   uint64
 	lastRole     raft.Role
+	// The hard state last made durable, and the newest the core handed out (which may differ
+	// only in its commit index).
+	syncedHardState raft.HardState
+	latestHardState raft.HardState
 
 	// Shared with request goroutines.
 	lease      atomic.Pointer[leaseView]
@@ -91,6 +95,15 @@ type leaseView struct {
 	commit uint64
 	// staleUntil is when this node stops answering stale reads, if nothing is heard.
 	staleUntil time.Duration
+}
+
+// inbound is a batch of peer messages and when the transport handed it over. The core is
+// ticked to that time, not to when the loop gets to it: after a stall (a slow fsync) the
+// replies that arrived meanwhile count before timers such as CheckQuorum fire. A later time
+// than the true arrival is the safe side of every lease rule.
+type inbound struct {
+	msgs []raft.Message
+	at   time.Duration
 }
 
 type proposal struct {
@@ -144,7 +157,7 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 		log:          logger,
 		clock:        newMonoClock(),
 		m:            newMetrics(self),
-		msgc:         make(chan []raft.Message, 1024),
+		msgc:         make(chan inbound, 1024),
 		propc:        make(chan *proposal, 4096),
 		readc:        make(chan *readRequest, 4096),
 		ctrlc:        make(chan func(), 256),
@@ -213,6 +226,7 @@ func (n *Node) recover(fsys wal.FS) error {
 		return fmt.Errorf("restore consensus state: %w", err)
 	}
 	n.core = core
+	n.syncedHardState, n.latestHardState = rec.HardState, rec.HardState
 	n.dump.Printf("recovered term %d, vote %d, commit %d, %d log entries after snapshot %d",
 		rec.HardState.Term, rec.HardState.Vote, rec.HardState.Commit, len(rec.Entries), rec.Snapshot.Index)
 	return nil
@@ -250,8 +264,9 @@ func (n *Node) run() {
 		if n.failed.Load() != nil {
 			return
 		}
-		n.core.Tick(n.clock.Now())
+		// Inputs first, each at its own arrival time; only then the timers that are due now.
 		n.drainInputs()
+		n.core.Tick(n.clock.Now())
 		if n.core.HasReady() {
 			rd := n.core.Ready()
 			if err := n.handleReady(&rd); err != nil {
@@ -271,9 +286,8 @@ func (n *Node) run() {
 		select {
 		case <-n.stopc:
 			return
-		case msgs := <-n.msgc:
-			n.core.Tick(n.clock.Now())
-			n.stepAll(msgs)
+		case in := <-n.msgc:
+			n.stepAll(in)
 		case p := <-n.propc:
 			n.propose(p)
 		case r := <-n.readc:
@@ -296,9 +310,8 @@ func (n *Node) drainInputs() {
 	const budget = 4096
 	for i := 0; i < budget; i++ {
 		select {
-		case msgs := <-n.msgc:
-			n.core.Tick(n.clock.Now())
-			n.stepAll(msgs)
+		case in := <-n.msgc:
+			n.stepAll(in)
 		case p := <-n.propc:
 			n.propose(p)
 		case r := <-n.readc:
@@ -311,7 +324,10 @@ func (n *Node) drainInputs() {
 	}
 }
 
-func (n *Node) stepAll(msgs []raft.Message) {
+// stepAll steps a batch at its arrival time (the core ignores a time before its latest).
+func (n *Node) stepAll(in inbound) {
+	n.core.Tick(in.at)
+	msgs := in.msgs
 	for i := range msgs {
 		if err := n.core.Step(msgs[i]); err != nil {
 			n.log.Debug("message refused by the core", "type", msgs[i].Type, "from", msgs[i].From, "err", err)
@@ -330,6 +346,8 @@ func (n *Node) propose(p *proposal) {
 }
 
 func (n *Node) read(r *readRequest) {
+	// A lease is judged at the current time, never at an older one.
+	n.core.Tick(n.clock.Now())
 	n.nextReadID++
 	r.id = n.nextReadID
 	r.served = r.mode
@@ -367,21 +385,57 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 	n.publish()
 	n.answerReads(rd)
 
-	if rd.HardState != nil || len(rd.Entries) > 0 {
-		start := time.Now()
-		if err := n.wal.Save(rd.HardState, rd.Entries); err != nil {
-			return fmt.Errorf("write ahead log: %w", err)
-		}
-		n.m.fsync.Observe(time.Since(start).Seconds())
-		if len(rd.Entries) > 0 {
-			n.m.walBatch.Observe(float64(len(rd.Entries)))
-		}
+	if err := n.persist(rd.HardState, rd.Entries); err != nil {
+		return err
 	}
 	n.send(rd.MessagesAfterPersist)
 
 	n.dump.Events(rd.Events)
 	n.noteRoleChange()
 	n.maybeSnapshot()
+	return nil
+}
+
+// persist writes entries and hard state to the WAL with one fsync, when something needs it.
+// A hard state that only moves the commit index is not worth an fsync of its own: Raft does
+// not need the commit index to be durable (a restarted node learns it again), so it rides
+// along with the next write that must sync, or with a clean shutdown.
+func (n *Node) persist(hs *raft.HardState, entries []raft.Entry) error {
+	if hs != nil {
+		n.latestHardState = *hs
+	}
+	termOrVoteChanged := hs != nil && (hs.Term != n.syncedHardState.Term || hs.Vote != n.syncedHardState.Vote)
+	if len(entries) == 0 && !termOrVoteChanged {
+		return nil
+	}
+	var save *raft.HardState
+	if n.latestHardState != n.syncedHardState {
+		latest := n.latestHardState
+		save = &latest
+	}
+	start := time.Now()
+	if err := n.wal.Save(save, entries); err != nil {
+		return fmt.Errorf("write ahead log: %w", err)
+	}
+	n.m.fsync.Observe(time.Since(start).Seconds())
+	if len(entries) > 0 {
+		n.m.walBatch.Observe(float64(len(entries)))
+	}
+	n.syncedHardState = n.latestHardState
+	return nil
+}
+
+// flushHardState makes the latest commit index durable before a clean stop, so a restart
+// resumes from it instead of learning it again.
+func (n *Node) flushHardState() error {
+	if n.latestHardState == n.syncedHardState || n.Failed() != nil {
+		return nil
+	}
+	latest := n.latestHardState
+	if err := n.wal.Save(&latest, nil); err != nil {
+		return fmt.Errorf("write ahead log: %w", err)
+	}
+	n.syncedHardState = latest
 	return nil
 }
 

@@ -16,7 +16,7 @@ func (n *Node) HandleMessages(from uint64, msgs []raft.Message) {
 		return
 	}
 	select {
-	case n.msgc <- msgs:
+	case n.msgc <- inbound{msgs: msgs, at: n.clock.Now()}:
 	case <-n.donec:
 	}
 }
@@ -41,7 +41,7 @@ func (n *Node) HandleSnapshot(from uint64, term uint64, meta raft.SnapshotMeta, 
 	n.dump.Printf("term %d: received snapshot at index %d (%d bytes) from node %d", term, meta.Index, size, from)
 	msg := raft.Message{Type: raft.MsgSnap, From: from, To: n.id, Term: term, Snapshot: meta}
 	select {
-	case n.msgc <- []raft.Message{msg}:
+	case n.msgc <- inbound{msgs: []raft.Message{msg}, at: n.clock.Now()}:
 		return nil
 	case <-n.donec:
 		return n.stoppedErr()

@@ -322,11 +322,14 @@ func (n *Node) stopLoop() {
 	<-n.donec
 }
 
-// closeStorage closes the WAL and the event log.
+// closeStorage closes the WAL and the event log. The loop has stopped.
 func (n *Node) closeStorage() error {
 	var err error
 	if n.wal != nil {
-		err = n.wal.Close()
+		err = n.flushHardState()
+		if cerr := n.wal.Close(); err == nil {
+			err = cerr
+		}
 	}
 	n.dump.Printf("stopped")
 	if cerr := n.dump.Close(); err == nil {
