@@ -76,4 +76,25 @@
 //   - ReadStale: any node answers from its own state at once, unless it has not heard from a
 //     quorum-backed leader within MaxStaleness. The value was really written and is at most
 //     that old, give or take drift; it is not linearizable.
+//
+// # Stale-read freshness
+//
+// A stale read compares MaxStaleness with the age of the node's state on its own clock. A
+// leader dates its state by the start of its lease, once it has committed an entry of its
+// term. A follower dates it by its own clock, echoed by the leader: every append and
+// heartbeat response carries the follower's clock when it produced it (FollowerClock), and
+// the leader puts the FollowerClock of the latest response it got from that follower in its
+// term into each MsgApp and MsgHeartbeat to it. The leader sent that message after it
+// received the response stamped t, so the leader's state in the message is no older than t
+// on the follower's own clock. A follower that holds everything the message says was
+// committed, at an entry of the leader's term, is therefore fresh as of t: no clock is read
+// across nodes, and a message that waited (a backlog in a paused process's socket, a
+// partition that heals) carries its true age instead of looking new. Freshness never moves
+// backwards; the first round of a term (echo 0) gives none, nor does an echo above the
+// follower's clock (a reading from before a restart). Receipt time still dates what must be
+// dated late to be safe: leader stickiness and the lease a follower reports in vote replies.
+//
+// The bound a follower keeps is thus MaxStaleness on its own clock since it sent a response
+// the leader had seen, plus the time to apply what it holds; the steady-state cost is about
+// a round trip and a heartbeat interval of the budget.
 package raft

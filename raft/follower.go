@@ -1,6 +1,9 @@
 package raft
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 func (r *Raft) stepFollower(m Message) error {
 	switch m.Type {
@@ -18,8 +21,8 @@ func (r *Raft) stepFollower(m Message) error {
 	case MsgHeartbeat:
 		r.leaderContact(m)
 		r.commitTo(min(m.Commit, r.leaderMatched))
-		r.noteFreshness(m.Commit)
-		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round})
+		r.noteFreshness(m.Commit, m.FollowerClock)
+		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now})
 	case MsgSnap:
 		r.leaderContact(m)
 		r.handleSnapshot(m)
@@ -33,32 +36,50 @@ func (r *Raft) stepFollower(m Message) error {
 
 // leaderContact records a message from the leader of this term: it resets the election
 // timer and, for the lease rule, notes that the leader may serve reads for a lease from now.
+// Both are dated at receipt on purpose, unlike stale-read freshness (noteFreshness): a later
+// time is the conservative one for refusing votes and for the lease a vote reply reports.
 func (r *Raft) leaderContact(m Message) {
 	r.lastHeardLeader = r.now
 	r.knownLeaseUntil = max(r.knownLeaseUntil, r.now+max(m.LeaseDuration, r.cfg.LeaseDuration))
 	r.resetElectionDeadline()
 }
 
-// noteFreshness records, for stale reads, that this node is up to date as of now if it holds
-// every entry its leader had committed when it sent a message, and that commit index covers
-// every earlier leader's commits: it points at an entry of the leader's own term. Hearing from
-// a leader while lagging behind it, or from a new leader that has not committed yet, says
-// nothing about how old the local state is.
-func (r *Raft) noteFreshness(leaderCommit uint64) {
+// noteFreshness records, for stale reads, how recent the state is that this node now holds
+// from a leader's MsgApp or MsgHeartbeat m, given m.Commit and m.FollowerClock. It counts only
+// if this node holds every entry the leader had committed when it sent m, and that commit
+// index covers every earlier leader's commits: it points at an entry of the leader's own term.
+// Hearing from a leader while lagging behind it, or from a new leader that has not committed
+// yet, says nothing about how old the local state is.
+//
+// The state is dated by m.FollowerClock, not by when m arrived: the leader sent m after it
+// received this node's response stamped FollowerClock, so the leader's state in m is no older
+// than that instant on this node's own clock, and no clocks are compared across nodes. A
+// message that waited (in a paused process's socket, behind a partition) therefore carries
+// its age with it. FollowerClock 0 (the leader has no response from this node in its term
+// yet) gives no freshness. Neither does one above now: it is not a reading this process took,
+// but one from before a restart, when this node's clock ran from another origin. Freshness
+// never moves backwards: an older echo only says less than what is already known.
+func (r *Raft) noteFreshness(leaderCommit uint64, echoed time.Duration) {
 	if leaderCommit > r.leaderMatched {
 		return
 	}
 	if t, ok := r.log.term(leaderCommit); !ok || t != r.term {
 		return
 	}
-	r.lastLeaderContact = r.now
+	if echoed <= 0 || echoed > r.now {
+		return
+	}
+	if r.hasLeaderContact && echoed <= r.lastLeaderContact {
+		return
+	}
+	r.lastLeaderContact = echoed
 	r.hasLeaderContact = true
 }
 
 // handleAppend stores the entries of a MsgApp whose previous entry matches, truncating the
 // log only where it really conflicts, and never at or below the commit index.
 func (r *Raft) handleAppend(m Message) error {
-	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round}
+	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now}
 	prevIndex, prevTerm, ents := m.Index, m.LogTerm, m.Entries
 	committed := r.log.committed
 	if prevIndex < committed {
@@ -67,7 +88,7 @@ func (r *Raft) handleAppend(m Message) error {
 		if skip >= uint64(len(ents)) {
 			resp.Index = committed
 			r.leaderMatched = max(r.leaderMatched, committed)
-			r.noteFreshness(m.Commit)
+			r.noteFreshness(m.Commit, m.FollowerClock)
 			r.send(resp)
 			if len(ents) > 0 {
 				r.event(Event{Kind: EventAppendAccepted, Peer: m.From, Index: committed})
@@ -117,7 +138,7 @@ func (r *Raft) handleAppend(m Message) error {
 	}
 	r.leaderMatched = max(r.leaderMatched, lastNew)
 	r.commitTo(min(m.Commit, lastNew))
-	r.noteFreshness(m.Commit)
+	r.noteFreshness(m.Commit, m.FollowerClock)
 	resp.Index = lastNew
 	r.send(resp)
 	if len(m.Entries) > 0 {
@@ -129,7 +150,7 @@ func (r *Raft) handleAppend(m Message) error {
 // handleSnapshot installs a snapshot the leader sent if it moves this node past its commit
 // index; the node already stored the snapshot's bytes before stepping the message.
 func (r *Raft) handleSnapshot(m Message) {
-	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round}
+	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now}
 	meta := m.Snapshot
 	if meta.Index <= r.log.committed {
 		// Only the committed prefix is known to match the leader's log.

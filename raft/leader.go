@@ -47,13 +47,15 @@ func (r *Raft) stepLeader(m Message, from int) error {
 	return nil
 }
 
-// recordAck notes the lease and ReadIndex bookkeeping a follower echoed back.
+// recordAck notes the lease and ReadIndex bookkeeping a follower echoed back, and the
+// follower's clock to echo to it in turn.
 func (r *Raft) recordAck(pr *progress, m Message) {
 	if !pr.hasAcked || m.SentAt > pr.ackedSentAt {
 		pr.ackedSentAt = m.SentAt
 	}
 	pr.ackedRound = max(pr.ackedRound, m.Round)
 	pr.hasAcked = true
+	pr.followerClock = m.FollowerClock
 	r.renewLease()
 	r.confirmReads()
 }
@@ -182,7 +184,7 @@ func (r *Raft) broadcastHeartbeat() {
 func (r *Raft) sendHeartbeat(pr *progress) {
 	// The full commit index: the follower takes it only up to what it knows matches this
 	// leader's log, and learns from it whether it is up to date (for stale reads).
-	m := Message{Type: MsgHeartbeat, To: pr.id, Commit: r.log.committed}
+	m := Message{Type: MsgHeartbeat, To: pr.id, Commit: r.log.committed, FollowerClock: pr.followerClock}
 	r.stamp(&m, pr)
 	r.send(m)
 }
@@ -253,7 +255,8 @@ func (r *Raft) sendAppend(pr *progress, last uint64) bool {
 		r.sendSnapshot(pr)
 		return false
 	}
-	m := Message{Type: MsgApp, To: pr.id, Index: prev, LogTerm: prevTerm, Commit: r.log.committed}
+	m := Message{Type: MsgApp, To: pr.id, Index: prev, LogTerm: prevTerm, Commit: r.log.committed,
+		FollowerClock: pr.followerClock}
 	if pr.next <= last {
 		hi, bytes := pr.next, uint64(len(r.log.at(pr.next).Data))
 		for hi < last {

@@ -74,6 +74,14 @@ type progress struct {
 	ackedSentAt time.Duration
 	ackedRound  uint64
 	hasAcked    bool
+	// followerClock is the FollowerClock of the latest append or heartbeat response from
+	// this peer in the term, echoed in every MsgApp and MsgHeartbeat to it so it can date its
+	// stale-read freshness on its own clock (0 until it answered). The latest rather than the
+	// largest: a follower that restarted has a clock with a new origin, and after one round
+	// trip it gets its own readings back instead of its previous life's; a reordered older
+	// response only lowers the echo, which is safe, since the follower never moves its
+	// freshness backwards.
+	followerClock time.Duration
 
 	// sentCommit is the commit index last sent in an append, so an idle leader tells
 	// followers about a new commit index once rather than on every Ready.

@@ -45,12 +45,15 @@ func (r *Raft) Read(id uint64, mode ReadMode) error {
 		}
 		r.enqueueRead(id, r.log.committed)
 	case ReadStale:
+		// lastLeaderContact dates the local state on this node's own clock: on a follower,
+		// the FollowerClock its leader echoed (noteFreshness), never the receipt of a message
+		// that may have waited; on a leader, the start of its lease (renewLease).
 		r.updateLease()
 		if !r.hasLeaderContact {
 			return fmt.Errorf("%w: never heard from a leader", ErrTooStale)
 		}
 		if age := r.now - r.lastLeaderContact; age > r.cfg.MaxStaleness {
-			return fmt.Errorf("%w: last contact %v ago, bound %v", ErrTooStale, age, r.cfg.MaxStaleness)
+			return fmt.Errorf("%w: local state last known current %v ago, bound %v", ErrTooStale, age, r.cfg.MaxStaleness)
 		}
 		r.readStates = append(r.readStates, ReadState{ID: id, Mode: ReadStale})
 	case ReadLog:

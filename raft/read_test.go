@@ -347,12 +347,14 @@ func TestNewLeaderStaleReadsWaitForItsFirstCommit(t *testing.T) {
 func TestFollowerFreshOnlyOnceLeaderCommittedInTerm(t *testing.T) {
 	r := newFollower(t, 2, 1, 1, logOf(1, 1))
 	r.Tick(time.Second)
+	// Both messages echo a response this follower sent at 1s (FollowerClock), so only the
+	// leader's commit index decides.
 	stepOK(t, r, Message{Type: MsgApp, From: 1, Term: 2, Index: 2, LogTerm: 1, Commit: 1,
-		Entries: []Entry{{Index: 3, Term: 2, Type: EntryNoop}}})
+		Entries: []Entry{{Index: 3, Term: 2, Type: EntryNoop}}, FollowerClock: time.Second})
 	if err := r.Read(1, ReadStale); !errors.Is(err, ErrTooStale) {
 		t.Fatalf("follower of a leader that has not committed in its term: %v, want ErrTooStale", err)
 	}
-	stepOK(t, r, Message{Type: MsgHeartbeat, From: 1, Term: 2, Commit: 3})
+	stepOK(t, r, Message{Type: MsgHeartbeat, From: 1, Term: 2, Commit: 3, FollowerClock: time.Second})
 	if err := r.Read(2, ReadStale); err != nil {
 		t.Fatalf("after the leader committed its no-op: %v", err)
 	}

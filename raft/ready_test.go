@@ -164,7 +164,7 @@ func TestStatusFields(t *testing.T) {
 	}
 	fst := net.raft(2).Status()
 	if fst.Role != Follower || fst.Leader != 1 || fst.Progress != nil || fst.Lease != LeaseNone ||
-		fst.KnownLeaseUntil <= fst.Now || fst.LastLeaderContact != fst.Now {
+		fst.KnownLeaseUntil <= fst.Now || fst.LastLeaderContact <= 0 || fst.LastLeaderContact > fst.Now {
 		t.Fatalf("follower status %+v", fst)
 	}
 }

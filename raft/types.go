@@ -173,6 +173,15 @@ type Message struct {
 	SentAt time.Duration
 	Round  uint64
 
+	// FollowerClock dates a follower's stale-read freshness on the follower's own clock.
+	// On MsgAppResp and MsgHeartbeatResp (accepted or rejected) it is the follower's clock
+	// when it produced the response. On MsgApp and MsgHeartbeat the leader echoes the
+	// FollowerClock of the latest response it received from that follower in its current
+	// term (0 before the first one). The leader sent the message after that response
+	// arrived, so the state the message carries is no older than FollowerClock on the
+	// follower's clock, however long the message then waited; see "Read modes" in doc.go.
+	FollowerClock time.Duration
+
 	// Transfer marks a MsgVote sent by a candidate that received MsgTimeoutNow: the old
 	// leader gave up its lease, so voters do not report it.
 	Transfer bool
@@ -361,8 +370,11 @@ type Status struct {
 	// KnownLeaseUntil is how long this node believes some leader may hold a lease; it is
 	// what its vote replies report.
 	KnownLeaseUntil time.Duration
-	// LastLeaderContact is this node's clock when it last heard from a leader of its term
-	// (for a leader: when a quorum last acknowledged it). Zero if never.
+	// LastLeaderContact is how recent this node's state is known to be, on its own clock,
+	// for stale reads. A follower: the latest FollowerClock its leader echoed in a message it
+	// was up to date with, which is when it sent the response the leader had seen, not when
+	// the message arrived. A leader: the start of its lease (when a quorum acknowledged it).
+	// Zero if never.
 	LastLeaderContact time.Duration
 	Now               time.Duration
 

@@ -30,6 +30,7 @@ const (
 	fieldRound
 	fieldTransfer
 	fieldSnapshot
+	fieldFollowerClock
 	fieldCount = iota
 )
 
@@ -37,6 +38,7 @@ const (
 var fieldNames = [fieldCount]string{
 	"Term", "Index", "LogTerm", "Entries", "Commit", "Reject", "RejectReason", "ConflictTerm",
 	"ConflictIndex", "LeaseDuration", "LeaseRemaining", "SentAt", "Round", "Transfer", "Snapshot",
+	"FollowerClock",
 }
 
 func (f fieldMask) String() string {
@@ -57,10 +59,10 @@ var wireFields = map[raft.MessageType]fieldMask{
 	raft.MsgVote:          fieldTerm | fieldIndex | fieldLogTerm | fieldTransfer,
 	raft.MsgPreVoteResp:   fieldTerm | fieldReject | fieldRejectReason | fieldLeaseRemaining,
 	raft.MsgVoteResp:      fieldTerm | fieldReject | fieldRejectReason | fieldLeaseRemaining,
-	raft.MsgApp:           fieldTerm | fieldIndex | fieldLogTerm | fieldEntries | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound,
-	raft.MsgAppResp:       fieldTerm | fieldIndex | fieldReject | fieldRejectReason | fieldConflictTerm | fieldConflictIndex | fieldSentAt | fieldRound,
-	raft.MsgHeartbeat:     fieldTerm | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound,
-	raft.MsgHeartbeatResp: fieldTerm | fieldSentAt | fieldRound,
+	raft.MsgApp:           fieldTerm | fieldIndex | fieldLogTerm | fieldEntries | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock,
+	raft.MsgAppResp:       fieldTerm | fieldIndex | fieldReject | fieldRejectReason | fieldConflictTerm | fieldConflictIndex | fieldSentAt | fieldRound | fieldFollowerClock,
+	raft.MsgHeartbeat:     fieldTerm | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock,
+	raft.MsgHeartbeatResp: fieldTerm | fieldSentAt | fieldRound | fieldFollowerClock,
 	raft.MsgTimeoutNow:    fieldTerm | fieldLeaseRemaining,
 	raft.MsgSnapResp:      fieldTerm | fieldIndex | fieldReject | fieldRejectReason,
 }
@@ -88,6 +90,7 @@ func presentFields(m *raft.Message) fieldMask {
 	set(m.Round != 0, fieldRound)
 	set(m.Transfer, fieldTransfer)
 	set(m.Snapshot != raft.SnapshotMeta{}, fieldSnapshot)
+	set(m.FollowerClock != 0, fieldFollowerClock)
 	return f
 }
 
@@ -97,7 +100,7 @@ var errSnapViaSend = errors.New("MsgSnap is sent with SendSnapshot, not Send")
 
 // EncodeMessage maps m onto the wire. From and To are not encoded: they travel once per
 // batch in the PeerHeader. It fails on MsgSnap, on an unknown type, on a field the type does
-// not carry and on a negative duration.
+// not carry and on a negative duration or follower clock.
 func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 	if m.Type == raft.MsgSnap {
 		return nil, errSnapViaSend
@@ -111,6 +114,9 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 	}
 	if m.LeaseDuration < 0 || m.LeaseRemaining < 0 {
 		return nil, fmt.Errorf("encode %v message: negative lease duration %v or remaining %v", m.Type, m.LeaseDuration, m.LeaseRemaining)
+	}
+	if m.FollowerClock < 0 {
+		return nil, fmt.Errorf("encode %v message: negative follower clock %v", m.Type, m.FollowerClock)
 	}
 	clock := func() *georaftv1.LeaderClock {
 		return &georaftv1.LeaderClock{SentAtNanos: int64(m.SentAt), Round: m.Round}
@@ -146,16 +152,18 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 			LeaderCommit:       m.Commit,
 			LeaseDurationNanos: int64(m.LeaseDuration),
 			Clock:              clock(),
+			FollowerClockNanos: int64(m.FollowerClock),
 		}}
 	case raft.MsgAppResp:
 		out.Body = &georaftv1.RaftMessage_AppendEntriesResponse{AppendEntriesResponse: &georaftv1.AppendEntriesResponse{
-			Term:          m.Term,
-			Success:       !m.Reject,
-			Index:         m.Index,
-			ConflictTerm:  m.ConflictTerm,
-			ConflictIndex: m.ConflictIndex,
-			RejectReason:  m.RejectReason,
-			Clock:         clock(),
+			Term:               m.Term,
+			Success:            !m.Reject,
+			Index:              m.Index,
+			ConflictTerm:       m.ConflictTerm,
+			ConflictIndex:      m.ConflictIndex,
+			RejectReason:       m.RejectReason,
+			Clock:              clock(),
+			FollowerClockNanos: int64(m.FollowerClock),
 		}}
 	case raft.MsgHeartbeat:
 		out.Body = &georaftv1.RaftMessage_Heartbeat{Heartbeat: &georaftv1.HeartbeatRequest{
@@ -163,11 +171,13 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 			LeaderCommit:       m.Commit,
 			LeaseDurationNanos: int64(m.LeaseDuration),
 			Clock:              clock(),
+			FollowerClockNanos: int64(m.FollowerClock),
 		}}
 	case raft.MsgHeartbeatResp:
 		out.Body = &georaftv1.RaftMessage_HeartbeatResponse{HeartbeatResponse: &georaftv1.HeartbeatResponse{
-			Term:  m.Term,
-			Clock: clock(),
+			Term:               m.Term,
+			Clock:              clock(),
+			FollowerClockNanos: int64(m.FollowerClock),
 		}}
 	case raft.MsgTimeoutNow:
 		out.Body = &georaftv1.RaftMessage_TimeoutNow{TimeoutNow: &georaftv1.TimeoutNowRequest{
@@ -207,8 +217,8 @@ func encodeEntries(entries []raft.Entry) ([]*georaftv1.Entry, error) {
 
 // DecodeMessage maps a message from the wire back onto raft.Message, with From and To taken
 // from the batch's PeerHeader. Anything malformed (no body, an unknown entry type,
-// non-contiguous entries, a missing leader clock, a negative duration) is an error, never a
-// panic, so a bad peer cannot crash the node.
+// non-contiguous entries, a missing leader clock, a negative duration or follower clock) is an
+// error, never a panic, so a bad peer cannot crash the node.
 func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, error) {
 	m := raft.Message{From: from, To: to}
 	if pb == nil {
@@ -266,6 +276,9 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 		if err := readClock(b.GetClock()); err != nil {
 			return m, err
 		}
+		if m.FollowerClock, err = nonNegative("follower_clock_nanos", b.GetFollowerClockNanos()); err != nil {
+			return m, err
+		}
 		if m.Entries, err = decodeEntries(m.Index, b.GetEntries()); err != nil {
 			return m, fmt.Errorf("decode %v message: %w", m.Type, err)
 		}
@@ -278,6 +291,9 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 		m.Term, m.Reject, m.Index = b.GetTerm(), !b.GetSuccess(), b.GetIndex()
 		m.ConflictTerm, m.ConflictIndex, m.RejectReason = b.GetConflictTerm(), b.GetConflictIndex(), b.GetRejectReason()
 		if err := readClock(b.GetClock()); err != nil {
+			return m, err
+		}
+		if m.FollowerClock, err = nonNegative("follower_clock_nanos", b.GetFollowerClockNanos()); err != nil {
 			return m, err
 		}
 	case *georaftv1.RaftMessage_Heartbeat:
@@ -293,6 +309,9 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 		if err := readClock(b.GetClock()); err != nil {
 			return m, err
 		}
+		if m.FollowerClock, err = nonNegative("follower_clock_nanos", b.GetFollowerClockNanos()); err != nil {
+			return m, err
+		}
 	case *georaftv1.RaftMessage_HeartbeatResponse:
 		b := body.HeartbeatResponse
 		if b == nil {
@@ -301,6 +320,9 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 		m.Type = raft.MsgHeartbeatResp
 		m.Term = b.GetTerm()
 		if err := readClock(b.GetClock()); err != nil {
+			return m, err
+		}
+		if m.FollowerClock, err = nonNegative("follower_clock_nanos", b.GetFollowerClockNanos()); err != nil {
 			return m, err
 		}
 	case *georaftv1.RaftMessage_TimeoutNow:

@@ -197,6 +197,7 @@ func TestEncodeRefusesWhatTheWireCannotCarry(t *testing.T) {
 		{"unknown type", raft.Message{Type: 200}},
 		{"negative lease", raft.Message{Type: raft.MsgHeartbeat, LeaseDuration: -time.Second}},
 		{"negative remaining", raft.Message{Type: raft.MsgVoteResp, LeaseRemaining: -1}},
+		{"negative follower clock", raft.Message{Type: raft.MsgHeartbeatResp, FollowerClock: -1}},
 		{"unknown entry type", raft.Message{Type: raft.MsgApp, Entries: []raft.Entry{{Index: 1, Type: 9}}}},
 	}
 	for _, tc := range bad {
@@ -225,6 +226,14 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 			Heartbeat: &georaftv1.HeartbeatRequest{Term: 1, LeaseDurationNanos: -1, Clock: clock}}}},
 		{"negative remaining", &georaftv1.RaftMessage{Body: &georaftv1.RaftMessage_TimeoutNow{
 			TimeoutNow: &georaftv1.TimeoutNowRequest{Term: 1, LeaseRemainingNanos: -5}}}},
+		{"append with negative follower clock", &georaftv1.RaftMessage{Body: &georaftv1.RaftMessage_AppendEntries{
+			AppendEntries: &georaftv1.AppendEntriesRequest{Term: 1, Clock: clock, FollowerClockNanos: -1}}}},
+		{"append response with negative follower clock", &georaftv1.RaftMessage{Body: &georaftv1.RaftMessage_AppendEntriesResponse{
+			AppendEntriesResponse: &georaftv1.AppendEntriesResponse{Term: 1, Success: true, Clock: clock, FollowerClockNanos: -1}}}},
+		{"heartbeat with negative follower clock", &georaftv1.RaftMessage{Body: &georaftv1.RaftMessage_Heartbeat{
+			Heartbeat: &georaftv1.HeartbeatRequest{Term: 1, Clock: clock, FollowerClockNanos: -1}}}},
+		{"heartbeat response with negative follower clock", &georaftv1.RaftMessage{Body: &georaftv1.RaftMessage_HeartbeatResponse{
+			HeartbeatResponse: &georaftv1.HeartbeatResponse{Term: 1, Clock: clock, FollowerClockNanos: -1}}}},
 		{"unspecified entry type", &georaftv1.RaftMessage{Body: &georaftv1.RaftMessage_AppendEntries{
 			AppendEntries: &georaftv1.AppendEntriesRequest{Term: 1, PrevLogIndex: 4, Clock: clock,
 				Entries: []*georaftv1.Entry{{Index: 5, Term: 1}}}}}},

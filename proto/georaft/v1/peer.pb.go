@@ -535,6 +535,10 @@ type AppendEntriesRequest struct {
 	// How long a follower may assume this leader serves lease reads after receiving this.
 	LeaseDurationNanos int64        `protobuf:"varint,6,opt,name=lease_duration_nanos,json=leaseDurationNanos,proto3" json:"lease_duration_nanos,omitempty"`
 	Clock              *LeaderClock `protobuf:"bytes,7,opt,name=clock,proto3" json:"clock,omitempty"`
+	// The follower_clock_nanos of the latest AppendEntriesResponse or HeartbeatResponse the
+	// leader received from this follower in its term, echoed back (0 before the first). The
+	// follower dates its stale-read freshness by it, on its own clock.
+	FollowerClockNanos int64 `protobuf:"varint,8,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -618,6 +622,13 @@ func (x *AppendEntriesRequest) GetClock() *LeaderClock {
 	return nil
 }
 
+func (x *AppendEntriesRequest) GetFollowerClockNanos() int64 {
+	if x != nil {
+		return x.FollowerClockNanos
+	}
+	return 0
+}
+
 type AppendEntriesResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Term    uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
@@ -630,8 +641,11 @@ type AppendEntriesResponse struct {
 	ConflictIndex uint64       `protobuf:"varint,5,opt,name=conflict_index,json=conflictIndex,proto3" json:"conflict_index,omitempty"`
 	RejectReason  string       `protobuf:"bytes,6,opt,name=reject_reason,json=rejectReason,proto3" json:"reject_reason,omitempty"`
 	Clock         *LeaderClock `protobuf:"bytes,7,opt,name=clock,proto3" json:"clock,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The follower's monotonic clock when it produced this response, in nanoseconds. The
+	// leader echoes it in its next appends and heartbeats to this follower.
+	FollowerClockNanos int64 `protobuf:"varint,8,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *AppendEntriesResponse) Reset() {
@@ -711,6 +725,13 @@ func (x *AppendEntriesResponse) GetClock() *LeaderClock {
 		return x.Clock
 	}
 	return nil
+}
+
+func (x *AppendEntriesResponse) GetFollowerClockNanos() int64 {
+	if x != nil {
+		return x.FollowerClockNanos
+	}
+	return 0
 }
 
 type RequestVoteRequest struct {
@@ -875,6 +896,10 @@ type HeartbeatRequest struct {
 	LeaderCommit       uint64                 `protobuf:"varint,2,opt,name=leader_commit,json=leaderCommit,proto3" json:"leader_commit,omitempty"`
 	LeaseDurationNanos int64                  `protobuf:"varint,3,opt,name=lease_duration_nanos,json=leaseDurationNanos,proto3" json:"lease_duration_nanos,omitempty"`
 	Clock              *LeaderClock           `protobuf:"bytes,4,opt,name=clock,proto3" json:"clock,omitempty"`
+	// The follower_clock_nanos of the latest AppendEntriesResponse or HeartbeatResponse the
+	// leader received from this follower in its term, echoed back (0 before the first). The
+	// follower dates its stale-read freshness by it, on its own clock.
+	FollowerClockNanos int64 `protobuf:"varint,5,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -937,12 +962,22 @@ func (x *HeartbeatRequest) GetClock() *LeaderClock {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetFollowerClockNanos() int64 {
+	if x != nil {
+		return x.FollowerClockNanos
+	}
+	return 0
+}
+
 type HeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
-	Clock         *LeaderClock           `protobuf:"bytes,2,opt,name=clock,proto3" json:"clock,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Term  uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	Clock *LeaderClock           `protobuf:"bytes,2,opt,name=clock,proto3" json:"clock,omitempty"`
+	// The follower's monotonic clock when it produced this response, in nanoseconds. The
+	// leader echoes it in its next appends and heartbeats to this follower.
+	FollowerClockNanos int64 `protobuf:"varint,3,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -987,6 +1022,13 @@ func (x *HeartbeatResponse) GetClock() *LeaderClock {
 		return x.Clock
 	}
 	return nil
+}
+
+func (x *HeartbeatResponse) GetFollowerClockNanos() int64 {
+	if x != nil {
+		return x.FollowerClockNanos
+	}
+	return 0
 }
 
 type TimeoutNowRequest struct {
@@ -1401,7 +1443,7 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\"G\n" +
 	"\vLeaderClock\x12\"\n" +
 	"\rsent_at_nanos\x18\x01 \x01(\x03R\vsentAtNanos\x12\x14\n" +
-	"\x05round\x18\x02 \x01(\x04R\x05round\"\xa7\x02\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\"\xd9\x02\n" +
 	"\x14AppendEntriesRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12$\n" +
 	"\x0eprev_log_index\x18\x02 \x01(\x04R\fprevLogIndex\x12\"\n" +
@@ -1409,7 +1451,8 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\aentries\x18\x04 \x03(\v2\x11.georaft.v1.EntryR\aentries\x12#\n" +
 	"\rleader_commit\x18\x05 \x01(\x04R\fleaderCommit\x120\n" +
 	"\x14lease_duration_nanos\x18\x06 \x01(\x03R\x12leaseDurationNanos\x12-\n" +
-	"\x05clock\x18\a \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\"\xfb\x01\n" +
+	"\x05clock\x18\a \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
+	"\x14follower_clock_nanos\x18\b \x01(\x03R\x12followerClockNanos\"\xad\x02\n" +
 	"\x15AppendEntriesResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x14\n" +
@@ -1417,7 +1460,8 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\rconflict_term\x18\x04 \x01(\x04R\fconflictTerm\x12%\n" +
 	"\x0econflict_index\x18\x05 \x01(\x04R\rconflictIndex\x12#\n" +
 	"\rreject_reason\x18\x06 \x01(\tR\frejectReason\x12-\n" +
-	"\x05clock\x18\a \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\"\xbe\x01\n" +
+	"\x05clock\x18\a \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
+	"\x14follower_clock_nanos\x18\b \x01(\x03R\x12followerClockNanos\"\xbe\x01\n" +
 	"\x12RequestVoteRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12$\n" +
 	"\x0elast_log_index\x18\x02 \x01(\x04R\flastLogIndex\x12\"\n" +
@@ -1429,15 +1473,17 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\x12\x19\n" +
 	"\bpre_vote\x18\x03 \x01(\bR\apreVote\x122\n" +
 	"\x15lease_remaining_nanos\x18\x04 \x01(\x03R\x13leaseRemainingNanos\x12#\n" +
-	"\rreject_reason\x18\x05 \x01(\tR\frejectReason\"\xac\x01\n" +
+	"\rreject_reason\x18\x05 \x01(\tR\frejectReason\"\xde\x01\n" +
 	"\x10HeartbeatRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12#\n" +
 	"\rleader_commit\x18\x02 \x01(\x04R\fleaderCommit\x120\n" +
 	"\x14lease_duration_nanos\x18\x03 \x01(\x03R\x12leaseDurationNanos\x12-\n" +
-	"\x05clock\x18\x04 \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\"V\n" +
+	"\x05clock\x18\x04 \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
+	"\x14follower_clock_nanos\x18\x05 \x01(\x03R\x12followerClockNanos\"\x88\x01\n" +
 	"\x11HeartbeatResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12-\n" +
-	"\x05clock\x18\x02 \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\"[\n" +
+	"\x05clock\x18\x02 \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
+	"\x14follower_clock_nanos\x18\x03 \x01(\x03R\x12followerClockNanos\"[\n" +
 	"\x11TimeoutNowRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x122\n" +
 	"\x15lease_remaining_nanos\x18\x02 \x01(\x03R\x13leaseRemainingNanos\"y\n" +
