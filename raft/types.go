@@ -150,7 +150,12 @@ type Message struct {
 	// and ConflictIndex let the leader skip a whole term per round trip: ConflictTerm is the
 	// follower's term at the rejected prev index (0 if its log is too short) and ConflictIndex
 	// the first index the follower holds of that term (or its last index + 1 if too short).
-	Reject        bool
+	Reject bool
+	// Transfer marks a MsgVote sent by a candidate that received MsgTimeoutNow: the old
+	// leader gave up its lease, so voters do not report it. It sits next to Reject so the two
+	// bools share one word: a Ready's slice of one message per peer then stays in the
+	// allocation size class it had before FollowerClock was added.
+	Transfer      bool
 	RejectReason  string
 	ConflictTerm  uint64
 	ConflictIndex uint64
@@ -179,12 +184,9 @@ type Message struct {
 	// FollowerClock of the latest response it received from that follower in its current
 	// term (0 before the first one). The leader sent the message after that response
 	// arrived, so the state the message carries is no older than FollowerClock on the
-	// follower's clock, however long the message then waited; see "Read modes" in doc.go.
+	// follower's clock, however long the message then waited; see "Stale-read freshness" in
+	// doc.go.
 	FollowerClock time.Duration
-
-	// Transfer marks a MsgVote sent by a candidate that received MsgTimeoutNow: the old
-	// leader gave up its lease, so voters do not report it.
-	Transfer bool
 
 	// Snapshot identifies the snapshot a MsgSnap installs. The transport carries the bytes.
 	Snapshot SnapshotMeta
