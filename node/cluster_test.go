@@ -22,7 +22,7 @@ import (
 
 // testCluster runs georaft nodes in this process, on real gRPC over 127.0.0.1.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	cfgs    []*config.Config
 	servers []*node.Server // nil while a node is down
 	conns   []*grpc.ClientConn
@@ -30,7 +30,7 @@ type testCluster struct {
 }
 
 // freeAddrs reserves n loopback ports by binding and releasing them.
-func freeAddrs(t *testing.T, n int) []string {
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	addrs := make([]string, n)
 	for i := range addrs {
@@ -45,7 +45,7 @@ func freeAddrs(t *testing.T, n int) []string {
 }
 
 // clusterConfigs builds n node configs on free ports with local-area timing.
-func clusterConfigs(t *testing.T, n int, tune func(*config.Config)) []*config.Config {
+func clusterConfigs(t testing.TB, n int, tune func(*config.Config)) []*config.Config {
 	t.Helper()
 	addrs := freeAddrs(t, 2*n)
 	base := t.TempDir()
@@ -77,7 +77,7 @@ func clusterConfigs(t *testing.T, n int, tune func(*config.Config)) []*config.Co
 	return cfgs
 }
 
-func newTestCluster(t *testing.T, n int, tune func(*config.Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, tune func(*config.Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, cfgs: clusterConfigs(t, n, tune)}
 	c.servers = make([]*node.Server, n)

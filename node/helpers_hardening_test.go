@@ -87,7 +87,7 @@ func withMetricsListeners(t *testing.T, n int, then func(*config.Config)) (func(
 }
 
 // httpStatus GETs path on a metrics listener and returns the status code and body.
-func httpStatus(t *testing.T, addr, path string) (int, string, error) {
+func httpStatus(t testing.TB, addr, path string) (int, string, error) {
 	t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get("http://" + addr + path)
@@ -100,7 +100,7 @@ func httpStatus(t *testing.T, addr, path string) (int, string, error) {
 }
 
 // waitHTTPStatus waits until path on addr answers want, and returns the body.
-func waitHTTPStatus(t *testing.T, addr, path string, want int, timeout time.Duration) string {
+func waitHTTPStatus(t testing.TB, addr, path string, want int, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -231,7 +231,7 @@ func badRequestField(err error) string {
 
 // checkRefusedForDisk fails unless err is what a node that failed stop may answer: UNAVAILABLE
 // with reason DISK_FAILED, or a deadline. Success is never acceptable.
-func checkRefusedForDisk(t *testing.T, what string, err error) {
+func checkRefusedForDisk(t testing.TB, what string, err error) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("%s succeeded on a node whose disk failed", what)
