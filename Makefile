@@ -5,8 +5,9 @@ BIN := bin
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+BUF_VERSION := v1.75.0
 
-.PHONY: all build test test-go proto vet fmt clean soak-sim
+.PHONY: all build test test-go proto proto-lint vet fmt clean soak-sim
 
 all: build
 
@@ -20,7 +21,7 @@ vet:
 # What CI runs: vet, every package's tests in short mode (thousands of simulator seeds, real
 # clusters on loopback, a bounded chaos run, the real Ansible run), then every fuzz target
 # for a few seconds.
-test: vet test-go fuzz-smoke
+test: vet proto-lint test-go fuzz-smoke
 
 test-go:
 	$(GO) test -short -timeout 15m ./...
@@ -42,6 +43,10 @@ proto:
 	  --go_out=proto --go_opt=paths=source_relative \
 	  --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
 	  proto/georaft/v1/*.proto
+
+# The protocol stays clean under buf's STANDARD lint rules (proto/buf.yaml).
+proto-lint:
+	cd proto && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) lint
 
 clean:
 	rm -rf $(BIN) results/tmp
