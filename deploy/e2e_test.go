@@ -22,7 +22,6 @@ import (
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
-const nodeCmdDir = "../node/cmd/georaftd"
 
 // localHost is one of the five "hosts" the end-to-end test deploys to on this machine.
 type localHost struct {

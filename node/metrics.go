@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/georaft/georaft/raft"
 )
@@ -36,7 +37,7 @@ var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 5, 24)
 
 func newMetrics(self uint64) *metrics {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	constLabels := prometheus.Labels{"node": strconv.FormatUint(self, 10)}
 	m := &metrics{
 		registry: reg,
