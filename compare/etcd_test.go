@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/georaft/georaft/client/bench"
+	"github.com/georaft/georaft/lab"
 )
 
 func freeAddr(t *testing.T) string {
@@ -133,13 +134,13 @@ func TestEtcdStopOnlyStopsItsOwnProcess(t *testing.T) {
 	}
 	m := c.Members[0]
 	// A matcher for another data dir does not recognise the member.
-	if argv, err := procArgs(pids["m1"]); err != nil || EtcdWithDataDir(m.DataDir+"x")(argv) || !EtcdWithDataDir(m.DataDir)(argv) {
+	if argv, err := lab.ProcessArgs(pids["m1"]); err != nil || EtcdWithDataDir(m.DataDir+"x")(argv) || !EtcdWithDataDir(m.DataDir)(argv) {
 		t.Errorf("matcher on %v: wrong answer (err %v)", argv, err)
 	}
 	if err := c.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if pidAlive(pids["m1"]) {
+	if lab.ProcessAlive(pids["m1"]) {
 		t.Errorf("etcd pid %d still alive after Stop", pids["m1"])
 	}
 	// A second Stop finds no PID file and does nothing.

@@ -230,7 +230,7 @@ func (c *EtcdCluster) Stop(ctx context.Context) error {
 func (c *EtcdCluster) PIDs() map[string]int {
 	pids := map[string]int{}
 	for _, m := range c.Members {
-		if pid, ok := livePID(c.pidFile(m), EtcdWithDataDir(m.DataDir)); ok {
+		if pid, ok := lab.LivePID(c.pidFile(m), EtcdWithDataDir(m.DataDir)); ok {
 			pids[m.Name] = pid
 		}
 	}
@@ -323,7 +323,7 @@ func (c *EtcdCluster) explain(summary string, st EtcdState) error {
 		fmt.Fprintf(&b, "\n  etcd %s: %s", n, st.Answers[n])
 	}
 	for _, m := range c.Members {
-		if pid, ok, _ := lab.ReadPIDFile(c.pidFile(m)); ok && !pidAlive(pid) {
+		if pid, ok, _ := lab.ReadPIDFile(c.pidFile(m)); ok && !lab.ProcessAlive(pid) {
 			fmt.Fprintf(&b, "\n--- etcd %s exited; tail of %s ---\n%s", m.Name, c.stderrFile(m), tail(c.stderrFile(m), 15))
 		}
 	}

@@ -32,7 +32,7 @@ func (g *georaftSystem) LeaderPID() (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	return livePID(filepath.Join(n.DataPath, lab.NodePIDFile), lab.GeoraftdWithConfig(n.Path))
+	return lab.LivePID(filepath.Join(n.DataPath, lab.NodePIDFile), lab.GeoraftdWithConfig(n.Path))
 }
 
 func (g *georaftSystem) CheckLeader(ctx context.Context) string {

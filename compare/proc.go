@@ -8,55 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/georaft/georaft/lab"
 )
-
-// pidAlive reports whether pid runs (and is not a zombie); an exited child of ours is
-// reaped on the way.
-func pidAlive(pid int) bool {
-	var ws syscall.WaitStatus
-	if got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err == nil && got == pid {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	end := bytes.LastIndexByte(stat, ')')
-	if end < 0 || end+2 >= len(stat) {
-		return true
-	}
-	return stat[end+2] != 'Z' && stat[end+2] != 'X'
-}
-
-func procArgs(pid int) ([]string, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return nil, fmt.Errorf("read cmdline of pid %d: %w", pid, err)
-	}
-	raw = bytes.TrimRight(raw, "\x00")
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	return strings.Split(string(raw), "\x00"), nil
-}
-
-// livePID returns the PID in pidFile if that process runs and is still what the file was
-// written for.
-func livePID(pidFile string, matches lab.ArgvMatcher) (int, bool) {
-	pid, ok, err := lab.ReadPIDFile(pidFile)
-	if err != nil || !ok || !pidAlive(pid) {
-		return 0, false
-	}
-	argv, err := procArgs(pid)
-	if err != nil || !matches(argv) {
-		return 0, false
-	}
-	return pid, true
-}
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100 on every
 // Linux architecture Go supports.

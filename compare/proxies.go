@@ -78,7 +78,7 @@ func (p *ProxyProcess) Start(ctx context.Context) error {
 		}
 		var why string
 		switch {
-		case !pidAlive(pid):
+		case !lab.ProcessAlive(pid):
 			why = "exited before its links were up"
 		case time.Now().After(deadline):
 			why = "did not report its links up within 15s"
@@ -102,4 +102,4 @@ func (p *ProxyProcess) Stop(ctx context.Context) error {
 }
 
 // PID is the running process, if any.
-func (p *ProxyProcess) PID() (int, bool) { return livePID(p.pidPath(), ProxyServe(p.planPath())) }
+func (p *ProxyProcess) PID() (int, bool) { return lab.LivePID(p.pidPath(), ProxyServe(p.planPath())) }

@@ -111,10 +111,10 @@ func (c *Cluster) CheckNotRunning() error {
 			errs = append(errs, err)
 			continue
 		}
-		if !ok || !processAlive(pid) {
+		if !ok || !ProcessAlive(pid) {
 			continue
 		}
-		if argv, err := processArgs(pid); err == nil && GeoraftdWithConfig(n.Path)(argv) {
+		if argv, err := ProcessArgs(pid); err == nil && GeoraftdWithConfig(n.Path)(argv) {
 			errs = append(errs, fmt.Errorf("node %d is already running (pid %d, pid file %s): stop it first", n.ID, pid, c.pidFile(n)))
 		}
 	}
@@ -210,11 +210,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 func (c *Cluster) RunningPIDs() []int {
 	var pids []int
 	for _, n := range c.Nodes {
-		pid, ok, err := ReadPIDFile(c.pidFile(n))
-		if err != nil || !ok || !processAlive(pid) {
-			continue
-		}
-		if argv, err := processArgs(pid); err == nil && GeoraftdWithConfig(n.Path)(argv) {
+		if pid, ok := LivePID(c.pidFile(n), GeoraftdWithConfig(n.Path)); ok {
 			pids = append(pids, pid)
 		}
 	}
@@ -325,7 +321,7 @@ func (c *Cluster) deadNodes() []uint64 {
 	var dead []uint64
 	for _, n := range c.Nodes {
 		pid, ok, err := ReadPIDFile(c.pidFile(n))
-		if err == nil && ok && !processAlive(pid) {
+		if err == nil && ok && !ProcessAlive(pid) {
 			dead = append(dead, n.ID)
 		}
 	}

@@ -130,7 +130,7 @@ func TestLocalDownStopsNodesStartedByAnotherProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if processAlive(pid) {
+		if ProcessAlive(pid) {
 			t.Errorf("pid %d survived local-down", pid)
 		}
 	}

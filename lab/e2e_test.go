@@ -113,7 +113,7 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if processAlive(pid) {
+		if ProcessAlive(pid) {
 			t.Errorf("pid %d still running after local-down", pid)
 		}
 	}
@@ -211,7 +211,7 @@ func TestGeoEmulationOrdersReadModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if processAlive(pid) {
+		if ProcessAlive(pid) {
 			t.Errorf("pid %d still running after geo-down", pid)
 		}
 	}

@@ -210,7 +210,7 @@ func (g *Geo) waitProxiesReady(ctx context.Context, pid int, timeout time.Durati
 		if raw, err := os.ReadFile(g.readyPath()); err == nil && strings.TrimSpace(string(raw)) == strconv.Itoa(pid) {
 			return nil
 		}
-		if !processAlive(pid) {
+		if !ProcessAlive(pid) {
 			return fmt.Errorf("proxy process (pid %d) exited before its links were up\n--- tail of %s ---\n%s", pid, stderr, tailFile(stderr, 20))
 		}
 		if time.Now().After(deadline) {
@@ -225,10 +225,10 @@ func (g *Geo) waitProxiesReady(ctx context.Context, pid int, timeout time.Durati
 
 func (g *Geo) checkProxyNotRunning() error {
 	pid, ok, err := ReadPIDFile(g.proxyPID())
-	if err != nil || !ok || !processAlive(pid) {
+	if err != nil || !ok || !ProcessAlive(pid) {
 		return err
 	}
-	if argv, err := processArgs(pid); err == nil && LabProxyServe(g.planPath())(argv) {
+	if argv, err := ProcessArgs(pid); err == nil && LabProxyServe(g.planPath())(argv) {
 		return fmt.Errorf("the proxies of this geo cluster are already running (pid %d, pid file %s): run `make geo-down` first", pid, g.proxyPID())
 	}
 	return nil
@@ -270,8 +270,8 @@ func GeoDown(ctx context.Context, opts GeoOptions) error {
 // RunningPIDs lists the live processes of this geo cluster: nodes and the proxy process.
 func (g *Geo) RunningPIDs() []int {
 	pids := g.Cluster.RunningPIDs()
-	if pid, ok, err := ReadPIDFile(g.proxyPID()); err == nil && ok && processAlive(pid) {
-		if argv, err := processArgs(pid); err == nil && LabProxyServe(g.planPath())(argv) {
+	if pid, ok, err := ReadPIDFile(g.proxyPID()); err == nil && ok && ProcessAlive(pid) {
+		if argv, err := ProcessArgs(pid); err == nil && LabProxyServe(g.planPath())(argv) {
 			pids = append(pids, pid)
 		}
 	}

@@ -446,7 +446,7 @@ func TestStopByPIDFileSignalsOnlyAMatchingProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if processAlive(pid) {
+		if ProcessAlive(pid) {
 			_ = syscallKill(pid)
 		}
 	})
@@ -458,7 +458,7 @@ func TestStopByPIDFileSignalsOnlyAMatchingProcess(t *testing.T) {
 	if err != nil || outcome != NotOurs {
 		t.Fatalf("mismatched argv: outcome %v, err %v; want NotOurs", outcome, err)
 	}
-	if !processAlive(pid) {
+	if !ProcessAlive(pid) {
 		t.Fatal("a process whose argv did not match was signalled")
 	}
 	if _, ok, _ := ReadPIDFile(spec.PIDFile); ok {
@@ -471,7 +471,7 @@ func TestStopByPIDFileSignalsOnlyAMatchingProcess(t *testing.T) {
 	if err != nil || outcome != Terminated || gotPID != pid {
 		t.Fatalf("outcome %v pid %d err %v; want Terminated %d", outcome, gotPID, err, pid)
 	}
-	if processAlive(pid) {
+	if ProcessAlive(pid) {
 		t.Error("process still alive after Terminated")
 	}
 	outcome, _, err = StopByPIDFile(context.Background(), spec.PIDFile, isSleep300, time.Second)
@@ -493,7 +493,7 @@ func TestStopByPIDFileKillsAProcessIgnoringSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if processAlive(pid) {
+		if ProcessAlive(pid) {
 			_ = syscallKill(pid)
 		}
 	})
@@ -507,7 +507,7 @@ func TestStopByPIDFileKillsAProcessIgnoringSIGTERM(t *testing.T) {
 	if err != nil || outcome != Killed {
 		t.Fatalf("outcome %v err %v; want Killed", outcome, err)
 	}
-	if processAlive(pid) {
+	if ProcessAlive(pid) {
 		t.Error("still alive after SIGKILL")
 	}
 }

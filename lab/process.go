@@ -92,10 +92,10 @@ func ReadPIDFile(path string) (pid int, ok bool, err error) {
 	return pid, true, nil
 }
 
-// processAlive reports whether pid is a running (not zombie) process. If pid is this
+// ProcessAlive reports whether pid is a running (not zombie) process. If pid is this
 // process's exited child it reaps it, so a cluster started and stopped by one process (a
 // test) leaves no zombie behind.
-func processAlive(pid int) bool {
+func ProcessAlive(pid int) bool {
 	var ws syscall.WaitStatus
 	if got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err == nil && got == pid {
 		return false
@@ -113,8 +113,8 @@ func processAlive(pid int) bool {
 	return state != 'Z' && state != 'X'
 }
 
-// processArgs returns the argv of a running process from /proc/PID/cmdline.
-func processArgs(pid int) ([]string, error) {
+// ProcessArgs returns the argv of a running process from /proc/PID/cmdline.
+func ProcessArgs(pid int) ([]string, error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return nil, fmt.Errorf("read cmdline of pid %d: %w", pid, err)
@@ -128,6 +128,20 @@ func processArgs(pid int) ([]string, error) {
 
 // ArgvMatcher tells whether a process's argv is the one a PID file was written for.
 type ArgvMatcher func(argv []string) bool
+
+// LivePID returns the PID in pidFile if that process runs and is still the one the file was
+// written for (a PID may have been reused by an unrelated process since).
+func LivePID(pidFile string, matches ArgvMatcher) (int, bool) {
+	pid, ok, err := ReadPIDFile(pidFile)
+	if err != nil || !ok || !ProcessAlive(pid) {
+		return 0, false
+	}
+	argv, err := ProcessArgs(pid)
+	if err != nil || !matches(argv) {
+		return 0, false
+	}
+	return pid, true
+}
 
 // GeoraftdWithConfig matches `georaftd --config PATH` (or --config=PATH) for that PATH. A
 // georaftd that is a script shows its interpreter first (`sh georaftd --config PATH`).
@@ -204,12 +218,12 @@ func StopByPIDFile(ctx context.Context, pidFile string, matches ArgvMatcher, gra
 		}
 		return nil
 	}
-	if !processAlive(pid) {
+	if !ProcessAlive(pid) {
 		return WasNotRunning, pid, removePID()
 	}
-	argv, err := processArgs(pid)
+	argv, err := ProcessArgs(pid)
 	if err != nil {
-		if !processAlive(pid) {
+		if !ProcessAlive(pid) {
 			return WasNotRunning, pid, removePID()
 		}
 		return NoPIDFile, pid, err
@@ -239,7 +253,7 @@ func StopByPIDFile(ctx context.Context, pidFile string, matches ArgvMatcher, gra
 func waitExit(ctx context.Context, pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
-		if !processAlive(pid) {
+		if !ProcessAlive(pid) {
 			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
