@@ -50,6 +50,12 @@ func (r *Raft) stepLeader(m Message, from int) error {
 // recordAck notes the lease and ReadIndex bookkeeping a follower echoed back, and the
 // follower's clock to echo to it in turn.
 func (r *Raft) recordAck(pr *progress, m Message) {
+	if m.Round == 0 || m.SentAt > r.now || m.Round > r.round {
+		// No echo (a reply to a message of an older term carries none), or one that no
+		// message of this leader can have carried (dated after now, a later round): it must
+		// not renew the lease or confirm reads.
+		return
+	}
 	if !pr.hasAcked || m.SentAt > pr.ackedSentAt {
 		pr.ackedSentAt = m.SentAt
 	}

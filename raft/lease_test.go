@@ -426,3 +426,66 @@ func TestTransferCatchesUpTargetFirst(t *testing.T) {
 		t.Fatalf("target is %v, want leader\n%s\n%s", st.Role, net.dumpEvents(1), net.dumpEvents(3))
 	}
 }
+
+// An answer to a message of an older term echoes nothing, and a leader counts no echo it
+// could not have sent (dated after now, a later round, or none at all): otherwise a node
+// that led an older term, restarted with a new clock and leads again could take an old echo
+// for a fresh acknowledgement and hold a lease past its successor's start (sim seeds 3048,
+// 4732).
+func TestStaleTermRepliesAreNotAcknowledgements(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	term := net.raft(1).Status().Term
+
+	// Node 2 moves to the next term (a transfer vote bypasses leader stickiness), then gets
+	// a heartbeat of the term it left.
+	f := net.raft(2)
+	last := f.Status().LastIndex
+	lastTerm, _ := f.log.term(last)
+	if err := f.Step(Message{Type: MsgVote, From: 3, To: 2, Term: term + 1, Index: last, LogTerm: lastTerm, Transfer: true}); err != nil {
+		t.Fatal(err)
+	}
+	net.cycle(2)
+	net.inflight = nil
+	if err := f.Step(Message{Type: MsgHeartbeat, From: 1, To: 2, Term: term, SentAt: 5 * time.Second, Round: 7}); err != nil {
+		t.Fatal(err)
+	}
+	replied := false
+	rd := net.cycle(2)
+	for _, m := range append(rd.Messages, rd.MessagesAfterPersist...) {
+		if m.Type == MsgHeartbeatResp && m.To == 1 {
+			replied = true
+			if m.Term != term+1 || m.SentAt != 0 || m.Round != 0 {
+				t.Fatalf("reply to an old-term heartbeat: term %d SentAt %v Round %d, want term %d and no echo", m.Term, m.SentAt, m.Round, term+1)
+			}
+		}
+	}
+	if !replied {
+		t.Fatal("no reply to an old-term heartbeat: its sender would not learn the newer term")
+	}
+	net.inflight = nil
+
+	// The leader lets its lease lapse, then hears forged echoes from a quorum.
+	r := net.raft(1)
+	net.isolate(1)
+	for r.Status().Lease == LeaseHeld {
+		net.advanceNode(1, r.NextDeadline()-net.node(1).now)
+	}
+	net.processAll()
+	net.inflight = nil
+	now := net.node(1).now
+	for _, forged := range []Message{
+		{SentAt: now + time.Hour, Round: 1},
+		{SentAt: now, Round: r.round + 1},
+		{},
+	} {
+		for _, from := range []uint64{2, 3} {
+			m := forged
+			m.Type, m.From, m.To, m.Term = MsgHeartbeatResp, from, 1, term
+			r.Step(m)
+		}
+		if st := r.Status(); st.Lease == LeaseHeld {
+			t.Fatalf("lease held after echoes SentAt %v Round %d (now %v, round %d)", forged.SentAt, forged.Round, now, r.round)
+		}
+	}
+}

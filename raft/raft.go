@@ -365,11 +365,14 @@ func checkSnapshot(m Message) error {
 // and steps down; a stale response is dropped.
 func (r *Raft) replyStale(m Message) {
 	switch m.Type {
+	// The reply carries no SentAt or Round: those belong to the old term's leader, and echoed
+	// under this node's newer term they could count, at a leader of that term that happens to
+	// be the same node, as an acknowledgement it never earned (a lease or a ReadIndex round).
 	case MsgApp, MsgSnap:
 		r.send(Message{Type: MsgAppResp, To: m.From, Reject: true, Index: m.Index,
-			RejectReason: fmt.Sprintf("stale term %d < %d", m.Term, r.term), SentAt: m.SentAt, Round: m.Round})
+			RejectReason: fmt.Sprintf("stale term %d < %d", m.Term, r.term)})
 	case MsgHeartbeat:
-		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round})
+		r.send(Message{Type: MsgHeartbeatResp, To: m.From})
 	case MsgPreVote:
 		r.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true,
 			RejectReason: fmt.Sprintf("pre-vote for term %d is behind our term %d", m.Term, r.term)})

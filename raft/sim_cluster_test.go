@@ -546,6 +546,12 @@ func (s *simulation) start(n *simNode) {
 	}
 	cfg := n.cfg
 	cfg.Seed = int64(mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)))
+	if n.incarnation > 0 && mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)+1<<32)&1 == 1 {
+		// Half the restarts get a clock that counts from the new process's start, as a
+		// driver whose clock is per process would: nothing the core persisted holds a time,
+		// but echoes of the old clock may still be in flight.
+		n.clock.offset = time.Millisecond - time.Duration(float64(s.now)*n.clock.rate)
+	}
 	core, err := New(cfg, restored, n.localNow())
 	if err != nil {
 		s.fail("invariant", "node %d: restart from its own disk failed: %v", n.id, err)

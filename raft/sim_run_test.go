@@ -330,20 +330,12 @@ func randomParams(seed int64) simParams {
 }
 
 // staleBound is how old, in true time, a stale read's value may be: the staleness bound on
-// the slowest clock, plus the oldest a leader's message can be on arrival (latency, jitter,
-// reordering), plus a persist and a heartbeat for the commit index to reach the state
-// machine.
+// the slowest clock, plus persists for the commit index to reach the state machine. No
+// message delay is added: a follower dates its freshness by its own clock as echoed by the
+// leader (Message.FollowerClock), so a message that waited in a queue brings no freshness.
 func (p simParams) staleBound() time.Duration {
-	maxOneWay := time.Duration(0)
-	for _, row := range p.oneWay {
-		maxOneWay = max(maxOneWay, slices.Max(row))
-	}
 	slowest := slices.Min(p.rates)
-	delay := p.reorderMax
-	if p.late > 0 {
-		delay = max(delay, p.lateMax)
-	}
-	return time.Duration(float64(p.staleness)/slowest) + maxOneWay + p.jitter + delay + 4*p.fsyncMax + p.heartbeat
+	return time.Duration(float64(p.staleness)/slowest) + 4*p.fsyncMax
 }
 
 // runOne runs one seeded simulation and checks its history.
