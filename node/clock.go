@@ -2,24 +2,31 @@ package node
 
 import "time"
 
-// monoClock reads the process's monotonic clock as a duration since the node started. Leases
-// are computed on it, never on wall time, which can jump.
+// monoClock is the node's clock for leases and timers: the machine's boot-time clock, which
+// never jumps, keeps counting while the machine or VM is suspended, and does not restart with
+// the process. Wall time, which can jump, is never used for any of it.
+//
+// Counting through a suspend matters for leases: a leader whose VM is frozen for longer than
+// its lease finds the lease expired when it wakes, instead of serving reads on it. Not
+// restarting with the process keeps clock readings the node sent before a crash (echoed back
+// by the leader) comparable with its own after the restart.
 type monoClock struct {
-	start time.Time
-	rate  float64 // 1 in production; a test build may skew it (clock_testhooks.go)
+	start time.Duration // the system clock when the node started
+	rate  float64       // 1 in production; a test build may skew it (clock_testhooks.go)
 }
 
 func newMonoClock() *monoClock {
-	return &monoClock{start: time.Now(), rate: clockRateFromTestHook()}
+	return &monoClock{start: systemClock(), rate: clockRateFromTestHook()}
 }
 
-// Now returns the time elapsed on this node's clock.
+// Now reads the clock.
 func (c *monoClock) Now() time.Duration {
-	elapsed := time.Since(c.start)
+	now := systemClock()
 	if c.rate == 1 {
-		return elapsed
+		return now
 	}
-	return time.Duration(float64(elapsed) * c.rate)
+	// A skewed clock runs at rate from the node's start, so it does not jump at start-up.
+	return c.start + time.Duration(float64(now-c.start)*c.rate)
 }
 
 // Until converts a deadline on this clock into a real duration to wait.
