@@ -16,6 +16,7 @@ import (
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/node/kv"
+	"github.com/georaft/georaft/node/snapshot"
 	"github.com/georaft/georaft/node/wal"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
@@ -356,11 +357,17 @@ func TestCorruptSnapshotRefusesStartup(t *testing.T) {
 	for i := range c.servers {
 		c.kill(i)
 	}
-	snaps, err := filepath.Glob(filepath.Join(c.cfgs[0].Node.DataDir, "snap", "*.snap"))
-	if err != nil || len(snaps) == 0 {
-		t.Fatalf("no snapshot files for node 1: %v", err)
+	// Damage the snapshot the WAL starts after. A newer snapshot file whose WAL record the
+	// kill cut off is not depended on: the node would rightly start from this one.
+	rec, err := wal.Inspect(filepath.Join(c.cfgs[0].Node.DataDir, "wal"), nil)
+	if err != nil || rec.Snapshot.Index == 0 {
+		t.Fatalf("node 1's WAL records no snapshot: %+v %v", rec, err)
 	}
-	latest := snaps[len(snaps)-1] // names sort by index
+	store, err := snapshot.NewStore(filepath.Join(c.cfgs[0].Node.DataDir, "snap"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest := store.Path(rec.Snapshot)
 	data, err := os.ReadFile(latest)
 	if err != nil {
 		t.Fatal(err)
