@@ -244,8 +244,8 @@ func (n *Node) restoreSnapshot(meta raft.SnapshotMeta) error {
 	return nil
 }
 
-// attachTransport connects the node to its peers. It is separate from Open so the server can
-// register the transport's gRPC service on its own listener.
+// attachTransport connects the node to its peers. It is separate from open because the
+// transport needs the node as its handler.
 func (n *Node) attachTransport(tr *transport.Transport) { n.tr = tr }
 
 // start runs the loop.
@@ -263,6 +263,12 @@ func (n *Node) run() {
 	for {
 		if n.failed.Load() != nil {
 			return
+		}
+		// Checked every turn: under steady load the loop never reaches the select below.
+		select {
+		case <-n.stopc:
+			return
+		default:
 		}
 		// Inputs first, each at its own arrival time; only then the timers that are due now.
 		n.drainInputs()

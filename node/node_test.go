@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -403,5 +404,46 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Fatalf("%s: %v %v", path, resp.Status, err)
 		}
 		resp.Body.Close()
+	}
+}
+
+// The leader stops gracefully while 16 clients keep writing to it, and another node takes
+// over.
+func TestGracefulStopUnderLoad(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	stop := make(chan struct{})
+	var writers sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.set(leader, fmt.Sprintf("w%d-%d", w, i), "v")
+			}
+		}()
+	}
+	defer func() { close(stop); writers.Wait() }()
+	time.Sleep(200 * time.Millisecond) // let the load build up; the assertion below does not depend on it
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.servers[leader].Stop(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stop under load: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the node did not stop under load within 20s")
+	}
+	c.servers[leader] = nil
+	if next := c.waitLeader(10 * time.Second); next == leader {
+		t.Fatalf("the stopped node %d is still the leader", leader+1)
 	}
 }
