@@ -22,7 +22,6 @@ import (
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
-
 // localHost is one of the five "hosts" the end-to-end test deploys to on this machine.
 type localHost struct {
 	name                        string
