@@ -80,7 +80,7 @@ type Node struct {
 	failed     atomic.Pointer[errFailed]
 	stopping   atomic.Bool
 	statusMu   sync.Mutex
-	lastStatus raft.Status
+	lastStatus raft.Status // the core's BasicStatus as of the last turn: no per-peer progress
 	stopOnce   sync.Once
 }
 
@@ -521,7 +521,7 @@ func (n *Node) publish() { n.publishView(true) }
 // publishView publishes the core's view. With widenStale false the stale-read window may
 // only shrink: a later contact with the leader vouches for entries not applied yet.
 func (n *Node) publishView(widenStale bool) {
-	st := n.core.Status()
+	st := n.core.BasicStatus()
 	v := &leaseView{term: st.Term, leader: st.Role == raft.Leader, commit: st.Commit}
 	if st.Lease == raft.LeaseHeld {
 		v.leaseUntil = st.LeaseExpiry
@@ -547,7 +547,14 @@ func (n *Node) refreshMetrics() {
 	t := time.NewTicker(metricsInterval)
 	defer t.Stop()
 	for {
-		st := n.statusSnapshot()
+		// The full status (with the leader's per-peer progress, for replication lag) is read
+		// on the loop here, twice a second, rather than published on every turn.
+		ctx, cancel := context.WithTimeout(context.Background(), metricsInterval)
+		st, err := n.Status(ctx)
+		cancel()
+		if err != nil {
+			st = n.statusSnapshot()
+		}
 		n.m.observeStatus(&st)
 		if n.tr != nil {
 			for _, p := range n.cfg.Peers {

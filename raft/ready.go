@@ -81,6 +81,24 @@ func (r *Raft) Advance(rd Ready) {
 
 // Status returns a snapshot of the core's state.
 func (r *Raft) Status() Status {
+	s := r.BasicStatus()
+	if r.role == Leader {
+		s.Progress = make(map[uint64]PeerProgress, len(r.peers))
+		for i := range r.progress {
+			if i == r.self {
+				s.Progress[r.id] = PeerProgress{Match: r.log.persisted, Next: r.log.lastIndex() + 1,
+					State: ProgressReplicate, LastAck: r.now}
+				continue
+			}
+			s.Progress[r.progress[i].id] = r.progress[i].public()
+		}
+	}
+	return s
+}
+
+// BasicStatus is Status without the leader's per-peer Progress, so a driver can read it on
+// every turn without allocating.
+func (r *Raft) BasicStatus() Status {
 	s := Status{
 		ID:              r.id,
 		Term:            r.term,
@@ -108,17 +126,6 @@ func (r *Raft) Status() Status {
 	}
 	if s.LeaseExpiry > r.now {
 		s.LeaseRemaining = s.LeaseExpiry - r.now
-	}
-	if r.role == Leader {
-		s.Progress = make(map[uint64]PeerProgress, len(r.peers))
-		for i := range r.progress {
-			if i == r.self {
-				s.Progress[r.id] = PeerProgress{Match: r.log.persisted, Next: r.log.lastIndex() + 1,
-					State: ProgressReplicate, LastAck: r.now}
-				continue
-			}
-			s.Progress[r.progress[i].id] = r.progress[i].public()
-		}
 	}
 	return s
 }
