@@ -17,6 +17,7 @@ FUZZ_LONG_TIME = $(or $(FUZZTIME),5m)
 .PHONY: fuzz-smoke fuzz fuzz-list
 
 fuzz-smoke:
+	bash $(FUZZ_SCRIPT) --self-test
 	GO=$(GO) FUZZTIME=$(FUZZ_SMOKE_TIME) bash $(FUZZ_SCRIPT)
 
 # No overall deadline by default on long runs: FUZZTIME bounds each target.
