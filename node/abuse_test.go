@@ -49,6 +49,40 @@ func newAbuseCluster(t *testing.T) (*testCluster, []string) {
 	return newTestClusterWith(t, 3, tune, nil), metrics
 }
 
+// dialFrom opens a TCP connection to addr from the loopback address localIP (all of 127/8 is
+// on the loopback interface), so one test can play several client hosts.
+func dialFrom(t *testing.T, localIP, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(localIP)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, localIP, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// heldByServer sends the HTTP/2 client preface on conn and reports whether the server kept
+// the connection: it answers with its SETTINGS. A connection over a cap is closed before a
+// byte is read, so the write or the read fails.
+func heldByServer(conn net.Conn) bool {
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		return false
+	}
+	fr := http2.NewFramer(io.Discard, conn)
+	if err := fr.WriteSettings(); err != nil {
+		return false
+	}
+	f, err := http2.NewFramer(io.Discard, conn).ReadFrame()
+	if err != nil {
+		return false
+	}
+	_, ok := f.(*http2.SettingsFrame)
+	return ok
+}
+
 // politeWriter is a well-behaved client on its own connection that keeps writing, each
 // write with its own deadline, while a test abuses the node. Every write must succeed.
 type politeWriter struct {
@@ -279,8 +313,8 @@ func TestStreamHoggingClientsDoNotStallOthers(t *testing.T) {
 	c.checkStillHealthy(metrics)
 }
 
-// A request whose client set no deadline is bounded by the server (defaultRequestTimeout in
-// node/service.go): with the quorum gone it fails instead of pinning a goroutine forever.
+// A request whose client set no deadline is bounded by the server (limits.request_timeout,
+// 10s by default): with the quorum gone it fails instead of pinning a goroutine forever.
 func TestRequestWithoutDeadlineIsBoundedByTheServer(t *testing.T) {
 	t.Parallel() // mostly waiting (on the server's bound, on the go tool): overlap it with the other slow test
 	c, _ := newAbuseCluster(t)
@@ -357,5 +391,153 @@ func checkDisconnected(t *testing.T, what, addr string, data []byte) {
 	_, err = io.Copy(io.Discard, conn)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("%s: the server kept the connection open", what)
+	}
+}
+
+// Connections beyond limits.max_client_connections_per_host from one host, and beyond
+// limits.max_client_connections in all, are closed as soon as they are accepted and counted
+// on /metrics; clients already connected are not disturbed, and a closed connection gives its
+// slot back.
+func TestClientConnectionCaps(t *testing.T) {
+	const total, perHost = 8, 3
+	tune, metrics := withMetricsListeners(t, 3, func(cfg *config.Config) {
+		cfg.Limits.MaxClientConnections = total
+		cfg.Limits.MaxClientConnectionsPerHost = perHost
+	})
+	c := newTestClusterWith(t, 3, tune, nil)
+	leader := c.waitLeader(10 * time.Second)
+	addr := c.cfgs[leader].Listen.Client
+	// From 127.0.0.1: the test cluster's own client connection, and the polite writer's.
+	polite := startPoliteWriter(t, addr)
+	polite.waitWrites(3, 10*time.Second)
+
+	held := func(from string, tries int) (kept []net.Conn, refused int) {
+		for k := 0; k < tries; k++ {
+			conn := dialFrom(t, from, addr)
+			if heldByServer(conn) {
+				kept = append(kept, conn)
+			} else {
+				refused++
+			}
+		}
+		return kept, refused
+	}
+	// One host opening connections in a loop keeps perHost of them.
+	hostA, refusedA := held("127.0.0.2", perHost+4)
+	if len(hostA) != perHost || refusedA != 4 {
+		t.Fatalf("one host kept %d connections and had %d closed; want %d kept under a per-host cap of %d", len(hostA), refusedA, perHost, perHost)
+	}
+	// More hosts, each within its share, fill the node to its total cap; from then on every
+	// new connection is refused, whichever host it comes from.
+	refusedTotal := 0
+	for host := 3; refusedTotal == 0; host++ {
+		if host > 3+total {
+			t.Fatalf("opened %d hosts' shares without reaching the total cap of %d", host-3, total)
+		}
+		_, refused := held(fmt.Sprintf("127.0.0.%d", host), perHost)
+		refusedTotal += refused
+	}
+	if _, refused := held("127.0.0.100", 1); refused != 1 {
+		t.Fatal("a new host got a connection with the node at its total cap")
+	}
+	refusedTotal++
+	polite.waitWrites(5, 10*time.Second)
+
+	body := waitHTTPStatus(t, metrics[leader], "/metrics", http.StatusOK, 5*time.Second)
+	for capName, want := range map[string]int{"per_host": 4, "total": refusedTotal} {
+		line := fmt.Sprintf(`georaft_client_connections_refused_total{cap="%s",node="%d"} %d`, capName, leader+1, want)
+		if !strings.Contains(body, line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+
+	// Closing connections gives their slots back: a new client from 127.0.0.1 gets in
+	// and writes. Its first attempts may still be refused until the server has seen the
+	// closes.
+	for _, conn := range hostA {
+		conn.Close()
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	late := georaftv1.NewKVServiceClient(conn)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := late.Set(ctx, &georaftv1.SetRequest{Key: []byte("late"), Value: []byte("in")})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no client could connect and write after a host closed its connections: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	polite.finish()
+}
+
+// A request whose headers arrive and whose body never does is ended by the server at
+// limits.request_timeout, giving its stream back, rather than held while the connection
+// lives (gRPC reads the body before the handler, and so before any deadline the handler
+// could set).
+func TestRequestWithoutBodyIsEndedAtTheRequestTimeout(t *testing.T) {
+	const bound = time.Second
+	tune, _ := withMetricsListeners(t, 3, func(cfg *config.Config) {
+		cfg.Limits.MaxConcurrentStreams = 2
+		cfg.Limits.RequestTimeout = bound
+	})
+	c := newTestClusterWith(t, 3, tune, nil)
+	leader := c.waitLeader(10 * time.Second)
+	hog := dialRawH2(t, c.cfgs[leader].Listen.Client)
+	ended := make(chan uint32, 8)
+	go func() {
+		for {
+			f, err := hog.fr.ReadFrame()
+			if err != nil {
+				close(ended)
+				return
+			}
+			switch f := f.(type) {
+			case *http2.HeadersFrame:
+				if f.StreamEnded() {
+					ended <- f.StreamID
+				}
+			case *http2.RSTStreamFrame:
+				ended <- f.StreamID
+			}
+		}
+	}()
+	start := time.Now()
+	first := hog.open("/georaft.v1.KVService/Set", nil)
+	second := hog.open("/georaft.v1.KVService/Get", nil)
+	got := map[uint32]bool{}
+	for len(got) < 2 {
+		select {
+		case id, ok := <-ended:
+			if !ok {
+				t.Fatal("the server closed the connection instead of ending the streams")
+			}
+			got[id] = true // trailers then a reset may both end one stream
+		case <-time.After(20 * bound):
+			t.Fatalf("after %v, streams %d and %d without a body are still open (ended: %v)", 20*bound, first, second, got)
+		}
+	}
+	if elapsed := time.Since(start); elapsed < bound {
+		t.Fatalf("the streams ended after %v, before the %v bound: something else ended them", elapsed, bound)
+	}
+	// The slots are free: a full request on the same connection is answered.
+	third := hog.open("/georaft.v1.KVService/Status", &georaftv1.StatusRequest{})
+	for answered := false; !answered; {
+		select {
+		case id := <-ended:
+			// A stream can end twice: trailers, then a reset because the client never
+			// half-closed it.
+			answered = id == third
+		case <-time.After(10 * time.Second):
+			t.Fatal("a complete request after the bodiless ones were ended got no answer")
+		}
 	}
 }

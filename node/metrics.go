@@ -30,6 +30,7 @@ type metrics struct {
 	requestErrors  *prometheus.CounterVec
 	snapshots      prometheus.Counter
 	readFallbacks  prometheus.Counter
+	connsRefused   *prometheus.CounterVec
 }
 
 // latencyBuckets span a loopback round trip to a slow cross-region quorum.
@@ -89,9 +90,13 @@ func newMetrics(self uint64) *metrics {
 		readFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "georaft_lease_read_fallbacks_total", Help: "Lease reads served as index reads because the lease was not held.", ConstLabels: constLabels,
 		}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georaft_client_connections_refused_total", Help: "Client connections closed on accept, by the cap they were over (total or per_host).", ConstLabels: constLabels,
+		}, []string{"cap"}),
 	}
 	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
-		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.requestErrors, m.snapshots, m.readFallbacks)
+		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.requestErrors, m.snapshots, m.readFallbacks,
+		m.connsRefused)
 	return m
 }
 

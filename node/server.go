@@ -15,8 +15,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/tap"
 
 	"github.com/georaft/georaft/node/config"
+	"github.com/georaft/georaft/node/connlimit"
 	"github.com/georaft/georaft/node/tlsutil"
 	"github.com/georaft/georaft/node/transport"
 	"github.com/georaft/georaft/node/wal"
@@ -81,6 +83,14 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.n = n
+	refusals := &refusalLog{log: logger.With("listener", "client")}
+	s.clientLis = connlimit.Wrap(s.clientLis, connlimit.Limits{
+		Total:   cfg.Limits.MaxClientConnections,
+		PerHost: cfg.Limits.MaxClientConnectionsPerHost,
+	}, func(reason connlimit.Reason, remote net.Addr) {
+		n.m.connsRefused.WithLabelValues(string(reason)).Inc()
+		refusals.note(reason, remote)
+	})
 
 	serverTLS, clientTLS, err := tlsConfigs(cfg)
 	if err != nil {
@@ -118,6 +128,7 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 30 * time.Minute, Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.InTapHandle(requestDeadline(cfg.Limits.RequestTimeout)),
 	}
 	if serverTLS != nil {
 		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS))))
@@ -141,6 +152,48 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 	logger.Info("georaftd serving", "node", cfg.Node.ID, "region", cfg.Node.Region,
 		"peer", s.peerLis.Addr().String(), "client", s.clientLis.Addr().String(), "metrics", cfg.Listen.Metrics)
 	return s, nil
+}
+
+// requestDeadline bounds each client stream from the moment its headers arrive. A deadline
+// set in the handler would come too late: gRPC reads a unary request's body before calling
+// it, so a client that sends headers and never a body would hold its stream for as long as
+// the connection lives. The tap's context is the one the body is read under.
+func requestDeadline(bound time.Duration) tap.ServerInHandle {
+	return func(ctx context.Context, _ *tap.Info) (context.Context, error) {
+		if d, ok := ctx.Deadline(); ok && time.Until(d) <= bound {
+			return ctx, nil
+		}
+		bounded, cancel := context.WithTimeout(ctx, bound)
+		// gRPC cancels the stream's context when the stream ends; that releases the timer.
+		context.AfterFunc(ctx, cancel)
+		return bounded, nil
+	}
+}
+
+// refusalLog logs refused client connections at most once per interval, with a count of
+// those since the last line, so a client hammering the port cannot flood the log.
+type refusalLog struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	// last is when a line was last written; since counts refusals not yet logged.
+	last  time.Time
+	since int
+}
+
+const refusalLogInterval = 10 * time.Second
+
+func (r *refusalLog) note(reason connlimit.Reason, remote net.Addr) {
+	r.mu.Lock()
+	r.since++
+	if !r.last.IsZero() && time.Since(r.last) < refusalLogInterval {
+		r.mu.Unlock()
+		return
+	}
+	count := r.since
+	r.since, r.last = 0, time.Now()
+	r.mu.Unlock()
+	r.log.Warn("client connection refused: over the connection cap (limits.max_client_connections or limits.max_client_connections_per_host)",
+		"cap", string(reason), "remote", remote.String(), "refused_since_last_line", count)
 }
 
 func listen(key, addr string) (net.Listener, error) {

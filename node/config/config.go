@@ -74,6 +74,14 @@ type LimitsConfig struct {
 	MaxValueBytes        int
 	MaxRequestBytes      int
 	MaxConcurrentStreams int
+	// MaxClientConnections and MaxClientConnectionsPerHost cap the client port's open
+	// connections; one over is closed as soon as it is accepted.
+	MaxClientConnections        int
+	MaxClientConnectionsPerHost int
+	// RequestTimeout bounds every client request, from the moment its headers arrive, when
+	// the client asked for no shorter deadline: a request whose body never comes gives
+	// its stream back.
+	RequestTimeout time.Duration
 }
 
 type StorageConfig struct {
@@ -116,6 +124,11 @@ func Defaults() Config {
 			MaxValueBytes:        1 << 20,
 			MaxRequestBytes:      4 << 20,
 			MaxConcurrentStreams: 256,
+			// A bench or chaos client holds one connection per node; 1024 leaves room
+			// for many such clients and proxies without letting one host take them all.
+			MaxClientConnections:        1024,
+			MaxClientConnectionsPerHost: 256,
+			RequestTimeout:              10 * time.Second,
 		},
 		Storage: StorageConfig{
 			SegmentBytes:    64 << 20,

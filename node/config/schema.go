@@ -42,6 +42,9 @@ var fields = []field{
 	{"limits.max_value_bytes", "", "largest value accepted; larger is INVALID_ARGUMENT", func(c *Config) any { return &c.Limits.MaxValueBytes }},
 	{"limits.max_request_bytes", "", fmt.Sprintf("at least max_key_bytes + max_value_bytes + %d", kv.MaxEncodingOverhead), func(c *Config) any { return &c.Limits.MaxRequestBytes }},
 	{"limits.max_concurrent_streams", "", "per client connection", func(c *Config) any { return &c.Limits.MaxConcurrentStreams }},
+	{"limits.max_client_connections", "", "open connections on the client port; more are closed on accept", func(c *Config) any { return &c.Limits.MaxClientConnections }},
+	{"limits.max_client_connections_per_host", "", "open client connections from one IP address", func(c *Config) any { return &c.Limits.MaxClientConnectionsPerHost }},
+	{"limits.request_timeout", "", "server bound on a client request, from its headers, when the client set no shorter deadline", func(c *Config) any { return &c.Limits.RequestTimeout }},
 
 	{"storage.segment_bytes", "", "WAL segment size", func(c *Config) any { return &c.Storage.SegmentBytes }},
 	{"storage.snapshot_entries", "", "take a snapshot and compact after this many applied entries", func(c *Config) any { return &c.Storage.SnapshotEntries }},

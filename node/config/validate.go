@@ -215,6 +215,8 @@ func (c *Config) checkLimits(ps *problems) {
 		{"limits.max_value_bytes", l.MaxValueBytes},
 		{"limits.max_request_bytes", l.MaxRequestBytes},
 		{"limits.max_concurrent_streams", l.MaxConcurrentStreams},
+		{"limits.max_client_connections", l.MaxClientConnections},
+		{"limits.max_client_connections_per_host", l.MaxClientConnectionsPerHost},
 	} {
 		if f.value <= 0 {
 			ps.add(f.key, "%s must be positive, got %d", f.key, f.value)
@@ -224,6 +226,14 @@ func (c *Config) checkLimits(ps *problems) {
 	if l.MaxConcurrentStreams > math.MaxUint32 {
 		ps.add("limits.max_concurrent_streams", "limits.max_concurrent_streams %d is above the HTTP/2 maximum %d",
 			l.MaxConcurrentStreams, uint32(math.MaxUint32))
+	}
+	if l.MaxClientConnectionsPerHost > l.MaxClientConnections && l.MaxClientConnections > 0 {
+		ps.add("limits.max_client_connections_per_host",
+			"limits.max_client_connections_per_host (%d) is above limits.max_client_connections (%d), which caps it anyway",
+			l.MaxClientConnectionsPerHost, l.MaxClientConnections)
+	}
+	if l.RequestTimeout <= 0 {
+		ps.add("limits.request_timeout", "limits.request_timeout must be positive, got %s", l.RequestTimeout)
 	}
 	if allPositive {
 		need := l.MaxKeyBytes + l.MaxValueBytes + kv.MaxEncodingOverhead
