@@ -750,3 +750,24 @@ func TestCommittedConfigsPassNodeValidation(t *testing.T) {
 		}
 	}
 }
+
+// A node is recognised by the config path it was started with, whatever its binary is
+// called, so a run with --georaftd naming another build still stops its nodes.
+func TestGeoraftdWithConfigMatchesAnyBinaryName(t *testing.T) {
+	match := GeoraftdWithConfig("/run/node1.yaml")
+	for _, tc := range []struct {
+		argv []string
+		want bool
+	}{
+		{[]string{"/work/bin/georaftd", "--config", "/run/node1.yaml"}, true},
+		{[]string{"/tmp/georaftd-eager", "--config=/run/node1.yaml"}, true},
+		{[]string{"sh", "/tmp/georaftd.sh", "--config", "/run/node1.yaml"}, true},
+		{[]string{"/work/bin/georaftd", "--config", "/run/node2.yaml"}, false},
+		{[]string{"sleep", "300"}, false},
+		{nil, false},
+	} {
+		if got := match(tc.argv); got != tc.want {
+			t.Errorf("argv %q: match %v, want %v", tc.argv, got, tc.want)
+		}
+	}
+}

@@ -143,13 +143,15 @@ func LivePID(pidFile string, matches ArgvMatcher) (int, bool) {
 	return pid, true
 }
 
-// GeoraftdWithConfig matches `georaftd --config PATH` (or --config=PATH) for that PATH. A
-// georaftd that is a script shows its interpreter first (`sh georaftd --config PATH`).
+// GeoraftdWithConfig matches a node started with `--config PATH` (or --config=PATH) for
+// that PATH, whatever the binary is called (--georaftd may name any build). The config path
+// is one this run wrote, so no unrelated process carries it. A georaftd that is a script
+// shows its interpreter first (`sh georaftd --config PATH`).
 func GeoraftdWithConfig(configPath string) ArgvMatcher {
 	return func(argv []string) bool {
 		for i := 0; i < len(argv) && i < 2; i++ {
-			if filepath.Base(argv[i]) == "georaftd" {
-				return flagValue(argv[i+1:], "--config") == configPath
+			if flagValue(argv[i+1:], "--config") == configPath {
+				return true
 			}
 		}
 		return false

@@ -38,6 +38,12 @@ type Config struct {
 	// MaxUncommittedBytes bounds the proposals a leader holds before refusing more with
 	// ErrProposalDropped; 0 means no limit.
 	MaxUncommittedBytes uint64
+	// LazyCommitBroadcast stops the leader from sending an empty append only to tell an
+	// idle follower a new commit index: the follower learns it from the next append or
+	// heartbeat instead. Client latency does not depend on followers knowing the commit
+	// index, and at low load that empty append and its answer are half the messages a
+	// write costs. Followers then apply up to a heartbeat interval later.
+	LazyCommitBroadcast bool
 
 	// Seed feeds the election timeout randomization, so simulated runs replay exactly.
 	Seed int64

@@ -245,7 +245,7 @@ func (r *Raft) sendAppends(pr *progress) {
 			}
 			sent = true
 		}
-		if !sent && pr.sentCommit < r.log.committed && pr.match+1 >= pr.next {
+		if !sent && !r.cfg.LazyCommitBroadcast && pr.sentCommit < r.log.committed && pr.match+1 >= pr.next {
 			// Idle follower: tell it the new commit index.
 			r.sendAppend(pr, last)
 		}

@@ -235,7 +235,8 @@ func TestReportUnreachableAndProbe(t *testing.T) {
 	}
 }
 
-// A follower learns a new commit index even when the leader has nothing new to send.
+// By default a follower learns a new commit index even when the leader has nothing new to
+// send: the leader sends an empty append to carry it.
 func TestIdleLeaderPropagatesCommit(t *testing.T) {
 	net := newTestNet(t, 3)
 	net.elect(1)
@@ -244,6 +245,58 @@ func TestIdleLeaderPropagatesCommit(t *testing.T) {
 	for _, id := range []uint64{2, 3} {
 		if c := net.raft(id).Status().Commit; c != idx {
 			t.Fatalf("node %d commit %d, want %d without waiting for a heartbeat", id, c, idx)
+		}
+	}
+}
+
+// With LazyCommitBroadcast the leader sends nothing only to carry a new commit index: the
+// write round is one append and one answer per follower, and an idle follower learns the
+// commit index from the next heartbeat, or from the next append when there is one.
+func TestLazyCommitBroadcastRidesOnTheNextMessage(t *testing.T) {
+	net := newTestNet(t, 3, func(c *Config) { c.LazyCommitBroadcast = true })
+	net.elect(1)
+	net.stabilize()
+	idx, _ := net.propose(1, "x")
+	var apps, heartbeats int
+	net.filter = func(m Message) bool {
+		switch m.Type {
+		case MsgApp:
+			apps++
+		case MsgHeartbeat:
+			heartbeats++
+		}
+		return true
+	}
+	net.stabilize()
+	if c := net.raft(1).Status().Commit; c != idx {
+		t.Fatalf("leader commit %d, want %d", c, idx)
+	}
+	if apps != 2 || heartbeats != 0 {
+		t.Fatalf("the write cost %d appends and %d heartbeats, want one append per follower and nothing else", apps, heartbeats)
+	}
+	for _, id := range []uint64{2, 3} {
+		if c := net.raft(id).Status().Commit; c >= idx {
+			t.Fatalf("node %d learned commit %d with no message carrying it", id, c)
+		}
+	}
+
+	// The next write's append carries the first write's commit.
+	idx2, _ := net.propose(1, "y")
+	net.processAll()
+	net.deliver()
+	for _, id := range []uint64{2, 3} {
+		if c := net.raft(id).Status().Commit; c != idx {
+			t.Fatalf("node %d commit %d after the next append, want %d", id, c, idx)
+		}
+	}
+	net.stabilize()
+
+	// An idle leader's heartbeat carries the second.
+	net.advance(net.raft(1).cfg.HeartbeatInterval)
+	net.stabilize()
+	for _, id := range []uint64{2, 3} {
+		if c := net.raft(id).Status().Commit; c != idx2 {
+			t.Fatalf("node %d commit %d after a heartbeat, want %d", id, c, idx2)
 		}
 	}
 }

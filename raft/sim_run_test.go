@@ -103,6 +103,7 @@ type simParams struct {
 	late                 float64       // share of messages delivered very late
 	lateMax              time.Duration // up to this much later than their latency
 	maxUncommitted       uint64
+	lazyCommit           bool // LazyCommitBroadcast, as georaftd runs
 	fsyncMin, fsyncMax   time.Duration
 	heartbeat, lease     time.Duration
 	electionMin          time.Duration
@@ -148,6 +149,9 @@ func (p simParams) describe() string {
 	}
 	if p.maxSizePerMsg > 0 || p.maxInflight > 0 {
 		fmt.Fprintf(&b, "; max msg %d bytes, %d inflight", p.maxSizePerMsg, p.maxInflight)
+	}
+	if p.lazyCommit {
+		b.WriteString("; lazy commit broadcast")
 	}
 	if p.skipOldLeaseWait {
 		b.WriteString("; BUG PLANTED: new leaders skip the old-lease wait")
@@ -325,6 +329,9 @@ func randomParams(seed int64) simParams {
 			}
 		}
 	}
+	// Half the seeds run the node's setting (commit carried by the next append or
+	// heartbeat), half the eager broadcast; its own stream leaves older setups unchanged.
+	p.lazyCommit = rand.New(rand.NewPCG(uint64(seed), 0x1a2c)).IntN(2) == 0
 	f.skip(*simSkip)
 	return p
 }
@@ -387,6 +394,7 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 				MaxSizePerMsg:           p.maxSizePerMsg,
 				MaxInflightMsgs:         p.maxInflight,
 				MaxUncommittedBytes:     p.maxUncommitted,
+				LazyCommitBroadcast:     p.lazyCommit,
 				testingSkipOldLeaseWait: p.skipOldLeaseWait,
 			},
 			clock: nodeClock{offset: p.offsets[i], rate: p.rates[i]},
