@@ -21,7 +21,7 @@ vet:
 # What CI runs: vet, every package's tests in short mode (thousands of simulator seeds, real
 # clusters on loopback, a bounded chaos run, the real Ansible run), then every fuzz target
 # for a few seconds.
-test: vet proto-lint test-go fuzz-smoke
+test: vet proto-lint tflint test-go fuzz-smoke
 
 test-go:
 	$(GO) test -short -timeout 15m ./...
