@@ -445,7 +445,7 @@ func TestClientConnectionCaps(t *testing.T) {
 
 	body := waitHTTPStatus(t, metrics[leader], "/metrics", http.StatusOK, 5*time.Second)
 	for capName, want := range map[string]int{"per_host": 4, "total": refusedTotal} {
-		line := fmt.Sprintf(`georaft_client_connections_refused_total{cap="%s",node="%d"} %d`, capName, leader+1, want)
+		line := fmt.Sprintf(`georaft_connections_refused_total{cap="%s",listener="client",node="%d"} %d`, capName, leader+1, want)
 		if !strings.Contains(body, line) {
 			t.Errorf("/metrics lacks %q", line)
 		}
@@ -540,4 +540,35 @@ func TestRequestWithoutBodyIsEndedAtTheRequestTimeout(t *testing.T) {
 			t.Fatal("a complete request after the bodiless ones were ended got no answer")
 		}
 	}
+}
+
+// The peer port caps its connections at 16 per cluster member, so a stranger past the
+// firewall (with TLS off) cannot exhaust the node's descriptors; the members' own
+// connections, opened first, keep replicating.
+func TestPeerPortConnectionCap(t *testing.T) {
+	tune, metrics := withMetricsListeners(t, 3, nil)
+	c := newTestClusterWith(t, 3, tune, nil)
+	leader := c.waitLeader(10 * time.Second)
+	polite := startPoliteWriter(t, c.cfgs[leader].Listen.Client)
+	polite.waitWrites(3, 10*time.Second)
+
+	const budget = 16 * 3
+	kept, refused := 0, 0
+	for k := 0; k < budget+10 && refused < 5; k++ {
+		if heldByServer(dialFrom(t, "127.0.0.2", c.cfgs[leader].Listen.Peer)) {
+			kept++
+		} else {
+			refused++
+		}
+	}
+	if refused == 0 || kept > budget {
+		t.Fatalf("the peer port kept %d connections from one stranger and refused %d; want at most %d kept, the rest refused", kept, refused, budget)
+	}
+	polite.waitWrites(5, 10*time.Second)
+	body := waitHTTPStatus(t, metrics[leader], "/metrics", http.StatusOK, 5*time.Second)
+	line := fmt.Sprintf(`georaft_connections_refused_total{cap="total",listener="peer",node="%d"} %d`, leader+1, refused)
+	if !strings.Contains(body, line) {
+		t.Errorf("/metrics lacks %q", line)
+	}
+	polite.finish()
 }

@@ -91,8 +91,8 @@ func newMetrics(self uint64) *metrics {
 			Name: "georaft_lease_read_fallbacks_total", Help: "Lease reads served as index reads because the lease was not held.", ConstLabels: constLabels,
 		}),
 		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "georaft_client_connections_refused_total", Help: "Client connections closed on accept, by the cap they were over (total or per_host).", ConstLabels: constLabels,
-		}, []string{"cap"}),
+			Name: "georaft_connections_refused_total", Help: "Connections closed on accept, by listener (client or peer) and the cap they were over (total or per_host).", ConstLabels: constLabels,
+		}, []string{"listener", "cap"}),
 	}
 	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
 		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.requestErrors, m.snapshots, m.readFallbacks,

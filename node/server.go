@@ -83,14 +83,15 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.n = n
-	refusals := &refusalLog{log: logger.With("listener", "client")}
-	s.clientLis = connlimit.Wrap(s.clientLis, connlimit.Limits{
+	s.clientLis = capConnections(s.clientLis, "client", connlimit.Limits{
 		Total:   cfg.Limits.MaxClientConnections,
 		PerHost: cfg.Limits.MaxClientConnectionsPerHost,
-	}, func(reason connlimit.Reason, remote net.Addr) {
-		n.m.connsRefused.WithLabelValues(string(reason)).Inc()
-		refusals.note(reason, remote)
-	})
+	}, n.m, logger)
+	// Peers hold one connection each; a restarted peer's old one lingers until keepalive
+	// closes it. The cap only bounds what a stranger past the firewall can open when TLS is
+	// off; no per-host cap, because lab and test clusters dial from one address.
+	peerCap := peerConnectionsPerPeer * len(cfg.Peers)
+	s.peerLis = capConnections(s.peerLis, "peer", connlimit.Limits{Total: peerCap, PerHost: peerCap}, n.m, logger)
 
 	serverTLS, clientTLS, err := tlsConfigs(cfg)
 	if err != nil {
@@ -170,11 +171,30 @@ func requestDeadline(bound time.Duration) tap.ServerInHandle {
 	}
 }
 
-// refusalLog logs refused client connections at most once per interval, with a count of
+// peerConnectionsPerPeer is the peer port's connection budget per cluster member.
+const peerConnectionsPerPeer = 16
+
+// capConnections wraps lis with the caps, counting and logging what they refuse.
+func capConnections(lis net.Listener, name string, limits connlimit.Limits, m *metrics, logger *slog.Logger) net.Listener {
+	refusals := &refusalLog{log: logger.With("listener", name), capKeys: capKeys[name]}
+	return connlimit.Wrap(lis, limits, func(reason connlimit.Reason, remote net.Addr) {
+		m.connsRefused.WithLabelValues(name, string(reason)).Inc()
+		refusals.note(reason, remote)
+	})
+}
+
+// capKeys names, per listener, where its caps come from, for the log line.
+var capKeys = map[string]string{
+	"client": "limits.max_client_connections or limits.max_client_connections_per_host",
+	"peer":   fmt.Sprintf("%d per cluster member", peerConnectionsPerPeer),
+}
+
+// refusalLog logs refused connections at most once per interval, with a count of
 // those since the last line, so a client hammering the port cannot flood the log.
 type refusalLog struct {
-	log *slog.Logger
-	mu  sync.Mutex
+	log     *slog.Logger
+	capKeys string
+	mu      sync.Mutex
 	// last is when a line was last written; since counts refusals not yet logged.
 	last  time.Time
 	since int
@@ -192,7 +212,7 @@ func (r *refusalLog) note(reason connlimit.Reason, remote net.Addr) {
 	count := r.since
 	r.since, r.last = 0, time.Now()
 	r.mu.Unlock()
-	r.log.Warn("client connection refused: over the connection cap (limits.max_client_connections or limits.max_client_connections_per_host)",
+	r.log.Warn("connection refused: over the connection cap ("+r.capKeys+")",
 		"cap", string(reason), "remote", remote.String(), "refused_since_last_line", count)
 }
 

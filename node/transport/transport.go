@@ -108,6 +108,11 @@ const (
 	streamRetryMax    = 2 * time.Second
 	stableStreamAfter = 5 * time.Second
 
+	// maxStreamsPerConn bounds the streams one connection may hold open. A peer needs its
+	// send stream, a snapshot stream now and then, and a ping: a connection asking for more
+	// is not a peer.
+	maxStreamsPerConn = 64
+
 	// At most one ReportUnreachable per peer per this while its stream is down.
 	downReportInterval = 500 * time.Millisecond
 	// At most one log line per peer and kind of trouble per this.
@@ -222,6 +227,7 @@ func (t *Transport) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(t.cfg.MaxMessageBytes),
 		grpc.MaxSendMsgSize(t.cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 	}
