@@ -112,6 +112,7 @@ const (
 	// send stream, a snapshot stream now and then, and a ping: a connection asking for more
 	// is not a peer.
 	maxStreamsPerConn = 64
+	handshakeTimeout  = 10 * time.Second
 
 	// At most one ReportUnreachable per peer per this while its stream is down.
 	downReportInterval = 500 * time.Millisecond
@@ -228,6 +229,9 @@ func (t *Transport) ServerOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(t.cfg.MaxMessageBytes),
 		grpc.MaxSendMsgSize(t.cfg.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		// A connection that has not finished its handshake by then is not coming: free its
+		// place under the node's peer connection cap (gRPC's default wait is 120 s).
+		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 	}
