@@ -38,10 +38,11 @@ type Anomaly struct {
 func (a Anomaly) String() string { return a.Kind + ": " + a.Detail }
 
 // StaleBound is how old a stale read's value may be: the configured staleness on the
-// slowest clock the drift bound allows, plus slack for the one-way delay of the message that
-// last refreshed the node's contact with the leader (a node measures staleness from when it
-// received that message, not from when the leader sent it): the largest latency spike the
-// generator injects is a quarter of the maximum election timeout, and the slack is twice that.
+// slowest clock the drift bound allows, plus slack for message delay. A node dates its
+// contact with the leader by its own clock at the time it sent the message the leader
+// echoes back, so the bound counts from when the leader held that state, give or take the
+// one-way delays around it: the largest latency spike the generator injects is a quarter of
+// the maximum election timeout, and the slack is twice that.
 func StaleBound(t lab.Timing) time.Duration {
 	slack := t.ElectionTimeoutMax / 2
 	return time.Duration(float64(t.MaxStaleness)/(1-t.MaxClockDrift)) + slack

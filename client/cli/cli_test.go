@@ -301,3 +301,17 @@ func TestQuoteRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// A read served in another mode than asked says so on stderr, in English.
+func TestGetNotesAFallbackRead(t *testing.T) {
+	var out, errOut bytes.Buffer
+	p := Printer{Out: &out, Err: &errOut}
+	p.Get("k", client.GetResult{Found: true, Value: []byte("v"), Requested: client.ReadLease, Served: client.ReadIndex, Header: client.Header{NodeID: 2}})
+	if got := out.String(); got != "v\n" {
+		t.Fatalf("stdout %q, want the value alone", got)
+	}
+	want := "(asked for a lease read, served as an index read by node 2: still linearizable)\n"
+	if got := errOut.String(); got != want {
+		t.Fatalf("stderr %q, want %q", got, want)
+	}
+}

@@ -127,9 +127,17 @@ func (p Printer) Get(key string, res client.GetResult) {
 	case res.Served == client.ReadStale:
 		fmt.Fprintf(p.Err, "(stale read from node %d at applied index %d: may lag the leader)\n", res.NodeID, res.AppliedIndex)
 	case res.Served != res.Requested:
-		fmt.Fprintf(p.Err, "(asked for a %s read, served as a %s read by node %d: still linearizable)\n",
-			res.Requested, res.Served, res.NodeID)
+		fmt.Fprintf(p.Err, "(asked for %s %s read, served as %s %s read by node %d: still linearizable)\n",
+			article(res.Requested.String()), res.Requested, article(res.Served.String()), res.Served, res.NodeID)
 	}
+}
+
+// article is "an" before a mode that starts with a vowel (index), else "a".
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 // DisplayValue shows a value as it is when it is printable text, else Go-quoted so that
