@@ -118,6 +118,9 @@ func startPoliteWriter(t *testing.T, addr string) *politeWriter {
 				w.mu.Lock()
 				w.failed = append(w.failed, shortErr(err))
 				w.mu.Unlock()
+				// Back off as a real client would: failing at once in a tight loop
+				// would starve the nodes that share this process.
+				time.Sleep(10 * time.Millisecond)
 				continue
 			}
 			w.ok.Add(1)

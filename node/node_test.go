@@ -428,7 +428,8 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	defer func() { close(stop); writers.Wait() }()
+	stopWriters := sync.OnceFunc(func() { close(stop); writers.Wait() })
+	defer stopWriters()
 	time.Sleep(200 * time.Millisecond) // let the load build up; the assertion below does not depend on it
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -443,6 +444,10 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 		t.Fatal("the node did not stop under load within 20s")
 	}
 	c.servers[leader] = nil
+	// The writers would now spin on a closed node, failing at once, and starve the two
+	// nodes that must elect a leader: they share this process's two cores. (Real clients
+	// back off; under a loaded CI machine this spin held off every election for 10 s.)
+	stopWriters()
 	if next := c.waitLeader(10 * time.Second); next == leader {
 		t.Fatalf("the stopped node %d is still the leader", leader+1)
 	}
