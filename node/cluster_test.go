@@ -29,16 +29,20 @@ type testCluster struct {
 	clients []georaftv1.KVServiceClient
 }
 
-// freeAddrs reserves n loopback ports by binding and releasing them.
+// freeAddrs reserves n distinct loopback ports by binding them all, then releasing them.
+// Releasing each before binding the next would let the kernel hand out one port twice.
 func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	addrs := make([]string, n)
+	listeners := make([]net.Listener, n)
 	for i := range addrs {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		addrs[i] = l.Addr().String()
+		listeners[i], addrs[i] = l, l.Addr().String()
+	}
+	for _, l := range listeners {
 		l.Close()
 	}
 	return addrs

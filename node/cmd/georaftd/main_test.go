@@ -50,13 +50,17 @@ type procCluster struct {
 
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
+	// Every port stays bound until all are chosen, so none is handed out twice.
 	out := make([]string, n)
+	listeners := make([]net.Listener, n)
 	for i := range out {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[i] = l.Addr().String()
+		listeners[i], out[i] = l, l.Addr().String()
+	}
+	for _, l := range listeners {
 		l.Close()
 	}
 	return out
