@@ -59,15 +59,21 @@ func (s *FsyncStats) add(h lab.Histogram) {
 	s.Sum += h.Sum
 }
 
-// Over is how many fsyncs took longer than the smallest bucket bound at or above d.
-func (s *FsyncStats) Over(d time.Duration) float64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// sortedBounds lists the bucket bounds in increasing order; the caller holds s.mu.
+func (s *FsyncStats) sortedBounds() []float64 {
 	bounds := make([]float64, 0, len(s.Buckets))
 	for b := range s.Buckets {
 		bounds = append(bounds, b)
 	}
 	sort.Float64s(bounds)
+	return bounds
+}
+
+// Over is how many fsyncs took longer than the smallest bucket bound at or above d.
+func (s *FsyncStats) Over(d time.Duration) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bounds := s.sortedBounds()
 	for _, b := range bounds {
 		if b >= d.Seconds() {
 			return s.Count - s.Buckets[b]
@@ -81,11 +87,7 @@ func (s *FsyncStats) Over(d time.Duration) float64 {
 func (s *FsyncStats) Slowest() float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	bounds := make([]float64, 0, len(s.Buckets))
-	for b := range s.Buckets {
-		bounds = append(bounds, b)
-	}
-	sort.Float64s(bounds)
+	bounds := s.sortedBounds()
 	prev := 0.0
 	slowest := 0.0
 	for _, b := range bounds {

@@ -22,6 +22,19 @@ func (n *testNet) untilLeaseHeld(id uint64) {
 	n.t.Fatalf("node %d never got a lease: %+v\n%s", id, n.raft(id).Status(), n.dumpEvents(id))
 }
 
+// isolateUntilLeaseLapsed cuts leader id off and moves only its clock, deadline by deadline,
+// until its lease has run out with nobody answering; then it drops what is in flight.
+func (n *testNet) isolateUntilLeaseLapsed(id uint64) {
+	n.t.Helper()
+	r := n.raft(id)
+	n.isolate(id)
+	for r.Status().Lease == LeaseHeld {
+		n.advanceNode(id, r.NextDeadline()-n.node(id).now)
+	}
+	n.processAll()
+	n.inflight = nil
+}
+
 // The lease comes only from a quorum's acknowledgements (this leader counting as one) and
 // runs from when the acknowledged message was sent, not from when the answer came back:
 // start + LeaseDuration × (1 − drift).
@@ -30,13 +43,7 @@ func TestLeaseFromQuorumAcksDatedBySentAt(t *testing.T) {
 	net.elect(1)
 	net.untilLeaseHeld(1)
 	r := net.raft(1)
-	net.isolate(1)
-	// Let the lease run out with nobody answering.
-	for r.Status().Lease == LeaseHeld {
-		net.advanceNode(1, r.NextDeadline()-net.node(1).now)
-	}
-	net.processAll()
-	net.inflight = nil
+	net.isolateUntilLeaseLapsed(1)
 
 	// One heartbeat round, sent at `sent`.
 	sent := net.node(1).now
@@ -467,12 +474,7 @@ func TestStaleTermRepliesAreNotAcknowledgements(t *testing.T) {
 
 	// The leader lets its lease lapse, then hears forged echoes from a quorum.
 	r := net.raft(1)
-	net.isolate(1)
-	for r.Status().Lease == LeaseHeld {
-		net.advanceNode(1, r.NextDeadline()-net.node(1).now)
-	}
-	net.processAll()
-	net.inflight = nil
+	net.isolateUntilLeaseLapsed(1)
 	now := net.node(1).now
 	for _, forged := range []Message{
 		{SentAt: now + time.Hour, Round: 1},
