@@ -23,16 +23,6 @@ type kvService struct {
 	n *Node
 }
 
-// withRequestDeadline bounds a request whose caller set no deadline by
-// limits.request_timeout, so a request can never pin a goroutine forever. Requests over gRPC
-// already carry it from the server's tap (requestDeadline); this covers in-process callers.
-func (n *Node) withRequestDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, n.cfg.Limits.RequestTimeout)
-}
-
 func (s *kvService) Set(ctx context.Context, req *georaftv1.SetRequest) (*georaftv1.SetResponse, error) {
 	start := time.Now()
 	cmd := kv.Command{Op: kv.OpSet, Key: req.GetKey(), Value: req.GetValue()}
@@ -83,8 +73,6 @@ func (s *kvService) TransferLeader(ctx context.Context, req *georaftv1.TransferL
 	if _, ok := s.n.cfg.PeerByID(target); !ok || target == raft.None {
 		return nil, invalidArgument("target_id", "node %d is not a member of this cluster", target)
 	}
-	ctx, cancel := s.n.withRequestDeadline(ctx)
-	defer cancel()
 	leader, term, err := s.n.TransferLeadership(ctx, target)
 	if err != nil {
 		return nil, s.n.toStatus(err)
@@ -172,8 +160,6 @@ func (n *Node) write(ctx context.Context, cmd kv.Command) (proposalResult, error
 	if err != nil {
 		return proposalResult{}, invalidArgument("key", "%v", err)
 	}
-	ctx, cancel := n.withRequestDeadline(ctx)
-	defer cancel()
 	p := &proposal{data: data, done: make(chan proposalResult, 1)}
 	select {
 	case n.propc <- p:
@@ -230,8 +216,6 @@ func (n *Node) get(ctx context.Context, key []byte, mode raft.ReadMode) ([]byte,
 		return nil, false, mode, 0, invalidArgument("key", "key is %d bytes, limit %d", len(key), max)
 	}
 	n.dump.Printf("client request received: %s (%s read)", kv.Command{Op: kv.OpGet, Key: key}, mode)
-	ctx, cancel := n.withRequestDeadline(ctx)
-	defer cancel()
 
 	switch mode {
 	case raft.ReadLease:
