@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,21 +30,40 @@ type testCluster struct {
 	clients []georaftv1.KVServiceClient
 }
 
-// freeAddrs reserves n distinct loopback ports by binding them all, then releasing them.
-// Releasing each before binding the next would let the kernel hand out one port twice.
+// handedOut holds every port freeAddrs has returned in this test process. A released port
+// may come back from the kernel on the next bind, and several calls feed one cluster (peer
+// and client ports, then metrics ports), so no port is handed out twice.
+var handedOut = struct {
+	sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
+
+// freeAddrs reserves n loopback ports never returned before in this process, by binding them
+// all, then releasing them.
 func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	addrs := make([]string, n)
-	listeners := make([]net.Listener, n)
-	for i := range addrs {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	var addrs []string
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
+	for tries := 0; len(addrs) < n; tries++ {
+		if tries > 100*n {
+			t.Fatalf("found only %d of %d unused loopback ports", len(addrs), n)
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		listeners[i], addrs[i] = l, l.Addr().String()
-	}
-	for _, l := range listeners {
-		l.Close()
+		listeners = append(listeners, l)
+		if addr := l.Addr().String(); !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			addrs = append(addrs, addr)
+		}
 	}
 	return addrs
 }
