@@ -391,3 +391,34 @@ func TestPreVoteGrantFromEarlierRoundIgnored(t *testing.T) {
 		t.Fatalf("after a current grant: %v in term %d, want candidate of term 5", st.Role, st.Term)
 	}
 }
+
+// A node that reached MaxTerm (messages past it are refused, TestStepRefusesMalformedMessages)
+// stays a follower rather than campaign for a term that does not exist: found by
+// FuzzCoreMessages, where a forged MsgTimeoutNow in term 2^64-1 made a node ask for votes in
+// term 0.
+func TestNoCampaignPastMaxTerm(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	// A leader in MaxTerm is taken at its word; then neither a transfer nor an election
+	// timeout may start a campaign.
+	if err := net.raft(2).Step(Message{Type: MsgHeartbeat, From: 3, To: 2, Term: MaxTerm}); err != nil {
+		t.Fatal(err)
+	}
+	if err := net.raft(2).Step(Message{Type: MsgTimeoutNow, From: 3, To: 2, Term: MaxTerm}); err != nil {
+		t.Fatal(err)
+	}
+	net.advanceNode(2, net.raft(2).NextDeadline()-net.node(2).now)
+	rd := net.cycle(2)
+	for _, m := range rd.Messages {
+		if m.Type == MsgVote || m.Type == MsgPreVote {
+			t.Errorf("node 2 in term %d sends %v for term %d", MaxTerm, m.Type, m.Term)
+		}
+	}
+	if st := net.raft(2).Status(); st.Role != Follower || st.Term != MaxTerm {
+		t.Fatalf("node 2 is %v in term %d, want a follower in term %d", st.Role, st.Term, MaxTerm)
+	}
+	failed := net.eventsOf(2, EventPreVoteFailed)
+	if len(failed) < 2 || !strings.Contains(failed[len(failed)-1].Reason, "largest there is") {
+		t.Errorf("want a pre-vote failure naming the term ceiling for the transfer and for the timeout:\n%s", net.dumpEvents(2))
+	}
+}

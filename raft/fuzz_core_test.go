@@ -137,7 +137,7 @@ type fuzzCluster struct {
 func newFuzzCluster(t *testing.T, data []byte) *fuzzCluster {
 	in := &fuzzInput{data: data}
 	head := in.byte()
-	size := 1 + int(head%5)
+	size := 1 + int(head&0x7f)%5 // the top bit allows forged messages; it must not change the size
 	knobs := in.byte()
 	c := &fuzzCluster{
 		t:       t,
@@ -386,6 +386,8 @@ func (c *fuzzCluster) forge(n *fuzzNode) {
 			return math.MaxUint64
 		case b == 254:
 			return 1 << 40
+		case b == 253:
+			return MaxTerm
 		default:
 			v := int64(base) + int64(b%16) - 8
 			return uint64(max(v, 0))
@@ -799,5 +801,16 @@ func coreFuzzSeeds() [][]byte {
 		s.settle(3, 1)
 	}
 	seeds = append(seeds, s.settle(3, 4).b)
+	// Forged messages at the ends of the number line, from a real peer: first past MaxTerm,
+	// then in MaxTerm itself, with the last index there is.
+	s = newFuzzScript(3, true, 0x3f, 1, 11).elect(3)
+	for typ := byte(0); typ < byte(MsgTimeoutNow)+2; typ++ {
+		node, from := typ%3, (typ+1)%3+1
+		for _, term := range []byte{255, 253} {
+			s.op(fzForge, node, typ, from, term, 255, 8, 8, 0, 255, 255, 8, 8, 0, 0, 0, 255, 8, 1, 1, 8, 1, 7)
+			s.settle(3, 1)
+		}
+	}
+	seeds = append(seeds, s.op(fzTickAll, 250).settle(3, 4).b)
 	return seeds
 }

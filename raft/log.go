@@ -158,6 +158,10 @@ func (l *raftLog) toApply() []Entry {
 
 // checkRestored validates what the caller read back from disk.
 func checkRestored(s Restored) error {
+	if s.Snapshot.Index > MaxIndex || uint64(len(s.Entries)) > MaxIndex-s.Snapshot.Index {
+		return fmt.Errorf("restored log (snapshot at %d, %d entries after it) passes the largest index %d",
+			s.Snapshot.Index, len(s.Entries), MaxIndex)
+	}
 	prev := s.Snapshot
 	for i, e := range s.Entries {
 		if e.Index != prev.Index+1 {
@@ -171,6 +175,9 @@ func checkRestored(s Restored) error {
 			return fmt.Errorf("restored entry %d has term 0", e.Index)
 		}
 		prev = SnapshotMeta{Index: e.Index, Term: e.Term}
+	}
+	if s.HardState.Term > MaxTerm {
+		return fmt.Errorf("restored hard state term %d is past the largest term %d", s.HardState.Term, MaxTerm)
 	}
 	if s.HardState.Term < prev.Term {
 		return fmt.Errorf("restored hard state term %d is below the last entry's term %d (index %d)",

@@ -286,6 +286,9 @@ func (r *Raft) Step(m Message) error {
 	if m.Term == 0 {
 		return fmt.Errorf("raft: %v from node %d has term 0", m.Type, m.From)
 	}
+	if m.Term > MaxTerm {
+		return fmt.Errorf("raft: %v from node %d has term %d, past the largest term %d", m.Type, m.From, m.Term, MaxTerm)
+	}
 	switch m.Type {
 	case MsgApp:
 		if err := checkAppend(m); err != nil {
@@ -337,6 +340,10 @@ func (r *Raft) Step(m Message) error {
 
 // checkAppend rejects a malformed append before it can touch the log.
 func checkAppend(m Message) error {
+	if n := uint64(len(m.Entries)); n > 0 && m.Index > MaxIndex-n {
+		return fmt.Errorf("raft: append from node %d: %d entries after index %d would pass the largest index %d",
+			m.From, n, m.Index, MaxIndex)
+	}
 	prevTerm := m.LogTerm
 	for i, e := range m.Entries {
 		if e.Index != m.Index+1+uint64(i) {
@@ -350,11 +357,11 @@ func checkAppend(m Message) error {
 	return nil
 }
 
-// checkSnapshot rejects a snapshot no leader could send: one that is empty, or ends in an
-// entry of a term after the leader's own (which would leave this node unable to restart from
-// its disk: its term would be below its last entry's).
+// checkSnapshot rejects a snapshot no leader could send: one that is empty, past MaxIndex, or
+// ends in an entry of a term after the leader's own (which would leave this node unable to
+// restart from its disk: its term would be below its last entry's).
 func checkSnapshot(m Message) error {
-	if m.Snapshot.Index == 0 || m.Snapshot.Term == 0 || m.Snapshot.Term > m.Term {
+	if m.Snapshot.Index == 0 || m.Snapshot.Index > MaxIndex || m.Snapshot.Term == 0 || m.Snapshot.Term > m.Term {
 		return fmt.Errorf("raft: snapshot from node %d at index %d term %d is impossible in term %d",
 			m.From, m.Snapshot.Index, m.Snapshot.Term, m.Term)
 	}
@@ -475,6 +482,9 @@ func (r *Raft) Campaign() error {
 // same term asks for the next term up, only to tell its answers apart (see preVoteRound): a
 // won pre-vote always leads to a campaign for term+1.
 func (r *Raft) campaign() {
+	if r.termExhausted() {
+		return
+	}
 	r.preVoteRound++
 	r.role = PreCandidate
 	r.lead = None
@@ -525,6 +535,18 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 
 // preVoteTerm is the term the current pre-vote round asks for.
 func (r *Raft) preVoteTerm() uint64 { return r.term + r.preVoteRound }
+
+// termExhausted says whether this node is in MaxTerm, where a campaign would ask for a term
+// every peer refuses. It stays a follower instead, and says why each time it would have
+// campaigned.
+func (r *Raft) termExhausted() bool {
+	if r.term < MaxTerm {
+		return false
+	}
+	r.resetElectionDeadline()
+	r.event(Event{Kind: EventPreVoteFailed, Reason: fmt.Sprintf("term %d is the largest there is; no election can follow it", r.term)})
+	return true
+}
 
 func (r *Raft) stepCandidate(m Message, from int) error {
 	switch m.Type {

@@ -9,6 +9,16 @@ import (
 // None is the zero node id: no vote, no known leader.
 const None uint64 = 0
 
+// MaxTerm is the largest term the core accepts. A message or a restored state with a later
+// term is corrupt or forged: taking it would leave no term to campaign in (the next one would
+// wrap to 0), so no node could be elected again. At one election a millisecond, a cluster
+// takes 292 million years to get there.
+const MaxTerm uint64 = 1<<63 - 1
+
+// MaxIndex is the largest log index the core accepts in an append or a snapshot, for the same
+// reason: an entry past it would leave the next one no index.
+const MaxIndex uint64 = 1<<63 - 1
+
 // Role is what a node currently is in its term.
 type Role uint8
 
