@@ -482,7 +482,7 @@ func (r *Raft) Campaign() error {
 // same term asks for the next term up, only to tell its answers apart (see preVoteRound): a
 // won pre-vote always leads to a campaign for term+1.
 func (r *Raft) campaign() {
-	if r.termExhausted() {
+	if r.holdAtMaxTerm() {
 		return
 	}
 	r.preVoteRound++
@@ -536,10 +536,10 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 // preVoteTerm is the term the current pre-vote round asks for.
 func (r *Raft) preVoteTerm() uint64 { return r.term + r.preVoteRound }
 
-// termExhausted says whether this node is in MaxTerm, where a campaign would ask for a term
-// every peer refuses. It stays a follower instead, and says why each time it would have
-// campaigned.
-func (r *Raft) termExhausted() bool {
+// holdAtMaxTerm keeps a node in MaxTerm from campaigning, since every peer refuses the term
+// a campaign would ask for, and reports whether it did. The node stays a follower and says
+// why each time it would have campaigned.
+func (r *Raft) holdAtMaxTerm() bool {
 	if r.term < MaxTerm {
 		return false
 	}

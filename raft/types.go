@@ -10,9 +10,9 @@ import (
 const None uint64 = 0
 
 // MaxTerm is the largest term the core accepts. A message or a restored state with a later
-// term is corrupt or forged: taking it would leave no term to campaign in (the next one would
-// wrap to 0), so no node could be elected again. At one election a millisecond, a cluster
-// takes 292 million years to get there.
+// term is corrupt or forged. Without a ceiling, one forged term of 2^64-1 would leave no term
+// to campaign in (the next wraps to 0), and no node could be elected again. At one election a
+// millisecond, a real cluster takes 292 million years to reach MaxTerm.
 const MaxTerm uint64 = 1<<63 - 1
 
 // MaxIndex is the largest log index the core accepts in an append or a snapshot, for the same
