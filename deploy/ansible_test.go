@@ -165,6 +165,14 @@ type renderedNodeConfig struct {
 		ClientAddress string `yaml:"client_address"`
 	} `yaml:"peers"`
 	Timing map[string]any `yaml:"timing"`
+	TLS    renderedTLS    `yaml:"tls"`
+}
+
+type renderedTLS struct {
+	Enabled  bool   `yaml:"enabled"`
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Render the role's templates for the inventory generated from the recorded Terraform
@@ -267,6 +275,10 @@ func TestAnsibleRendersClusterConfig(t *testing.T) {
 		}
 		if cfg.Timing["max_clock_drift"] != timing.MaxClockDrift {
 			t.Errorf("%s: timing.max_clock_drift = %v, want %v", n.Name, cfg.Timing["max_clock_drift"], timing.MaxClockDrift)
+		}
+		if want := (renderedTLS{Enabled: true, CAFile: "/etc/georaft/tls/ca.crt", CertFile: "/etc/georaft/tls/node.crt",
+			KeyFile: "/etc/georaft/tls/node.key"}); cfg.TLS != want {
+			t.Errorf("%s: tls = %+v, want TLS on by default: %+v", n.Name, cfg.TLS, want)
 		}
 
 		unit, err := os.ReadFile(filepath.Join(out, n.Name+".georaft.service"))

@@ -1,7 +1,8 @@
 # deploy/cluster.mk: a real georaft cluster on Google Cloud (5 VMs in 5 regions by default).
 # Included from the Makefile (`include deploy/cluster.mk`); docs/deploy.md is the guide.
 #
-#   make cluster-up                      build, terraform apply, ansible, wait, status
+#   make cluster-up                      build, terraform apply, certificates, ansible, wait, status
+#   make cluster-certs                   issue the CA and certificates (once; cluster-deploy runs it)
 #   make cluster-status                  nodes and `georaft status`
 #   make cluster-bench [REGION=europe-west1] [BENCH_ARGS='-d 30s']
 #   make cluster-upgrade                 rolling restart onto a new build, one node at a time
@@ -29,16 +30,25 @@ REGION ?=
 BENCH_ARGS ?=
 # cluster-tune: the RTT matrix to derive timing from.
 RTT ?= configs/geo/rtt-5-regions.csv
+# TLS on the client and peer ports (mutual between peers), from the CA and certificates that
+# cluster-certs issues once into CLUSTER_PKI_DIR. CLUSTER_TLS=0 deploys without TLS.
+CLUSTER_TLS ?= 1
+CLUSTER_PKI_DIR ?= $(CLUSTER_DIR)/pki
+CLUSTER_TLS_ON := $(filter 1 true yes,$(CLUSTER_TLS))
 
 CLUSTER_TF_OUTPUT := $(CLUSTER_DIR)/terraform-output.json
 CLUSTER_INVENTORY := $(CLUSTER_DIR)/inventory.yml
 CLUSTER_INVENTORY_CMD := $(GO) run ./deploy/cmd/georaft-inventory
 CLUSTER_ANSIBLE := cd $(ANSIBLE_DIR) && ANSIBLE_CONFIG=ansible.cfg $(ANSIBLE_PLAYBOOK) -i $(abspath $(CLUSTER_INVENTORY)) \
-	-e georaft_binary_src=$(abspath $(CLUSTER_BIN_DIR))/georaftd
+	-e georaft_binary_src=$(abspath $(CLUSTER_BIN_DIR))/georaftd \
+	$(if $(CLUSTER_TLS_ON),-e georaft_tls_src_dir=$(abspath $(CLUSTER_PKI_DIR)),-e georaft_tls_enabled=false)
+# What the georaft client needs to talk to the cluster: the CA, and the admin certificate.
+CLUSTER_CLIENT_TLS := $(if $(CLUSTER_TLS_ON),--cacert $(CLUSTER_PKI_DIR)/ca.crt \
+	--cert $(CLUSTER_PKI_DIR)/client-admin.crt --key $(CLUSTER_PKI_DIR)/client-admin.key)
 CLUSTER_SSH_OPTS := -o StrictHostKeyChecking=accept-new $(if $(SSH_KEY),-i $(SSH_KEY))
 
 .PHONY: cluster-up cluster-down cluster-status cluster-bench cluster-upgrade cluster-tune \
-	cluster-build cluster-apply cluster-inventory cluster-deploy cluster-wait \
+	cluster-build cluster-apply cluster-inventory cluster-certs cluster-deploy cluster-wait \
 	cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-state tflint
 
 cluster-check-terraform:
@@ -79,14 +89,30 @@ cluster-inventory: cluster-check-state
 	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -out $(CLUSTER_INVENTORY) $(if $(SSH_KEY),-ssh-key $(SSH_KEY))
 	@echo "inventory: $(CLUSTER_INVENTORY)"
 
-cluster-deploy: cluster-check-ansible cluster-inventory
+# Issued once: a CA, a certificate per node naming its internal IP, external IP and VM name,
+# and an admin client certificate. An existing CA is kept, so a redeploy changes nothing. After
+# nodes were added or replaced (new addresses), move the directory away and deploy again: every
+# node gets certificates of a new CA at once.
+cluster-certs: cluster-inventory
+ifneq ($(CLUSTER_TLS_ON),)
+	@if [ -f $(CLUSTER_PKI_DIR)/ca.crt ]; then \
+	  echo "certs: keeping the CA and certificates in $(CLUSTER_PKI_DIR)"; \
+	else \
+	  $(GO) run ./node/cmd/georaftd certs --out $(CLUSTER_PKI_DIR) --client admin \
+	    $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print certs-flags); \
+	fi
+else
+	@echo "certs: CLUSTER_TLS=$(CLUSTER_TLS), the cluster runs without TLS"
+endif
+
+cluster-deploy: cluster-check-ansible cluster-certs
 	cd $(ANSIBLE_DIR) && ANSIBLE_CONFIG=ansible.cfg ansible -i $(abspath $(CLUSTER_INVENTORY)) georaft \
 	  -m ansible.builtin.wait_for_connection -a timeout=300
 	$(CLUSTER_ANSIBLE) site.yml
 
 # site.yml already waits for /readyz on every node; this shows what the cluster says.
 cluster-wait: cluster-inventory
-	@bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) status
+	@bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) $(CLUSTER_CLIENT_TLS) status
 
 # The steps run one after another even under make -j.
 CLUSTER_MAKE := $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST))
@@ -100,9 +126,9 @@ cluster-up: cluster-check-terraform cluster-check-ansible cluster-check-credenti
 cluster-status: cluster-inventory
 	@$(TERRAFORM) -chdir=$(TF_DIR) output nodes
 	@[ -x bin/georaft ] || $(GO) build -o bin/ ./client/cmd/georaft
-	bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) status
+	bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) $(CLUSTER_CLIENT_TLS) status
 
-cluster-upgrade: cluster-check-ansible cluster-build cluster-inventory
+cluster-upgrade: cluster-check-ansible cluster-build cluster-certs
 	$(CLUSTER_ANSIBLE) upgrade.yml
 
 # From this machine (needs it in client_cidrs), or from the VM in $(REGION) over ssh, talking
@@ -110,15 +136,22 @@ cluster-upgrade: cluster-check-ansible cluster-build cluster-inventory
 cluster-bench: cluster-inventory
 ifeq ($(strip $(REGION)),)
 	@[ -x bin/georaft ] || $(GO) build -o bin/ ./client/cmd/georaft
-	bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) bench $(BENCH_ARGS)
+	bin/georaft --endpoints $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print endpoints) $(CLUSTER_CLIENT_TLS) bench $(BENCH_ARGS)
 else
 	@[ -x $(CLUSTER_BIN_DIR)/georaft ] || $(CLUSTER_MAKE) cluster-build
 	@host=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print host=$(REGION)) || exit 1; \
 	user=$$($(TERRAFORM) -chdir=$(TF_DIR) output -raw ssh_user); \
 	endpoints=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print internal-endpoints); \
 	echo "bench from $(REGION) ($$user@$$host) against $$endpoints"; \
-	scp -q $(CLUSTER_SSH_OPTS) $(CLUSTER_BIN_DIR)/georaft "$$user@$$host:/tmp/georaft-bench" && \
-	ssh $(CLUSTER_SSH_OPTS) "$$user@$$host" /tmp/georaft-bench --endpoints "$$endpoints" bench $(BENCH_ARGS)
+	scp -q $(CLUSTER_SSH_OPTS) $(CLUSTER_BIN_DIR)/georaft "$$user@$$host:/tmp/georaft-bench" || exit 1; \
+	tls=""; \
+	if [ -n "$(CLUSTER_TLS_ON)" ]; then \
+	  ssh $(CLUSTER_SSH_OPTS) "$$user@$$host" 'mkdir -p -m 700 /tmp/georaft-bench-pki' && \
+	  scp -q $(CLUSTER_SSH_OPTS) $(CLUSTER_PKI_DIR)/ca.crt $(CLUSTER_PKI_DIR)/client-admin.crt $(CLUSTER_PKI_DIR)/client-admin.key \
+	    "$$user@$$host:/tmp/georaft-bench-pki/" || exit 1; \
+	  tls="--cacert /tmp/georaft-bench-pki/ca.crt --cert /tmp/georaft-bench-pki/client-admin.crt --key /tmp/georaft-bench-pki/client-admin.key"; \
+	fi; \
+	ssh $(CLUSTER_SSH_OPTS) "$$user@$$host" /tmp/georaft-bench --endpoints "$$endpoints" $$tls bench $(BENCH_ARGS)
 endif
 
 cluster-tune:
@@ -131,6 +164,8 @@ cluster-tune:
 cluster-down: cluster-check-terraform cluster-check-credentials
 	$(TERRAFORM) -chdir=$(TF_DIR) destroy -input=false $(TF_APPLY_FLAGS)
 	rm -f $(CLUSTER_TF_OUTPUT) $(CLUSTER_INVENTORY)
+	@# The certificates name the destroyed VMs' addresses; the next cluster gets a new CA.
+	rm -rf $(CLUSTER_PKI_DIR)
 
 # tflint with every rule of its bundled Terraform ruleset (terraform/.tflint.hcl); the Google
 # ruleset is a plugin that cannot be downloaded offline. Pinned and run with `go run`, like

@@ -1,11 +1,17 @@
 package deploy
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/georaft/georaft/deploy/inventory"
+	"github.com/georaft/georaft/node/tlsutil"
 )
 
 // The cluster targets must stop before touching anything when a tool or the credentials are
@@ -73,4 +79,96 @@ func TestClusterTargetsFailEarly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// make cluster-certs issues, from Terraform's outputs (a stand-in terraform prints the
+// recorded ones), a CA and a certificate per node that names every address the node is
+// reached at; a second run keeps them, and CLUSTER_TLS=0 issues nothing.
+func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
+	mk, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("make not on PATH")
+	}
+	dir := t.TempDir()
+	makefile := filepath.Join(dir, "Makefile")
+	if err := os.WriteFile(makefile, []byte("include "+abs(t, "cluster.mk")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fakeTerraform := filepath.Join(dir, "terraform")
+	script := "#!/bin/sh\ncase \"$*\" in\n  *'output -json nodes') echo '[]' ;;\n  *'output -json') cat " + abs(t, tfOutputJSON) + " ;;\n  *) echo \"unexpected terraform $*\" >&2; exit 1 ;;\nesac\n"
+	if err := os.WriteFile(fakeTerraform, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	clusterDir := filepath.Join(dir, "cluster")
+	makeCerts := func(vars ...string) string {
+		t.Helper()
+		args := append([]string{"--no-print-directory", "-C", "..", "-f", makefile, "cluster-certs",
+			"TERRAFORM=" + fakeTerraform, "CLUSTER_DIR=" + clusterDir}, vars...)
+		out, err := exec.Command(mk, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("make cluster-certs %v: %v\n%s", vars, err, out)
+		}
+		return string(out)
+	}
+
+	if out := makeCerts("CLUSTER_TLS=0"); !strings.Contains(out, "without TLS") {
+		t.Errorf("CLUSTER_TLS=0 did not say the cluster runs without TLS:\n%s", out)
+	}
+	pki := filepath.Join(clusterDir, "pki")
+	if _, err := os.Stat(pki); !os.IsNotExist(err) {
+		t.Fatalf("CLUSTER_TLS=0 created %s (stat: %v)", pki, err)
+	}
+
+	makeCerts()
+	f, err := os.Open(tfOutputJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := inventory.Parse(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.AppendCertsFromPEM(caPEM)
+	for _, n := range cluster.Nodes {
+		cert := readCert(t, filepath.Join(pki, fmt.Sprintf("node-%d.crt", n.ID)))
+		for _, name := range []string{n.InternalIP, n.ExternalIP, n.Name, tlsutil.NodeServerName(n.ID)} {
+			if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: name}); err != nil {
+				t.Errorf("node %d's certificate does not verify for %s: %v", n.ID, name, err)
+			}
+		}
+	}
+	admin := readCert(t, filepath.Join(pki, "client-admin.crt"))
+	if _, err := admin.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("the admin client certificate does not verify: %v", err)
+	}
+
+	if out := makeCerts(); !strings.Contains(out, "keeping the CA") {
+		t.Errorf("a second run did not keep the CA:\n%s", out)
+	}
+	if again, err := os.ReadFile(filepath.Join(pki, "ca.crt")); err != nil || string(again) != string(caPEM) {
+		t.Errorf("a second run changed the CA (%v)", err)
+	}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return cert
 }

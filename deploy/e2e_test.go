@@ -17,8 +17,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
@@ -57,8 +59,10 @@ func freePorts(t *testing.T, n int) []int {
 }
 
 // Deploy five nodes on this machine with the real playbook (ansible_connection=local, one
-// install root per host, the local service manager), check they elect a leader and serve
-// SET and GET, then run the playbook again and check it changes nothing.
+// install root per host, the local service manager) and TLS from a PKI that `georaftd certs`
+// wrote, as make cluster-deploy does. Check they elect a leader and serve SET and GET to a
+// client with the CA, refuse a plaintext client, then run the playbook again and check it
+// changes nothing.
 func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	ansiblePlaybook(t)
 	// Stop short of go test's own deadline: a test that times out panics without running its
@@ -92,7 +96,21 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 			stopByPidfile(t, h)
 		}
 	})
-	inv := writeLocalInventory(t, dir, hosts, bin)
+	pki := filepath.Join(dir, "pki")
+	certsArgs := []string{"certs", "--out", pki, "--client", "e2e"}
+	for _, h := range hosts {
+		certsArgs = append(certsArgs, "--node", fmt.Sprintf("%d=127.0.0.1,%s", h.id, h.name))
+	}
+	if out, err := exec.CommandContext(ctx, bin, certsArgs...).CombinedOutput(); err != nil {
+		t.Fatalf("georaftd certs: %v\n%s", err, out)
+	}
+	tlsCfg, err := tlsutil.ClientConfig(filepath.Join(pki, "ca.crt"), filepath.Join(pki, "client-e2e.crt"),
+		filepath.Join(pki, "client-e2e.key"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg))
+	inv := writeLocalInventory(t, dir, hosts, bin, pki)
 
 	first, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml")
 	if err != nil {
@@ -119,10 +137,30 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 			t.Errorf("%s: config node %d, %d peers, lease %v; want node %d, 5 peers, the tuned 350ms",
 				h.name, cfg.Node.ID, len(cfg.Peers), cfg.Timing["lease_duration"], h.id)
 		}
+		tlsDir := filepath.Join(h.root, "etc/georaft/tls")
+		if want := (renderedTLS{Enabled: true, CAFile: tlsDir + "/ca.crt", CertFile: tlsDir + "/node.crt", KeyFile: tlsDir + "/node.key"}); cfg.TLS != want {
+			t.Errorf("%s: tls = %+v, want %+v", h.name, cfg.TLS, want)
+		}
+		if fi, err := os.Stat(cfg.TLS.KeyFile); err != nil {
+			t.Errorf("%s: node key: %v", h.name, err)
+		} else if fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s: node key %s has mode %v, want 0640", h.name, cfg.TLS.KeyFile, fi.Mode().Perm())
+		}
 	}
 
-	leader := waitForLeader(t, ctx, hosts)
-	conn, err := grpc.NewClient(leader.client(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	leader := waitForLeader(t, ctx, hosts, creds)
+	plain, err := grpc.NewClient(leader.client(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainCtx, plainCancel := context.WithTimeout(ctx, 5*time.Second)
+	_, plainErr := georaftv1.NewKVServiceClient(plain).Status(plainCtx, &georaftv1.StatusRequest{})
+	plainCancel()
+	plain.Close()
+	if plainErr == nil {
+		t.Errorf("a plaintext client got an answer from %s, whose client port should speak only TLS", leader.name)
+	}
+	conn, err := grpc.NewClient(leader.client(), creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +204,7 @@ func goTool() string {
 	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 }
 
-func writeLocalInventory(t *testing.T, dir string, hosts []localHost, bin string) string {
+func writeLocalInventory(t *testing.T, dir string, hosts []localHost, bin, pki string) string {
 	t.Helper()
 	u, err := user.Current()
 	if err != nil {
@@ -206,6 +244,7 @@ func writeLocalInventory(t *testing.T, dir string, hosts []localHost, bin string
 			"georaft_binary_src":      bin,
 			"georaft_cluster_id":      "georaft-e2e",
 			"georaft_log_format":      "text",
+			"georaft_tls_src_dir":     pki,
 		},
 	}}}}
 	data, err := yaml.Marshal(doc)
@@ -244,11 +283,11 @@ func parseRecap(t *testing.T, out string) map[string]int {
 
 // waitForLeader polls Status on every node until all agree on one leader that says it is
 // leader.
-func waitForLeader(t *testing.T, ctx context.Context, hosts []localHost) localHost {
+func waitForLeader(t *testing.T, ctx context.Context, hosts []localHost, creds grpc.DialOption) localHost {
 	t.Helper()
 	clients := map[uint64]georaftv1.KVServiceClient{}
 	for _, h := range hosts {
-		conn, err := grpc.NewClient(h.client(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(h.client(), creds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,4 +410,53 @@ func nodeLogs(hosts []localHost) string {
 		fmt.Fprintf(&b, "--- %s (last %d lines of %s)\n%s\n", h.name, len(lines), h.log(), strings.Join(lines, "\n"))
 	}
 	return b.String()
+}
+
+// With TLS on and no certificates, the playbook stops before it changes anything on a host,
+// and says where the certificates were looked for and how to get them.
+func TestAnsibleRefusesTLSWithoutCertificates(t *testing.T) {
+	ansiblePlaybook(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "georaftd")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	emptyPKI := filepath.Join(dir, "pki")
+	if err := os.Mkdir(emptyPKI, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 15)
+	var hosts []localHost
+	for i, region := range defaultRegions {
+		hosts = append(hosts, localHost{
+			name: fmt.Sprintf("node%d", i+1), id: uint64(i + 1), region: region,
+			root:     filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
+			peerPort: ports[3*i], clientPort: ports[3*i+1], mPort: ports[3*i+2],
+		})
+	}
+	for _, tc := range []struct {
+		name, pki string
+		want      *regexp.Regexp
+	}{
+		{"empty certificate directory", emptyPKI,
+			regexp.MustCompile(`TLS is on, but ` + regexp.QuoteMeta(emptyPKI) + ` has no ca.crt, node-2.crt, node-2.key\. make cluster-certs`)},
+		{"no certificate directory, none on the host", "",
+			regexp.MustCompile(`TLS is on, but node2 has no ` + regexp.QuoteMeta(hosts[1].root) + `/etc/georaft/tls/ca.crt`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := writeLocalInventory(t, dir, hosts, bin, tc.pki)
+			out, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml", "--limit", "node2")
+			if err == nil {
+				t.Fatalf("the playbook succeeded without certificates:\n%s", out)
+			}
+			if !tc.want.MatchString(strings.Join(strings.Fields(out), " ")) {
+				t.Errorf("the failure does not match %q:\n%s", tc.want, out)
+			}
+			if _, err := os.Stat(hosts[1].config()); !os.IsNotExist(err) {
+				t.Errorf("the playbook wrote %s before failing (stat: %v)", hosts[1].config(), err)
+			}
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,8 +289,12 @@ func TestGeoraftdCertsFilesStartACluster(t *testing.T) {
 	for _, s := range specs {
 		args = append(args, "--node", fmt.Sprintf("%d=127.0.0.1,localhost", s.ID))
 	}
-	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
 		t.Fatalf("georaftd %v: %v\n%s", args, err, out)
+	}
+	if want := "certificates for 3 nodes and 1 client under " + dir; !strings.Contains(string(out), want) {
+		t.Errorf("georaftd certs said %q, want it to mention %q", out, want)
 	}
 	files := tlsutil.ClusterFileNames(dir, specs, []string{tlsClientName})
 	for _, f := range append([]tlsutil.Files{files.CA, files.Clients[tlsClientName]}, files.Nodes[1], files.Nodes[2], files.Nodes[3]) {

@@ -384,6 +384,22 @@ func (c Cluster) ClientEndpoints(internal bool) []string {
 	return out
 }
 
+// CertsFlags lists the `georaftd certs` flags that issue every node a certificate for each
+// name it is reached at: its internal IP (peers, in-region clients), its external IP where
+// there is one (clients outside the VPC) and its VM name.
+func (c Cluster) CertsFlags() []string {
+	out := make([]string, 0, 2*len(c.Nodes))
+	for _, n := range c.Nodes {
+		hosts := []string{n.InternalIP}
+		if n.ExternalIP != "" {
+			hosts = append(hosts, n.ExternalIP)
+		}
+		hosts = append(hosts, n.Name)
+		out = append(out, "--node", strconv.FormatUint(n.ID, 10)+"="+strings.Join(hosts, ","))
+	}
+	return out
+}
+
 // NodeIn returns the node placed in region.
 func (c Cluster) NodeIn(region string) (Node, error) {
 	var regions []string

@@ -199,4 +199,9 @@ func TestListFormAndMissingExternalIP(t *testing.T) {
 	if strings.Contains(s, "ansible_user") || strings.Contains(s, "georaft_data_device") {
 		t.Errorf("no ssh_user or data device, yet ansible_user or georaft_data_device is set:\n%s", s)
 	}
+	// A node without an external IP gets a certificate for the names it has.
+	flags := strings.Join(c.CertsFlags(), " ")
+	if want := "--node 1=10.0.0.2,203.0.113.1,n1 --node 2=10.0.1.2,n2"; flags != want {
+		t.Errorf("CertsFlags = %q, want %q", flags, want)
+	}
 }

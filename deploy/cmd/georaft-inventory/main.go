@@ -9,6 +9,7 @@
 //	-print endpoints            client addresses host:port,... (external where there is one)
 //	-print internal-endpoints   client addresses inside the VPC
 //	-print host=REGION          the address Ansible reaches the node in REGION at
+//	-print certs-flags          `georaftd certs` flags: --node ID=HOST,... for every node
 package main
 
 import (
@@ -37,7 +38,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs.StringVar(&opts.Group, "group", inventory.DefaultGroup, "inventory group of the nodes")
 	fs.BoolVar(&opts.UseInternalIPs, "internal", false, "connect to internal IPs (running from inside the VPC)")
 	fs.StringVar(&opts.SSHPrivateKeyFile, "ssh-key", "", "private key file for ansible_ssh_private_key_file")
-	query := fs.String("print", "", "print endpoints, internal-endpoints or host=REGION instead of the inventory")
+	query := fs.String("print", "", "print endpoints, internal-endpoints, host=REGION or certs-flags instead of the inventory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,6 +96,8 @@ func answer(c inventory.Cluster, query string, opts inventory.Options) (string, 
 		return strings.Join(c.ClientEndpoints(false), ","), nil
 	case query == "internal-endpoints":
 		return strings.Join(c.ClientEndpoints(true), ","), nil
+	case query == "certs-flags":
+		return strings.Join(c.CertsFlags(), " "), nil
 	case strings.HasPrefix(query, "host="):
 		n, err := c.NodeIn(strings.TrimPrefix(query, "host="))
 		if err != nil {
@@ -105,5 +108,5 @@ func answer(c inventory.Cluster, query string, opts inventory.Options) (string, 
 		}
 		return n.ExternalIP, nil
 	}
-	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints or host=REGION", query)
+	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints, host=REGION or certs-flags", query)
 }

@@ -56,6 +56,8 @@ func TestPrint(t *testing.T) {
 		{[]string{"-print", "internal-endpoints"}, "10.42.0.2:7200,10.42.1.2:7200,10.42.2.2:7200,10.42.3.2:7200,10.42.4.2:7200\n"},
 		{[]string{"-print", "host=europe-west1"}, "34.76.200.13\n"},
 		{[]string{"-print", "host=europe-west1", "-internal"}, "10.42.3.2\n"},
+		{[]string{"-print", "certs-flags"}, "--node 1=10.42.0.2,34.28.71.140,georaft-1 --node 2=10.42.1.2,35.231.18.9,georaft-2 " +
+			"--node 3=10.42.2.2,34.105.117.52,georaft-3 --node 4=10.42.3.2,34.76.200.13,georaft-4 --node 5=10.42.4.2,35.221.160.77,georaft-5\n"},
 	} {
 		var out bytes.Buffer
 		if err := run(append([]string{"-in", fixture}, tc.args...), nil, &out); err != nil {
@@ -84,7 +86,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"-in", "absent.json"}, "absent.json"},
 		{[]string{"-in", bad, "-out", kept}, "terraform output is empty"},
 		{[]string{"-in", fixture, "-print", "host=mars"}, `no node in region "mars"`},
-		{[]string{"-in", fixture, "-print", "leader"}, "want endpoints, internal-endpoints or host=REGION"},
+		{[]string{"-in", fixture, "-print", "leader"}, "want endpoints, internal-endpoints, host=REGION or certs-flags"},
 		{[]string{"-in", fixture, "extra"}, "unexpected arguments"},
 	} {
 		err := run(tc.args, nil, &bytes.Buffer{})

@@ -185,8 +185,8 @@ func certsCommand() *cobra.Command {
 			if err != nil {
 				return &codedError{exitFailure, err}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote CA %s and certificates for %d nodes and %d clients under %s\n",
-				files.CA.Cert, len(specs), len(clients), out)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote CA %s and certificates for %s and %s under %s\n",
+				files.CA.Cert, count(len(specs), "node"), count(len(clients), "client"), out)
 			return nil
 		},
 	}
@@ -212,4 +212,12 @@ func parseNodeSpecs(flags []string) ([]tlsutil.NodeSpec, error) {
 		specs = append(specs, tlsutil.NodeSpec{ID: id, Hosts: strings.Split(hosts, ",")})
 	}
 	return specs, nil
+}
+
+// count says "1 node" or "3 nodes".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
