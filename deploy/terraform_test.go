@@ -282,6 +282,7 @@ func TestTerraformFiveNodesInFiveRegions(t *testing.T) {
 	// (GCE attaches only zonal disks of the same zone).
 	for _, r := range []struct{ typ, name string }{
 		{"google_compute_disk", "data"}, {"google_compute_subnetwork", "node"}, {"google_service_account", "node"},
+		{"google_compute_address", "node_internal"},
 	} {
 		b := m.resource(t, r.typ, r.name)
 		fe := eval(t, ctx, b, "for_each")
@@ -327,10 +328,39 @@ func TestTerraformFiveNodesInFiveRegions(t *testing.T) {
 			t.Errorf("instance has no %s", attr)
 		}
 	}
+	// A reserved internal address in the node's own subnet, which the instance takes: the
+	// peer addresses and the certificates that name it survive a rebuilt instance.
+	internal := m.resource(t, "google_compute_address", "node_internal")
+	if v := eval(t, ctx, internal, "address_type"); v.AsString() != "INTERNAL" {
+		t.Errorf("node_internal address_type = %s, want INTERNAL", v.AsString())
+	}
+	if refs := references(internal.Body.Attributes["subnetwork"].Expr); !slices.Equal(refs, []string{"google_compute_subnetwork.node", "each.key"}) {
+		t.Errorf("node_internal subnetwork refers to %v, want the node's own subnet", refs)
+	}
+	if ni := blocks["network_interface"]; ni == nil || ni.Body.Attributes["network_ip"] == nil {
+		t.Error("the instance's network_interface sets no network_ip")
+	} else if refs := references(ni.Body.Attributes["network_ip"].Expr); !slices.Equal(refs, []string{"google_compute_address.node_internal", "each.key"}) {
+		t.Errorf("network_ip refers to %v, want the node's reserved internal address", refs)
+	}
 	net := m.resource(t, "google_compute_network", "cluster")
 	if v := eval(t, ctx, net, "auto_create_subnetworks"); v.True() {
 		t.Error("the VPC auto-creates subnetworks")
 	}
+}
+
+// references lists what an expression refers to, as root.attribute, in source order.
+func references(expr hcl.Expression) []string {
+	var out []string
+	for _, tr := range expr.Variables() {
+		ref := tr.RootName()
+		if len(tr) > 1 {
+			if a, ok := tr[1].(hcl.TraverseAttr); ok {
+				ref += "." + a.Name
+			}
+		}
+		out = append(out, ref)
+	}
+	return out
 }
 
 // rootVars lists the var.NAME roots an expression refers to.

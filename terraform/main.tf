@@ -161,6 +161,17 @@ resource "google_compute_address" "node" {
   network_tier = "PREMIUM"
 }
 
+# A reserved internal address per node: peers dial it and the node's certificate names it, so
+# both stay valid when the instance is rebuilt.
+resource "google_compute_address" "node_internal" {
+  for_each = local.node_ids
+
+  name         = "${local.names[each.key]}-internal-ip"
+  region       = each.key
+  subnetwork   = google_compute_subnetwork.node[each.key].id
+  address_type = "INTERNAL"
+}
+
 # The WAL and snapshots live on their own disk, so an instance can be rebuilt (new image,
 # new machine type) without losing the node's state.
 resource "google_compute_disk" "data" {
@@ -205,6 +216,7 @@ resource "google_compute_instance" "node" {
 
   network_interface {
     subnetwork = google_compute_subnetwork.node[each.key].id
+    network_ip = google_compute_address.node_internal[each.key].address
 
     dynamic "access_config" {
       for_each = var.assign_external_ip ? [google_compute_address.node[each.key].address] : []
