@@ -90,9 +90,9 @@ cluster-inventory: cluster-check-state
 	@echo "inventory: $(CLUSTER_INVENTORY)"
 
 # Issued once: a CA, a certificate per node naming its internal IP, external IP and VM name,
-# and an admin client certificate. An existing CA is kept, so a redeploy changes nothing. After
-# nodes were added or replaced (new addresses), move the directory away and deploy again: every
-# node gets certificates of a new CA at once.
+# and an admin client certificate, valid for a year. An existing CA is kept, so a redeploy
+# changes nothing. After nodes were added, or to renew, move the directory away and deploy
+# again: every node gets certificates of a new CA at once.
 cluster-certs: cluster-inventory
 ifneq ($(CLUSTER_TLS_ON),)
 	@if [ -f $(CLUSTER_PKI_DIR)/ca.crt ]; then \
