@@ -31,6 +31,7 @@ type metrics struct {
 	snapshots      prometheus.Counter
 	readFallbacks  prometheus.Counter
 	connsRefused   *prometheus.CounterVec
+	certExpiry     *prometheus.GaugeVec
 }
 
 // latencyBuckets span a loopback round trip to a slow cross-region quorum.
@@ -93,10 +94,13 @@ func newMetrics(self uint64) *metrics {
 		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "georaft_connections_refused_total", Help: "Connections closed on accept, by listener (client or peer) and the cap they were over (total or per_host).", ConstLabels: constLabels,
 		}, []string{"listener", "cap"}),
+		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "georaft_tls_certificate_expiry_timestamp_seconds", Help: "When the node's TLS certificate and its CA expire (Unix time), as loaded at start.", ConstLabels: constLabels,
+		}, []string{"certificate"}),
 	}
 	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
 		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.requestErrors, m.snapshots, m.readFallbacks,
-		m.connsRefused)
+		m.connsRefused, m.certExpiry)
 	return m
 }
 

@@ -94,6 +94,9 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 	s.peerLis = capConnections(s.peerLis, "peer", connlimit.Limits{Total: peerCap, PerHost: peerCap}, n.m, logger)
 
 	serverTLS, clientTLS, err := tlsConfigs(cfg)
+	if err == nil && cfg.TLS.Enabled {
+		err = reportCertificateExpiry(cfg.TLS, n.m, logger, time.Now())
+	}
 	if err != nil {
 		s.closeListeners()
 		n.closeStorage()
@@ -249,6 +252,28 @@ func tlsConfigs(cfg *config.Config) (server, client *tls.Config, err error) {
 		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
 	return server, client, nil
+}
+
+// certificateExpiryWarning is how long before a certificate expires a start warns of it.
+const certificateExpiryWarning = 30 * 24 * time.Hour
+
+// reportCertificateExpiry exports when the node's certificate and its CA expire, and warns
+// when either does within certificateExpiryWarning: an expired certificate takes the whole
+// cluster down at once, since every node's were issued together.
+func reportCertificateExpiry(t config.TLSConfig, m *metrics, log *slog.Logger, now time.Time) error {
+	for _, c := range []struct{ name, path string }{{"node", t.CertFile}, {"ca", t.CAFile}} {
+		notAfter, err := tlsutil.NotAfter(c.path)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		m.certExpiry.WithLabelValues(c.name).Set(float64(notAfter.Unix()))
+		if left := notAfter.Sub(now); left < certificateExpiryWarning {
+			log.Warn("tls: certificate expires soon; issue new certificates (docs/deploy.md, TLS)",
+				"certificate", c.name, "file", c.path, "not_after", notAfter.UTC().Format(time.RFC3339),
+				"left", left.Round(time.Minute).String())
+		}
+	}
+	return nil
 }
 
 // clientPortTLS relaxes the peer listener's settings for clients: a certificate is verified

@@ -1,13 +1,17 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -311,4 +315,67 @@ func TestGeoraftdCertsFilesStartACluster(t *testing.T) {
 	c := newTLSTestCluster(t, 3, files)
 	c.waitLeader(15 * time.Second)
 	checkLibraryRoundTrip(t, c.clientAddrs(), clientTLS(t, files.CA.Cert, files.Clients[tlsClientName], ""), "certs-from-georaftd")
+}
+
+// A node exports when its certificate and its CA expire, and warns at start when either does
+// within 30 days; with a year left it stays quiet.
+func TestTLSCertificateExpiryIsExportedAndWarned(t *testing.T) {
+	for _, tc := range []struct {
+		validity time.Duration
+		warned   bool
+	}{{time.Hour, true}, {365 * 24 * time.Hour, false}} {
+		t.Run(tc.validity.String(), func(t *testing.T) {
+			files, err := tlsutil.GenerateCluster(filepath.Join(t.TempDir(), "certs"), tlsNodeSpecs(1), nil, tc.validity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := clusterConfigs(t, 1, func(cfg *config.Config) {
+				cfg.TLS = config.TLSConfig{Enabled: true, CAFile: files.CA.Cert, CertFile: files.Nodes[1].Cert, KeyFile: files.Nodes[1].Key}
+				cfg.Listen.Metrics = "127.0.0.1:0"
+			})[0]
+			var logs lockedBuffer
+			srv, err := node.Start(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Kill() })
+
+			body := waitHTTPStatus(t, srv.MetricsAddr(), "/metrics", http.StatusOK, 5*time.Second)
+			for name, path := range map[string]string{"node": files.Nodes[1].Cert, "ca": files.CA.Cert} {
+				notAfter, err := tlsutil.NotAfter(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				line := fmt.Sprintf(`georaft_tls_certificate_expiry_timestamp_seconds{certificate="%s",node="1"} %g`, name, float64(notAfter.Unix()))
+				if !strings.Contains(body, line) {
+					t.Errorf("/metrics lacks %q", line)
+				}
+			}
+			warned := strings.Contains(logs.String(), "certificate expires soon")
+			if warned != tc.warned {
+				t.Errorf("certificates valid for %v: warned %v, want %v; log:\n%s", tc.validity, warned, tc.warned, logs.String())
+			}
+			if tc.warned && !strings.Contains(logs.String(), "certificate=node") {
+				t.Errorf("the warning does not name the node certificate:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// lockedBuffer is a log destination the node's goroutines may share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

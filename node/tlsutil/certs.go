@@ -473,6 +473,21 @@ func parseECKey(data []byte) (*ecdsa.PrivateKey, error) {
 	return nil, fmt.Errorf("PEM block is %q, want PRIVATE KEY", block.Type)
 }
 
+// NotAfter is when the first certificate of a PEM file to expire does.
+func NotAfter(path string) (time.Time, error) {
+	certs, err := loadCertificates(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	first := certs[0].NotAfter
+	for _, c := range certs[1:] {
+		if c.NotAfter.Before(first) {
+			first = c.NotAfter
+		}
+	}
+	return first, nil
+}
+
 // loadCertificates reads every CERTIFICATE block of a PEM file; there must be at least one.
 func loadCertificates(path string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(path)
