@@ -405,3 +405,30 @@ func TestConfigLoadErrorsNameTheFile(t *testing.T) {
 		t.Errorf("leaf loaded as CA: %v", err)
 	}
 }
+
+// NotAfter reports the first expiry in a bundle, and names the file it cannot read.
+func TestNotAfterIsTheFirstExpiryInTheFile(t *testing.T) {
+	long, err := NewCA("long", 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := NewCA("short", 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle.crt")
+	if err := os.WriteFile(bundle, append(long.CertPEM(), short.CertPEM()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := NotAfter(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := short.Cert.NotAfter; !got.Equal(want) {
+		t.Errorf("NotAfter = %v, want the short-lived CA's %v", got, want)
+	}
+	missing := filepath.Join(t.TempDir(), "absent.crt")
+	if _, err := NotAfter(missing); err == nil || !strings.Contains(err.Error(), "absent.crt") {
+		t.Errorf("NotAfter of a missing file = %v, want an error naming it", err)
+	}
+}
