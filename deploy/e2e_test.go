@@ -195,6 +195,36 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pidsBefore) {
 		t.Errorf("second run restarted nodes: pids %v, then %v", pidsBefore, after)
 	}
+
+	// The rolling upgrade with nothing new changes nothing either.
+	upgrade, err := runAnsible(t, ctx, dir, "-i", inv, "upgrade.yml")
+	if err != nil {
+		t.Fatalf("ansible-playbook upgrade.yml: %v\n%s\n%s", err, upgrade, nodeLogs(hosts))
+	}
+	for host, changed := range parseRecap(t, upgrade) {
+		if changed != 0 {
+			t.Errorf("upgrade.yml with nothing new reported changed=%d on %s", changed, host)
+		}
+	}
+
+	// A new CA cannot roll out one node at a time: upgrade.yml refuses before the first
+	// node changes, and every node keeps running.
+	if err := os.Rename(pki, pki+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, bin, certsArgs...).CombinedOutput(); err != nil {
+		t.Fatalf("georaftd certs (new CA): %v\n%s", err, out)
+	}
+	refused, err := runAnsible(t, ctx, dir, "-i", inv, "upgrade.yml")
+	if err == nil {
+		t.Fatalf("upgrade.yml rolled out a new CA one node at a time:\n%s", refused)
+	}
+	if want := "is not the CA node1 runs with"; !strings.Contains(strings.Join(strings.Fields(refused), " "), want) {
+		t.Errorf("upgrade.yml with a new CA failed without saying %q:\n%s", want, refused)
+	}
+	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pidsBefore) {
+		t.Errorf("upgrade.yml with a new CA restarted nodes: pids %v, then %v", pidsBefore, after)
+	}
 }
 
 func goTool() string {
