@@ -38,6 +38,22 @@ func (h localHost) config() string  { return filepath.Join(h.root, "etc/georaft/
 func (h localHost) log() string     { return filepath.Join(h.root, "var/log/georaft/georaftd.log") }
 func (h localHost) client() string  { return "127.0.0.1:" + strconv.Itoa(h.clientPort) }
 
+// localHosts are five hosts, one per default region, each with its own install root under
+// dir and its own ports.
+func localHosts(t *testing.T, dir string) []localHost {
+	t.Helper()
+	ports := freePorts(t, 3*len(defaultRegions))
+	hosts := make([]localHost, len(defaultRegions))
+	for i, region := range defaultRegions {
+		hosts[i] = localHost{
+			name: fmt.Sprintf("node%d", i+1), id: uint64(i + 1), region: region,
+			root:     filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
+			peerPort: ports[3*i], clientPort: ports[3*i+1], mPort: ports[3*i+2],
+		}
+	}
+	return hosts
+}
+
 // freePorts asks the kernel for n unused loopback ports. They are released before use, so a
 // collision stays possible but unlikely.
 func freePorts(t *testing.T, n int) []int {
@@ -82,15 +98,7 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 		t.Fatalf("go build ./node/cmd/georaftd: %v\n%s", err, out)
 	}
 
-	ports := freePorts(t, 15)
-	var hosts []localHost
-	for i, region := range defaultRegions {
-		hosts = append(hosts, localHost{
-			name: fmt.Sprintf("node%d", i+1), id: uint64(i + 1), region: region,
-			root:     filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
-			peerPort: ports[3*i], clientPort: ports[3*i+1], mPort: ports[3*i+2],
-		})
-	}
+	hosts := localHosts(t, dir)
 	t.Cleanup(func() {
 		for _, h := range hosts {
 			stopByPidfile(t, h)
@@ -457,15 +465,7 @@ func TestAnsibleRefusesTLSWithoutCertificates(t *testing.T) {
 	if err := os.Mkdir(emptyPKI, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 15)
-	var hosts []localHost
-	for i, region := range defaultRegions {
-		hosts = append(hosts, localHost{
-			name: fmt.Sprintf("node%d", i+1), id: uint64(i + 1), region: region,
-			root:     filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
-			peerPort: ports[3*i], clientPort: ports[3*i+1], mPort: ports[3*i+2],
-		})
-	}
+	hosts := localHosts(t, dir)
 	for _, tc := range []struct {
 		name, pki string
 		want      *regexp.Regexp
