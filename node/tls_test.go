@@ -301,6 +301,27 @@ func TestGeoraftdCertsFilesStartACluster(t *testing.T) {
 		t.Errorf("georaftd certs said %q, want it to mention %q", out, want)
 	}
 	files := tlsutil.ClusterFileNames(dir, specs, []string{tlsClientName})
+	// The cluster below starts on renewed certificates: --renew keeps the CA and reissues
+	// the rest under it.
+	caBefore, err := os.ReadFile(files.CA.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeBefore, err := os.ReadFile(files.Nodes[1].Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, append(args, "--renew")...).CombinedOutput(); err != nil {
+		t.Fatalf("georaftd certs --renew: %v\n%s", err, out)
+	} else if !strings.Contains(string(out), "kept CA") {
+		t.Errorf("georaftd certs --renew said %q, want it to say it kept the CA", out)
+	}
+	if caAfter, _ := os.ReadFile(files.CA.Cert); !bytes.Equal(caAfter, caBefore) {
+		t.Error("georaftd certs --renew changed the CA")
+	}
+	if nodeAfter, _ := os.ReadFile(files.Nodes[1].Cert); bytes.Equal(nodeAfter, nodeBefore) {
+		t.Error("georaftd certs --renew left node 1's certificate as it was")
+	}
 	for _, f := range append([]tlsutil.Files{files.CA, files.Clients[tlsClientName]}, files.Nodes[1], files.Nodes[2], files.Nodes[3]) {
 		for _, path := range []string{f.Cert, f.Key} {
 			if _, err := os.Stat(path); err != nil {

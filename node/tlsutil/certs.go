@@ -319,37 +319,18 @@ func ClusterFileNames(dir string, nodes []NodeSpec, clients []string) *ClusterFi
 	return cf
 }
 
+// CAValidity is how long GenerateCluster's CA lasts: far longer than the certificates it
+// signs, so that RenewCluster can reissue those under the same CA, one node at a time.
+const CAValidity = 10 * 365 * 24 * time.Hour
+
 // GenerateCluster makes a new CA and a certificate for every node and client, written to
 // dir as ca.crt/ca.key, node-ID.crt/.key and client-NAME.crt/.key (keys mode 0600). It checks
 // every input and that none of the files exists before writing anything.
 func GenerateCluster(dir string, nodes []NodeSpec, clients []string, validity time.Duration) (*ClusterFiles, error) {
-	if validity <= 0 {
-		return nil, fmt.Errorf("generate cluster certificates: validity must be positive, got %v", validity)
+	files, err := checkClusterInputs(dir, nodes, clients, validity)
+	if err != nil {
+		return nil, fmt.Errorf("generate cluster certificates: %w", err)
 	}
-	if len(nodes) == 0 {
-		return nil, errors.New("generate cluster certificates: no nodes")
-	}
-	seenNodes := make(map[uint64]bool, len(nodes))
-	for _, n := range nodes {
-		if n.ID == 0 {
-			return nil, errors.New("generate cluster certificates: node id must not be 0")
-		}
-		if seenNodes[n.ID] {
-			return nil, fmt.Errorf("generate cluster certificates: node %d listed twice", n.ID)
-		}
-		seenNodes[n.ID] = true
-	}
-	seenClients := make(map[string]bool, len(clients))
-	for _, c := range clients {
-		if err := ValidateClientName(c); err != nil {
-			return nil, fmt.Errorf("generate cluster certificates: %w", err)
-		}
-		if seenClients[c] {
-			return nil, fmt.Errorf("generate cluster certificates: client %q listed twice", c)
-		}
-		seenClients[c] = true
-	}
-	files := ClusterFileNames(dir, nodes, clients)
 	all := []string{files.CA.Cert, files.CA.Key}
 	for _, f := range files.Nodes {
 		all = append(all, f.Cert, f.Key)
@@ -365,31 +346,19 @@ func GenerateCluster(dir string, nodes []NodeSpec, clients []string, validity ti
 		}
 	}
 
-	// The CA outlives what it signs by a little, so every leaf is usable to its own end.
-	ca, err := NewCA("georaft CA", validity+time.Hour)
+	ca, err := NewCA("georaft CA", max(CAValidity, validity+time.Hour))
 	if err != nil {
 		return nil, fmt.Errorf("generate cluster certificates: %w", err)
 	}
-	pairs := map[Files]*KeyPair{}
+	pairs, err := issueLeaves(ca, files, nodes, clients, validity)
+	if err != nil {
+		return nil, fmt.Errorf("generate cluster certificates: %w", err)
+	}
 	caPair, err := ca.KeyPair()
 	if err != nil {
 		return nil, fmt.Errorf("generate cluster certificates: %w", err)
 	}
 	pairs[files.CA] = caPair
-	for _, n := range nodes {
-		kp, err := ca.IssueNode(n, validity)
-		if err != nil {
-			return nil, fmt.Errorf("generate cluster certificates: %w", err)
-		}
-		pairs[files.Nodes[n.ID]] = kp
-	}
-	for _, c := range clients {
-		kp, err := ca.IssueClient(c, validity)
-		if err != nil {
-			return nil, fmt.Errorf("generate cluster certificates: %w", err)
-		}
-		pairs[files.Clients[c]] = kp
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("generate cluster certificates: %w", err)
 	}
@@ -399,6 +368,106 @@ func GenerateCluster(dir string, nodes []NodeSpec, clients []string, validity ti
 		}
 	}
 	return files, nil
+}
+
+// RenewCluster issues new certificates for every node and client under the CA GenerateCluster
+// left in dir, replacing their files; nodes and clients dir does not hold yet are added. The
+// CA stays, so nodes holding renewed certificates and nodes still holding the old ones trust
+// each other: a renewal can roll out one node at a time. Each file is written beside its
+// target and renamed over it, so a crash leaves the old file or the new one.
+func RenewCluster(dir string, nodes []NodeSpec, clients []string, validity time.Duration) (*ClusterFiles, error) {
+	files, err := checkClusterInputs(dir, nodes, clients, validity)
+	if err != nil {
+		return nil, fmt.Errorf("renew cluster certificates: %w", err)
+	}
+	ca, err := LoadCA(files.CA.Cert, files.CA.Key)
+	if err != nil {
+		return nil, fmt.Errorf("renew cluster certificates: %w", err)
+	}
+	if end := time.Now().Add(validity); end.After(ca.Cert.NotAfter) {
+		return nil, fmt.Errorf("renew cluster certificates: the CA in %s expires %s, before certificates valid for %v would; "+
+			"issue a new CA into an empty directory instead", files.CA.Cert, ca.Cert.NotAfter.Format(time.RFC3339), validity)
+	}
+	pairs, err := issueLeaves(ca, files, nodes, clients, validity)
+	if err != nil {
+		return nil, fmt.Errorf("renew cluster certificates: %w", err)
+	}
+	for f, kp := range pairs {
+		if err := replaceFile(f.Key, kp.KeyPEM, 0o600); err != nil {
+			return nil, fmt.Errorf("renew cluster certificates: %w", err)
+		}
+		if err := replaceFile(f.Cert, kp.CertPEM, 0o644); err != nil {
+			return nil, fmt.Errorf("renew cluster certificates: %w", err)
+		}
+	}
+	return files, nil
+}
+
+// checkClusterInputs checks what GenerateCluster and RenewCluster are asked for, and names
+// the files they write.
+func checkClusterInputs(dir string, nodes []NodeSpec, clients []string, validity time.Duration) (*ClusterFiles, error) {
+	if validity <= 0 {
+		return nil, fmt.Errorf("validity must be positive, got %v", validity)
+	}
+	if len(nodes) == 0 {
+		return nil, errors.New("no nodes")
+	}
+	seenNodes := make(map[uint64]bool, len(nodes))
+	for _, n := range nodes {
+		if n.ID == 0 {
+			return nil, errors.New("node id must not be 0")
+		}
+		if seenNodes[n.ID] {
+			return nil, fmt.Errorf("node %d listed twice", n.ID)
+		}
+		seenNodes[n.ID] = true
+	}
+	seenClients := make(map[string]bool, len(clients))
+	for _, c := range clients {
+		if err := ValidateClientName(c); err != nil {
+			return nil, err
+		}
+		if seenClients[c] {
+			return nil, fmt.Errorf("client %q listed twice", c)
+		}
+		seenClients[c] = true
+	}
+	return ClusterFileNames(dir, nodes, clients), nil
+}
+
+// issueLeaves signs a certificate for every node and client, before anything is written.
+func issueLeaves(ca *CA, files *ClusterFiles, nodes []NodeSpec, clients []string, validity time.Duration) (map[Files]*KeyPair, error) {
+	pairs := make(map[Files]*KeyPair, len(nodes)+len(clients)+1)
+	for _, n := range nodes {
+		kp, err := ca.IssueNode(n, validity)
+		if err != nil {
+			return nil, err
+		}
+		pairs[files.Nodes[n.ID]] = kp
+	}
+	for _, c := range clients {
+		kp, err := ca.IssueClient(c, validity)
+		if err != nil {
+			return nil, err
+		}
+		pairs[files.Clients[c]] = kp
+	}
+	return pairs, nil
+}
+
+// replaceFile writes data beside path and renames it over path.
+func replaceFile(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".new"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := writeNewFile(tmp, data, perm); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return nil
 }
 
 func writeNewFile(path string, data []byte, perm os.FileMode) error {

@@ -1,6 +1,7 @@
 package tlsutil
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,14 +18,15 @@ import (
 
 const testValidity = 24 * time.Hour
 
+var testNodes = []NodeSpec{
+	{ID: 1, Hosts: []string{"127.0.0.1", "localhost"}},
+	{ID: 2, Hosts: []string{"10.0.0.2", "node2.example.com"}},
+	{ID: 3},
+}
+
 func generate(t *testing.T, clients ...string) *ClusterFiles {
 	t.Helper()
-	nodes := []NodeSpec{
-		{ID: 1, Hosts: []string{"127.0.0.1", "localhost"}},
-		{ID: 2, Hosts: []string{"10.0.0.2", "node2.example.com"}},
-		{ID: 3},
-	}
-	files, err := GenerateCluster(filepath.Join(t.TempDir(), "certs"), nodes, clients, testValidity)
+	files, err := GenerateCluster(filepath.Join(t.TempDir(), "certs"), testNodes, clients, testValidity)
 	if err != nil {
 		t.Fatalf("GenerateCluster: %v", err)
 	}
@@ -194,7 +197,7 @@ func TestCertificateExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ca.IssueNode(NodeSpec{ID: 9}, 2*testValidity); err == nil {
+	if _, err := ca.IssueNode(NodeSpec{ID: 9}, time.Until(ca.Cert.NotAfter)+time.Hour); err == nil {
 		t.Error("issued a certificate that outlives its CA")
 	}
 }
@@ -430,5 +433,72 @@ func TestNotAfterIsTheFirstExpiryInTheFile(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "absent.crt")
 	if _, err := NotAfter(missing); err == nil || !strings.Contains(err.Error(), "absent.crt") {
 		t.Errorf("NotAfter of a missing file = %v, want an error naming it", err)
+	}
+}
+
+// RenewCluster reissues every node and client certificate under the CA already there, adds
+// a node that was not, and leaves the CA alone: renewed and old certificates chain to the same
+// root, so a renewal can roll out one node at a time.
+func TestRenewClusterKeepsTheCA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	old, err := GenerateCluster(dir, testNodes, []string{"admin"}, testValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caBefore, err := os.ReadFile(old.CA.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca := readCert(t, old.CA.Cert); time.Until(ca.NotAfter) < CAValidity-time.Hour {
+		t.Errorf("the CA expires %v, want about %v from now: renewals need it to outlive its leaves", ca.NotAfter, CAValidity)
+	}
+	oldNode1 := readCert(t, old.Nodes[1].Cert)
+
+	grown := append(slices.Clone(testNodes), NodeSpec{ID: 4, Hosts: []string{"127.0.0.1"}})
+	renewed, err := RenewCluster(dir, grown, []string{"admin"}, 2*testValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caAfter, err := os.ReadFile(renewed.CA.Cert); err != nil || !bytes.Equal(caAfter, caBefore) {
+		t.Fatalf("the CA changed on renewal (%v)", err)
+	}
+	pool, err := LoadCertPool(renewed.CA.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{renewed.Nodes[1].Cert, renewed.Nodes[4].Cert, renewed.Clients["admin"].Cert} {
+		cert := readCert(t, path)
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("%s does not chain to the kept CA: %v", path, err)
+		}
+	}
+	newNode1 := readCert(t, renewed.Nodes[1].Cert)
+	if newNode1.SerialNumber.Cmp(oldNode1.SerialNumber) == 0 || !newNode1.NotAfter.After(oldNode1.NotAfter) {
+		t.Errorf("node 1's certificate was not reissued: serial %v until %v, was %v until %v",
+			newNode1.SerialNumber, newNode1.NotAfter, oldNode1.SerialNumber, oldNode1.NotAfter)
+	}
+	// The renewed pair is a pair, and a renewed node and an old one still shake hands.
+	server, err := ServerConfig(renewed.CA.Cert, renewed.Nodes[1].Cert, renewed.Nodes[1].Key, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ClientConfig(renewed.CA.Cert, renewed.Nodes[4].Cert, renewed.Nodes[4].Key, NodeServerName(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := handshake(t, server, client); err != nil {
+		t.Errorf("handshake between renewed nodes: %v", err)
+	}
+	if info, err := os.Stat(renewed.Nodes[4].Key); err != nil {
+		t.Error(err)
+	} else if info.Mode().Perm() != 0o600 {
+		t.Errorf("renewed key %s has mode %v, want 0600", renewed.Nodes[4].Key, info.Mode().Perm())
+	}
+
+	if _, err := RenewCluster(dir, testNodes, nil, CAValidity+time.Hour); err == nil || !strings.Contains(err.Error(), "issue a new CA") {
+		t.Errorf("renewing past the CA's expiry: %v, want an error saying to issue a new CA", err)
+	}
+	if _, err := RenewCluster(t.TempDir(), testNodes, nil, testValidity); err == nil || !strings.Contains(err.Error(), "ca.crt") {
+		t.Errorf("renewing without a CA: %v, want an error naming ca.crt", err)
 	}
 }

@@ -170,16 +170,30 @@ func certsCommand() *cobra.Command {
 		nodes    []string
 		clients  []string
 		validity time.Duration
+		renew    bool
 	)
 	cmd := &cobra.Command{
-		Use:     "certs --out DIR --node ID=HOST[,HOST...] ... [--client NAME ...]",
-		Short:   "Generate a CA, a certificate per node (mutual TLS between peers) and client certificates",
-		Example: "  georaftd certs --out certs --node 1=10.0.0.2,node1 --node 2=10.0.0.3,node2 --node 3=10.0.0.4,node3 --client admin",
-		Args:    cobra.NoArgs,
+		Use:   "certs --out DIR --node ID=HOST[,HOST...] ... [--client NAME ...] [--renew]",
+		Short: "Generate a CA, a certificate per node (mutual TLS between peers) and client certificates",
+		Long: "Generate a CA (valid for 10 years), a certificate per node (mutual TLS between peers) and client certificates.\n" +
+			"With --renew, keep the CA already in --out and issue the node and client certificates again under it,\n" +
+			"so that nodes can take the new ones one at a time.",
+		Example: "  georaftd certs --out certs --node 1=10.0.0.2,node1 --node 2=10.0.0.3,node2 --node 3=10.0.0.4,node3 --client admin\n" +
+			"  georaftd certs --renew --out certs --node 1=10.0.0.2,node1 --node 2=10.0.0.3,node2 --node 3=10.0.0.4,node3 --client admin",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			specs, err := parseNodeSpecs(nodes)
 			if err != nil {
 				return &codedError{exitUsage, err}
+			}
+			if renew {
+				files, err := tlsutil.RenewCluster(out, specs, clients, validity)
+				if err != nil {
+					return &codedError{exitFailure, err}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "kept CA %s and renewed certificates for %s and %s under %s\n",
+					files.CA.Cert, count(len(specs), "node"), count(len(clients), "client"), out)
+				return nil
 			}
 			files, err := tlsutil.GenerateCluster(out, specs, clients, validity)
 			if err != nil {
@@ -190,10 +204,11 @@ func certsCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "certs", "directory to write PEM files to (must not hold a CA already)")
+	cmd.Flags().StringVar(&out, "out", "certs", "directory to write PEM files to (must not hold a CA already, unless --renew)")
+	cmd.Flags().BoolVar(&renew, "renew", false, "keep the CA in --out and reissue the node and client certificates under it")
 	cmd.Flags().StringArrayVar(&nodes, "node", nil, "node as ID=HOST[,HOST...] (host names or IPs the node is reached at); repeat per node")
 	cmd.Flags().StringArrayVar(&clients, "client", nil, "client certificate name; repeat per client")
-	cmd.Flags().DurationVar(&validity, "validity", 365*24*time.Hour, "how long the certificates are valid")
+	cmd.Flags().DurationVar(&validity, "validity", 365*24*time.Hour, "how long the node and client certificates are valid")
 	cmd.MarkFlagRequired("node")
 	return cmd
 }
