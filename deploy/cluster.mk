@@ -3,6 +3,8 @@
 #
 #   make cluster-up                      build, terraform apply, certificates, ansible, wait, status
 #   make cluster-certs                   issue the CA and certificates (once; cluster-deploy runs it)
+#   make cluster-renew-certs             reissue node and client certificates under the same CA;
+#                                        make cluster-upgrade then rolls them out node by node
 #   make cluster-status                  nodes and `georaft status`
 #   make cluster-bench [REGION=europe-west1] [BENCH_ARGS='-d 30s']
 #   make cluster-upgrade                 rolling restart onto a new build, one node at a time
@@ -48,7 +50,7 @@ CLUSTER_CLIENT_TLS := $(if $(CLUSTER_TLS_ON),--cacert $(CLUSTER_PKI_DIR)/ca.crt 
 CLUSTER_SSH_OPTS := -o StrictHostKeyChecking=accept-new $(if $(SSH_KEY),-i $(SSH_KEY))
 
 .PHONY: cluster-up cluster-down cluster-status cluster-bench cluster-upgrade cluster-tune \
-	cluster-build cluster-apply cluster-inventory cluster-certs cluster-deploy cluster-wait \
+	cluster-build cluster-apply cluster-inventory cluster-certs cluster-renew-certs cluster-deploy cluster-wait \
 	cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-state tflint
 
 cluster-check-terraform:
@@ -89,21 +91,28 @@ cluster-inventory: cluster-check-state
 	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -out $(CLUSTER_INVENTORY) $(if $(SSH_KEY),-ssh-key $(SSH_KEY))
 	@echo "inventory: $(CLUSTER_INVENTORY)"
 
-# Issued once: a CA, a certificate per node naming its internal IP, external IP and VM name,
-# and an admin client certificate, valid for a year. An existing CA is kept, so a redeploy
-# changes nothing. After nodes were added, or to renew, move the directory away and deploy
-# again: every node gets certificates of a new CA at once.
+# Issued once: a CA (valid 10 years), a certificate per node naming its internal IP, external
+# IP and VM name, and an admin client certificate (valid a year). An existing CA is kept, so a
+# redeploy changes nothing.
+CLUSTER_CERTS_CMD = $(GO) run ./node/cmd/georaftd certs --out $(CLUSTER_PKI_DIR) --client admin \
+	$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print certs-flags)
 cluster-certs: cluster-inventory
 ifneq ($(CLUSTER_TLS_ON),)
 	@if [ -f $(CLUSTER_PKI_DIR)/ca.crt ]; then \
 	  echo "certs: keeping the CA and certificates in $(CLUSTER_PKI_DIR)"; \
 	else \
-	  $(GO) run ./node/cmd/georaftd certs --out $(CLUSTER_PKI_DIR) --client admin \
-	    $$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print certs-flags); \
+	  $(CLUSTER_CERTS_CMD); \
 	fi
 else
 	@echo "certs: CLUSTER_TLS=$(CLUSTER_TLS), the cluster runs without TLS"
 endif
+
+# Before the year is out, or after nodes were added: new node and client certificates under
+# the same CA, which cluster-upgrade installs one node at a time.
+cluster-renew-certs: cluster-inventory
+	@[ -f $(CLUSTER_PKI_DIR)/ca.crt ] || { echo "certs: no CA in $(CLUSTER_PKI_DIR) to renew under (make cluster-certs issues one)." >&2; exit 1; }
+	$(CLUSTER_CERTS_CMD) --renew
+	@echo "certs: roll the new certificates out with make cluster-upgrade"
 
 cluster-deploy: cluster-check-ansible cluster-certs
 	cd $(ANSIBLE_DIR) && ANSIBLE_CONFIG=ansible.cfg ansible -i $(abspath $(CLUSTER_INVENTORY)) georaft \

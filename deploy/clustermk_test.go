@@ -83,7 +83,8 @@ func TestClusterTargetsFailEarly(t *testing.T) {
 
 // make cluster-certs issues, from Terraform's outputs (a stand-in terraform prints the
 // recorded ones), a CA and a certificate per node that names every address the node is
-// reached at; a second run keeps them, and CLUSTER_TLS=0 issues nothing.
+// reached at; a second run keeps them, cluster-renew-certs reissues them under the same CA,
+// and CLUSTER_TLS=0 issues nothing.
 func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
 	mk, err := exec.LookPath("make")
 	if err != nil {
@@ -100,15 +101,22 @@ func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	clusterDir := filepath.Join(dir, "cluster")
-	makeCerts := func(vars ...string) string {
-		t.Helper()
-		args := append([]string{"--no-print-directory", "-C", "..", "-f", makefile, "cluster-certs",
+	runMake := func(target string, vars ...string) (string, error) {
+		args := append([]string{"--no-print-directory", "-C", "..", "-f", makefile, target,
 			"TERRAFORM=" + fakeTerraform, "CLUSTER_DIR=" + clusterDir}, vars...)
 		out, err := exec.Command(mk, args...).CombinedOutput()
+		return string(out), err
+	}
+	makeCerts := func(vars ...string) string {
+		t.Helper()
+		out, err := runMake("cluster-certs", vars...)
 		if err != nil {
 			t.Fatalf("make cluster-certs %v: %v\n%s", vars, err, out)
 		}
-		return string(out)
+		return out
+	}
+	if out, err := runMake("cluster-renew-certs"); err == nil || !strings.Contains(out, "no CA in") {
+		t.Errorf("make cluster-renew-certs without a CA: %v, want a failure saying there is no CA:\n%s", err, out)
 	}
 
 	if out := makeCerts("CLUSTER_TLS=0"); !strings.Contains(out, "without TLS") {
@@ -153,6 +161,22 @@ func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
 	}
 	if again, err := os.ReadFile(filepath.Join(pki, "ca.crt")); err != nil || string(again) != string(caPEM) {
 		t.Errorf("a second run changed the CA (%v)", err)
+	}
+
+	// Renewal: new node certificates, for the same names, under the same CA.
+	before := readCert(t, filepath.Join(pki, "node-3.crt"))
+	if out, err := runMake("cluster-renew-certs"); err != nil || !strings.Contains(out, "kept CA") {
+		t.Fatalf("make cluster-renew-certs: %v\n%s", err, out)
+	}
+	if again, err := os.ReadFile(filepath.Join(pki, "ca.crt")); err != nil || string(again) != string(caPEM) {
+		t.Errorf("cluster-renew-certs changed the CA (%v)", err)
+	}
+	after := readCert(t, filepath.Join(pki, "node-3.crt"))
+	if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
+		t.Error("cluster-renew-certs left node 3's certificate as it was")
+	}
+	if _, err := after.Verify(x509.VerifyOptions{Roots: roots, DNSName: cluster.Nodes[2].InternalIP}); err != nil {
+		t.Errorf("node 3's renewed certificate does not verify for its internal IP under the kept CA: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -78,7 +79,8 @@ func freePorts(t *testing.T, n int) []int {
 // install root per host, the local service manager) and TLS from a PKI that `georaftd certs`
 // wrote, as make cluster-deploy does. Check they elect a leader and serve SET and GET to a
 // client with the CA, refuse a plaintext client, then run the playbook again and check it
-// changes nothing.
+// changes nothing. Then renew the certificates and roll them out with upgrade.yml, one node
+// at a time, and check upgrade.yml refuses a new CA.
 func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	ansiblePlaybook(t)
 	// Stop short of go test's own deadline: a test that times out panics without running its
@@ -204,15 +206,45 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 		t.Errorf("second run restarted nodes: pids %v, then %v", pidsBefore, after)
 	}
 
-	// The rolling upgrade with nothing new changes nothing either.
+	// Renewed certificates under the same CA roll out one node at a time: upgrade.yml
+	// installs each node's new pair and restarts it, and the cluster serves throughout.
+	if out, err := exec.CommandContext(ctx, bin, append(certsArgs, "--renew")...).CombinedOutput(); err != nil {
+		t.Fatalf("georaftd certs --renew: %v\n%s", err, out)
+	}
 	upgrade, err := runAnsible(t, ctx, dir, "-i", inv, "upgrade.yml")
 	if err != nil {
-		t.Fatalf("ansible-playbook upgrade.yml: %v\n%s\n%s", err, upgrade, nodeLogs(hosts))
+		t.Fatalf("ansible-playbook upgrade.yml after a renewal: %v\n%s\n%s", err, upgrade, nodeLogs(hosts))
 	}
 	for host, changed := range parseRecap(t, upgrade) {
-		if changed != 0 {
-			t.Errorf("upgrade.yml with nothing new reported changed=%d on %s", changed, host)
+		if changed == 0 {
+			t.Errorf("upgrade.yml after a renewal changed nothing on %s", host)
 		}
+	}
+	pidsRenewed := readPids(t, hosts)
+	for i, h := range hosts {
+		if pidsRenewed[i] == pidsBefore[i] {
+			t.Errorf("%s was not restarted onto its renewed certificate (pid %d)", h.name, pidsRenewed[i])
+		}
+		installed, err := os.ReadFile(filepath.Join(h.root, "etc/georaft/tls/node.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if issued, err := os.ReadFile(filepath.Join(pki, fmt.Sprintf("node-%d.crt", h.id))); err != nil || !bytes.Equal(installed, issued) {
+			t.Errorf("%s does not hold its renewed certificate (%v)", h.name, err)
+		}
+	}
+	leader = waitForLeader(t, ctx, hosts, creds)
+	renewedConn, err := grpc.NewClient(leader.client(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer renewedConn.Close()
+	getCtx, getCancel := context.WithTimeout(ctx, 30*time.Second)
+	got, err := georaftv1.NewKVServiceClient(renewedConn).Get(getCtx, &georaftv1.GetRequest{Key: []byte("deployed-by"),
+		ReadMode: georaftv1.ReadMode_READ_MODE_INDEX})
+	getCancel()
+	if err != nil || string(got.GetValue()) != "ansible" {
+		t.Errorf("GET after the renewal = %q, %v; want ansible", got.GetValue(), err)
 	}
 
 	// A new CA cannot roll out one node at a time: upgrade.yml refuses before the first
@@ -230,8 +262,8 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	if want := "is not the CA node1 runs with"; !strings.Contains(strings.Join(strings.Fields(refused), " "), want) {
 		t.Errorf("upgrade.yml with a new CA failed without saying %q:\n%s", want, refused)
 	}
-	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pidsBefore) {
-		t.Errorf("upgrade.yml with a new CA restarted nodes: pids %v, then %v", pidsBefore, after)
+	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pidsRenewed) {
+		t.Errorf("upgrade.yml with a new CA restarted nodes: pids %v, then %v", pidsRenewed, after)
 	}
 }
 
