@@ -392,33 +392,87 @@ func TestPreVoteGrantFromEarlierRoundIgnored(t *testing.T) {
 	}
 }
 
-// A node that reached MaxTerm (messages past it are refused, TestStepRefusesMalformedMessages)
-// stays a follower rather than campaign for a term that does not exist: found by
+// A node never campaigns for a term past MaxTerm (messages past it are refused,
+// TestStepRefusesMalformedMessages): it becomes or stays a follower and says why. Found by
 // FuzzCoreMessages, where a forged MsgTimeoutNow in term 2^64-1 made a node ask for votes in
 // term 0.
 func TestNoCampaignPastMaxTerm(t *testing.T) {
-	net := newTestNet(t, 3)
-	net.elect(1)
-	// A leader in MaxTerm is taken at its word; then neither a transfer nor an election
-	// timeout may start a campaign.
-	if err := net.raft(2).Step(Message{Type: MsgHeartbeat, From: 3, To: 2, Term: MaxTerm}); err != nil {
-		t.Fatal(err)
-	}
-	if err := net.raft(2).Step(Message{Type: MsgTimeoutNow, From: 3, To: 2, Term: MaxTerm}); err != nil {
-		t.Fatal(err)
-	}
-	net.advanceNode(2, net.raft(2).NextDeadline()-net.node(2).now)
-	rd := net.cycle(2)
-	for _, m := range rd.Messages {
-		if m.Type == MsgVote || m.Type == MsgPreVote {
-			t.Errorf("node 2 in term %d sends %v for term %d", MaxTerm, m.Type, m.Term)
+	noVoteRequestPast := func(t *testing.T, net *testNet, id uint64) {
+		t.Helper()
+		for _, rd := range net.node(id).readies {
+			for _, m := range rd.Messages {
+				if (m.Type == MsgVote || m.Type == MsgPreVote) && m.Term > MaxTerm {
+					t.Errorf("node %d sent %v for term %d, past MaxTerm", id, m.Type, m.Term)
+				}
+			}
 		}
 	}
-	if st := net.raft(2).Status(); st.Role != Follower || st.Term != MaxTerm {
-		t.Fatalf("node 2 is %v in term %d, want a follower in term %d", st.Role, st.Term, MaxTerm)
+	timeOut := func(net *testNet, id uint64) {
+		net.advanceNode(id, net.raft(id).NextDeadline()-net.node(id).now)
+		net.cycle(id)
 	}
-	failed := net.eventsOf(2, EventPreVoteFailed)
-	if len(failed) < 2 || !strings.Contains(failed[len(failed)-1].Reason, "largest there is") {
-		t.Errorf("want a pre-vote failure naming the term ceiling for the transfer and for the timeout:\n%s", net.dumpEvents(2))
+	held := func(t *testing.T, net *testNet, id uint64, wantHolds int) {
+		t.Helper()
+		n := 0
+		for _, e := range net.eventsOf(id, EventPreVoteFailed) {
+			if strings.Contains(e.Reason, "too close to the largest term") {
+				n++
+			}
+		}
+		if n < wantHolds {
+			t.Errorf("node %d: %d campaigns held at the term ceiling, want at least %d:\n%s", id, n, wantHolds, net.dumpEvents(id))
+		}
 	}
+
+	t.Run("in MaxTerm, neither a transfer nor a timeout", func(t *testing.T) {
+		net := newTestNet(t, 3)
+		net.elect(1)
+		// A leader in MaxTerm is taken at its word.
+		if err := net.raft(2).Step(Message{Type: MsgHeartbeat, From: 3, To: 2, Term: MaxTerm}); err != nil {
+			t.Fatal(err)
+		}
+		if err := net.raft(2).Step(Message{Type: MsgTimeoutNow, From: 3, To: 2, Term: MaxTerm}); err != nil {
+			t.Fatal(err)
+		}
+		timeOut(net, 2)
+		noVoteRequestPast(t, net, 2)
+		if st := net.raft(2).Status(); st.Role != Follower || st.Term != MaxTerm {
+			t.Fatalf("node 2 is %v in term %d, want a follower in term %d", st.Role, st.Term, MaxTerm)
+		}
+		held(t, net, 2, 2)
+	})
+
+	t.Run("one below MaxTerm, a second pre-vote round", func(t *testing.T) {
+		net := newTestNet(t, 3)
+		net.elect(1)
+		if err := net.raft(2).Step(Message{Type: MsgHeartbeat, From: 3, To: 2, Term: MaxTerm - 1}); err != nil {
+			t.Fatal(err)
+		}
+		// Nobody answers: the first round asks for MaxTerm, a second one would ask for more.
+		timeOut(net, 2)
+		timeOut(net, 2)
+		noVoteRequestPast(t, net, 2)
+		if st := net.raft(2).Status(); st.Role != Follower || st.Term != MaxTerm-1 {
+			t.Fatalf("node 2 is %v in term %d, want a follower in term %d", st.Role, st.Term, MaxTerm-1)
+		}
+		held(t, net, 2, 1)
+	})
+
+	t.Run("a candidate in MaxTerm", func(t *testing.T) {
+		net := newTestNet(t, 3)
+		net.elect(1)
+		if err := net.raft(2).Step(Message{Type: MsgTimeoutNow, From: 3, To: 2, Term: MaxTerm - 1}); err != nil {
+			t.Fatal(err)
+		}
+		net.cycle(2)
+		if st := net.raft(2).Status(); st.Role != Candidate || st.Term != MaxTerm {
+			t.Fatalf("after the transfer node 2 is %v in term %d, want a candidate in term %d", st.Role, st.Term, MaxTerm)
+		}
+		timeOut(net, 2)
+		noVoteRequestPast(t, net, 2)
+		if st := net.raft(2).Status(); st.Role != Follower || st.Term != MaxTerm {
+			t.Fatalf("after its election timeout node 2 is %v in term %d, want a follower in term %d", st.Role, st.Term, MaxTerm)
+		}
+		held(t, net, 2, 1)
+	})
 }

@@ -29,7 +29,7 @@ func (r *Raft) stepFollower(m Message) error {
 	case MsgTimeoutNow:
 		// The leader gave up its lease and asks this node to take over now: no pre-vote, and
 		// the wait is only what the leader itself still had to wait for.
-		if !r.holdAtMaxTerm() {
+		if !r.holdAtMaxTerm(1) {
 			r.becomeCandidate(true, m.LeaseRemaining)
 		}
 	}

@@ -802,12 +802,12 @@ func coreFuzzSeeds() [][]byte {
 	}
 	seeds = append(seeds, s.settle(3, 4).b)
 	// Forged messages at the ends of the number line, from a real peer: first past MaxTerm,
-	// then in MaxTerm itself, with the last index there is.
+	// then in MaxTerm itself, each with indexes of 2^64-1 and one entry (whose index wraps).
 	s = newFuzzScript(3, true, 0x3f, 1, 11).elect(3)
 	for typ := byte(0); typ < byte(MsgTimeoutNow)+2; typ++ {
 		node, from := typ%3, (typ+1)%3+1
 		for _, term := range []byte{255, 253} {
-			s.op(fzForge, node, typ, from, term, 255, 8, 8, 0, 255, 255, 8, 8, 0, 0, 0, 255, 8, 1, 1, 8, 1, 7)
+			s.op(fzForge, node, typ, from, term, 255, 8, 8, 0, 255, 255, 8, 8, 0, 0, 0, 255, 8, 1, 1, 8, 1, 7, 'x')
 			s.settle(3, 1)
 		}
 	}

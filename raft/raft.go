@@ -482,7 +482,7 @@ func (r *Raft) Campaign() error {
 // same term asks for the next term up, only to tell its answers apart (see preVoteRound): a
 // won pre-vote always leads to a campaign for term+1.
 func (r *Raft) campaign() {
-	if r.holdAtMaxTerm() {
+	if r.holdAtMaxTerm(r.preVoteRound + 1) {
 		return
 	}
 	r.preVoteRound++
@@ -536,15 +536,16 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 // preVoteTerm is the term the current pre-vote round asks for.
 func (r *Raft) preVoteTerm() uint64 { return r.term + r.preVoteRound }
 
-// holdAtMaxTerm keeps a node in MaxTerm from campaigning, since every peer refuses the term
-// a campaign would ask for, and reports whether it did. The node stays a follower and says
-// why each time it would have campaigned.
-func (r *Raft) holdAtMaxTerm() bool {
-	if r.term < MaxTerm {
+// holdAtMaxTerm keeps a node from campaigning for the term ahead terms past its own when
+// that is past MaxTerm, since every peer refuses it, and reports whether it did. The node
+// becomes (or stays) a follower and says why each time it would have campaigned.
+func (r *Raft) holdAtMaxTerm(ahead uint64) bool {
+	if ahead <= MaxTerm-r.term {
 		return false
 	}
-	r.resetElectionDeadline()
-	r.event(Event{Kind: EventPreVoteFailed, Reason: fmt.Sprintf("term %d is the largest there is; no election can follow it", r.term)})
+	reason := fmt.Sprintf("term %d is too close to the largest term %d to campaign", r.term, MaxTerm)
+	r.event(Event{Kind: EventPreVoteFailed, Reason: reason})
+	r.becomeFollower(r.term, None, reason)
 	return true
 }
 
