@@ -37,6 +37,9 @@ RTT ?= configs/geo/rtt-5-regions.csv
 CLUSTER_TLS ?= 1
 CLUSTER_PKI_DIR ?= $(CLUSTER_DIR)/pki
 CLUSTER_TLS_ON := $(filter 1 true yes,$(CLUSTER_TLS))
+ifeq ($(filter 0 1 true false yes no,$(CLUSTER_TLS)),)
+$(error CLUSTER_TLS=$(CLUSTER_TLS): want 1 (TLS, the default) or 0 (no TLS))
+endif
 
 CLUSTER_TF_OUTPUT := $(CLUSTER_DIR)/terraform-output.json
 CLUSTER_INVENTORY := $(CLUSTER_DIR)/inventory.yml
@@ -155,10 +158,8 @@ else
 	scp -q $(CLUSTER_SSH_OPTS) $(CLUSTER_BIN_DIR)/georaft "$$user@$$host:/tmp/georaft-bench" || exit 1; \
 	tls=""; \
 	if [ -n "$(CLUSTER_TLS_ON)" ]; then \
-	  ssh $(CLUSTER_SSH_OPTS) "$$user@$$host" 'mkdir -p -m 700 /tmp/georaft-bench-pki' && \
-	  scp -q $(CLUSTER_SSH_OPTS) $(CLUSTER_PKI_DIR)/ca.crt $(CLUSTER_PKI_DIR)/client-admin.crt $(CLUSTER_PKI_DIR)/client-admin.key \
-	    "$$user@$$host:/tmp/georaft-bench-pki/" || exit 1; \
-	  tls="--cacert /tmp/georaft-bench-pki/ca.crt --cert /tmp/georaft-bench-pki/client-admin.crt --key /tmp/georaft-bench-pki/client-admin.key"; \
+	  scp -q $(CLUSTER_SSH_OPTS) $(CLUSTER_PKI_DIR)/ca.crt "$$user@$$host:/tmp/georaft-bench-ca.crt" || exit 1; \
+	  tls="--cacert /tmp/georaft-bench-ca.crt"; \
 	fi; \
 	ssh $(CLUSTER_SSH_OPTS) "$$user@$$host" /tmp/georaft-bench --endpoints "$$endpoints" $$tls bench $(BENCH_ARGS)
 endif

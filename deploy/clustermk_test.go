@@ -56,6 +56,8 @@ func TestClusterTargetsFailEarly(t *testing.T) {
 		{"no cluster yet", "cluster-status", []string{"TERRAFORM=false"}, nil, "no cluster in the Terraform state", false},
 		{"bench without cluster", "cluster-bench", []string{"TERRAFORM=false", "REGION=europe-west1"}, nil,
 			"no cluster in the Terraform state", false},
+		{"CLUSTER_TLS neither on nor off", "cluster-up", []string{"CLUSTER_TLS=on"}, nil,
+			"CLUSTER_TLS=on: want 1 (TLS, the default) or 0 (no TLS)", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.skip {

@@ -80,7 +80,7 @@ func freePorts(t *testing.T, n int) []int {
 // wrote, as make cluster-deploy does. Check they elect a leader and serve SET and GET to a
 // client with the CA, refuse a plaintext client, then run the playbook again and check it
 // changes nothing. Then renew the certificates and roll them out with upgrade.yml, one node
-// at a time, and check upgrade.yml refuses a new CA.
+// at a time, and check upgrade.yml refuses a new CA and turning TLS off.
 func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	ansiblePlaybook(t)
 	// Stop short of go test's own deadline: a test that times out panics without running its
@@ -262,8 +262,16 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	if want := "is not the CA node1 runs with"; !strings.Contains(strings.Join(strings.Fields(refused), " "), want) {
 		t.Errorf("upgrade.yml with a new CA failed without saying %q:\n%s", want, refused)
 	}
+	// Nor can TLS be turned off one node at a time.
+	plainUpgrade, err := runAnsible(t, ctx, dir, "-i", inv, "upgrade.yml", "-e", "georaft_tls_enabled=false")
+	if err == nil {
+		t.Fatalf("upgrade.yml turned TLS off one node at a time:\n%s", plainUpgrade)
+	}
+	if want := "node1 runs with TLS on, and this play would turn it off"; !strings.Contains(strings.Join(strings.Fields(plainUpgrade), " "), want) {
+		t.Errorf("upgrade.yml turning TLS off failed without saying %q:\n%s", want, plainUpgrade)
+	}
 	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pidsRenewed) {
-		t.Errorf("upgrade.yml with a new CA restarted nodes: pids %v, then %v", pidsRenewed, after)
+		t.Errorf("refused upgrades restarted nodes: pids %v, then %v", pidsRenewed, after)
 	}
 }
 

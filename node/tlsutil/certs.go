@@ -373,8 +373,9 @@ func GenerateCluster(dir string, nodes []NodeSpec, clients []string, validity ti
 // RenewCluster issues new certificates for every node and client under the CA GenerateCluster
 // left in dir, replacing their files; nodes and clients dir does not hold yet are added. The
 // CA stays, so nodes holding renewed certificates and nodes still holding the old ones trust
-// each other: a renewal can roll out one node at a time. Each file is written beside its
-// target and renamed over it, so a crash leaves the old file or the new one.
+// each other: a renewal can roll out one node at a time. Every new file is written beside its
+// target first, then renamed over it; a crash among the renames can leave a new key beside
+// an old certificate, and running the renewal again repairs that.
 func RenewCluster(dir string, nodes []NodeSpec, clients []string, validity time.Duration) (*ClusterFiles, error) {
 	files, err := checkClusterInputs(dir, nodes, clients, validity)
 	if err != nil {
@@ -392,12 +393,22 @@ func RenewCluster(dir string, nodes []NodeSpec, clients []string, validity time.
 	if err != nil {
 		return nil, fmt.Errorf("renew cluster certificates: %w", err)
 	}
+	var staged []string
 	for f, kp := range pairs {
-		if err := replaceFile(f.Key, kp.KeyPEM, 0o600); err != nil {
-			return nil, fmt.Errorf("renew cluster certificates: %w", err)
+		for _, w := range []struct {
+			path string
+			data []byte
+			perm os.FileMode
+		}{{f.Key, kp.KeyPEM, 0o600}, {f.Cert, kp.CertPEM, 0o644}} {
+			if err := stageFile(w.path, w.data, w.perm); err != nil {
+				return nil, fmt.Errorf("renew cluster certificates: %w", err)
+			}
+			staged = append(staged, w.path)
 		}
-		if err := replaceFile(f.Cert, kp.CertPEM, 0o644); err != nil {
-			return nil, fmt.Errorf("renew cluster certificates: %w", err)
+	}
+	for _, path := range staged {
+		if err := os.Rename(path+stagedSuffix, path); err != nil {
+			return nil, fmt.Errorf("renew cluster certificates: replace %s: %w", path, err)
 		}
 	}
 	return files, nil
@@ -455,19 +466,16 @@ func issueLeaves(ca *CA, files *ClusterFiles, nodes []NodeSpec, clients []string
 	return pairs, nil
 }
 
-// replaceFile writes data beside path and renames it over path.
-func replaceFile(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".new"
+// stagedSuffix names the file RenewCluster writes beside the one it will replace.
+const stagedSuffix = ".new"
+
+// stageFile writes data beside path, replacing what an interrupted run left there.
+func stageFile(path string, data []byte, perm os.FileMode) error {
+	tmp := path + stagedSuffix
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := writeNewFile(tmp, data, perm); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	return nil
+	return writeNewFile(tmp, data, perm)
 }
 
 func writeNewFile(path string, data []byte, perm os.FileMode) error {

@@ -453,6 +453,18 @@ func TestRenewClusterKeepsTheCA(t *testing.T) {
 		t.Errorf("the CA expires %v, want about %v from now: renewals need it to outlive its leaves", ca.NotAfter, CAValidity)
 	}
 	oldNode1 := readCert(t, old.Nodes[1].Cert)
+	// Node 2 keeps its old pair, as a node not yet restarted in a rolling renewal does.
+	keep := t.TempDir()
+	oldNode2 := Files{Cert: filepath.Join(keep, "node-2.crt"), Key: filepath.Join(keep, "node-2.key")}
+	for src, dst := range map[string]string{old.Nodes[2].Cert: oldNode2.Cert, old.Nodes[2].Key: oldNode2.Key} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	grown := append(slices.Clone(testNodes), NodeSpec{ID: 4, Hosts: []string{"127.0.0.1"}})
 	renewed, err := RenewCluster(dir, grown, []string{"admin"}, 2*testValidity)
@@ -477,17 +489,32 @@ func TestRenewClusterKeepsTheCA(t *testing.T) {
 		t.Errorf("node 1's certificate was not reissued: serial %v until %v, was %v until %v",
 			newNode1.SerialNumber, newNode1.NotAfter, oldNode1.SerialNumber, oldNode1.NotAfter)
 	}
-	// The renewed pair is a pair, and a renewed node and an old one still shake hands.
-	server, err := ServerConfig(renewed.CA.Cert, renewed.Nodes[1].Cert, renewed.Nodes[1].Key, true)
+	// Renewed pairs are pairs, and a renewed node and one still on its old pair shake hands
+	// both ways.
+	renewedServer, err := ServerConfig(renewed.CA.Cert, renewed.Nodes[1].Cert, renewed.Nodes[1].Key, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := ClientConfig(renewed.CA.Cert, renewed.Nodes[4].Cert, renewed.Nodes[4].Key, NodeServerName(1))
+	oldClient, err := ClientConfig(renewed.CA.Cert, oldNode2.Cert, oldNode2.Key, NodeServerName(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := handshake(t, server, client); err != nil {
-		t.Errorf("handshake between renewed nodes: %v", err)
+	if _, _, err := handshake(t, renewedServer, oldClient); err != nil {
+		t.Errorf("old node 2 to renewed node 1: %v", err)
+	}
+	oldServer, err := ServerConfig(renewed.CA.Cert, oldNode2.Cert, oldNode2.Key, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewedClient, err := ClientConfig(renewed.CA.Cert, renewed.Nodes[4].Cert, renewed.Nodes[4].Key, NodeServerName(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := handshake(t, oldServer, renewedClient); err != nil {
+		t.Errorf("renewed node 4 to old node 2: %v", err)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, "*"+stagedSuffix)); len(leftovers) > 0 {
+		t.Errorf("renewal left staged files behind: %v", leftovers)
 	}
 	if info, err := os.Stat(renewed.Nodes[4].Key); err != nil {
 		t.Error(err)
