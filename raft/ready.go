@@ -22,8 +22,10 @@ func (r *Raft) Ready() Ready {
 	}
 	r.flushAppends()
 	var rd Ready
+	termDurable := true
 	if hs := r.hardState(); hs != r.prevHardState {
 		rd.HardState = &hs
+		termDurable = hs.Term == r.prevHardState.Term
 		r.prevHardState = hs
 	}
 	if r.pendingSnapshot != nil {
@@ -42,6 +44,13 @@ func (r *Raft) Ready() Ready {
 	}
 	rd.Messages, r.msgs = r.msgs, nil
 	rd.MessagesAfterPersist, r.msgsAfterPersist = r.msgsAfterPersist, nil
+	if !termDurable && len(rd.Messages) > 0 {
+		// Leader messages of a term this very Ready makes durable. Only a vote granted before
+		// it was asked for (a forged or corrupt one) gets a node elected that fast; its
+		// appends must still not leave before its term and vote are on disk.
+		rd.MessagesAfterPersist = append(rd.Messages, rd.MessagesAfterPersist...)
+		rd.Messages = nil
+	}
 	rd.ReadStates, r.readStates = r.readStates, nil
 	rd.DroppedReads, r.droppedReads = r.droppedReads, nil
 	rd.Events, r.events = r.events, nil

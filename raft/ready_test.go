@@ -50,6 +50,33 @@ func TestVoteRequestsAfterPersist(t *testing.T) {
 	}
 }
 
+// A vote granted before it was asked for (forged, or corrupt) can elect a node in the same
+// Ready that makes its term durable. Its appends then wait for that persist too: sent first,
+// they would let a crash forget the term and vote they were sent under. Found by
+// FuzzCoreMessages.
+func TestUnsolicitedVoteCannotRushAppendsOut(t *testing.T) {
+	net := newTestNet(t, 3)
+	r := net.raft(1)
+	r.Campaign()
+	r.Step(Message{Type: MsgPreVoteResp, From: 2, To: 1, Term: 1})
+	if err := r.Step(Message{Type: MsgVoteResp, From: 3, To: 1, Term: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Status(); st.Role != Leader {
+		t.Fatalf("node 1 is %v, want leader on its own vote and node 3's", st.Role)
+	}
+	rd := r.Ready()
+	if rd.HardState == nil || rd.HardState.Term != 1 || rd.HardState.Vote != 1 {
+		t.Fatalf("HardState %+v, want term 1 vote 1", rd.HardState)
+	}
+	if len(rd.Messages) != 0 {
+		t.Fatalf("messages %v leave before term 1 is durable", rd.Messages)
+	}
+	if countType(rd.MessagesAfterPersist, MsgApp) != 2 {
+		t.Fatalf("after persist %v, want the new leader's appends to both peers", rd.MessagesAfterPersist)
+	}
+}
+
 // A follower acknowledges an append only after persisting it: the MsgAppResp is in
 // MessagesAfterPersist of the Ready that carries the entries.
 func TestAppendAckAfterPersist(t *testing.T) {

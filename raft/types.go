@@ -268,7 +268,9 @@ type DroppedRead struct {
 //     already stored: the stored log restarts after Snapshot.Index (every stored entry is
 //     dropped), and the state machine is restored from it before CommittedEntries are
 //     applied;
-//  3. send MessagesAfterPersist (vote requests and replies, append acknowledgements);
+//  3. send MessagesAfterPersist (vote requests and replies, append acknowledgements, and
+//     leader messages of a term this Ready makes durable, which only a vote granted before it
+//     was asked for can cause);
 //  4. apply CommittedEntries in order, then answer ReadStates whose Index is applied;
 //  5. call Advance(rd).
 //
