@@ -22,10 +22,9 @@ func (r *Raft) Ready() Ready {
 	}
 	r.flushAppends()
 	var rd Ready
-	termDurable := true
+	durableTerm := r.prevHardState.Term
 	if hs := r.hardState(); hs != r.prevHardState {
 		rd.HardState = &hs
-		termDurable = hs.Term == r.prevHardState.Term
 		r.prevHardState = hs
 	}
 	if r.pendingSnapshot != nil {
@@ -44,12 +43,19 @@ func (r *Raft) Ready() Ready {
 	}
 	rd.Messages, r.msgs = r.msgs, nil
 	rd.MessagesAfterPersist, r.msgsAfterPersist = r.msgsAfterPersist, nil
-	if !termDurable && len(rd.Messages) > 0 {
-		// Leader messages of a term this very Ready makes durable. Only a vote granted before
-		// it was asked for (a forged or corrupt one) gets a node elected that fast; its
-		// appends must still not leave before its term and vote are on disk.
-		rd.MessagesAfterPersist = append(rd.Messages, rd.MessagesAfterPersist...)
-		rd.Messages = nil
+	if rd.HardState != nil && rd.HardState.Term > durableTerm {
+		// Leader messages of a term this very Ready makes durable wait for it. Only a vote
+		// granted before it was asked for (a forged or corrupt one) gets a node elected that
+		// fast; its appends must still not leave before its term and vote are on disk.
+		kept := rd.Messages[:0]
+		for _, m := range rd.Messages {
+			if m.Term > durableTerm {
+				rd.MessagesAfterPersist = append(rd.MessagesAfterPersist, m)
+			} else {
+				kept = append(kept, m)
+			}
+		}
+		rd.Messages = kept
 	}
 	rd.ReadStates, r.readStates = r.readStates, nil
 	rd.DroppedReads, r.droppedReads = r.droppedReads, nil
