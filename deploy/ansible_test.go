@@ -102,6 +102,21 @@ func ansibleEnv(t *testing.T, dir string) []string {
 	)
 }
 
+// fixtureCluster is the recorded terraform output, parsed.
+func fixtureCluster(t *testing.T) inventory.Cluster {
+	t.Helper()
+	f, err := os.Open(tfOutputJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cluster, err := inventory.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cluster
+}
+
 // fixtureInventory writes the inventory generated from the recorded terraform output.
 func fixtureInventory(t *testing.T, dir string) string {
 	t.Helper()
@@ -221,15 +236,7 @@ func TestAnsibleRendersClusterConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(tfOutputJSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster, err := inventory.Parse(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster := fixtureCluster(t)
 	checked := 0
 	for _, n := range cluster.Nodes {
 		if n.Name != probed {

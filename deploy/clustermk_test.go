@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,22 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/georaft/georaft/deploy/inventory"
 	"github.com/georaft/georaft/node/tlsutil"
 )
 
 // The cluster targets must stop before touching anything when a tool or the credentials are
 // missing, and say what to do. Every case here stops at a check, so nothing reaches a network.
 func TestClusterTargetsFailEarly(t *testing.T) {
-	mk, err := exec.LookPath("make")
-	if err != nil {
-		t.Skip("make not on PATH")
-	}
 	dir := t.TempDir()
-	makefile := filepath.Join(dir, "Makefile")
-	if err := os.WriteFile(makefile, []byte("include "+abs(t, "cluster.mk")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mk, makefile := clusterMakefile(t, dir)
 	creds := filepath.Join(dir, "key.json")
 	if err := os.WriteFile(creds, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
@@ -88,15 +79,8 @@ func TestClusterTargetsFailEarly(t *testing.T) {
 // reached at; a second run keeps them, cluster-renew-certs reissues them under the same CA,
 // and CLUSTER_TLS=0 issues nothing.
 func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
-	mk, err := exec.LookPath("make")
-	if err != nil {
-		t.Skip("make not on PATH")
-	}
 	dir := t.TempDir()
-	makefile := filepath.Join(dir, "Makefile")
-	if err := os.WriteFile(makefile, []byte("include "+abs(t, "cluster.mk")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mk, makefile := clusterMakefile(t, dir)
 	fakeTerraform := filepath.Join(dir, "terraform")
 	script := "#!/bin/sh\ncase \"$*\" in\n  *'output -json nodes') echo '[]' ;;\n  *'output -json') cat " + abs(t, tfOutputJSON) + " ;;\n  *) echo \"unexpected terraform $*\" >&2; exit 1 ;;\nesac\n"
 	if err := os.WriteFile(fakeTerraform, []byte(script), 0o755); err != nil {
@@ -130,15 +114,7 @@ func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
 	}
 
 	makeCerts()
-	f, err := os.Open(tfOutputJSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster, err := inventory.Parse(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster := fixtureCluster(t)
 	roots := x509.NewCertPool()
 	caPEM, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
 	if err != nil {
@@ -184,17 +160,23 @@ func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
 
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	certs, err := tlsutil.ReadCertificates(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		t.Fatalf("%s holds no PEM block", path)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	return certs[0]
+}
+
+// clusterMakefile writes, under dir, a Makefile that includes cluster.mk, and finds make.
+func clusterMakefile(t *testing.T, dir string) (mk, makefile string) {
+	t.Helper()
+	mk, err := exec.LookPath("make")
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Skip("make not on PATH")
 	}
-	return cert
+	makefile = filepath.Join(dir, "Makefile")
+	if err := os.WriteFile(makefile, []byte("include "+abs(t, "cluster.mk")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return mk, makefile
 }

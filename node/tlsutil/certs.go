@@ -155,7 +155,7 @@ func NewCA(commonName string, validity time.Duration) (*CA, error) {
 
 // LoadCA reads a CA written by WriteFiles or GenerateCluster, to issue more certificates.
 func LoadCA(certFile, keyFile string) (*CA, error) {
-	certs, err := loadCertificates(certFile)
+	certs, err := ReadCertificates(certFile)
 	if err != nil {
 		return nil, err
 	}
@@ -552,7 +552,7 @@ func parseECKey(data []byte) (*ecdsa.PrivateKey, error) {
 
 // NotAfter is when the first certificate of a PEM file to expire does.
 func NotAfter(path string) (time.Time, error) {
-	certs, err := loadCertificates(path)
+	certs, err := ReadCertificates(path)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -565,8 +565,8 @@ func NotAfter(path string) (time.Time, error) {
 	return first, nil
 }
 
-// loadCertificates reads every CERTIFICATE block of a PEM file; there must be at least one.
-func loadCertificates(path string) ([]*x509.Certificate, error) {
+// ReadCertificates reads every CERTIFICATE block of a PEM file; there must be at least one.
+func ReadCertificates(path string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load certificates: %w", err)

@@ -67,7 +67,7 @@ func ClientConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, er
 
 // LoadCertPool reads the CA certificates in a PEM file.
 func LoadCertPool(caFile string) (*x509.CertPool, error) {
-	certs, err := loadCertificates(caFile)
+	certs, err := ReadCertificates(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("load CA: %w", err)
 	}

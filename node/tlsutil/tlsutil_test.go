@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"net"
 	"net/url"
@@ -35,19 +34,11 @@ func generate(t *testing.T, clients ...string) *ClusterFiles {
 
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	certs, err := ReadCertificates(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		t.Fatalf("%s: no PEM", path)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return cert
+	return certs[0]
 }
 
 func TestGenerateClusterWritesFilesWithPrivateKeys(t *testing.T) {

@@ -186,20 +186,15 @@ func certsCommand() *cobra.Command {
 			if err != nil {
 				return &codedError{exitUsage, err}
 			}
+			issue, did := tlsutil.GenerateCluster, "wrote CA %s and certificates"
 			if renew {
-				files, err := tlsutil.RenewCluster(out, specs, clients, validity)
-				if err != nil {
-					return &codedError{exitFailure, err}
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "kept CA %s and renewed certificates for %s and %s under %s\n",
-					files.CA.Cert, count(len(specs), "node"), count(len(clients), "client"), out)
-				return nil
+				issue, did = tlsutil.RenewCluster, "kept CA %s and renewed certificates"
 			}
-			files, err := tlsutil.GenerateCluster(out, specs, clients, validity)
+			files, err := issue(out, specs, clients, validity)
 			if err != nil {
 				return &codedError{exitFailure, err}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote CA %s and certificates for %s and %s under %s\n",
+			fmt.Fprintf(cmd.OutOrStdout(), did+" for %s and %s under %s\n",
 				files.CA.Cert, count(len(specs), "node"), count(len(clients), "client"), out)
 			return nil
 		},
