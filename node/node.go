@@ -215,6 +215,7 @@ func (n *Node) recover(fsys wal.FS) error {
 		n.lastSnapshot = rec.Snapshot
 	}
 	rcfg := cfg.RaftConfig()
+	rcfg.BootID = n.clock.bootID
 	core, err := raft.New(rcfg, raft.Restored{
 		HardState: rec.HardState,
 		Snapshot:  rec.Snapshot,
@@ -403,15 +404,18 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 }
 
 // persist writes entries and hard state to the WAL with one fsync, when something needs it.
-// A hard state that only moves the commit index is not worth an fsync of its own: Raft does
-// not need the commit index to be durable (a restarted node learns it again), so it rides
-// along with the next write that must sync, or with a clean shutdown.
+// A hard state that only moves the commit index, or lowers the lease bound, is not worth an
+// fsync of its own: Raft does not need the commit index to be durable (a restarted node
+// learns it again), and an older, higher bound only makes a restart assume a longer lease.
+// Such a change rides along with the next write that must sync, or with a clean shutdown. A
+// raised bound must be durable before the acknowledgement that promises it leaves.
 func (n *Node) persist(hs *raft.HardState, entries []raft.Entry) error {
 	if hs != nil {
 		n.latestHardState = *hs
 	}
-	termOrVoteChanged := hs != nil && (hs.Term != n.syncedHardState.Term || hs.Vote != n.syncedHardState.Vote)
-	if len(entries) == 0 && !termOrVoteChanged {
+	mustSync := hs != nil && (hs.Term != n.syncedHardState.Term || hs.Vote != n.syncedHardState.Vote ||
+		hs.LeaseBound > n.syncedHardState.LeaseBound)
+	if len(entries) == 0 && !mustSync {
 		return nil
 	}
 	var save *raft.HardState

@@ -48,9 +48,51 @@ type Config struct {
 	// Seed feeds the election timeout randomization, so simulated runs replay exactly.
 	Seed int64
 
-	// testingSkipOldLeaseWait turns off the new leader's wait for the old lease. Only the
-	// simulator's "the checker catches a bug" test sets it.
-	testingSkipOldLeaseWait bool
+	// BootID names the origin of the clock the node passes to Tick: it must change whenever
+	// that clock may restart from another origin (a machine reboot for a boot-wide clock, a
+	// process restart for a process-wide one). Followers stamp it on the clock readings they
+	// send, and refuse echoes of readings from another boot (see FollowerBoot).
+	BootID uint64
+
+	// off turns safety mechanisms off, one by one. Only tests set it, to show that the
+	// simulator catches each mechanism's absence (raft/knobs_test.go).
+	off mechanisms
+}
+
+// mechanisms names every safety mechanism of the lease, commit and read rules that a test can
+// turn off. A true field means the mechanism is OFF. Each is checked in exactly one place:
+// the place where its rule lives. doc.go argues why each is needed, and docs/lease-knobs.md
+// lists how many simulator seeds it takes to catch each one's absence.
+type mechanisms struct {
+	// Lease rule (doc.go, "The lease rule").
+	followerRecord        bool // a follower records the leader's lease when it hears from it
+	voteLeaseReport       bool // a vote reply reports the voter's lease record
+	candidateOwnRecord    bool // a candidate's wait starts from its own lease record
+	leaseScaleDown        bool // the leader's lease is scaled down by (1−δ)
+	leaseFromSendTime     bool // the lease runs from when the acknowledged message was sent
+	leaseQuorum           bool // the lease needs acknowledgements from a quorum
+	leaseAfterTermCommit  bool // no lease read before an entry of the leader's term commits
+	deferredCommit        bool // a new leader commits nothing before the old leases end
+	startupAssumption     bool // a starting node assumes a lease runs from its start
+	persistedLeaseBound   bool // that assumption uses the longest lease ever acknowledged
+	transferRelinquish    bool // a leader gives its lease up before MsgTimeoutNow leaves
+	transferInheritedWait bool // MsgTimeoutNow carries the leader's own remaining wait
+	staleReplyNoEcho      bool // a reply to an older term's message echoes no SentAt or Round
+
+	// Commit rule.
+	figure8          bool // only an entry of the leader's term commits by counting
+	voteLogCheck     bool // a vote goes only to a candidate whose log is up to date
+	acksAfterPersist bool // votes and acknowledgements leave only after the persist
+
+	// ReadIndex.
+	readIndexFreshRound      bool // a read is confirmed only by a round sent after it arrived
+	readIndexAfterTermCommit bool // no ReadIndex read before an entry of the term commits
+
+	// Stale-read freshness (doc.go, "Stale-read freshness").
+	freshnessFromEcho          bool // freshness is dated by the echoed follower clock, not receipt
+	freshnessNeedsLeaderCommit bool // freshness only once committed up to the leader's commit, of its term
+	freshnessNeedsLease        bool // freshness only from a leader that holds its lease
+	freshnessSameBoot          bool // an echo from another boot of this node gives no freshness
 }
 
 // applyDefaults fills zero flow-control fields with values that suit a WAN cluster.
@@ -134,11 +176,8 @@ func (c *Config) minDriftFactor() float64 { return 1 - c.MaxClockDrift }
 
 // scaleDown returns d × (1 − drift), the part of a lease that is safe on this node's clock.
 func (c *Config) scaleDown(d time.Duration) time.Duration {
+	if c.off.leaseScaleDown {
+		return d
+	}
 	return time.Duration(float64(d) * c.minDriftFactor())
-}
-
-// scaleUp returns d / (1 − drift): how long this node must wait, on its own clock, to be sure
-// that d has passed on any other node's clock.
-func (c *Config) scaleUp(d time.Duration) time.Duration {
-	return time.Duration(float64(d) / c.minDriftFactor())
 }

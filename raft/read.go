@@ -39,7 +39,7 @@ func (r *Raft) Read(id uint64, mode ReadMode) error {
 		if r.role != Leader {
 			return &NotLeaderError{Leader: r.lead, Term: r.term}
 		}
-		if !r.committedInTerm {
+		if !r.committedInTerm && !r.cfg.off.readIndexAfterTermCommit {
 			r.reads.awaitingCommit = append(r.reads.awaitingCommit, id)
 			return nil
 		}
@@ -67,7 +67,7 @@ func (r *Raft) Read(id uint64, mode ReadMode) error {
 // enqueueRead records a ReadIndex read at index, to be confirmed by a round that leaves after
 // now. Reads that arrive before any message carried the current round share it.
 func (r *Raft) enqueueRead(id, index uint64) {
-	if r.roundUsed {
+	if r.roundUsed && !r.cfg.off.readIndexFreshRound {
 		r.round++
 		r.roundUsed = false
 	}

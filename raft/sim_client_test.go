@@ -157,6 +157,9 @@ func (c *simClient) issue() {
 	req := &clientReq{id: s.nextReqID, c: c}
 	req.op.key = fmt.Sprintf("k%d", s.rng.IntN(s.p.keys))
 	x := s.rng.Float64()
+	if s.now < s.writesPausedUntil && !c.probe {
+		x = 1 // reads only: nothing is appended to the log
+	}
 	switch {
 	case c.probe || x < s.p.mix.set:
 		req.op.kind = history.Set
@@ -166,6 +169,9 @@ func (c *simClient) issue() {
 	default:
 		req.op.kind = history.Get
 		req.mode = s.p.mix.readMode(s.rng.Float64())
+		if req.mode == ReadLog && s.now < s.writesPausedUntil {
+			req.mode = ReadLease // a log read appends to the log too
+		}
 		if req.mode == ReadLog {
 			req.op.value = fmt.Sprintf("read c%d.%d", c.id, c.seq)
 		}

@@ -78,6 +78,10 @@ type HardState struct {
 	Term   uint64
 	Vote   uint64
 	Commit uint64
+	// LeaseBound is the longest lease duration this node acknowledged from a leader, lowered
+	// only once no lease of that length can still run. A restarted node assumes a lease of
+	// at least that long runs from its start (doc.go, "Timing that differs between nodes").
+	LeaseBound time.Duration
 }
 
 // IsEmpty reports whether hs carries no state at all (a brand new node).
@@ -197,6 +201,11 @@ type Message struct {
 	// follower's clock, however long the message then waited; see "Stale-read freshness" in
 	// doc.go.
 	FollowerClock time.Duration
+	// FollowerBoot names the boot of the follower's clock that FollowerClock was read from
+	// (Config.BootID), and is echoed with it: after the follower's machine restarts, its clock
+	// counts from a new origin, and an echo of a reading from before could fall below its new
+	// clock and date its state as fresher than it is.
+	FollowerBoot uint64
 
 	// Snapshot identifies the snapshot a MsgSnap installs. The transport carries the bytes.
 	Snapshot SnapshotMeta

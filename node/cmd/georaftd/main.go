@@ -4,6 +4,7 @@
 //	georaftd inspect DATA_DIR          print term, vote, commit and the log, one entry per line
 //	georaftd config check FILE         print the effective config, or every error in it
 //	georaftd certs --out DIR ...       generate a CA, node and client certificates
+//	georaftd wal drop-damaged-tail DIR drop a torn write that start-up refused to guess about
 package main
 
 import (
@@ -82,7 +83,7 @@ func rootCommand() *cobra.Command {
 		},
 	}
 	config.BindFlags(root.Flags())
-	root.AddCommand(inspectCommand(), configCommand(), certsCommand())
+	root.AddCommand(inspectCommand(), configCommand(), certsCommand(), walCommand())
 	return root
 }
 
