@@ -53,6 +53,7 @@ type Node struct {
 	snaps *snapshot.Store
 	kv    *kv.Store
 	tr    *transport.Transport
+	out   outbox // where the loop's messages leave: tr, or a test's wrapper around it
 
 	msgc  chan inbound
 	propc chan *proposal
@@ -245,9 +246,24 @@ func (n *Node) restoreSnapshot(meta raft.SnapshotMeta) error {
 	return nil
 }
 
+// outbox is what the loop needs to send to its peers.
+type outbox interface {
+	Send(msgs []raft.Message)
+	SendSnapshot(to, term uint64, meta raft.SnapshotMeta, open func() (io.ReadCloser, int64, error))
+}
+
+// testingWrapOutbox, set only by tests, wraps each node's outbox, to look at what leaves and
+// when.
+var testingWrapOutbox func(*Node, outbox) outbox
+
 // attachTransport connects the node to its peers. It is separate from open because the
 // transport needs the node as its handler.
-func (n *Node) attachTransport(tr *transport.Transport) { n.tr = tr }
+func (n *Node) attachTransport(tr *transport.Transport) {
+	n.tr, n.out = tr, tr
+	if testingWrapOutbox != nil {
+		n.out = testingWrapOutbox(n, tr)
+	}
+}
 
 // start runs the loop.
 func (n *Node) start() {
@@ -376,7 +392,9 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 	// Publish first: a lease given up in this turn must be withdrawn before any message of
 	// the turn (a TimeoutNow) can reach the transferee. This early view may only narrow the
 	// stale-read window: the entries that justify widening it are applied below.
-	n.publishView(false)
+	if !testingPublishAfterSend {
+		n.publishView(false)
+	}
 	n.send(rd.Messages)
 
 	if rd.Snapshot != nil {
@@ -468,7 +486,7 @@ func (n *Node) answerReads(rd *raft.Ready) {
 
 // send hands messages to the transport; snapshots go through their own stream.
 func (n *Node) send(msgs []raft.Message) {
-	if len(msgs) == 0 || n.tr == nil {
+	if len(msgs) == 0 || n.out == nil {
 		return
 	}
 	regular := msgs[:0:0]
@@ -480,14 +498,14 @@ func (n *Node) send(msgs []raft.Message) {
 		regular = append(regular, m)
 	}
 	if len(regular) > 0 {
-		n.tr.Send(regular)
+		n.out.Send(regular)
 	}
 }
 
 func (n *Node) sendSnapshot(m raft.Message) {
 	meta := m.Snapshot
 	n.dump.Printf("term %d: sending snapshot at index %d to node %d", m.Term, meta.Index, m.To)
-	n.tr.SendSnapshot(m.To, m.Term, meta, func() (io.ReadCloser, int64, error) {
+	n.out.SendSnapshot(m.To, m.Term, meta, func() (io.ReadCloser, int64, error) {
 		return n.snaps.Open(meta)
 	})
 }
@@ -657,3 +675,7 @@ func (n *Node) clientAddressOf(id uint64) string {
 	}
 	return ""
 }
+
+// testingPublishAfterSend turns off the publish before a Ready's messages leave, so that a
+// test can show it catches a lease still published when TimeoutNow leaves.
+var testingPublishAfterSend bool
