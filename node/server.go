@@ -19,11 +19,11 @@ import (
 
 	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/node/connlimit"
-	"github.com/georaft/georaft/node/tlsutil"
 	"github.com/georaft/georaft/node/transport"
 	"github.com/georaft/georaft/node/wal"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // Server is a running georaftd: the node plus its three listeners (peers, clients, metrics).

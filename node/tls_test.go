@@ -24,8 +24,8 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
-	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // TLS end to end: peers on mutual TLS, clients with the CA (and optionally a certificate),

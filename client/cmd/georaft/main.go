@@ -19,7 +19,7 @@ import (
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/cli"
-	"github.com/georaft/georaft/node/tlsutil"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 func main() {
