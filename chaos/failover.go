@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/history"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
@@ -86,11 +86,11 @@ type FailoverOptions struct {
 
 // FailoverReport is the measurement with the configured timing it is to be read against.
 type FailoverReport struct {
-	Timing    lab.Timing       `json:"timing"`
-	Samples   []FailoverSample `json:"samples"`
-	Anomalies []Anomaly        `json:"anomalies"`
-	Ops       int              `json:"ops"`
-	Fsync     *FsyncStats      `json:"wal_fsync"`
+	Timing    config.TimingConfig `json:"timing"`
+	Samples   []FailoverSample    `json:"samples"`
+	Anomalies []Anomaly           `json:"anomalies"`
+	Ops       int                 `json:"ops"`
+	Fsync     *FsyncStats         `json:"wal_fsync"`
 }
 
 // MeasureFailover starts a cluster under load and kills its leader Repeats times, each time
@@ -123,7 +123,7 @@ func MeasureFailover(ctx context.Context, opts FailoverOptions) (*FailoverReport
 	ops := h.rec.Ops()
 	rep.Ops = len(ops)
 	_, anomalies := checkHistory(ops, h.cluster.Timing, opts.CheckTimeout, 0)
-	for _, c := range h.cluster.Crashes() {
+	for _, c := range h.cluster.Kit.Crashes() {
 		anomalies = append(anomalies, Anomaly{AnomalyCrash, c})
 	}
 	rep.Anomalies = anomalies
@@ -140,7 +140,7 @@ func (h *harness) killLeaderOnce(ctx context.Context) (FailoverSample, error) {
 	}
 	h.cluster.scrapeFsync(ctx, leader)
 	killAt := h.clock.Now()
-	if err := h.cluster.killNow(leader); err != nil {
+	if err := h.cluster.Kit.Kill(leader); err != nil {
 		return FailoverSample{}, err
 	}
 	other := func(want func(Served) bool) func(Served) bool {
@@ -256,7 +256,7 @@ func (r *FailoverReport) WriteSummary(w io.Writer) {
 	}
 }
 
-func writeFailoverTable(w io.Writer, samples []FailoverSample, t lab.Timing) {
+func writeFailoverTable(w io.Writer, samples []FailoverSample, t config.TimingConfig) {
 	fmt.Fprintf(w, "failover after kill -9 of the leader (election timeout %s-%s, lease %s; election timeout max + lease = %s):\n",
 		t.ElectionTimeoutMin, t.ElectionTimeoutMax, t.LeaseDuration, t.ElectionTimeoutMax+t.LeaseDuration)
 	var writes, leases []time.Duration

@@ -12,9 +12,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/geo"
 	"github.com/georaft/georaft/history"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
@@ -102,7 +103,7 @@ func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error)
 		h.cluster.Timing.HeartbeatInterval, h.cluster.Timing.ElectionTimeoutMin, h.cluster.Timing.ElectionTimeoutMax,
 		h.cluster.Timing.LeaseDuration, h.cluster.Timing.MaxClockDrift, h.cluster.Timing.MaxStaleness)
 	for _, id := range h.cluster.IDs() {
-		addr, _ := h.cluster.Net.ClientAddress(id)
+		addr := h.cluster.Kit.Links[h.cluster.Regions[0]][id]
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			h.close()
@@ -127,18 +128,18 @@ func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error)
 }
 
 // geoModel scales the RTT matrix and derives the timing for it.
-func geoModel(ctx context.Context, opts SetupOptions) (lab.LinkModel, lab.Timing, error) {
+func geoModel(ctx context.Context, opts SetupOptions) (clusterkit.LinkModel, config.TimingConfig, error) {
 	path := opts.MatrixPath
 	if path == "" {
-		root, err := moduleRoot(ctx)
+		root, err := clusterkit.ModuleRoot(ctx)
 		if err != nil {
-			return lab.LinkModel{}, lab.Timing{}, err
+			return clusterkit.LinkModel{}, config.TimingConfig{}, err
 		}
 		path = filepath.Join(root, DefaultMatrixPath)
 	}
 	m, err := geo.LoadCSV(path)
 	if err != nil {
-		return lab.LinkModel{}, lab.Timing{}, err
+		return clusterkit.LinkModel{}, config.TimingConfig{}, err
 	}
 	scale := opts.GeoScale
 	if scale <= 0 {
@@ -146,7 +147,7 @@ func geoModel(ctx context.Context, opts SetupOptions) (lab.LinkModel, lab.Timing
 	}
 	regions := m.Regions()
 	if len(regions) != 5 {
-		return lab.LinkModel{}, lab.Timing{}, fmt.Errorf("matrix %s has %d regions, the chaos cluster needs 5", path, len(regions))
+		return clusterkit.LinkModel{}, config.TimingConfig{}, fmt.Errorf("matrix %s has %d regions, the chaos cluster needs 5", path, len(regions))
 	}
 	rows := make([][]time.Duration, len(regions))
 	for i, a := range regions {
@@ -154,7 +155,7 @@ func geoModel(ctx context.Context, opts SetupOptions) (lab.LinkModel, lab.Timing
 		for j, b := range regions {
 			d, err := m.RTT(a, b)
 			if err != nil {
-				return lab.LinkModel{}, lab.Timing{}, err
+				return clusterkit.LinkModel{}, config.TimingConfig{}, err
 			}
 			rows[i][j] = time.Duration(float64(d) * scale).Round(time.Millisecond)
 			if i != j && rows[i][j] <= 0 {
@@ -164,13 +165,13 @@ func geoModel(ctx context.Context, opts SetupOptions) (lab.LinkModel, lab.Timing
 	}
 	scaled, err := geo.New(regions, rows, geo.Tolerance{Abs: 2 * time.Millisecond, Rel: 0.2})
 	if err != nil {
-		return lab.LinkModel{}, lab.Timing{}, fmt.Errorf("scaled matrix: %w", err)
+		return clusterkit.LinkModel{}, config.TimingConfig{}, fmt.Errorf("scaled matrix: %w", err)
 	}
-	timing, err := lab.DeriveGeoTiming(scaled, regions)
+	timing, err := clusterkit.GeoTiming(scaled, regions)
 	if err != nil {
-		return lab.LinkModel{}, lab.Timing{}, err
+		return clusterkit.LinkModel{}, config.TimingConfig{}, err
 	}
-	model := lab.LinkModel{Matrix: scaled, Scale: 1, IntraRegionRTT: lab.DefaultIntraRegionRTT, Jitter: DefaultLANJitter}
+	model := clusterkit.LinkModel{Matrix: scaled, Scale: 1, IntraRegionRTT: time.Millisecond, Jitter: DefaultLANJitter}
 	return model, timing, nil
 }
 
@@ -187,7 +188,7 @@ func (h *harness) close() {
 		conn.Close()
 	}
 	if h.cluster != nil {
-		h.cluster.Close()
+		h.cluster.Kit.Close()
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/history"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 )
 
 // Options configure a run.
@@ -46,12 +46,12 @@ type Options struct {
 
 // Report is what a run did and found.
 type Report struct {
-	Seed     int64         `json:"seed"`
-	Timing   lab.Timing    `json:"timing"`
-	Links    string        `json:"links"`
-	Clients  int           `json:"clients"`
-	Keys     int           `json:"keys"`
-	Duration time.Duration `json:"fault_phase_ns"`
+	Seed     int64               `json:"seed"`
+	Timing   config.TimingConfig `json:"timing"`
+	Links    string              `json:"links"`
+	Clients  int                 `json:"clients"`
+	Keys     int                 `json:"keys"`
+	Duration time.Duration       `json:"fault_phase_ns"`
 	// OpCounts counts the clients' operations by "kind outcome" ("get lease->index ok").
 	OpCounts map[string]int `json:"op_counts"`
 	// Ops is every operation recorded: clients, probes and final reads.
@@ -84,7 +84,7 @@ type Report struct {
 // lost writes against the final reads, lease reads of resumed leaders, recovery after each
 // heal, and nodes that crashed. It returns porcupine's result, the anomalies and how many of
 // them are lost writes.
-func analyze(ops []history.Op, events []Event, crashes []string, t lab.Timing, timeout, staleBound time.Duration) (history.Result, []Anomaly, int) {
+func analyze(ops []history.Op, events []Event, crashes []string, t config.TimingConfig, timeout, staleBound time.Duration) (history.Result, []Anomaly, int) {
 	res, anomalies := checkHistory(ops, t, timeout, staleBound)
 	lost := 0
 	for _, a := range lostWrites(ops) {
@@ -194,7 +194,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	h.logf("checking %d operations (porcupine, stale bound %s)", len(ops), describeStaleBound(rep.StaleBound))
 	checkStart := time.Now()
-	res, anomalies, lost := analyze(ops, rep.Events, h.cluster.Crashes(), t, opts.CheckTimeout, opts.StaleBound)
+	res, anomalies, lost := analyze(ops, rep.Events, h.cluster.Kit.Crashes(), t, opts.CheckTimeout, opts.StaleBound)
 	rep.check, rep.Checked, rep.StaleChecked, rep.LostWrites = res, res.Checked, res.StaleChecked, lost
 	h.logf("porcupine: %s in %s", res.Verdict, time.Since(checkStart).Round(time.Millisecond))
 	rep.Anomalies = append(anomalies, rep.Anomalies...)
@@ -366,10 +366,9 @@ func writeArtifacts(opts Options, rep *Report, used []Fault, ops []history.Op, h
 	rep.WriteSummary(&summary)
 	errs = append(errs, os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary.String()), 0o644))
 	if h != nil {
-		for _, id := range h.cluster.IDs() {
-			name := fmt.Sprintf("node%d.log", id)
-			if raw, err := os.ReadFile(filepath.Join(h.workDir, name)); err == nil {
-				errs = append(errs, os.WriteFile(filepath.Join(dir, name), raw, 0o644))
+		for _, n := range h.cluster.Kit.Nodes {
+			if raw, err := os.ReadFile(n.LogPath); err == nil {
+				errs = append(errs, os.WriteFile(filepath.Join(dir, fmt.Sprintf("node%d.log", n.ID)), raw, 0o644))
 			}
 		}
 	}

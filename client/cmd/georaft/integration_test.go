@@ -14,16 +14,18 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/client/cli"
-	"github.com/georaft/georaft/client/internal/testcluster"
+	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/clusterkit/kittest"
 	"github.com/georaft/georaft/geo"
 )
 
-// These tests run a real 3-node cluster; they skip only when node/cmd/georaftd does not
-// exist.
+// These tests run a real 3-node cluster, built from this checkout.
+
+func TestMain(m *testing.M) { kittest.Main(m) }
 
 func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	leader := cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
+	leader := kittest.WaitLeader(t, cl)
 	cfg := "--config=" + strings.Join(cl.ConfigPaths(), ",")
 
 	if _, stderr, code := georaft(t, "", "set", "greeting", "hello world", cfg); code != 0 {
@@ -61,7 +63,9 @@ func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
 
 	// Killing a follower shows it as unreachable; the rest still answer.
 	follower := leader%3 + 1
-	cl.StopNode(follower)
+	if err := cl.Kill(follower); err != nil {
+		t.Fatal(err)
+	}
 	stdout, _, code = georaft(t, "", "status", cfg, "--timeout", "2s")
 	if code != 0 || !strings.Contains(stdout, "unreachable") || !strings.Contains(stdout, "2 of 3 nodes answered") {
 		t.Fatalf("status with node %d down: exit %d:\n%s", follower, code, stdout)
@@ -71,8 +75,7 @@ func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
 // A bench run on a small cluster produces well-formed JSON and CSV and a chart, with
 // operations counted for every mode and for writes.
 func TestIntegrationBenchWritesReportsAndChart(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
 	dir := t.TempDir()
 	jsonPath, csvPath, chartPath := filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.csv"), filepath.Join(dir, "bench.svg")
 	stdout, stderr, code := georaft(t, "", "bench", "--config="+strings.Join(cl.ConfigPaths(), ","),
@@ -151,15 +154,15 @@ func TestIntegrationBenchWritesReportsAndChart(t *testing.T) {
 }
 
 func TestIntegrationTransferLeaderCommand(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	leader := cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
+	leader := kittest.WaitLeader(t, cl)
 	target := leader%3 + 1
 	stdout, stderr, code := georaft(t, "", "transfer-leader", "--to", fmt.Sprint(target),
 		"--endpoints", strings.Join(cl.ClientAddrs(), ","), "--timeout", "15s")
 	if code != 0 {
 		t.Fatalf("transfer-leader: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if got := cl.WaitLeader(30 * time.Second); got != target {
+	if got := kittest.WaitLeader(t, cl); got != target {
 		t.Fatalf("leader %d after transfer-leader --to %d", got, target)
 	}
 }
@@ -167,17 +170,19 @@ func TestIntegrationTransferLeaderCommand(t *testing.T) {
 // --via-region sends the bench through a region's links: stale reads go to the node of
 // that region over its short link, linearizable ones to the leader over a long one.
 func TestIntegrationBenchViaRegion(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	leader := cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
+	leader := kittest.WaitLeader(t, cl)
 	local := cl.Node(leader%3 + 1) // a follower: the region's own node is not the leader
 	const farRTT = 40 * time.Millisecond
 	links := client.RegionLinks{local.Region: {}}
 	for _, n := range cl.Nodes {
-		p := testcluster.NewProxy(t, n.ClientAddr)
+		p := kittest.Proxy(t, n.ClientAddr())
 		if n.ID != local.ID {
-			p.Delay(t, farRTT)
+			if err := p.SetRTT(farRTT); err != nil {
+				t.Fatal(err)
+			}
 		}
-		links[local.Region][n.ID] = p.Addr
+		links[local.Region][n.ID] = p.Listen
 	}
 	linksFile := filepath.Join(t.TempDir(), "client-links.yaml")
 	f, err := os.Create(linksFile)
@@ -215,8 +220,7 @@ func TestIntegrationBenchViaRegion(t *testing.T) {
 // With TLS on, the CLI verifies the nodes with the CA from the node configs (or --cacert),
 // may present a client certificate, and a plaintext client is not let in.
 func TestIntegrationTLS(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{TLS: true})
-	cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{TLS: true})
 	cfg := "--config=" + strings.Join(cl.ConfigPaths(), ",")
 	if _, stderr, code := georaft(t, "", "set", "k", "secret", cfg); code != 0 {
 		t.Fatalf("set over TLS with the CA from the configs: exit %d: %s", code, stderr)
@@ -239,8 +243,7 @@ func TestIntegrationTLS(t *testing.T) {
 // status --rtt-csv and tune --from-cluster turn the RTTs the nodes measured to each other
 // into a region matrix and lease timing, as the deployment kit does with a real cluster.
 func TestIntegrationTuneFromMeasuredRTTs(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
 	endpoints := strings.Join(cl.ClientAddrs(), ",")
 	csv := filepath.Join(t.TempDir(), "measured.csv")
 	// The transport pings every peer once a second; wait until every pair has a figure.

@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/compare"
-	"github.com/georaft/georaft/lab"
 )
 
 func main() {
@@ -122,7 +122,7 @@ func proxyServeCmd() *cobra.Command {
 			if plan == "" || ready == "" {
 				return errors.New("proxy-serve needs --plan and --ready")
 			}
-			return lab.ServeProxies(cmd.Context(), plan, ready, os.Stderr)
+			return clusterkit.ServeProxies(cmd.Context(), plan, ready, os.Stderr)
 		},
 	}
 	cmd.Flags().StringVar(&plan, "plan", "", "proxy plan (JSON, the lab's format)")

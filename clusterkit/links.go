@@ -1,4 +1,4 @@
-package lab
+package clusterkit
 
 import (
 	"encoding/json"
@@ -6,14 +6,15 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"sort"
 	"time"
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/geo"
+	"github.com/georaft/georaft/node/config"
 )
 
-// LinkModel turns the RTT matrix into the delays of the emulated links.
+// LinkModel turns the RTT matrix into the delays of the emulated links. The zero model
+// delays nothing: links that are there only to be cut.
 type LinkModel struct {
 	Matrix geo.Matrix
 	// Scale multiplies every RTT of the matrix (0.1 for quick tests); 0 means 1.
@@ -56,6 +57,9 @@ func (m LinkModel) scale() float64 {
 // rounded to whole milliseconds (toxiproxy's latency unit), or IntraRegionRTT within a region
 // whose diagonal is 0.
 func (m LinkModel) RTT(a, b string) (time.Duration, error) {
+	if m.Matrix.Len() == 0 {
+		return 0, nil
+	}
 	d, err := m.Matrix.RTT(a, b)
 	if err != nil {
 		return 0, err
@@ -85,10 +89,9 @@ func (m LinkModel) Delays(rtt time.Duration) (upstream, downstream time.Duration
 // Link is one toxiproxy proxy: traffic to Listen is forwarded to Upstream, delayed by
 // UpstreamDelay on the way there and DownstreamDelay on the way back.
 type Link struct {
-	Name string `json:"name"`
-	// Kind is "peer" (node to node) or "client" (a client region to a node).
-	Kind       string `json:"kind"`
-	FromRegion string `json:"from_region"`
+	Name       string   `json:"name"`
+	Kind       LinkKind `json:"kind"`
+	FromRegion string   `json:"from_region"`
 	// FromNode is the dialing node of a peer link; 0 for client links.
 	FromNode uint64 `json:"from_node,omitempty"`
 	ToNode   uint64 `json:"to_node"`
@@ -102,6 +105,35 @@ type Link struct {
 	JitterMillis     int64 `json:"jitter_ms"`
 }
 
+// LinkKind says what a link carries.
+type LinkKind string
+
+const (
+	// PeerLink carries one node's messages to another: the link i→j.
+	PeerLink LinkKind = "peer"
+	// ClientLink carries a client's calls from its region to a node.
+	ClientLink LinkKind = "client"
+)
+
+// UniformModel is a link model where every pair of regions is rtt apart, with jitter on
+// each direction: a LAN, or one region's zones.
+func UniformModel(regions []string, rtt, jitter time.Duration) (LinkModel, error) {
+	rows := make([][]time.Duration, len(regions))
+	for i := range regions {
+		rows[i] = make([]time.Duration, len(regions))
+		for j := range regions {
+			if i != j {
+				rows[i][j] = rtt
+			}
+		}
+	}
+	m, err := geo.New(regions, rows, geo.DefaultTolerance)
+	if err != nil {
+		return LinkModel{}, fmt.Errorf("uniform matrix: %w", err)
+	}
+	return LinkModel{Matrix: m, Scale: 1, IntraRegionRTT: rtt / 2, Jitter: jitter}, nil
+}
+
 // ProxyPlan is every link of an emulated cluster; proxy-serve reads it from a JSON file.
 type ProxyPlan struct {
 	Scale                float64 `json:"scale"`
@@ -112,81 +144,88 @@ type ProxyPlan struct {
 
 // PlanLinks derives every proxy from the node configs and the client links: a peer link for
 // each config whose peers entry dials another node at an address other than that node's own
-// peer listener, and a client link for each (region, node) of the links file.
-func PlanLinks(nodes []NodeConfig, links client.RegionLinks, model LinkModel) (ProxyPlan, error) {
-	plan := ProxyPlan{
-		Scale:                model.scale(),
-		IntraRegionRTTMillis: model.IntraRegionRTT.Milliseconds(),
-		CompensationMillis:   model.Compensation.Milliseconds(),
-	}
-	byID := map[uint64]NodeConfig{}
+// peer listener, and a client link for each (region, node) of the client links.
+func PlanLinks(nodes []*config.Config, links client.RegionLinks, model LinkModel) (ProxyPlan, error) {
+	var planned []Link
+	byID := map[uint64]*config.Config{}
 	for _, n := range nodes {
-		byID[n.ID] = n
-		if !model.Matrix.Has(n.Region) {
-			return ProxyPlan{}, fmt.Errorf("node %d (%s): region %q is not in the RTT matrix (it has %v)", n.ID, n.Path, n.Region, model.Matrix.Regions())
-		}
+		byID[n.Node.ID] = n
 	}
-	add := func(l Link) error {
-		rtt, err := model.RTT(l.FromRegion, l.ToRegion)
-		if err != nil {
-			return fmt.Errorf("link %s: %w", l.Name, err)
-		}
-		up, down := model.Delays(rtt)
-		l.RTTMillis = rtt.Milliseconds()
-		l.UpstreamMillis = up.Milliseconds()
-		l.DownstreamMillis = down.Milliseconds()
-		l.JitterMillis = roundMillis(model.Jitter).Milliseconds()
-		plan.Links = append(plan.Links, l)
-		return nil
-	}
+	var errs []error
 	for _, n := range nodes {
 		for _, p := range n.Peers {
 			target, ok := byID[p.ID]
 			if !ok {
-				return ProxyPlan{}, fmt.Errorf("%s: peers names node %d, which has no config", n.Path, p.ID)
-			}
-			if p.ID == n.ID || p.PeerAddress == target.Listen.Peer {
+				errs = append(errs, fmt.Errorf("node %d: peers names node %d, which has no config", n.Node.ID, p.ID))
 				continue
 			}
-			err := add(Link{
-				Name: fmt.Sprintf("peer %d->%d", n.ID, p.ID), Kind: "peer",
-				FromRegion: n.Region, FromNode: n.ID, ToNode: p.ID, ToRegion: target.Region,
-				Listen: p.PeerAddress, Upstream: target.Listen.Peer,
-			})
-			if err != nil {
-				return ProxyPlan{}, err
+			if p.ID == n.Node.ID || p.PeerAddress == target.Listen.Peer {
+				continue
 			}
+			planned = append(planned, Link{Name: fmt.Sprintf("peer %d->%d", n.Node.ID, p.ID), Kind: PeerLink,
+				FromRegion: n.Node.Region, FromNode: n.Node.ID, ToNode: p.ID, ToRegion: target.Node.Region,
+				Listen: p.PeerAddress, Upstream: target.Listen.Peer})
 		}
 	}
-	regions := links.Regions()
-	for _, region := range regions {
-		ids := make([]uint64, 0, len(links[region]))
-		for id := range links[region] {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
-		for _, id := range ids {
+	for _, region := range links.Regions() {
+		for _, id := range sortedIDs(links[region]) {
 			target, ok := byID[id]
 			if !ok {
-				return ProxyPlan{}, fmt.Errorf("client links: regions.%s names node %d, which has no config", region, id)
+				errs = append(errs, fmt.Errorf("client links: regions.%s names node %d, which has no config", region, id))
+				continue
 			}
-			if !model.Matrix.Has(region) {
-				return ProxyPlan{}, fmt.Errorf("client links: region %q is not in the RTT matrix (it has %v)", region, model.Matrix.Regions())
-			}
-			err := add(Link{
-				Name: fmt.Sprintf("client %s->%d", region, id), Kind: "client",
-				FromRegion: region, ToNode: id, ToRegion: target.Region,
-				Listen: links[region][id], Upstream: target.Listen.Client,
-			})
-			if err != nil {
-				return ProxyPlan{}, err
-			}
+			planned = append(planned, Link{Name: fmt.Sprintf("client %s->%d", region, id), Kind: ClientLink,
+				FromRegion: region, ToNode: id, ToRegion: target.Node.Region,
+				Listen: links[region][id], Upstream: target.Listen.Client})
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ProxyPlan{}, err
+	}
+	return model.Plan(planned...)
+}
+
+// Plan is a plan of links (which say where they listen, lead and which regions they join)
+// with their delays filled from the model, checked: no two listen on one address, none
+// leads into another.
+func (m LinkModel) Plan(links ...Link) (ProxyPlan, error) {
+	plan := ProxyPlan{
+		Scale:                m.scale(),
+		IntraRegionRTTMillis: m.IntraRegionRTT.Milliseconds(),
+		CompensationMillis:   m.Compensation.Milliseconds(),
+	}
+	var errs []error
+	for _, l := range links {
+		l, err := m.link(l)
+		errs = append(errs, err)
+		plan.Links = append(plan.Links, l)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ProxyPlan{}, err
 	}
 	if err := plan.check(); err != nil {
 		return ProxyPlan{}, err
 	}
 	return plan, nil
+}
+
+// link fills l's delays from the model.
+func (m LinkModel) link(l Link) (Link, error) {
+	for _, r := range []string{l.FromRegion, l.ToRegion} {
+		if m.Matrix.Len() > 0 && !m.Matrix.Has(r) {
+			return l, fmt.Errorf("link %s: region %q is not in the RTT matrix (it has %v)", l.Name, r, m.Matrix.Regions())
+		}
+	}
+	rtt, err := m.RTT(l.FromRegion, l.ToRegion)
+	if err != nil {
+		return l, fmt.Errorf("link %s: %w", l.Name, err)
+	}
+	up, down := m.Delays(rtt)
+	l.RTTMillis = rtt.Milliseconds()
+	l.UpstreamMillis = up.Milliseconds()
+	l.DownstreamMillis = down.Milliseconds()
+	l.JitterMillis = roundMillis(m.Jitter).Milliseconds()
+	return l, nil
 }
 
 func (p ProxyPlan) check() error {
