@@ -12,6 +12,7 @@ import (
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
 	"github.com/georaft/georaft/history"
+	"github.com/georaft/georaft/readmode"
 )
 
 func TestMain(m *testing.M) { kittest.Main(m) }
@@ -215,7 +216,7 @@ func injectStaleRead(t *testing.T, ops []history.Op) ([]history.Op, string) {
 		}
 		for _, newer := range ops[i+1:] {
 			if newer.Key == older.Key && newer.Kind == history.Set && newer.Outcome == history.OK && newer.Call > older.Return {
-				stale := history.Op{ClientID: 77_777, Kind: history.Get, Mode: history.ModeLease, Key: older.Key,
+				stale := history.Op{ClientID: 77_777, Kind: history.Get, Mode: readmode.Lease, Key: older.Key,
 					Value: older.Value, Found: true, Call: newer.Return + 1, Return: newer.Return + 2, Outcome: history.OK,
 					Note: "injected stale read"}
 				return append(slices.Clone(ops), stale), older.Key

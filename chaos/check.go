@@ -12,6 +12,7 @@ import (
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Anomaly kinds. Every one of them fails a run.
@@ -261,7 +262,7 @@ func pauseAnomalies(events []Event) []Anomaly {
 			continue
 		}
 		for _, p := range ev.Probes {
-			if p.Served == history.ModeLease.String() && p.Term == ev.LeaderTerm {
+			if p.Served == readmode.Lease.String() && p.Term == ev.LeaderTerm {
 				out = append(out, Anomaly{AnomalyLeaseAfterPause, fmt.Sprintf(
 					"fault %d: node %d answered a lease read of %s in its old term %d after resuming, though a newer leader was elected while it was stopped",
 					ev.Index, ev.Targets[0], strconv.Quote(p.Key), p.Term)})

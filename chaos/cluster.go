@@ -287,4 +287,3 @@ func BuildGeoraftd(ctx context.Context, dir string) (string, error) {
 	}
 	return clusterkit.Build(ctx, root, dir, "./node/cmd/georaftd", clusterkit.TestHooksTag)
 }
-

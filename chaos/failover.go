@@ -10,6 +10,7 @@ import (
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // FailoverSample is one kill -9 of the leader under load, measured from the clients' side.
@@ -37,7 +38,7 @@ func failoverWindows(served []Served, killAt int64, killed uint64) FailoverSampl
 	lastWrite, lastLease := int64(-1), int64(-1)
 	firstWrite, firstLease := int64(-1), int64(-1)
 	for _, op := range served {
-		isLease := op.Kind == history.Get && op.Mode == history.ModeLease
+		isLease := op.Kind == history.Get && op.Mode == readmode.Lease
 		isWrite := op.Kind != history.Get
 		if op.Return <= killAt {
 			if isWrite {
@@ -66,7 +67,7 @@ func failoverWindows(served []Served, killAt int64, killed uint64) FailoverSampl
 	s.WriteWindow = millisOf(firstWrite - lastWrite)
 	s.LeaseWindow = millisOf(firstLease - lastLease)
 	for _, op := range served {
-		if op.Kind == history.Get && op.Asked == history.ModeLease && op.Mode == history.ModeIndex &&
+		if op.Kind == history.Get && op.Asked == readmode.Lease && op.Mode == readmode.Index &&
 			op.Return > lastLease && op.Return < firstLease {
 			s.LeaseAsIndex++
 		}
@@ -148,7 +149,7 @@ func (h *harness) killLeaderOnce(ctx context.Context) (FailoverSample, error) {
 	}
 	back := steadyTimeout
 	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.Kind != history.Get }))
-	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.Kind == history.Get && s.Mode == history.ModeLease }))
+	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.Kind == history.Get && s.Mode == readmode.Lease }))
 	sample := failoverWindows(h.work.Served(), killAt, leader)
 	sample.Term = term
 	if err := h.cluster.Start(leader); err != nil {
@@ -179,7 +180,7 @@ func (h *harness) waitSteady(ctx context.Context, timeout time.Duration) (uint64
 					continue
 				}
 				write = write || s.Kind != history.Get
-				lease = lease || (s.Kind == history.Get && s.Mode == history.ModeLease)
+				lease = lease || (s.Kind == history.Get && s.Mode == readmode.Lease)
 			}
 			if write && lease {
 				return leader, term, nil

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/clusterkit"
-	"github.com/georaft/georaft/history"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Event is what happened to one fault of a run, on the harness clock.
@@ -221,9 +221,9 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 // lease), stale reads to a paused follower (which must not answer beyond the staleness
 // bound).
 func (h *harness) runPause(ctx context.Context, f Fault, ev *Event, leader uint64, followers []uint64, term uint64) error {
-	victim, mode, role := leader, history.ModeLease, "leader"
+	victim, mode, role := leader, readmode.Lease, "leader"
 	if f.Kind == PauseFollower {
-		victim, mode, role = pickN(followers, 1, f.Pick)[0], history.ModeStale, "follower"
+		victim, mode, role = pickN(followers, 1, f.Pick)[0], readmode.Stale, "follower"
 	}
 	pausedAt := h.clock.Now()
 	if err := h.cluster.Kit.Pause(victim); err != nil {

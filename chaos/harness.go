@@ -17,6 +17,7 @@ import (
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // SetupOptions are what a run and a failover measurement share.
@@ -210,7 +211,7 @@ type ProbeResult struct {
 
 // probe sends a read of each key to node id through its client link at once, in parallel,
 // and records each in the history (probes are ordinary operations to the checker).
-func (h *harness) probe(ctx context.Context, id uint64, keys []string, mode history.Mode) []ProbeResult {
+func (h *harness) probe(ctx context.Context, id uint64, keys []string, mode readmode.Mode) []ProbeResult {
 	kv := h.probes[id]
 	out := make([]ProbeResult, len(keys))
 	var wg sync.WaitGroup
@@ -226,14 +227,17 @@ func (h *harness) probe(ctx context.Context, id uint64, keys []string, mode hist
 			callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			call := h.rec.Begin(history.Op{ClientID: clientID, Kind: history.Get, Key: key, Mode: mode})
-			resp, err := kv.Get(callCtx, &georaftv1.GetRequest{Key: []byte(key), ReadMode: protoMode(mode)})
+			resp, err := kv.Get(callCtx, &georaftv1.GetRequest{Key: []byte(key), ReadMode: georaftv1.ReadModeOf(mode)})
 			if err != nil {
 				call.Unknown(err)
 				res.Err = err.Error()
 				out[i] = res
 				return
 			}
-			served := historyMode(resp.GetServedMode(), mode)
+			served, err := resp.GetServedMode().Mode()
+			if err != nil {
+				served = mode
+			}
 			call.Read(resp.GetFound(), string(resp.GetValue()), served)
 			call.Annotate(fmt.Sprintf("probe of n%d after resume, t%d", id, resp.GetHeader().GetTerm()))
 			res.Served, res.Term = served.String(), resp.GetHeader().GetTerm()
@@ -250,32 +254,6 @@ const (
 	probeClientBase = 10_000
 	finalClientID   = 9_999
 )
-
-func protoMode(m history.Mode) georaftv1.ReadMode {
-	switch m {
-	case history.ModeIndex:
-		return georaftv1.ReadMode_READ_MODE_INDEX
-	case history.ModeLog:
-		return georaftv1.ReadMode_READ_MODE_LOG
-	case history.ModeStale:
-		return georaftv1.ReadMode_READ_MODE_STALE
-	}
-	return georaftv1.ReadMode_READ_MODE_LEASE
-}
-
-func historyMode(m georaftv1.ReadMode, asked history.Mode) history.Mode {
-	switch m {
-	case georaftv1.ReadMode_READ_MODE_LEASE:
-		return history.ModeLease
-	case georaftv1.ReadMode_READ_MODE_INDEX:
-		return history.ModeIndex
-	case georaftv1.ReadMode_READ_MODE_LOG:
-		return history.ModeLog
-	case georaftv1.ReadMode_READ_MODE_STALE:
-		return history.ModeStale
-	}
-	return asked
-}
 
 // keysWrittenBetween lists distinct keys of writes acknowledged in [from, to], latest first.
 func (h *harness) keysWrittenBetween(from, to int64, limit int) []string {

@@ -18,6 +18,7 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/node/config"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Options configure a run.
@@ -315,10 +316,10 @@ func (h *harness) finalReads(ctx context.Context) {
 	for _, key := range h.work.Keys() {
 		deadline := time.Now().Add(30 * time.Second)
 		for ctx.Err() == nil {
-			call := h.rec.Begin(history.Op{ClientID: finalClientID, Kind: history.Get, Key: key, Mode: history.ModeLog})
-			res, err := cl.Get(ctx, key, client.ReadLog)
+			call := h.rec.Begin(history.Op{ClientID: finalClientID, Kind: history.Get, Key: key, Mode: readmode.Log})
+			res, err := cl.Get(ctx, key, readmode.Log)
 			if err == nil {
-				call.Read(res.Found, string(res.Value), fromClientMode(res.Served))
+				call.Read(res.Found, string(res.Value), res.Served)
 				call.Annotate(fmt.Sprintf("final read after full restart, n%d", res.NodeID))
 				break
 			}
@@ -447,7 +448,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 			switch {
 			case p.Err != "":
 				refused++
-			case p.Served == history.ModeLease.String():
+			case p.Served == readmode.Lease.String():
 				asLease++
 			default:
 				asIndex++

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 func TestBackoffFullJitterStaysUnderTheCeiling(t *testing.T) {
@@ -186,8 +187,8 @@ func TestDeadlineHonouredWhenNoNodeAnswers(t *testing.T) {
 		call func() error
 	}{
 		{"set", func() error { _, err := c.Set(context.Background(), "k", []byte("v")); return err }},
-		{"get", func() error { _, err := c.Get(context.Background(), "k", ReadLease); return err }},
-		{"stale get", func() error { _, err := c.Get(context.Background(), "k", ReadStale); return err }},
+		{"get", func() error { _, err := c.Get(context.Background(), "k", readmode.Lease); return err }},
+		{"stale get", func() error { _, err := c.Get(context.Background(), "k", readmode.Stale); return err }},
 	} {
 		start := time.Now()
 		err := op.call()
@@ -217,7 +218,7 @@ func TestCallerDeadlineWinsWhenEarlier(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { _, err := c.Get(ctx, "k", ReadIndex); done <- err }()
+	go func() { _, err := c.Get(ctx, "k", readmode.Index); done <- err }()
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrUnavailable) {
@@ -248,7 +249,7 @@ func TestNegativeMaxRetriesTriesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_, err = c.Get(context.Background(), "k", ReadLease)
+	_, err = c.Get(context.Background(), "k", readmode.Lease)
 	var unavailable *UnavailableError
 	if !errors.As(err, &unavailable) || unavailable.Attempts != 1 || unavailable.Deadline {
 		t.Fatalf("err = %#v, want one attempt, given up without the deadline", err)
@@ -261,7 +262,7 @@ func TestClosedClientRefusesCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	if _, err := c.Get(context.Background(), "k", ReadLease); !errors.Is(err, ErrClosed) {
+	if _, err := c.Get(context.Background(), "k", readmode.Lease); !errors.Is(err, ErrClosed) {
 		t.Fatalf("err = %v, want ErrClosed", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
+	"github.com/georaft/georaft/readmode"
 )
 
 func TestMain(m *testing.M) { kittest.Main(m) }
@@ -39,26 +40,26 @@ func TestIntegrationReadsAndWritesInEveryMode(t *testing.T) {
 	if w.Index == 0 || w.Session.ClientID != c.ClientID() || w.Session.Sequence != 1 {
 		t.Fatalf("set result %+v: want a log index and the client's first session sequence", w)
 	}
-	for _, mode := range client.ReadModes {
+	for _, mode := range readmode.All {
 		r, err := c.Get(ctx, "greeting", mode)
 		if err != nil {
 			t.Fatalf("get in %s mode: %v", mode, err)
 		}
-		if mode == client.ReadStale && !r.Found {
+		if mode == readmode.Stale && !r.Found {
 			// A stale read may come from a follower that has not applied the write yet.
 			continue
 		}
 		if !r.Found || string(r.Value) != "hello world" {
 			t.Fatalf("get in %s mode = %+v", mode, r)
 		}
-		if r.Requested != mode || (mode != client.ReadLease && r.Served != mode) {
+		if r.Requested != mode || (mode != readmode.Lease && r.Served != mode) {
 			t.Fatalf("get in %s mode: requested %s, served %s", mode, r.Requested, r.Served)
 		}
-		if mode == client.ReadLease && r.Served != client.ReadLease && r.Served != client.ReadIndex {
+		if mode == readmode.Lease && r.Served != readmode.Lease && r.Served != readmode.Index {
 			t.Fatalf("lease read served as %s", r.Served)
 		}
 	}
-	missing, err := c.Get(ctx, "no such key", client.ReadLease)
+	missing, err := c.Get(ctx, "no such key", readmode.Lease)
 	if err != nil || missing.Found {
 		t.Fatalf("get of a missing key = %+v, %v: want found=false and no error", missing, err)
 	}
@@ -132,7 +133,7 @@ func TestIntegrationRedirectAfterLeaderChange(t *testing.T) {
 		proxied = append(proxied, p.Listen)
 	}
 	pc := newClient(t, client.Options{Endpoints: proxied, RequestTimeout: 15 * time.Second})
-	g, err := pc.Get(ctx, "k", client.ReadLease)
+	g, err := pc.Get(ctx, "k", readmode.Lease)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestIntegrationRetriedWriteAppliesOnce(t *testing.T) {
 		RequestTimeout: 60 * time.Second, AttemptTimeout: time.Second})
 	other := newClient(t, client.Options{Endpoints: cl.ClientAddrs(), RequestTimeout: 15 * time.Second})
 	// Bring the proxied connection up before responses start to vanish.
-	if _, err := c.Get(ctx, "k", client.ReadLease); err != nil {
+	if _, err := c.Get(ctx, "k", readmode.Lease); err != nil {
 		t.Fatal(err)
 	}
 
@@ -174,7 +175,7 @@ func TestIntegrationRetriedWriteAppliesOnce(t *testing.T) {
 	}()
 	// The write reaches the leader and is applied; its answer never comes back.
 	kittest.WaitFor(t, 20*time.Second, "the first write to be applied", func() error {
-		r, err := other.Get(ctx, "k", client.ReadIndex)
+		r, err := other.Get(ctx, "k", readmode.Index)
 		if err == nil && string(r.Value) != "first" {
 			err = fmt.Errorf("k = %q", r.Value)
 		}
@@ -203,7 +204,7 @@ func TestIntegrationRetriedWriteAppliesOnce(t *testing.T) {
 	if got.res.Index >= second.Index {
 		t.Fatalf("retried write reports index %d, after the other write's %d: it was applied again", got.res.Index, second.Index)
 	}
-	r, err := other.Get(ctx, "k", client.ReadIndex)
+	r, err := other.Get(ctx, "k", readmode.Index)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestIntegrationDeadlineWithoutLeader(t *testing.T) {
 		call func() error
 	}{
 		{"set", func() error { _, err := c.Set(context.Background(), "k", []byte("v")); return err }},
-		{"lease get", func() error { _, err := c.Get(context.Background(), "k", client.ReadLease); return err }},
+		{"lease get", func() error { _, err := c.Get(context.Background(), "k", readmode.Lease); return err }},
 	} {
 		start := time.Now()
 		err := op.call()
@@ -272,7 +273,7 @@ func TestIntegrationConcurrentWritesAllApply(t *testing.T) {
 	}
 	for w := 0; w < writers; w++ {
 		for i := 0; i < each; i++ {
-			r, err := c.Get(ctx, fmt.Sprintf("w%d/%d", w, i), client.ReadIndex)
+			r, err := c.Get(ctx, fmt.Sprintf("w%d/%d", w, i), readmode.Index)
 			if err != nil || !r.Found {
 				t.Fatalf("key w%d/%d: %+v, %v: a concurrent write was lost", w, i, r, err)
 			}
@@ -297,7 +298,7 @@ func benchmarkCluster(b *testing.B) *client.Client {
 
 func BenchmarkGet(b *testing.B) {
 	c := benchmarkCluster(b)
-	for _, mode := range client.ReadModes {
+	for _, mode := range readmode.All {
 		b.Run(mode.String(), func(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
+	"github.com/georaft/georaft/readmode"
 )
 
 func TestMain(m *testing.M) { kittest.Main(m) }
@@ -113,7 +113,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if _, err := cl.Set(ctx, "grown", []byte("4")); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := cl.Get(ctx, "grown", client.ReadIndex); err != nil || string(r.Value) != "4" {
+	if r, err := cl.Get(ctx, "grown", readmode.Index); err != nil || string(r.Value) != "4" {
 		t.Fatalf("read back: %+v, %v", r, err)
 	}
 

@@ -13,6 +13,7 @@ import (
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 func TestMain(m *testing.M) { kittest.Main(m) }
@@ -58,7 +59,7 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 	if _, err := cl.Set(ctx, "lab/e2e", []byte("written through the lab")); err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []client.ReadMode{client.ReadLease, client.ReadIndex, client.ReadLog} {
+	for _, mode := range []readmode.Mode{readmode.Lease, readmode.Index, readmode.Log} {
 		got, err := cl.Get(ctx, "lab/e2e", mode)
 		if err != nil {
 			t.Fatalf("%v read: %v", mode, err)

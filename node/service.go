@@ -49,8 +49,9 @@ func (s *kvService) Delete(ctx context.Context, req *georaftv1.DeleteRequest) (*
 
 func (s *kvService) Get(ctx context.Context, req *georaftv1.GetRequest) (*georaftv1.GetResponse, error) {
 	start := time.Now()
-	mode, err := readModeFromProto(req.GetReadMode())
+	mode, err := req.GetReadMode().Mode()
 	if err != nil {
+		err = invalidArgument("read_mode", "%v: want lease, index, log or stale", err)
 		s.n.observe("get", "invalid", start, err)
 		return nil, err
 	}
@@ -60,7 +61,7 @@ func (s *kvService) Get(ctx context.Context, req *georaftv1.GetRequest) (*georaf
 		return nil, s.n.toStatus(err)
 	}
 	return &georaftv1.GetResponse{
-		Header: s.n.header(applied), Found: found, Value: value, ServedMode: readModeToProto(served),
+		Header: s.n.header(applied), Found: found, Value: value, ServedMode: georaftv1.ReadModeOf(served),
 	}, nil
 }
 
@@ -78,34 +79,6 @@ func (s *kvService) TransferLeader(ctx context.Context, req *georaftv1.TransferL
 		return nil, s.n.toStatus(err)
 	}
 	return &georaftv1.TransferLeaderResponse{LeaderId: leader, Term: term}, nil
-}
-
-func readModeFromProto(m georaftv1.ReadMode) (raft.ReadMode, error) {
-	switch m {
-	case georaftv1.ReadMode_READ_MODE_UNSPECIFIED, georaftv1.ReadMode_READ_MODE_LEASE:
-		return raft.ReadLease, nil
-	case georaftv1.ReadMode_READ_MODE_INDEX:
-		return raft.ReadIndex, nil
-	case georaftv1.ReadMode_READ_MODE_LOG:
-		return raft.ReadLog, nil
-	case georaftv1.ReadMode_READ_MODE_STALE:
-		return raft.ReadStale, nil
-	}
-	return 0, invalidArgument("read_mode", "unknown read mode %d: want lease, index, log or stale", int32(m))
-}
-
-func readModeToProto(m raft.ReadMode) georaftv1.ReadMode {
-	switch m {
-	case raft.ReadLease:
-		return georaftv1.ReadMode_READ_MODE_LEASE
-	case raft.ReadIndex:
-		return georaftv1.ReadMode_READ_MODE_INDEX
-	case raft.ReadLog:
-		return georaftv1.ReadMode_READ_MODE_LOG
-	case raft.ReadStale:
-		return georaftv1.ReadMode_READ_MODE_STALE
-	}
-	return georaftv1.ReadMode_READ_MODE_UNSPECIFIED
 }
 
 func (n *Node) header(applied uint64) *georaftv1.ResponseHeader {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/readmode"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -29,12 +30,12 @@ func TestParseCommand(t *testing.T) {
 		{`SET "my key" a"b c"d`, Command{Verb: VerbSet, Key: "my key", Value: "ab cd"}},
 		{"SET k héllo→", Command{Verb: VerbSet, Key: "k", Value: "héllo→"}},
 		{"GET x", Command{Verb: VerbGet, Key: "x"}},
-		{"get x STALE", Command{Verb: VerbGet, Key: "x", Mode: client.ReadStale, HasMode: true}},
+		{"get x STALE", Command{Verb: VerbGet, Key: "x", Mode: readmode.Stale, HasMode: true}},
 		{"DEL x", Command{Verb: VerbDel, Key: "x"}},
 		{"delete x", Command{Verb: VerbDel, Key: "x"}},
 		{"STATUS", Command{Verb: VerbStatus}},
 		{"mode", Command{Verb: VerbMode}},
-		{"MODE index", Command{Verb: VerbMode, Mode: client.ReadIndex, HasMode: true}},
+		{"MODE index", Command{Verb: VerbMode, Mode: readmode.Index, HasMode: true}},
 		{"help", Command{Verb: VerbHelp}},
 		{"?", Command{Verb: VerbHelp}},
 		{"quit", Command{Verb: VerbQuit}},
@@ -306,7 +307,7 @@ func TestQuoteRoundTrips(t *testing.T) {
 func TestGetNotesAFallbackRead(t *testing.T) {
 	var out, errOut bytes.Buffer
 	p := Printer{Out: &out, Err: &errOut}
-	p.Get("k", client.GetResult{Found: true, Value: []byte("v"), Requested: client.ReadLease, Served: client.ReadIndex, Header: client.Header{NodeID: 2}})
+	p.Get("k", client.GetResult{Found: true, Value: []byte("v"), Requested: readmode.Lease, Served: readmode.Index, Header: client.Header{NodeID: 2}})
 	if got := out.String(); got != "v\n" {
 		t.Fatalf("stdout %q, want the value alone", got)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/georaft/georaft/client"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Printer writes command results as text for people or as JSON (one object per result,
@@ -124,7 +125,7 @@ func (p Printer) Get(key string, res client.GetResult) {
 		fmt.Fprintln(p.Err, "(not found)")
 	}
 	switch {
-	case res.Served == client.ReadStale:
+	case res.Served == readmode.Stale:
 		fmt.Fprintf(p.Err, "(stale read from node %d at applied index %d: may lag the leader)\n", res.NodeID, res.AppliedIndex)
 	case res.Served != res.Requested:
 		fmt.Fprintf(p.Err, "(asked for %s %s read, served as %s %s read by node %d: still linearizable)\n",
@@ -156,13 +157,13 @@ func DisplayValue(v []byte) string {
 }
 
 // Mode prints the read mode now in force.
-func (p Printer) Mode(m client.ReadMode) {
+func (p Printer) Mode(m readmode.Mode) {
 	if p.JSON {
 		p.json(map[string]any{"ok": true, "op": "mode", "mode": m.String()})
 		return
 	}
 	note := ""
-	if m == client.ReadStale {
+	if m == readmode.Stale {
 		note = " (any node answers from its own state: reads may be stale)"
 	}
 	fmt.Fprintf(p.Out, "read mode: %s%s\n", m, note)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Verb is a REPL command.
@@ -29,7 +29,7 @@ type Command struct {
 	Key   string
 	Value string
 	// Mode is set by MODE (HasMode), and by GET key MODE for that one read.
-	Mode    client.ReadMode
+	Mode    readmode.Mode
 	HasMode bool
 }
 
@@ -95,7 +95,7 @@ func ParseCommand(line string) (Command, error) {
 		}
 		cmd.Key = args[0]
 		if len(args) == 2 {
-			m, err := client.ParseReadMode(args[1])
+			m, err := readmode.Parse(args[1])
 			if err != nil {
 				return Command{}, &UsageError{Problem: err.Error(), Hint: usage[verb]}
 			}
@@ -111,7 +111,7 @@ func ParseCommand(line string) (Command, error) {
 			return Command{}, wrongArgs()
 		}
 		if len(args) == 1 {
-			m, err := client.ParseReadMode(args[0])
+			m, err := readmode.Parse(args[0])
 			if err != nil {
 				return Command{}, &UsageError{Problem: err.Error(), Hint: usage[verb]}
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/chzyer/readline"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Session executes REPL commands against a cluster and prints their results.
@@ -21,7 +22,7 @@ type Session struct {
 	Client  *client.Client
 	Printer Printer
 	// Mode is the read mode of GET without an explicit mode; MODE changes it.
-	Mode client.ReadMode
+	Mode readmode.Mode
 }
 
 // Execute runs one line and prints its outcome. It returns the command's exit code and
@@ -160,7 +161,7 @@ func (r *REPL) execute(ctx context.Context, line string) (int, bool) {
 }
 
 func (r *REPL) prompt() string {
-	if r.Session.Mode == client.ReadLease {
+	if r.Session.Mode == readmode.Lease {
 		return "georaft> "
 	}
 	return fmt.Sprintf("georaft (%s)> ", r.Session.Mode)
@@ -169,7 +170,7 @@ func (r *REPL) prompt() string {
 func (r *REPL) runInteractive(ctx context.Context) int {
 	modes := func() []readline.PrefixCompleterInterface {
 		var items []readline.PrefixCompleterInterface
-		for _, m := range client.ReadModes {
+		for _, m := range readmode.All {
 			items = append(items, readline.PcItem(m.String()))
 		}
 		return items

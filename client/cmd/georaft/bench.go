@@ -13,6 +13,7 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/client/cli"
+	"github.com/georaft/georaft/readmode"
 )
 
 type benchFlags struct {
@@ -90,7 +91,7 @@ func (a *app) runBench(cmd *cobra.Command, f benchFlags) error {
 		if m = strings.TrimSpace(m); m == "" {
 			continue
 		}
-		mode, err := client.ParseReadMode(m)
+		mode, err := readmode.Parse(m)
 		if err != nil {
 			return &cli.UsageError{Problem: "--read-modes: " + err.Error()}
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/cli"
+	"github.com/georaft/georaft/readmode"
 )
 
 // oneShot runs fn with a client and an interruptible context, and marks errors fn already
@@ -56,7 +57,7 @@ func (a *app) getCommand() *cobra.Command {
 		Short: "Read a value (exit code 1 when the key does not exist)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := client.ParseReadMode(mode)
+			m, err := readmode.Parse(mode)
 			if err != nil {
 				return &cli.UsageError{Problem: "--read: " + err.Error()}
 			}

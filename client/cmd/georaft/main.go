@@ -19,6 +19,7 @@ import (
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/cli"
+	"github.com/georaft/georaft/readmode"
 	"github.com/georaft/georaft/tlsutil"
 )
 
@@ -277,7 +278,7 @@ func (a *app) runREPL(cmd *cobra.Command, args []string) error {
 	}
 	defer c.Close()
 	repl := &cli.REPL{
-		Session:        &cli.Session{Client: c, Printer: a.printer(), Mode: client.ReadLease},
+		Session:        &cli.Session{Client: c, Printer: a.printer(), Mode: readmode.Lease},
 		In:             a.stdin,
 		Interactive:    isTerminal(a.stdin) && isTerminal(a.stdout) && a.output != "json",
 		HistoryFile:    historyFile(),
