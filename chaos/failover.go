@@ -223,25 +223,6 @@ func (w WindowStats) String() string {
 	return fmt.Sprintf("min %s, median %s, max %s", r(w.Min), r(w.Median), r(w.Max))
 }
 
-// WriteStats and LeaseStats summarize the complete samples.
-func (r *FailoverReport) WriteStats() WindowStats { return statsOf(r.windows(true)) }
-func (r *FailoverReport) LeaseStats() WindowStats { return statsOf(r.windows(false)) }
-
-func (r *FailoverReport) windows(write bool) []time.Duration {
-	var out []time.Duration
-	for _, s := range r.Samples {
-		if !s.Complete {
-			continue
-		}
-		if write {
-			out = append(out, s.WriteWindow.D())
-		} else {
-			out = append(out, s.LeaseWindow.D())
-		}
-	}
-	return out
-}
-
 // WriteSummary prints the samples and their statistics next to the configured timing.
 func (r *FailoverReport) WriteSummary(w io.Writer) {
 	writeFailoverTable(w, r.Samples, r.Timing)

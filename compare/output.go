@@ -375,7 +375,7 @@ func (res *Result) WriteMarkdown(w io.Writer) error {
 	}
 	b.WriteString(mdTable(rows))
 	if len(res.Profiles) > 0 {
-		b.WriteString("\nProfiles (in the run's directory): " + strings.Join(res.Profiles, ", ") + "\n")
+		b.WriteString("\nProfiles (kept out of results/, which holds summaries): " + strings.Join(res.Profiles, ", ") + "\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -115,7 +115,7 @@ type Result struct {
 	Ratios     []RatioRow
 	Targets    []Target
 	Geo        *GeoModel
-	// Profiles are the profile files written (relative to the results dir).
+	// Profiles are the profile files written, under the run dir (relative to the work dir).
 	Profiles []string
 	// Dir is the results directory of this run.
 	Dir string

@@ -47,3 +47,58 @@ func TestClientNeverDependsOnTheNode(t *testing.T) {
 		}
 	}
 }
+
+// harnessModules are what the test harnesses need and the product must not carry: the etcd
+// client (the comparison drives etcd with it), toxiproxy (the emulated links), the loggers
+// those two bring, and the browser driver of the console tests.
+var harnessModules = []string{
+	"go.etcd.io/etcd/client/v3",
+	"github.com/Shopify/toxiproxy/v2",
+	"go.uber.org/zap",
+	"github.com/rs/zerolog",
+	"github.com/chromedp/",
+}
+
+// harnessPackages are the repository's own harness packages.
+var harnessPackages = []string{"clusterkit", "lab", "chaos", "compare"}
+
+// The product binaries, as `make build` builds them, link none of the harness's
+// dependencies: `go version -m` lists every module a binary was linked with.
+func TestProductBinariesCarryNoHarnessDependency(t *testing.T) {
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", dir+"/", "./node/cmd/georaftd", "./client/cmd/georaft")
+	build.Dir = repoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, bin := range []string{"georaftd", "georaft"} {
+		out, err := exec.Command("go", "version", "-m", filepath.Join(dir, bin)).Output()
+		if err != nil {
+			t.Fatalf("go version -m %s: %v", bin, err)
+		}
+		deps := 0
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 || (f[0] != "dep" && f[0] != "=>") {
+				continue
+			}
+			deps++
+			for _, m := range harnessModules {
+				if f[1] == m || (strings.HasSuffix(m, "/") && strings.HasPrefix(f[1], m)) {
+					t.Errorf("%s links %s, a harness dependency", bin, f[1])
+				}
+			}
+		}
+		if deps == 0 {
+			t.Errorf("go version -m %s lists no dependency: the check would pass on anything\n%s", bin, out)
+		}
+	}
+	// The module's own harness packages stay out too (go version -m names modules only).
+	for _, pkg := range goList(t, "-deps", "./node/cmd/georaftd", "./client/cmd/georaft") {
+		for _, h := range harnessPackages {
+			if pkg == module+"/"+h || strings.HasPrefix(pkg, module+"/"+h+"/") {
+				t.Errorf("a product binary depends on %s", pkg)
+			}
+		}
+	}
+}
