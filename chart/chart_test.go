@@ -48,8 +48,8 @@ func TestLogTicksAndLabels(t *testing.T) {
 // Every element the chart has makes it into well-formed SVG, tooltips and escaping included.
 func TestWriteSVGIsWellFormed(t *testing.T) {
 	c := Chart{Title: "a < b & c", Width: 400, Height: 300, Plot: [4]float64{50, 60, 300, 250},
-		X: Axis{Scale: Scale{Min: 0, Max: 10}, Ticks: []Tick{{At: 5, Label: "5", Strong: true}}, Title: "x"},
-		Y: Axis{Scale: Scale{Min: 1, Max: 1000, Log: true}, Ticks: LogTicks(1, 1000, Millis), Title: "y"},
+		X:      Axis{Scale: Scale{Min: 0, Max: 10}, Ticks: []Tick{{At: 5, Label: "5", Strong: true}}, Title: "x"},
+		Y:      Axis{Scale: Scale{Min: 1, Max: 1000, Log: true}, Ticks: LogTicks(1, 1000, Millis), Title: "y"},
 		Bars:   []Bar{{X0: 1, X1: 2, Y0: 1, Y1: 30, Color: "red", Title: "bar <1>", Label: "30"}, {X0: 3, X1: 1, Y0: 4, Y1: 5, Horizontal: true, Color: "blue", Label: "l"}},
 		Lines:  []Line{{Points: []Point{{1, 2}, {9, 500}}, Color: "green", Width: 2, EndDot: true, Title: "line"}},
 		Marks:  []Mark{{At: Point{5, 10}, Shape: Diamond, Color: "k", Title: "d"}, {At: Point{5, 10}, Shape: HTick, Width: 1}, {At: Point{5, 10}, Shape: Guide}},
