@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -242,6 +243,9 @@ func TestIntegrationDeadlineWithoutLeader(t *testing.T) {
 		}
 		if ratio := float64(elapsed) / float64(timeout); ratio < 0.95 || ratio > 2 {
 			t.Fatalf("%s: failed after %v, %.2f× the deadline", op.name, elapsed, ratio)
+		}
+		if !strings.Contains(err.Error(), "1 of 3 nodes reachable; a quorum needs 2") {
+			t.Fatalf("%s: %v: want the cause, in an operator's words", op.name, err)
 		}
 	}
 }

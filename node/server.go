@@ -112,7 +112,8 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		Peers:     peers,
 		ServerTLS: serverTLS,
 		ClientTLS: clientTLS,
-		Logger:    logger.With("node", cfg.Node.ID, "component", "transport"),
+		// The transport names itself (component, cluster_id, node_id) on every line.
+		Logger: logger,
 		// Room for a full append batch plus its framing.
 		MaxMessageBytes: int(cfg.RaftConfig().MaxSizePerMsg) + cfg.Limits.MaxRequestBytes + (1 << 20),
 	}, n)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -314,5 +315,33 @@ func TestGetNotesAFallbackRead(t *testing.T) {
 	want := "(asked for a lease read, served as an index read by node 2: still linearizable)\n"
 	if got := errOut.String(); got != want {
 		t.Fatalf("stderr %q, want %q", got, want)
+	}
+}
+
+// A mistyped REPL command gets the nearest one suggested.
+func TestUnknownCommandSuggestsTheNearest(t *testing.T) {
+	for typed, want := range map[string]string{"GTE k": "did you mean GET?", "stauts": "did you mean STATUS?", "xyzzy": ""} {
+		_, err := ParseCommand(typed)
+		if err == nil {
+			t.Fatalf("%q parsed", typed)
+		}
+		if got := err.Error(); (want == "") != !strings.Contains(got, "did you mean") || !strings.Contains(got, want) {
+			t.Errorf("%q: %v, want %q", typed, err, want)
+		}
+	}
+}
+
+// Ctrl-C at an empty interactive prompt leaves the REPL with exit code 130.
+func TestInterruptAtThePromptExits130(t *testing.T) {
+	c, err := client.New(client.Options{Endpoints: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out, errOut bytes.Buffer
+	r := &REPL{Session: &Session{Client: c, Printer: Printer{Out: &out, Err: &errOut}}, Interactive: true,
+		In: io.NopCloser(strings.NewReader("\x03"))}
+	if code := r.Run(context.Background()); code != ExitInterrupted {
+		t.Fatalf("exit code %d after Ctrl-C at the prompt, want %d\nstdout: %s\nstderr: %s", code, ExitInterrupted, out.String(), errOut.String())
 	}
 }

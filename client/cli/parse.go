@@ -75,7 +75,11 @@ func ParseCommand(line string) (Command, error) {
 	}
 	verb, ok := verbs[strings.ToUpper(words[0])]
 	if !ok {
-		return Command{}, &UsageError{Problem: fmt.Sprintf("unknown command %q", truncate(words[0], 40)),
+		problem := fmt.Sprintf("unknown command %q", truncate(words[0], 40))
+		if s := suggestVerb(words[0]); s != "" {
+			problem += "; did you mean " + s + "?"
+		}
+		return Command{}, &UsageError{Problem: problem,
 			Hint: "SET key value | GET key | DEL key | STATUS | MODE lease|index|log|stale | HELP | QUIT"}
 	}
 	args := words[1:]
@@ -276,4 +280,36 @@ func Quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// suggestVerb is the REPL command nearest to word, if a typo away (at most two edits).
+func suggestVerb(word string) string {
+	best, bestDist := "", 3
+	for name := range verbs {
+		if d := editDistance(strings.ToUpper(word), name); d < bestDist || (d == bestDist && name < best) {
+			best, bestDist = name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

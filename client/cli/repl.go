@@ -91,7 +91,7 @@ func (s *Session) run(ctx context.Context, cmd Command) (int, bool) {
 	case VerbStatus:
 		nodes := s.Client.StatusAll(ctx)
 		s.Printer.Status(nodes, KnownIDs(s.Client))
-		if Summarize(nodes).Reachable == 0 {
+		if !client.Summarize(nodes).Healthy() {
 			return ExitUnavailable, false
 		}
 	}
@@ -119,9 +119,10 @@ type REPL struct {
 	CatchInterrupt bool
 }
 
-// Run runs the REPL until QUIT, end of input, or ctx ends. Interactive, it returns 0;
-// reading piped input, the exit code of the last command that did not succeed (0 if all
-// did), so a script can tell that something went wrong.
+// Run runs the REPL until QUIT, end of input, or ctx ends. Interactive, it returns 0, or
+// 130 when left with Ctrl-C at an empty prompt; reading piped input, the exit code of the
+// last command that did not succeed (0 if all did), so a script can tell that something
+// went wrong.
 func (r *REPL) Run(ctx context.Context) int {
 	if r.Interactive {
 		return r.runInteractive(ctx)
@@ -205,8 +206,10 @@ func (r *REPL) runInteractive(ctx context.Context) int {
 	for ctx.Err() == nil {
 		line, err := rl.Readline()
 		if errors.Is(err, readline.ErrInterrupt) {
+			// Ctrl-C on a half-typed line clears it; at an empty prompt it leaves, as an
+			// interrupted program does.
 			if strings.TrimSpace(line) == "" {
-				return ExitOK
+				return ExitInterrupted
 			}
 			continue
 		}

@@ -57,6 +57,7 @@ var fields = []field{
 
 	{"log.level", "log-level", "debug|info|warn|error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "log-format", "text|json", func(c *Config) any { return &c.Log.Format }},
+	{"log.dump_requests", "dump-requests", "client traffic in dump.txt: off|sampled (1 line in 100)|all; elections, leases and faults are always there", func(c *Config) any { return &c.Log.DumpRequests }},
 }
 
 const peersKey = "peers"

@@ -353,8 +353,9 @@ func readSmallFile(path string) ([]byte, error) {
 }
 
 var (
-	logLevels  = []string{"debug", "info", "warn", "error"}
-	logFormats = []string{"text", "json"}
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	logFormats   = []string{"text", "json"}
+	dumpRequests = []string{"off", "sampled", "all"}
 )
 
 func (c *Config) checkLog(ps *problems) {
@@ -363,5 +364,8 @@ func (c *Config) checkLog(ps *problems) {
 	}
 	if !slices.Contains(logFormats, c.Log.Format) {
 		ps.add("log.format", "log.format %q is not one of %s", c.Log.Format, strings.Join(logFormats, ", "))
+	}
+	if !slices.Contains(dumpRequests, c.Log.DumpRequests) {
+		ps.add("log.dump_requests", "log.dump_requests %q is not one of %s", c.Log.DumpRequests, strings.Join(dumpRequests, ", "))
 	}
 }

@@ -97,6 +97,10 @@ func (a *app) runBench(cmd *cobra.Command, f benchFlags) error {
 		}
 		modes = append(modes, mode.String())
 	}
+	if len(modes) == 0 && !f.writePhase && f.writeRatio == 0 {
+		return &cli.UsageError{Problem: "nothing to run: no --read-modes, --write-phase=false and no --write-ratio",
+			Hint: "georaft bench --read-modes lease,index (and/or --write-phase, --write-ratio 0.1)"}
+	}
 	if f.ops > 0 && cmd.Flags().Changed("duration") {
 		return &cli.UsageError{Problem: "--ops and --duration exclude each other"}
 	}

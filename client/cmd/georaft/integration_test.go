@@ -42,6 +42,10 @@ func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
 	if code != 0 || strings.Count(stdout, "leader") < 2 || !strings.Contains(stdout, fmt.Sprintf("leader: node %d", leader)) {
 		t.Fatalf("status: exit %d:\n%s", code, stdout)
 	}
+	// Each node's version, from its build, is in the table.
+	if !strings.Contains(stdout, "version") || strings.Count(stdout, " devel") != 3 {
+		t.Fatalf("status lacks the nodes' versions:\n%s", stdout)
+	}
 	stdout, _, code = georaft(t, "", "status", cfg, "-o", "json")
 	var st struct {
 		LeaderID uint64 `json:"leader_id"`
@@ -69,6 +73,31 @@ func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
 	stdout, _, code = georaft(t, "", "status", cfg, "--timeout", "2s")
 	if code != 0 || !strings.Contains(stdout, "unreachable") || !strings.Contains(stdout, "2 of 3 nodes answered") {
 		t.Fatalf("status with node %d down: exit %d:\n%s", follower, code, stdout)
+	}
+	if stdout, _, code := georaft(t, "", "health", cfg, "--timeout", "2s"); code != 0 || !strings.HasPrefix(stdout, "healthy: leader node") {
+		t.Fatalf("health with a quorum up: exit %d: %s", code, stdout)
+	}
+
+	// Without a quorum, status and health say so and exit 3: a health check must fail.
+	other := 6 - leader - follower
+	if err := cl.Kill(other); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, code = georaft(t, "", "status", cfg, "--timeout", "2s")
+	if code != cli.ExitUnavailable || !strings.Contains(stdout, "UNHEALTHY: 1 of 3 nodes reachable; a quorum needs 2") {
+		t.Fatalf("status with 2 of 3 nodes down: exit %d:\n%s", code, stdout)
+	}
+	if stdout, _, code := georaft(t, "", "health", "-q", cfg, "--timeout", "2s"); code != cli.ExitUnavailable || stdout != "" {
+		t.Fatalf("health -q without a quorum: exit %d, output %q", code, stdout)
+	}
+	stdout, _, _ = georaft(t, "", "health", cfg, "--timeout", "2s", "-o", "json")
+	var health struct {
+		Healthy bool   `json:"healthy"`
+		Problem string `json:"problem"`
+		Quorum  int    `json:"quorum"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &health); err != nil || health.Healthy || health.Quorum != 2 || health.Problem == "" {
+		t.Fatalf("health -o json without a quorum: %v\n%s", err, stdout)
 	}
 }
 
