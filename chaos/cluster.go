@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -70,10 +68,6 @@ type Cluster struct {
 	clockRates map[uint64]float64
 }
 
-// startAttempts bounds how often StartCluster tries again on fresh ports when a node dies
-// while starting (another program took one of its ports between reservation and bind).
-const startAttempts = 3
-
 // StartCluster writes the configs, starts the links and the nodes, and waits until every
 // node answers and a majority agrees on a leader.
 func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
@@ -93,29 +87,6 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 		}
 		opts.Model = m
 	}
-	var errs []error
-	for attempt := 1; attempt <= startAttempts; attempt++ {
-		c, err := startClusterOnce(ctx, opts)
-		if err == nil {
-			return c, nil
-		}
-		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
-		if !errors.Is(err, errNodeDiedStarting) || ctx.Err() != nil {
-			break
-		}
-		fmt.Fprintf(opts.Log, "a node died while starting, trying again on fresh ports: %v\n", err)
-		for _, sub := range []string{"configs", "data"} {
-			if err := os.RemoveAll(filepath.Join(opts.Dir, sub)); err != nil {
-				return nil, fmt.Errorf("clean %s before another start: %w", sub, err)
-			}
-		}
-	}
-	return nil, fmt.Errorf("chaos cluster: %w", errors.Join(errs...))
-}
-
-var errNodeDiedStarting = errors.New("a node exited while the cluster was starting")
-
-func startClusterOnce(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	// The clients run in the first region: near node 1, as far from the others as the
 	// model says.
 	spec := clusterkit.Spec{
@@ -126,26 +97,14 @@ func startClusterOnce(ctx context.Context, opts ClusterOptions) (*Cluster, error
 		ClientRegions: opts.Regions[:1],
 		Timing:        opts.Timing,
 	}
-	kit, err := clusterkit.New(opts.Dir, spec, clusterkit.Options{Georaftd: opts.Georaftd, Model: opts.Model, Log: opts.Log})
+	kit, leader, err := clusterkit.Launch(ctx, opts.Dir, spec, clusterkit.Options{Georaftd: opts.Georaftd, Model: opts.Model, Log: opts.Log},
+		clusterkit.Want{All: true}, 30*time.Second)
 	if err != nil {
-		return nil, err
-	}
-	c := &Cluster{Kit: kit, Timing: opts.Timing, Model: opts.Model, Regions: opts.Regions, clockRates: map[uint64]float64{}}
-	if err := kit.Start(ctx); err != nil {
-		kit.Close()
-		return nil, err
-	}
-	leader, err := kit.WaitLeader(ctx, 30*time.Second, clusterkit.Want{All: true})
-	if err != nil {
-		kit.Close()
-		if len(kit.Crashes()) > 0 {
-			return nil, fmt.Errorf("%w: %v", errNodeDiedStarting, err)
-		}
-		return nil, err
+		return nil, fmt.Errorf("chaos cluster: %w", err)
 	}
 	fmt.Fprintf(opts.Log, "cluster up in %s: %d georaftd processes, %d proxied links, leader node %d (term %d)\n",
 		opts.Dir, len(kit.Nodes), len(kit.Plan.Links), leader.ID, leader.Term)
-	return c, nil
+	return &Cluster{Kit: kit, Timing: opts.Timing, Model: opts.Model, Regions: opts.Regions, clockRates: map[uint64]float64{}}, nil
 }
 
 // IDs lists the node ids in order.

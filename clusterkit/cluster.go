@@ -1026,3 +1026,44 @@ func (c *Cluster) RewriteConfigs() error {
 	}
 	return nil
 }
+
+// launchAttempts bounds Launch's tries on fresh ports.
+const launchAttempts = 3
+
+// Launch makes a cluster of spec in dir (New), starts every node and waits until a leader
+// is agreed on as want says. With free ports (spec.Ports nil or a *FreePorts), another
+// program may take one between choosing it and the node binding it: when a port is found
+// taken or a node exits while the cluster starts, it tries again on fresh ports, up to
+// three times, replacing the directory's configs and data. On failure nothing it started
+// runs any more.
+func Launch(ctx context.Context, dir string, spec Spec, opts Options, want Want, timeout time.Duration) (*Cluster, Leader, error) {
+	var errs []error
+	for attempt := 1; attempt <= launchAttempts; attempt++ {
+		s := spec
+		_, free := spec.Ports.(*FreePorts)
+		free = free || spec.Ports == nil
+		if spec.Ports == nil || attempt > 1 {
+			s.Ports = &FreePorts{}
+		}
+		c, err := New(dir, s, opts)
+		if err != nil {
+			return nil, Leader{}, err
+		}
+		leader, err := c.Up(ctx, timeout, want)
+		if err == nil {
+			return c, leader, nil
+		}
+		c.Close()
+		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+		if !free || (len(c.Crashes()) == 0 && !errors.Is(err, ErrPortTaken)) || ctx.Err() != nil {
+			break
+		}
+		c.Logf("%v; trying again on fresh ports", err)
+		for _, sub := range []string{"configs", "data", "certs"} {
+			if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+				return nil, Leader{}, fmt.Errorf("clean %s before another start: %w", sub, err)
+			}
+		}
+	}
+	return nil, Leader{}, errors.Join(errs...)
+}

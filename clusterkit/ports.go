@@ -221,6 +221,9 @@ type NamedAddress struct {
 	Address string
 }
 
+// ErrPortTaken is what CheckPortsFree's errors match.
+var ErrPortTaken = errors.New("port taken")
+
 // CheckPortsFree binds and releases every address in turn and reports each one already
 // taken, naming what should have bound it.
 func CheckPortsFree(addrs []NamedAddress) error {
@@ -228,7 +231,7 @@ func CheckPortsFree(addrs []NamedAddress) error {
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp", a.Address)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("port %s for %s is not free: %w", a.Address, a.What, err))
+			errs = append(errs, fmt.Errorf("port %s for %s is not free (%w): %w", a.Address, a.What, ErrPortTaken, err))
 			continue
 		}
 		ln.Close()

@@ -17,6 +17,7 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 )
 
 // Toxic names. A link's base latency stays for its life (SetRTT changes it); fault toxics
@@ -379,3 +380,24 @@ func (p *ProxyProcess) Stop(ctx context.Context) error {
 
 // PID is the running process, if any.
 func (p *ProxyProcess) PID() (int, bool) { return LivePID(p.path("pid"), p.matches()) }
+
+// ProxyServeCommand is the `proxy-serve --plan FILE --ready FILE` command a ProxyProcess
+// runs, for the binaries that start one (georaft-lab, georaft-compare); startedBy says
+// who starts it, for the help.
+func ProxyServeCommand(startedBy string) *cobra.Command {
+	var plan, ready string
+	cmd := &cobra.Command{
+		Use:   "proxy-serve",
+		Short: "Run a proxy plan's toxiproxy links in this process until SIGTERM (started by " + startedBy + ")",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if plan == "" || ready == "" {
+				return errors.New("proxy-serve needs --plan and --ready")
+			}
+			return ServeProxies(cmd.Context(), plan, ready, os.Stderr)
+		},
+	}
+	cmd.Flags().StringVar(&plan, "plan", "", "proxy plan (JSON) written by the process starting this one")
+	cmd.Flags().StringVar(&ready, "ready", "", "file to write this process's PID to once every link listens")
+	return cmd
+}

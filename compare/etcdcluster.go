@@ -317,22 +317,20 @@ func (c *EtcdCluster) WaitLeader(ctx context.Context, timeout time.Duration) (Et
 		return EtcdState{}, err
 	}
 	defer a.close()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		st := c.state(ctx, a)
-		if st.Leader != "" {
-			return st, nil
+	var st EtcdState
+	err = clusterkit.WaitFor(ctx, timeout, "an etcd leader", func() error {
+		if st = c.state(ctx, a); st.Leader != "" {
+			return nil
 		}
 		if len(c.PIDs()) < len(c.Members) {
-			return st, c.explain("an etcd member exited before a leader was elected", st)
+			return clusterkit.Stop(errors.New("an etcd member exited before a leader was elected"))
 		}
-		select {
-		case <-ctx.Done():
-			return st, c.explain(fmt.Sprintf("no etcd leader within %s", timeout), st)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return errors.New("no leader agreed on")
+	})
+	if err != nil {
+		return st, c.explain(err.Error(), st)
 	}
+	return st, nil
 }
 
 // PinLeader moves leadership to member target (the RPC `etcdctl move-leader` sends, to the
@@ -346,14 +344,12 @@ func (c *EtcdCluster) PinLeader(ctx context.Context, target string, timeout time
 		return EtcdState{}, err
 	}
 	defer a.close()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	var st EtcdState
 	var lastAsk time.Time
 	var lastErr error
-	for {
-		st := c.state(ctx, a)
-		if st.Leader == target {
-			return st, nil
+	err = clusterkit.WaitFor(ctx, timeout, "etcd "+target+" to lead", func() error {
+		if st = c.state(ctx, a); st.Leader == target {
+			return nil
 		}
 		if st.Leader != "" && time.Since(lastAsk) > 3*time.Second {
 			lastAsk = time.Now()
@@ -364,16 +360,15 @@ func (c *EtcdCluster) PinLeader(ctx context.Context, target string, timeout time
 				fmt.Fprintf(c.out(), "asked etcd %s to hand leadership to %s\n", st.Leader, target)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			summary := fmt.Sprintf("etcd %s did not become leader within %s", target, timeout)
-			if lastErr != nil {
-				summary += fmt.Sprintf(" (last move-leader: %v)", lastErr)
-			}
-			return st, c.explain(summary, st)
-		case <-time.After(100 * time.Millisecond):
+		if lastErr != nil {
+			return fmt.Errorf("last move-leader: %w", lastErr)
 		}
+		return fmt.Errorf("leader is %q", st.Leader)
+	})
+	if err != nil {
+		return st, c.explain(err.Error(), st)
 	}
+	return st, nil
 }
 
 // State asks every member once who leads.

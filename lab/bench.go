@@ -290,7 +290,7 @@ func (r BenchResult) WriteComparison(w io.Writer) error {
 		}
 		rows = append(rows, []string{c.region, c.row.Name, strconv.FormatInt(c.row.Ops, 10), bench.FormatLatency(c.row.P50), pred, gap, ratio(c.row.P50, c.row.Predicted), c.row.PredictionBasis})
 	}
-	writeColumns(&b, rows, map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true})
+	b.WriteString(bench.Columns(rows, map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true}))
 	if s, ok := r.LeaseSpeedup(); ok {
 		verdict := "as expected (> 10x)"
 		if s <= 10 {
@@ -307,32 +307,6 @@ func (r BenchResult) WriteComparison(w io.Writer) error {
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-func writeColumns(b *strings.Builder, rows [][]string, right map[int]bool) {
-	widths := map[int]int{}
-	for _, row := range rows {
-		for i, cell := range row {
-			widths[i] = max(widths[i], len([]rune(cell)))
-		}
-	}
-	for _, row := range rows {
-		var line strings.Builder
-		for i, cell := range row {
-			pad := strings.Repeat(" ", widths[i]-len([]rune(cell)))
-			if i > 0 {
-				line.WriteString("  ")
-			}
-			if right[i] {
-				line.WriteString(pad + cell)
-			} else if i < len(row)-1 {
-				line.WriteString(cell + pad)
-			} else {
-				line.WriteString(cell)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
-	}
 }
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

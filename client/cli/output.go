@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/client/bench"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/readmode"
 )
@@ -368,7 +369,7 @@ func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
 		table = append(table, []string{id, r.Region, r.Endpoint, r.Role, strconv.FormatUint(r.Term, 10), leader,
 			strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10), lease, fmtAge(r), r.Version})
 	}
-	writeTable(p.Out, table, map[int]bool{0: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true})
+	io.WriteString(p.Out, bench.Columns(table, map[int]bool{0: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true}))
 	if problem := sum.Problem(); problem != "" {
 		fmt.Fprintf(p.Out, "%d of %d nodes answered; UNHEALTHY: %s\n", sum.Reachable, sum.Asked, problem)
 		return
@@ -413,31 +414,4 @@ func fmtMs(v float64) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Microsecond).String()
-}
-
-// writeTable writes rows aligned in columns two spaces apart; right-aligned columns by index.
-func writeTable(w io.Writer, rows [][]string, right map[int]bool) {
-	widths := map[int]int{}
-	for _, row := range rows {
-		for i, c := range row {
-			widths[i] = max(widths[i], utf8.RuneCountInString(c))
-		}
-	}
-	var b strings.Builder
-	for _, row := range rows {
-		var line strings.Builder
-		for i, c := range row {
-			if i > 0 {
-				line.WriteString("  ")
-			}
-			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
-			if right[i] {
-				line.WriteString(pad + c)
-			} else {
-				line.WriteString(c + pad)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
-	}
-	io.WriteString(w, b.String())
 }

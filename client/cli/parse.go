@@ -3,8 +3,11 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"unicode"
+
+	"github.com/georaft/georaft/internal/typo"
 
 	"github.com/georaft/georaft/readmode"
 )
@@ -284,32 +287,10 @@ func Quote(s string) string {
 
 // suggestVerb is the REPL command nearest to word, if a typo away (at most two edits).
 func suggestVerb(word string) string {
-	best, bestDist := "", 3
+	names := make([]string, 0, len(verbs))
 	for name := range verbs {
-		if d := editDistance(strings.ToUpper(word), name); d < bestDist || (d == bestDist && name < best) {
-			best, bestDist = name, d
-		}
+		names = append(names, name)
 	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	sort.Strings(names)
+	return typo.Nearest(strings.ToUpper(word), names, 2)
 }

@@ -134,6 +134,16 @@ var Timing = func() config.TimingConfig {
 // printing the end of every node's log if the test failed.
 func New(t testing.TB, spec clusterkit.Spec, opts clusterkit.Options) *clusterkit.Cluster {
 	t.Helper()
+	spec, opts = defaults(t, spec, opts)
+	c, err := clusterkit.New(t.TempDir(), spec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup(t, c)
+	return c
+}
+
+func defaults(t testing.TB, spec clusterkit.Spec, opts clusterkit.Options) (clusterkit.Spec, clusterkit.Options) {
 	if opts.Georaftd == "" {
 		opts.Georaftd = Georaftd(t)
 	}
@@ -143,10 +153,10 @@ func New(t testing.TB, spec clusterkit.Spec, opts clusterkit.Options) *clusterki
 	if opts.Log == nil && testing.Verbose() {
 		opts.Log = &Log{T: t}
 	}
-	c, err := clusterkit.New(t.TempDir(), spec, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return spec, opts
+}
+
+func cleanup(t testing.TB, c *clusterkit.Cluster) {
 	t.Cleanup(func() {
 		c.Close()
 		if t.Failed() {
@@ -155,18 +165,19 @@ func New(t testing.TB, spec clusterkit.Spec, opts clusterkit.Options) *clusterki
 			}
 		}
 	})
-	return c
 }
 
-// Start is New, then every node started and a leader holding its lease that every node
-// names, within a minute.
+// Start launches a cluster of spec (clusterkit.Launch: on fresh ports again if a node
+// could not bind one) and waits, a minute at most, until every node names one leader that
+// holds its lease.
 func Start(t testing.TB, spec clusterkit.Spec) *clusterkit.Cluster {
 	t.Helper()
-	c := New(t, spec, clusterkit.Options{})
-	if err := c.Start(context.Background()); err != nil {
+	spec, opts := defaults(t, spec, clusterkit.Options{})
+	c, _, err := clusterkit.Launch(context.Background(), t.TempDir(), spec, opts, clusterkit.Want{All: true, Lease: true}, time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
-	WaitLeader(t, c)
+	cleanup(t, c)
 	return c
 }
 

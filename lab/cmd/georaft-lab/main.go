@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -31,7 +30,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(genLocalCmd(), genGeoCmd(), localUpCmd(), localDownCmd(), geoUpCmd(), geoDownCmd(), proxyServeCmd(), benchCmd())
+	root.AddCommand(genLocalCmd(), genGeoCmd(), localUpCmd(), localDownCmd(), geoUpCmd(), geoDownCmd(), clusterkit.ProxyServeCommand("geo-up"), benchCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "georaft-lab: %v\n", err)
 		os.Exit(1)
@@ -181,23 +180,5 @@ func geoDownCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.ConfigDir, "configs", opts.ConfigDir, "directory of nodeN.yaml configs")
 	cmd.Flags().StringVar(&opts.RunDir, "run-dir", opts.RunDir, "run dir given to geo-up")
-	return cmd
-}
-
-func proxyServeCmd() *cobra.Command {
-	var plan, ready string
-	cmd := &cobra.Command{
-		Use:   "proxy-serve",
-		Short: "Run a proxy plan's toxiproxy links in this process until SIGTERM (started by geo-up)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if plan == "" || ready == "" {
-				return errors.New("proxy-serve needs --plan and --ready")
-			}
-			return clusterkit.ServeProxies(cmd.Context(), plan, ready, os.Stderr)
-		},
-	}
-	cmd.Flags().StringVar(&plan, "plan", "", "proxy plan JSON written by geo-up")
-	cmd.Flags().StringVar(&ready, "ready", "", "file to write this process's PID to once every link listens")
 	return cmd
 }
