@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
+	"github.com/georaft/georaft/geo"
 	"github.com/georaft/georaft/readmode"
 )
 
@@ -125,5 +127,53 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	if _, err := c.Proxies.Peer(1, 4); err == nil {
 		t.Error("a link to the removed node still runs")
+	}
+}
+
+// An emulated geo cluster delays each directed link by its regions' round trip, and a
+// link's delay can change while the cluster runs. Only lower bounds are asserted: a
+// toxic sleeps at least its latency, and load only adds to it.
+func TestGeoClusterDelaysEachLink(t *testing.T) {
+	m, err := geo.LoadCSV("../configs/geo/rtt-5-regions.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kittest.Launch(t, clusterkit.Spec{Regions: []string{"us-central1", "us-east1", "europe-west1"}, Proxied: true,
+		ClientRegions: []string{"us-central1", "europe-west1"}},
+		clusterkit.Options{Model: clusterkit.LinkModel{Matrix: m, Scale: 1, IntraRegionRTT: time.Millisecond}})
+	ctx := context.Background()
+	if _, err := c.PinLeader(ctx, 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	medianRead := func(region string) time.Duration {
+		t.Helper()
+		cl := kittest.Client(t, c, region, 20*time.Second)
+		var times []time.Duration
+		for range 5 {
+			start := time.Now()
+			if _, err := cl.Get(ctx, "k", readmode.Lease); err != nil {
+				t.Fatal(err)
+			}
+			times = append(times, time.Since(start))
+		}
+		slices.Sort(times)
+		return times[2]
+	}
+	europe, err := m.RTT("europe-west1", "us-central1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := medianRead("europe-west1"); d < europe {
+		t.Errorf("a lease read from europe-west1 at the us-central1 leader took %v, under the %v round trip", d, europe)
+	}
+	link, err := c.Proxies.Client("us-central1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := link.SetRTT(80 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := medianRead("us-central1"); d < 80*time.Millisecond {
+		t.Errorf("after SetRTT(80ms) a lease read over the link took %v", d)
 	}
 }

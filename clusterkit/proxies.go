@@ -50,7 +50,7 @@ type Proxy struct {
 	owner  *Proxies
 	proxy  *toxiproxy.Proxy
 	faults map[string]bool // toxic name → present
-	base   bool            // base latency toxics present
+	base   [2]bool         // the base latency toxic of each stream is present
 }
 
 // StartProxies starts every link of the plan, each with its base latency in place before it
@@ -98,22 +98,20 @@ func (px *Proxy) setBase(upMillis, downMillis, jitterMillis int64) error {
 		latency := []int64{upMillis, downMillis}[i]
 		attrs := map[string]int64{"latency": latency, "jitter": jitterMillis}
 		name := toxicBase + "_" + stream
-		if px.base {
+		switch {
+		case px.base[i]:
 			raw, _ := json.Marshal(map[string]any{"attributes": attrs, "toxicity": 1.0})
 			if _, err := px.proxy.Toxics.UpdateToxicJson(name, strings.NewReader(string(raw))); err != nil {
 				return fmt.Errorf("link %s: change %s latency: %w", px.Name, stream, err)
 			}
-			continue
-		}
-		// A link without delay gets no toxic: each costs a goroutine hop per chunk.
-		if latency == 0 && jitterMillis == 0 {
-			continue
-		}
-		if err := addToxic(px.proxy, name, "latency", stream, attrs); err != nil {
-			return fmt.Errorf("link %s: %w", px.Name, err)
+		case latency != 0 || jitterMillis != 0:
+			// A direction without delay gets no toxic: each costs a goroutine hop per chunk.
+			if err := addToxic(px.proxy, name, "latency", stream, attrs); err != nil {
+				return fmt.Errorf("link %s: %w", px.Name, err)
+			}
+			px.base[i] = true
 		}
 	}
-	px.base = px.base || upMillis != 0 || downMillis != 0 || jitterMillis != 0
 	px.UpstreamMillis, px.DownstreamMillis, px.JitterMillis = upMillis, downMillis, jitterMillis
 	return nil
 }

@@ -172,7 +172,14 @@ func cleanup(t testing.TB, c *clusterkit.Cluster) {
 // holds its lease.
 func Start(t testing.TB, spec clusterkit.Spec) *clusterkit.Cluster {
 	t.Helper()
-	spec, opts := defaults(t, spec, clusterkit.Options{})
+	return Launch(t, spec, clusterkit.Options{})
+}
+
+// Launch is Start with options: the links' delays (an emulated geo cluster), another
+// georaftd, a log.
+func Launch(t testing.TB, spec clusterkit.Spec, opts clusterkit.Options) *clusterkit.Cluster {
+	t.Helper()
+	spec, opts = defaults(t, spec, opts)
 	c, _, err := clusterkit.Launch(context.Background(), t.TempDir(), spec, opts, clusterkit.Want{All: true, Lease: true}, time.Minute)
 	if err != nil {
 		t.Fatal(err)
