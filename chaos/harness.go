@@ -9,9 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/geo"
 	"github.com/georaft/georaft/history"
@@ -53,17 +50,15 @@ type harness struct {
 	rec     *history.Recorder
 	work    *Workload
 
-	probeConns []*grpc.ClientConn
-	probes     map[uint64]georaftv1.KVServiceClient
-	probeMu    sync.Mutex
-	probeID    int
+	probeMu sync.Mutex
+	probeID int
 }
 
 func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
-	h := &harness{opts: opts, clock: NewClock(), log: opts.Log, probes: map[uint64]georaftv1.KVServiceClient{}}
+	h := &harness{opts: opts, clock: NewClock(), log: opts.Log}
 	h.workDir = opts.WorkDir
 	if h.workDir == "" {
 		dir, err := os.MkdirTemp("", "georaft-chaos-")
@@ -103,16 +98,6 @@ func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error)
 	h.logf("timing: heartbeat %s, election timeout %s-%s, lease %s, max drift %v, max staleness %s",
 		h.cluster.Timing.HeartbeatInterval, h.cluster.Timing.ElectionTimeoutMin, h.cluster.Timing.ElectionTimeoutMax,
 		h.cluster.Timing.LeaseDuration, h.cluster.Timing.MaxClockDrift, h.cluster.Timing.MaxStaleness)
-	for _, id := range h.cluster.IDs() {
-		addr := h.cluster.Kit.Links[h.cluster.Regions[0]][id]
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			h.close()
-			return nil, fmt.Errorf("probe connection to node %d at %s: %w", id, addr, err)
-		}
-		h.probeConns = append(h.probeConns, conn)
-		h.probes[id] = georaftv1.NewKVServiceClient(conn)
-	}
 	h.rec = history.NewRecorder(h.clock.Now)
 	wopts := opts.Workload
 	wopts.Seed = seed
@@ -185,9 +170,6 @@ func (h *harness) close() {
 	if h.work != nil {
 		h.work.Stop()
 	}
-	for _, conn := range h.probeConns {
-		conn.Close()
-	}
 	if h.cluster != nil {
 		h.cluster.Kit.Close()
 	}
@@ -209,10 +191,15 @@ type ProbeResult struct {
 	Err    string `json:"error,omitempty"`
 }
 
-// probe sends a read of each key to node id through its client link at once, in parallel,
-// and records each in the history (probes are ordinary operations to the checker).
+// probe sends a read of each key to node id at once, in parallel, over the kit's direct
+// connection (no link delay between the resume and the read), and records each in the
+// history (probes are ordinary operations to the checker).
 func (h *harness) probe(ctx context.Context, id uint64, keys []string, mode readmode.Mode) []ProbeResult {
-	kv := h.probes[id]
+	kv, err := h.cluster.Kit.KV(id)
+	if err != nil {
+		h.logf("HARNESS ERROR: probe of node %d: %v", id, err)
+		return nil
+	}
 	out := make([]ProbeResult, len(keys))
 	var wg sync.WaitGroup
 	for i, key := range keys {
