@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 )
 
 // Kind is a kind of fault.
@@ -184,12 +184,12 @@ func ReadSchedule(path string) (Schedule, error) {
 type Generator struct {
 	rng    *rand.Rand
 	kinds  []Kind
-	timing lab.Timing
+	timing config.TimingConfig
 	round  []Kind
 }
 
 // NewGenerator starts the sequence of seed over kinds.
-func NewGenerator(seed int64, kinds []Kind, timing lab.Timing) *Generator {
+func NewGenerator(seed int64, kinds []Kind, timing config.TimingConfig) *Generator {
 	if len(kinds) == 0 {
 		kinds = AllKinds
 	}

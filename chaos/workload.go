@@ -11,6 +11,7 @@ import (
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/history"
+	"github.com/georaft/georaft/readmode"
 )
 
 // WorkloadOptions shape the clients.
@@ -60,8 +61,8 @@ func (c *Clock) Now() int64 { return int64(time.Since(c.start)) }
 // returned, which node served it and in which mode.
 type Served struct {
 	Kind   history.Kind
-	Mode   history.Mode // for reads: the mode that served it
-	Asked  history.Mode // for reads: the mode asked for
+	Mode   readmode.Mode // for reads: the mode that served it
+	Asked  readmode.Mode // for reads: the mode asked for
 	Node   uint64
 	Term   uint64
 	Call   int64
@@ -220,45 +221,21 @@ func (w *Workload) note(s Served) {
 
 // operation mix: writes are a third, reads spread over the four modes with lease reads the
 // most common, since the lease is what the harness is after.
-func pickOp(rng *rand.Rand) (history.Kind, history.Mode) {
+func pickOp(rng *rand.Rand) (history.Kind, readmode.Mode) {
 	switch r := rng.IntN(100); {
 	case r < 28:
 		return history.Set, 0
 	case r < 33:
 		return history.Delete, 0
 	case r < 63:
-		return history.Get, history.ModeLease
+		return history.Get, readmode.Lease
 	case r < 75:
-		return history.Get, history.ModeIndex
+		return history.Get, readmode.Index
 	case r < 85:
-		return history.Get, history.ModeLog
+		return history.Get, readmode.Log
 	default:
-		return history.Get, history.ModeStale
+		return history.Get, readmode.Stale
 	}
-}
-
-func toClientMode(m history.Mode) client.ReadMode {
-	switch m {
-	case history.ModeIndex:
-		return client.ReadIndex
-	case history.ModeLog:
-		return client.ReadLog
-	case history.ModeStale:
-		return client.ReadStale
-	}
-	return client.ReadLease
-}
-
-func fromClientMode(m client.ReadMode) history.Mode {
-	switch m {
-	case client.ReadIndex:
-		return history.ModeIndex
-	case client.ReadLog:
-		return history.ModeLog
-	case client.ReadStale:
-		return history.ModeStale
-	}
-	return history.ModeLease
 }
 
 func (w *Workload) runClient(id int, cl *client.Client, rng *rand.Rand) {
@@ -289,14 +266,14 @@ func (w *Workload) runClient(id int, cl *client.Client, rng *rand.Rand) {
 		case history.Get:
 			call := w.rec.Begin(history.Op{ClientID: clientID, Kind: history.Get, Key: key, Mode: mode})
 			start := w.clock.Now()
-			res, err := cl.Get(ctx, key, toClientMode(mode))
+			res, err := cl.Get(ctx, key, mode)
 			if err != nil {
 				// A failed read constrains nothing either way.
 				call.Unknown(err)
 				w.count("get " + mode.String() + " error")
 				break
 			}
-			served := fromClientMode(res.Served)
+			served := res.Served
 			call.Read(res.Found, string(res.Value), served)
 			call.Annotate(fmt.Sprintf("n%d t%d", res.NodeID, res.Term))
 			label := "get " + mode.String()

@@ -171,8 +171,11 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 	n.applyWake.Store(&wake)
 	n.lease.Store(&leaseView{})
 
-	var err error
-	if n.dump, err = openDumpLog(cfg.Node.DataDir, 0); err != nil {
+	requests, err := ParseRequestDump(cfg.Log.DumpRequests)
+	if err != nil {
+		return nil, err
+	}
+	if n.dump, err = openDumpLog(cfg.Node.DataDir, 0, requests); err != nil {
 		return nil, err
 	}
 	n.dump.Printf("node %d starting in region %s, cluster %s", self, cfg.Node.Region, cfg.ClusterID)
@@ -530,7 +533,7 @@ func (n *Node) apply(entries []raft.Entry) {
 		p.done <- proposalResult{index: e.Index, result: res}
 	}
 	last := entries[len(entries)-1].Index
-	n.dump.Printf("applied entries up to index %d", last)
+	n.dump.Request("applied entries up to index %d", last)
 	// Wake every reader waiting for the state machine to catch up.
 	fresh := make(chan struct{})
 	old := n.applyWake.Swap(&fresh)

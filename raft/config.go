@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -112,61 +113,121 @@ func (c *Config) applyDefaults() {
 // eats most of the lease and a broken clock is the likelier explanation.
 const MaxAllowedClockDrift = 0.5
 
-// Validate reports every impossible setting, each naming its values.
+// ConfigError is one impossible setting of a Config. Field is the Config field to change
+// ("LeaseDuration"); Fields lists every field the rule involves, Field first, so a caller
+// with names of its own for them (config keys) can say which to change, and Describe puts
+// those names in the sentence.
+type ConfigError struct {
+	Field  string
+	Fields []string
+	// parts is the sentence: plain text, and field references that Error names in the
+	// core's words and Describe in the caller's.
+	parts []any
+}
+
+// fieldRef is a field in a ConfigError's sentence, with the core's own words for it there.
+type fieldRef struct{ field, words string }
+
+func (e *ConfigError) Error() string {
+	return e.Describe(nil)
+}
+
+// Describe is the error's sentence with every field named by name(field); nil uses the
+// core's own words ("lease duration").
+func (e *ConfigError) Describe(name func(field string) string) string {
+	var b strings.Builder
+	for _, p := range e.parts {
+		switch p := p.(type) {
+		case fieldRef:
+			if name != nil {
+				b.WriteString(name(p.field))
+			} else {
+				b.WriteString(p.words)
+			}
+		default:
+			fmt.Fprint(&b, p)
+		}
+	}
+	return b.String()
+}
+
+// field names field in a ConfigError's sentence, as words there.
+func field(name, words string) fieldRef { return fieldRef{name, words} }
+
+// configError builds a ConfigError from its sentence: strings and values as they are,
+// fieldRefs as names.
+func configError(parts ...any) *ConfigError {
+	e := &ConfigError{parts: parts}
+	for _, p := range parts {
+		if f, ok := p.(fieldRef); ok {
+			e.Fields = append(e.Fields, f.field)
+		}
+	}
+	e.Field = e.Fields[0]
+	return e
+}
+
+// Validate reports every impossible setting as a *ConfigError naming its fields and values,
+// all of them joined.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bad := func(parts ...any) { errs = append(errs, configError(parts...)) }
+	id, peers := field("ID", "node id"), field("Peers", "peers")
+	heartbeat := field("HeartbeatInterval", "heartbeat interval")
+	etMin, etMax := field("ElectionTimeoutMin", "election timeout min"), field("ElectionTimeoutMax", "election timeout max")
+	lease := field("LeaseDuration", "lease duration")
 
 	if c.ID == None {
-		bad("node id must not be 0")
+		bad(id, " must not be 0")
 	}
 	if len(c.Peers) == 0 {
-		bad("peers must list every voter, including this node")
+		bad(peers, " must list every voter, including this node")
 	} else if !slices.Contains(c.Peers, c.ID) {
-		bad("node id %d is not among the peers %v", c.ID, c.Peers)
+		bad(id, fmt.Sprintf(" %d is not among the ", c.ID), peers, fmt.Sprintf(" %v", c.Peers))
 	}
 	seen := map[uint64]bool{}
 	for _, p := range c.Peers {
 		if p == None {
-			bad("peer id must not be 0")
+			bad(field("Peers", "peer id"), " must not be 0")
 		}
 		if seen[p] {
-			bad("peer id %d is listed twice", p)
+			bad(field("Peers", "peer id"), fmt.Sprintf(" %d is listed twice", p))
 		}
 		seen[p] = true
 	}
 
 	if c.HeartbeatInterval <= 0 {
-		bad("heartbeat interval must be positive, got %v", c.HeartbeatInterval)
+		bad(heartbeat, fmt.Sprintf(" must be positive, got %v", c.HeartbeatInterval))
 	}
 	if c.ElectionTimeoutMin <= 0 {
-		bad("election timeout min must be positive, got %v", c.ElectionTimeoutMin)
+		bad(etMin, fmt.Sprintf(" must be positive, got %v", c.ElectionTimeoutMin))
 	}
 	if c.ElectionTimeoutMax < c.ElectionTimeoutMin {
-		bad("election timeout max (%v) must not be below the min (%v)", c.ElectionTimeoutMax, c.ElectionTimeoutMin)
+		bad(etMax, fmt.Sprintf(" (%v) must not be below ", c.ElectionTimeoutMax), field("ElectionTimeoutMin", "the min"),
+			fmt.Sprintf(" (%v)", c.ElectionTimeoutMin))
 	}
 	if c.LeaseDuration <= 0 {
-		bad("lease duration must be positive, got %v", c.LeaseDuration)
+		bad(lease, fmt.Sprintf(" must be positive, got %v", c.LeaseDuration))
 	}
 	if c.MaxClockDrift < 0 || c.MaxClockDrift >= MaxAllowedClockDrift || c.MaxClockDrift != c.MaxClockDrift {
-		bad("max clock drift must be in [0, %v), got %v", MaxAllowedClockDrift, c.MaxClockDrift)
+		bad(field("MaxClockDrift", "max clock drift"), fmt.Sprintf(" must be in [0, %v), got %v", MaxAllowedClockDrift, c.MaxClockDrift))
 	}
 	// A follower must not start an election while the leader may still serve lease reads on
 	// the lease it granted; otherwise failover would routinely wait on a lease.
 	if c.LeaseDuration > 0 && c.ElectionTimeoutMin > 0 && c.LeaseDuration >= c.ElectionTimeoutMin {
-		bad("lease duration (%v) must be shorter than the minimum election timeout (%v)",
-			c.LeaseDuration, c.ElectionTimeoutMin)
+		bad(lease, fmt.Sprintf(" (%v) must be shorter than ", c.LeaseDuration),
+			field("ElectionTimeoutMin", "the minimum election timeout"), fmt.Sprintf(" (%v)", c.ElectionTimeoutMin))
 	}
 	// At least three heartbeat rounds per lease, so one lost round does not drop the lease.
 	if c.HeartbeatInterval > 0 && c.LeaseDuration > 0 && 3*c.HeartbeatInterval > c.LeaseDuration {
-		bad("heartbeat interval (%v) must be at most a third of the lease duration (%v)",
-			c.HeartbeatInterval, c.LeaseDuration)
+		bad(heartbeat, fmt.Sprintf(" (%v) must be at most a third of ", c.HeartbeatInterval),
+			field("LeaseDuration", "the lease duration"), fmt.Sprintf(" (%v)", c.LeaseDuration))
 	}
 	if c.MaxStaleness < 0 {
-		bad("max staleness must not be negative, got %v", c.MaxStaleness)
+		bad(field("MaxStaleness", "max staleness"), fmt.Sprintf(" must not be negative, got %v", c.MaxStaleness))
 	}
 	if c.MaxInflightMsgs < 0 {
-		bad("max inflight messages must not be negative, got %d", c.MaxInflightMsgs)
+		bad(field("MaxInflightMsgs", "max inflight messages"), fmt.Sprintf(" must not be negative, got %d", c.MaxInflightMsgs))
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/georaft/georaft/readmode"
 )
 
 // None is the zero node id: no vote, no known leader.
@@ -211,47 +213,17 @@ type Message struct {
 	Snapshot SnapshotMeta
 }
 
-// ReadMode is the consistency a read asks for.
-type ReadMode uint8
+// ReadMode is the consistency a read asks for: readmode.Mode, the one type every layer
+// shares. The core serves ReadLease, ReadIndex and ReadStale; ReadLog the node implements
+// with Propose, so the core never sees it as a read.
+type ReadMode = readmode.Mode
 
 const (
-	// ReadLease is answered by the leader from local state while it holds a lease: no
-	// network round trip. Linearizable.
-	ReadLease ReadMode = iota
-	// ReadIndex confirms leadership with one heartbeat round to a quorum, then answers once
-	// the state machine has applied the leader's commit index as of the read. Linearizable.
-	ReadIndex
-	// ReadLog goes through the log like a write. The node implements it with Propose; the
-	// core never sees it as a read. Linearizable; the baseline the others beat.
-	ReadLog
-	// ReadStale is answered by any node from local state, refused when the node has not
-	// heard from a quorum-backed leader for longer than Config.MaxStaleness.
-	ReadStale
+	ReadLease = readmode.Lease
+	ReadIndex = readmode.Index
+	ReadLog   = readmode.Log
+	ReadStale = readmode.Stale
 )
-
-func (m ReadMode) String() string {
-	switch m {
-	case ReadLease:
-		return "lease"
-	case ReadIndex:
-		return "index"
-	case ReadLog:
-		return "log"
-	case ReadStale:
-		return "stale"
-	}
-	return fmt.Sprintf("readmode(%d)", uint8(m))
-}
-
-// ParseReadMode accepts the names String returns.
-func ParseReadMode(s string) (ReadMode, error) {
-	for _, m := range []ReadMode{ReadLease, ReadIndex, ReadLog, ReadStale} {
-		if s == m.String() {
-			return m, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown read mode %q: want lease, index, log or stale", s)
-}
 
 // ReadState tells the caller that read ID may be answered from the local state machine as
 // soon as it has applied Index.

@@ -3,10 +3,13 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"unicode"
 
-	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/internal/typo"
+
+	"github.com/georaft/georaft/readmode"
 )
 
 // Verb is a REPL command.
@@ -29,7 +32,7 @@ type Command struct {
 	Key   string
 	Value string
 	// Mode is set by MODE (HasMode), and by GET key MODE for that one read.
-	Mode    client.ReadMode
+	Mode    readmode.Mode
 	HasMode bool
 }
 
@@ -75,7 +78,11 @@ func ParseCommand(line string) (Command, error) {
 	}
 	verb, ok := verbs[strings.ToUpper(words[0])]
 	if !ok {
-		return Command{}, &UsageError{Problem: fmt.Sprintf("unknown command %q", truncate(words[0], 40)),
+		problem := fmt.Sprintf("unknown command %q", truncate(words[0], 40))
+		if s := suggestVerb(words[0]); s != "" {
+			problem += "; did you mean " + s + "?"
+		}
+		return Command{}, &UsageError{Problem: problem,
 			Hint: "SET key value | GET key | DEL key | STATUS | MODE lease|index|log|stale | HELP | QUIT"}
 	}
 	args := words[1:]
@@ -95,7 +102,7 @@ func ParseCommand(line string) (Command, error) {
 		}
 		cmd.Key = args[0]
 		if len(args) == 2 {
-			m, err := client.ParseReadMode(args[1])
+			m, err := readmode.Parse(args[1])
 			if err != nil {
 				return Command{}, &UsageError{Problem: err.Error(), Hint: usage[verb]}
 			}
@@ -111,7 +118,7 @@ func ParseCommand(line string) (Command, error) {
 			return Command{}, wrongArgs()
 		}
 		if len(args) == 1 {
-			m, err := client.ParseReadMode(args[0])
+			m, err := readmode.Parse(args[0])
 			if err != nil {
 				return Command{}, &UsageError{Problem: err.Error(), Hint: usage[verb]}
 			}
@@ -276,4 +283,14 @@ func Quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// suggestVerb is the REPL command nearest to word, if a typo away (at most two edits).
+func suggestVerb(word string) string {
+	names := make([]string, 0, len(verbs))
+	for name := range verbs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return typo.Nearest(strings.ToUpper(word), names, 2)
 }

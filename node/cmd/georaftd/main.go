@@ -21,9 +21,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/georaft/georaft/buildinfo"
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
-	"github.com/georaft/georaft/node/tlsutil"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // Exit codes.
@@ -69,7 +70,7 @@ func rootCommand() *cobra.Command {
 		Short:         "Run a georaft node: Raft with leader leases, serving a key-value store",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       node.Version,
+		Version:       buildinfo.Read().String(),
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cmd.Flags())
@@ -82,6 +83,7 @@ func rootCommand() *cobra.Command {
 			return serve(cfg)
 		},
 	}
+	root.SetVersionTemplate("georaftd {{.Version}}\n")
 	config.BindFlags(root.Flags())
 	root.AddCommand(inspectCommand(), configCommand(), certsCommand(), walCommand())
 	return root
@@ -148,10 +150,7 @@ func configCommand() *cobra.Command {
 		Short: "Print the effective configuration (file, GEORAFT_* environment, defaults), or every error in it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.LoadFile(args[0])
-			if err == nil {
-				err = cfg.Validate()
-			}
+			cfg, err := config.Check(args[0])
 			if err != nil {
 				return &codedError{exitConfig, err}
 			}
