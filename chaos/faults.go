@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/clusterkit"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/readmode"
 )
 
@@ -201,6 +202,32 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		}
 		ev.Targets = []uint64{victim}
 		detail = fmt.Sprintf("node %d restarted (SIGTERM) with clock rate %s; rates now %s", victim, formatRate(f.ClockRate), h.ratesString())
+	case TransferLeader:
+		to := pickN(followers, 1, f.Pick)[0]
+		if f.Variant == "slow" {
+			for _, a := range ids {
+				for _, b := range ids {
+					if a != b {
+						h.must(h.cluster.link(a, b, func(l *clusterkit.Proxy) error {
+							return l.Slow(time.Duration(f.LatencyMillis)*time.Millisecond, time.Duration(f.JitterMillis)*time.Millisecond)
+						}))
+					}
+				}
+			}
+		}
+		err := h.transfer(ctx, target, to)
+		if f.Variant == "cut" {
+			h.cutBetween([]uint64{target}, followers, true)
+		}
+		ev.Targets = []uint64{target, to}
+		detail = fmt.Sprintf("transfer from node %d to node %d (%s", target, to, f.Variant)
+		if f.Variant == "slow" {
+			detail += fmt.Sprintf(", +%dms±%dms on every peer link", f.LatencyMillis, f.JitterMillis)
+		}
+		detail += ")"
+		if err != nil {
+			detail += ": " + err.Error()
+		}
 	default:
 		return fmt.Errorf("fault %d: unknown kind %q", ev.Index, f.Kind)
 	}
@@ -212,6 +239,20 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		err = errors.Join(err, heal())
 	}
 	ev.Healed = millisOf(h.clock.Now())
+	return err
+}
+
+// transfer asks node from (the leader, as far as the harness knows) to hand leadership to
+// node to. A refusal (from is no longer leader, or the transfer did not complete in time) is
+// part of the story, not a harness failure: it goes into the event's detail.
+func (h *harness) transfer(ctx context.Context, from, to uint64) error {
+	kv, err := h.cluster.Kit.KV(from)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*h.cluster.Timing.ElectionTimeoutMax)
+	defer cancel()
+	_, err = kv.TransferLeader(ctx, &georaftv1.TransferLeaderRequest{TargetId: to})
 	return err
 }
 

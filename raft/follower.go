@@ -108,6 +108,7 @@ func (r *Raft) noteFreshness(leaderCommit uint64, echoed time.Duration, echoedBo
 	}
 	r.lastLeaderContact = echoed
 	r.hasLeaderContact = true
+	r.freshIndex = max(r.freshIndex, leaderCommit)
 }
 
 // handleAppend stores the entries of a MsgApp whose previous entry matches, truncating the

@@ -42,6 +42,7 @@ func (r *Raft) renewLease() {
 	if (r.committedInTerm || r.cfg.off.freshnessNeedsLeaderCommit) && (!r.hasLeaderContact || start > r.lastLeaderContact) {
 		r.lastLeaderContact = start
 		r.hasLeaderContact = true
+		r.freshIndex = max(r.freshIndex, r.log.committed)
 	}
 }
 

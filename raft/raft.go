@@ -48,6 +48,9 @@ type Raft struct {
 	lastHeardLeader   time.Duration
 	lastLeaderContact time.Duration
 	hasLeaderContact  bool
+	// freshIndex is the commit index that lastLeaderContact vouches for: a stale read must
+	// see it applied.
+	freshIndex uint64
 	// leaderMatched is the highest index this follower knows to match its leader's log: up
 	// to it, the leader's commit index can be taken as is.
 	leaderMatched uint64

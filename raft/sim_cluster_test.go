@@ -172,6 +172,7 @@ type simNode struct {
 	proposals    map[uint64]*pendingProposal // by log index
 	reads        map[uint64]*clientReq       // by read id
 	waitingReads []ReadState                 // until applied reaches their index
+	published    ReadView                    // what lease and stale reads are answered from
 	incoming     []*kvSnapshot               // snapshots received, waiting to be persisted
 
 	tickToken     uint64
@@ -307,9 +308,14 @@ func (n *simNode) settle() {
 	n.s.inv.observe(n)
 	n.pullReadies()
 	if n.core != nil {
+		n.publish()
 		n.scheduleTick()
 	}
 }
+
+// publish refreshes the read view that lease and stale reads are answered from without
+// stepping the core, as georaftd publishes it after every turn of its loop.
+func (n *simNode) publish() { n.published = n.core.ReadView() }
 
 // pullReadies follows the Ready contract: send Messages; persist (after a simulated fsync);
 // send MessagesAfterPersist; apply; answer reads; Advance. A Ready with nothing to persist
@@ -326,6 +332,9 @@ func (n *simNode) pullReadies() {
 		if n.s.failure != nil {
 			return
 		}
+		// As georaftd does: the view is published before any message of the Ready leaves,
+		// so a lease given up for a transfer is withdrawn before TimeoutNow can arrive.
+		n.publish()
 		for _, m := range rd.Messages {
 			n.s.send(n, m)
 		}
@@ -378,6 +387,7 @@ func (n *simNode) finishReady(rd *Ready, persisted bool) bool {
 		}
 	}
 	n.waitingReads = append(n.waitingReads, rd.ReadStates...)
+	n.publish()
 	n.answerReads()
 	for _, d := range rd.DroppedReads {
 		if req := n.reads[d.ID]; req != nil {
@@ -551,6 +561,7 @@ func (s *simulation) crash(n *simNode, why string) {
 	n.proposals = nil
 	n.reads = nil
 	n.waitingReads = nil
+	n.published = ReadView{}
 	n.incoming = nil
 	n.downSince = s.now
 	s.stats.crashes++

@@ -245,6 +245,19 @@ func (inv *invariants) closeSpan(n *simNode) {
 }
 
 // checkLeaseReadAccepted: a core that accepts a lease read must report the lease held.
+// checkLeaseReadServed: a lease read answered from a node's published view falls inside a
+// span in which the core said it held its lease.
+func (inv *invariants) checkLeaseReadServed(n *simNode) {
+	o := inv.nodes[n.idx]
+	if o.span < 0 {
+		inv.fail("node %d answered a lease read from its published view at true %v, outside any lease it held", n.id, inv.s.now)
+		return
+	}
+	if sp := inv.leases[o.span]; sp.from > inv.s.now || inv.s.now >= sp.to {
+		inv.fail("node %d answered a lease read from its published view at true %v, outside its lease [%v, %v)", n.id, inv.s.now, sp.from, sp.to)
+	}
+}
+
 func (inv *invariants) checkLeaseReadAccepted(n *simNode) {
 	st := n.core.Status()
 	if st.Role != Leader || st.Lease != LeaseHeld {
@@ -257,8 +270,8 @@ func (inv *invariants) onReadServed(n *simNode, rs ReadState, req *clientReq) {
 	if rs.Mode != req.asked {
 		inv.fail("node %d: read %d asked as %v was answered as %v", n.id, rs.ID, req.asked, rs.Mode)
 	}
-	if rs.Mode == ReadStale && rs.Index != 0 {
-		inv.fail("node %d: stale read %d answered at index %d, want 0 (answer now)", n.id, rs.ID, rs.Index)
+	if rs.Mode == ReadStale && rs.Index > n.core.Status().Commit {
+		inv.fail("node %d: stale read %d to be answered at index %d, beyond its commit index %d", n.id, rs.ID, rs.Index, n.core.Status().Commit)
 	}
 }
 
