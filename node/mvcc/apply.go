@@ -119,8 +119,8 @@ type txn struct {
 	events        []*mvccpb.Event
 	sessionWrites []func()
 	// keep: a refused command whose session bookkeeping must still be written.
-	keep bool
-	after         []func() // in-memory changes, made once the batch is committed
+	keep  bool
+	after []func() // in-memory changes, made once the batch is committed
 }
 
 func (t *txn) writeRev() int64 { return t.base + 1 }

@@ -275,7 +275,6 @@ func importLegacy(db *pebble.DB, r io.Reader) error {
 // closes once the background compaction has removed everything below rev.
 func (s *Store) CompactDone(rev int64) <-chan struct{} { return s.compactDone.wait(rev) }
 
-
 // crcReader checksums exactly the bytes taken from it.
 type crcReader struct {
 	r   *bufio.Reader

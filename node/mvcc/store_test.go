@@ -252,9 +252,9 @@ func TestCompactionKeepsWhatReadsReach(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		f.put("a", fmt.Sprint(i)) // revisions 2..6
 	}
-	f.put("gone", "x")                // 7
-	f.txn(TxnOf(delOp("gone", "")))   // 8
-	f.put("b", "1")                   // 9
+	f.put("gone", "x")                 // 7
+	f.txn(TxnOf(delOp("gone", "")))    // 8
+	f.put("b", "1")                    // 9
 	hashBefore, _, err := f.s.HashAt() // compaction moves nothing reads see above rev 8
 	if err != nil {
 		t.Fatal(err)
