@@ -429,6 +429,11 @@ func (n *Node) closeStorage() error {
 			err = cerr
 		}
 	}
+	if n.store != nil {
+		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+	}
 	n.dump.Printf("stopped")
 	if cerr := n.dump.Close(); err == nil {
 		err = cerr

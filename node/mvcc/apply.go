@@ -148,7 +148,7 @@ func (t *txn) command(cmd *Command, index uint64) Result {
 	switch cmd.Kind {
 	case KindTxn:
 		res.Txn, err = t.run(cmd.Txn)
-		if err == nil && cmd.ClientID != 0 {
+		if err == nil {
 			res.Existed = existed(res.Txn)
 		}
 	case KindCompact:
