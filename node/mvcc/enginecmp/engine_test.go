@@ -485,7 +485,7 @@ func BenchmarkSnapshotStream(b *testing.B) {
 	for _, o := range engines {
 		b.Run(o.name, func(b *testing.B) {
 			e, _, dir := openLoaded(b, o, 2)
-			b.ReportMetric(float64(dirBytes(b, dir))/(1<<20), "disk-MiB")
+			disk := dirBytes(b, dir)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				cw := &countWriter{}
@@ -494,6 +494,7 @@ func BenchmarkSnapshotStream(b *testing.B) {
 				}
 				b.SetBytes(cw.n)
 			}
+			b.ReportMetric(float64(disk)/(1<<20), "disk-MiB")
 		})
 	}
 }
