@@ -234,23 +234,7 @@ func (n *Node) get(ctx context.Context, key []byte, mode raft.ReadMode) ([]byte,
 		return nil, false, mode, 0, invalidArgument("key", "key is %d bytes, limit %d", len(key), max)
 	}
 	n.dump.Printf("client request received: %s (%s read)", kv.Command{Op: kv.OpGet, Key: key}, mode)
-
-	switch mode {
-	case raft.ReadLease:
-		// Fast path: the lease published by the loop, checked against the clock now.
-		v := n.lease.Load()
-		if v.leaseUntil > 0 && n.clock.Now() < v.leaseUntil {
-			return n.readAt(ctx, key, v.commit, raft.ReadLease)
-		}
-	case raft.ReadStale:
-		v := n.lease.Load()
-		if v.staleUntil > 0 && n.clock.Now() <= v.staleUntil {
-			applied, _ := n.store.Applied()
-			value, found, err := n.store.Get(key)
-			return value, found, raft.ReadStale, applied, err
-		}
-		return nil, false, mode, 0, raft.ErrTooStale
-	case raft.ReadLog:
+	if mode == raft.ReadLog {
 		res, err := n.writeV1(ctx, kv.Command{Op: kv.OpGet, Key: key})
 		if err != nil {
 			return nil, false, mode, 0, err
@@ -264,43 +248,72 @@ func (n *Node) get(ctx context.Context, key []byte, mode raft.ReadMode) ([]byte,
 		}
 		return value, found, raft.ReadLog, res.index, nil
 	}
+	served, err := n.readBarrier(ctx, mode)
+	if err != nil {
+		return nil, false, mode, 0, err
+	}
+	applied, _ := n.store.Applied()
+	value, found, err := n.store.Get(key)
+	return value, found, served, applied, err
+}
 
+// readBarrier returns once the state machine may answer a read in mode: for lease and index
+// reads, once it has applied everything committed when the read arrived; for stale reads, at
+// once if this node heard from a leader within the staleness bound. It returns the mode that
+// served (a lease read may fall back to ReadIndex). ReadLog is the caller's: it goes through
+// the log.
+func (n *Node) readBarrier(ctx context.Context, mode raft.ReadMode) (raft.ReadMode, error) {
+	if err := n.admit(); err != nil {
+		return mode, err
+	}
+	switch mode {
+	case raft.ReadLease:
+		// Fast path: the lease published by the loop, checked against the clock now.
+		v := n.lease.Load()
+		if v.leaseUntil > 0 && n.clock.Now() < v.leaseUntil {
+			return raft.ReadLease, n.waitApplied(ctx, v.commit)
+		}
+	case raft.ReadStale:
+		v := n.lease.Load()
+		if v.staleUntil > 0 && n.clock.Now() <= v.staleUntil {
+			return raft.ReadStale, nil
+		}
+		return mode, raft.ErrTooStale
+	}
 	r := &readRequest{mode: mode, done: make(chan readResult, 1)}
 	select {
 	case n.readc <- r:
 	case <-ctx.Done():
-		return nil, false, mode, 0, ctxErr(ctx)
+		return mode, ctxErr(ctx)
 	case <-n.donec:
-		return nil, false, mode, 0, n.stoppedErr()
+		return mode, n.stoppedErr()
 	}
 	select {
 	case res := <-r.done:
 		if res.err != nil {
-			return nil, false, mode, 0, res.err
+			return mode, res.err
 		}
-		return n.readAt(ctx, key, res.index, res.served)
+		return res.served, n.waitApplied(ctx, res.index)
 	case <-ctx.Done():
-		return nil, false, mode, 0, ctxErr(ctx)
+		return mode, ctxErr(ctx)
 	case <-n.donec:
-		return nil, false, mode, 0, n.stoppedErr()
+		return mode, n.stoppedErr()
 	}
 }
 
-// readAt waits until the state machine has applied index, then reads key.
-func (n *Node) readAt(ctx context.Context, key []byte, index uint64, served raft.ReadMode) ([]byte, bool, raft.ReadMode, uint64, error) {
+// waitApplied waits until the state machine has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	for {
 		wake := n.applyWake.Load()
-		applied, _ := n.store.Applied()
-		if applied >= index {
-			value, found, err := n.store.Get(key)
-			return value, found, served, applied, err
+		if applied, _ := n.store.Applied(); applied >= index {
+			return nil
 		}
 		select {
 		case <-*wake:
 		case <-ctx.Done():
-			return nil, false, served, 0, ctxErr(ctx)
+			return ctxErr(ctx)
 		case <-n.donec:
-			return nil, false, served, 0, n.stoppedErr()
+			return n.stoppedErr()
 		}
 	}
 }
