@@ -32,6 +32,8 @@ type metrics struct {
 	readFallbacks  prometheus.Counter
 	connsRefused   *prometheus.CounterVec
 	certExpiry     *prometheus.GaugeVec
+	forwarded      *prometheus.CounterVec
+	watchers       prometheus.Gauge
 }
 
 // latencyBuckets span a loopback round trip to a slow cross-region quorum.
@@ -97,10 +99,16 @@ func newMetrics(self uint64) *metrics {
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "georaft_tls_certificate_expiry_timestamp_seconds", Help: "When the node's TLS certificate and its CA expire (Unix time), as loaded at start.", ConstLabels: constLabels,
 		}, []string{"certificate"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georaft_etcd_forwarded_total", Help: "etcd API requests this follower passed to the leader, by the gRPC code they ended with.", ConstLabels: constLabels,
+		}, []string{"code"}),
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "georaft_etcd_watchers", Help: "etcd API watches open on this node.", ConstLabels: constLabels,
+		}),
 	}
 	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
 		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.requestErrors, m.snapshots, m.readFallbacks,
-		m.connsRefused, m.certExpiry)
+		m.connsRefused, m.certExpiry, m.forwarded, m.watchers)
 	return m
 }
 

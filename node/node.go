@@ -48,11 +48,13 @@ type Node struct {
 	m     *metrics
 	dump  *dumpLog
 
-	core  *raft.Raft // owned by the loop goroutine
-	wal   *wal.WAL
-	snaps *snapshot.Store
-	store *mvcc.Store
-	tr    *transport.Transport
+	core   *raft.Raft // owned by the loop goroutine
+	wal    *wal.WAL
+	snaps  *snapshot.Store
+	store  *mvcc.Store
+	tr     *transport.Transport
+	fwd    *forwarder
+	lessor *lessor
 
 	msgc  chan inbound
 	propc chan *proposal
@@ -265,8 +267,10 @@ func (n *Node) attachTransport(tr *transport.Transport) { n.tr = tr }
 // start runs the loop.
 func (n *Node) start() {
 	n.publish()
+	n.lessor = newLessor(n)
 	go n.run()
 	go n.refreshMetrics()
+	go n.lessor.run()
 }
 
 // run is the loop: the only goroutine that touches the core.

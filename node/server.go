@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -122,9 +123,15 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("start peer transport: %w", err)
 	}
 	n.attachTransport(tr)
+	n.fwd = newForwarder(n, clientTLS)
 
-	s.peerSrv = grpc.NewServer(tr.ServerOptions()...)
+	peerUnary, peerStream := peerEtcdAuth(serverTLS != nil)
+	s.peerSrv = grpc.NewServer(append(tr.ServerOptions(), grpc.ChainUnaryInterceptor(peerUnary), grpc.ChainStreamInterceptor(peerStream))...)
 	tr.Register(s.peerSrv)
+	// Requests followers forward to this node when it leads (forward.go).
+	peerEtcd := &etcdServer{n: n, forwarded: true}
+	etcdpb.RegisterKVServer(s.peerSrv, peerEtcd)
+	etcdpb.RegisterLeaseServer(s.peerSrv, peerEtcd)
 
 	clientOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxRequestBytes),
@@ -133,12 +140,20 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 30 * time.Minute, Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.InTapHandle(requestDeadline(cfg.Limits.RequestTimeout)),
+		grpc.ChainUnaryInterceptor(notServed()),
 	}
 	if serverTLS != nil {
 		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS))))
 	}
 	s.clientSrv = grpc.NewServer(clientOpts...)
 	georaftv1.RegisterKVServiceServer(s.clientSrv, &kvService{n: n})
+	etcd := &etcdServer{n: n}
+	etcdpb.RegisterKVServer(s.clientSrv, etcd)
+	etcdpb.RegisterWatchServer(s.clientSrv, etcd)
+	etcdpb.RegisterLeaseServer(s.clientSrv, etcd)
+	etcdpb.RegisterClusterServer(s.clientSrv, etcd)
+	etcdpb.RegisterMaintenanceServer(s.clientSrv, etcd)
+	etcdpb.RegisterAuthServer(s.clientSrv, etcd)
 
 	n.start()
 	s.serve(s.peerSrv, s.peerLis, "peer")
@@ -359,6 +374,7 @@ func (s *Server) stop(ctx context.Context) error {
 	}
 	n.stopLoop()
 	n.tr.Close()
+	n.fwd.close()
 	s.peerSrv.Stop()
 	s.wg.Wait()
 	return n.closeStorage()
@@ -399,6 +415,7 @@ func (s *Server) Kill() error {
 		}
 		s.n.stopLoop()
 		s.n.tr.Close()
+		s.n.fwd.close()
 		s.peerSrv.Stop()
 		s.wg.Wait()
 		s.stopErr = s.n.closeStorage()

@@ -169,10 +169,15 @@ func (n *Node) writeV1(ctx context.Context, cmd kv.Command) (proposalResult, err
 	case kv.OpGet:
 		mc.Txn = mvcc.TxnOf(&etcdpb.RequestOp{Request: &etcdpb.RequestOp_RequestRange{RequestRange: &etcdpb.RangeRequest{Key: cmd.Key}}})
 	}
-	return n.proposeCommand(ctx, &mc)
+	res, err := n.proposeCommand(ctx, &mc)
+	if err == nil && res.result.Err != nil {
+		err = resultError(res.result.Err)
+	}
+	return res, err
 }
 
-// proposeCommand proposes a command and waits until it is applied.
+// proposeCommand proposes a command and waits until it is applied. A refusal by the state
+// machine is in the result's Err, not the error.
 func (n *Node) proposeCommand(ctx context.Context, cmd *mvcc.Command) (proposalResult, error) {
 	data, err := cmd.Encode()
 	if err != nil {
@@ -188,13 +193,7 @@ func (n *Node) proposeCommand(ctx context.Context, cmd *mvcc.Command) (proposalR
 	}
 	select {
 	case res := <-p.done:
-		if res.err != nil {
-			return res, res.err
-		}
-		if res.result.Err != nil {
-			return res, resultError(res.result.Err)
-		}
-		return res, nil
+		return res, res.err
 	case <-ctx.Done():
 		return proposalResult{}, ctxErr(ctx)
 	case <-n.donec:

@@ -44,7 +44,11 @@ type OrderError = kv.OrderError
 // skipped: a snapshot or a restart may leave the store ahead of the log it is fed).
 //
 // The error is the engine's: the node must stop, since what it applied may be lost.
-func (s *Store) Apply(e raft.Entry) (Result, error) {
+func (s *Store) Apply(e raft.Entry) (res Result, err error) {
+	defer s.guard(&err)
+	if err := s.failure(); err != nil {
+		return Result{}, err
+	}
 	cur := s.st.Load()
 	if e.Index <= cur.applied {
 		return Result{Index: e.Index, Revision: cur.rev, Skipped: true}, nil
@@ -57,7 +61,7 @@ func (s *Store) Apply(e raft.Entry) (Result, error) {
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
 	t := &txn{s: s, rd: b, b: b, st: cur, next: &next, base: cur.rev}
-	res := Result{Index: e.Index}
+	res = Result{Index: e.Index}
 	switch e.Type {
 	case raft.EntryNoop:
 	case raft.EntryNormal:

@@ -52,7 +52,8 @@ func (s *Store) compactor() {
 
 // compactTo removes what no read at or above rev can see. It reports false when it stopped
 // early (the store is closing or a snapshot replaced the engine).
-func (s *Store) compactTo(rev int64) (bool, error) {
+func (s *Store) compactTo(rev int64) (done bool, err error) {
+	defer s.guard(&err)
 	s.mu.RLock()
 	gen := s.gen
 	s.mu.RUnlock()

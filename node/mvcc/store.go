@@ -93,6 +93,7 @@ type Store struct {
 	watch *hub
 
 	compacted   atomic.Int64 // the revision up to which old versions are physically gone
+	failed      atomic.Pointer[error]
 	compactWake chan struct{}
 	compactDone *notifier
 	stopc       chan struct{}
@@ -306,10 +307,21 @@ func (s *Store) Close() error {
 		s.watch.close()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if serr := s.db.LogData(nil, pebble.Sync); serr != nil {
-			err = serr
+		err = s.failure()
+		if err == nil {
+			// A failed engine's log is broken: nothing more can be made durable. What it
+			// lost, the Raft log replays.
+			func() {
+				defer s.guard(&err)
+				err = s.db.LogData(nil, pebble.Sync)
+			}()
 		}
-		if cerr := s.db.Close(); err == nil {
+		var cerr error
+		func() {
+			defer s.guard(&cerr)
+			cerr = s.db.Close()
+		}()
+		if err == nil {
 			err = cerr
 		}
 	})
@@ -321,6 +333,10 @@ func (s *Store) Close() error {
 func (s *Store) Sync() (index, term uint64, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	defer s.guard(&err)
+	if err := s.failure(); err != nil {
+		return 0, 0, err
+	}
 	st := s.st.Load()
 	if err := s.db.LogData(nil, pebble.Sync); err != nil {
 		return 0, 0, fmt.Errorf("mvcc: sync engine: %w", err)
@@ -367,6 +383,40 @@ func (l engineLogger) Errorf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 func (l engineLogger) Fatalf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-	panic(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "component", "pebble")
+	// Pebble gives up on its engine here (a failed write to its log: a full or failing disk).
+	// The panic unwinds to the store's call into pebble, which turns it into an error and
+	// refuses every later write: the node fail-stops instead of acknowledging on a broken
+	// engine. Pebble assumes Fatalf does not return.
+	panic(engineFatal{msg})
+}
+
+// engineFatal is pebble's fatal error, carried by a panic to the store's guard.
+type engineFatal struct{ msg string }
+
+// ErrEngineFailed is wrapped by every error after the engine failed.
+var ErrEngineFailed = errors.New("mvcc: storage engine failed")
+
+// guard turns pebble's fatal panic into an error in *err and marks the store failed.
+func (s *Store) guard(err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	f, ok := r.(engineFatal)
+	if !ok {
+		panic(r)
+	}
+	e := fmt.Errorf("%w: %s", ErrEngineFailed, f.msg)
+	s.failed.CompareAndSwap(nil, &e)
+	*err = e
+}
+
+// failure is the engine's failure, or nil.
+func (s *Store) failure() error {
+	if e := s.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }

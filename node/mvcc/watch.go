@@ -116,6 +116,16 @@ func (s *Store) Watch(ctx context.Context, o WatchOptions) (*Watcher, error) {
 // Cancel ends the watch.
 func (w *Watcher) Cancel() { w.cancel() }
 
+// Synced reports whether the watcher has delivered everything up to the newest revision and
+// follows Apply.
+func (w *Watcher) Synced() bool {
+	h := w.s.watch
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.synced[w]
+	return ok
+}
+
 // RequestProgress asks for a progress batch once the watcher is synced; it reports whether
 // it was (a watcher still catching up is not: ask again later).
 func (w *Watcher) RequestProgress() bool {

@@ -1,0 +1,242 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+func etcdClient(t *testing.T, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// The etcd API on a follower: writes and linearizable reads are passed to the leader,
+// serializable reads answered locally; KV, Txn, Watch, Lease and Compact behave as etcd's.
+func TestEtcdAPIThroughAFollower(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	follower := (leader + 1) % 3
+	cli := etcdClient(t, c.cfgs[follower].Listen.Client)
+	ctx := ctxT(t)
+
+	put, err := cli.Put(ctx, "/app/a", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := put.Header.Revision
+	if _, err := cli.Put(ctx, "/app/b", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/other", "x"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cli.Get(ctx, "/app/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Kvs) != 2 || string(got.Kvs[1].Value) != "2" || got.Count != 2 {
+		t.Fatalf("prefix read: %v", got.Kvs)
+	}
+	if got.Header.MemberId != uint64(follower+1) {
+		t.Fatalf("answered by member %d, the client asked member %d", got.Header.MemberId, follower+1)
+	}
+	stale, err := cli.Get(ctx, "/app/a", clientv3.WithSerializable())
+	if err != nil || len(stale.Kvs) != 1 {
+		t.Fatalf("serializable read: %v %v", stale, err)
+	}
+	// A read mode from metadata.
+	for _, mode := range []string{"index", "log"} {
+		r, err := cli.Get(metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", mode), "/app/a")
+		if err != nil || len(r.Kvs) != 1 {
+			t.Fatalf("%s read: %v %v", mode, r, err)
+		}
+	}
+	if _, err := cli.Get(metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", "bogus"), "/app/a"); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("unknown read mode: %v", err)
+	}
+
+	// Compare-and-swap.
+	txn, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.Value("/app/a"), "=", "1")).
+		Then(clientv3.OpPut("/app/a", "2")).Else(clientv3.OpGet("/app/a")).Commit()
+	if err != nil || !txn.Succeeded {
+		t.Fatalf("cas: %v %v", txn, err)
+	}
+	txn, err = cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision("/app/a"), "=", first)).
+		Then(clientv3.OpPut("/app/a", "3")).Else(clientv3.OpGet("/app/a")).Commit()
+	if err != nil || txn.Succeeded || string(txn.Responses[0].GetResponseRange().Kvs[0].Value) != "2" {
+		t.Fatalf("failed cas: %v %v", txn, err)
+	}
+
+	// Watch from the first revision: history replay, then live events.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	wc := cli.Watch(wctx, "/app/", clientv3.WithPrefix(), clientv3.WithRev(first), clientv3.WithPrevKV())
+	if _, err := cli.Delete(ctx, "/app/b"); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for len(seen) < 4 {
+		select {
+		case wr := <-wc:
+			if err := wr.Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range wr.Events {
+				seen = append(seen, fmt.Sprintf("%s %s", ev.Type, ev.Kv.Key))
+				if ev.Type == clientv3.EventTypeDelete && (ev.PrevKv == nil || string(ev.PrevKv.Value) != "2") {
+					t.Fatalf("delete without its previous value: %v", ev)
+				}
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch saw only %v", seen)
+		}
+	}
+	if want := "[PUT /app/a PUT /app/b PUT /app/a DELETE /app/b]"; fmt.Sprint(seen) != want {
+		t.Fatalf("watch saw %v, want %s", seen, want)
+	}
+	if err := cli.RequestProgress(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case wr := <-wc:
+		if !wr.IsProgressNotify() {
+			t.Fatalf("want a progress notification, got %+v", wr)
+		}
+	case <-ctx.Done():
+		t.Fatal("no progress notification")
+	}
+
+	// Leases: keys go with their lease.
+	lease, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/lease/k", "v", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.KeepAliveOnce(ctx, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := cli.TimeToLive(ctx, lease.ID, clientv3.WithAttachedKeys())
+	if err != nil || ttl.GrantedTTL != 30 || len(ttl.Keys) != 1 || ttl.TTL <= 0 || ttl.TTL > 30 {
+		t.Fatalf("time to live: %+v %v", ttl, err)
+	}
+	leases, err := cli.Leases(ctx)
+	if err != nil || len(leases.Leases) != 1 {
+		t.Fatalf("leases: %+v %v", leases, err)
+	}
+	if _, err := cli.Revoke(ctx, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := cli.Get(ctx, "/lease/k"); len(r.Kvs) != 0 {
+		t.Fatal("the key outlived its revoked lease")
+	}
+	if _, err := cli.Revoke(ctx, lease.ID); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("revoking twice: %v", err)
+	}
+	if _, err := cli.Put(ctx, "k", "v", clientv3.WithLease(lease.ID)); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("put with a revoked lease: %v", err)
+	}
+
+	// Compaction, and reads below it.
+	now, _ := cli.Get(ctx, "/app/a")
+	if _, err := cli.Compact(ctx, now.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(ctx, "/app/a", clientv3.WithRev(first)); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Fatalf("read below the compaction: %v", err)
+	}
+	if _, err := cli.Get(ctx, "/app/a", clientv3.WithRev(now.Header.Revision+100)); !errors.Is(err, rpctypes.ErrFutureRev) {
+		t.Fatalf("read of a future revision: %v", err)
+	}
+
+	// Bad requests get etcd's errors and change nothing.
+	ops := make([]clientv3.Op, 129)
+	for i := range ops {
+		ops[i] = clientv3.OpPut(fmt.Sprint("k", i), "v")
+	}
+	if _, err := cli.Txn(ctx).Then(ops...).Commit(); !errors.Is(err, rpctypes.ErrTooManyOps) {
+		t.Fatalf("too many ops: %v", err)
+	}
+	if _, err := cli.Txn(ctx).Then(clientv3.OpPut("d", "1"), clientv3.OpPut("d", "2")).Commit(); !errors.Is(err, rpctypes.ErrDuplicateKey) {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	if _, err := cli.Put(ctx, "big", strings.Repeat("x", 2<<20)); err == nil {
+		t.Fatal("a value over the limits was accepted")
+	}
+	after, _ := cli.Get(ctx, "/app/a")
+	if after.Header.Revision != now.Header.Revision {
+		t.Fatalf("refused requests moved the revision from %d to %d", now.Header.Revision, after.Header.Revision)
+	}
+
+	// Cluster and maintenance.
+	members, err := cli.MemberList(ctx)
+	if err != nil || len(members.Members) != 3 {
+		t.Fatalf("member list: %v %v", members, err)
+	}
+	st, err := cli.Status(ctx, c.cfgs[follower].Listen.Client)
+	if err != nil || st.Leader != uint64(leader+1) {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if _, err := cli.UserAdd(ctx, "u", "p"); status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "mutual TLS") {
+		t.Fatalf("auth: %v", err)
+	}
+	if _, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:1"}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("member add: %v", err)
+	}
+}
+
+// A lease that nobody keeps alive expires: the leader revokes it through the log and its keys
+// go on every member.
+func TestEtcdLeaseExpires(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	cli := etcdClient(t, c.cfgs[(leader+1)%3].Listen.Client)
+	ctx := ctxT(t)
+	lease, err := cli.Grant(ctx, 1) // raised to the minimum TTL
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "ephemeral", "v", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	w := cli.Watch(ctx, "ephemeral")
+	for {
+		select {
+		case wr := <-w:
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					ttl, err := cli.TimeToLive(ctx, lease.ID)
+					if err != nil || ttl.TTL != -1 {
+						t.Fatalf("expired lease still there: %+v %v", ttl, err)
+					}
+					return
+				}
+			}
+		case <-ctx.Done():
+			t.Fatal("the lease never expired")
+		}
+	}
+}
