@@ -141,16 +141,55 @@ func readModeOf(ctx context.Context) (raft.ReadMode, error) {
 // redirects, so a follower forwards over the peer port. A request that came forwarded is
 // never forwarded again.
 func forwardOr[T any](s *etcdServer, ctx context.Context, local func() (T, error), remote func(context.Context, *etcdClients) (T, error)) (T, error) {
-	if !s.forwarded {
-		if leader := s.n.statusSnapshot().Leader; leader != raft.None && leader != s.n.id {
-			return forwardTo(s.n, ctx, leader, remote)
+	for attempt := 0; ; attempt++ {
+		leader := s.n.awaitLeader(ctx)
+		if !s.forwarded && leader != raft.None && leader != s.n.id {
+			out, err := forwardTo(s.n, ctx, leader, remote)
+			if errors.Is(err, errLeaderUnreachable) {
+				if attempt < 3 {
+					// The request never reached it: safe to send again once a leader is known.
+					s.n.awaitLeaderOtherThan(ctx, leader)
+					continue
+				}
+				err = rpctypes.ErrGRPCNoLeader
+			}
+			return out, err
+		}
+		out, err := local()
+		if leader, ok := isNotLeader(err); ok && !s.forwarded && leader != s.n.id && attempt < 3 {
+			continue // leadership moved before the proposal: go to the new leader
+		}
+		return out, err
+	}
+}
+
+// leaderWait bounds how long a request waits for an election to name a leader.
+func (n *Node) leaderWait() time.Duration { return 2 * n.cfg.Timing.ElectionTimeoutMax }
+
+// awaitLeader returns the leader this node knows, waiting (within leaderWait and ctx) for an
+// election under way: etcd's clients do not retry writes on "no leader", so a failover
+// would otherwise fail every write sent during it.
+func (n *Node) awaitLeader(ctx context.Context) uint64 {
+	return n.awaitLeaderOtherThan(ctx, raft.None)
+}
+
+// awaitLeaderOtherThan waits until a leader other than not is known, and returns it (or
+// raft.None once the wait is over).
+func (n *Node) awaitLeaderOtherThan(ctx context.Context, not uint64) uint64 {
+	deadline := time.Now().Add(n.leaderWait())
+	for {
+		if l := n.statusSnapshot().Leader; l != raft.None && l != not {
+			return l
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil || n.admit() != nil {
+			return raft.None
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+		case <-n.donec:
 		}
 	}
-	out, err := local()
-	if leader, ok := isNotLeader(err); ok && !s.forwarded && leader != s.n.id {
-		return forwardTo(s.n, ctx, leader, remote)
-	}
-	return out, err
 }
 
 func (s *etcdServer) observe(op, mode string, start time.Time, err error) {

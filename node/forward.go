@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -29,6 +30,9 @@ type etcdClients struct {
 	kv    pb.KVClient
 	lease pb.LeaseClient
 }
+
+// errLeaderUnreachable: the leader could not be dialled, so the request never reached it.
+var errLeaderUnreachable = errors.New("leader unreachable")
 
 type forwarder struct {
 	n      *Node
@@ -88,12 +92,18 @@ func forwardTo[T any](n *Node, ctx context.Context, leader uint64, call func(con
 	if err != nil {
 		return zero, rpctypes.ErrGRPCNoLeader
 	}
+	// Wait for the connection (within the request's deadline), so a leader that is down is
+	// told apart from a request that failed on the way.
 	out, err := call(ctx, &etcdClients{kv: pb.NewKVClient(c), lease: pb.NewLeaseClient(c)})
 	if err != nil {
 		n.m.forwarded.WithLabelValues(status.Code(err).String()).Inc()
 		if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && !strings.HasPrefix(st.Message(), "etcdserver:") {
-			// The leader's port did not answer: an election is likely under way.
-			return zero, rpctypes.ErrGRPCNoLeader
+			if strings.Contains(st.Message(), "connection refused") || strings.Contains(st.Message(), "while dialing") {
+				return zero, errLeaderUnreachable
+			}
+			// The connection broke with the request on it: it may have been applied, so it
+			// is not sent again; the client hears what etcd would say.
+			return zero, rpctypes.ErrGRPCLeaderChanged
 		}
 		return zero, err
 	}
