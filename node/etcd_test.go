@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/georaft/georaft/node/tlsutil"
 )
 
 func etcdClient(t *testing.T, endpoints ...string) *clientv3.Client {
@@ -238,5 +240,70 @@ func TestEtcdLeaseExpires(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("the lease never expired")
 		}
+	}
+}
+
+// With TLS, a follower forwards over the peer port with its node certificate, and that port
+// refuses the etcd services to a client certificate.
+func TestEtcdForwardingOverMutualTLS(t *testing.T) {
+	files := generateTLSFiles(t, 3)
+	c := newTLSTestCluster(t, 3, files)
+	leader := c.waitLeader(15 * time.Second)
+	follower := (leader + 1) % 3
+	admin := clientTLS(t, files.CA.Cert, files.Clients[tlsClientName], "")
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.cfgs[follower].Listen.Client}, TLS: admin, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := ctxT(t)
+	if _, err := cli.Put(ctx, "tls", "v"); err != nil {
+		t.Fatalf("put through a follower over TLS: %v", err)
+	}
+	if r, err := cli.Get(ctx, "tls"); err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("get through a follower over TLS: %v %v", r, err)
+	}
+	// The leader's peer port, reached with the admin's client certificate.
+	peerTLS := clientTLS(t, files.CA.Cert, files.Clients[tlsClientName], tlsutil.NodeServerName(uint64(leader+1)))
+	peer, err := clientv3.New(clientv3.Config{Endpoints: []string{c.cfgs[leader].Listen.Peer}, TLS: peerTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := peer.Put(ctx, "sneaky", "v"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("put on the peer port with a client certificate: %v, want PermissionDenied", err)
+	}
+}
+
+// A leader change never expires a lease early: the new leader restarts every lease's
+// countdown at its full TTL.
+func TestEtcdLeaseSurvivesFailover(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	survivors := others(3, leader)
+	cli := etcdClient(t, c.cfgs[survivors[0]].Listen.Client, c.cfgs[survivors[1]].Listen.Client)
+	ctx := ctxT(t)
+	const ttl = 20
+	lease, err := cli.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "held", "v", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	kept := time.Now()
+	if _, err := cli.KeepAliveOnce(ctx, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.kill(leader)
+	c.waitLeaderAmong(survivors, 15*time.Second)
+	r, err := cli.TimeToLive(ctx, lease.ID, clientv3.WithAttachedKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whatever the failover took, the lease has at least what was left of its TTL.
+	left := ttl - int64(time.Since(kept)/time.Second) - 1
+	if r.TTL < left || len(r.Keys) != 1 {
+		t.Fatalf("after the failover the lease has %ds left and keys %q; it was kept alive %v ago with TTL %ds", r.TTL, r.Keys, time.Since(kept), ttl)
 	}
 }
