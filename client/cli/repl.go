@@ -22,6 +22,9 @@ type Session struct {
 	Printer Printer
 	// Mode is the read mode of GET without an explicit mode; MODE changes it.
 	Mode client.ReadMode
+	// Extra runs the etcd-style verbs (put, txn, watch, lease, compact, get with options)
+	// as the one-shot commands do, and returns the exit code; nil: they are unknown.
+	Extra func(ctx context.Context, words []string) int
 }
 
 // Execute runs one line and prints its outcome. It returns the command's exit code and
@@ -37,6 +40,11 @@ func (s *Session) Execute(ctx context.Context, line string) (code int, quit bool
 			code, quit = ExitError, false
 		}
 	}()
+	if s.Extra != nil {
+		if words, err := splitWords(line); err == nil && etcdVerb(words) {
+			return s.Extra(ctx, words), false
+		}
+	}
 	cmd, err := ParseCommand(line)
 	if err != nil {
 		s.Printer.Error("", err)
@@ -98,6 +106,25 @@ func (s *Session) run(ctx context.Context, cmd Command) (int, bool) {
 }
 
 // KnownIDs maps endpoints to the node ids the client knows they reach.
+// etcdVerb reports whether a line is one of the etcd-style verbs (put, txn, watch, lease,
+// compact, or get with options), which the command line's own commands run.
+func etcdVerb(words []string) bool {
+	if len(words) == 0 {
+		return false
+	}
+	switch strings.ToLower(words[0]) {
+	case "put", "txn", "watch", "lease", "compact":
+		return true
+	case "get":
+		for _, w := range words[1:] {
+			if strings.HasPrefix(w, "--") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func KnownIDs(c *client.Client) map[string]uint64 {
 	ids := map[string]uint64{}
 	for _, n := range c.Nodes() {
