@@ -148,7 +148,7 @@ func CheckWith(ops []Op, opts Options) Result {
 	if hasGroupOps(ops) {
 		res.ops, res.grouped = toGroupPorcupine(ops), true
 		res.Checked = len(res.ops)
-		linearizable = checkGroups(res.ops, opts.Timeout, &res)
+		linearizable = checkGroups(ops, res.ops, opts.Timeout, &res)
 	} else {
 		res.ops = toPorcupine(ops)
 		res.Checked = len(res.ops)
@@ -304,7 +304,7 @@ func checkStaleReads(ops []Op, bound int64) ([]StaleViolation, int) {
 	writesByKey := map[string][]*Op{}
 	for i := range ops {
 		op := &ops[i]
-		if (op.Kind == Set || op.Kind == Delete) && op.Outcome != Failed {
+		if op.changes() && op.Outcome != Failed {
 			writesByKey[op.Key] = append(writesByKey[op.Key], op)
 		}
 	}
@@ -366,7 +366,7 @@ func possibleStates(writes []*Op) []possibleState {
 	}
 	states := []possibleState{state(false, "", math.MinInt64, suffixFirst[0])}
 	for _, w := range byCall {
-		states = append(states, state(w.Kind == Set, w.Value, w.Call, firstToReturnAfter(returnOf(w))))
+		states = append(states, state(w.Kind != Delete, w.Value, w.Call, firstToReturnAfter(returnOf(w))))
 	}
 	return states
 }
@@ -445,7 +445,7 @@ func anomalies(ops []Op, key string) []string {
 	var writes []*Op
 	for i := range ops {
 		op := &ops[i]
-		if op.Key == key && (op.Kind == Set || op.Kind == Delete) && op.Outcome != Failed {
+		if op.Key == key && op.changes() && op.Outcome != Failed {
 			writes = append(writes, op)
 		}
 	}

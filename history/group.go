@@ -213,7 +213,7 @@ func toGroupPorcupine(ops []Op) []porcupine.Operation {
 }
 
 // checkGroups checks a history with Range or CAS operations, group by group.
-func checkGroups(ops []porcupine.Operation, timeout time.Duration, res *Result) bool {
+func checkGroups(original []Op, ops []porcupine.Operation, timeout time.Duration, res *Result) bool {
 	if porcupine.CheckOperationsTimeout(groupModel, ops, timeout) == porcupine.Ok {
 		return true
 	}
@@ -222,6 +222,14 @@ func checkGroups(ops []porcupine.Operation, timeout time.Duration, res *Result) 
 		switch porcupine.CheckOperationsTimeout(groupModel, part, timeout) {
 		case porcupine.Illegal:
 			res.IllegalKeys = append(res.IllegalKeys, g)
+			// The plainest evidence, key by key: reads of values certainly replaced.
+			keys := map[string]bool{}
+			for _, op := range original {
+				if Group(op.Key) == g && op.Kind != Range && !keys[op.Key] {
+					keys[op.Key] = true
+					res.Anomalies = append(res.Anomalies, anomalies(original, op.Key)...)
+				}
+			}
 		case porcupine.Unknown:
 			res.TimedOutKeys = append(res.TimedOutKeys, g)
 		}

@@ -200,3 +200,15 @@ func (op Op) String() string {
 	}
 	return s
 }
+
+// changes reports whether op wrote its key (or may have): a Set or Delete, or a CAS that
+// swapped or whose outcome is unknown.
+func (op Op) changes() bool {
+	switch op.Kind {
+	case Set, Delete:
+		return true
+	case CAS:
+		return op.Outcome != OK || op.Swapped
+	}
+	return false
+}

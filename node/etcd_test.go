@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/node/tlsutil"
 )
 
@@ -305,5 +307,34 @@ func TestEtcdLeaseSurvivesFailover(t *testing.T) {
 	left := ttl - int64(time.Since(kept)/time.Second) - 1
 	if r.TTL < left || len(r.Keys) != 1 {
 		t.Fatalf("after the failover the lease has %ds left and keys %q; it was kept alive %v ago with TTL %ds", r.TTL, r.Keys, time.Since(kept), ttl)
+	}
+}
+
+// A watch outlives limits.request_timeout: only single requests are bounded by it.
+func TestEtcdWatchOutlivesTheRequestTimeout(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *config.Config) { cfg.Limits.RequestTimeout = 300 * time.Millisecond })
+	c.waitLeader(10 * time.Second)
+	ctx := ctxT(t)
+	// The raw stream, not clientv3 (which would quietly open a new one).
+	stream, err := etcdpb.NewWatchClient(c.conns[0]).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&etcdpb.WatchRequest{RequestUnion: &etcdpb.WatchRequest_CreateRequest{CreateRequest: &etcdpb.WatchCreateRequest{Key: []byte("k")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); err != nil || !r.Created {
+		t.Fatalf("create: %v %v", r, err)
+	}
+	kv := etcdpb.NewKVClient(c.conns[0])
+	// Three request timeouts later the same stream still delivers.
+	deadline := time.Now().Add(3 * c.cfgs[0].Limits.RequestTimeout)
+	for time.Now().Before(deadline) {
+		if _, err := kv.Put(ctx, &etcdpb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := stream.Recv(); err != nil || len(r.Events) != 1 {
+			t.Fatalf("watch %v before the deadline: %v %v", time.Until(deadline), r, err)
+		}
 	}
 }

@@ -178,7 +178,10 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 // it, so a client that sends headers and never a body would hold its stream for as long as
 // the connection lives. The tap's context is the one the body is read under.
 func requestDeadline(bound time.Duration) tap.ServerInHandle {
-	return func(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if longLivedStreams[info.FullMethodName] {
+			return ctx, nil
+		}
 		if d, ok := ctx.Deadline(); ok && time.Until(d) <= bound {
 			return ctx, nil
 		}
@@ -187,6 +190,15 @@ func requestDeadline(bound time.Duration) tap.ServerInHandle {
 		context.AfterFunc(ctx, cancel)
 		return bounded, nil
 	}
+}
+
+// longLivedStreams are the client streams that last as long as their client wants (a watch,
+// a lease kept alive, a snapshot download): not bounded by limits.request_timeout. They still
+// count against the connection caps, and gRPC's keepalive closes them when the client is gone.
+var longLivedStreams = map[string]bool{
+	"/etcdserverpb.Watch/Watch":          true,
+	"/etcdserverpb.Lease/LeaseKeepAlive": true,
+	"/etcdserverpb.Maintenance/Snapshot": true,
 }
 
 // peerConnectionsPerPeer is the peer port's connection budget per cluster member.
