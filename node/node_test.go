@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"io"
 	"net/http"
 	"os"
@@ -214,6 +215,39 @@ func TestFarBehindFollowerCaughtUpBySnapshot(t *testing.T) {
 	got, err := c.get(lagging, "k199", georaftv1.ReadMode_READ_MODE_STALE)
 	if err != nil || string(got.Value) != "v199" {
 		t.Fatalf("lagging node after catch-up: %+v err=%v", got, err)
+	}
+	// The snapshot carried the history too: a watch on the caught-up node from the first
+	// revision replays every write.
+	cli := etcdClient(t, c.cfgs[lagging].Listen.Client)
+	ctx := ctxT(t)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := 0
+	for wr := range cli.Watch(wctx, "k", clientv3.WithPrefix(), clientv3.WithRev(1)) {
+		if err := wr.Err(); err != nil {
+			t.Fatal(err)
+		}
+		events += len(wr.Events)
+		if events >= 200 {
+			break
+		}
+	}
+	if events != 200 {
+		t.Fatalf("a watch from revision 1 on the caught-up node replayed %d writes, want 200", events)
+	}
+	// And its state is the leader's.
+	for {
+		a, b := c.mustStatusWithHash(leader), c.mustStatusWithHash(lagging)
+		if a.AppliedIndex == b.AppliedIndex {
+			if a.StateHash != b.StateHash {
+				t.Fatalf("at applied index %d the leader's state hash is %x, the caught-up node's %x", a.AppliedIndex, a.StateHash, b.StateHash)
+			}
+			break
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatal("the caught-up node never reached the leader's applied index")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	c.kill(lagging) // flushes dump.txt
 	dump, err := os.ReadFile(filepath.Join(c.cfgs[lagging].Node.DataDir, node.DumpFileName))
@@ -451,4 +485,13 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 	if next := c.waitLeader(10 * time.Second); next == leader {
 		t.Fatalf("the stopped node %d is still the leader", leader+1)
 	}
+}
+
+func (c *testCluster) mustStatusWithHash(i int) *georaftv1.StatusResponse {
+	c.t.Helper()
+	st, err := c.clients[i].Status(context.Background(), &georaftv1.StatusRequest{IncludeStateHash: true})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return st
 }
