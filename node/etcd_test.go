@@ -9,6 +9,7 @@ import (
 	"time"
 
 	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -336,5 +337,57 @@ func TestEtcdWatchOutlivesTheRequestTimeout(t *testing.T) {
 		if r, err := stream.Recv(); err != nil || len(r.Events) != 1 {
 			t.Fatalf("watch %v before the deadline: %v %v", time.Until(deadline), r, err)
 		}
+	}
+}
+
+// Watch filters, several watches on one stream, and cancel.
+func TestEtcdWatchFiltersAndCancel(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.waitLeader(10 * time.Second)
+	ctx := ctxT(t)
+	stream, err := etcdpb.NewWatchClient(c.conns[0]).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(id int64, filter etcdpb.WatchCreateRequest_FilterType) {
+		t.Helper()
+		if err := stream.Send(&etcdpb.WatchRequest{RequestUnion: &etcdpb.WatchRequest_CreateRequest{CreateRequest: &etcdpb.WatchCreateRequest{
+			Key: []byte("f/"), RangeEnd: []byte("f0"), WatchId: id, Filters: []etcdpb.WatchCreateRequest_FilterType{filter}}}}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := stream.Recv(); err != nil || !r.Created || r.WatchId != id {
+			t.Fatalf("create %d: %v %v", id, r, err)
+		}
+	}
+	create(7, etcdpb.WatchCreateRequest_NOPUT)
+	create(8, etcdpb.WatchCreateRequest_NODELETE)
+	kv := etcdpb.NewKVClient(c.conns[0])
+	kv.Put(ctx, &etcdpb.PutRequest{Key: []byte("f/a"), Value: []byte("1")})
+	kv.DeleteRange(ctx, &etcdpb.DeleteRangeRequest{Key: []byte("f/a")})
+	got := map[int64]string{}
+	for len(got) < 2 {
+		r, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range r.Events {
+			got[r.WatchId] += ev.Type.String()
+		}
+	}
+	if got[7] != "DELETE" || got[8] != "PUT" {
+		t.Fatalf("filtered watches saw %v: want 7 DELETE only, 8 PUT only", got)
+	}
+	if err := stream.Send(&etcdpb.WatchRequest{RequestUnion: &etcdpb.WatchRequest_CancelRequest{CancelRequest: &etcdpb.WatchCancelRequest{WatchId: 8}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); err != nil || !r.Canceled || r.WatchId != 8 {
+		t.Fatalf("cancel: %v %v", r, err)
+	}
+	// After the cancel only watch 7 speaks.
+	kv.Put(ctx, &etcdpb.PutRequest{Key: []byte("f/b"), Value: []byte("2")})
+	kv.DeleteRange(ctx, &etcdpb.DeleteRangeRequest{Key: []byte("f/b")})
+	r, err := stream.Recv()
+	if err != nil || r.WatchId != 7 || len(r.Events) != 1 || r.Events[0].Type != mvccpb.DELETE {
+		t.Fatalf("after the cancel: %v %v", r, err)
 	}
 }
