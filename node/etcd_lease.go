@@ -120,6 +120,17 @@ func (s *etcdServer) notPrimary() error {
 // LeaseKeepAlive answers each keep-alive in order. A follower passes them to the leader over a
 // stream of its own, opened again to the new leader after a leader change.
 func (s *etcdServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.keepAliveLoop(stream) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-s.n.drainc:
+		return status.Error(codes.Unavailable, "etcdserver: this member is shutting down; keep the lease alive through another member")
+	}
+}
+
+func (s *etcdServer) keepAliveLoop(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
 	var up pb.Lease_LeaseKeepAliveClient
 	var upLeader uint64

@@ -391,3 +391,36 @@ func TestEtcdWatchFiltersAndCancel(t *testing.T) {
 		t.Fatalf("after the cancel: %v %v", r, err)
 	}
 }
+
+// A graceful stop ends open watches at once instead of waiting for them.
+func TestEtcdWatchesDoNotHoldUpAGracefulStop(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.waitLeader(10 * time.Second)
+	ctx := ctxT(t)
+	stream, err := etcdpb.NewWatchClient(c.conns[0]).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&etcdpb.WatchRequest{RequestUnion: &etcdpb.WatchRequest_CreateRequest{CreateRequest: &etcdpb.WatchCreateRequest{Key: []byte("k")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.servers[0].Stop(stopCtx) }()
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the watch during a stop: %v, want Unavailable", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-stopCtx.Done():
+		t.Fatal("the stop waited for the watch")
+	}
+	c.servers[0] = nil
+}

@@ -10,6 +10,9 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/georaft/georaft/node/mvcc"
 )
 
@@ -56,16 +59,26 @@ func (s *etcdServer) Watch(stream pb.Watch_WatchServer) error {
 	defer cancel()
 	ws := &watchStream{s: s, ctx: ctx, sendc: make(chan *pb.WatchResponse, 64), watches: make(map[int64]*streamWatch)}
 	defer ws.closeAll()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- ws.sendLoop(stream) }()
 	go ws.progressLoop()
+	go func() { errc <- ws.recvLoop(stream) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-s.n.drainc:
+		return status.Error(codes.Unavailable, "etcdserver: this member is shutting down; watch again on another member from the next revision")
+	}
+}
+
+func (ws *watchStream) recvLoop(stream pb.Watch_WatchServer) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
-			if ctx.Err() != nil {
+			if ws.ctx.Err() != nil {
 				return rpctypes.ErrGRPCWatchCanceled
 			}
 			return err
@@ -80,11 +93,6 @@ func (s *etcdServer) Watch(stream pb.Watch_WatchServer) error {
 			ws.progressWanted = true
 			ws.mu.Unlock()
 			ws.tryProgress()
-		}
-		select {
-		case err := <-errc:
-			return err
-		default:
 		}
 	}
 }

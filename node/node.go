@@ -62,6 +62,11 @@ type Node struct {
 	ctrlc chan func()
 	stopc chan struct{}
 	donec chan struct{}
+	// drainc closes when the node starts to stop: long-lived client streams (etcd watches,
+	// lease keep-alives) end then, so their clients move to another member at once instead
+	// of holding the graceful stop up.
+	drainc    chan struct{}
+	drainOnce sync.Once
 
 	// Loop-only state.
 	waiters      map[uint64]*proposal // by log index
@@ -165,6 +170,7 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 		ctrlc:        make(chan func(), 256),
 		stopc:        make(chan struct{}),
 		donec:        make(chan struct{}),
+		drainc:       make(chan struct{}),
 		waiters:      make(map[uint64]*proposal),
 		pendingReads: make(map[uint64]*readRequest),
 	}
@@ -678,3 +684,6 @@ func (n *Node) clientAddressOf(id uint64) string {
 	}
 	return ""
 }
+
+// drain ends the long-lived client streams.
+func (n *Node) drain() { n.drainOnce.Do(func() { close(n.drainc) }) }

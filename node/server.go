@@ -370,6 +370,7 @@ func (s *Server) Stop(ctx context.Context) error {
 func (s *Server) stop(ctx context.Context) error {
 	n := s.n
 	n.stopping.Store(true)
+	n.drain()
 	n.dump.Printf("shutting down")
 	s.handOffLeadership(ctx)
 
@@ -421,6 +422,7 @@ func (s *Server) handOffLeadership(ctx context.Context) {
 func (s *Server) Kill() error {
 	s.stopOnce.Do(func() {
 		s.n.stopping.Store(true)
+		s.n.drain()
 		s.clientSrv.Stop()
 		if s.httpSrv != nil {
 			s.httpSrv.Close()
