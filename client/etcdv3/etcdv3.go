@@ -68,20 +68,44 @@ func (c *Conn) conn(i int) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// retryable says whether err left the request certainly unapplied, so it may go to another
-// endpoint: the endpoint could not be reached, or the cluster had no leader to take it.
-func retryable(err error) bool {
+// retryable says whether a call that failed with err may go to another endpoint. A read may
+// always (idempotent). A write only when it certainly was not applied: the endpoint could
+// not be dialled, or the cluster had no leader to take it. A connection that broke with the
+// request on it may have delivered it, and a second copy could apply twice: the chaos
+// checker caught a compare-and-swap retried that way reporting "not swapped" after its first
+// copy had swapped.
+func retryable(err error, idempotent bool) bool {
 	st, ok := status.FromError(err)
 	if !ok || st.Code() != codes.Unavailable {
 		return false
 	}
 	msg := st.Message()
-	return !strings.HasPrefix(msg, "etcdserver:") || msg == "etcdserver: no leader"
+	if msg == "etcdserver: no leader" {
+		return true
+	}
+	if strings.HasPrefix(msg, "etcdserver:") {
+		return idempotent
+	}
+	if idempotent {
+		return true
+	}
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "while dialing") ||
+		strings.Contains(msg, "no such host")
 }
 
-// Call runs f against the current endpoint, moving on to the next ones while the error is
-// retryable and ctx allows.
+// Call runs f, a read or anything else safe to send twice, against the current endpoint,
+// moving on to the next ones while it fails for want of an endpoint and ctx allows.
 func (c *Conn) Call(ctx context.Context, f func(context.Context, *grpc.ClientConn) error) error {
+	return c.call(ctx, true, f)
+}
+
+// CallOnce is Call for a write: it moves on to another endpoint only when the request
+// certainly did not reach the cluster.
+func (c *Conn) CallOnce(ctx context.Context, f func(context.Context, *grpc.ClientConn) error) error {
+	return c.call(ctx, false, f)
+}
+
+func (c *Conn) call(ctx context.Context, idempotent bool, f func(context.Context, *grpc.ClientConn) error) error {
 	c.mu.Lock()
 	start := c.cur
 	c.mu.Unlock()
@@ -91,11 +115,15 @@ func (c *Conn) Call(ctx context.Context, f func(context.Context, *grpc.ClientCon
 		if err != nil {
 			return err
 		}
-		// A dead endpoint should not eat the whole deadline: bound each try.
-		try, cancel := context.WithTimeout(ctx, perTry(ctx, len(c.endpoints)))
+		// A dead endpoint should not eat a read's whole deadline: bound each try. A write has
+		// one try (unless it never left), so it gets all of it.
+		try, cancel := ctx, context.CancelFunc(func() {})
+		if idempotent {
+			try, cancel = context.WithTimeout(ctx, perTry(ctx, len(c.endpoints)))
+		}
 		err = f(try, cc)
 		cancel()
-		if err == nil || !retryable(err) || ctx.Err() != nil {
+		if err == nil || !retryable(err, idempotent) || ctx.Err() != nil {
 			if err == nil && i > 0 {
 				c.mu.Lock()
 				c.cur = (start + i) % len(c.endpoints)
@@ -158,7 +186,7 @@ func (c *Conn) Range(ctx context.Context, r *pb.RangeRequest, opts ...grpc.CallO
 
 // Put writes.
 func (c *Conn) Put(ctx context.Context, r *pb.PutRequest) (resp *pb.PutResponse, err error) {
-	err = c.Call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.CallOnce(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		resp, err = pb.NewKVClient(cc).Put(ctx, r)
 		return err
 	})
@@ -167,7 +195,7 @@ func (c *Conn) Put(ctx context.Context, r *pb.PutRequest) (resp *pb.PutResponse,
 
 // DeleteRange deletes.
 func (c *Conn) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (resp *pb.DeleteRangeResponse, err error) {
-	err = c.Call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.CallOnce(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		resp, err = pb.NewKVClient(cc).DeleteRange(ctx, r)
 		return err
 	})
@@ -176,7 +204,7 @@ func (c *Conn) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (resp 
 
 // Txn runs a transaction.
 func (c *Conn) Txn(ctx context.Context, r *pb.TxnRequest) (resp *pb.TxnResponse, err error) {
-	err = c.Call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.CallOnce(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		resp, err = pb.NewKVClient(cc).Txn(ctx, r)
 		return err
 	})
@@ -185,7 +213,7 @@ func (c *Conn) Txn(ctx context.Context, r *pb.TxnRequest) (resp *pb.TxnResponse,
 
 // Compact compacts the history.
 func (c *Conn) Compact(ctx context.Context, r *pb.CompactionRequest) (resp *pb.CompactionResponse, err error) {
-	err = c.Call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.CallOnce(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		resp, err = pb.NewKVClient(cc).Compact(ctx, r)
 		return err
 	})
@@ -194,7 +222,7 @@ func (c *Conn) Compact(ctx context.Context, r *pb.CompactionRequest) (resp *pb.C
 
 // LeaseGrant grants a lease.
 func (c *Conn) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (resp *pb.LeaseGrantResponse, err error) {
-	err = c.Call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.CallOnce(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		resp, err = pb.NewLeaseClient(cc).LeaseGrant(ctx, r)
 		return err
 	})
@@ -203,7 +231,7 @@ func (c *Conn) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (resp *p
 
 // LeaseRevoke revokes a lease.
 func (c *Conn) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (resp *pb.LeaseRevokeResponse, err error) {
-	err = c.Call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err = c.CallOnce(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		resp, err = pb.NewLeaseClient(cc).LeaseRevoke(ctx, r)
 		return err
 	})
