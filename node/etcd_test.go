@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +42,8 @@ func ctxT(t *testing.T) context.Context {
 // The etcd API on a follower: writes and linearizable reads are passed to the leader,
 // serializable reads answered locally; KV, Txn, Watch, Lease and Compact behave as etcd's.
 func TestEtcdAPIThroughAFollower(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	tune, metricsAddrs := withMetricsListeners(t, 3, nil)
+	c := newTestCluster(t, 3, tune)
 	leader := c.waitLeader(10 * time.Second)
 	follower := (leader + 1) % 3
 	cli := etcdClient(t, c.cfgs[follower].Listen.Client)
@@ -80,6 +83,14 @@ func TestEtcdAPIThroughAFollower(t *testing.T) {
 	}
 	if _, err := cli.Get(metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", "bogus"), "/app/a"); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("unknown read mode: %v", err)
+	}
+	// The mode travels with a forwarded read: the leader's metrics count a log read.
+	before := metricCount(t, metricsAddrs[leader], "etcd.range", "log")
+	if _, err := cli.Get(metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", "log"), "/app/a"); err != nil {
+		t.Fatal(err)
+	}
+	if after := metricCount(t, metricsAddrs[leader], "etcd.range", "log"); after != before+1 {
+		t.Fatalf("the leader served %d log reads, want %d: the read mode was lost on the way", after, before+1)
 	}
 
 	// Compare-and-swap.
@@ -423,4 +434,27 @@ func TestEtcdWatchesDoNotHoldUpAGracefulStop(t *testing.T) {
 		t.Fatal("the stop waited for the watch")
 	}
 	c.servers[0] = nil
+}
+
+// metricCount reads how many requests of op in mode a node's /metrics counted.
+func metricCount(t *testing.T, addr, op, mode string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", addr, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "georaft_request_duration_seconds_count{") &&
+			strings.Contains(line, `op="`+op+`"`) && strings.Contains(line, `mode="`+mode+`"`) {
+			var n int
+			fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%d", &n)
+			return n
+		}
+	}
+	return 0
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -92,8 +93,12 @@ func forwardTo[T any](n *Node, ctx context.Context, leader uint64, call func(con
 	if err != nil {
 		return zero, rpctypes.ErrGRPCNoLeader
 	}
-	// Wait for the connection (within the request's deadline), so a leader that is down is
-	// told apart from a request that failed on the way.
+	// The read mode the client asked for goes along; nothing else of its metadata does.
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(ReadModeMetadata); len(v) > 0 {
+			ctx = metadata.AppendToOutgoingContext(ctx, ReadModeMetadata, v[0])
+		}
+	}
 	out, err := call(ctx, &etcdClients{kv: pb.NewKVClient(c), lease: pb.NewLeaseClient(c)})
 	if err != nil {
 		n.m.forwarded.WithLabelValues(status.Code(err).String()).Inc()
