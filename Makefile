@@ -13,7 +13,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./node/cmd/georaftd ./client/cmd/georaft ./lab/cmd/georaft-lab
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./node/cmd/georaftd ./client/cmd/georaft ./lab/cmd/georaft-lab
 
 vet:
 	$(GO) vet ./...

@@ -1,40 +1,27 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/clusterkit/kittest"
 	"github.com/georaft/georaft/history"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/readmode"
 )
 
-// The integration tests below run real georaftd processes built once per test binary.
-var (
-	buildOnce sync.Once
-	buildDir  string
-	binary    string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { kittest.Main(m) }
 
 // georaftdEnv names a prebuilt georaftd (with -tags georaft_testhooks) to test instead of
 // building one from this checkout: a CI cache, or a candidate fix built elsewhere.
 const georaftdEnv = "GEORAFT_CHAOS_GEORAFTD"
 
+// georaftd is the node binary the integration tests below run, with the test hooks.
 func georaftd(t *testing.T) string {
 	t.Helper()
 	if path := os.Getenv(georaftdEnv); path != "" {
@@ -44,37 +31,7 @@ func georaftd(t *testing.T) string {
 		}
 		return abs
 	}
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "chaos-georaftd-")
-		if buildErr == nil {
-			binary, buildErr = BuildGeoraftd(context.Background(), buildDir)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
-
-// testLog sends the harness's progress lines to the test log (shown on failure or -v).
-type testLog struct {
-	t   *testing.T
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	for {
-		line, err := l.buf.ReadString('\n')
-		if err != nil {
-			l.buf.WriteString(line)
-			return len(p), nil
-		}
-		l.t.Log(strings.TrimSuffix(line, "\n"))
-	}
+	return kittest.Georaftd(t, clusterkit.TestHooksTag)
 }
 
 // TestChaosEveryFaultKind runs one round of every fault kind (two without -short) on five
@@ -96,7 +53,7 @@ func TestChaosEveryFaultKind(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	opts := Options{
-		SetupOptions: SetupOptions{Georaftd: georaftd(t), WorkDir: t.TempDir(), Log: &testLog{t: t}},
+		SetupOptions: SetupOptions{Georaftd: georaftd(t), WorkDir: t.TempDir(), Log: &kittest.Log{T: t}},
 		Schedule:     &Schedule{Seed: seed, Faults: faults},
 		ArtifactsDir: t.TempDir(),
 		CheckTimeout: time.Minute,
@@ -195,7 +152,7 @@ func TestFailoverWindows(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := MeasureFailover(ctx, FailoverOptions{
-		SetupOptions: SetupOptions{Georaftd: georaftd(t), WorkDir: t.TempDir(), Log: &testLog{t: t}},
+		SetupOptions: SetupOptions{Georaftd: georaftd(t), WorkDir: t.TempDir(), Log: &kittest.Log{T: t}},
 		Repeats:      3, Seed: 7, CheckTimeout: time.Minute,
 	})
 	if err != nil {
@@ -230,10 +187,11 @@ func TestFailoverWindows(t *testing.T) {
 	}
 }
 
-// leftoverPIDs asks lab, from the run's configs, which georaftd of the cluster still runs.
+// leftoverPIDs asks the cluster kit, from the run's configs, which georaftd of the cluster
+// still runs.
 func leftoverPIDs(t *testing.T, rep *Report) []int {
 	t.Helper()
-	c, err := lab.OpenCluster(lab.ClusterOptions{ConfigDir: filepath.Join(rep.WorkDir, "configs"), WorkDir: rep.WorkDir})
+	c, err := clusterkit.Open(filepath.Join(rep.WorkDir, "configs"), clusterkit.Options{WorkDir: rep.WorkDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +217,7 @@ func injectStaleRead(t *testing.T, ops []history.Op) ([]history.Op, string) {
 		}
 		for _, newer := range ops[i+1:] {
 			if newer.Key == older.Key && newer.Kind == history.Set && newer.Outcome == history.OK && newer.Call > older.Return {
-				stale := history.Op{ClientID: 77_777, Kind: history.Get, Mode: history.ModeLease, Key: older.Key,
+				stale := history.Op{ClientID: 77_777, Kind: history.Get, Mode: readmode.Lease, Key: older.Key,
 					Value: older.Value, Found: true, Call: newer.Return + 1, Return: newer.Return + 2, Outcome: history.OK,
 					Note: "injected stale read"}
 				return append(slices.Clone(ops), stale), older.Key
@@ -305,11 +263,11 @@ func injectLostWrite(t *testing.T, ops []history.Op) ([]history.Op, string) {
 func TestClockRateReachesTheNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := StartCluster(ctx, ClusterOptions{Georaftd: georaftd(t), Dir: t.TempDir(), Log: &testLog{t: t}})
+	c, err := StartCluster(ctx, ClusterOptions{Georaftd: georaftd(t), Dir: t.TempDir(), Log: &kittest.Log{T: t}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Kit.Close()
 	leader, _, err := c.WaitLeader(ctx, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +297,7 @@ func TestClockRateReachesTheNode(t *testing.T) {
 	}
 	for _, cutOff := range []uint64{skewed, steady} {
 		for _, from := range without(c.IDs(), cutOff) {
-			if err := c.Net.Cut(from, cutOff); err != nil {
+			if err := c.link(from, cutOff, (*clusterkit.Proxy).Cut); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/history"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Anomaly kinds. Every one of them fails a run.
@@ -43,7 +44,7 @@ func (a Anomaly) String() string { return a.Kind + ": " + a.Detail }
 // echoes back, so the bound counts from when the leader held that state, give or take the
 // one-way delays around it: the largest latency spike the generator injects is a quarter of
 // the maximum election timeout, and the slack is twice that.
-func StaleBound(t lab.Timing) time.Duration {
+func StaleBound(t config.TimingConfig) time.Duration {
 	slack := t.ElectionTimeoutMax / 2
 	return time.Duration(float64(t.MaxStaleness)/(1-t.MaxClockDrift)) + slack
 }
@@ -51,14 +52,14 @@ func StaleBound(t lab.Timing) time.Duration {
 // RecoveryBound is the stated bound on how long after a fault heals writes succeed again:
 // two election timeouts (a disrupted election and a clean one) plus a lease (the old-lease
 // wait of a leader elected early).
-func RecoveryBound(t lab.Timing) time.Duration {
+func RecoveryBound(t config.TimingConfig) time.Duration {
 	return 2*t.ElectionTimeoutMax + t.LeaseDuration
 }
 
 // checkHistory runs porcupine (via history) and turns its verdict into anomalies. A zero
 // staleBound means StaleBound(t); a negative one checks only that stale reads returned
 // values really written.
-func checkHistory(ops []history.Op, t lab.Timing, timeout, staleBound time.Duration) (history.Result, []Anomaly) {
+func checkHistory(ops []history.Op, t config.TimingConfig, timeout, staleBound time.Duration) (history.Result, []Anomaly) {
 	switch {
 	case staleBound == 0:
 		staleBound = StaleBound(t)
@@ -211,18 +212,19 @@ func (c *Cluster) waitConverged(ctx context.Context, timeout time.Duration) (Con
 	for {
 		statuses := c.Statuses(ctx, true, 2*time.Second)
 		last = statuses
-		if len(statuses) == len(c.ids) {
-			applied := statuses[c.ids[0]].GetAppliedIndex()
+		ids := c.IDs()
+		if len(statuses) == len(ids) {
+			applied := statuses[ids[0]].GetAppliedIndex()
 			same := true
 			for _, st := range statuses {
 				same = same && st.GetAppliedIndex() == applied
 			}
 			if same {
-				hash := statuses[c.ids[0]].GetStateHash()
+				hash := statuses[ids[0]].GetStateHash()
 				for _, st := range statuses {
 					if st.GetStateHash() != hash {
 						return Convergence{}, &Anomaly{AnomalyDivergence, "replicas differ at applied index " +
-							strconv.FormatUint(applied, 10) + ": " + describeStatuses(c.ids, statuses)}
+							strconv.FormatUint(applied, 10) + ": " + describeStatuses(ids, statuses)}
 					}
 				}
 				return Convergence{AppliedIndex: applied, StateHash: fmt.Sprintf("%016x", hash), Took: time.Since(start)}, nil
@@ -230,7 +232,7 @@ func (c *Cluster) waitConverged(ctx context.Context, timeout time.Duration) (Con
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return Convergence{}, &Anomaly{AnomalyDivergence, fmt.Sprintf("nodes did not reach a common applied index within %s: %s",
-				timeout, describeStatuses(c.ids, last))}
+				timeout, describeStatuses(c.IDs(), last))}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -260,7 +262,7 @@ func pauseAnomalies(events []Event) []Anomaly {
 			continue
 		}
 		for _, p := range ev.Probes {
-			if p.Served == history.ModeLease.String() && p.Term == ev.LeaderTerm {
+			if p.Served == readmode.Lease.String() && p.Term == ev.LeaderTerm {
 				out = append(out, Anomaly{AnomalyLeaseAfterPause, fmt.Sprintf(
 					"fault %d: node %d answered a lease read of %s in its old term %d after resuming, though a newer leader was elected while it was stopped",
 					ev.Index, ev.Targets[0], strconv.Quote(p.Key), p.Term)})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/history"
+	"github.com/georaft/georaft/readmode"
 )
 
 func setOp(client int, key, value string, call, ret int64) history.Op {
@@ -26,7 +27,7 @@ func unknownOp(op history.Op) history.Op {
 }
 
 func finalRead(key string, found bool, value string) history.Op {
-	return history.Op{ClientID: finalClientID, Kind: history.Get, Mode: history.ModeLog, Key: key, Found: found, Value: value,
+	return history.Op{ClientID: finalClientID, Kind: history.Get, Mode: readmode.Log, Key: key, Found: found, Value: value,
 		Call: 1000, Return: 1001, Outcome: history.OK}
 }
 
@@ -84,7 +85,7 @@ func TestLostWrites(t *testing.T) {
 
 func TestLostWritesReportsUnreadKeys(t *testing.T) {
 	ops := []history.Op{setOp(1, "x", "a", 0, 10),
-		{ClientID: finalClientID, Kind: history.Get, Mode: history.ModeLog, Key: "x", Call: 100, Outcome: history.Unknown, Err: "deadline"}}
+		{ClientID: finalClientID, Kind: history.Get, Mode: readmode.Log, Key: "x", Call: 100, Outcome: history.Unknown, Err: "deadline"}}
 	got := lostWrites(ops)
 	if len(got) != 1 || got[0].Kind != AnomalyFinalRead {
 		t.Fatalf("lostWrites = %v, want one final-read anomaly", got)
@@ -95,12 +96,12 @@ func TestFailoverWindowsFromServedOperations(t *testing.T) {
 	ms := func(v int64) int64 { return v * int64(time.Millisecond) }
 	served := []Served{
 		{Kind: history.Set, Node: 1, Return: ms(100)},
-		{Kind: history.Get, Mode: history.ModeLease, Asked: history.ModeLease, Node: 1, Return: ms(105)},
+		{Kind: history.Get, Mode: readmode.Lease, Asked: readmode.Lease, Node: 1, Return: ms(105)},
 		// The dying leader's last answer arrives just after the kill: not the new leader's.
 		{Kind: history.Set, Node: 1, Return: ms(111)},
-		{Kind: history.Get, Mode: history.ModeIndex, Asked: history.ModeLease, Node: 2, Return: ms(800)},
+		{Kind: history.Get, Mode: readmode.Index, Asked: readmode.Lease, Node: 2, Return: ms(800)},
 		{Kind: history.Set, Node: 2, Return: ms(750)},
-		{Kind: history.Get, Mode: history.ModeLease, Asked: history.ModeLease, Node: 2, Return: ms(900)},
+		{Kind: history.Get, Mode: readmode.Lease, Asked: readmode.Lease, Node: 2, Return: ms(900)},
 	}
 	s := failoverWindows(served, ms(110), 1)
 	if !s.Complete || s.NewLeader != 2 {

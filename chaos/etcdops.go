@@ -12,6 +12,7 @@ import (
 
 	"github.com/georaft/georaft/client/etcdv3"
 	"github.com/georaft/georaft/history"
+	"github.com/georaft/georaft/readmode"
 )
 
 // The workload's etcd API operations: range reads of a whole key group and compare-and-swap
@@ -29,7 +30,7 @@ type seen struct {
 	value string
 }
 
-func (w *Workload) rangeGroup(ctx context.Context, clientID int, conn *etcdv3.Conn, group string, mode history.Mode, last map[string]seen) {
+func (w *Workload) rangeGroup(ctx context.Context, clientID int, conn *etcdv3.Conn, group string, mode readmode.Mode, last map[string]seen) {
 	call := w.rec.Begin(history.Op{ClientID: clientID, Kind: history.Range, Key: group, Mode: mode})
 	start := w.clock.Now()
 	rctx := metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", mode.String())

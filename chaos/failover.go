@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/history"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // FailoverSample is one kill -9 of the leader under load, measured from the clients' side.
@@ -37,7 +38,7 @@ func failoverWindows(served []Served, killAt int64, killed uint64) FailoverSampl
 	lastWrite, lastLease := int64(-1), int64(-1)
 	firstWrite, firstLease := int64(-1), int64(-1)
 	for _, op := range served {
-		isLease := op.Kind == history.Get && op.Mode == history.ModeLease
+		isLease := op.Kind == history.Get && op.Mode == readmode.Lease
 		isWrite := op.isWrite()
 		if op.Return <= killAt {
 			if isWrite {
@@ -66,7 +67,7 @@ func failoverWindows(served []Served, killAt int64, killed uint64) FailoverSampl
 	s.WriteWindow = millisOf(firstWrite - lastWrite)
 	s.LeaseWindow = millisOf(firstLease - lastLease)
 	for _, op := range served {
-		if op.Kind == history.Get && op.Asked == history.ModeLease && op.Mode == history.ModeIndex &&
+		if op.Kind == history.Get && op.Asked == readmode.Lease && op.Mode == readmode.Index &&
 			op.Return > lastLease && op.Return < firstLease {
 			s.LeaseAsIndex++
 		}
@@ -86,11 +87,11 @@ type FailoverOptions struct {
 
 // FailoverReport is the measurement with the configured timing it is to be read against.
 type FailoverReport struct {
-	Timing    lab.Timing       `json:"timing"`
-	Samples   []FailoverSample `json:"samples"`
-	Anomalies []Anomaly        `json:"anomalies"`
-	Ops       int              `json:"ops"`
-	Fsync     *FsyncStats      `json:"wal_fsync"`
+	Timing    config.TimingConfig `json:"timing"`
+	Samples   []FailoverSample    `json:"samples"`
+	Anomalies []Anomaly           `json:"anomalies"`
+	Ops       int                 `json:"ops"`
+	Fsync     *FsyncStats         `json:"wal_fsync"`
 }
 
 // MeasureFailover starts a cluster under load and kills its leader Repeats times, each time
@@ -123,7 +124,7 @@ func MeasureFailover(ctx context.Context, opts FailoverOptions) (*FailoverReport
 	ops := h.rec.Ops()
 	rep.Ops = len(ops)
 	_, anomalies := checkHistory(ops, h.cluster.Timing, opts.CheckTimeout, 0)
-	for _, c := range h.cluster.Crashes() {
+	for _, c := range h.cluster.Kit.Crashes() {
 		anomalies = append(anomalies, Anomaly{AnomalyCrash, c})
 	}
 	rep.Anomalies = anomalies
@@ -140,7 +141,7 @@ func (h *harness) killLeaderOnce(ctx context.Context) (FailoverSample, error) {
 	}
 	h.cluster.scrapeFsync(ctx, leader)
 	killAt := h.clock.Now()
-	if err := h.cluster.killNow(leader); err != nil {
+	if err := h.cluster.Kit.Kill(leader); err != nil {
 		return FailoverSample{}, err
 	}
 	other := func(want func(Served) bool) func(Served) bool {
@@ -148,7 +149,7 @@ func (h *harness) killLeaderOnce(ctx context.Context) (FailoverSample, error) {
 	}
 	back := steadyTimeout
 	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.isWrite() }))
-	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.Kind == history.Get && s.Mode == history.ModeLease }))
+	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.Kind == history.Get && s.Mode == readmode.Lease }))
 	sample := failoverWindows(h.work.Served(), killAt, leader)
 	sample.Term = term
 	if err := h.cluster.Start(leader); err != nil {
@@ -179,7 +180,7 @@ func (h *harness) waitSteady(ctx context.Context, timeout time.Duration) (uint64
 					continue
 				}
 				write = write || s.isWrite()
-				lease = lease || (s.Kind == history.Get && s.Mode == history.ModeLease)
+				lease = lease || (s.Kind == history.Get && s.Mode == readmode.Lease)
 			}
 			if write && lease {
 				return leader, term, nil
@@ -222,25 +223,6 @@ func (w WindowStats) String() string {
 	return fmt.Sprintf("min %s, median %s, max %s", r(w.Min), r(w.Median), r(w.Max))
 }
 
-// WriteStats and LeaseStats summarize the complete samples.
-func (r *FailoverReport) WriteStats() WindowStats { return statsOf(r.windows(true)) }
-func (r *FailoverReport) LeaseStats() WindowStats { return statsOf(r.windows(false)) }
-
-func (r *FailoverReport) windows(write bool) []time.Duration {
-	var out []time.Duration
-	for _, s := range r.Samples {
-		if !s.Complete {
-			continue
-		}
-		if write {
-			out = append(out, s.WriteWindow.D())
-		} else {
-			out = append(out, s.LeaseWindow.D())
-		}
-	}
-	return out
-}
-
 // WriteSummary prints the samples and their statistics next to the configured timing.
 func (r *FailoverReport) WriteSummary(w io.Writer) {
 	writeFailoverTable(w, r.Samples, r.Timing)
@@ -256,7 +238,7 @@ func (r *FailoverReport) WriteSummary(w io.Writer) {
 	}
 }
 
-func writeFailoverTable(w io.Writer, samples []FailoverSample, t lab.Timing) {
+func writeFailoverTable(w io.Writer, samples []FailoverSample, t config.TimingConfig) {
 	fmt.Fprintf(w, "failover after kill -9 of the leader (election timeout %s-%s, lease %s; election timeout max + lease = %s):\n",
 		t.ElectionTimeoutMin, t.ElectionTimeoutMax, t.LeaseDuration, t.ElectionTimeoutMax+t.LeaseDuration)
 	var writes, leases []time.Duration

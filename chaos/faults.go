@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/georaft/georaft/history"
+	"github.com/georaft/georaft/clusterkit"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Event is what happened to one fault of a run, on the harness clock.
@@ -93,7 +95,7 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 	switch f.Kind {
 	case KillLeader, KillFollowers:
 		for _, id := range victims {
-			if err := h.cluster.killNow(id); err != nil {
+			if err := h.cluster.Kit.Kill(id); err != nil {
 				return err
 			}
 		}
@@ -167,16 +169,20 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 				if a == b {
 					continue
 				}
-				h.must(h.cluster.Net.Slow(a, b, f.LatencyMillis, f.JitterMillis))
-				h.must(h.cluster.Net.Slow(b, a, f.LatencyMillis, f.JitterMillis))
+				slow := func(l *clusterkit.Proxy) error {
+					return l.Slow(time.Duration(f.LatencyMillis)*time.Millisecond, time.Duration(f.JitterMillis)*time.Millisecond)
+				}
+				h.must(h.cluster.link(a, b, slow))
+				h.must(h.cluster.link(b, a, slow))
 			}
 		}
 		ev.Targets = nodes
 		detail = fmt.Sprintf("+%dms±%dms on every peer link of %v", f.LatencyMillis, f.JitterMillis, nodes)
 	case Bandwidth:
 		for _, b := range followers {
-			h.must(h.cluster.Net.Throttle(target, b, f.RateKBps))
-			h.must(h.cluster.Net.Throttle(b, target, f.RateKBps))
+			throttle := func(l *clusterkit.Proxy) error { return l.Throttle(f.RateKBps) }
+			h.must(h.cluster.link(target, b, throttle))
+			h.must(h.cluster.link(b, target, throttle))
 		}
 		ev.Targets = []uint64{target}
 		detail = fmt.Sprintf("peer links of node %d limited to %d KB/s", target, f.RateKBps)
@@ -196,17 +202,57 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		}
 		ev.Targets = []uint64{victim}
 		detail = fmt.Sprintf("node %d restarted (SIGTERM) with clock rate %s; rates now %s", victim, formatRate(f.ClockRate), h.ratesString())
+	case TransferLeader:
+		to := pickN(followers, 1, f.Pick)[0]
+		if f.Variant == "slow" {
+			for _, a := range ids {
+				for _, b := range ids {
+					if a != b {
+						h.must(h.cluster.link(a, b, func(l *clusterkit.Proxy) error {
+							return l.Slow(time.Duration(f.LatencyMillis)*time.Millisecond, time.Duration(f.JitterMillis)*time.Millisecond)
+						}))
+					}
+				}
+			}
+		}
+		err := h.transfer(ctx, target, to)
+		if f.Variant == "cut" {
+			h.cutBetween([]uint64{target}, followers, true)
+		}
+		ev.Targets = []uint64{target, to}
+		detail = fmt.Sprintf("transfer from node %d to node %d (%s", target, to, f.Variant)
+		if f.Variant == "slow" {
+			detail += fmt.Sprintf(", +%dms±%dms on every peer link", f.LatencyMillis, f.JitterMillis)
+		}
+		detail += ")"
+		if err != nil {
+			detail += ": " + err.Error()
+		}
 	default:
 		return fmt.Errorf("fault %d: unknown kind %q", ev.Index, f.Kind)
 	}
 	ev.Detail = detail
 	h.logf("fault %d %s: %s (leader was %d, term %d)", ev.Index, f.Kind, detail, leader, term)
 	sleepCtx(ctx, hold)
-	err := h.cluster.Net.HealAll()
+	err := h.cluster.Kit.Proxies.HealAll()
 	if heal != nil {
 		err = errors.Join(err, heal())
 	}
 	ev.Healed = millisOf(h.clock.Now())
+	return err
+}
+
+// transfer asks node from (the leader, as far as the harness knows) to hand leadership to
+// node to. A refusal (from is no longer leader, or the transfer did not complete in time) is
+// part of the story, not a harness failure: it goes into the event's detail.
+func (h *harness) transfer(ctx context.Context, from, to uint64) error {
+	kv, err := h.cluster.Kit.KV(from)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*h.cluster.Timing.ElectionTimeoutMax)
+	defer cancel()
+	_, err = kv.TransferLeader(ctx, &georaftv1.TransferLeaderRequest{TargetId: to})
 	return err
 }
 
@@ -216,12 +262,12 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 // lease), stale reads to a paused follower (which must not answer beyond the staleness
 // bound).
 func (h *harness) runPause(ctx context.Context, f Fault, ev *Event, leader uint64, followers []uint64, term uint64) error {
-	victim, mode, role := leader, history.ModeLease, "leader"
+	victim, mode, role := leader, readmode.Lease, "leader"
 	if f.Kind == PauseFollower {
-		victim, mode, role = pickN(followers, 1, f.Pick)[0], history.ModeStale, "follower"
+		victim, mode, role = pickN(followers, 1, f.Pick)[0], readmode.Stale, "follower"
 	}
 	pausedAt := h.clock.Now()
-	if err := h.cluster.Pause(victim); err != nil {
+	if err := h.cluster.Kit.Pause(victim); err != nil {
 		return err
 	}
 	ev.Targets = []uint64{victim}
@@ -236,7 +282,7 @@ func (h *harness) runPause(ctx context.Context, f Fault, ev *Event, leader uint6
 	if len(keys) == 0 {
 		keys = h.work.Keys()[:4]
 	}
-	if err := h.cluster.Resume(victim); err != nil {
+	if err := h.cluster.Kit.Resume(victim); err != nil {
 		return err
 	}
 	ev.Healed = millisOf(h.clock.Now())
@@ -266,7 +312,7 @@ func summarizeProbes(probes []ProbeResult) string {
 }
 
 func (h *harness) cut(from, to uint64, names *[]string) {
-	h.must(h.cluster.Net.Cut(from, to))
+	h.must(h.cluster.link(from, to, (*clusterkit.Proxy).Cut))
 	*names = append(*names, fmt.Sprintf("%d->%d", from, to))
 }
 
@@ -274,9 +320,9 @@ func (h *harness) cut(from, to uint64, names *[]string) {
 func (h *harness) cutBetween(a, b []uint64, both bool) {
 	for _, x := range a {
 		for _, y := range b {
-			h.must(h.cluster.Net.Cut(x, y))
+			h.must(h.cluster.link(x, y, (*clusterkit.Proxy).Cut))
 			if both {
-				h.must(h.cluster.Net.Cut(y, x))
+				h.must(h.cluster.link(y, x, (*clusterkit.Proxy).Cut))
 			}
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 // fsyncMetric is georaftd's histogram of WAL write+fsync times.
@@ -46,7 +46,7 @@ func (s *FsyncStats) MarshalJSON() ([]byte, error) {
 	})
 }
 
-func (s *FsyncStats) add(h lab.Histogram) {
+func (s *FsyncStats) add(h clusterkit.Histogram) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.Buckets == nil {
@@ -118,11 +118,11 @@ func (s *FsyncStats) String() string {
 // scrapeFsync adds node id's fsync histogram, before the harness stops it (its counts die
 // with the process) or at the end of a run.
 func (c *Cluster) scrapeFsync(ctx context.Context, id uint64) {
-	n, ok := c.Lab.Node(id)
-	if !ok || n.Listen.Metrics == "" || !c.nodes[id].serving() {
+	n := c.Kit.Node(id)
+	if n == nil || n.MetricsAddr() == "" || !n.Serving() {
 		return
 	}
-	h, err := lab.FetchHistogram(ctx, n.Listen.Metrics, fsyncMetric)
+	h, err := clusterkit.FetchHistogram(ctx, n.MetricsAddr(), fsyncMetric)
 	c.Fsync.mu.Lock()
 	c.Fsync.Scrapes++
 	if err != nil {

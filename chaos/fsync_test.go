@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 func TestFsyncStatsSumAndEncode(t *testing.T) {
@@ -16,8 +16,8 @@ func TestFsyncStatsSumAndEncode(t *testing.T) {
 		t.Fatalf("empty stats: %s", s.String())
 	}
 	// Two scrapes of cumulative buckets: 0.001, 0.1, 1 and +Inf.
-	s.add(lab.Histogram{Buckets: map[float64]float64{0.001: 5, 0.1: 9, 1: 10, math.Inf(1): 10}, Count: 10, Sum: 0.9})
-	s.add(lab.Histogram{Buckets: map[float64]float64{0.001: 1, 0.1: 1, 1: 1, math.Inf(1): 2}, Count: 2, Sum: 3})
+	s.add(clusterkit.Histogram{Buckets: map[float64]float64{0.001: 5, 0.1: 9, 1: 10, math.Inf(1): 10}, Count: 10, Sum: 0.9})
+	s.add(clusterkit.Histogram{Buckets: map[float64]float64{0.001: 1, 0.1: 1, 1: 1, math.Inf(1): 2}, Count: 2, Sum: 3})
 	if got := s.Over(100 * time.Millisecond); got != 2 {
 		t.Errorf("over 100ms: %v, want 2 (one ≤ 1s, one above every bound)", got)
 	}

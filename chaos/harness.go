@@ -9,13 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/geo"
 	"github.com/georaft/georaft/history"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // SetupOptions are what a run and a failover measurement share.
@@ -51,17 +50,15 @@ type harness struct {
 	rec     *history.Recorder
 	work    *Workload
 
-	probeConns []*grpc.ClientConn
-	probes     map[uint64]georaftv1.KVServiceClient
-	probeMu    sync.Mutex
-	probeID    int
+	probeMu sync.Mutex
+	probeID int
 }
 
 func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
-	h := &harness{opts: opts, clock: NewClock(), log: opts.Log, probes: map[uint64]georaftv1.KVServiceClient{}}
+	h := &harness{opts: opts, clock: NewClock(), log: opts.Log}
 	h.workDir = opts.WorkDir
 	if h.workDir == "" {
 		dir, err := os.MkdirTemp("", "georaft-chaos-")
@@ -101,16 +98,6 @@ func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error)
 	h.logf("timing: heartbeat %s, election timeout %s-%s, lease %s, max drift %v, max staleness %s",
 		h.cluster.Timing.HeartbeatInterval, h.cluster.Timing.ElectionTimeoutMin, h.cluster.Timing.ElectionTimeoutMax,
 		h.cluster.Timing.LeaseDuration, h.cluster.Timing.MaxClockDrift, h.cluster.Timing.MaxStaleness)
-	for _, id := range h.cluster.IDs() {
-		addr, _ := h.cluster.Net.ClientAddress(id)
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			h.close()
-			return nil, fmt.Errorf("probe connection to node %d at %s: %w", id, addr, err)
-		}
-		h.probeConns = append(h.probeConns, conn)
-		h.probes[id] = georaftv1.NewKVServiceClient(conn)
-	}
 	h.rec = history.NewRecorder(h.clock.Now)
 	wopts := opts.Workload
 	wopts.Seed = seed
@@ -127,18 +114,18 @@ func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error)
 }
 
 // geoModel scales the RTT matrix and derives the timing for it.
-func geoModel(ctx context.Context, opts SetupOptions) (lab.LinkModel, lab.Timing, error) {
+func geoModel(ctx context.Context, opts SetupOptions) (clusterkit.LinkModel, config.TimingConfig, error) {
 	path := opts.MatrixPath
 	if path == "" {
-		root, err := moduleRoot(ctx)
+		root, err := clusterkit.ModuleRoot(ctx)
 		if err != nil {
-			return lab.LinkModel{}, lab.Timing{}, err
+			return clusterkit.LinkModel{}, config.TimingConfig{}, err
 		}
 		path = filepath.Join(root, DefaultMatrixPath)
 	}
 	m, err := geo.LoadCSV(path)
 	if err != nil {
-		return lab.LinkModel{}, lab.Timing{}, err
+		return clusterkit.LinkModel{}, config.TimingConfig{}, err
 	}
 	scale := opts.GeoScale
 	if scale <= 0 {
@@ -146,7 +133,7 @@ func geoModel(ctx context.Context, opts SetupOptions) (lab.LinkModel, lab.Timing
 	}
 	regions := m.Regions()
 	if len(regions) != 5 {
-		return lab.LinkModel{}, lab.Timing{}, fmt.Errorf("matrix %s has %d regions, the chaos cluster needs 5", path, len(regions))
+		return clusterkit.LinkModel{}, config.TimingConfig{}, fmt.Errorf("matrix %s has %d regions, the chaos cluster needs 5", path, len(regions))
 	}
 	rows := make([][]time.Duration, len(regions))
 	for i, a := range regions {
@@ -154,7 +141,7 @@ func geoModel(ctx context.Context, opts SetupOptions) (lab.LinkModel, lab.Timing
 		for j, b := range regions {
 			d, err := m.RTT(a, b)
 			if err != nil {
-				return lab.LinkModel{}, lab.Timing{}, err
+				return clusterkit.LinkModel{}, config.TimingConfig{}, err
 			}
 			rows[i][j] = time.Duration(float64(d) * scale).Round(time.Millisecond)
 			if i != j && rows[i][j] <= 0 {
@@ -164,13 +151,13 @@ func geoModel(ctx context.Context, opts SetupOptions) (lab.LinkModel, lab.Timing
 	}
 	scaled, err := geo.New(regions, rows, geo.Tolerance{Abs: 2 * time.Millisecond, Rel: 0.2})
 	if err != nil {
-		return lab.LinkModel{}, lab.Timing{}, fmt.Errorf("scaled matrix: %w", err)
+		return clusterkit.LinkModel{}, config.TimingConfig{}, fmt.Errorf("scaled matrix: %w", err)
 	}
-	timing, err := lab.DeriveGeoTiming(scaled, regions)
+	timing, err := clusterkit.GeoTiming(scaled, regions)
 	if err != nil {
-		return lab.LinkModel{}, lab.Timing{}, err
+		return clusterkit.LinkModel{}, config.TimingConfig{}, err
 	}
-	model := lab.LinkModel{Matrix: scaled, Scale: 1, IntraRegionRTT: lab.DefaultIntraRegionRTT, Jitter: DefaultLANJitter}
+	model := clusterkit.LinkModel{Matrix: scaled, Scale: 1, IntraRegionRTT: time.Millisecond, Jitter: DefaultLANJitter}
 	return model, timing, nil
 }
 
@@ -183,11 +170,8 @@ func (h *harness) close() {
 	if h.work != nil {
 		h.work.Stop()
 	}
-	for _, conn := range h.probeConns {
-		conn.Close()
-	}
 	if h.cluster != nil {
-		h.cluster.Close()
+		h.cluster.Kit.Close()
 	}
 }
 
@@ -207,10 +191,15 @@ type ProbeResult struct {
 	Err    string `json:"error,omitempty"`
 }
 
-// probe sends a read of each key to node id through its client link at once, in parallel,
-// and records each in the history (probes are ordinary operations to the checker).
-func (h *harness) probe(ctx context.Context, id uint64, keys []string, mode history.Mode) []ProbeResult {
-	kv := h.probes[id]
+// probe sends a read of each key to node id at once, in parallel, over the kit's direct
+// connection (no link delay between the resume and the read), and records each in the
+// history (probes are ordinary operations to the checker).
+func (h *harness) probe(ctx context.Context, id uint64, keys []string, mode readmode.Mode) []ProbeResult {
+	kv, err := h.cluster.Kit.KV(id)
+	if err != nil {
+		h.logf("HARNESS ERROR: probe of node %d: %v", id, err)
+		return nil
+	}
 	out := make([]ProbeResult, len(keys))
 	var wg sync.WaitGroup
 	for i, key := range keys {
@@ -225,14 +214,17 @@ func (h *harness) probe(ctx context.Context, id uint64, keys []string, mode hist
 			callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			call := h.rec.Begin(history.Op{ClientID: clientID, Kind: history.Get, Key: key, Mode: mode})
-			resp, err := kv.Get(callCtx, &georaftv1.GetRequest{Key: []byte(key), ReadMode: protoMode(mode)})
+			resp, err := kv.Get(callCtx, &georaftv1.GetRequest{Key: []byte(key), ReadMode: georaftv1.ReadModeOf(mode)})
 			if err != nil {
 				call.Unknown(err)
 				res.Err = err.Error()
 				out[i] = res
 				return
 			}
-			served := historyMode(resp.GetServedMode(), mode)
+			served, err := resp.GetServedMode().Mode()
+			if err != nil {
+				served = mode
+			}
 			call.Read(resp.GetFound(), string(resp.GetValue()), served)
 			call.Annotate(fmt.Sprintf("probe of n%d after resume, t%d", id, resp.GetHeader().GetTerm()))
 			res.Served, res.Term = served.String(), resp.GetHeader().GetTerm()
@@ -249,32 +241,6 @@ const (
 	probeClientBase = 10_000
 	finalClientID   = 9_999
 )
-
-func protoMode(m history.Mode) georaftv1.ReadMode {
-	switch m {
-	case history.ModeIndex:
-		return georaftv1.ReadMode_READ_MODE_INDEX
-	case history.ModeLog:
-		return georaftv1.ReadMode_READ_MODE_LOG
-	case history.ModeStale:
-		return georaftv1.ReadMode_READ_MODE_STALE
-	}
-	return georaftv1.ReadMode_READ_MODE_LEASE
-}
-
-func historyMode(m georaftv1.ReadMode, asked history.Mode) history.Mode {
-	switch m {
-	case georaftv1.ReadMode_READ_MODE_LEASE:
-		return history.ModeLease
-	case georaftv1.ReadMode_READ_MODE_INDEX:
-		return history.ModeIndex
-	case georaftv1.ReadMode_READ_MODE_LOG:
-		return history.ModeLog
-	case georaftv1.ReadMode_READ_MODE_STALE:
-		return history.ModeStale
-	}
-	return asked
-}
 
 // keysWrittenBetween lists distinct keys of writes acknowledged in [from, to], latest first.
 func (h *harness) keysWrittenBetween(from, to int64, limit int) []string {

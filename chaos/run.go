@@ -17,7 +17,8 @@ import (
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/history"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Options configure a run.
@@ -46,12 +47,12 @@ type Options struct {
 
 // Report is what a run did and found.
 type Report struct {
-	Seed     int64         `json:"seed"`
-	Timing   lab.Timing    `json:"timing"`
-	Links    string        `json:"links"`
-	Clients  int           `json:"clients"`
-	Keys     int           `json:"keys"`
-	Duration time.Duration `json:"fault_phase_ns"`
+	Seed     int64               `json:"seed"`
+	Timing   config.TimingConfig `json:"timing"`
+	Links    string              `json:"links"`
+	Clients  int                 `json:"clients"`
+	Keys     int                 `json:"keys"`
+	Duration time.Duration       `json:"fault_phase_ns"`
 	// OpCounts counts the clients' operations by "kind outcome" ("get lease->index ok").
 	OpCounts map[string]int `json:"op_counts"`
 	// Ops is every operation recorded: clients, probes and final reads.
@@ -88,7 +89,7 @@ type Report struct {
 // lost writes against the final reads, lease reads of resumed leaders, recovery after each
 // heal, and nodes that crashed. It returns porcupine's result, the anomalies and how many of
 // them are lost writes.
-func analyze(ops []history.Op, events []Event, crashes []string, t lab.Timing, timeout, staleBound time.Duration) (history.Result, []Anomaly, int) {
+func analyze(ops []history.Op, events []Event, crashes []string, t config.TimingConfig, timeout, staleBound time.Duration) (history.Result, []Anomaly, int) {
 	res, anomalies := checkHistory(ops, t, timeout, staleBound)
 	lost := 0
 	for _, a := range lostWrites(ops) {
@@ -216,7 +217,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	h.logf("checking %d operations (porcupine, stale bound %s)", len(ops), describeStaleBound(rep.StaleBound))
 	checkStart := time.Now()
-	res, anomalies, lost := analyze(ops, rep.Events, h.cluster.Crashes(), t, opts.CheckTimeout, opts.StaleBound)
+	res, anomalies, lost := analyze(ops, rep.Events, h.cluster.Kit.Crashes(), t, opts.CheckTimeout, opts.StaleBound)
 	rep.check, rep.Checked, rep.StaleChecked, rep.LostWrites = res, res.Checked, res.StaleChecked, lost
 	h.logf("porcupine: %s in %s", res.Verdict, time.Since(checkStart).Round(time.Millisecond))
 	rep.Anomalies = append(anomalies, rep.Anomalies...)
@@ -337,10 +338,10 @@ func (h *harness) finalReads(ctx context.Context) {
 	for _, key := range h.work.Keys() {
 		deadline := time.Now().Add(30 * time.Second)
 		for ctx.Err() == nil {
-			call := h.rec.Begin(history.Op{ClientID: finalClientID, Kind: history.Get, Key: key, Mode: history.ModeLog})
-			res, err := cl.Get(ctx, key, client.ReadLog)
+			call := h.rec.Begin(history.Op{ClientID: finalClientID, Kind: history.Get, Key: key, Mode: readmode.Log})
+			res, err := cl.Get(ctx, key, readmode.Log)
 			if err == nil {
-				call.Read(res.Found, string(res.Value), fromClientMode(res.Served))
+				call.Read(res.Found, string(res.Value), res.Served)
 				call.Annotate(fmt.Sprintf("final read after full restart, n%d", res.NodeID))
 				break
 			}
@@ -388,10 +389,9 @@ func writeArtifacts(opts Options, rep *Report, used []Fault, ops []history.Op, h
 	rep.WriteSummary(&summary)
 	errs = append(errs, os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary.String()), 0o644))
 	if h != nil {
-		for _, id := range h.cluster.IDs() {
-			name := fmt.Sprintf("node%d.log", id)
-			if raw, err := os.ReadFile(filepath.Join(h.workDir, name)); err == nil {
-				errs = append(errs, os.WriteFile(filepath.Join(dir, name), raw, 0o644))
+		for _, n := range h.cluster.Kit.Nodes {
+			if raw, err := os.ReadFile(n.LogPath); err == nil {
+				errs = append(errs, os.WriteFile(filepath.Join(dir, fmt.Sprintf("node%d.log", n.ID)), raw, 0o644))
 			}
 		}
 	}
@@ -471,7 +471,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 			switch {
 			case p.Err != "":
 				refused++
-			case p.Served == history.ModeLease.String():
+			case p.Served == readmode.Lease.String():
 				asLease++
 			default:
 				asIndex++

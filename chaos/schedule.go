@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 )
 
 // Kind is a kind of fault.
@@ -50,11 +50,17 @@ const (
 	// follower sped up (its record of the lease ends sooner). The rate stays until the node
 	// is skewed again.
 	ClockSkew Kind = "clock-skew"
+	// TransferLeader: ask the leader to hand leadership to a follower chosen by Pick, under
+	// the workload's lease reads. Variant plain just transfers; slow first adds LatencyMillis
+	// to every peer link, so the handover runs near the lease's edge; cut cuts the old leader
+	// off from every peer just after asking, so it learns of its successor late, if at all,
+	// before Hold ends.
+	TransferLeader Kind = "transfer-leader"
 )
 
 // AllKinds is every fault kind, in the order the docs list them.
 var AllKinds = []Kind{KillLeader, KillFollowers, PauseLeader, PauseFollower, Partition, PartitionOneWay,
-	IsolateLeader, MajorityMinority, Bridge, Latency, Bandwidth, ClockSkew}
+	IsolateLeader, MajorityMinority, Bridge, Latency, Bandwidth, ClockSkew, TransferLeader}
 
 // ParseKinds reads a comma-separated list of kinds ("" or "all" is every kind).
 func ParseKinds(s string) ([]Kind, error) {
@@ -184,12 +190,12 @@ func ReadSchedule(path string) (Schedule, error) {
 type Generator struct {
 	rng    *rand.Rand
 	kinds  []Kind
-	timing lab.Timing
+	timing config.TimingConfig
 	round  []Kind
 }
 
 // NewGenerator starts the sequence of seed over kinds.
-func NewGenerator(seed int64, kinds []Kind, timing lab.Timing) *Generator {
+func NewGenerator(seed int64, kinds []Kind, timing config.TimingConfig) *Generator {
 	if len(kinds) == 0 {
 		kinds = AllKinds
 	}
@@ -258,6 +264,13 @@ func (g *Generator) fault(k Kind) Fault {
 			f.ClockRate = math.Round((1+skew)*1e4) / 1e4
 		}
 		f.Hold = between(e, 2*e)
+	case TransferLeader:
+		f.Variant = []string{"plain", "slow", "cut"}[g.rng.IntN(3)]
+		if f.Variant == "slow" {
+			f.LatencyMillis = max(1, int64(between(t.LeaseDuration/10, t.LeaseDuration/2).D()/time.Millisecond))
+			f.JitterMillis = f.LatencyMillis / 10
+		}
+		f.Hold = between(e/2, 2*e)
 	}
 	return f
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/etcdv3"
 	"github.com/georaft/georaft/history"
+	"github.com/georaft/georaft/readmode"
 )
 
 // WorkloadOptions shape the clients.
@@ -61,8 +62,8 @@ func (c *Clock) Now() int64 { return int64(time.Since(c.start)) }
 // returned, which node served it and in which mode.
 type Served struct {
 	Kind   history.Kind
-	Mode   history.Mode // for reads: the mode that served it
-	Asked  history.Mode // for reads: the mode asked for
+	Mode   readmode.Mode // for reads: the mode that served it
+	Asked  readmode.Mode // for reads: the mode asked for
 	Node   uint64
 	Term   uint64
 	Call   int64
@@ -229,7 +230,7 @@ func (w *Workload) note(s Served) {
 // operation mix: writes are a third, reads spread over the four modes with lease reads the
 // most common, since the lease is what the harness is after; through the etcd API, range
 // reads of a key group and compare-and-swap transactions.
-func pickOp(rng *rand.Rand) (history.Kind, history.Mode) {
+func pickOp(rng *rand.Rand) (history.Kind, readmode.Mode) {
 	switch r := rng.IntN(100); {
 	case r < 24:
 		return history.Set, 0
@@ -238,42 +239,18 @@ func pickOp(rng *rand.Rand) (history.Kind, history.Mode) {
 	case r < 36:
 		return history.CAS, 0
 	case r < 59:
-		return history.Get, history.ModeLease
+		return history.Get, readmode.Lease
 	case r < 68:
-		return history.Get, history.ModeIndex
+		return history.Get, readmode.Index
 	case r < 76:
-		return history.Get, history.ModeLog
+		return history.Get, readmode.Log
 	case r < 85:
-		return history.Get, history.ModeStale
+		return history.Get, readmode.Stale
 	case r < 93:
-		return history.Range, history.ModeLease
+		return history.Range, readmode.Lease
 	default:
-		return history.Range, history.ModeIndex
+		return history.Range, readmode.Index
 	}
-}
-
-func toClientMode(m history.Mode) client.ReadMode {
-	switch m {
-	case history.ModeIndex:
-		return client.ReadIndex
-	case history.ModeLog:
-		return client.ReadLog
-	case history.ModeStale:
-		return client.ReadStale
-	}
-	return client.ReadLease
-}
-
-func fromClientMode(m client.ReadMode) history.Mode {
-	switch m {
-	case client.ReadIndex:
-		return history.ModeIndex
-	case client.ReadLog:
-		return history.ModeLog
-	case client.ReadStale:
-		return history.ModeStale
-	}
-	return history.ModeLease
 }
 
 func (w *Workload) runClient(id int, cl *client.Client, conn *etcdv3.Conn, rng *rand.Rand) {
@@ -308,14 +285,14 @@ func (w *Workload) runClient(id int, cl *client.Client, conn *etcdv3.Conn, rng *
 		case history.Get:
 			call := w.rec.Begin(history.Op{ClientID: clientID, Kind: history.Get, Key: key, Mode: mode})
 			start := w.clock.Now()
-			res, err := cl.Get(ctx, key, toClientMode(mode))
+			res, err := cl.Get(ctx, key, mode)
 			if err != nil {
 				// A failed read constrains nothing either way.
 				call.Unknown(err)
 				w.count("get " + mode.String() + " error")
 				break
 			}
-			served := fromClientMode(res.Served)
+			served := res.Served
 			call.Read(res.Found, string(res.Value), served)
 			last[key] = seen{res.Found, string(res.Value)}
 			call.Annotate(fmt.Sprintf("n%d t%d", res.NodeID, res.Term))

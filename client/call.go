@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -31,9 +32,11 @@ func (c *Client) run(ctx context.Context, op string, route routing, rpc func(con
 		redirects int // consecutive redirects followed without backing off
 		last      attemptError
 		redirect  *endpoint
+		// refused holds the endpoints whose last attempt found nothing listening.
+		refused = map[*endpoint]bool{}
 	)
 	giveUp := func(deadline bool) error {
-		return &UnavailableError{Op: op, Reason: last.reason, Attempts: attempts,
+		return &UnavailableError{Op: op, Reason: last.reason, Cause: c.diagnose(), Attempts: attempts,
 			Elapsed: time.Since(start), Deadline: deadline, Last: last.cause}
 	}
 	for {
@@ -93,6 +96,16 @@ func (c *Client) run(ctx context.Context, op string, route routing, rpc func(con
 			last = ae
 			c.forgetLeader(ep)
 		}
+		if refusedConnection(err) {
+			refused[ep] = true
+			// Nothing listens at any endpoint: waiting out the deadline would only hide that.
+			if every := c.Endpoints(); len(refused) >= len(every) && allRefused(every, refused) {
+				return nil, attempts, &UnavailableError{Op: op, Reason: last.reason, Attempts: attempts, Elapsed: time.Since(start), Last: last.cause,
+					Cause: fmt.Sprintf("no node reachable: every endpoint refused the connection (%s)", strings.Join(every, ", "))}
+			}
+		} else {
+			delete(refused, ep)
+		}
 
 		redirects = 0
 		failures++
@@ -107,6 +120,20 @@ func (c *Client) run(ctx context.Context, op string, route routing, rpc func(con
 			return nil, attempts, c.doneError(ctx, op, giveUp)
 		}
 	}
+}
+
+// allRefused reports whether every address in addrs is the address of a refused endpoint.
+func allRefused(addrs []string, refused map[*endpoint]bool) bool {
+	for _, a := range addrs {
+		found := false
+		for ep := range refused {
+			found = found || ep.addr == a
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // doneError is the error of an operation whose context ended while it waited.

@@ -5,7 +5,7 @@
 //
 //	c, err := client.New(client.Options{Endpoints: []string{"127.0.0.1:7201"}})
 //	_, err = c.Set(ctx, "x", []byte("5"))
-//	res, err := c.Get(ctx, "x", client.ReadLease) // res.Found, res.Value, res.Served
+//	res, err := c.Get(ctx, "x", readmode.Lease) // res.Found, res.Value, res.Served
 //
 // A Client is safe for concurrent use and keeps one gRPC connection per endpoint.
 package client

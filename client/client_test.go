@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 func TestBackoffFullJitterStaysUnderTheCeiling(t *testing.T) {
@@ -172,11 +173,50 @@ func closedAddress(t *testing.T) string {
 	return addr
 }
 
-// With no node reachable, an operation keeps retrying and gives up at its deadline, not
-// much before or after, with an error saying the cluster is unavailable.
+// silentAddress returns a loopback address that accepts TCP connections (the kernel
+// completes them into the backlog) but never answers: a node that hangs.
+func silentAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
+}
+
+// When every endpoint refuses the connection, nothing listens: the operation fails at
+// once, saying so, instead of retrying until its deadline.
+func TestFailsFastWhenEveryEndpointRefuses(t *testing.T) {
+	a, b := closedAddress(t), closedAddress(t)
+	c, err := New(Options{Endpoints: []string{a, b}, RequestTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, mode := range []readmode.Mode{readmode.Lease, readmode.Stale} {
+		start := time.Now()
+		_, err := c.Get(context.Background(), "k", mode)
+		var unavailable *UnavailableError
+		if !errors.As(err, &unavailable) || unavailable.Deadline || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("%s get: err = %v, want cluster unavailable before the deadline", mode, err)
+		}
+		if elapsed := time.Since(start); elapsed > 30*time.Second {
+			t.Fatalf("%s get: gave up after %v with every endpoint refusing", mode, elapsed)
+		}
+		if unavailable.Attempts < 2 || !strings.Contains(err.Error(), "every endpoint refused the connection") ||
+			!strings.Contains(err.Error(), a) || !strings.Contains(err.Error(), b) {
+			t.Fatalf("%s get: %v (%d attempts): want both endpoints tried and named", mode, err, unavailable.Attempts)
+		}
+	}
+}
+
+// With no node answering (connections accepted, nothing said), an operation keeps retrying
+// and gives up at its deadline, not much before or after, with an error saying the cluster
+// is unavailable and no node answered.
 func TestDeadlineHonouredWhenNoNodeAnswers(t *testing.T) {
 	const timeout = 800 * time.Millisecond
-	c, err := New(Options{Endpoints: []string{closedAddress(t), closedAddress(t)}, RequestTimeout: timeout})
+	c, err := New(Options{Endpoints: []string{silentAddress(t), silentAddress(t)}, RequestTimeout: timeout, AttemptTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,8 +226,8 @@ func TestDeadlineHonouredWhenNoNodeAnswers(t *testing.T) {
 		call func() error
 	}{
 		{"set", func() error { _, err := c.Set(context.Background(), "k", []byte("v")); return err }},
-		{"get", func() error { _, err := c.Get(context.Background(), "k", ReadLease); return err }},
-		{"stale get", func() error { _, err := c.Get(context.Background(), "k", ReadStale); return err }},
+		{"get", func() error { _, err := c.Get(context.Background(), "k", readmode.Lease); return err }},
+		{"stale get", func() error { _, err := c.Get(context.Background(), "k", readmode.Stale); return err }},
 	} {
 		start := time.Now()
 		err := op.call()
@@ -205,6 +245,9 @@ func TestDeadlineHonouredWhenNoNodeAnswers(t *testing.T) {
 		if ratio := float64(elapsed) / float64(timeout); ratio < 0.95 || ratio > 3 {
 			t.Fatalf("%s: gave up after %v, %.2f× the %v deadline", op.name, elapsed, ratio, timeout)
 		}
+		if !strings.Contains(err.Error(), "no node reachable") {
+			t.Fatalf("%s: %v: want the cause", op.name, err)
+		}
 	}
 }
 
@@ -217,7 +260,7 @@ func TestCallerDeadlineWinsWhenEarlier(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { _, err := c.Get(ctx, "k", ReadIndex); done <- err }()
+	go func() { _, err := c.Get(ctx, "k", readmode.Index); done <- err }()
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrUnavailable) {
@@ -229,7 +272,7 @@ func TestCallerDeadlineWinsWhenEarlier(t *testing.T) {
 }
 
 func TestCancelIsNotUnavailable(t *testing.T) {
-	c, err := New(Options{Endpoints: []string{closedAddress(t)}})
+	c, err := New(Options{Endpoints: []string{silentAddress(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +291,7 @@ func TestNegativeMaxRetriesTriesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_, err = c.Get(context.Background(), "k", ReadLease)
+	_, err = c.Get(context.Background(), "k", readmode.Lease)
 	var unavailable *UnavailableError
 	if !errors.As(err, &unavailable) || unavailable.Attempts != 1 || unavailable.Deadline {
 		t.Fatalf("err = %#v, want one attempt, given up without the deadline", err)
@@ -261,7 +304,7 @@ func TestClosedClientRefusesCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	if _, err := c.Get(context.Background(), "k", ReadLease); !errors.Is(err, ErrClosed) {
+	if _, err := c.Get(context.Background(), "k", readmode.Lease); !errors.Is(err, ErrClosed) {
 		t.Fatalf("err = %v, want ErrClosed", err)
 	}
 }

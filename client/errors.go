@@ -37,6 +37,10 @@ type UnavailableError struct {
 	// Reason is the last ErrorInfo reason a node gave (e.g. NO_LEADER), or a short
 	// description of the last failure when no node answered ("connection failed").
 	Reason string
+	// Cause says why, for an operator: "2 of 5 nodes reachable; a quorum needs 3",
+	// "election under way (term 7): ...", "no node reachable: every endpoint refused the
+	// connection". Empty when the client could not tell.
+	Cause string
 	// Attempts counts the RPCs sent.
 	Attempts int
 	// Elapsed is the time spent in the call.
@@ -52,11 +56,15 @@ func (e *UnavailableError) Error() string {
 	if e.Deadline {
 		why = "deadline exceeded"
 	}
-	msg := fmt.Sprintf("%s: cluster unavailable: %s after %d attempt(s) in %s",
-		e.Op, why, e.Attempts, e.Elapsed.Round(time.Millisecond))
-	if e.Reason != "" {
-		msg += " (" + e.Reason + ")"
+	msg := e.Op + ": cluster unavailable"
+	if e.Cause != "" {
+		msg += ": " + e.Cause
 	}
+	msg += fmt.Sprintf(" (%s after %d attempt(s) in %s", why, e.Attempts, e.Elapsed.Round(time.Millisecond))
+	if e.Reason != "" {
+		msg += "; last reason " + e.Reason
+	}
+	msg += ")"
 	if e.Last != nil {
 		msg += ": last error: " + DescribeRPCError(e.Last)
 	}

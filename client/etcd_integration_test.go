@@ -20,7 +20,8 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
-	"github.com/georaft/georaft/client/internal/testcluster"
+	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/clusterkit/kittest"
 )
 
 // etcd's own tools against a real 5-node georaft: Debian's etcdctl (etcd-client 3.4) and
@@ -48,10 +49,10 @@ func TestEtcdctlAgainstGeoraft(t *testing.T) {
 	if _, err := exec.LookPath("etcdctl"); err != nil {
 		t.Skip("etcdctl not installed (apt-get install etcd-client)")
 	}
-	cl := testcluster.Start(t, testcluster.Options{Size: 5})
-	leader := cl.WaitLeader(clusterUp)
+	cl := kittest.Start(t, clusterkit.Spec{Size: 5})
+	leader := kittest.WaitLeader(t, cl)
 	// A follower's endpoint only: everything must work through it.
-	follower := []string{cl.Node(leader%5 + 1).ClientAddr}
+	follower := []string{cl.Node(leader%5 + 1).ClientAddr()}
 
 	if out := etcdctl(t, follower, "", "put", "/cfg/a", "1"); strings.TrimSpace(out) != "OK" {
 		t.Fatalf("put: %q", out)
@@ -246,8 +247,7 @@ func TestLockHolderProcess(t *testing.T) {
 // Several processes take a concurrency.Mutex, then campaign in a concurrency.Election, while
 // the georaft leader is killed with SIGKILL: never two holders at once, and no increment lost.
 func TestEtcdMutexAndElectionUnderLeaderKill(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{Size: 5})
-	cl.WaitLeader(clusterUp)
+	cl := kittest.Start(t, clusterkit.Spec{Size: 5})
 	const procs, rounds = 3, 6
 	for _, kind := range []string{"mutex", "election"} {
 		t.Run(kind, func(t *testing.T) {
@@ -281,14 +281,21 @@ func TestEtcdMutexAndElectionUnderLeaderKill(t *testing.T) {
 				}()
 			}
 			// Kill the leader once the holders are under way, and bring it back.
-			testcluster.WaitFor(t, 30*time.Second, "the first holders", func() bool {
+			kittest.WaitFor(t, 30*time.Second, "the first holders", func() error {
 				data, _ := os.ReadFile(logPath)
-				return bytes.Count(data, []byte("leave")) >= 2
+				if n := bytes.Count(data, []byte("leave")); n < 2 {
+					return fmt.Errorf("%d rounds done", n)
+				}
+				return nil
 			})
-			old := cl.WaitLeader(clusterUp)
-			cl.StopNode(old)
-			cl.WaitLeader(clusterUp)
-			cl.StartNode(old)
+			old := kittest.WaitLeader(t, cl)
+			if err := cl.Kill(old); err != nil {
+				t.Fatal(err)
+			}
+			kittest.WaitLeader(t, cl)
+			if err := cl.StartNode(old); err != nil {
+				t.Fatal(err)
+			}
 			wg.Wait()
 			close(errs)
 			for err := range errs {

@@ -4,18 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/georaft/georaft/client"
-	"github.com/georaft/georaft/client/internal/testcluster"
+	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/clusterkit/kittest"
+	"github.com/georaft/georaft/readmode"
 )
 
-// These tests run real georaftd processes (built from this checkout). They skip only when
-// node/cmd/georaftd does not exist.
+func TestMain(m *testing.M) { kittest.Main(m) }
 
-const clusterUp = 30 * time.Second
+// These tests run real georaftd processes, built from this checkout.
 
 func newClient(t *testing.T, opts client.Options) *client.Client {
 	t.Helper()
@@ -28,8 +30,7 @@ func newClient(t *testing.T, opts client.Options) *client.Client {
 }
 
 func TestIntegrationReadsAndWritesInEveryMode(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	cl.WaitLeader(clusterUp)
+	cl := kittest.Start(t, clusterkit.Spec{})
 	c := newClient(t, client.Options{Endpoints: cl.ClientAddrs(), RequestTimeout: 10 * time.Second})
 	ctx := context.Background()
 
@@ -40,26 +41,26 @@ func TestIntegrationReadsAndWritesInEveryMode(t *testing.T) {
 	if w.Index == 0 || w.Session.ClientID != c.ClientID() || w.Session.Sequence != 1 {
 		t.Fatalf("set result %+v: want a log index and the client's first session sequence", w)
 	}
-	for _, mode := range client.ReadModes {
+	for _, mode := range readmode.All {
 		r, err := c.Get(ctx, "greeting", mode)
 		if err != nil {
 			t.Fatalf("get in %s mode: %v", mode, err)
 		}
-		if mode == client.ReadStale && !r.Found {
+		if mode == readmode.Stale && !r.Found {
 			// A stale read may come from a follower that has not applied the write yet.
 			continue
 		}
 		if !r.Found || string(r.Value) != "hello world" {
 			t.Fatalf("get in %s mode = %+v", mode, r)
 		}
-		if r.Requested != mode || (mode != client.ReadLease && r.Served != mode) {
+		if r.Requested != mode || (mode != readmode.Lease && r.Served != mode) {
 			t.Fatalf("get in %s mode: requested %s, served %s", mode, r.Requested, r.Served)
 		}
-		if mode == client.ReadLease && r.Served != client.ReadLease && r.Served != client.ReadIndex {
+		if mode == readmode.Lease && r.Served != readmode.Lease && r.Served != readmode.Index {
 			t.Fatalf("lease read served as %s", r.Served)
 		}
 	}
-	missing, err := c.Get(ctx, "no such key", client.ReadLease)
+	missing, err := c.Get(ctx, "no such key", readmode.Lease)
 	if err != nil || missing.Found {
 		t.Fatalf("get of a missing key = %+v, %v: want found=false and no error", missing, err)
 	}
@@ -80,10 +81,15 @@ func TestIntegrationReadsAndWritesInEveryMode(t *testing.T) {
 // redirected to the new one in one hop. Through proxies, the redirect maps the leader id
 // to the proxy of that node, not to the address the node advertises.
 func TestIntegrationRedirectAfterLeaderChange(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	old := cl.WaitLeader(clusterUp)
+	cl := kittest.Start(t, clusterkit.Spec{})
+	old := kittest.WaitLeader(t, cl)
 	target := old%3 + 1
-	admin := newClient(t, client.Options{Endpoints: cl.ClientAddrs(), NodeIDs: cl.NodeIDs(), RequestTimeout: 15 * time.Second})
+	adminOpts, err := cl.ClientOptions("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminOpts.RequestTimeout = 15 * time.Second
+	admin := newClient(t, adminOpts)
 	ctx := context.Background()
 	if _, err := admin.Set(ctx, "k", []byte("before")); err != nil {
 		t.Fatal(err)
@@ -95,15 +101,15 @@ func TestIntegrationRedirectAfterLeaderChange(t *testing.T) {
 	if res.LeaderID != 0 && res.LeaderID != target {
 		t.Fatalf("transfer answered leader %d, want %d", res.LeaderID, target)
 	}
-	if got := cl.WaitLeader(clusterUp); got != target {
+	if got := kittest.WaitLeader(t, cl); got != target {
 		t.Fatalf("leader after transfer = %d, want %d", got, target)
 	}
 
 	// Direct endpoints, the old leader first: one redirect.
-	direct := []string{cl.Node(old).ClientAddr}
+	direct := []string{cl.Node(old).ClientAddr()}
 	for _, n := range cl.Nodes {
 		if n.ID != old {
-			direct = append(direct, n.ClientAddr)
+			direct = append(direct, n.ClientAddr())
 		}
 	}
 	c := newClient(t, client.Options{Endpoints: direct, RequestTimeout: 15 * time.Second})
@@ -120,43 +126,45 @@ func TestIntegrationRedirectAfterLeaderChange(t *testing.T) {
 
 	// Through proxies, ids unknown in advance: the client learns which proxy reaches which
 	// node and keeps its traffic on the proxies.
-	proxies := map[uint64]*testcluster.Proxy{}
+	proxies := map[uint64]*clusterkit.Proxy{}
 	var proxied []string
 	for _, id := range []uint64{old, target, 6 - old - target} {
-		p := testcluster.NewProxy(t, cl.Node(id).ClientAddr)
+		p := kittest.Proxy(t, cl.Node(id).ClientAddr())
 		proxies[id] = p
-		proxied = append(proxied, p.Addr)
+		proxied = append(proxied, p.Listen)
 	}
 	pc := newClient(t, client.Options{Endpoints: proxied, RequestTimeout: 15 * time.Second})
-	g, err := pc.Get(ctx, "k", client.ReadLease)
+	g, err := pc.Get(ctx, "k", readmode.Lease)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(g.Value) != "after" || g.NodeID != target {
 		t.Fatalf("read through proxies = %+v", g)
 	}
-	if g.Endpoint != proxies[target].Addr {
-		t.Fatalf("redirect went to %s, want the proxy of node %d (%s), not its advertised address", g.Endpoint, target, proxies[target].Addr)
+	if g.Endpoint != proxies[target].Listen {
+		t.Fatalf("redirect went to %s, want the proxy of node %d (%s), not its advertised address", g.Endpoint, target, proxies[target].Listen)
 	}
 }
 
 // A write whose response is lost is retried with the same write session and applied once:
 // a write made by someone else in between is not overwritten by the retry.
 func TestIntegrationRetriedWriteAppliesOnce(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	leader := cl.WaitLeader(clusterUp)
-	proxy := testcluster.NewProxy(t, cl.Node(leader).ClientAddr)
+	cl := kittest.Start(t, clusterkit.Spec{})
+	leader := kittest.WaitLeader(t, cl)
+	proxy := kittest.Proxy(t, cl.Node(leader).ClientAddr())
 	ctx := context.Background()
 
-	c := newClient(t, client.Options{Endpoints: []string{proxy.Addr}, NodeIDs: map[string]uint64{proxy.Addr: leader},
+	c := newClient(t, client.Options{Endpoints: []string{proxy.Listen}, NodeIDs: map[string]uint64{proxy.Listen: leader},
 		RequestTimeout: 60 * time.Second, AttemptTimeout: time.Second})
 	other := newClient(t, client.Options{Endpoints: cl.ClientAddrs(), RequestTimeout: 15 * time.Second})
 	// Bring the proxied connection up before responses start to vanish.
-	if _, err := c.Get(ctx, "k", client.ReadLease); err != nil {
+	if _, err := c.Get(ctx, "k", readmode.Lease); err != nil {
 		t.Fatal(err)
 	}
 
-	proxy.DropResponses(t)
+	if err := proxy.DropResponses(); err != nil {
+		t.Fatal(err)
+	}
 	type outcome struct {
 		res client.WriteResult
 		err error
@@ -167,15 +175,20 @@ func TestIntegrationRetriedWriteAppliesOnce(t *testing.T) {
 		done <- outcome{res, err}
 	}()
 	// The write reaches the leader and is applied; its answer never comes back.
-	testcluster.WaitFor(t, 20*time.Second, "the first write to be applied", func() bool {
-		r, err := other.Get(ctx, "k", client.ReadIndex)
-		return err == nil && string(r.Value) == "first"
+	kittest.WaitFor(t, 20*time.Second, "the first write to be applied", func() error {
+		r, err := other.Get(ctx, "k", readmode.Index)
+		if err == nil && string(r.Value) != "first" {
+			err = fmt.Errorf("k = %q", r.Value)
+		}
+		return err
 	})
 	second, err := other.Set(ctx, "k", []byte("second"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy.Heal(t)
+	if err := proxy.Heal(); err != nil {
+		t.Fatal(err)
+	}
 
 	var got outcome
 	select {
@@ -192,7 +205,7 @@ func TestIntegrationRetriedWriteAppliesOnce(t *testing.T) {
 	if got.res.Index >= second.Index {
 		t.Fatalf("retried write reports index %d, after the other write's %d: it was applied again", got.res.Index, second.Index)
 	}
-	r, err := other.Get(ctx, "k", client.ReadIndex)
+	r, err := other.Get(ctx, "k", readmode.Index)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,10 +217,13 @@ func TestIntegrationRetriedWriteAppliesOnce(t *testing.T) {
 // With one node of three up there is no leader: a call fails with "cluster unavailable"
 // once its deadline has passed, not long before or after.
 func TestIntegrationDeadlineWithoutLeader(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{Start: []uint64{1}})
-	testcluster.WaitFor(t, clusterUp, "node 1 to answer Status", func() bool {
-		_, err := cl.Status(1)
-		return err == nil
+	cl := kittest.New(t, clusterkit.Spec{}, clusterkit.Options{})
+	if err := cl.StartNode(1); err != nil {
+		t.Fatal(err)
+	}
+	kittest.WaitFor(t, time.Minute, "node 1 to answer Status", func() error {
+		_, err := cl.Status(context.Background(), 1, time.Second)
+		return err
 	})
 	const timeout = 1500 * time.Millisecond
 	c := newClient(t, client.Options{Endpoints: cl.ClientAddrs(), RequestTimeout: timeout})
@@ -216,7 +232,7 @@ func TestIntegrationDeadlineWithoutLeader(t *testing.T) {
 		call func() error
 	}{
 		{"set", func() error { _, err := c.Set(context.Background(), "k", []byte("v")); return err }},
-		{"lease get", func() error { _, err := c.Get(context.Background(), "k", client.ReadLease); return err }},
+		{"lease get", func() error { _, err := c.Get(context.Background(), "k", readmode.Lease); return err }},
 	} {
 		start := time.Now()
 		err := op.call()
@@ -228,14 +244,16 @@ func TestIntegrationDeadlineWithoutLeader(t *testing.T) {
 		if ratio := float64(elapsed) / float64(timeout); ratio < 0.95 || ratio > 2 {
 			t.Fatalf("%s: failed after %v, %.2f× the deadline", op.name, elapsed, ratio)
 		}
+		if !strings.Contains(err.Error(), "1 of 3 nodes reachable; a quorum needs 2") {
+			t.Fatalf("%s: %v: want the cause, in an operator's words", op.name, err)
+		}
 	}
 }
 
 // Concurrent writers through one client each get their own write session, so none of
 // their writes is dropped as a stale sequence.
 func TestIntegrationConcurrentWritesAllApply(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	cl.WaitLeader(clusterUp)
+	cl := kittest.Start(t, clusterkit.Spec{})
 	c := newClient(t, client.Options{Endpoints: cl.ClientAddrs(), RequestTimeout: 15 * time.Second})
 	ctx := context.Background()
 	const writers, each = 8, 10
@@ -259,7 +277,7 @@ func TestIntegrationConcurrentWritesAllApply(t *testing.T) {
 	}
 	for w := 0; w < writers; w++ {
 		for i := 0; i < each; i++ {
-			r, err := c.Get(ctx, fmt.Sprintf("w%d/%d", w, i), client.ReadIndex)
+			r, err := c.Get(ctx, fmt.Sprintf("w%d/%d", w, i), readmode.Index)
 			if err != nil || !r.Found {
 				t.Fatalf("key w%d/%d: %+v, %v: a concurrent write was lost", w, i, r, err)
 			}
@@ -270,8 +288,7 @@ func TestIntegrationConcurrentWritesAllApply(t *testing.T) {
 // Benchmarks of one client against a local 3-node cluster: the library's own cost on top
 // of the node (go test -bench . -run XXX ./client/).
 func benchmarkCluster(b *testing.B) *client.Client {
-	cl := testcluster.Start(b, testcluster.Options{})
-	cl.WaitLeader(clusterUp)
+	cl := kittest.Start(b, clusterkit.Spec{})
 	c, err := client.New(client.Options{Endpoints: cl.ClientAddrs(), RequestTimeout: 10 * time.Second})
 	if err != nil {
 		b.Fatal(err)
@@ -285,7 +302,7 @@ func benchmarkCluster(b *testing.B) *client.Client {
 
 func BenchmarkGet(b *testing.B) {
 	c := benchmarkCluster(b)
-	for _, mode := range client.ReadModes {
+	for _, mode := range readmode.All {
 		b.Run(mode.String(), func(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {

@@ -4,81 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/georaft/georaft/readmode"
+
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
-
-// ReadMode is the consistency a read asks for.
-type ReadMode uint8
-
-const (
-	// ReadLease: the leader answers from local state while it holds its lease. Linearizable,
-	// one round trip to the leader.
-	ReadLease ReadMode = iota
-	// ReadIndex: the leader confirms its leadership with a heartbeat quorum first.
-	// Linearizable.
-	ReadIndex
-	// ReadLog: the read goes through the replicated log like a write. Linearizable.
-	ReadLog
-	// ReadStale: any node answers from local state within its staleness bound. May be stale.
-	ReadStale
-)
-
-// ReadModes lists every mode, in the order of their names in docs and flags.
-var ReadModes = []ReadMode{ReadLease, ReadIndex, ReadLog, ReadStale}
-
-func (m ReadMode) String() string {
-	switch m {
-	case ReadLease:
-		return "lease"
-	case ReadIndex:
-		return "index"
-	case ReadLog:
-		return "log"
-	case ReadStale:
-		return "stale"
-	}
-	return fmt.Sprintf("readmode(%d)", uint8(m))
-}
-
-// ParseReadMode accepts the names String returns, in any case.
-func ParseReadMode(s string) (ReadMode, error) {
-	for _, m := range ReadModes {
-		if strings.EqualFold(strings.TrimSpace(s), m.String()) {
-			return m, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown read mode %q: want lease, index, log or stale", s)
-}
-
-func (m ReadMode) proto() georaftv1.ReadMode {
-	switch m {
-	case ReadIndex:
-		return georaftv1.ReadMode_READ_MODE_INDEX
-	case ReadLog:
-		return georaftv1.ReadMode_READ_MODE_LOG
-	case ReadStale:
-		return georaftv1.ReadMode_READ_MODE_STALE
-	}
-	return georaftv1.ReadMode_READ_MODE_LEASE
-}
-
-// readModeFromProto maps the wire value back; an unspecified one means lease, as the
-// protocol says.
-func readModeFromProto(m georaftv1.ReadMode) ReadMode {
-	switch m {
-	case georaftv1.ReadMode_READ_MODE_INDEX:
-		return ReadIndex
-	case georaftv1.ReadMode_READ_MODE_LOG:
-		return ReadLog
-	case georaftv1.ReadMode_READ_MODE_STALE:
-		return ReadStale
-	}
-	return ReadLease
-}
 
 // Header says who answered an operation and where its log stood.
 type Header struct {
@@ -116,8 +48,8 @@ type GetResult struct {
 	Value []byte
 	// Requested is the mode asked for; Served the mode that actually served the read (a
 	// lease read on a leader still waiting out an older lease is served as an index read).
-	Requested ReadMode
-	Served    ReadMode
+	Requested readmode.Mode
+	Served    readmode.Mode
 }
 
 // Set stores value under key. It returns once the write is committed and applied.
@@ -160,10 +92,10 @@ func (c *Client) Delete(ctx context.Context, key string) (WriteResult, error) {
 }
 
 // Get reads key with the given consistency.
-func (c *Client) Get(ctx context.Context, key string, mode ReadMode) (GetResult, error) {
-	req := &georaftv1.GetRequest{Key: []byte(key), ReadMode: mode.proto()}
+func (c *Client) Get(ctx context.Context, key string, mode readmode.Mode) (GetResult, error) {
+	req := &georaftv1.GetRequest{Key: []byte(key), ReadMode: georaftv1.ReadModeOf(mode)}
 	route := toLeader
-	if mode == ReadStale {
+	if mode == readmode.Stale {
 		route = toLocal
 	}
 	var resp *georaftv1.GetResponse
@@ -176,9 +108,10 @@ func (c *Client) Get(ctx context.Context, key string, mode ReadMode) (GetResult,
 		return GetResult{Requested: mode}, err
 	}
 	c.learn(ep, resp.GetHeader().GetNodeId(), "")
-	served := readModeFromProto(resp.GetServedMode())
-	if resp.GetServedMode() == georaftv1.ReadMode_READ_MODE_UNSPECIFIED {
-		// A node that does not fill served_mode served what was asked.
+	served, err := resp.GetServedMode().Mode()
+	if err != nil || resp.GetServedMode() == georaftv1.ReadMode_READ_MODE_UNSPECIFIED {
+		// A node that does not fill served_mode (or fills it with a mode this client does
+		// not know) served what was asked, as far as this client can tell.
 		served = mode
 	}
 	return GetResult{Header: header(resp.GetHeader(), ep, attempts), Found: resp.GetFound(),

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 // Clean stops whatever a killed run left behind, by the PID files it wrote (a PID is
@@ -27,7 +27,7 @@ func Clean(ctx context.Context, opts Options) error {
 	for _, env := range []string{EnvLoopback, EnvGeo} {
 		configDir := filepath.Join(opts.RunDir, env, "georaft-configs")
 		if _, err := os.Stat(configDir); err == nil {
-			c, err := lab.OpenCluster(lab.ClusterOptions{ConfigDir: configDir, WorkDir: opts.WorkDir, Out: opts.Out})
+			c, err := clusterkit.Open(configDir, clusterkit.Options{WorkDir: opts.WorkDir, Detached: true, Log: opts.Out})
 			if err == nil {
 				err = c.Stop(ctx)
 			}
@@ -37,17 +37,17 @@ func Clean(ctx context.Context, opts Options) error {
 		for _, pidFile := range pids {
 			name := strings.TrimSuffix(filepath.Base(pidFile), ".pid")
 			dataDir := filepath.Join(opts.DataRoot, env, "etcd", name)
-			outcome, pid, err := lab.StopByPIDFile(ctx, pidFile, EtcdWithDataDir(dataDir), 5*time.Second)
+			outcome, pid, err := clusterkit.StopByPIDFile(ctx, pidFile, EtcdWithDataDir(dataDir), 5*time.Second)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("stop etcd %s (%s): %w", name, env, err))
-			} else if outcome != lab.NoPIDFile {
+			} else if outcome != clusterkit.NoPIDFile {
 				fmt.Fprintf(opts.Out, "etcd %s (%s): pid %d %s\n", name, env, pid, outcome)
 			}
 		}
 	}
 	pids, _ := filepath.Glob(filepath.Join(opts.RunDir, EnvGeo, "*.pid"))
 	for _, pidFile := range pids {
-		p := &ProxyProcess{Name: strings.TrimSuffix(filepath.Base(pidFile), ".pid"), RunDir: filepath.Join(opts.RunDir, EnvGeo)}
+		p := &clusterkit.ProxyProcess{Name: strings.TrimSuffix(filepath.Base(pidFile), ".pid"), Binary: opts.Self, RunDir: filepath.Join(opts.RunDir, EnvGeo)}
 		errs = append(errs, p.Stop(ctx))
 	}
 	if slices.Contains(opts.Envs, EnvGeo) && os.Geteuid() == 0 {

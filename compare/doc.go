@@ -4,7 +4,7 @@
 // georaft ÷ etcd ratios for throughput, p50 and p99 per workload.
 //
 // The emulation is per pair of nodes for both systems and uses the same link delays
-// (lab.LinkModel):
+// (clusterkit.LinkModel):
 //   - georaft dials every peer at its own toxiproxy proxy (the lab's port plan), so its
 //     nodes stay on loopback;
 //   - etcd advertises one peer URL per member, so each member runs in its own network

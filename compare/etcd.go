@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/client/bench"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 // etcdSystem is an etcd cluster with its leader pinned and a driver on the leader's
@@ -20,7 +20,7 @@ type etcdSystem struct {
 	leader  string
 	term    uint64
 	driver  *EtcdDriver
-	proxies []*ProxyProcess
+	proxies []*clusterkit.ProxyProcess
 }
 
 func (e *etcdSystem) Name() string         { return "etcd" }
@@ -71,7 +71,7 @@ func (e *etcdSystem) LeaderFsyncs(ctx context.Context) (float64, error) {
 	if !ok {
 		return 0, fmt.Errorf("no etcd member %s", e.leader)
 	}
-	h, err := lab.FetchHistogram(ctx, m.ClientAddr(), "etcd_disk_wal_fsync_duration_seconds")
+	h, err := clusterkit.FetchHistogram(ctx, m.ClientAddr(), "etcd_disk_wal_fsync_duration_seconds")
 	return h.Count, err
 }
 
@@ -89,7 +89,7 @@ func (r *runner) pinEtcd(ctx context.Context, c *EtcdCluster, leader string) (ui
 
 func (r *runner) startEtcdLoopback(ctx context.Context, cl *cleanups) (system, error) {
 	c := &EtcdCluster{Binary: r.opts.Etcd, Token: "georaft-compare-loopback", RunDir: filepath.Join(r.opts.RunDir, EnvLoopback, "etcd"), Out: r.out}
-	var ports []lab.NamedAddress
+	var ports []clusterkit.NamedAddress
 	for i, region := range r.opts.Regions {
 		n := i + 1
 		peer := fmt.Sprintf("http://127.0.0.1:%d", etcdLoopbackPeer+n)
@@ -100,8 +100,8 @@ func (r *runner) startEtcdLoopback(ctx context.Context, cl *cleanups) (system, e
 			PeerURL: peer, ClientURL: clientURL, ListenPeerURLs: []string{peer}, ListenClientURLs: []string{clientURL},
 		})
 		ports = append(ports,
-			lab.NamedAddress{What: fmt.Sprintf("etcd m%d peer", n), Address: strings.TrimPrefix(peer, "http://")},
-			lab.NamedAddress{What: fmt.Sprintf("etcd m%d client", n), Address: strings.TrimPrefix(clientURL, "http://")})
+			clusterkit.NamedAddress{What: fmt.Sprintf("etcd m%d peer", n), Address: strings.TrimPrefix(peer, "http://")},
+			clusterkit.NamedAddress{What: fmt.Sprintf("etcd m%d client", n), Address: strings.TrimPrefix(clientURL, "http://")})
 	}
 	e := &etcdSystem{cluster: c, leader: "m1"}
 	cl.add(c.Stop)
@@ -109,7 +109,7 @@ func (r *runner) startEtcdLoopback(ctx context.Context, cl *cleanups) (system, e
 	if err := c.Stop(ctx); err != nil {
 		return nil, err
 	}
-	if err := lab.CheckPortsFree(ports); err != nil {
+	if err := clusterkit.CheckPortsFree(ports); err != nil {
 		return nil, err
 	}
 	if err := c.Start(ctx); err != nil {
@@ -168,19 +168,18 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 	if !ok {
 		return nil, nil, fmt.Errorf("etcd: no member in region %s", r.opts.ClientRegion)
 	}
-	clientPlan := planHeader(r.model)
-	link, err := makeLink(r.model, lab.Link{
-		Name: fmt.Sprintf("etcd client %s->%d", r.opts.ClientRegion, leader.ID), Kind: "client",
+	clientPlan, err := r.model.Plan(clusterkit.Link{
+		Name: fmt.Sprintf("etcd client %s->%d", r.opts.ClientRegion, leader.ID), Kind: clusterkit.ClientLink,
 		FromRegion: r.opts.ClientRegion, ToNode: uint64(leader.ID), ToRegion: leader.Region,
 		Listen: fmt.Sprintf("127.0.0.1:%d", etcdGeoClientLink+leader.ID), Upstream: leader.BackDoorClient(),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	clientPlan.Links = append(clientPlan.Links, link)
-	procs := []*ProxyProcess{{Name: "etcd-client-link", Plan: clientPlan, Binary: r.opts.Self, RunDir: runDir}}
+	link := clientPlan.Links[0]
+	procs := []*clusterkit.ProxyProcess{{Name: "etcd-client-link", Plan: clientPlan, Binary: r.opts.Self, RunDir: runDir}}
 	for _, m := range plan.Members {
-		procs = append(procs, &ProxyProcess{Name: "etcd-links-" + m.Namespace, Plan: peerPlans[m.ID], Namespace: m.Namespace, Binary: r.opts.Self, RunDir: runDir})
+		procs = append(procs, &clusterkit.ProxyProcess{Name: "etcd-links-" + m.Namespace, Plan: peerPlans[m.ID], Namespace: m.Namespace, Binary: r.opts.Self, RunDir: runDir})
 	}
 	// Members and proxies left running by a killed run live in the namespaces about to be
 	// recreated: stop them first.
@@ -202,7 +201,7 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 	for _, p := range procs {
 		cl.add(p.Stop)
 	}
-	if err := lab.CheckPortsFree(clientPlan.ListenAddresses()); err != nil {
+	if err := clusterkit.CheckPortsFree(clientPlan.ListenAddresses()); err != nil {
 		return nil, nil, err
 	}
 	for _, p := range procs {
@@ -299,12 +298,12 @@ func sortChecks(cs []LinkCheck) {
 
 // SameDelays checks that etcd's peer links have, pair of regions by pair of regions, the
 // delays georaft's peer links have: the emulation is the same for both systems.
-func SameDelays(georaft lab.ProxyPlan, etcd map[int]lab.ProxyPlan) error {
+func SameDelays(georaft clusterkit.ProxyPlan, etcd map[int]clusterkit.ProxyPlan) error {
 	type key struct{ from, to string }
 	type delays struct{ up, down, jitter int64 }
 	want := map[key]delays{}
 	for _, l := range georaft.Links {
-		if l.Kind == "peer" {
+		if l.Kind == clusterkit.PeerLink {
 			want[key{l.FromRegion, l.ToRegion}] = delays{l.UpstreamMillis, l.DownstreamMillis, l.JitterMillis}
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -15,17 +14,16 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/georaft/georaft/client/bench"
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := clusterkit.FreeAddrs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs[0]
 }
 
 // startSingleEtcd runs a one-member etcd in a temp dir on free loopback ports through
@@ -134,13 +132,13 @@ func TestEtcdStopOnlyStopsItsOwnProcess(t *testing.T) {
 	}
 	m := c.Members[0]
 	// A matcher for another data dir does not recognise the member.
-	if argv, err := lab.ProcessArgs(pids["m1"]); err != nil || EtcdWithDataDir(m.DataDir+"x")(argv) || !EtcdWithDataDir(m.DataDir)(argv) {
+	if argv, err := clusterkit.ProcessArgs(pids["m1"]); err != nil || EtcdWithDataDir(m.DataDir+"x")(argv) || !EtcdWithDataDir(m.DataDir)(argv) {
 		t.Errorf("matcher on %v: wrong answer (err %v)", argv, err)
 	}
 	if err := c.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if lab.ProcessAlive(pids["m1"]) {
+	if clusterkit.ProcessAlive(pids["m1"]) {
 		t.Errorf("etcd pid %d still alive after Stop", pids["m1"])
 	}
 	// A second Stop finds no PID file and does nothing.
@@ -160,14 +158,14 @@ func TestEtcdArgsKeepDefaultDurability(t *testing.T) {
 		t.Errorf("command %s %v: want ip netns exec gcmp-e1 etcd ...", bin, args)
 	}
 	for _, flag := range []string{"--unsafe-no-fsync", "--snapshot-count", "--heartbeat-interval", "--election-timeout"} {
-		if slices.Contains(args, flag) || flagValue(args, flag) != "" {
+		if slices.Contains(args, flag) || clusterkit.FlagValue(args, flag) != "" {
 			t.Errorf("etcd gets %s: durability and timing must stay at etcd's defaults", flag)
 		}
 	}
-	if got := flagValue(args, "--initial-cluster"); got != "m1=http://10.213.0.11:2380,m2=http://10.213.0.12:2380" {
+	if got := clusterkit.FlagValue(args, "--initial-cluster"); got != "m1=http://10.213.0.11:2380,m2=http://10.213.0.12:2380" {
 		t.Errorf("--initial-cluster %q", got)
 	}
-	if got := flagValue(args, "--listen-peer-urls"); got != "http://10.213.0.21:2380" {
+	if got := clusterkit.FlagValue(args, "--listen-peer-urls"); got != "http://10.213.0.21:2380" {
 		t.Errorf("--listen-peer-urls %q: want only the back door", got)
 	}
 	if !EtcdWithDataDir("/d/m1")(append([]string{"/usr/bin/etcd"}, c.Args(c.Members[0])...)) {

@@ -16,7 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 // ErrEtcdMissing is returned when the etcd binary is not on PATH.
@@ -47,14 +47,14 @@ func (m EtcdMember) ClientAddr() string {
 	return u.Host
 }
 
-// EtcdCluster is a set of etcd processes started detached, each with a PID file, so a
-// later run stops what a killed run left behind.
+// EtcdCluster is a set of etcd processes started detached by the cluster kit, each with a
+// PID file, so a later run stops what a killed run left behind.
 type EtcdCluster struct {
 	// Binary is the etcd executable (default: etcd on PATH).
 	Binary  string
 	Token   string
 	Members []EtcdMember
-	// RunDir holds each member's PID file and logs (NAME.pid, NAME.stdout, NAME.stderr).
+	// RunDir holds each member's PID file and log (NAME.pid, NAME.log).
 	RunDir string
 	Out    io.Writer
 	// StopFirst names the member Stop stops before the others (the pinned leader).
@@ -62,9 +62,7 @@ type EtcdCluster struct {
 }
 
 func (c *EtcdCluster) pidFile(m EtcdMember) string { return filepath.Join(c.RunDir, m.Name+".pid") }
-func (c *EtcdCluster) stderrFile(m EtcdMember) string {
-	return filepath.Join(c.RunDir, m.Name+".stderr")
-}
+func (c *EtcdCluster) logFile(m EtcdMember) string { return filepath.Join(c.RunDir, m.Name+".log") }
 
 func (c *EtcdCluster) out() io.Writer {
 	if c.Out == nil {
@@ -112,22 +110,8 @@ func (c *EtcdCluster) Command(m EtcdMember) (string, []string) {
 }
 
 // EtcdWithDataDir matches `etcd ... --data-dir DIR` for that DIR.
-func EtcdWithDataDir(dir string) lab.ArgvMatcher {
-	return func(argv []string) bool {
-		return len(argv) > 0 && filepath.Base(argv[0]) == "etcd" && flagValue(argv[1:], "--data-dir") == dir
-	}
-}
-
-func flagValue(args []string, name string) string {
-	for i, a := range args {
-		if a == name && i+1 < len(args) {
-			return args[i+1]
-		}
-		if v, ok := strings.CutPrefix(a, name+"="); ok {
-			return v
-		}
-	}
-	return ""
+func EtcdWithDataDir(dir string) clusterkit.ArgvMatcher {
+	return clusterkit.CommandWithFlag("etcd", "", "--data-dir", dir)
 }
 
 // LookupEtcd resolves the etcd binary, with the install hint when it is missing.
@@ -169,14 +153,9 @@ func (c *EtcdCluster) Start(ctx context.Context) error {
 	}
 	for _, m := range c.Members {
 		bin, args := c.Command(m)
-		pid, err := lab.StartDetached(lab.ProcessSpec{
-			Name:       "etcd member " + m.Name,
-			Binary:     bin,
-			Args:       args,
-			Dir:        c.RunDir,
-			PIDFile:    c.pidFile(m),
-			StdoutFile: filepath.Join(c.RunDir, m.Name+".stdout"),
-			StderrFile: c.stderrFile(m),
+		p, err := clusterkit.StartProcess(clusterkit.ProcessSpec{
+			Name: "etcd member " + m.Name, Binary: bin, Args: args, Dir: c.RunDir,
+			PIDFile: c.pidFile(m), LogFile: c.logFile(m), Detached: true,
 		})
 		if err != nil {
 			return errors.Join(err, c.Stop(context.Background()))
@@ -185,7 +164,7 @@ func (c *EtcdCluster) Start(ctx context.Context) error {
 		if m.Namespace != "" {
 			where = "namespace " + m.Namespace
 		}
-		fmt.Fprintf(c.out(), "started etcd %s (%s, %s) pid %d\n", m.Name, m.Region, where, pid)
+		fmt.Fprintf(c.out(), "started etcd %s (%s, %s) pid %d\n", m.Name, m.Region, where, p.PID())
 	}
 	return nil
 }
@@ -196,11 +175,11 @@ func (c *EtcdCluster) Start(ctx context.Context) error {
 // peers it would wait out the grace period. The others stop in parallel.
 func (c *EtcdCluster) Stop(ctx context.Context) error {
 	stop := func(m EtcdMember) error {
-		outcome, pid, err := lab.StopByPIDFile(ctx, c.pidFile(m), EtcdWithDataDir(m.DataDir), 5*time.Second)
+		outcome, pid, err := clusterkit.StopByPIDFile(ctx, c.pidFile(m), EtcdWithDataDir(m.DataDir), 5*time.Second)
 		if err != nil {
 			return fmt.Errorf("stop etcd %s: %w", m.Name, err)
 		}
-		if outcome != lab.NoPIDFile {
+		if outcome != clusterkit.NoPIDFile {
 			fmt.Fprintf(c.out(), "etcd %s: pid %d %s\n", m.Name, pid, outcome)
 		}
 		return nil
@@ -230,7 +209,7 @@ func (c *EtcdCluster) Stop(ctx context.Context) error {
 func (c *EtcdCluster) PIDs() map[string]int {
 	pids := map[string]int{}
 	for _, m := range c.Members {
-		if pid, ok := lab.LivePID(c.pidFile(m), EtcdWithDataDir(m.DataDir)); ok {
+		if pid, ok := clusterkit.LivePID(c.pidFile(m), EtcdWithDataDir(m.DataDir)); ok {
 			pids[m.Name] = pid
 		}
 	}
@@ -323,8 +302,8 @@ func (c *EtcdCluster) explain(summary string, st EtcdState) error {
 		fmt.Fprintf(&b, "\n  etcd %s: %s", n, st.Answers[n])
 	}
 	for _, m := range c.Members {
-		if pid, ok, _ := lab.ReadPIDFile(c.pidFile(m)); ok && !lab.ProcessAlive(pid) {
-			fmt.Fprintf(&b, "\n--- etcd %s exited; tail of %s ---\n%s", m.Name, c.stderrFile(m), tail(c.stderrFile(m), 15))
+		if pid, ok, _ := clusterkit.ReadPIDFile(c.pidFile(m)); ok && !clusterkit.ProcessAlive(pid) {
+			fmt.Fprintf(&b, "\n--- etcd %s exited; tail of %s ---\n%s", m.Name, c.logFile(m), clusterkit.Tail(c.logFile(m), 15))
 		}
 	}
 	return errors.New(b.String())
@@ -338,22 +317,20 @@ func (c *EtcdCluster) WaitLeader(ctx context.Context, timeout time.Duration) (Et
 		return EtcdState{}, err
 	}
 	defer a.close()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		st := c.state(ctx, a)
-		if st.Leader != "" {
-			return st, nil
+	var st EtcdState
+	err = clusterkit.WaitFor(ctx, timeout, "an etcd leader", func() error {
+		if st = c.state(ctx, a); st.Leader != "" {
+			return nil
 		}
 		if len(c.PIDs()) < len(c.Members) {
-			return st, c.explain("an etcd member exited before a leader was elected", st)
+			return clusterkit.Stop(errors.New("an etcd member exited before a leader was elected"))
 		}
-		select {
-		case <-ctx.Done():
-			return st, c.explain(fmt.Sprintf("no etcd leader within %s", timeout), st)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return errors.New("no leader agreed on")
+	})
+	if err != nil {
+		return st, c.explain(err.Error(), st)
 	}
+	return st, nil
 }
 
 // PinLeader moves leadership to member target (the RPC `etcdctl move-leader` sends, to the
@@ -367,14 +344,12 @@ func (c *EtcdCluster) PinLeader(ctx context.Context, target string, timeout time
 		return EtcdState{}, err
 	}
 	defer a.close()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	var st EtcdState
 	var lastAsk time.Time
 	var lastErr error
-	for {
-		st := c.state(ctx, a)
-		if st.Leader == target {
-			return st, nil
+	err = clusterkit.WaitFor(ctx, timeout, "etcd "+target+" to lead", func() error {
+		if st = c.state(ctx, a); st.Leader == target {
+			return nil
 		}
 		if st.Leader != "" && time.Since(lastAsk) > 3*time.Second {
 			lastAsk = time.Now()
@@ -385,16 +360,15 @@ func (c *EtcdCluster) PinLeader(ctx context.Context, target string, timeout time
 				fmt.Fprintf(c.out(), "asked etcd %s to hand leadership to %s\n", st.Leader, target)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			summary := fmt.Sprintf("etcd %s did not become leader within %s", target, timeout)
-			if lastErr != nil {
-				summary += fmt.Sprintf(" (last move-leader: %v)", lastErr)
-			}
-			return st, c.explain(summary, st)
-		case <-time.After(100 * time.Millisecond):
+		if lastErr != nil {
+			return fmt.Errorf("last move-leader: %w", lastErr)
 		}
+		return fmt.Errorf("leader is %q", st.Leader)
+	})
+	if err != nil {
+		return st, c.explain(err.Error(), st)
 	}
+	return st, nil
 }
 
 // State asks every member once who leads.

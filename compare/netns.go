@@ -9,9 +9,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 // DefaultSubnet is the private range the namespaces live in. 10.213.0.0/24 is not used by
@@ -213,54 +212,29 @@ func (p NetPlan) TeardownCommands() [][]string {
 	return append(cmds, []string{"ip", "link", "del", p.Bridge})
 }
 
-// ProxyPlans are the peer links of each member's namespace, in the lab's proxy-plan
+// ProxyPlans are the peer links of each member's namespace, in the kit's proxy-plan
 // format: the link A→B listens on A's ProxyListen(B) and forwards to B's back door, with
-// the delays the lab's LinkModel gives the two regions (the same model georaft's links use).
-func (p NetPlan) ProxyPlans(model lab.LinkModel) (map[int]lab.ProxyPlan, error) {
-	plans := map[int]lab.ProxyPlan{}
+// the delays the kit's LinkModel gives the two regions (the same model georaft's links use).
+func (p NetPlan) ProxyPlans(model clusterkit.LinkModel) (map[int]clusterkit.ProxyPlan, error) {
+	plans := map[int]clusterkit.ProxyPlan{}
 	for _, from := range p.Members {
-		plan := planHeader(model)
+		var links []clusterkit.Link
 		for _, to := range p.Members {
-			if from.ID == to.ID {
-				continue
+			if from.ID != to.ID {
+				links = append(links, clusterkit.Link{
+					Name: fmt.Sprintf("etcd peer %d->%d", from.ID, to.ID), Kind: clusterkit.PeerLink,
+					FromRegion: from.Region, FromNode: uint64(from.ID), ToNode: uint64(to.ID), ToRegion: to.Region,
+					Listen: from.ProxyListen(to.ID), Upstream: to.BackDoorPeer(),
+				})
 			}
-			link, err := makeLink(model, lab.Link{
-				Name: fmt.Sprintf("etcd peer %d->%d", from.ID, to.ID), Kind: "peer",
-				FromRegion: from.Region, FromNode: uint64(from.ID), ToNode: uint64(to.ID), ToRegion: to.Region,
-				Listen: from.ProxyListen(to.ID), Upstream: to.BackDoorPeer(),
-			})
-			if err != nil {
-				return nil, err
-			}
-			plan.Links = append(plan.Links, link)
+		}
+		plan, err := model.Plan(links...)
+		if err != nil {
+			return nil, err
 		}
 		plans[from.ID] = plan
 	}
 	return plans, nil
-}
-
-func planHeader(model lab.LinkModel) lab.ProxyPlan {
-	scale := model.Scale
-	if scale <= 0 {
-		scale = 1
-	}
-	return lab.ProxyPlan{Scale: scale, IntraRegionRTTMillis: model.IntraRegionRTT.Milliseconds(),
-		CompensationMillis: model.Compensation.Milliseconds()}
-}
-
-// makeLink fills a link's delays from the model, exactly as lab.PlanLinks does for
-// georaft's links.
-func makeLink(model lab.LinkModel, l lab.Link) (lab.Link, error) {
-	rtt, err := model.RTT(l.FromRegion, l.ToRegion)
-	if err != nil {
-		return lab.Link{}, fmt.Errorf("link %s: %w", l.Name, err)
-	}
-	up, down := model.Delays(rtt)
-	l.RTTMillis = rtt.Milliseconds()
-	l.UpstreamMillis = up.Milliseconds()
-	l.DownstreamMillis = down.Milliseconds()
-	l.JitterMillis = model.Jitter.Round(time.Millisecond).Milliseconds()
-	return l, nil
 }
 
 // CheckSubnetFree refuses a subnet that overlaps any address or route of the root

@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/geo"
 	"github.com/georaft/georaft/lab"
 )
 
 func testPlan(t *testing.T) NetPlan {
 	t.Helper()
-	p, err := PlanNet(DefaultNetPrefix, DefaultSubnet, lab.DefaultGeoRegions)
+	p, err := PlanNet(DefaultNetPrefix, DefaultSubnet, clusterkit.DefaultRegions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,12 +30,12 @@ func TestPlanNetRefusesBadInput(t *testing.T) {
 		subnet  string
 		regions []string
 	}{
-		"public range":    {"gcmp", "8.8.8.0/24", lab.DefaultGeoRegions},
-		"not a /24":       {"gcmp", "10.213.0.0/16", lab.DefaultGeoRegions},
-		"host bits set":   {"gcmp", "10.213.0.5/24", lab.DefaultGeoRegions},
-		"long names":      {"averyverylongprefix", "10.213.0.0/24", lab.DefaultGeoRegions},
+		"public range":    {"gcmp", "8.8.8.0/24", clusterkit.DefaultRegions},
+		"not a /24":       {"gcmp", "10.213.0.0/16", clusterkit.DefaultRegions},
+		"host bits set":   {"gcmp", "10.213.0.5/24", clusterkit.DefaultRegions},
+		"long names":      {"averyverylongprefix", "10.213.0.0/24", clusterkit.DefaultRegions},
 		"no members":      {"gcmp", "10.213.0.0/24", nil},
-		"space in prefix": {"g c", "10.213.0.0/24", lab.DefaultGeoRegions},
+		"space in prefix": {"g c", "10.213.0.0/24", clusterkit.DefaultRegions},
 	} {
 		if _, err := PlanNet(c.prefix, netip.MustParsePrefix(c.subnet), c.regions); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -49,7 +50,7 @@ func TestPlanNetAddressesAndNames(t *testing.T) {
 	}
 	seen := map[netip.Addr]bool{p.HostAddr: true}
 	for i, m := range p.Members {
-		if m.ID != i+1 || m.Region != lab.DefaultGeoRegions[i] {
+		if m.ID != i+1 || m.Region != clusterkit.DefaultRegions[i] {
 			t.Errorf("member %d: id %d region %s", i, m.ID, m.Region)
 		}
 		for _, a := range []netip.Addr{m.Advertised, m.BackDoor} {
@@ -80,7 +81,7 @@ func TestNATRulesSendEachPairToItsOwnProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	model := lab.LinkModel{Matrix: m, Scale: 1, IntraRegionRTT: time.Millisecond}
+	model := clusterkit.LinkModel{Matrix: m, Scale: 1, IntraRegionRTT: time.Millisecond}
 	plans, err := p.ProxyPlans(model)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +100,7 @@ func TestNATRulesSendEachPairToItsOwnProxy(t *testing.T) {
 				t.Errorf("rule %d->%d rewrites a back-door address %s: proxied traffic would loop", r.From, r.To, r.Dest)
 			}
 		}
-		var link *lab.Link
+		var link *clusterkit.Link
 		for i, l := range plans[from.ID].Links {
 			if l.Listen == r.Proxy {
 				link = &plans[from.ID].Links[i]
@@ -247,39 +248,33 @@ func TestCheckNamespaceAndHostRoutes(t *testing.T) {
 	}
 }
 
-// TestSameDelays builds georaft's links the way the run does (lab.GeoSpec configs,
-// lab.OpenGeo) and etcd's from the namespace plan, and checks they match; then breaks one.
+// TestSameDelays builds georaft's links the way the run does (lab.GeoSpec configs opened by
+// the cluster kit) and etcd's from the namespace plan, and checks they match; then breaks
+// one.
 func TestSameDelays(t *testing.T) {
 	dir := t.TempDir()
 	m, err := geo.LoadCSV(filepath.Join("..", "configs", "geo", "rtt-5-regions.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	timing, err := lab.DeriveGeoTiming(m, lab.DefaultGeoRegions)
+	timing, err := clusterkit.GeoTiming(m, clusterkit.DefaultRegions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := lab.GeoSpec(lab.GeoPorts{Host: "127.0.0.1", Base: georaftGeoBase}, lab.DefaultGeoRegions, filepath.Join(dir, "data"), timing)
+	spec, err := lab.GeoSpec(clusterkit.GeoPorts{Host: "127.0.0.1", Base: georaftGeoBase}, clusterkit.DefaultRegions, filepath.Join(dir, "data"), timing)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lab.WriteFiles(filepath.Join(dir, "configs"), spec.Render()); err != nil {
-		t.Fatal(err)
-	}
-	matrixFile, err := filepath.Abs(filepath.Join("..", "configs", "geo", "rtt-5-regions.csv"))
-	if err != nil {
+	if err := lab.WriteSpec(filepath.Join(dir, "configs"), spec); err != nil {
 		t.Fatal(err)
 	}
 	for _, comp := range []time.Duration{0, time.Millisecond} {
-		g, err := lab.OpenGeo(lab.GeoOptions{
-			ClusterOptions: lab.ClusterOptions{ConfigDir: filepath.Join(dir, "configs"), WorkDir: dir},
-			MatrixFile:     matrixFile, Scale: 1,
-			IntraRegionRTT: time.Millisecond, Compensation: comp, RunDir: filepath.Join(dir, "run"),
-		})
+		model := clusterkit.LinkModel{Matrix: m, Scale: 1, IntraRegionRTT: time.Millisecond, Compensation: comp}
+		g, err := clusterkit.Open(filepath.Join(dir, "configs"), clusterkit.Options{WorkDir: dir, Model: model})
 		if err != nil {
 			t.Fatal(err)
 		}
-		plans, err := testPlan(t).ProxyPlans(g.Model)
+		plans, err := testPlan(t).ProxyPlans(model)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,33 +34,6 @@ func fmtCPU(d time.Duration) string {
 	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
 }
 
-// columns aligns cells; right-aligned columns are given by index.
-func columns(rows [][]string, right map[int]bool) string {
-	widths := map[int]int{}
-	for _, row := range rows {
-		for i, c := range row {
-			widths[i] = max(widths[i], len([]rune(c)))
-		}
-	}
-	var b strings.Builder
-	for _, row := range rows {
-		var line strings.Builder
-		for i, c := range row {
-			pad := strings.Repeat(" ", widths[i]-len([]rune(c)))
-			if i > 0 {
-				line.WriteString("  ")
-			}
-			if right[i] {
-				line.WriteString(pad + c)
-			} else {
-				line.WriteString(c + pad)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
-	}
-	return b.String()
-}
-
 // measurementRows is every row each system measured, per workload.
 func (er EnvResult) measurementRows() [][]string {
 	rows := [][]string{{"workload", "system", "row", "ops/s", "p50", "p99", "errors", "server CPU/op", "client CPU/op", "leader fsyncs/write", "load 1m"}}
@@ -117,9 +90,9 @@ func (res *Result) WriteReport(w io.Writer) error {
 	for _, er := range res.Envs {
 		fmt.Fprintf(&b, "\n=== %s: measurements (closed loop, %v per phase after %v warmup, %d keys, %d-byte values) ===\n",
 			er.Name, res.Options.Engine.Duration, res.Options.Engine.Warmup, res.Options.Engine.Keys, res.Options.Engine.ValueSize)
-		b.WriteString(columns(er.measurementRows(), map[int]bool{3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
+		b.WriteString(bench.Columns(er.measurementRows(), map[int]bool{3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
 		fmt.Fprintf(&b, "\n=== %s: georaft ÷ etcd (throughput > 1 and latency < 1 favour georaft) ===\n", er.Name)
-		b.WriteString(columns(ratioTableRows(res.Ratios, er.Name), map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
+		b.WriteString(bench.Columns(ratioTableRows(res.Ratios, er.Name), map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
 		for _, n := range er.Notes {
 			fmt.Fprintf(&b, "NOTE: %s\n", n)
 		}
@@ -130,7 +103,7 @@ func (res *Result) WriteReport(w io.Writer) error {
 	for _, t := range res.Targets {
 		trows = append(trows, []string{targetVerdict(t), t.Env, t.Name, t.Goal, t.Measured})
 	}
-	b.WriteString(columns(trows, nil))
+	b.WriteString(bench.Columns(trows, nil))
 	b.WriteString("\n")
 	b.WriteString(res.floorsText())
 	for _, er := range res.Envs {
@@ -375,7 +348,7 @@ func (res *Result) WriteMarkdown(w io.Writer) error {
 	}
 	b.WriteString(mdTable(rows))
 	if len(res.Profiles) > 0 {
-		b.WriteString("\nProfiles (in the run's directory): " + strings.Join(res.Profiles, ", ") + "\n")
+		b.WriteString("\nProfiles (kept out of results/, which holds summaries): " + strings.Join(res.Profiles, ", ") + "\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

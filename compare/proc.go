@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -54,32 +53,6 @@ func cpuOf(pids []int) time.Duration {
 		}
 	}
 	return total
-}
-
-// tail returns the last lines of a file, for error messages.
-func tail(path string, maxLines int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return fmt.Sprintf("(cannot stat %s: %v)", path, err)
-	}
-	start := max(info.Size()-8<<10, 0)
-	buf := make([]byte, info.Size()-start)
-	if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
-	if len(lines) > maxLines {
-		lines = lines[len(lines)-maxLines:]
-	}
-	if text := strings.Join(lines, "\n"); strings.TrimSpace(text) != "" {
-		return text
-	}
-	return "(" + path + " is empty)"
 }
 
 // LoadAvg is /proc/loadavg's first three figures.

@@ -33,7 +33,7 @@ var profiledWorkloads = []struct {
 // leader's process and on one follower's, and runtime/pprof on the harness (load
 // generator + client library). georaftd has no /debug/pprof endpoint, so perf is the way
 // into the servers. The text reports and the harness's pprof files go to
-// <results dir>/profiles/.
+// RUN_DIR/profiles/compare-<time>/ (lab-run/, which git ignores): results/ keeps summaries.
 func (r *runner) profileGeoraft(ctx context.Context, s system) ([]string, error) {
 	perf, err := exec.LookPath("perf")
 	if err != nil {
@@ -50,7 +50,7 @@ func (r *runner) profileGeoraft(ctx context.Context, s system) ([]string, error)
 			break
 		}
 	}
-	dir := filepath.Join(r.res.Dir, "profiles")
+	dir := r.profileDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create profile dir: %w", err)
 	}
@@ -147,7 +147,7 @@ func (r *runner) profileOnce(ctx context.Context, perf string, targets map[strin
 	rep, runErr := bench.Run(ctx, w.Config(r.opts.Engine, s.Driver(), modes, nil))
 	pprof.StopCPUProfile()
 	f.Close()
-	written := []string{rel(r.res.Dir, harness)}
+	written := []string{rel(r.opts.WorkDir, harness)}
 	cpu := map[string]time.Duration{}
 	for _, rec := range recs {
 		c, _ := ProcessCPU(rec.pid)
@@ -188,7 +188,7 @@ func (r *runner) profileOnce(ctx context.Context, perf string, targets map[strin
 		if err := os.WriteFile(report, []byte(b.String()), 0o644); err != nil {
 			return written, fmt.Errorf("write %s: %w", report, err)
 		}
-		written = append(written, rel(r.res.Dir, report))
+		written = append(written, rel(r.opts.WorkDir, report))
 	}
 	return written, nil
 }
@@ -208,6 +208,11 @@ func stripPerfComments(s string) string {
 		out = append(out, line)
 	}
 	return strings.Join(out, "\n") + "\n"
+}
+
+// profileDir is where a run's profiles go: beside its PID files and logs, not in results/.
+func (r *runner) profileDir() string {
+	return filepath.Join(r.opts.RunDir, "profiles", filepath.Base(r.res.Dir))
 }
 
 func rel(base, path string) string {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/client/bench"
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/geo"
 	"github.com/georaft/georaft/lab"
 )
@@ -114,7 +115,7 @@ type Result struct {
 	Ratios     []RatioRow
 	Targets    []Target
 	Geo        *GeoModel
-	// Profiles are the profile files written (relative to the results dir).
+	// Profiles are the profile files written, under the run dir (relative to the work dir).
 	Profiles []string
 	// Dir is the results directory of this run.
 	Dir string
@@ -123,10 +124,10 @@ type Result struct {
 type runner struct {
 	opts  Options
 	out   io.Writer
-	model lab.LinkModel
+	model clusterkit.LinkModel
 	res   *Result
 	// georaftPlan is georaft's emulated links, which etcd's must match.
-	georaftPlan lab.ProxyPlan
+	georaftPlan clusterkit.ProxyPlan
 }
 
 func (o Options) abs(p string) string {
@@ -230,7 +231,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	r := &runner{
 		opts:  opts,
 		out:   opts.Out,
-		model: lab.LinkModel{Matrix: matrix, Scale: 1, IntraRegionRTT: opts.IntraRegionRTT, Compensation: opts.Compensation},
+		model: clusterkit.LinkModel{Matrix: matrix, Scale: 1, IntraRegionRTT: opts.IntraRegionRTT, Compensation: opts.Compensation},
 		res:   &Result{Started: time.Now().UTC(), CPUs: runtime.NumCPU(), Options: opts},
 	}
 	r.res.Dir = filepath.Join(opts.ResultsDir, "compare-"+r.res.Started.Format("20060102-150405"))
@@ -517,6 +518,6 @@ func (r *runner) geoEmulationText() []string {
 		"georaft: 5 georaftd processes on 127.0.0.1; node i dials node j at its own toxiproxy proxy (link i->j), so every directed pair has its own delay (the lab's port plan, base 3000)",
 		"etcd: 5 members, each in its own network namespace on a private bridge (" + DefaultSubnet.String() + "); in member A's namespace an iptables DNAT rule sends A's traffic for B's advertised peer URL to the toxiproxy proxy of link A->B (inside A's namespace), which forwards to B's back-door address; members listen for peers only on the back door",
 		fmt.Sprintf("client: in %s, through a proxy of the intra-region RTT (%s) to each system's us-central1 node, which leads", r.opts.ClientRegion, r.opts.IntraRegionRTT),
-		"link delays are the same lab.LinkModel for both systems (checked link by link before measuring)",
+		"link delays are the same clusterkit.LinkModel for both systems (checked link by link before measuring)",
 	}
 }

@@ -1,28 +1,14 @@
 package compare
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
-	"strings"
+
+	"github.com/georaft/georaft/chart"
 )
 
-// Chart geometry: one band per ratio row, three bars in it (throughput, p50, p99), on a log
-// scale centred on 1× (the two systems equal).
-const (
-	svgWidth     = 1040
-	svgPlotLeft  = 400
-	svgPlotRight = 980
-	svgTop       = 96
-	svgBand      = 34
-	svgBarHeight = 8
-	svgMinLog    = -2 // 0.01×
-	svgMaxLog    = 2  // 100×
-)
-
-var svgMetrics = []struct {
+var ratioMetrics = []struct {
 	name  string
 	color string
 	value func(RatioRow) float64
@@ -32,81 +18,48 @@ var svgMetrics = []struct {
 	{"p99 latency", "#c53030", func(r RatioRow) float64 { return r.P99 }},
 }
 
-func svgX(ratio float64) float64 {
-	v := math.Log10(ratio)
-	v = math.Max(svgMinLog, math.Min(svgMaxLog, v))
-	return svgPlotLeft + (svgPlotRight-svgPlotLeft)*(v-svgMinLog)/(svgMaxLog-svgMinLog)
-}
-
-func svgText(b *bytes.Buffer, x, y float64, size int, anchor, weight, fill, s string) {
-	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="%d" text-anchor="%s" font-weight="%s" fill="%s">%s</text>`+"\n",
-		x, y, size, anchor, weight, fill, svgEscape(s))
-}
-
-func svgEscape(s string) string {
-	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;")
-	return r.Replace(s)
-}
-
-// WriteSVG draws every ratio row as three bars from the 1× line: right of it georaft has
-// more throughput or higher latency than etcd, left of it less.
+// WriteSVG draws every ratio row as three bars from the 1× line, on a log scale: right of it
+// georaft has more throughput or higher latency than etcd, left of it less. Rows are grouped
+// under their environment.
 func (res *Result) WriteSVG(w io.Writer) error {
-	// A band per environment heading, and one per ratio row.
-	bands := len(res.Envs) + len(res.Ratios)
-	height := svgTop + bands*svgBand + 60
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif">`+"\n",
-		svgWidth, height, svgWidth, height)
-	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="white"/>`+"\n", svgWidth, height)
-	svgText(&b, 20, 30, 18, "start", "bold", "#111", "georaft ÷ etcd: throughput, p50 and p99 per workload")
-	svgText(&b, 20, 50, 12, "start", "normal", "#444",
-		fmt.Sprintf("5 nodes each, fsync on, closed loop, %v per phase; log scale; throughput > 1× and latency < 1× favour georaft. %s",
-			res.Options.Engine.Duration, res.Started.Format("2006-01-02 15:04 UTC")))
-	for i, m := range svgMetrics {
-		x := float64(svgPlotLeft + i*150)
-		fmt.Fprintf(&b, `<rect x="%.1f" y="62" width="14" height="10" fill="%s"/>`+"\n", x, m.color)
-		svgText(&b, x+20, 71, 12, "start", "normal", "#222", m.name)
+	// One unit of y per band: an environment heading, or a ratio row.
+	bands := float64(len(res.Envs) + len(res.Ratios))
+	c := chart.Chart{
+		Title: "georaft ÷ etcd: throughput, p50 and p99 per workload",
+		Subtitle: fmt.Sprintf("5 nodes each, fsync on, closed loop, %v per phase; log scale; throughput > 1× and latency < 1× favour georaft. %s",
+			res.Options.Engine.Duration, res.Started.Format("2006-01-02 15:04 UTC")),
+		TitleX: 20, Width: 1040, Height: 96 + 34*bands + 60, Plot: [4]float64{400, 88, 980, 96 + 34*bands},
+		X: chart.Axis{Scale: chart.Scale{Min: 0.01, Max: 100, Log: true}},
+		Y: chart.Axis{Scale: chart.Scale{Min: 0, Max: bands, Reverse: true}},
 	}
-	bottom := float64(svgTop + bands*svgBand)
 	for _, tick := range []float64{0.01, 0.1, 0.5, 1, 2, 10, 100} {
-		x := svgX(tick)
-		stroke, width := "#e2e2e2", 1.0
-		if tick == 1 {
-			stroke, width = "#555", 1.5
-		}
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="%.1f"/>`+"\n", x, svgTop-8, x, bottom, stroke, width)
-		svgText(&b, x, bottom+16, 11, "middle", "normal", "#444", strconv.FormatFloat(tick, 'f', -1, 64)+"×")
+		c.X.Ticks = append(c.X.Ticks, chart.Tick{At: tick, Label: strconv.FormatFloat(tick, 'f', -1, 64) + "×", Strong: tick == 1})
 	}
-	y := float64(svgTop)
+	for _, m := range ratioMetrics {
+		c.Legend = append(c.Legend, chart.Entry{Color: m.color, Name: m.name})
+	}
+	band := 0.0
 	for _, er := range res.Envs {
-		svgText(&b, 20, y+20, 14, "start", "bold", "#111", er.Name)
-		y += svgBand
+		c.Texts = append(c.Texts, chart.Text{At: chart.Point{X: 20, Y: band}, InMargin: true, DY: 20, Size: 14, Bold: true, Anchor: "start", Text: er.Name})
+		band++
 		for _, r := range res.Ratios {
 			if r.Env != er.Name {
 				continue
 			}
-			svgText(&b, 20, y+13, 11, "start", "normal", "#222", r.Workload)
-			svgText(&b, 20, y+26, 10, "start", "normal", "#666", r.Label)
-			for i, m := range svgMetrics {
-				v := m.value(r)
-				by := y + 3 + float64(i)*(svgBarHeight+1)
-				if v <= 0 {
-					svgText(&b, svgX(1)+4, by+svgBarHeight, 9, "start", "normal", "#999", "not measured")
-					continue
+			c.Texts = append(c.Texts,
+				chart.Text{At: chart.Point{X: 20, Y: band}, InMargin: true, DY: 13, Anchor: "start", Text: r.Workload},
+				chart.Text{At: chart.Point{X: 20, Y: band}, InMargin: true, DY: 26, Size: 10, Anchor: "start", Color: "#666", Text: r.Label})
+			for i, m := range ratioMetrics {
+				top := band + (3+9*float64(i))/34
+				if v := m.value(r); v > 0 {
+					c.Bars = append(c.Bars, chart.Bar{X0: 1, X1: v, Y0: top, Y1: top + 8.0/34, Horizontal: true, Color: m.color,
+						Title: fmt.Sprintf("%s %s: %s", r.Workload, m.name, fmtRatio(v)), Label: fmtRatio(v)})
+				} else {
+					c.Texts = append(c.Texts, chart.Text{At: chart.Point{X: 1, Y: top}, DX: 4, DY: 8, Size: 9, Anchor: "start", Color: "#999", Text: "not measured"})
 				}
-				x0, x1 := svgX(1), svgX(v)
-				fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%d" fill="%s"><title>%s %s: %s</title></rect>`+"\n",
-					math.Min(x0, x1), by, math.Max(math.Abs(x1-x0), 1), svgBarHeight, m.color, svgEscape(r.Workload), m.name, fmtRatio(v))
-				anchor, tx := "start", math.Max(x0, x1)+4
-				if x1 < x0 {
-					anchor, tx = "end", x1-4
-				}
-				svgText(&b, tx, by+svgBarHeight-1, 9, anchor, "normal", "#333", fmtRatio(v))
 			}
-			y += svgBand
+			band++
 		}
 	}
-	b.WriteString("</svg>\n")
-	_, err := w.Write(b.Bytes())
-	return err
+	return c.WriteSVG(w)
 }

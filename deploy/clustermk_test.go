@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/georaft/georaft/node/tlsutil"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // The cluster targets must stop before touching anything when a tool or the credentials are

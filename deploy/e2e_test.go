@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // localHost is one of the five "hosts" the end-to-end test deploys to on this machine.

@@ -418,15 +418,3 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Fatalf("truncated json: error %v, want one naming the history", err)
 	}
 }
-
-func TestModeNames(t *testing.T) {
-	for _, m := range []Mode{ModeLease, ModeIndex, ModeLog, ModeStale} {
-		back, err := ParseMode(m.String())
-		if err != nil || back != m {
-			t.Errorf("ParseMode(%q) = %v, %v", m.String(), back, err)
-		}
-	}
-	if _, err := ParseMode("eventual"); err == nil {
-		t.Error("ParseMode accepted an unknown mode")
-	}
-}

@@ -11,6 +11,8 @@ package history
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/georaft/georaft/readmode"
 )
 
 // Kind is what an operation does to its key.
@@ -46,48 +48,17 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// Mode is the consistency a Get was served with. It mirrors raft.ReadMode by name; history
-// imports nothing from georaft so that every layer can use it.
-type Mode uint8
+// Mode is the consistency a Get asked for or was served with: readmode.Mode, which
+// imports nothing, so every layer can use the history.
+type Mode = readmode.Mode
 
+// The mode names the simulator's tests in raft/ use; other code says readmode.Lease.
 const (
-	// ModeLease: answered by a leader holding a lease. Linearizable.
-	ModeLease Mode = iota
-	// ModeIndex: ReadIndex, confirmed by a quorum round. Linearizable.
-	ModeIndex
-	// ModeLog: the read went through the log like a write. Linearizable.
-	ModeLog
-	// ModeStale: answered by any node from local state. Not linearizable; checked only for
-	// returning something that was really written.
-	ModeStale
+	ModeLease = readmode.Lease
+	ModeIndex = readmode.Index
+	ModeLog   = readmode.Log
+	ModeStale = readmode.Stale
 )
-
-func (m Mode) String() string {
-	switch m {
-	case ModeLease:
-		return "lease"
-	case ModeIndex:
-		return "index"
-	case ModeLog:
-		return "log"
-	case ModeStale:
-		return "stale"
-	}
-	return fmt.Sprintf("mode(%d)", uint8(m))
-}
-
-// ParseMode accepts the names Mode.String returns.
-func ParseMode(s string) (Mode, error) {
-	for _, m := range []Mode{ModeLease, ModeIndex, ModeLog, ModeStale} {
-		if s == m.String() {
-			return m, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown read mode %q: want lease, index, log or stale", s)
-}
-
-// Linearizable reports whether reads in mode m must be linearizable.
-func (m Mode) Linearizable() bool { return m != ModeStale }
 
 // Outcome is what the client learned about an operation.
 type Outcome uint8

@@ -15,6 +15,7 @@ import (
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 // BenchOptions shape `make bench`.
@@ -111,12 +112,12 @@ func Bench(ctx context.Context, opts BenchOptions, out io.Writer) (res BenchResu
 	if _, err := g.Cluster.PinLeader(ctx, leaderID, opts.PinTimeout); err != nil {
 		return res, err
 	}
-	leader, _ := g.Cluster.Node(leaderID)
+	leader := g.Cluster.Node(leaderID)
 	res = BenchResult{
 		Started:        time.Now().UTC(),
 		LeaderID:       leaderID,
 		LeaderRegion:   opts.LeaderRegion,
-		Scale:          g.Model.scale(),
+		Scale:          g.Model.Scale,
 		IntraRegionRTT: g.Model.IntraRegionRTT,
 		Jitter:         g.Model.Jitter,
 		Compensation:   g.Model.Compensation,
@@ -148,8 +149,8 @@ func Bench(ctx context.Context, opts BenchOptions, out io.Writer) (res BenchResu
 			return res, fmt.Errorf("bench from %s: %w", region, err)
 		}
 	}
-	if leader.Listen.Metrics != "" {
-		if h, err := FetchHistogram(ctx, leader.Listen.Metrics, "georaft_wal_fsync_seconds"); err == nil {
+	if leader.MetricsAddr() != "" {
+		if h, err := clusterkit.FetchHistogram(ctx, leader.MetricsAddr(), "georaft_wal_fsync_seconds"); err == nil {
 			if p50, ok := h.Quantile(0.5); ok {
 				res.FsyncNode = time.Duration(p50 * float64(time.Second))
 			}
@@ -186,15 +187,11 @@ func (g *Geo) nodeRegions() map[uint64]string {
 
 // benchFrom runs the client/bench engine through region's links.
 func (g *Geo) benchFrom(ctx context.Context, opts BenchOptions, region string, leaderID uint64, fsync time.Duration) (RegionResult, error) {
-	endpoints, err := g.Links.Endpoints(region)
+	copts, err := g.Cluster.ClientOptions(region)
 	if err != nil {
 		return RegionResult{}, err
 	}
-	copts := client.Options{NodeIDs: map[string]uint64{}, Region: region, RequestTimeout: 10 * time.Second}
-	for _, ep := range endpoints {
-		copts.Endpoints = append(copts.Endpoints, ep.Address)
-		copts.NodeIDs[ep.Address] = ep.NodeID
-	}
+	copts.RequestTimeout = 10 * time.Second
 	cl, err := client.New(copts)
 	if err != nil {
 		return RegionResult{}, err
@@ -222,8 +219,8 @@ func (g *Geo) benchFrom(ctx context.Context, opts BenchOptions, region string, l
 		},
 		Labels: map[string]string{
 			"client_region": region,
-			"leader":        fmt.Sprintf("node %d (%s)", leaderID, g.region(leaderID)),
-			"scale":         strconv.FormatFloat(g.Model.scale(), 'f', -1, 64),
+			"leader":        fmt.Sprintf("node %d (%s)", leaderID, g.Cluster.Node(leaderID).Region),
+			"scale":         strconv.FormatFloat(g.Model.Scale, 'f', -1, 64),
 			"overshoot":     fmt.Sprintf("compensation %v on one direction per link", g.Model.Compensation),
 		},
 	}.Defaults()
@@ -293,7 +290,7 @@ func (r BenchResult) WriteComparison(w io.Writer) error {
 		}
 		rows = append(rows, []string{c.region, c.row.Name, strconv.FormatInt(c.row.Ops, 10), bench.FormatLatency(c.row.P50), pred, gap, ratio(c.row.P50, c.row.Predicted), c.row.PredictionBasis})
 	}
-	writeColumns(&b, rows, map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true})
+	b.WriteString(bench.Columns(rows, map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true}))
 	if s, ok := r.LeaseSpeedup(); ok {
 		verdict := "as expected (> 10x)"
 		if s <= 10 {
@@ -310,32 +307,6 @@ func (r BenchResult) WriteComparison(w io.Writer) error {
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-func writeColumns(b *strings.Builder, rows [][]string, right map[int]bool) {
-	widths := map[int]int{}
-	for _, row := range rows {
-		for i, cell := range row {
-			widths[i] = max(widths[i], len([]rune(cell)))
-		}
-	}
-	for _, row := range rows {
-		var line strings.Builder
-		for i, cell := range row {
-			pad := strings.Repeat(" ", widths[i]-len([]rune(cell)))
-			if i > 0 {
-				line.WriteString("  ")
-			}
-			if right[i] {
-				line.WriteString(pad + cell)
-			} else if i < len(row)-1 {
-				line.WriteString(cell + pad)
-			} else {
-				line.WriteString(cell)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
-	}
 }
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -2,41 +2,20 @@ package lab
 
 import (
 	"fmt"
-	"html"
 	"io"
 	"math"
 	"strconv"
-	"strings"
-)
 
-// Chart geometry, in SVG user units.
-const (
-	chartWidth   = 960.0
-	chartHeight  = 480.0
-	chartLeft    = 70.0
-	chartRight   = 940.0
-	chartTop     = 60.0
-	chartBottom  = 400.0
-	barGap       = 6.0
-	groupPadding = 30.0
+	"github.com/georaft/georaft/chart"
+	"github.com/georaft/georaft/client/bench"
 )
-
-var modeColors = map[string]string{
-	RowLease: "#2a9d8f",
-	RowIndex: "#e9c46a",
-	RowLog:   "#f4a261",
-	RowStale: "#8ab17d",
-	RowWrite: "#e76f51",
-}
 
 // WriteSVG draws each client region's p50 per mode as bars on a log scale, with the
 // prediction as a black tick across each bar, so the gap is visible at a glance.
 func (r BenchResult) WriteSVG(w io.Writer) error {
 	lo, hi := math.Inf(1), math.Inf(-1)
-	bars := 0
 	for _, rr := range r.Regions {
 		for _, row := range rr.Report.Rows {
-			bars++
 			for _, d := range []float64{millis(row.P50), millis(row.Predicted)} {
 				if d > 0 {
 					lo, hi = math.Min(lo, d), math.Max(hi, d)
@@ -44,76 +23,44 @@ func (r BenchResult) WriteSVG(w io.Writer) error {
 			}
 		}
 	}
-	if bars == 0 || math.IsInf(lo, 1) {
+	if math.IsInf(lo, 1) {
 		lo, hi = 0.1, 1000
 	}
 	// Room below the lowest value so a tick on it stays visible, and above the highest for
 	// its label.
-	minLog := math.Floor(math.Log10(lo * 0.7))
-	maxLog := math.Log10(hi * 1.5)
-	y := func(ms float64) float64 {
-		v := math.Log10(math.Max(ms, math.Pow(10, minLog)))
-		return chartBottom - (chartBottom-chartTop)*(v-minLog)/(maxLog-minLog)
+	minY, maxY := math.Pow(10, math.Floor(math.Log10(lo*0.7))), hi*1.5
+	c := chart.Chart{
+		Title: "georaft p50 latency: measured (bars) vs predicted by the RTT matrix (black ticks)",
+		Subtitle: fmt.Sprintf("leader in %s; emulation x%g, intra-region RTT %v, overshoot compensation %v; log scale",
+			r.LeaderRegion, r.Scale, r.IntraRegionRTT, r.Compensation),
+		Width: 960, Height: 480, Plot: [4]float64{70, 60, 940, 400},
+		Y: chart.Axis{Scale: chart.Scale{Min: minY, Max: maxY, Log: true},
+			Ticks: chart.LogTicks(minY, maxY, func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) + " ms" })},
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif">`+"\n",
-		chartWidth, chartHeight, chartWidth, chartHeight)
-	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
-	svgText(&b, chartWidth/2, 24, 15, "middle", "bold", "georaft p50 latency: measured (bars) vs predicted by the RTT matrix (black ticks)")
-	svgText(&b, chartWidth/2, 44, 11, "middle", "normal", fmt.Sprintf("leader in %s; emulation x%g, intra-region RTT %v, overshoot compensation %v; log scale",
-		r.LeaderRegion, r.Scale, r.IntraRegionRTT, r.Compensation))
-	for e := minLog; e <= math.Ceil(maxLog); e++ {
-		for _, m := range []float64{1, 2, 5} {
-			v := m * math.Pow(10, e)
-			if math.Log10(v) > maxLog {
-				break
+	// One unit of x per bar, a gap of one between client regions.
+	x := 0.5
+	for _, rr := range r.Regions {
+		start := x
+		for i, row := range rr.Report.Rows {
+			if row.P50 > 0 {
+				c.Bars = append(c.Bars, chart.Bar{X0: x + 0.05, X1: x + 0.95, Y0: minY, Y1: millis(row.P50), Color: bench.ColorFor(row.Name, i),
+					Title: fmt.Sprintf("%s from %s: p50 %.3f ms", row.Name, rr.ClientRegion, millis(row.P50)), Label: shortMillis(millis(row.P50))})
 			}
-			yy := y(v)
-			stroke := "#eee"
-			if m == 1 {
-				stroke = "#ccc"
+			if row.HasPrediction() {
+				c.Marks = append(c.Marks, chart.Mark{At: chart.Point{X: x + 0.5, Y: millis(row.Predicted)}, Shape: chart.HTick, Width: 1, Color: "black",
+					Title: fmt.Sprintf("predicted %.3f ms: %s", millis(row.Predicted), row.PredictionBasis)})
 			}
-			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`+"\n", chartLeft, yy, chartRight, yy, stroke)
-			svgText(&b, chartLeft-6, yy+4, 11, "end", "normal", strconv.FormatFloat(v, 'g', -1, 64)+" ms")
+			c.Texts = append(c.Texts, chart.Text{At: chart.Point{X: x + 0.5, Y: minY}, DY: 16, Text: row.Name})
+			x++
 		}
+		c.Texts = append(c.Texts, chart.Text{At: chart.Point{X: (start + x) / 2, Y: minY}, DY: 38, Size: 13, Bold: true, Text: "client in " + rr.ClientRegion})
+		x++
 	}
-	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333"/>`+"\n", chartLeft, chartBottom, chartRight, chartBottom)
-	if bars > 0 {
-		groups := float64(len(r.Regions))
-		groupWidth := (chartRight - chartLeft - groupPadding*(groups+1)) / groups
-		for gi, rr := range r.Regions {
-			gx := chartLeft + groupPadding + float64(gi)*(groupWidth+groupPadding)
-			n := float64(len(rr.Report.Rows))
-			barWidth := (groupWidth - barGap*(n-1)) / math.Max(n, 1)
-			for bi, row := range rr.Report.Rows {
-				x := gx + float64(bi)*(barWidth+barGap)
-				color := modeColors[row.Name]
-				if color == "" {
-					color = "#999"
-				}
-				if row.P50 > 0 {
-					top := y(millis(row.P50))
-					fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s from %s: p50 %.3f ms</title></rect>`+"\n",
-						x, top, barWidth, chartBottom-top, color, html.EscapeString(row.Name), html.EscapeString(rr.ClientRegion), millis(row.P50))
-					svgText(&b, x+barWidth/2, top-4, 10, "middle", "normal", shortMillis(millis(row.P50)))
-				}
-				if row.HasPrediction() {
-					py := y(millis(row.Predicted))
-					fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="black" stroke-width="3"><title>predicted %.3f ms: %s</title></line>`+"\n",
-						x-2, py, x+barWidth+2, py, millis(row.Predicted), html.EscapeString(row.PredictionBasis))
-				}
-				svgText(&b, x+barWidth/2, chartBottom+16, 11, "middle", "normal", row.Name)
-			}
-			svgText(&b, gx+groupWidth/2, chartBottom+38, 13, "middle", "bold", "client in "+rr.ClientRegion)
-		}
-	}
+	c.X.Scale = chart.Scale{Min: 0, Max: math.Max(x-0.5, 1)}
 	if s, ok := r.LeaseSpeedup(); ok {
-		svgText(&b, chartWidth/2, chartHeight-16, 12, "middle", "normal",
-			fmt.Sprintf("from %s, lease reads are %.1fx faster than log reads at p50", r.LeaderRegion, s))
+		c.Notes = []string{fmt.Sprintf("from %s, lease reads are %.1fx faster than log reads at p50", r.LeaderRegion, s)}
 	}
-	b.WriteString("</svg>\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	return c.WriteSVG(w)
 }
 
 func shortMillis(ms float64) string {
@@ -124,9 +71,4 @@ func shortMillis(ms float64) string {
 		return fmt.Sprintf("%.1f", ms)
 	}
 	return fmt.Sprintf("%.0f", ms)
-}
-
-func svgText(b *strings.Builder, x, y float64, size int, anchor, weight, s string) {
-	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="%d" text-anchor="%s" font-weight="%s">%s</text>`+"\n",
-		x, y, size, anchor, weight, html.EscapeString(s))
 }

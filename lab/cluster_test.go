@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/georaft/georaft/clusterkit"
 )
 
 // relocatedLocal copies configs/local to a temp dir on free ports with temp data dirs.
@@ -15,7 +17,7 @@ func relocatedLocal(t *testing.T) (LocalOptions, string) {
 	t.Helper()
 	work := t.TempDir()
 	configDir := filepath.Join(work, "configs")
-	if err := RelocateConfigs(filepath.Join(repoRoot, "configs/local"), configDir, filepath.Join(work, "data"), FreePortMapper()); err != nil {
+	if err := clusterkit.RelocateConfigs(filepath.Join(repoRoot, "configs/local"), configDir, filepath.Join(work, "data"), clusterkit.FreeAddrMapper()); err != nil {
 		t.Fatal(err)
 	}
 	opts := LocalOptions{ClusterOptions: ClusterOptions{ConfigDir: configDir, WorkDir: work, Out: testWriter{t}}, LeaderTimeout: 5 * time.Second}
@@ -43,7 +45,7 @@ func fakeGeoraftd(t *testing.T, body string) string {
 
 func assertNothingRunning(t *testing.T, opts LocalOptions) {
 	t.Helper()
-	c, err := OpenCluster(opts.ClusterOptions)
+	c, err := opts.Open(clusterkit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +57,11 @@ func assertNothingRunning(t *testing.T, opts LocalOptions) {
 func TestLocalUpRefusesATakenPortBeforeStartingAnything(t *testing.T) {
 	opts, _ := relocatedLocal(t)
 	opts.Georaftd = fakeGeoraftd(t, "sleep 30")
-	c, err := OpenCluster(opts.ClusterOptions)
+	c, err := opts.Open(clusterkit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	taken := c.Nodes[2].Listen.Client
+	taken := c.Nodes[2].ClientAddr()
 	ln, err := net.Listen("tcp", taken)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func TestLocalUpRefusesATakenPortBeforeStartingAnything(t *testing.T) {
 		t.Fatalf("LocalUp with %s taken: %v", taken, err)
 	}
 	for _, n := range c.Nodes {
-		if _, err := os.Stat(filepath.Join(n.DataPath, NodePIDFile)); err == nil {
+		if _, err := os.Stat(n.PIDPath); err == nil {
 			t.Errorf("node %d was started although a port was taken", n.ID)
 		}
 	}
@@ -99,7 +101,7 @@ func TestLocalUpTimesOutWithoutALeaderAndStopsTheNodes(t *testing.T) {
 	opts.Georaftd = fakeGeoraftd(t, `echo "listening nowhere" >&2
 while :; do sleep 0.05; done`)
 	_, _, err := LocalUp(context.Background(), opts)
-	if err == nil || !strings.Contains(err.Error(), "no leader elected within") || !strings.Contains(err.Error(), "listening nowhere") {
+	if err == nil || !strings.Contains(err.Error(), "waiting for a leader") || !strings.Contains(err.Error(), "listening nowhere") {
 		t.Fatalf("LocalUp without a node answering: %v", err)
 	}
 	assertNothingRunning(t, opts)
@@ -112,7 +114,7 @@ while :; do sleep 0.05; done`)
 func TestLocalDownStopsNodesStartedByAnotherProcess(t *testing.T) {
 	opts, _ := relocatedLocal(t)
 	opts.Georaftd = fakeGeoraftd(t, "while :; do sleep 0.05; done")
-	c, err := OpenCluster(opts.ClusterOptions)
+	c, err := opts.Open(clusterkit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +132,7 @@ func TestLocalDownStopsNodesStartedByAnotherProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if ProcessAlive(pid) {
+		if clusterkit.ProcessAlive(pid) {
 			t.Errorf("pid %d survived local-down", pid)
 		}
 	}
@@ -141,7 +143,7 @@ func relocatedGeo(t *testing.T, georaftd, georaftLab string, scale float64) GeoO
 	t.Helper()
 	work := t.TempDir()
 	configDir := filepath.Join(work, "configs")
-	if err := RelocateConfigs(filepath.Join(repoRoot, "configs/geo"), configDir, filepath.Join(work, "data"), FreePortMapper()); err != nil {
+	if err := clusterkit.RelocateConfigs(filepath.Join(repoRoot, "configs/geo"), configDir, filepath.Join(work, "data"), clusterkit.FreeAddrMapper()); err != nil {
 		t.Fatal(err)
 	}
 	matrix, err := filepath.Abs(filepath.Join(repoRoot, DefaultGeoOptions().MatrixFile))
@@ -170,27 +172,27 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := GeoUp(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "no leader elected") {
+	if _, err := GeoUp(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "waiting for a leader") {
 		t.Fatalf("GeoUp with silent nodes: %v", err)
 	}
 	if pids := g.RunningPIDs(); len(pids) > 0 {
 		t.Errorf("left running after a failed geo-up: %v", pids)
 	}
-	if _, err := os.Stat(filepath.Join(opts.RunDir, ProxyReadyFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(opts.RunDir, "proxies.ready")); !os.IsNotExist(err) {
 		t.Errorf("proxy ready file left behind: %v", err)
 	}
-	if _, err := ReadPlan(filepath.Join(opts.RunDir, ProxyPlanFile)); err != nil {
+	if _, err := clusterkit.ReadPlan(g.Proxies.PlanPath()); err != nil {
 		t.Errorf("the proxy plan of the run was not kept for inspection: %v", err)
 	}
 
 	// Started by hand and stopped by GeoDown: the proxies listen while up, and not after.
-	if err := g.Start(context.Background(), georaftLab); err != nil {
+	if err := g.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if pids := g.RunningPIDs(); len(pids) != 6 {
 		t.Errorf("running after start: %v, want 5 nodes and the proxies", pids)
 	}
-	if err := CheckPortsFree(g.Plan.ListenAddresses()[:1]); err == nil {
+	if err := clusterkit.CheckPortsFree(g.Cluster.Plan.ListenAddresses()[:1]); err == nil {
 		t.Error("a proxy port is free while the proxies run")
 	}
 	if err := GeoDown(context.Background(), opts); err != nil {
@@ -199,7 +201,7 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 	if pids := g.RunningPIDs(); len(pids) > 0 {
 		t.Errorf("left running after geo-down: %v", pids)
 	}
-	if err := CheckPortsFree(g.Plan.ListenAddresses()); err != nil {
+	if err := clusterkit.CheckPortsFree(g.Cluster.Plan.ListenAddresses()); err != nil {
 		t.Errorf("proxy ports still taken after geo-down: %v", err)
 	}
 }
@@ -207,7 +209,7 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 func TestResetDataRemovesOnlyWhatANodeWrites(t *testing.T) {
 	opts, _ := relocatedLocal(t)
 	opts.Georaftd = fakeGeoraftd(t, "while :; do sleep 0.05; done")
-	c, err := OpenCluster(opts.ClusterOptions)
+	c, err := opts.Open(clusterkit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +219,7 @@ func TestResetDataRemovesOnlyWhatANodeWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, f := range []string{"dump.txt", "dump.txt.1", NodeStderrFile} {
+		for _, f := range []string{"dump.txt", "dump.txt.1", clusterkit.NodeLogFile} {
 			if err := os.WriteFile(filepath.Join(n.DataPath, f), []byte("x"), 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -5,7 +5,7 @@
 // benchmark from two client regions and print each measured p50 beside what the RTT matrix
 // predicts.
 //
-// Processes are started detached (own session, stdout and stderr to files, a PID file) so
-// that they outlive the command that started them, and are stopped only after their
-// /proc/PID/cmdline shows they are still the process that PID file names.
+// The clusters are the cluster kit's (package clusterkit), run detached: each process in its
+// own session with a PID file, so that it outlives the command that started it, and stopped
+// only after its /proc/PID/cmdline shows it is still the process that PID file names.
 package lab

@@ -2,12 +2,7 @@ package lab
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,52 +10,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/clusterkit/kittest"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
-var (
-	buildDirOnce sync.Once
-	builtDir     string
-	builtDirErr  error
-	builds       sync.Map // package path → *buildResult
-)
-
-type buildResult struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { kittest.Main(m) }
 
 // buildBinary builds a main package of the repo once per test run.
-func buildBinary(t *testing.T, pkg string) string {
-	t.Helper()
-	buildDirOnce.Do(func() { builtDir, builtDirErr = os.MkdirTemp("", "georaft-lab-test-bin-") })
-	if builtDirErr != nil {
-		t.Fatal(builtDirErr)
-	}
-	v, _ := builds.LoadOrStore(pkg, &buildResult{})
-	b := v.(*buildResult)
-	b.once.Do(func() {
-		b.path = filepath.Join(builtDir, filepath.Base(pkg))
-		cmd := exec.Command("go", "build", "-o", b.path, "./"+pkg)
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build ./%s: %v\n%s", pkg, err, out)
-		}
-	})
-	if b.err != nil {
-		t.Fatal(b.err)
-	}
-	return b.path
-}
+func buildBinary(t *testing.T, pkg string) string { return kittest.Build(t, pkg) }
 
 // labBinaries builds georaftd and georaft-lab.
 func labBinaries(t *testing.T) (georaftd, georaftLab string) {
@@ -87,11 +46,12 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 	}
 	t.Logf("leader: node %d, term %d", info.ID, info.Term)
 
-	var endpoints []string
-	for _, n := range c.Nodes {
-		endpoints = append(endpoints, n.Listen.Client)
+	copts, err := c.ClientOptions("")
+	if err != nil {
+		t.Fatal(err)
 	}
-	cl, err := client.New(client.Options{Endpoints: endpoints, RequestTimeout: 20 * time.Second})
+	copts.RequestTimeout = 20 * time.Second
+	cl, err := client.New(copts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +59,7 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 	if _, err := cl.Set(ctx, "lab/e2e", []byte("written through the lab")); err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []client.ReadMode{client.ReadLease, client.ReadIndex, client.ReadLog} {
+	for _, mode := range []readmode.Mode{readmode.Lease, readmode.Index, readmode.Log} {
 		got, err := cl.Get(ctx, "lab/e2e", mode)
 		if err != nil {
 			t.Fatalf("%v read: %v", mode, err)
@@ -113,7 +73,7 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if ProcessAlive(pid) {
+		if clusterkit.ProcessAlive(pid) {
 			t.Errorf("pid %d still running after local-down", pid)
 		}
 	}
@@ -142,13 +102,13 @@ func TestGeoEmulationOrdersReadModes(t *testing.T) {
 	if _, err := g.Cluster.PinLeader(ctx, leaderID, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	leaderRegion := g.region(leaderID)
+	leaderRegion := g.Cluster.Node(leaderID).Region
 	clientRTT, err := g.Model.RTT(leaderRegion, leaderRegion)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	conn, err := grpc.NewClient(g.Links[leaderRegion][leaderID], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(g.Cluster.Links[leaderRegion][leaderID], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +171,7 @@ func TestGeoEmulationOrdersReadModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if ProcessAlive(pid) {
+		if clusterkit.ProcessAlive(pid) {
 			t.Errorf("pid %d still running after geo-down", pid)
 		}
 	}

@@ -1,19 +1,15 @@
 package lab
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"io"
-	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/georaft/georaft/clusterkit"
 )
 
 // Row names of the benchmark, as client/bench names them.
@@ -34,7 +30,7 @@ type Prediction struct {
 // PredictionInput is what the model needs: where the nodes are, who leads, where the
 // client is and what an fsync costs.
 type PredictionInput struct {
-	Model        LinkModel
+	Model        clusterkit.LinkModel
 	NodeRegions  map[uint64]string
 	LeaderID     uint64
 	ClientRegion string
@@ -88,7 +84,7 @@ func Predict(in PredictionInput) (map[string]Prediction, error) {
 
 // quorumRTT is the round trip after which a leader has heard from a majority (itself
 // included): its RTT to the peer that completes the majority, the (n/2)th nearest.
-func quorumRTT(model LinkModel, regions map[uint64]string, leader uint64) (time.Duration, uint64, error) {
+func quorumRTT(model clusterkit.LinkModel, regions map[uint64]string, leader uint64) (time.Duration, uint64, error) {
 	type peerRTT struct {
 		id  uint64
 		rtt time.Duration
@@ -156,143 +152,4 @@ func ProbeFsync(dir string, samples int) (time.Duration, error) {
 	}
 	slices.Sort(times)
 	return times[len(times)/2], nil
-}
-
-// Histogram is a Prometheus histogram as exposed on /metrics, summed over label sets.
-type Histogram struct {
-	// Buckets maps each upper bound to the cumulative count at or under it.
-	Buckets map[float64]float64
-	Sum     float64
-	Count   float64
-}
-
-// Quantile interpolates linearly within the bucket holding q, as Prometheus's
-// histogram_quantile does.
-func (h Histogram) Quantile(q float64) (float64, bool) {
-	if h.Count == 0 || len(h.Buckets) == 0 {
-		return 0, false
-	}
-	bounds := make([]float64, 0, len(h.Buckets))
-	for b := range h.Buckets {
-		bounds = append(bounds, b)
-	}
-	slices.Sort(bounds)
-	rank := q * h.Count
-	prevBound, prevCount := 0.0, 0.0
-	for _, b := range bounds {
-		c := h.Buckets[b]
-		if c >= rank {
-			if math.IsInf(b, 1) {
-				return prevBound, true
-			}
-			if c == prevCount {
-				return b, true
-			}
-			return prevBound + (b-prevBound)*(rank-prevCount)/(c-prevCount), true
-		}
-		prevBound, prevCount = b, c
-	}
-	return prevBound, true
-}
-
-// ParseHistogram reads the histogram named name from Prometheus text exposition.
-func ParseHistogram(r io.Reader, name string) (Histogram, error) {
-	h := Histogram{Buckets: map[float64]float64{}}
-	found := false
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		metric, value, ok := splitSample(line)
-		if !ok {
-			continue
-		}
-		base, labels, _ := strings.Cut(metric, "{")
-		switch base {
-		case name + "_bucket":
-			le, ok := labelValue(labels, "le")
-			if !ok {
-				continue
-			}
-			bound, err := strconv.ParseFloat(le, 64)
-			if err != nil {
-				return Histogram{}, fmt.Errorf("metric %s: bad le %q: %w", name, le, err)
-			}
-			h.Buckets[bound] += value
-			found = true
-		case name + "_sum":
-			h.Sum += value
-			found = true
-		case name + "_count":
-			h.Count += value
-			found = true
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return Histogram{}, fmt.Errorf("read metrics: %w", err)
-	}
-	if !found {
-		return Histogram{}, fmt.Errorf("metric %s not exposed", name)
-	}
-	return h, nil
-}
-
-func splitSample(line string) (metric string, value float64, ok bool) {
-	// A sample is NAME{LABELS} VALUE [TIMESTAMP]; label values may hold spaces.
-	end := strings.LastIndexByte(line, '}')
-	rest := line
-	if end >= 0 {
-		metric, rest = line[:end+1], line[end+1:]
-	} else {
-		i := strings.IndexByte(line, ' ')
-		if i < 0 {
-			return "", 0, false
-		}
-		metric, rest = line[:i], line[i:]
-	}
-	fields := strings.Fields(rest)
-	if len(fields) == 0 {
-		return "", 0, false
-	}
-	v, err := strconv.ParseFloat(fields[0], 64)
-	if err != nil {
-		return "", 0, false
-	}
-	return metric, v, true
-}
-
-func labelValue(labels, key string) (string, bool) {
-	for _, part := range strings.Split(strings.TrimSuffix(labels, "}"), ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if ok && k == key {
-			return strings.Trim(v, `"`), true
-		}
-	}
-	return "", false
-}
-
-// FetchHistogram scrapes one node's /metrics for a histogram.
-func FetchHistogram(ctx context.Context, metricsAddr, name string) (Histogram, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
-	if err != nil {
-		return Histogram{}, fmt.Errorf("scrape %s: %w", metricsAddr, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return Histogram{}, fmt.Errorf("scrape %s: %w", metricsAddr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return Histogram{}, fmt.Errorf("scrape %s: %s", metricsAddr, resp.Status)
-	}
-	h, err := ParseHistogram(resp.Body, name)
-	if err != nil {
-		return Histogram{}, fmt.Errorf("scrape %s: %w", metricsAddr, err)
-	}
-	return h, nil
 }

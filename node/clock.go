@@ -1,6 +1,10 @@
 package node
 
-import "time"
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"time"
+)
 
 // monoClock is the node's clock for leases and timers: the machine's boot-time clock, which
 // never jumps, keeps counting while the machine or VM is suspended, and does not restart with
@@ -13,10 +17,12 @@ import "time"
 type monoClock struct {
 	start time.Duration // the system clock when the node started
 	rate  float64       // 1 in production; a test build may skew it (clock_testhooks.go)
+	// bootID names the clock's origin (raft.Config.BootID).
+	bootID uint64
 }
 
 func newMonoClock() *monoClock {
-	return &monoClock{start: systemClock(), rate: clockRateFromTestHook()}
+	return &monoClock{start: systemClock(), rate: clockRateFromTestHook(), bootID: clockBootID()}
 }
 
 // Now reads the clock.
@@ -36,4 +42,14 @@ func (c *monoClock) Until(deadline time.Duration) time.Duration {
 		d = time.Duration(float64(d) / c.rate)
 	}
 	return d
+}
+
+// randomBootID draws a boot identity when the system offers none. Never 0, which a message
+// from a node that sets none carries.
+func randomBootID() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("georaftd: no randomness for a boot id: " + err.Error())
+	}
+	return binary.LittleEndian.Uint64(b[:]) | 1
 }

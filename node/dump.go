@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/georaft/georaft/raft"
@@ -15,9 +16,43 @@ import (
 // the prototype's dump.txt that operators liked to read.
 const DumpFileName = "dump.txt"
 
-// dumpLog appends timestamped lines to dump.txt. It buffers, because under load it records
-// every client request, and rotates to dump.txt.1 so it cannot fill the disk.
+// RequestDump says how much client traffic dump.txt records: the requests received, the
+// commits and accepted appends they cause, the entries applied. The story of elections,
+// votes, leases, transfers, snapshots, faults, start and stop is always recorded; the
+// traffic would bury it (one line per request), so by default it is left out.
+type RequestDump uint8
+
+const (
+	// DumpRequestsOff records no client traffic.
+	DumpRequestsOff RequestDump = iota
+	// DumpRequestsSampled records one traffic line in DumpSampleEvery.
+	DumpRequestsSampled
+	// DumpRequestsAll records every one.
+	DumpRequestsAll
+)
+
+// DumpSampleEvery is the sampling of DumpRequestsSampled.
+const DumpSampleEvery = 100
+
+// ParseRequestDump reads log.dump_requests: off, sampled or all.
+func ParseRequestDump(s string) (RequestDump, error) {
+	switch s {
+	case "off":
+		return DumpRequestsOff, nil
+	case "sampled":
+		return DumpRequestsSampled, nil
+	case "all":
+		return DumpRequestsAll, nil
+	}
+	return 0, fmt.Errorf("dump requests %q: want off, sampled or all", s)
+}
+
+// dumpLog appends timestamped lines to dump.txt. It buffers, since with every request
+// recorded it writes a line per request, and rotates to dump.txt.1 so it cannot fill the
+// disk.
 type dumpLog struct {
+	requests RequestDump
+	traffic  atomic.Uint64 // traffic lines offered, for sampling
 	mu       sync.Mutex
 	dirty    bool
 	stop     chan struct{}
@@ -32,11 +67,11 @@ type dumpLog struct {
 
 const defaultDumpMaxBytes = 64 << 20
 
-func openDumpLog(dataDir string, maxBytes int64) (*dumpLog, error) {
+func openDumpLog(dataDir string, maxBytes int64, requests RequestDump) (*dumpLog, error) {
 	if maxBytes <= 0 {
 		maxBytes = defaultDumpMaxBytes
 	}
-	d := &dumpLog{path: filepath.Join(dataDir, DumpFileName), maxBytes: maxBytes, wall: time.Now}
+	d := &dumpLog{path: filepath.Join(dataDir, DumpFileName), maxBytes: maxBytes, wall: time.Now, requests: requests}
 	if err := d.open(); err != nil {
 		return nil, err
 	}
@@ -98,9 +133,32 @@ func (d *dumpLog) Printf(format string, args ...any) {
 	}
 }
 
-// Events records what the core reported.
+// Request records a line of client traffic, as log.dump_requests says.
+func (d *dumpLog) Request(format string, args ...any) {
+	if d.keepTraffic() {
+		d.Printf(format, args...)
+	}
+}
+
+func (d *dumpLog) keepTraffic() bool {
+	if d == nil {
+		return false
+	}
+	switch d.requests {
+	case DumpRequestsAll:
+		return true
+	case DumpRequestsSampled:
+		return d.traffic.Add(1)%DumpSampleEvery == 1
+	}
+	return false
+}
+
+// Events records what the core reported. Commits and accepted appends are client traffic.
 func (d *dumpLog) Events(events []raft.Event) {
 	for _, e := range events {
+		if (e.Kind == raft.EventCommitted || e.Kind == raft.EventAppendAccepted) && !d.keepTraffic() {
+			continue
+		}
 		d.Printf("%s", e)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/georaft/georaft/node/kv"
 	"github.com/georaft/georaft/node/mvcc"
 	"github.com/georaft/georaft/raft"
+	"github.com/georaft/georaft/readmode"
 )
 
 // The etcd v3 API (go.etcd.io/etcd/api/v3's own service definitions), served on the client
@@ -123,16 +124,12 @@ func isNotLeader(err error) (uint64, bool) {
 func readModeOf(ctx context.Context) (raft.ReadMode, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	v := md.Get(ReadModeMetadata)
-	if len(v) == 0 {
-		return raft.ReadLease, nil
+	if len(v) == 0 || strings.TrimSpace(v[0]) == "" {
+		return readmode.Lease, nil
 	}
-	switch strings.ToLower(v[0]) {
-	case "", "lease":
-		return raft.ReadLease, nil
-	case "index":
-		return raft.ReadIndex, nil
-	case "log":
-		return raft.ReadLog, nil
+	// A stale read is asked for the etcd way, with serializable.
+	if m, err := readmode.Parse(v[0]); err == nil && m != readmode.Stale {
+		return m, nil
 	}
 	return 0, status.Errorf(codes.InvalidArgument, "etcdserver: metadata %s is %q: want lease, index or log", ReadModeMetadata, v[0])
 }
@@ -192,12 +189,12 @@ func (n *Node) awaitLeaderOtherThan(ctx context.Context, not uint64) uint64 {
 	}
 }
 
+// observe counts an etcd request as the node counts its own (op etcd.range, etcd.put, ...),
+// and a read's latency under the read mode it asked for.
 func (s *etcdServer) observe(op, mode string, start time.Time, err error) {
-	if err != nil {
-		s.n.m.requestErrors.WithLabelValues("etcd."+op, status.Code(err).String()).Inc()
-		return
+	if s.n.observe("etcd."+op, start, err) && mode != "" {
+		s.n.m.reads.WithLabelValues(mode).Observe(time.Since(start).Seconds())
 	}
-	s.n.m.requests.WithLabelValues("etcd."+op, mode).Observe(time.Since(start).Seconds())
 }
 
 // Range serves a read: serializable from this node's state within timing.max_staleness,

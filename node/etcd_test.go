@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georaft/georaft/node/config"
-	"github.com/georaft/georaft/node/tlsutil"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 func etcdClient(t *testing.T, endpoints ...string) *clientv3.Client {
@@ -84,12 +84,17 @@ func TestEtcdAPIThroughAFollower(t *testing.T) {
 	if _, err := cli.Get(metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", "bogus"), "/app/a"); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("unknown read mode: %v", err)
 	}
-	// The mode travels with a forwarded read: the leader's metrics count a log read.
-	before := metricCount(t, metricsAddrs[leader], "etcd.range", "log")
+	// The mode travels with a forwarded read: the leader's metrics count an etcd range and a
+	// log read.
+	rangesBefore := metricCount(t, metricsAddrs[leader], "georaft_request_duration_seconds_count", `op="etcd.range"`)
+	before := metricCount(t, metricsAddrs[leader], "georaft_read_duration_seconds_count", `mode="log"`)
 	if _, err := cli.Get(metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", "log"), "/app/a"); err != nil {
 		t.Fatal(err)
 	}
-	if after := metricCount(t, metricsAddrs[leader], "etcd.range", "log"); after != before+1 {
+	if after := metricCount(t, metricsAddrs[leader], "georaft_request_duration_seconds_count", `op="etcd.range"`); after != rangesBefore+1 {
+		t.Fatalf("the leader served %d etcd ranges, want %d: the read was not forwarded to it", after, rangesBefore+1)
+	}
+	if after := metricCount(t, metricsAddrs[leader], "georaft_read_duration_seconds_count", `mode="log"`); after != before+1 {
 		t.Fatalf("the leader served %d log reads, want %d: the read mode was lost on the way", after, before+1)
 	}
 
@@ -436,8 +441,9 @@ func TestEtcdWatchesDoNotHoldUpAGracefulStop(t *testing.T) {
 	c.servers[0] = nil
 }
 
-// metricCount reads how many requests of op in mode a node's /metrics counted.
-func metricCount(t *testing.T, addr, op, mode string) int {
+// metricCount reads a counter of a node's /metrics: the sample of series whose labels
+// include label (`op="etcd.range"`), 0 when there is none yet.
+func metricCount(t *testing.T, addr, series, label string) int {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -449,8 +455,7 @@ func metricCount(t *testing.T, addr, op, mode string) int {
 		t.Fatalf("scrape %s: %v", addr, err)
 	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "georaft_request_duration_seconds_count{") &&
-			strings.Contains(line, `op="`+op+`"`) && strings.Contains(line, `mode="`+mode+`"`) {
+		if strings.HasPrefix(line, series+"{") && strings.Contains(line, label) {
 			var n int
 			fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%d", &n)
 			return n

@@ -18,7 +18,7 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/georaft/georaft/node/tlsutil"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // etcd clients send to whichever member they reach and do not follow redirects, so a

@@ -27,7 +27,7 @@ func Inspect(dataDir string, out io.Writer) error {
 	fmt.Fprintf(w, "data dir: %s\n", dataDir)
 	fmt.Fprintf(w, "term:     %d\n", hs.Term)
 	fmt.Fprintf(w, "vote:     %s\n", nodeName(hs.Vote))
-	fmt.Fprintf(w, "commit:   %d\n", hs.Commit)
+	fmt.Fprintf(w, "commit:   %d (as this node last recorded it: the cluster may have committed more)\n", hs.Commit)
 	if rec.Snapshot.Index > 0 {
 		fmt.Fprintf(w, "log starts after snapshot at index %d (term %d)\n", rec.Snapshot.Index, rec.Snapshot.Term)
 	}
@@ -40,12 +40,14 @@ func Inspect(dataDir string, out io.Writer) error {
 		fmt.Fprintf(w, "torn tail (would be truncated at start-up): %v\n", rec.TornTail)
 	}
 	fmt.Fprintf(w, "entries:  %d\n", len(rec.Entries))
-	for _, e := range rec.Entries {
-		marker := ""
-		if e.Index > hs.Commit {
-			marker = "  (not committed)"
+	for i, e := range rec.Entries {
+		// The commit index on disk is written lazily, with the next batch: entries after it
+		// may well be committed, and acknowledged, elsewhere. Mark where this node's
+		// knowledge ends, not that they are uncommitted.
+		if e.Index > hs.Commit && (i == 0 || rec.Entries[i-1].Index <= hs.Commit) {
+			fmt.Fprintf(w, "-- after the commit index this node recorded (%d); these may be committed by now --\n", hs.Commit)
 		}
-		fmt.Fprintf(w, "%d term=%d %s%s\n", e.Index, e.Term, describeEntry(e), marker)
+		fmt.Fprintf(w, "%d term=%d %s\n", e.Index, e.Term, describeEntry(e))
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/georaft/georaft/buildinfo"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -32,12 +34,18 @@ type metrics struct {
 	readFallbacks  prometheus.Counter
 	connsRefused   *prometheus.CounterVec
 	certExpiry     *prometheus.GaugeVec
+	leaderChanges  prometheus.Counter
+	redirects      *prometheus.CounterVec
+	reads          *prometheus.HistogramVec
 	forwarded      *prometheus.CounterVec
 	watchers       prometheus.Gauge
+	// lastLeader is the leader observeStatus saw last, for leaderChanges.
+	lastLeader uint64
 }
 
-// latencyBuckets span a loopback round trip to a slow cross-region quorum.
-var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 5, 24)
+// latencyBuckets span a loopback round trip to a slow cross-region quorum, at bounds a
+// person reads at a glance: 1, 2.5 and 5 of every decade from 100µs to 5s.
+var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 
 func newMetrics(self uint64) *metrics {
 	reg := prometheus.NewRegistry()
@@ -81,12 +89,22 @@ func newMetrics(self uint64) *metrics {
 			Name: "georaft_peer_replication_lag_entries", Help: "Entries each follower is behind the leader's log (leader only).", ConstLabels: constLabels,
 		}, []string{"peer"}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "georaft_request_duration_seconds", Help: "Client request latency by operation and read mode.", ConstLabels: constLabels,
+			Name: "georaft_request_duration_seconds", Help: "Latency of the client requests this node served, by operation (set, delete, get; etcd.range, etcd.put, etcd.txn, ... for the etcd API).", ConstLabels: constLabels,
 			Buckets: latencyBuckets,
-		}, []string{"op", "mode"}),
+		}, []string{"op"}),
+		reads: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "georaft_read_duration_seconds", Help: "Latency of the reads this node served, by the read mode asked for.", ConstLabels: constLabels,
+			Buckets: latencyBuckets,
+		}, []string{"mode"}),
 		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "georaft_request_errors_total", Help: "Client requests that failed, by operation and gRPC code.", ConstLabels: constLabels,
+			Name: "georaft_request_errors_total", Help: "Client requests that failed, by operation and gRPC code (redirects to the leader are not failures).", ConstLabels: constLabels,
 		}, []string{"op", "code"}),
+		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georaft_request_redirects_total", Help: "Client requests this node, not the leader, answered with the leader's address, by operation.", ConstLabels: constLabels,
+		}, []string{"op"}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "georaft_leader_changes_total", Help: "Times this node saw a new leader (a leader it did not know before, 0 excluded).", ConstLabels: constLabels,
+		}),
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "georaft_snapshots_total", Help: "Snapshots taken by this node.", ConstLabels: constLabels,
 		}),
@@ -106,9 +124,15 @@ func newMetrics(self uint64) *metrics {
 			Name: "georaft_etcd_watchers", Help: "etcd API watches open on this node.", ConstLabels: constLabels,
 		}),
 	}
+	build := buildinfo.Read()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "georaft_build_info", Help: "1, labelled with the build this node runs: version, VCS revision, Go version.", ConstLabels: prometheus.Labels{
+			"node": constLabels["node"], "version": build.Version, "revision": build.Revision, "goversion": build.GoVersion},
+	})
+	buildInfo.Set(1)
 	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
-		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.requestErrors, m.snapshots, m.readFallbacks,
-		m.connsRefused, m.certExpiry, m.forwarded, m.watchers)
+		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.reads, m.requestErrors, m.redirects, m.snapshots, m.readFallbacks,
+		m.connsRefused, m.certExpiry, m.leaderChanges, m.forwarded, m.watchers, buildInfo)
 	return m
 }
 
@@ -125,6 +149,10 @@ func (m *metrics) observeStatus(st *raft.Status) {
 	}
 	m.term.Set(float64(st.Term))
 	m.leader.Set(float64(st.Leader))
+	if st.Leader != raft.None && st.Leader != m.lastLeader {
+		m.leaderChanges.Inc()
+		m.lastLeader = st.Leader
+	}
 	m.commit.Set(float64(st.Commit))
 	m.applied.Set(float64(st.Applied))
 	held := 0.0

@@ -53,6 +53,7 @@ type Node struct {
 	snaps  *snapshot.Store
 	store  *mvcc.Store
 	tr     *transport.Transport
+	out    outbox // where the loop's messages leave: tr, or a test's wrapper around it
 	fwd    *forwarder
 	lessor *lessor
 
@@ -178,8 +179,11 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 	n.applyWake.Store(&wake)
 	n.lease.Store(&leaseView{})
 
-	var err error
-	if n.dump, err = openDumpLog(cfg.Node.DataDir, 0); err != nil {
+	requests, err := ParseRequestDump(cfg.Log.DumpRequests)
+	if err != nil {
+		return nil, err
+	}
+	if n.dump, err = openDumpLog(cfg.Node.DataDir, 0, requests); err != nil {
 		return nil, err
 	}
 	n.dump.Printf("node %d starting in region %s, cluster %s", self, cfg.Node.Region, cfg.ClusterID)
@@ -237,6 +241,7 @@ func (n *Node) recover(fsys wal.FS) error {
 		n.lastSnapshot = rec.Snapshot
 	}
 	rcfg := cfg.RaftConfig()
+	rcfg.BootID = n.clock.bootID
 	core, err := raft.New(rcfg, raft.Restored{
 		HardState: rec.HardState,
 		Snapshot:  rec.Snapshot,
@@ -266,9 +271,24 @@ func (n *Node) restoreSnapshot(meta raft.SnapshotMeta) error {
 	return nil
 }
 
+// outbox is what the loop needs to send to its peers.
+type outbox interface {
+	Send(msgs []raft.Message)
+	SendSnapshot(to, term uint64, meta raft.SnapshotMeta, open func() (io.ReadCloser, int64, error))
+}
+
+// testingWrapOutbox, set only by tests, wraps each node's outbox, to look at what leaves and
+// when.
+var testingWrapOutbox func(*Node, outbox) outbox
+
 // attachTransport connects the node to its peers. It is separate from open because the
 // transport needs the node as its handler.
-func (n *Node) attachTransport(tr *transport.Transport) { n.tr = tr }
+func (n *Node) attachTransport(tr *transport.Transport) {
+	n.tr, n.out = tr, tr
+	if testingWrapOutbox != nil {
+		n.out = testingWrapOutbox(n, tr)
+	}
+}
 
 // start runs the loop.
 func (n *Node) start() {
@@ -399,7 +419,9 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 	// Publish first: a lease given up in this turn must be withdrawn before any message of
 	// the turn (a TimeoutNow) can reach the transferee. This early view may only narrow the
 	// stale-read window: the entries that justify widening it are applied below.
-	n.publishView(false)
+	if !testingPublishAfterSend {
+		n.publishView(false)
+	}
 	n.send(rd.Messages)
 
 	if rd.Snapshot != nil {
@@ -429,15 +451,18 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 }
 
 // persist writes entries and hard state to the WAL with one fsync, when something needs it.
-// A hard state that only moves the commit index is not worth an fsync of its own: Raft does
-// not need the commit index to be durable (a restarted node learns it again), so it rides
-// along with the next write that must sync, or with a clean shutdown.
+// A hard state that only moves the commit index, or lowers the lease bound, is not worth an
+// fsync of its own: Raft does not need the commit index to be durable (a restarted node
+// learns it again), and an older, higher bound only makes a restart assume a longer lease.
+// Such a change rides along with the next write that must sync, or with a clean shutdown. A
+// raised bound must be durable before the acknowledgement that promises it leaves.
 func (n *Node) persist(hs *raft.HardState, entries []raft.Entry) error {
 	if hs != nil {
 		n.latestHardState = *hs
 	}
-	termOrVoteChanged := hs != nil && (hs.Term != n.syncedHardState.Term || hs.Vote != n.syncedHardState.Vote)
-	if len(entries) == 0 && !termOrVoteChanged {
+	mustSync := hs != nil && (hs.Term != n.syncedHardState.Term || hs.Vote != n.syncedHardState.Vote ||
+		hs.LeaseBound > n.syncedHardState.LeaseBound)
+	if len(entries) == 0 && !mustSync {
 		return nil
 	}
 	var save *raft.HardState
@@ -490,7 +515,7 @@ func (n *Node) answerReads(rd *raft.Ready) {
 
 // send hands messages to the transport; snapshots go through their own stream.
 func (n *Node) send(msgs []raft.Message) {
-	if len(msgs) == 0 || n.tr == nil {
+	if len(msgs) == 0 || n.out == nil {
 		return
 	}
 	regular := msgs[:0:0]
@@ -502,14 +527,14 @@ func (n *Node) send(msgs []raft.Message) {
 		regular = append(regular, m)
 	}
 	if len(regular) > 0 {
-		n.tr.Send(regular)
+		n.out.Send(regular)
 	}
 }
 
 func (n *Node) sendSnapshot(m raft.Message) {
 	meta := m.Snapshot
 	n.dump.Printf("term %d: sending snapshot at index %d to node %d", m.Term, meta.Index, m.To)
-	n.tr.SendSnapshot(m.To, m.Term, meta, func() (io.ReadCloser, int64, error) {
+	n.out.SendSnapshot(m.To, m.Term, meta, func() (io.ReadCloser, int64, error) {
 		return n.openSnapshot(meta)
 	})
 }
@@ -538,7 +563,7 @@ func (n *Node) apply(entries []raft.Entry) error {
 		p.done <- proposalResult{index: e.Index, result: res}
 	}
 	last := entries[len(entries)-1].Index
-	n.dump.Printf("applied entries up to index %d", last)
+	n.dump.Request("applied entries up to index %d", last)
 	// Wake every reader waiting for the state machine to catch up.
 	fresh := make(chan struct{})
 	old := n.applyWake.Swap(&fresh)
@@ -687,3 +712,7 @@ func (n *Node) clientAddressOf(id uint64) string {
 
 // drain ends the long-lived client streams.
 func (n *Node) drain() { n.drainOnce.Do(func() { close(n.drainc) }) }
+
+// testingPublishAfterSend turns off the publish before a Ready's messages leave, so that a
+// test can show it catches a lease still published when TimeoutNow leaves.
+var testingPublishAfterSend bool

@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -332,34 +336,44 @@ func TestRetriedWriteAppliedOnce(t *testing.T) {
 	}
 }
 
-// dump.txt tells the story an operator wants to read.
+// dump.txt tells the story an operator wants to read: elections and leases always, client
+// traffic (requests, commits, applied entries) only when log.dump_requests asks for it.
 func TestDumpRecordsTheStory(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	leader := c.waitLeader(10 * time.Second)
-	c.waitLease(leader, 5*time.Second)
-	if _, err := c.set(leader, "x", "5"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.get(leader, "x", georaftv1.ReadMode_READ_MODE_LEASE); err != nil {
-		t.Fatal(err)
-	}
-	for i := range c.servers {
-		c.kill(i) // flushes dump.txt
-	}
-	dump, err := os.ReadFile(filepath.Join(c.cfgs[leader].Node.DataDir, node.DumpFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
-		"election timeout", "became leader", "lease acquired", "committed up to index",
-		"applied entries up to index", "client request received: SET x 5", "client request received: GET x (lease read)",
-	} {
-		if !bytes.Contains(dump, []byte(want)) {
-			t.Errorf("leader's dump.txt lacks %q", want)
-		}
-	}
-	if t.Failed() {
-		t.Logf("dump.txt:\n%s", tail(dump, 3000))
+	story := []string{"election timeout", "became leader", "lease acquired"}
+	traffic := []string{"committed up to index", "applied entries up to index",
+		"client request received: SET x 5", "client request received: GET x (lease read)"}
+	for _, requests := range []string{"off", "all"} {
+		t.Run(requests, func(t *testing.T) {
+			c := newTestCluster(t, 3, func(cfg *config.Config) { cfg.Log.DumpRequests = requests })
+			leader := c.waitLeader(10 * time.Second)
+			c.waitLease(leader, 5*time.Second)
+			if _, err := c.set(leader, "x", "5"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.get(leader, "x", georaftv1.ReadMode_READ_MODE_LEASE); err != nil {
+				t.Fatal(err)
+			}
+			for i := range c.servers {
+				c.kill(i) // flushes dump.txt
+			}
+			dump, err := os.ReadFile(filepath.Join(c.cfgs[leader].Node.DataDir, node.DumpFileName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range story {
+				if !bytes.Contains(dump, []byte(want)) {
+					t.Errorf("leader's dump.txt lacks %q", want)
+				}
+			}
+			for _, line := range traffic {
+				if got := bytes.Contains(dump, []byte(line)); got != (requests == "all") {
+					t.Errorf("log.dump_requests %s: dump.txt has %q: %v", requests, line, got)
+				}
+			}
+			if t.Failed() {
+				t.Logf("dump.txt:\n%s", tail(dump, 3000))
+			}
+		})
 	}
 }
 
@@ -381,6 +395,11 @@ func TestInspectPrintsTheLog(t *testing.T) {
 	if !strings.Contains(text, "term:") || !strings.Contains(text, "commit:") || !strings.Contains(text, want) ||
 		!strings.Contains(text, "SET x 5") || !strings.Contains(text, "NOOP") {
 		t.Fatalf("inspect output lacks metadata or the entry %q:\n%s", want+"… SET x 5", text)
+	}
+	// The write was acknowledged, so it is committed, whatever commit index the node had
+	// written to disk before it was killed.
+	if strings.Contains(text, "not committed") {
+		t.Fatalf("inspect calls an acknowledged write uncommitted:\n%s", text)
 	}
 }
 
@@ -406,7 +425,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	want := []string{
 		`georaft_role{node="%d",role="leader"} 1`, `georaft_lease_held{node="%d"} 1`,
 		`georaft_wal_fsync_seconds_count{node="%d"}`, `georaft_peer_rtt_seconds{node="%d",peer=`,
-		`georaft_request_duration_seconds_count{mode="lease",node="%d",op="get"} 1`,
+		`georaft_request_duration_seconds_count{node="%d",op="get"} 1`, `georaft_read_duration_seconds_count{mode="lease",node="%d"} 1`,
+		`georaft_leader_changes_total{node="%d"} `, `georaft_build_info{goversion="` + runtime.Version() + `",node="%d"`,
+		// Buckets a person reads: 1 ms, not 0.0009532...
+		`georaft_request_duration_seconds_bucket{node="%d",op="get",le="0.001"}`,
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	var body string
@@ -431,6 +453,28 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Fatalf("/metrics lacks %s:\n%s", missing, body)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The leader saw at least one leader: itself (an election race may add one).
+	if m := regexp.MustCompile(`georaft_leader_changes_total\{node="\d+"\} (\d+)`).FindStringSubmatch(body); m == nil || m[1] == "0" {
+		t.Errorf("leader changes: %v", m)
+	}
+	if strings.Contains(body, `mode=""`) {
+		t.Errorf("/metrics has an empty mode label:\n%s", body)
+	}
+	// A write sent to a follower is a redirect, not an error.
+	follower := (leader + 1) % 3
+	if _, err := c.set(follower, "k", "v2"); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("set at follower %d: %v, want a NotLeader redirect", follower+1, err)
+	}
+	resp, err := http.Get("http://" + c.servers[follower].MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`georaft_request_redirects_total{node="%d",op="set"} 1`, follower+1); !strings.Contains(string(raw), want) ||
+		strings.Contains(string(raw), "FailedPrecondition") {
+		t.Errorf("follower's /metrics: want %s and no FailedPrecondition error:\n%s", want, raw)
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + c.servers[leader].MetricsAddr() + path)
@@ -494,4 +538,35 @@ func (c *testCluster) mustStatusWithHash(i int) *georaftv1.StatusResponse {
 		c.t.Fatal(err)
 	}
 	return st
+}
+
+// A transport log line names its component once, and the node once.
+func TestTransportLogLinesNameTheirComponentOnce(t *testing.T) {
+	cfgs := clusterConfigs(t, 2, func(cfg *config.Config) { cfg.Log.Level = "info" })
+	var logs lockedBuffer
+	first, err := node.Start(cfgs[0], slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Kill() })
+	second, err := node.Start(cfgs[1], testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "component=transport") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no transport line logged:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(line, "component=transport") {
+			continue
+		}
+		if strings.Count(line, "component=") != 1 || strings.Count(line, "node=")+strings.Count(line, "node_id=") != 1 {
+			t.Errorf("transport line repeats its attributes: %s", line)
+		}
+	}
 }

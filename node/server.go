@@ -20,11 +20,11 @@ import (
 
 	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/node/connlimit"
-	"github.com/georaft/georaft/node/tlsutil"
 	"github.com/georaft/georaft/node/transport"
 	"github.com/georaft/georaft/node/wal"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // Server is a running georaftd: the node plus its three listeners (peers, clients, metrics).
@@ -113,7 +113,8 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		Peers:     peers,
 		ServerTLS: serverTLS,
 		ClientTLS: clientTLS,
-		Logger:    logger.With("node", cfg.Node.ID, "component", "transport"),
+		// The transport names itself (component, cluster_id, node_id) on every line.
+		Logger: logger,
 		// Room for a full append batch plus its framing.
 		MaxMessageBytes: int(cfg.RaftConfig().MaxSizePerMsg) + cfg.Limits.MaxRequestBytes + (1 << 20),
 	}, n)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/georaft/georaft/buildinfo"
+
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,8 +19,8 @@ import (
 	"github.com/georaft/georaft/raft"
 )
 
-// Version is set at build time with -ldflags "-X github.com/georaft/georaft/node.Version=...".
-var Version = "dev"
+// Version is this build's version, from what the Go toolchain recorded in the binary.
+var Version = buildinfo.Read().Version
 
 // kvService implements georaftv1.KVServiceServer on top of a Node.
 type kvService struct {
@@ -31,7 +33,7 @@ func (s *kvService) Set(ctx context.Context, req *georaftv1.SetRequest) (*georaf
 	cmd := kv.Command{Op: kv.OpSet, Key: req.GetKey(), Value: req.GetValue()}
 	cmd.ClientID, cmd.Seq = req.GetSession().GetClientId(), req.GetSession().GetSequence()
 	res, err := s.n.writeV1(ctx, cmd)
-	s.n.observe("set", "", start, err)
+	s.n.observe("set", start, err)
 	if err != nil {
 		return nil, s.n.toStatus(err)
 	}
@@ -43,7 +45,7 @@ func (s *kvService) Delete(ctx context.Context, req *georaftv1.DeleteRequest) (*
 	cmd := kv.Command{Op: kv.OpDelete, Key: req.GetKey()}
 	cmd.ClientID, cmd.Seq = req.GetSession().GetClientId(), req.GetSession().GetSequence()
 	res, err := s.n.writeV1(ctx, cmd)
-	s.n.observe("delete", "", start, err)
+	s.n.observe("delete", start, err)
 	if err != nil {
 		return nil, s.n.toStatus(err)
 	}
@@ -52,18 +54,21 @@ func (s *kvService) Delete(ctx context.Context, req *georaftv1.DeleteRequest) (*
 
 func (s *kvService) Get(ctx context.Context, req *georaftv1.GetRequest) (*georaftv1.GetResponse, error) {
 	start := time.Now()
-	mode, err := readModeFromProto(req.GetReadMode())
+	mode, err := req.GetReadMode().Mode()
 	if err != nil {
-		s.n.observe("get", "invalid", start, err)
+		err = invalidArgument("read_mode", "%v: want lease, index, log or stale", err)
+		s.n.observe("get", start, err)
 		return nil, err
 	}
 	value, found, served, applied, err := s.n.get(ctx, req.GetKey(), mode)
-	s.n.observe("get", mode.String(), start, err)
+	if s.n.observe("get", start, err) {
+		s.n.m.reads.WithLabelValues(mode.String()).Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return nil, s.n.toStatus(err)
 	}
 	return &georaftv1.GetResponse{
-		Header: s.n.header(applied), Found: found, Value: value, ServedMode: readModeToProto(served),
+		Header: s.n.header(applied), Found: found, Value: value, ServedMode: georaftv1.ReadModeOf(served),
 	}, nil
 }
 
@@ -83,34 +88,6 @@ func (s *kvService) TransferLeader(ctx context.Context, req *georaftv1.TransferL
 	return &georaftv1.TransferLeaderResponse{LeaderId: leader, Term: term}, nil
 }
 
-func readModeFromProto(m georaftv1.ReadMode) (raft.ReadMode, error) {
-	switch m {
-	case georaftv1.ReadMode_READ_MODE_UNSPECIFIED, georaftv1.ReadMode_READ_MODE_LEASE:
-		return raft.ReadLease, nil
-	case georaftv1.ReadMode_READ_MODE_INDEX:
-		return raft.ReadIndex, nil
-	case georaftv1.ReadMode_READ_MODE_LOG:
-		return raft.ReadLog, nil
-	case georaftv1.ReadMode_READ_MODE_STALE:
-		return raft.ReadStale, nil
-	}
-	return 0, invalidArgument("read_mode", "unknown read mode %d: want lease, index, log or stale", int32(m))
-}
-
-func readModeToProto(m raft.ReadMode) georaftv1.ReadMode {
-	switch m {
-	case raft.ReadLease:
-		return georaftv1.ReadMode_READ_MODE_LEASE
-	case raft.ReadIndex:
-		return georaftv1.ReadMode_READ_MODE_INDEX
-	case raft.ReadLog:
-		return georaftv1.ReadMode_READ_MODE_LOG
-	case raft.ReadStale:
-		return georaftv1.ReadMode_READ_MODE_STALE
-	}
-	return georaftv1.ReadMode_READ_MODE_UNSPECIFIED
-}
-
 func (n *Node) header(applied uint64) *georaftv1.ResponseHeader {
 	v := n.lease.Load()
 	st := n.statusSnapshot()
@@ -120,13 +97,22 @@ func (n *Node) header(applied uint64) *georaftv1.ResponseHeader {
 	return &georaftv1.ResponseHeader{NodeId: n.id, Term: v.term, LeaderId: st.Leader, AppliedIndex: applied}
 }
 
-func (n *Node) observe(op, mode string, start time.Time, err error) {
-	if err != nil {
-		code := status.Code(n.toStatus(err))
-		n.m.requestErrors.WithLabelValues(op, code.String()).Inc()
-		return
+// observe counts a client request: its latency when it succeeded (and reports true), a
+// redirect when this node sent the client to the leader, an error otherwise.
+func (n *Node) observe(op string, start time.Time, err error) bool {
+	if err == nil {
+		n.m.requests.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		return true
 	}
-	n.m.requests.WithLabelValues(op, mode).Observe(time.Since(start).Seconds())
+	st, _ := status.FromError(n.toStatus(err))
+	for _, d := range st.Details() {
+		if _, ok := d.(*georaftv1.NotLeader); ok {
+			n.m.redirects.WithLabelValues(op).Inc()
+			return false
+		}
+	}
+	n.m.requestErrors.WithLabelValues(op, st.Code().String()).Inc()
+	return false
 }
 
 // admit refuses work the node must not do: after a storage failure, or while stopping.
@@ -158,7 +144,7 @@ func (n *Node) writeV1(ctx context.Context, cmd kv.Command) (proposalResult, err
 		}
 		return proposalResult{}, invalidArgument("key", "%v", err)
 	}
-	n.dump.Printf("client request received: %s", cmd)
+	n.dump.Request("client request received: %s", cmd)
 	mc := mvcc.Command{Kind: mvcc.KindTxn, ClientID: cmd.ClientID, Seq: cmd.Seq, Op: cmd.Op}
 	switch cmd.Op {
 	case kv.OpSet:
@@ -232,7 +218,7 @@ func (n *Node) get(ctx context.Context, key []byte, mode raft.ReadMode) ([]byte,
 	if max := n.cfg.KVLimits().MaxKeyBytes; max > 0 && len(key) > max {
 		return nil, false, mode, 0, invalidArgument("key", "key is %d bytes, limit %d", len(key), max)
 	}
-	n.dump.Printf("client request received: %s (%s read)", kv.Command{Op: kv.OpGet, Key: key}, mode)
+	n.dump.Request("client request received: %s (%s read)", kv.Command{Op: kv.OpGet, Key: key}, mode)
 	if mode == raft.ReadLog {
 		res, err := n.writeV1(ctx, kv.Command{Op: kv.OpGet, Key: key})
 		if err != nil {

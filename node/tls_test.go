@@ -24,8 +24,9 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
-	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // TLS end to end: peers on mutual TLS, clients with the CA (and optionally a certificate),
@@ -106,7 +107,7 @@ func checkLibraryRoundTrip(t *testing.T, addrs []string, tlsCfg *tls.Config, key
 	if _, err := cl.Set(ctx, key, []byte("over-tls")); err != nil {
 		t.Fatalf("client library set %s over TLS: %v", key, err)
 	}
-	for _, mode := range []client.ReadMode{client.ReadLease, client.ReadIndex, client.ReadLog} {
+	for _, mode := range []readmode.Mode{readmode.Lease, readmode.Index, readmode.Log} {
 		got, err := cl.Get(ctx, key, mode)
 		if err != nil || !got.Found || string(got.Value) != "over-tls" {
 			t.Fatalf("client library %v get %s over TLS: found=%v value=%q err=%v", mode, key, got.Found, got.Value, err)

@@ -22,9 +22,7 @@ func newBenchCluster(b *testing.B, n int) *benchCluster {
 	}
 	c := &benchCluster{applied: make([]uint64, n)}
 	for _, id := range ids {
-		cfg := testConfig(id, ids)
-		cfg.testingSkipOldLeaseWait = true
-		r, err := New(cfg, Restored{}, 0)
+		r, err := New(testConfig(id, ids), Restored{}, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -34,6 +32,14 @@ func newBenchCluster(b *testing.B, n int) *benchCluster {
 	c.pump()
 	if c.nodes[0].Status().Role != Leader {
 		b.Fatalf("node 1 did not win the election")
+	}
+	// Past the lease every node assumes at start, the leader commits its no-op.
+	for _, r := range c.nodes {
+		r.Tick(time.Second)
+	}
+	c.pump()
+	if !c.nodes[0].committedInTerm {
+		b.Fatalf("node 1 did not commit its no-op")
 	}
 	return c
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -48,9 +49,51 @@ type Config struct {
 	// Seed feeds the election timeout randomization, so simulated runs replay exactly.
 	Seed int64
 
-	// testingSkipOldLeaseWait turns off the new leader's wait for the old lease. Only the
-	// simulator's "the checker catches a bug" test sets it.
-	testingSkipOldLeaseWait bool
+	// BootID names the origin of the clock the node passes to Tick: it must change whenever
+	// that clock may restart from another origin (a machine reboot for a boot-wide clock, a
+	// process restart for a process-wide one). Followers stamp it on the clock readings they
+	// send, and refuse echoes of readings from another boot (see FollowerBoot).
+	BootID uint64
+
+	// off turns safety mechanisms off, one by one. Only tests set it, to show that the
+	// simulator catches each mechanism's absence (raft/knobs_test.go).
+	off mechanisms
+}
+
+// mechanisms names every safety mechanism of the lease, commit and read rules that a test can
+// turn off. A true field means the mechanism is OFF. Each is checked in exactly one place:
+// the place where its rule lives. doc.go argues why each is needed, and docs/lease-knobs.md
+// lists how many simulator seeds it takes to catch each one's absence.
+type mechanisms struct {
+	// Lease rule (doc.go, "The lease rule").
+	followerRecord        bool // a follower records the leader's lease when it hears from it
+	voteLeaseReport       bool // a vote reply reports the voter's lease record
+	candidateOwnRecord    bool // a candidate's wait starts from its own lease record
+	leaseScaleDown        bool // the leader's lease is scaled down by (1−δ)
+	leaseFromSendTime     bool // the lease runs from when the acknowledged message was sent
+	leaseQuorum           bool // the lease needs acknowledgements from a quorum
+	leaseAfterTermCommit  bool // no lease read before an entry of the leader's term commits
+	deferredCommit        bool // a new leader commits nothing before the old leases end
+	startupAssumption     bool // a starting node assumes a lease runs from its start
+	persistedLeaseBound   bool // that assumption uses the longest lease ever acknowledged
+	transferRelinquish    bool // a leader gives its lease up before MsgTimeoutNow leaves
+	transferInheritedWait bool // MsgTimeoutNow carries the leader's own remaining wait
+	staleReplyNoEcho      bool // a reply to an older term's message echoes no SentAt or Round
+
+	// Commit rule.
+	figure8          bool // only an entry of the leader's term commits by counting
+	voteLogCheck     bool // a vote goes only to a candidate whose log is up to date
+	acksAfterPersist bool // votes and acknowledgements leave only after the persist
+
+	// ReadIndex.
+	readIndexFreshRound      bool // a read is confirmed only by a round sent after it arrived
+	readIndexAfterTermCommit bool // no ReadIndex read before an entry of the term commits
+
+	// Stale-read freshness (doc.go, "Stale-read freshness").
+	freshnessFromEcho          bool // freshness is dated by the echoed follower clock, not receipt
+	freshnessNeedsLeaderCommit bool // freshness only once committed up to the leader's commit, of its term
+	freshnessNeedsLease        bool // freshness only from a leader that holds its lease
+	freshnessSameBoot          bool // an echo from another boot of this node gives no freshness
 }
 
 // applyDefaults fills zero flow-control fields with values that suit a WAN cluster.
@@ -70,61 +113,121 @@ func (c *Config) applyDefaults() {
 // eats most of the lease and a broken clock is the likelier explanation.
 const MaxAllowedClockDrift = 0.5
 
-// Validate reports every impossible setting, each naming its values.
+// ConfigError is one impossible setting of a Config. Field is the Config field to change
+// ("LeaseDuration"); Fields lists every field the rule involves, Field first, so a caller
+// with names of its own for them (config keys) can say which to change, and Describe puts
+// those names in the sentence.
+type ConfigError struct {
+	Field  string
+	Fields []string
+	// parts is the sentence: plain text, and field references that Error names in the
+	// core's words and Describe in the caller's.
+	parts []any
+}
+
+// fieldRef is a field in a ConfigError's sentence, with the core's own words for it there.
+type fieldRef struct{ field, words string }
+
+func (e *ConfigError) Error() string {
+	return e.Describe(nil)
+}
+
+// Describe is the error's sentence with every field named by name(field); nil uses the
+// core's own words ("lease duration").
+func (e *ConfigError) Describe(name func(field string) string) string {
+	var b strings.Builder
+	for _, p := range e.parts {
+		switch p := p.(type) {
+		case fieldRef:
+			if name != nil {
+				b.WriteString(name(p.field))
+			} else {
+				b.WriteString(p.words)
+			}
+		default:
+			fmt.Fprint(&b, p)
+		}
+	}
+	return b.String()
+}
+
+// field names field in a ConfigError's sentence, as words there.
+func field(name, words string) fieldRef { return fieldRef{name, words} }
+
+// configError builds a ConfigError from its sentence: strings and values as they are,
+// fieldRefs as names.
+func configError(parts ...any) *ConfigError {
+	e := &ConfigError{parts: parts}
+	for _, p := range parts {
+		if f, ok := p.(fieldRef); ok {
+			e.Fields = append(e.Fields, f.field)
+		}
+	}
+	e.Field = e.Fields[0]
+	return e
+}
+
+// Validate reports every impossible setting as a *ConfigError naming its fields and values,
+// all of them joined.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bad := func(parts ...any) { errs = append(errs, configError(parts...)) }
+	id, peers := field("ID", "node id"), field("Peers", "peers")
+	heartbeat := field("HeartbeatInterval", "heartbeat interval")
+	etMin, etMax := field("ElectionTimeoutMin", "election timeout min"), field("ElectionTimeoutMax", "election timeout max")
+	lease := field("LeaseDuration", "lease duration")
 
 	if c.ID == None {
-		bad("node id must not be 0")
+		bad(id, " must not be 0")
 	}
 	if len(c.Peers) == 0 {
-		bad("peers must list every voter, including this node")
+		bad(peers, " must list every voter, including this node")
 	} else if !slices.Contains(c.Peers, c.ID) {
-		bad("node id %d is not among the peers %v", c.ID, c.Peers)
+		bad(id, fmt.Sprintf(" %d is not among the ", c.ID), peers, fmt.Sprintf(" %v", c.Peers))
 	}
 	seen := map[uint64]bool{}
 	for _, p := range c.Peers {
 		if p == None {
-			bad("peer id must not be 0")
+			bad(field("Peers", "peer id"), " must not be 0")
 		}
 		if seen[p] {
-			bad("peer id %d is listed twice", p)
+			bad(field("Peers", "peer id"), fmt.Sprintf(" %d is listed twice", p))
 		}
 		seen[p] = true
 	}
 
 	if c.HeartbeatInterval <= 0 {
-		bad("heartbeat interval must be positive, got %v", c.HeartbeatInterval)
+		bad(heartbeat, fmt.Sprintf(" must be positive, got %v", c.HeartbeatInterval))
 	}
 	if c.ElectionTimeoutMin <= 0 {
-		bad("election timeout min must be positive, got %v", c.ElectionTimeoutMin)
+		bad(etMin, fmt.Sprintf(" must be positive, got %v", c.ElectionTimeoutMin))
 	}
 	if c.ElectionTimeoutMax < c.ElectionTimeoutMin {
-		bad("election timeout max (%v) must not be below the min (%v)", c.ElectionTimeoutMax, c.ElectionTimeoutMin)
+		bad(etMax, fmt.Sprintf(" (%v) must not be below ", c.ElectionTimeoutMax), field("ElectionTimeoutMin", "the min"),
+			fmt.Sprintf(" (%v)", c.ElectionTimeoutMin))
 	}
 	if c.LeaseDuration <= 0 {
-		bad("lease duration must be positive, got %v", c.LeaseDuration)
+		bad(lease, fmt.Sprintf(" must be positive, got %v", c.LeaseDuration))
 	}
 	if c.MaxClockDrift < 0 || c.MaxClockDrift >= MaxAllowedClockDrift || c.MaxClockDrift != c.MaxClockDrift {
-		bad("max clock drift must be in [0, %v), got %v", MaxAllowedClockDrift, c.MaxClockDrift)
+		bad(field("MaxClockDrift", "max clock drift"), fmt.Sprintf(" must be in [0, %v), got %v", MaxAllowedClockDrift, c.MaxClockDrift))
 	}
 	// A follower must not start an election while the leader may still serve lease reads on
 	// the lease it granted; otherwise failover would routinely wait on a lease.
 	if c.LeaseDuration > 0 && c.ElectionTimeoutMin > 0 && c.LeaseDuration >= c.ElectionTimeoutMin {
-		bad("lease duration (%v) must be shorter than the minimum election timeout (%v)",
-			c.LeaseDuration, c.ElectionTimeoutMin)
+		bad(lease, fmt.Sprintf(" (%v) must be shorter than ", c.LeaseDuration),
+			field("ElectionTimeoutMin", "the minimum election timeout"), fmt.Sprintf(" (%v)", c.ElectionTimeoutMin))
 	}
 	// At least three heartbeat rounds per lease, so one lost round does not drop the lease.
 	if c.HeartbeatInterval > 0 && c.LeaseDuration > 0 && 3*c.HeartbeatInterval > c.LeaseDuration {
-		bad("heartbeat interval (%v) must be at most a third of the lease duration (%v)",
-			c.HeartbeatInterval, c.LeaseDuration)
+		bad(heartbeat, fmt.Sprintf(" (%v) must be at most a third of ", c.HeartbeatInterval),
+			field("LeaseDuration", "the lease duration"), fmt.Sprintf(" (%v)", c.LeaseDuration))
 	}
 	if c.MaxStaleness < 0 {
-		bad("max staleness must not be negative, got %v", c.MaxStaleness)
+		bad(field("MaxStaleness", "max staleness"), fmt.Sprintf(" must not be negative, got %v", c.MaxStaleness))
 	}
 	if c.MaxInflightMsgs < 0 {
-		bad("max inflight messages must not be negative, got %d", c.MaxInflightMsgs)
+		bad(field("MaxInflightMsgs", "max inflight messages"), fmt.Sprintf(" must not be negative, got %d", c.MaxInflightMsgs))
 	}
 	return errors.Join(errs...)
 }
@@ -134,11 +237,8 @@ func (c *Config) minDriftFactor() float64 { return 1 - c.MaxClockDrift }
 
 // scaleDown returns d × (1 − drift), the part of a lease that is safe on this node's clock.
 func (c *Config) scaleDown(d time.Duration) time.Duration {
+	if c.off.leaseScaleDown {
+		return d
+	}
 	return time.Duration(float64(d) * c.minDriftFactor())
-}
-
-// scaleUp returns d / (1 − drift): how long this node must wait, on its own clock, to be sure
-// that d has passed on any other node's clock.
-func (c *Config) scaleUp(d time.Duration) time.Duration {
-	return time.Duration(float64(d) / c.minDriftFactor())
 }

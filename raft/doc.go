@@ -8,55 +8,106 @@
 // caller ticks with a clock reading taken after the message arrived. The same code runs in
 // georaftd and in the deterministic simulator in this package's tests.
 //
+// Every safety mechanism below can be turned off, one at a time, by a test-only knob
+// (Config.off); the simulator is shown to break a safety property within a bounded number of
+// seeds for each one alone (knobs_test.go, docs/lease-knobs.md). A mechanism that no test
+// misses would be one nobody had shown necessary, and this package has none.
+//
 // # The lease rule
 //
-// A leader sends each append and heartbeat with SentAt, its clock at sending. When a quorum
-// (itself included) has answered messages sent at or after s, it holds a lease until
+// A leader sends each append and heartbeat with SentAt, its clock at sending, and its lease
+// duration D. When a quorum (itself included) has answered messages sent at or after s, it
+// holds a lease until
 //
-//	s + LeaseDuration × (1 − MaxClockDrift)
+//	s + D × (1 − δ)
 //
-// on its own clock. A follower that receives a message from the leader of its term at r (its
-// own clock) records that some leader may serve reads until r + LeaseDuration (or the
-// leader's LeaseDuration carried in the message, if longer). It reports
-// the time left on that record in every vote reply. A node that just started assumes the
-// worst: some leader may hold a lease until start + LeaseDuration. A leader that steps down
-// records its own lease the same way, since it may vote next.
+// on its own clock, δ being MaxClockDrift. The lease runs from when the answered message was
+// sent, never from when the answer arrived: an answer that took long to come back would
+// otherwise stretch the lease past what its sender knows of it.
 //
-// A new leader serves no lease read until two things hold: it has committed an entry of its
-// own term (the no-op that opens the term), so its commit index covers every acknowledged
-// write; and the longest remaining lease reported by its voters, received at v with R left,
-// has run out on its own clock: v + R / (1 − MaxClockDrift). Its own record counts too, since
-// its own vote is part of the quorum that elected it.
+// A follower that receives a message from the leader of its term at r (its own clock)
+// records that some leader may serve reads until r + max(D, its own lease duration). It
+// reports the time left on that record in every vote reply. A candidate's wait starts from
+// its own record, since its own vote is part of the quorum that elects it, and grows with
+// every granted vote: a vote received at v reporting R left makes it wait until v + R.
 //
-// Until that wait is over the new leader also commits nothing (deferred commit): it takes and
+// A new leader commits nothing until that wait is over (deferred commit): it takes and
 // replicates proposals, but its commit index does not move, so no write, ReadIndex read or
-// log read completes through it. Otherwise the old leader, still inside its lease, could
-// answer a lease read from a state without a write that the new leader had already
-// acknowledged. A normal failover waits for nothing, since the election timeout is longer
-// than the lease; the wait only bites after an election forced early (a restart, which
-// assumes a lease, or a leader cut off right after renewing).
+// log read completes through it. And it serves no lease read until it has committed an
+// entry of its own term (the no-op that opens the term): only then does its commit index
+// cover every acknowledged write. Since that commit comes after the wait, so do its lease
+// reads. A normal failover waits for nothing, since the election timeout is longer than the
+// lease; the wait only bites after an election forced early (a restart, which assumes a
+// lease, a forced campaign, or a leader cut off right after renewing).
 //
 // Why this is safe. Any two quorums share a node. The quorum that gave the old leader its
 // lease from s and the quorum that elected the new leader share some voter X. X received the
 // old leader's message at r, after s, and voted after that: from then on X is in a higher
 // term and acknowledges nothing of the old leader, so the old leader cannot extend its lease
-// past what X reported. The drift bound turns the three clocks' durations into one order in
-// real time: the old lease ends (s + D(1−δ) on the old leader's clock) no later than X's
-// record ends (r + D on X's clock), which ends no later than the new leader's wait ends. So
-// at every real instant at most one leader serves lease reads; and since no later leader
-// acknowledges a write before its wait ends, every write acknowledged before a lease read
-// began was committed through the leader serving it, whose commit index covers it.
+// past what X recorded. X's record, reported in its vote (or X's own, if X is the new
+// leader), makes the new leader wait, and nothing commits before the wait ends. So no
+// leader acknowledges a write while an older leader may still answer a lease read without
+// it, and at every real instant at most one leader serves lease reads.
+//
+// Why one drift margin is enough. The old lease is D(1 − δ) on the old leader's clock. What
+// stands between it and the new leader's first commit is D measured in pieces on other
+// clocks: part on X's clock (from r until X votes, at v), the rest on the candidate's (the R
+// that X reported, from when the candidate received it). Every piece is measured on some
+// node's clock, so the whole lasts in real time at least D divided by the fastest rate among
+// those clocks, which is at least D(1 − δ) divided by the old leader's rate: the bound on
+// drift holds between any two nodes. Latency only adds to the wait (r comes after s, and the
+// candidate receives R after X measured it). So reported leases are waited out as reported,
+// with no second margin; and a leader that steps down need record nothing of its own lease,
+// since it stops serving lease reads at that moment.
 //
 // A leader whose lease lapses (no quorum acknowledgement recent enough) stops answering
 // lease reads at once. It stays leader until CheckQuorum deposes it after an election timeout
 // without a quorum, which is longer than the lease.
 //
-// Leadership transfer: before sending MsgTimeoutNow the leader gives up its lease for the
-// rest of its term. The transferee campaigns with Transfer set, its voters do not report
-// the transferring leader's lease, and it waits only for what was left of the old leader's
-// own inherited wait, carried in the MsgTimeoutNow. Every other election waits.
+// # Restarts, and timing that differs between nodes
 //
-// # Clock drift
+// A node that starts may have acknowledged a leader just before it stopped and forgotten it:
+// it assumes that some lease runs from its start for the longest lease duration it has ever
+// acknowledged (HardState.LeaseBound), or its own if that is longer. The bound is raised
+// before the acknowledgement that promises it leaves (acknowledgements wait for the Ready
+// that persists it), so it is on disk whenever a lease of that length might rely on this node.
+//
+// The bound is what makes a rolling change of timing safe. Nodes run with different lease
+// durations while it rolls out, and a node restarted on a shorter lease must still assume
+// the longer one it acknowledged before: assuming its new configuration instead would let a
+// quorum of it and a node that lost the old leader elect a leader that commits inside the
+// old leader's lease (TestRollingLeaseShorteningCannotOverlapLeases). Followers record
+// max(the leader's D, their own), so a longer lease is honoured wherever it was granted.
+//
+// The bound comes down again on its own, so that a shortened lease does not slow every
+// later restart: once no message carrying it has been acknowledged for as long as it lasts,
+// every lease of that length this node promised to honour has run out, and it drops to the
+// longest duration acknowledged since.
+//
+// # Leadership transfer
+//
+// Before sending MsgTimeoutNow the leader gives up its lease for the rest of its term, so the
+// transferee need not wait for it: its voters do not report the transferring leader's lease.
+// But the transferring leader may itself still have been waiting out an older lease; what was
+// left of that wait travels in MsgTimeoutNow, and the transferee waits it out before it
+// commits. Every other election waits for what its voters report.
+//
+// # The commit rule
+//
+// A leader commits an index once a quorum holds it and the entry there is of its own term
+// (Raft §5.4.2, Figure 8): entries of older terms commit only under an entry of the leader's
+// term, since a leader of a later term could still overwrite an older-term entry that is on a
+// quorum. Votes and acknowledgements leave only after what they promise is durable (the
+// Ready contract), and a vote goes only to a candidate whose log is at least as up to date.
+//
+// The leader counts its own log whole, persisted or not. That is safe because of the Ready
+// contract: the core hands out no new Ready before the caller has made the previous one's
+// entries durable (Advance), and a commit reaches nobody, nor answers any read, except
+// through a Ready. So by the time any commit is visible, every entry the leader counted
+// itself for is on its disk. A driver that persisted asynchronously and pulled Readies
+// meanwhile would need the leader to count only its persisted entries.
+//
+// # Clock drift and clock origins
 //
 // MaxClockDrift (δ) bounds the rates of the nodes' clocks relative to each other: over any
 // real interval, no node's clock advances more than 1/(1−δ) times as far as another's. The
@@ -64,35 +115,43 @@
 // error beyond δ, such as a VM paused longer than a lease while its monotonic clock stopped,
 // is outside the model, which is why the lease is kept well under the election timeout.
 //
+// Config.BootID names the origin of the clock passed to Tick, and must change whenever that
+// clock may restart from another origin. A node's readings come back to it only through a
+// leader's echo (FollowerClock), and an echo of another boot dates nothing.
+//
 // # Read modes
 //
 //   - ReadLease: answered by the leader alone while it holds a lease. Linearizable under
 //     the drift bound.
 //   - ReadIndex: the leader records its commit index, confirms with one heartbeat round to a
-//     quorum that it is still leader, and answers once applied ≥ that index. Linearizable
-//     with no timing assumption.
+//     quorum that it is still leader, and answers once applied ≥ that index. The round must
+//     be one sent after the read arrived (an earlier round's answers say nothing about leading
+//     when the read began), and a new leader records no index before it has committed an
+//     entry of its term. Linearizable with no timing assumption.
 //   - ReadLog: the read is proposed as a log entry and answered when applied. Linearizable;
 //     the costliest, and the baseline.
-//   - ReadStale: any node answers from its own state at once, unless it has not heard from a
-//     quorum-backed leader within MaxStaleness. The value was really written and is at most
-//     that old, give or take drift; it is not linearizable.
+//   - ReadStale: any node answers from its own state at once, unless its state is not known
+//     to be current as of MaxStaleness ago (see below). The value was really written and is
+//     at most that old, give or take drift; it is not linearizable.
 //
 // # Stale-read freshness
 //
 // A stale read compares MaxStaleness with the age of the node's state on its own clock. A
 // leader dates its state by the start of its lease, once it has committed an entry of its
 // term. A follower dates it by its own clock, echoed by the leader: every append and
-// heartbeat response carries the follower's clock when it produced it (FollowerClock), and
-// the leader puts the FollowerClock of the latest response it got from that follower in its
-// term into each MsgApp and MsgHeartbeat to it. The leader sent that message after it
-// received the response stamped t, so the leader's state in the message is no older than t
-// on the follower's own clock. A follower that holds everything the message says was
-// committed, at an entry of the leader's term, is therefore fresh as of t: no clock is read
-// across nodes, and a message that waited (a backlog in a paused process's socket, a
-// partition that heals) carries its true age instead of looking new. Freshness never moves
-// backwards; the first round of a term (echo 0) gives none, nor does an echo above the
-// follower's clock (a reading from before a restart). Receipt time still dates what must be
-// dated late to be safe: leader stickiness and the lease a follower reports in vote replies.
+// heartbeat response carries the follower's clock when it produced it (FollowerClock, with
+// FollowerBoot), and the leader puts the latest reading it got from that follower in its term
+// into each MsgApp and MsgHeartbeat to it, but only while it holds its lease. The leader sent
+// that message after it received the response stamped t, and while no other leader could
+// have committed anything (its lease), so its state in the message is current as of t on the
+// follower's own clock. A follower that has committed everything the message says the
+// leader had committed, up to an entry of the leader's term (which covers every earlier
+// leader's commits), is therefore fresh as of t: no clock is read across nodes, and a message
+// that waited (a backlog in a paused process's socket, a partition that heals) carries its
+// true age instead of looking new. Freshness never moves backwards; the first round of a term
+// (echo 0) gives none, nor does an echo from another boot or above the follower's clock.
+// Receipt time still dates what must be dated late to be safe: leader stickiness and the
+// lease a follower records.
 //
 // The bound a follower keeps is thus MaxStaleness on its own clock since it sent a response
 // the leader had seen, plus the time to apply what it holds; the steady-state cost is about

@@ -21,8 +21,8 @@ func (r *Raft) stepFollower(m Message) error {
 	case MsgHeartbeat:
 		r.leaderContact(m)
 		r.commitTo(min(m.Commit, r.leaderMatched))
-		r.noteFreshness(m.Commit, m.FollowerClock)
-		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now})
+		r.noteFreshness(m.Commit, m.FollowerClock, m.FollowerBoot)
+		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now, FollowerBoot: r.cfg.BootID})
 	case MsgSnap:
 		r.leaderContact(m)
 		r.handleSnapshot(m)
@@ -42,8 +42,37 @@ func (r *Raft) stepFollower(m Message) error {
 // time is the conservative one for refusing votes and for the lease a vote reply reports.
 func (r *Raft) leaderContact(m Message) {
 	r.lastHeardLeader = r.now
-	r.knownLeaseUntil = max(r.knownLeaseUntil, r.now+max(m.LeaseDuration, r.cfg.LeaseDuration))
+	if !r.cfg.off.followerRecord {
+		r.knownLeaseUntil = max(r.knownLeaseUntil, r.now+max(m.LeaseDuration, r.cfg.LeaseDuration))
+	}
+	r.noteLeaseDuration(m.LeaseDuration)
 	r.resetElectionDeadline()
+}
+
+// noteLeaseDuration raises the durable lease bound to a leader's lease duration before this
+// node acknowledges the message that carried it: the acknowledgement leaves after the Ready
+// that persists the new bound.
+func (r *Raft) noteLeaseDuration(d time.Duration) {
+	switch {
+	case d > r.leaseBound:
+		r.leaseBound, r.boundHeardAt, r.heardBelowBound = d, r.now, 0
+	case d == r.leaseBound:
+		r.boundHeardAt = r.now
+	default:
+		r.heardBelowBound = max(r.heardBelowBound, d)
+	}
+}
+
+// lowerLeaseBound lets the durable bound come down after a lease was shortened: once no
+// message carrying the bound has been acknowledged for as long as the bound lasts, every
+// lease this node acknowledged at that length has run out, and what it acknowledged since
+// is at most heardBelowBound. Lowered, the bound counts as heard now, since when it was last
+// heard at its new length is not known.
+func (r *Raft) lowerLeaseBound() {
+	if r.heardBelowBound >= r.leaseBound || r.now < r.boundHeardAt+r.leaseBound {
+		return
+	}
+	r.leaseBound, r.boundHeardAt, r.heardBelowBound = r.heardBelowBound, r.now, 0
 }
 
 // noteFreshness records, for stale reads, how recent the state is that this node now holds
@@ -61,11 +90,14 @@ func (r *Raft) leaderContact(m Message) {
 // yet) gives no freshness. Neither does one above now: it is not a reading this process took,
 // but one from before a restart, when this node's clock ran from another origin. Freshness
 // never moves backwards: an older echo only says less than what is already known.
-func (r *Raft) noteFreshness(leaderCommit uint64, echoed time.Duration) {
-	if leaderCommit > r.leaderMatched {
+func (r *Raft) noteFreshness(leaderCommit uint64, echoed time.Duration, echoedBoot uint64) {
+	if t, ok := r.log.term(leaderCommit); (r.log.committed < leaderCommit || !ok || t != r.term) && !r.cfg.off.freshnessNeedsLeaderCommit {
 		return
 	}
-	if t, ok := r.log.term(leaderCommit); !ok || t != r.term {
+	if r.cfg.off.freshnessFromEcho {
+		echoed, echoedBoot = r.now, r.cfg.BootID
+	}
+	if echoedBoot != r.cfg.BootID && !r.cfg.off.freshnessSameBoot {
 		return
 	}
 	if echoed <= 0 || echoed > r.now {
@@ -76,12 +108,13 @@ func (r *Raft) noteFreshness(leaderCommit uint64, echoed time.Duration) {
 	}
 	r.lastLeaderContact = echoed
 	r.hasLeaderContact = true
+	r.freshIndex = max(r.freshIndex, leaderCommit)
 }
 
 // handleAppend stores the entries of a MsgApp whose previous entry matches, truncating the
 // log only where it really conflicts, and never at or below the commit index.
 func (r *Raft) handleAppend(m Message) error {
-	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now}
+	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now, FollowerBoot: r.cfg.BootID}
 	prevIndex, prevTerm, ents := m.Index, m.LogTerm, m.Entries
 	committed := r.log.committed
 	if prevIndex < committed {
@@ -90,7 +123,8 @@ func (r *Raft) handleAppend(m Message) error {
 		if skip >= uint64(len(ents)) {
 			resp.Index = committed
 			r.leaderMatched = max(r.leaderMatched, committed)
-			r.noteFreshness(m.Commit, m.FollowerClock)
+			r.commitTo(min(m.Commit, r.leaderMatched))
+			r.noteFreshness(m.Commit, m.FollowerClock, m.FollowerBoot)
 			r.send(resp)
 			if len(ents) > 0 {
 				r.event(Event{Kind: EventAppendAccepted, Peer: m.From, Index: committed})
@@ -140,7 +174,7 @@ func (r *Raft) handleAppend(m Message) error {
 	}
 	r.leaderMatched = max(r.leaderMatched, lastNew)
 	r.commitTo(min(m.Commit, lastNew))
-	r.noteFreshness(m.Commit, m.FollowerClock)
+	r.noteFreshness(m.Commit, m.FollowerClock, m.FollowerBoot)
 	resp.Index = lastNew
 	r.send(resp)
 	if len(m.Entries) > 0 {
@@ -152,7 +186,7 @@ func (r *Raft) handleAppend(m Message) error {
 // handleSnapshot installs a snapshot the leader sent if it moves this node past its commit
 // index; the node already stored the snapshot's bytes before stepping the message.
 func (r *Raft) handleSnapshot(m Message) {
-	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now}
+	resp := Message{Type: MsgAppResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now, FollowerBoot: r.cfg.BootID}
 	meta := m.Snapshot
 	if meta.Index <= r.log.committed {
 		// Only the committed prefix is known to match the leader's log.

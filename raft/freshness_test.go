@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -334,5 +335,116 @@ func TestRestartedFollowerIgnoresItsPreviousClock(t *testing.T) {
 	}
 	if st := f.Status(); st.LastLeaderContact < restartedAt || st.LastLeaderContact > st.Now {
 		t.Fatalf("fresh as of %v, want a reading of the new life in [%v, %v]", st.LastLeaderContact, restartedAt, st.Now)
+	}
+}
+
+// A follower whose machine restarted has a clock of a new origin (a new BootID), which may
+// already read more than its previous life's last readings. The leader still echoes those
+// until it hears from the new life; each one is below the new clock and would date the
+// follower's state as recent, so the follower takes none of them: they are of another boot.
+func TestEchoesOfAnotherBootGiveNoFreshness(t *testing.T) {
+	for _, sameBootOff := range []bool{false, true} {
+		net := newTestNet(t, 3, func(c *Config) {
+			c.MaxStaleness = 100 * ms
+			c.BootID = 1
+			c.off.freshnessSameBoot = sameBootOff
+		})
+		net.elect(1)
+		for range 30 {
+			net.advance(10 * ms)
+			net.stabilize()
+		}
+		// The machine restarts; its new clock happens to read a little more than the old one.
+		nd := net.node(2)
+		nd.cfg.BootID = 2
+		nd.now += 20 * ms
+		net.restart(2)
+		f := net.raft(2)
+		net.advanceNode(1, 10*ms)
+		net.processAll()
+		toTwo := net.take(func(m Message) bool { return m.To == 2 && m.Type == MsgHeartbeat })
+		if len(toTwo) == 0 || toTwo[0].FollowerBoot != 1 || toTwo[0].FollowerClock >= nd.now {
+			t.Fatalf("setup: heartbeats to node 2 %+v; want echoes of boot 1 below its new clock %v", toTwo, nd.now)
+		}
+		if err := f.Step(toTwo[0]); err != nil {
+			t.Fatal(err)
+		}
+		net.cycle(2)
+		err := f.Read(1, ReadStale)
+		switch {
+		case !sameBootOff && !errors.Is(err, ErrTooStale):
+			t.Fatalf("an echo of the previous boot made the follower fresh: stale read %v, want ErrTooStale", err)
+		case sameBootOff && err != nil:
+			t.Fatalf("with the boot check off the old echo should pass (else this test shows nothing): %v", err)
+		}
+	}
+}
+
+// A leader that holds no lease does not know that no other leader has committed since it
+// last heard from a quorum, so the clock readings it echoes date nothing: it echoes none.
+func TestLeaderWithoutLeaseEchoesNoFollowerClock(t *testing.T) {
+	net := newTestNet(t, 5)
+	net.elect(1)
+	net.untilLeaseHeld(1)
+	hb := func() Message {
+		net.raft(1).broadcastHeartbeat()
+		rd := net.cycle(1)
+		net.inflight = nil
+		for _, m := range rd.Messages {
+			if m.Type == MsgHeartbeat && m.To == 2 {
+				return m
+			}
+		}
+		t.Fatal("no heartbeat to node 2")
+		return Message{}
+	}
+	if m := hb(); m.FollowerClock == 0 || m.FollowerBoot != net.raft(2).cfg.BootID {
+		t.Fatalf("a leader holding its lease echoes %v (boot %d), want node 2's last reading", m.FollowerClock, m.FollowerBoot)
+	}
+	// Only node 2 still answers: no quorum, so the lease runs out while node 1 still leads.
+	for _, p := range []uint64{3, 4, 5} {
+		net.cut[[2]uint64{1, p}], net.cut[[2]uint64{p, 1}] = true, true
+	}
+	for net.raft(1).Status().Lease == LeaseHeld {
+		net.advance(5 * ms)
+		net.stabilize()
+	}
+	if st := net.raft(1).Status(); st.Role != Leader {
+		t.Fatalf("setup: node 1 stepped down already: %+v", st)
+	}
+	if m := hb(); m.FollowerClock != 0 {
+		t.Fatalf("a leader without a lease echoes %v: node 2 would count itself fresh", m.FollowerClock)
+	}
+}
+
+// A follower that restarts, or learns its leader only after the leader's entries reached
+// it, counts every entry of its leader's term it holds as matching the leader's log (log
+// matching): an idle leader's heartbeat then tells it the commit index, with no append to
+// come.
+func TestRestartedFollowerLearnsCommitFromHeartbeat(t *testing.T) {
+	net := newTestNet(t, 3, func(c *Config) { c.LazyCommitBroadcast = true })
+	net.elect(1)
+	idx, _ := net.propose(1, "x")
+	// Node 2 gets and persists the entry; the leader commits it with node 3, and node 2
+	// restarts before it hears of the commit.
+	net.processAll()
+	net.deliver()
+	net.processAll()
+	net.deliver()
+	net.processAll()
+	if c := net.raft(1).Status().Commit; c < idx {
+		t.Fatalf("setup: leader commit %d, want %d", c, idx)
+	}
+	net.inflight = slices.DeleteFunc(net.inflight, func(m Message) bool { return m.To == 2 })
+	net.restart(2)
+	if c := net.raft(2).Status().Commit; c >= idx {
+		t.Fatalf("setup: node 2 restarted with commit %d, want below %d", c, idx)
+	}
+	for range 3 {
+		net.advance(10 * ms)
+		net.stabilize()
+	}
+	if c := net.raft(2).Status().Commit; c < idx {
+		t.Fatalf("restarted follower holds entry %d of the leader's term but its commit is %d after three idle heartbeats", idx, c)
 	}
 }

@@ -56,12 +56,16 @@ func (r *Raft) recordAck(pr *progress, m Message) {
 		// not renew the lease or confirm reads.
 		return
 	}
-	if !pr.hasAcked || m.SentAt > pr.ackedSentAt {
-		pr.ackedSentAt = m.SentAt
+	sentAt := m.SentAt
+	if r.cfg.off.leaseFromSendTime {
+		sentAt = r.now
+	}
+	if !pr.hasAcked || sentAt > pr.ackedSentAt {
+		pr.ackedSentAt = sentAt
 	}
 	pr.ackedRound = max(pr.ackedRound, m.Round)
 	pr.hasAcked = true
-	pr.followerClock = m.FollowerClock
+	pr.followerClock, pr.followerBoot = m.FollowerClock, m.FollowerBoot
 	r.renewLease()
 	r.confirmReads()
 }
@@ -123,13 +127,15 @@ func (r *Raft) handleAppendReject(pr *progress, m Message) {
 // answer lease reads from a state without this leader's writes, so acknowledging one before
 // that lease is surely over would let a read miss a write that completed before it began.
 func (r *Raft) maybeCommit() {
-	if r.now < r.waitUntil {
+	if r.now < r.waitUntil && !r.cfg.off.deferredCommit {
 		return
 	}
 	idx := r.scratchIndexes[:0]
 	for i := range r.progress {
 		if i == r.self {
-			idx = append(idx, r.log.persisted)
+			// Its whole log, persisted or not: no Ready that reveals a commit leaves before
+			// the entries of the Ready before it are durable (doc.go, "The commit rule").
+			idx = append(idx, r.log.lastIndex())
 		} else {
 			idx = append(idx, r.progress[i].match)
 		}
@@ -139,7 +145,7 @@ func (r *Raft) maybeCommit() {
 	if n <= r.log.committed {
 		return
 	}
-	if t, _ := r.log.term(n); t != r.term {
+	if t, _ := r.log.term(n); t != r.term && !r.cfg.off.figure8 {
 		return
 	}
 	r.commitTo(n)
@@ -163,19 +169,26 @@ func (r *Raft) commitTo(n uint64) {
 		}
 	}
 	r.appendPending = true
-	if !r.committedInTerm {
+	if t, _ := r.log.term(n); !r.committedInTerm && t == r.term {
 		r.committedInTerm = true
 		r.releaseReadsAwaitingCommit()
 	}
 }
 
-// stamp fills the leader's lease and round bookkeeping into an append or heartbeat.
+// stamp fills the leader's lease and round bookkeeping into an append or heartbeat, and the
+// follower's own clock reading to date its stale-read freshness by. That echo goes out only
+// while this leader holds its lease: only then does it know that no other leader has
+// committed anything it lacks, so that its state in the message is current (doc.go,
+// "Stale-read freshness").
 func (r *Raft) stamp(m *Message, pr *progress) {
 	m.LeaseDuration = r.cfg.LeaseDuration
 	m.SentAt = r.now
 	m.Round = r.round
 	r.roundUsed = true
 	pr.sentRound = r.round
+	if r.leaseHeld() || r.cfg.off.freshnessNeedsLease {
+		m.FollowerClock, m.FollowerBoot = pr.followerClock, pr.followerBoot
+	}
 }
 
 func (r *Raft) broadcastHeartbeat() {
@@ -190,7 +203,7 @@ func (r *Raft) broadcastHeartbeat() {
 func (r *Raft) sendHeartbeat(pr *progress) {
 	// The full commit index: the follower takes it only up to what it knows matches this
 	// leader's log, and learns from it whether it is up to date (for stale reads).
-	m := Message{Type: MsgHeartbeat, To: pr.id, Commit: r.log.committed, FollowerClock: pr.followerClock}
+	m := Message{Type: MsgHeartbeat, To: pr.id, Commit: r.log.committed}
 	r.stamp(&m, pr)
 	r.send(m)
 }
@@ -261,8 +274,7 @@ func (r *Raft) sendAppend(pr *progress, last uint64) bool {
 		r.sendSnapshot(pr)
 		return false
 	}
-	m := Message{Type: MsgApp, To: pr.id, Index: prev, LogTerm: prevTerm, Commit: r.log.committed,
-		FollowerClock: pr.followerClock}
+	m := Message{Type: MsgApp, To: pr.id, Index: prev, LogTerm: prevTerm, Commit: r.log.committed}
 	if pr.next <= last {
 		hi, bytes := pr.next, uint64(len(r.log.at(pr.next).Data))
 		for hi < last {

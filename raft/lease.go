@@ -18,11 +18,15 @@ func (r *Raft) leaseStart() (start time.Duration, ok bool) {
 			times = append(times, r.progress[i].ackedSentAt)
 		}
 	}
-	if len(times) < r.quorum {
+	quorum := r.quorum
+	if r.cfg.off.leaseQuorum {
+		quorum = 1
+	}
+	if len(times) < quorum {
 		return 0, false
 	}
 	slices.Sort(times)
-	return times[len(times)-r.quorum], true
+	return times[len(times)-quorum], true
 }
 
 // renewLease extends the lease to what the quorum's acknowledgements support. Once this
@@ -35,16 +39,24 @@ func (r *Raft) renewLease() {
 		return
 	}
 	r.leaseExpiry = max(r.leaseExpiry, start+r.cfg.scaleDown(r.cfg.LeaseDuration))
-	if r.committedInTerm && (!r.hasLeaderContact || start > r.lastLeaderContact) {
+	if (r.committedInTerm || r.cfg.off.freshnessNeedsLeaderCommit) && (!r.hasLeaderContact || start > r.lastLeaderContact) {
 		r.lastLeaderContact = start
 		r.hasLeaderContact = true
+		r.freshIndex = max(r.freshIndex, r.log.committed)
 	}
 }
 
 // leaseHeld reports whether this leader may answer a lease read now (see doc.go).
 func (r *Raft) leaseHeld() bool {
-	return r.role == Leader && !r.leaseRelinquished && r.committedInTerm &&
-		r.now >= r.waitUntil && r.now < r.leaseExpiry
+	return r.role == Leader && !r.leaseRelinquished && !r.leaseWaiting() && r.now < r.leaseExpiry
+}
+
+// leaseWaiting reports whether a leader must still wait before lease reads: for an entry of
+// its term to commit, so that its commit index covers every acknowledged write. Nothing
+// commits before the leases its voters reported have run out (maybeCommit), so the same wait
+// keeps its lease reads after them.
+func (r *Raft) leaseWaiting() bool {
+	return !r.committedInTerm && !r.cfg.off.leaseAfterTermCommit
 }
 
 func (r *Raft) leaseState() LeaseState {
@@ -53,7 +65,7 @@ func (r *Raft) leaseState() LeaseState {
 		return LeaseNone
 	case r.leaseRelinquished:
 		return LeaseRelinquished
-	case !r.committedInTerm || r.now < r.waitUntil:
+	case r.leaseWaiting():
 		return LeaseWaiting
 	case r.now < r.leaseExpiry:
 		return LeaseHeld

@@ -13,8 +13,9 @@ import (
 // simulatedHistory runs seed on a setup with many lease reads and returns its clean history.
 func simulatedHistory(t *testing.T, seed int64) []history.Op {
 	t.Helper()
-	p := leaseBugParams(seed, false)
+	p := adversarialParams(seed)
 	p.faults = faultMix{}
+	p.mix = opMix{set: 0.3, lease: 0.8, index: 0.1, log: 0.05, randomNode: 0.3}
 	s := newSimulation(p, nil)
 	s.run()
 	if s.failure != nil {

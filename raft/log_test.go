@@ -254,30 +254,3 @@ func TestFigure8CommitRule(t *testing.T) {
 		t.Fatalf("commit %d after a majority holds the term-4 entry, want 3", c)
 	}
 }
-
-// The leader counts itself toward a commit only for entries it has persisted (handed out in a
-// Ready, then Advance-d).
-func TestLeaderCountsItselfOnlyWhenPersisted(t *testing.T) {
-	net := newTestNet(t, 3)
-	net.elect(1)
-	r := net.raft(1)
-	idx, _ := net.propose(1, "x")
-	rd := r.Ready() // not yet Advance-d: the entry is not durable on the leader
-	for _, m := range rd.Messages {
-		if m.Type == MsgApp && m.To == 2 {
-			net.raft(2).Step(m)
-		}
-	}
-	net.process(2)
-	for _, m := range net.take(func(m Message) bool { return m.To == 1 }) {
-		r.Step(m)
-	}
-	if c := r.Status().Commit; c >= idx {
-		t.Fatalf("committed %d with only one follower and an unpersisted leader", c)
-	}
-	r.Advance(rd)
-	if c := r.Status().Commit; c != idx {
-		t.Fatalf("commit %d after the leader persisted, want %d", c, idx)
-	}
-	_ = time.Second
-}

@@ -82,6 +82,7 @@ type progress struct {
 	// response only lowers the echo, which is safe, since the follower never moves its
 	// freshness backwards.
 	followerClock time.Duration
+	followerBoot  uint64
 
 	// sentCommit is the commit index last sent in an append, so an idle leader tells
 	// followers about a new commit index once rather than on every Ready.

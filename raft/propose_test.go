@@ -33,21 +33,3 @@ func TestProposeErrors(t *testing.T) {
 		t.Fatalf("propose to 120 of 100 bytes: %v, want ErrProposalDropped", err)
 	}
 }
-
-// The test knob testingSkipOldLeaseWait switches off the whole old-lease protection: a new
-// leader commits and takes its lease without waiting for the leases its voters reported.
-func TestSkipOldLeaseWaitKnob(t *testing.T) {
-	for _, skip := range []bool{false, true} {
-		net := newTestNet(t, 3, func(c *Config) { c.testingSkipOldLeaseWait = skip })
-		r := net.raft(1)
-		r.Campaign()
-		net.stabilize() // no time passes: the leases assumed at start-up still run
-		st := r.Status()
-		if skip && (st.Commit == 0 || st.Lease != LeaseHeld) {
-			t.Fatalf("knob on: commit %d lease %v, want committed and held at once", st.Commit, st.Lease)
-		}
-		if !skip && (st.Commit != 0 || st.Lease != LeaseWaiting) {
-			t.Fatalf("knob off: commit %d lease %v, want nothing committed and waiting", st.Commit, st.Lease)
-		}
-	}
-}

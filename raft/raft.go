@@ -48,6 +48,9 @@ type Raft struct {
 	lastHeardLeader   time.Duration
 	lastLeaderContact time.Duration
 	hasLeaderContact  bool
+	// freshIndex is the commit index that lastLeaderContact vouches for: a stale read must
+	// see it applied.
+	freshIndex uint64
 	// leaderMatched is the highest index this follower knows to match its leader's log: up
 	// to it, the leader's commit index can be taken as is.
 	leaderMatched uint64
@@ -77,6 +80,16 @@ type Raft struct {
 	leaseRelinquished bool
 	leaseHeldReported bool
 	knownLeaseUntil   time.Duration
+
+	// leaseBound is the longest lease duration this node has acknowledged from a leader. It
+	// is durable (HardState.LeaseBound), so that a restart assumes a lease at least that long
+	// whatever its configuration says then (doc.go, "Timing that differs between nodes"). boundHeardAt is when a leader message carrying it was last
+	// acknowledged (or the start), and heardBelowBound the longest duration acknowledged
+	// since then: once the bound has been silent for as long as it lasts, it may come down to
+	// that.
+	leaseBound      time.Duration
+	boundHeardAt    time.Duration
+	heardBelowBound time.Duration
 
 	transferTarget   uint64
 	transferDeadline time.Duration
@@ -131,12 +144,13 @@ func New(cfg Config, state Restored, now time.Duration) (*Raft, error) {
 		progress:       make([]progress, len(peers)),
 		scratchIndexes: make([]uint64, 0, len(peers)),
 		scratchTimes:   make([]time.Duration, 0, len(peers)),
-		// This node may have acknowledged a leader just before it last stopped and
-		// forgotten it: assume a lease runs from now.
-		knownLeaseUntil:   now + cfg.LeaseDuration,
+		leaseBound:     state.HardState.LeaseBound,
+		boundHeardAt:   now,
+
 		heartbeatDeadline: never,
 		transferDeadline:  never,
 	}
+	r.knownLeaseUntil = now + r.startupLeaseAssumption()
 	for i, p := range peers {
 		r.progress[i].id = p
 	}
@@ -155,7 +169,21 @@ func New(cfg Config, state Restored, now time.Duration) (*Raft, error) {
 }
 
 func (r *Raft) hardState() HardState {
-	return HardState{Term: r.term, Vote: r.vote, Commit: r.log.committed}
+	return HardState{Term: r.term, Vote: r.vote, Commit: r.log.committed, LeaseBound: r.leaseBound}
+}
+
+// startupLeaseAssumption is how long after its start this node assumes some leader may still
+// hold a lease: it may have acknowledged a leader just before it stopped and forgotten it.
+// The persisted bound covers every lease it ever acknowledged, whatever its configuration
+// says now.
+func (r *Raft) startupLeaseAssumption() time.Duration {
+	switch {
+	case r.cfg.off.startupAssumption:
+		return 0
+	case r.cfg.off.persistedLeaseBound:
+		return r.cfg.LeaseDuration
+	}
+	return max(r.leaseBound, r.cfg.LeaseDuration)
 }
 
 func (r *Raft) peerIndex(id uint64) int {
@@ -187,17 +215,20 @@ func (r *Raft) send(m Message) {
 	}
 	switch m.Type {
 	case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
-		if r.msgs == nil {
-			// One allocation per Ready for the usual one message per peer.
-			r.msgs = make([]Message, 0, len(r.peers))
-		}
-		r.msgs = append(r.msgs, m)
 	default:
-		if r.msgsAfterPersist == nil {
-			r.msgsAfterPersist = make([]Message, 0, 2)
+		if !r.cfg.off.acksAfterPersist {
+			if r.msgsAfterPersist == nil {
+				r.msgsAfterPersist = make([]Message, 0, 2)
+			}
+			r.msgsAfterPersist = append(r.msgsAfterPersist, m)
+			return
 		}
-		r.msgsAfterPersist = append(r.msgsAfterPersist, m)
 	}
+	if r.msgs == nil {
+		// One allocation per Ready for the usual one message per peer.
+		r.msgs = make([]Message, 0, len(r.peers))
+	}
+	r.msgs = append(r.msgs, m)
 }
 
 // resetElectionDeadline draws a new randomized election timeout in [min, max).
@@ -225,6 +256,7 @@ func (r *Raft) Tick(now time.Duration) {
 		return
 	}
 	r.now = now
+	r.lowerLeaseBound()
 	if r.role == Leader {
 		r.tickLeader()
 	} else if now >= r.electionDeadline {
@@ -376,10 +408,18 @@ func (r *Raft) replyStale(m Message) {
 	// under this node's newer term they could count, at a leader of that term that happens to
 	// be the same node, as an acknowledgement it never earned (a lease or a ReadIndex round).
 	case MsgApp, MsgSnap:
-		r.send(Message{Type: MsgAppResp, To: m.From, Reject: true, Index: m.Index,
-			RejectReason: fmt.Sprintf("stale term %d < %d", m.Term, r.term)})
+		resp := Message{Type: MsgAppResp, To: m.From, Reject: true, Index: m.Index,
+			RejectReason: fmt.Sprintf("stale term %d < %d", m.Term, r.term)}
+		if r.cfg.off.staleReplyNoEcho {
+			resp.SentAt, resp.Round = m.SentAt, m.Round
+		}
+		r.send(resp)
 	case MsgHeartbeat:
-		r.send(Message{Type: MsgHeartbeatResp, To: m.From})
+		resp := Message{Type: MsgHeartbeatResp, To: m.From}
+		if r.cfg.off.staleReplyNoEcho {
+			resp.SentAt, resp.Round = m.SentAt, m.Round
+		}
+		r.send(resp)
 	case MsgPreVote:
 		r.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true,
 			RejectReason: fmt.Sprintf("pre-vote for term %d is behind our term %d", m.Term, r.term)})
@@ -430,7 +470,7 @@ func (r *Raft) handleVoteRequest(m Message) {
 		}
 		return
 	}
-	if !r.log.isUpToDate(m.Index, m.LogTerm) {
+	if !r.log.isUpToDate(m.Index, m.LogTerm) && !r.cfg.off.voteLogCheck {
 		refuse(fmt.Sprintf("candidate log is behind: last term %d index %d < ours %d index %d",
 			m.LogTerm, m.Index, r.log.lastTerm(), r.log.lastIndex()))
 		return
@@ -450,7 +490,7 @@ func (r *Raft) handleVoteRequest(m Message) {
 // leaseRemainingReport is what a vote reply says about older leases: none on a transfer
 // campaign (the transferring leader gave its lease up), else what this node knows.
 func (r *Raft) leaseRemainingReport(transfer bool) time.Duration {
-	if transfer {
+	if transfer || r.cfg.off.voteLeaseReport {
 		return 0
 	}
 	return max(0, r.knownLeaseUntil-r.now)
@@ -514,9 +554,12 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 	r.lead = None
 	r.preVoteRound = 0
 	r.transferCampaign = transfer
-	if transfer {
-		r.waitUntil = r.now + r.cfg.scaleUp(inheritedWait)
-	} else {
+	switch {
+	case transfer:
+		r.waitUntil = r.now + inheritedWait
+	case r.cfg.off.candidateOwnRecord:
+		r.waitUntil = 0
+	default:
 		r.waitUntil = r.knownLeaseUntil
 	}
 	clear(r.votes)
@@ -574,7 +617,7 @@ func (r *Raft) stepCandidate(m Message, from int) error {
 			return nil
 		}
 		if !m.Reject && r.votes[from] == 0 && !r.transferCampaign {
-			r.waitUntil = max(r.waitUntil, r.now+r.cfg.scaleUp(m.LeaseRemaining))
+			r.waitUntil = max(r.waitUntil, r.now+m.LeaseRemaining)
 		}
 		r.recordVote(from, !m.Reject)
 		if r.countVotes(1) >= r.quorum {
@@ -599,6 +642,18 @@ func (r *Raft) recordVote(from int, granted bool) {
 	}
 }
 
+// matchedInTerm is how far this node's log surely matches its leader's: the commit index, or
+// its last entry of the current term if that is further. Every entry of a term comes from
+// that term's one leader, which never removes its own entries, and a follower holds one only
+// if it accepted it on a matching log (Raft's log matching property): so a node that restarts,
+// or learns its term's leader only now, can count on what it holds of that leader's term.
+func (r *Raft) matchedInTerm() uint64 {
+	if i, ok := r.log.lastIndexOfTerm(r.term, r.log.lastIndex()); ok {
+		return max(r.log.committed, i)
+	}
+	return r.log.committed
+}
+
 // becomeFollower makes this node a follower of lead (None if unknown) in term. A leader
 // steps down.
 func (r *Raft) becomeFollower(term, lead uint64, reason string) {
@@ -607,13 +662,14 @@ func (r *Raft) becomeFollower(term, lead uint64, reason string) {
 		return
 	}
 	changed := r.role != Follower || r.term != term || r.lead != lead
-	if term > r.term || lead != r.lead {
-		r.preVoteRound = 0
-		r.leaderMatched = r.log.committed
-	}
+	newLeader := term > r.term || lead != r.lead
 	if term > r.term {
 		r.term = term
 		r.vote = None
+	}
+	if newLeader {
+		r.preVoteRound = 0
+		r.leaderMatched = r.matchedInTerm()
 	}
 	r.role = Follower
 	r.lead = lead
@@ -635,15 +691,14 @@ func (r *Raft) stepDown(term, lead uint64, reason string) {
 		r.leaseHeldReported = false
 		r.event(Event{Kind: EventLeaseLost, Reason: "stepped down"})
 	}
-	r.knownLeaseUntil = max(r.knownLeaseUntil, r.leaseExpiry)
 	r.dropReads(term, lead)
 	r.role = Follower
 	r.preVoteRound = 0
-	r.leaderMatched = r.log.committed
 	if term > r.term {
 		r.term = term
 		r.vote = None
 	}
+	r.leaderMatched = r.matchedInTerm()
 	r.lead = lead
 	r.transferTarget = None
 	r.transferStarted = false
@@ -673,9 +728,6 @@ func (r *Raft) becomeLeader() {
 	r.uncommittedBytes = 0
 	r.round++
 	r.roundUsed = false
-	if r.cfg.testingSkipOldLeaseWait {
-		r.waitUntil = 0
-	}
 	next := r.log.lastIndex() + 1
 	for i := range r.progress {
 		r.progress[i].resetForTerm(next, r.now, r.cfg.MaxInflightMsgs, r.cfg.MaxInflightBytes)
@@ -819,13 +871,17 @@ func (r *Raft) maybeStartTransfer() {
 		return
 	}
 	r.transferStarted = true
-	r.leaseRelinquished = true
+	r.leaseRelinquished = !r.cfg.off.transferRelinquish
 	if r.leaseHeldReported {
 		r.leaseHeldReported = false
 		r.event(Event{Kind: EventLeaseLost, Reason: fmt.Sprintf("given up to transfer leadership to node %d", r.transferTarget)})
 	}
 	r.event(Event{Kind: EventTransferStarted, Peer: r.transferTarget})
-	r.send(Message{Type: MsgTimeoutNow, To: r.transferTarget, LeaseRemaining: max(0, r.waitUntil-r.now)})
+	inherited := max(0, r.waitUntil-r.now)
+	if r.cfg.off.transferInheritedWait {
+		inherited = 0
+	}
+	r.send(Message{Type: MsgTimeoutNow, To: r.transferTarget, LeaseRemaining: inherited})
 }
 
 func (r *Raft) abortTransfer(reason string) {

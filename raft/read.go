@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 // pendingRead is a ReadIndex read waiting for a quorum to echo its round.
@@ -20,42 +21,87 @@ type readQueue struct {
 	broadcastPending bool
 }
 
+// ReadView is what this node may answer lease and stale reads from, as of the latest Tick or
+// Step: the one place those read rules are decided. A node publishes it as is, for reads
+// that do not enter the loop driving the core, and answers them against its clock at the
+// time of the read; Read answers through it too. A read answered from the view must see at
+// least the index it names applied, and reads the latest applied state.
+type ReadView struct {
+	// Term and Leader are this node's term and the leader it knows (None if it knows none),
+	// for a redirect.
+	Term, Leader uint64
+	// LeaseUntil ends the leader's lease on this node's clock (0: no lease); LeaseIndex is the
+	// commit index a lease read must see applied.
+	LeaseUntil time.Duration
+	LeaseIndex uint64
+	// StaleUntil is the last moment, on this node's clock, at which its state is known to
+	// be at most MaxStaleness old, provided StaleIndex is applied; 0: not known at all.
+	StaleUntil time.Duration
+	StaleIndex uint64
+}
+
+// Lease reports whether a lease read may be answered at now, and the index it must see
+// applied.
+func (v ReadView) Lease(now time.Duration) (index uint64, ok bool) {
+	return v.LeaseIndex, v.LeaseUntil > 0 && now < v.LeaseUntil
+}
+
+// Stale reports whether a stale read may be answered at now, and the index it must see
+// applied.
+func (v ReadView) Stale(now time.Duration) (index uint64, ok bool) {
+	return v.StaleIndex, v.StaleUntil > 0 && now <= v.StaleUntil
+}
+
+// ReadView computes the view at the core's current time.
+func (r *Raft) ReadView() ReadView {
+	r.updateLease()
+	v := ReadView{Term: r.term, Leader: r.lead}
+	if r.leaseHeld() {
+		v.LeaseUntil, v.LeaseIndex = r.leaseExpiry, r.log.committed
+	}
+	if r.hasLeaderContact {
+		// lastLeaderContact dates the local state on this node's own clock: on a follower,
+		// the FollowerClock its leader echoed (noteFreshness), never the receipt of a message
+		// that may have waited; on a leader, the start of its lease (renewLease).
+		v.StaleUntil, v.StaleIndex = r.lastLeaderContact+r.cfg.MaxStaleness, r.freshIndex
+	}
+	return v
+}
+
 // Read asks to answer read id with the given consistency. On success the answer comes as a
-// ReadState in a later Ready (the next one for ReadLease and ReadStale; for ReadIndex once a
-// quorum confirmed the leadership); a ReadIndex read that cannot be confirmed comes back in
-// DroppedReads.
+// ReadState in a later Ready (the next one for ReadLease and ReadStale, which are answered
+// through ReadView; for ReadIndex once a quorum confirmed the leadership); a ReadIndex read
+// that cannot be confirmed comes back in DroppedReads.
 func (r *Raft) Read(id uint64, mode ReadMode) error {
 	switch mode {
 	case ReadLease:
 		if r.role != Leader {
 			return &NotLeaderError{Leader: r.lead, Term: r.term}
 		}
-		r.updateLease()
-		if !r.leaseHeld() {
+		index, ok := r.ReadView().Lease(r.now)
+		if !ok {
 			return fmt.Errorf("%w: lease is %v", ErrLeaseNotHeld, r.leaseState())
 		}
-		r.readStates = append(r.readStates, ReadState{ID: id, Index: r.log.committed, Mode: ReadLease})
+		r.readStates = append(r.readStates, ReadState{ID: id, Index: index, Mode: ReadLease})
 	case ReadIndex:
 		if r.role != Leader {
 			return &NotLeaderError{Leader: r.lead, Term: r.term}
 		}
-		if !r.committedInTerm {
+		if !r.committedInTerm && !r.cfg.off.readIndexAfterTermCommit {
 			r.reads.awaitingCommit = append(r.reads.awaitingCommit, id)
 			return nil
 		}
 		r.enqueueRead(id, r.log.committed)
 	case ReadStale:
-		// lastLeaderContact dates the local state on this node's own clock: on a follower,
-		// the FollowerClock its leader echoed (noteFreshness), never the receipt of a message
-		// that may have waited; on a leader, the start of its lease (renewLease).
-		r.updateLease()
-		if !r.hasLeaderContact {
-			return fmt.Errorf("%w: never heard from a leader", ErrTooStale)
+		view := r.ReadView()
+		index, ok := view.Stale(r.now)
+		if !ok {
+			if !r.hasLeaderContact {
+				return fmt.Errorf("%w: never heard from a leader", ErrTooStale)
+			}
+			return fmt.Errorf("%w: local state last known current %v ago, bound %v", ErrTooStale, r.now-r.lastLeaderContact, r.cfg.MaxStaleness)
 		}
-		if age := r.now - r.lastLeaderContact; age > r.cfg.MaxStaleness {
-			return fmt.Errorf("%w: local state last known current %v ago, bound %v", ErrTooStale, age, r.cfg.MaxStaleness)
-		}
-		r.readStates = append(r.readStates, ReadState{ID: id, Mode: ReadStale})
+		r.readStates = append(r.readStates, ReadState{ID: id, Index: index, Mode: ReadStale})
 	case ReadLog:
 		return errReadLog
 	default:
@@ -67,7 +113,7 @@ func (r *Raft) Read(id uint64, mode ReadMode) error {
 // enqueueRead records a ReadIndex read at index, to be confirmed by a round that leaves after
 // now. Reads that arrive before any message carried the current round share it.
 func (r *Raft) enqueueRead(id, index uint64) {
-	if r.roundUsed {
+	if r.roundUsed && !r.cfg.off.readIndexFreshRound {
 		r.round++
 		r.roundUsed = false
 	}

@@ -157,6 +157,9 @@ func (c *simClient) issue() {
 	req := &clientReq{id: s.nextReqID, c: c}
 	req.op.key = fmt.Sprintf("k%d", s.rng.IntN(s.p.keys))
 	x := s.rng.Float64()
+	if s.now < s.writesPausedUntil && !c.probe {
+		x = 1 // reads only: nothing is appended to the log
+	}
 	switch {
 	case c.probe || x < s.p.mix.set:
 		req.op.kind = history.Set
@@ -166,6 +169,9 @@ func (c *simClient) issue() {
 	default:
 		req.op.kind = history.Get
 		req.mode = s.p.mix.readMode(s.rng.Float64())
+		if req.mode == ReadLog && s.now < s.writesPausedUntil {
+			req.mode = ReadLease // a log read appends to the log too
+		}
 		if req.mode == ReadLog {
 			req.op.value = fmt.Sprintf("read c%d.%d", c.id, c.seq)
 		}
@@ -210,11 +216,16 @@ func (c *simClient) sendAttempt(req *clientReq, node uint64) {
 	s.after(s.clientLatency(c, n.idx), "client", node, func() { s.handleClient(n, req) })
 }
 
-// handleClient is the node's request handler: propose a write or log read, or ask the core
-// for a read in the requested mode (falling back from lease to index, as the node does).
+// handleClient is the node's request handler. As georaftd does, it answers a lease or stale
+// read from the node's published read view when the view allows it at this moment on the
+// node's clock, without stepping the core; otherwise it proposes a write or log read, or asks
+// the core for a read in the requested mode (falling back from lease to index).
 func (s *simulation) handleClient(n *simNode, req *clientReq) {
 	if n.core == nil {
 		s.reply(n, req, replyRetry, "node down", false, "")
+		return
+	}
+	if s.readFromView(n, req) {
 		return
 	}
 	n.tickNow()
@@ -244,6 +255,33 @@ func (s *simulation) propose(n *simNode, req *clientReq) {
 		}
 		n.proposals[index] = &pendingProposal{term: term, req: req}
 	}
+}
+
+// readFromView answers req from n's published view if its mode and the view allow it now.
+func (s *simulation) readFromView(n *simNode, req *clientReq) bool {
+	if req.op.kind != history.Get {
+		return false
+	}
+	var index uint64
+	var ok bool
+	switch req.mode {
+	case ReadLease:
+		index, ok = n.published.Lease(n.localNow())
+		if ok {
+			s.inv.checkLeaseReadServed(n)
+		}
+	case ReadStale:
+		index, ok = n.published.Stale(n.localNow())
+	}
+	if !ok {
+		return false
+	}
+	s.nextReqID++
+	req.readID, req.asked = s.nextReqID, req.mode
+	n.reads[req.readID] = req
+	n.waitingReads = append(n.waitingReads, ReadState{ID: req.readID, Index: index, Mode: req.mode})
+	n.answerReads()
+	return true
 }
 
 func (s *simulation) read(n *simNode, req *clientReq) {

@@ -159,6 +159,7 @@ type simNode struct {
 
 	core        *Raft // nil while crashed
 	incarnation int
+	boot        int // counts restarts of the node's clock from a new origin
 	disk        simDisk
 	diskPrev    HardState // the HardState persisted before the latest, for succession checks
 
@@ -171,6 +172,7 @@ type simNode struct {
 	proposals    map[uint64]*pendingProposal // by log index
 	reads        map[uint64]*clientReq       // by read id
 	waitingReads []ReadState                 // until applied reaches their index
+	published    ReadView                    // what lease and stale reads are answered from
 	incoming     []*kvSnapshot               // snapshots received, waiting to be persisted
 
 	tickToken     uint64
@@ -182,6 +184,10 @@ type simNode struct {
 	// the node dies before sending MessagesAfterPersist.
 	crashAfterPersist bool
 	downSince         time.Duration
+	// slowDisk is added to every fsync while the slow-disk fault lasts.
+	slowDisk time.Duration
+	// nextTiming, if set, is the timing the next restart runs with.
+	nextTiming *nodeTiming
 }
 
 type pendingProposal struct {
@@ -212,8 +218,20 @@ type simulation struct {
 	probe       *simClient
 	probeDone   bool
 	finished    bool
-	// leaseHuntArmed: the next lease renewal observed on a leader triggers the lease attack.
-	leaseHuntArmed    bool
+	// leaseHuntArmed: the next lease renewal observed on a leader triggers the lease attack,
+	// prepared by attack (nil: no lagging nodes).
+	leaseHuntArmed bool
+	attack         *leaseAttack
+	// attackUntil: no other fault starts while a lease attack is under way.
+	attackUntil time.Duration
+	// churnUntil ends a stretch of leader churn (leaderChurn); churnHeals ends the latest
+	// leader's isolation in it.
+	churnUntil time.Duration
+	churnHeals []func()
+	// writesPausedUntil: clients only read until then (a lease attack's quiet phase).
+	writesPausedUntil time.Duration
+	// extraDelay[from][to] is added to every message on that link (the slow-link fault).
+	extraDelay        [][]time.Duration
 	firstLeaseOverlap string
 }
 
@@ -274,6 +292,13 @@ func (s *simulation) randDuration(lo, hi time.Duration) time.Duration {
 
 func (n *simNode) localNow() time.Duration { return n.clock.local(n.s.now) }
 
+func (n *simNode) setTiming(t nodeTiming) {
+	n.cfg.HeartbeatInterval = t.heartbeat
+	n.cfg.LeaseDuration = t.lease
+	n.cfg.ElectionTimeoutMin = t.electionMin
+	n.cfg.ElectionTimeoutMax = t.electionMax
+}
+
 // settle runs after every call into the core: check the invariants, drain Readies, and
 // schedule the next tick.
 func (n *simNode) settle() {
@@ -283,9 +308,14 @@ func (n *simNode) settle() {
 	n.s.inv.observe(n)
 	n.pullReadies()
 	if n.core != nil {
+		n.publish()
 		n.scheduleTick()
 	}
 }
+
+// publish refreshes the read view that lease and stale reads are answered from without
+// stepping the core, as georaftd publishes it after every turn of its loop.
+func (n *simNode) publish() { n.published = n.core.ReadView() }
 
 // pullReadies follows the Ready contract: send Messages; persist (after a simulated fsync);
 // send MessagesAfterPersist; apply; answer reads; Advance. A Ready with nothing to persist
@@ -302,6 +332,9 @@ func (n *simNode) pullReadies() {
 		if n.s.failure != nil {
 			return
 		}
+		// As georaftd does: the view is published before any message of the Ready leaves,
+		// so a lease given up for a transfer is withdrawn before TimeoutNow can arrive.
+		n.publish()
 		for _, m := range rd.Messages {
 			n.s.send(n, m)
 		}
@@ -311,7 +344,7 @@ func (n *simNode) pullReadies() {
 		}
 		n.readyBusy = true
 		incarnation := n.incarnation
-		fsync := n.s.randDuration(n.s.p.fsyncMin, n.s.p.fsyncMax)
+		fsync := n.s.randDuration(n.s.p.fsyncMin, n.s.p.fsyncMax) + n.slowDisk
 		n.s.after(fsync, "persist", n.id, func() {
 			if n.incarnation != incarnation || n.core == nil {
 				return // crashed meanwhile: the write never completed
@@ -354,6 +387,7 @@ func (n *simNode) finishReady(rd *Ready, persisted bool) bool {
 		}
 	}
 	n.waitingReads = append(n.waitingReads, rd.ReadStates...)
+	n.publish()
 	n.answerReads()
 	for _, d := range rd.DroppedReads {
 		if req := n.reads[d.ID]; req != nil {
@@ -527,6 +561,7 @@ func (s *simulation) crash(n *simNode, why string) {
 	n.proposals = nil
 	n.reads = nil
 	n.waitingReads = nil
+	n.published = ReadView{}
 	n.incoming = nil
 	n.downSince = s.now
 	s.stats.crashes++
@@ -544,14 +579,38 @@ func (s *simulation) start(n *simNode) {
 		Entries:   cloneEntries(n.disk.log.entries),
 		Applied:   n.disk.log.snap.Index,
 	}
+	if coin := mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)+1<<32); n.incarnation > 0 && coin&1 == 1 {
+		// Half the restarts get a clock with a new origin, as a driver whose clock is per
+		// process (or a rebooted machine) would: nothing the core persisted holds a time,
+		// but echoes of the old clock may still be in flight. The new clock counts from the
+		// new process's start, or a little below where the old one would be now, or on from
+		// where the old one stood at the crash (as if it had stopped while the node was
+		// down): in the last two, readings from before the crash look recent.
+		var origin time.Duration
+		switch coin >> 1 % 4 {
+		case 0, 1:
+			origin = time.Millisecond
+		case 2:
+			origin = n.localNow() - time.Duration(mix64(coin, 0x0b)%uint64(2*s.maxLease()))
+		default:
+			origin = n.clock.local(n.downSince) + time.Duration(mix64(coin, 0x0c)%uint64(s.p.heartbeat))
+		}
+		n.clock.offset = max(time.Millisecond, origin) - time.Duration(float64(s.now)*n.clock.rate)
+		n.boot++
+	}
+	switch {
+	case n.nextTiming != nil:
+		s.logf("node %d restarts with new timing: %v", n.id, *n.nextTiming)
+		n.setTiming(*n.nextTiming)
+		n.nextTiming = nil
+	case n.incarnation > 0 && s.p.retime > 0 && s.rng.Float64() < s.p.retime:
+		t := s.p.profiles[s.rng.IntN(len(s.p.profiles))]
+		s.logf("node %d restarts with new timing: %v", n.id, t)
+		n.setTiming(t)
+	}
 	cfg := n.cfg
 	cfg.Seed = int64(mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)))
-	if n.incarnation > 0 && mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)+1<<32)&1 == 1 {
-		// Half the restarts get a clock that counts from the new process's start, as a
-		// driver whose clock is per process would: nothing the core persisted holds a time,
-		// but echoes of the old clock may still be in flight.
-		n.clock.offset = time.Millisecond - time.Duration(float64(s.now)*n.clock.rate)
-	}
+	cfg.BootID = mix64(uint64(s.p.seed), n.id, uint64(n.boot), 0xb007)
 	core, err := New(cfg, restored, n.localNow())
 	if err != nil {
 		s.fail("invariant", "node %d: restart from its own disk failed: %v", n.id, err)
@@ -602,7 +661,7 @@ func (s *simulation) send(from *simNode, m Message) {
 		copies = 2
 	}
 	for range copies {
-		delay := s.p.oneWay[from.idx][to.idx] + s.randDuration(0, s.p.jitter)
+		delay := s.p.oneWay[from.idx][to.idx] + s.extraDelay[from.idx][to.idx] + s.randDuration(0, s.p.jitter)
 		if s.rng.Float64() < s.p.reorder {
 			delay += s.randDuration(0, s.p.reorderMax)
 		}
@@ -641,6 +700,13 @@ func (s *simulation) drop(from, to *simNode, m Message) {
 }
 
 func (s *simulation) deliver(from, to *simNode, m Message, snap *kvSnapshot) {
+	if to.core == nil && s.p.holdForRestart && !s.healed && s.blocked[from.idx][to.idx] == 0 {
+		// A network that keeps what it could not deliver: the message reaches the node's
+		// next incarnation, carrying readings of clocks from before its restart.
+		e := s.after(s.p.heartbeat, "deliver", to.id, func() { s.deliver(from, to, m, snap) })
+		e.msg = &m
+		return
+	}
 	if s.blocked[from.idx][to.idx] > 0 || to.core == nil {
 		s.drop(from, to, m)
 		return

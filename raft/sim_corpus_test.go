@@ -38,8 +38,8 @@ func readCorpus(path string) ([]corpusEntry, error) {
 		if err != nil || seed < 0 {
 			return nil, fmt.Errorf("%s:%d: bad seed %q", path, line, fields[0])
 		}
-		if fields[1] != "sim" && fields[1] != "lease" {
-			return nil, fmt.Errorf("%s:%d: unknown setup %q (want sim or lease)", path, line, fields[1])
+		if fields[1] != "sim" && fields[1] != "adversarial" {
+			return nil, fmt.Errorf("%s:%d: unknown setup %q (want sim or adversarial)", path, line, fields[1])
 		}
 		out = append(out, corpusEntry{seed: seed, setup: fields[1], finding: fields[2], what: strings.Join(fields[3:], " ")})
 	}
@@ -63,9 +63,9 @@ func TestSimulationCorpus(t *testing.T) {
 			t.Parallel()
 			p := randomParams(c.seed)
 			test := "TestSimulation"
-			if c.setup == "lease" {
-				p = leaseBugParams(c.seed, false)
-				test = "TestSimulatorCleanWithLeaseWait"
+			if c.setup == "adversarial" {
+				p = adversarialParams(c.seed)
+				test = "TestAdversarialSimulationClean"
 			}
 			out := runOne(p, nil)
 			if out.failure != nil {

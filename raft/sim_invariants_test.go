@@ -1,7 +1,9 @@
 package raft
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -45,6 +47,24 @@ type committedRecord struct {
 	claimTerm uint64
 }
 
+type commitMark struct {
+	at    time.Duration
+	index uint64
+}
+
+// committedBy is the highest index committed at or before true time t.
+func (inv *invariants) committedBy(t time.Duration) uint64 {
+	i, _ := slices.BinarySearchFunc(inv.frontier, t, func(m commitMark, t time.Duration) int { return cmp.Compare(m.at, t) })
+	// frontier[i] is the first mark after t, or equal to it.
+	if i < len(inv.frontier) && inv.frontier[i].at == t {
+		return inv.frontier[i].index
+	}
+	if i == 0 {
+		return 0
+	}
+	return inv.frontier[i-1].index
+}
+
 // leaseSpan is a stretch of true time during which a node could answer lease reads.
 type leaseSpan struct {
 	node     uint64
@@ -68,7 +88,10 @@ type nodeObservation struct {
 }
 
 type invariants struct {
-	s         *simulation
+	s *simulation
+	// frontier records, in true time, each moment the highest commit index any node handed
+	// out grew: what "committed by then" means for stale-read freshness.
+	frontier  []commitMark
 	leaders   map[uint64]uint64 // term → the one leader of that term
 	logs      map[[2]uint64]logRecord
 	committed []committedRecord // by index
@@ -126,9 +149,33 @@ func (inv *invariants) observe(n *simNode) {
 					n.id, st.Term, hs.Term, hs.Vote)
 				return
 			}
+			for _, sp := range inv.leases {
+				if sp.node != n.id && sp.to > inv.s.now {
+					inv.s.stats.electedUnderLease++
+					break
+				}
+			}
+			inv.s.maybeTransferWhileWaiting(n, st)
+			inv.s.maybeIsolateNewLeader(n)
 		}
 	}
 	inv.observeLease(n, st)
+	inv.checkFreshness(n, st)
+}
+
+// checkFreshness: a node that dates its state at F for stale reads (Status.LastLeaderContact)
+// holds everything committed by F. That is the claim a stale read's bound rests on (doc.go,
+// "Stale-read freshness"); checking the claim itself shows a broken freshness rule as soon as
+// it is made, not only when a client happens to read in the window.
+func (inv *invariants) checkFreshness(n *simNode, st Status) {
+	if st.LastLeaderContact == 0 {
+		return
+	}
+	f := n.clock.trueAt(st.LastLeaderContact)
+	if need := inv.committedBy(f); st.Commit < need {
+		inv.fail("stale-read freshness: node %d dates its state at true %v (local %v), but holds commit %d while %d was committed by then",
+			n.id, f, st.LastLeaderContact, st.Commit, need)
+	}
 }
 
 // observeLease tracks when each node can serve lease reads, in true time, and checks that no
@@ -198,6 +245,19 @@ func (inv *invariants) closeSpan(n *simNode) {
 }
 
 // checkLeaseReadAccepted: a core that accepts a lease read must report the lease held.
+// checkLeaseReadServed: a lease read answered from a node's published view falls inside a
+// span in which the core said it held its lease.
+func (inv *invariants) checkLeaseReadServed(n *simNode) {
+	o := inv.nodes[n.idx]
+	if o.span < 0 {
+		inv.fail("node %d answered a lease read from its published view at true %v, outside any lease it held", n.id, inv.s.now)
+		return
+	}
+	if sp := inv.leases[o.span]; sp.from > inv.s.now || inv.s.now >= sp.to {
+		inv.fail("node %d answered a lease read from its published view at true %v, outside its lease [%v, %v)", n.id, inv.s.now, sp.from, sp.to)
+	}
+}
+
 func (inv *invariants) checkLeaseReadAccepted(n *simNode) {
 	st := n.core.Status()
 	if st.Role != Leader || st.Lease != LeaseHeld {
@@ -210,8 +270,8 @@ func (inv *invariants) onReadServed(n *simNode, rs ReadState, req *clientReq) {
 	if rs.Mode != req.asked {
 		inv.fail("node %d: read %d asked as %v was answered as %v", n.id, rs.ID, req.asked, rs.Mode)
 	}
-	if rs.Mode == ReadStale && rs.Index != 0 {
-		inv.fail("node %d: stale read %d answered at index %d, want 0 (answer now)", n.id, rs.ID, rs.Index)
+	if rs.Mode == ReadStale && rs.Index > n.core.Status().Commit {
+		inv.fail("node %d: stale read %d to be answered at index %d, beyond its commit index %d", n.id, rs.ID, rs.Index, n.core.Status().Commit)
 	}
 }
 
@@ -285,8 +345,13 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 		}
 	}
 	if rd.HardState != nil {
+		if c := rd.HardState.Commit; len(inv.frontier) == 0 || c > inv.frontier[len(inv.frontier)-1].index {
+			inv.frontier = append(inv.frontier, commitMark{at: inv.s.now, index: c})
+		}
 		if rd.HardState.Commit > o.commit && o.role == Leader {
 			inv.checkDurableQuorum(n, rd.HardState.Commit)
+			inv.checkCommitOutsideLeases(n, rd.HardState.Commit)
+			inv.s.onLeaderCommit(n)
 		}
 		o.commit = max(o.commit, rd.HardState.Commit)
 	}
@@ -307,6 +372,23 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 			}
 		}
 		o.commitClaim = hs.Commit
+	}
+}
+
+// checkCommitOutsideLeases: a leader acknowledges nothing while another node may still
+// answer lease reads. Its commit index is what it acknowledges writes, ReadIndex and log
+// reads by; a write it acknowledged during an older leader's lease could be missed by a lease
+// read there, after the write completed. This is what the lease rule is for (doc.go); it
+// shows a broken lease mechanism as soon as the early commit happens, before any client
+// needs to read in the window.
+func (inv *invariants) checkCommitOutsideLeases(n *simNode, c uint64) {
+	now := inv.s.now
+	for _, sp := range inv.leases {
+		if sp.node != n.id && sp.from <= now && now < sp.to {
+			inv.fail("lease exclusivity: node %d (leader of term %d) commits index %d at true %v, while node %d (term %d) can serve lease reads in true [%v, %v)",
+				n.id, inv.nodes[n.idx].term, c, now, sp.node, sp.term, sp.from, sp.to)
+			return
+		}
 	}
 }
 

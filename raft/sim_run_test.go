@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,7 +43,10 @@ type faultMix struct {
 	every                                             time.Duration
 	partition, asymmetric, isolateLeader              bool
 	crash, crashWindow, transfer, campaign, leaseHunt bool
-	restartAll                                        bool
+	restartAll, slowLink, slowDisk, isolateNewLeader  bool
+	// attackShare and churnShare are the chances that a fault is the lease attack or leader
+	// churn, whatever else is on.
+	attackShare, churnShare float64
 }
 
 // skip turns off the faults named in list (comma-separated names as names returns them).
@@ -68,6 +72,12 @@ func (f *faultMix) skip(list string) {
 			f.leaseHunt = false
 		case "restart-all":
 			f.restartAll = false
+		case "slow-link":
+			f.slowLink = false
+		case "slow-disk":
+			f.slowDisk = false
+		case "isolate-new-leader":
+			f.isolateNewLeader = false
 		}
 	}
 }
@@ -81,6 +91,7 @@ func (f faultMix) names() []string {
 		{f.partition, "partition"}, {f.asymmetric, "asymmetric"}, {f.isolateLeader, "isolate-leader"},
 		{f.crash, "crash"}, {f.crashWindow, "crash-window"}, {f.transfer, "transfer"},
 		{f.campaign, "campaign"}, {f.leaseHunt, "lease-attack"}, {f.restartAll, "restart-all"},
+		{f.slowLink, "slow-link"}, {f.slowDisk, "slow-disk"}, {f.isolateNewLeader, "isolate-new-leader"},
 	} {
 		if x.on {
 			out = append(out, x.name)
@@ -96,18 +107,27 @@ type simParams struct {
 	topology string
 	regions  []string
 
-	oneWay               [][]time.Duration // base one-way latency [from][to]
-	jitter, clientHop    time.Duration
-	loss, dup, reorder   float64
-	reorderMax           time.Duration
-	late                 float64       // share of messages delivered very late
-	lateMax              time.Duration // up to this much later than their latency
-	maxUncommitted       uint64
-	lazyCommit           bool // LazyCommitBroadcast, as georaftd runs
-	fsyncMin, fsyncMax   time.Duration
-	heartbeat, lease     time.Duration
-	electionMin          time.Duration
-	electionMax          time.Duration
+	oneWay             [][]time.Duration // base one-way latency [from][to]
+	jitter, clientHop  time.Duration
+	loss, dup, reorder float64
+	reorderMax         time.Duration
+	late               float64       // share of messages delivered very late
+	lateMax            time.Duration // up to this much later than their latency
+	maxUncommitted     uint64
+	lazyCommit         bool // LazyCommitBroadcast, as georaftd runs
+	fsyncMin, fsyncMax time.Duration
+	// heartbeat, lease and the election range are the base timing, and the harness's time
+	// unit; electionMax is the longest election timeout any node may run with (fault
+	// durations and liveness bounds scale with it).
+	heartbeat, lease time.Duration
+	electionMin      time.Duration
+	electionMax      time.Duration
+	// timings holds each node's timing at its first start. With retime > 0, a restart
+	// draws the node's next timing from profiles with that chance: a rolling change of
+	// timing.
+	timings              []nodeTiming
+	profiles             []nodeTiming
+	retime               float64
 	staleness            time.Duration
 	drift                float64
 	rates                []float64
@@ -120,10 +140,57 @@ type simParams struct {
 	think, clientTimeout time.Duration
 	duration             time.Duration
 	mix                  opMix
-	skipOldLeaseWait     bool
+	// off turns safety mechanisms off on every node (the knob tests).
+	off mechanisms
 	// leaseOverlapsSoft records lease-exclusivity violations instead of stopping the run, so
 	// the history check still runs (for the test that plants the skipped-wait bug).
 	leaseOverlapsSoft bool
+	// strictHistory makes a porcupine search that runs out of time a failure.
+	strictHistory bool
+	// historyTimeout, if set, bounds porcupine's search instead of historyTimeout().
+	historyTimeout time.Duration
+	// holdForRestart keeps messages to a crashed node and delivers them after its restart.
+	holdForRestart bool
+}
+
+// nodeTiming is one node's timing configuration.
+type nodeTiming struct {
+	heartbeat, lease, electionMin, electionMax time.Duration
+}
+
+func (t nodeTiming) String() string {
+	return fmt.Sprintf("hb %v lease %v election %v–%v", t.heartbeat, t.lease, t.electionMin, t.electionMax)
+}
+
+// timingProfiles derives timings that differ from base in lease and election timeout
+// independently, each valid on its own (lease < election min, three heartbeats a lease): a
+// node with a long lease beside one whose election timeout is shorter than that lease is
+// what a rolling change of timing.lease_duration produces.
+func timingProfiles(base nodeTiming) []nodeTiming {
+	out := []nodeTiming{base}
+	for _, f := range []struct{ lease, election float64 }{{3, 2}, {0.5, 0.5}, {2, 1}, {0.5, 1}, {1.5, 1.2}} {
+		t := nodeTiming{
+			lease:       time.Duration(float64(base.lease) * f.lease),
+			electionMin: time.Duration(float64(base.electionMin) * f.election),
+		}
+		t.electionMin = max(t.electionMin, t.lease*5/4)
+		t.electionMax = 2 * t.electionMin
+		t.heartbeat = min(base.heartbeat, t.lease/3)
+		out = append(out, t)
+	}
+	return out
+}
+
+// describeKnobs names the mechanisms turned off.
+func (m mechanisms) names() []string {
+	var out []string
+	v := reflect.ValueOf(m)
+	for i := range v.NumField() {
+		if v.Field(i).Bool() {
+			out = append(out, v.Type().Field(i).Name)
+		}
+	}
+	return out
 }
 
 func (p simParams) describe() string {
@@ -153,8 +220,14 @@ func (p simParams) describe() string {
 	if p.lazyCommit {
 		b.WriteString("; lazy commit broadcast")
 	}
-	if p.skipOldLeaseWait {
-		b.WriteString("; BUG PLANTED: new leaders skip the old-lease wait")
+	if len(p.timings) > 0 {
+		fmt.Fprintf(&b, "; node timings %v", p.timings)
+		if p.retime > 0 {
+			fmt.Fprintf(&b, ", retimed at %g of restarts", p.retime)
+		}
+	}
+	if off := p.off.names(); len(off) > 0 {
+		fmt.Fprintf(&b, "; MECHANISMS OFF: %v", off)
 	}
 	return b.String()
 }
@@ -332,8 +405,43 @@ func randomParams(seed int64) simParams {
 	// Half the seeds run the node's setting (commit carried by the next append or
 	// heartbeat), half the eager broadcast; its own stream leaves older setups unchanged.
 	p.lazyCommit = rand.New(rand.NewPCG(uint64(seed), 0x1a2c)).IntN(2) == 0
+	// A quarter of the seeds give nodes different timings, and half of those change a
+	// node's timing across some restarts: a rolling change of timing.lease_duration.
+	y := rand.New(rand.NewPCG(uint64(seed), 0x71e5))
+	if y.IntN(4) == 0 {
+		p.mixTimings(y, 0.5*float64(y.IntN(2)))
+	}
 	f.skip(*simSkip)
 	return p
+}
+
+// mixTimings gives every node a timing drawn from the profiles around the base timing, and
+// each restart a new one with chance retime; the harness's bounds grow to the longest.
+func (p *simParams) mixTimings(r *rand.Rand, retime float64) {
+	p.profiles = timingProfiles(p.baseTiming())
+	p.timings = p.timings[:0]
+	for range p.nodes {
+		p.timings = append(p.timings, p.profiles[r.IntN(len(p.profiles))])
+	}
+	p.retime = retime
+	longest := p.electionMax
+	for _, t := range p.profiles {
+		longest = max(longest, t.electionMax)
+	}
+	p.clientTimeout += 2 * (longest - p.electionMax)
+	p.electionMax = longest
+}
+
+func (p simParams) baseTiming() nodeTiming {
+	return nodeTiming{heartbeat: p.heartbeat, lease: p.lease, electionMin: p.electionMin, electionMax: p.electionMax}
+}
+
+// timingOf is node i's timing at its first start.
+func (p simParams) timingOf(i int) nodeTiming {
+	if len(p.timings) > 0 {
+		return p.timings[i]
+	}
+	return p.baseTiming()
 }
 
 // staleBound is how old, in true time, a stale read's value may be: the staleness bound on
@@ -376,29 +484,28 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 		peers[i] = uint64(i + 1)
 	}
 	s.blocked = make([][]int, p.nodes)
+	s.extraDelay = make([][]time.Duration, p.nodes)
 	for i := range p.nodes {
 		s.blocked[i] = make([]int, p.nodes)
+		s.extraDelay[i] = make([]time.Duration, p.nodes)
 		s.nodes = append(s.nodes, &simNode{
 			s:   s,
 			id:  uint64(i + 1),
 			idx: i,
 			cfg: Config{
-				ID:                      uint64(i + 1),
-				Peers:                   peers,
-				HeartbeatInterval:       p.heartbeat,
-				ElectionTimeoutMin:      p.electionMin,
-				ElectionTimeoutMax:      p.electionMax,
-				LeaseDuration:           p.lease,
-				MaxClockDrift:           p.drift,
-				MaxStaleness:            p.staleness,
-				MaxSizePerMsg:           p.maxSizePerMsg,
-				MaxInflightMsgs:         p.maxInflight,
-				MaxUncommittedBytes:     p.maxUncommitted,
-				LazyCommitBroadcast:     p.lazyCommit,
-				testingSkipOldLeaseWait: p.skipOldLeaseWait,
+				ID:                  uint64(i + 1),
+				Peers:               peers,
+				MaxClockDrift:       p.drift,
+				MaxStaleness:        p.staleness,
+				MaxSizePerMsg:       p.maxSizePerMsg,
+				MaxInflightMsgs:     p.maxInflight,
+				MaxUncommittedBytes: p.maxUncommitted,
+				LazyCommitBroadcast: p.lazyCommit,
+				off:                 p.off,
 			},
 			clock: nodeClock{offset: p.offsets[i], rate: p.rates[i]},
 		})
+		s.nodes[i].setTiming(p.timingOf(i))
 	}
 	s.inv = newInvariants(s)
 	for i := range p.clients {
@@ -447,6 +554,7 @@ func (s *simulation) heal() {
 	s.logf("heal: all links up, no loss, every node restarted; clients finish their last operations")
 	for i := range s.blocked {
 		clear(s.blocked[i])
+		clear(s.extraDelay[i])
 	}
 	s.p.loss = 0
 	for _, n := range s.nodes {
@@ -562,6 +670,9 @@ func historyTimeout() time.Duration {
 func (s *simulation) checkHistory() {
 	ops := s.rec.Ops()
 	opts := history.Options{Timeout: historyTimeout()}
+	if s.p.historyTimeout > 0 {
+		opts.Timeout = s.p.historyTimeout
+	}
 	if *simStale {
 		opts.StaleBound = s.p.staleBound()
 	}
@@ -578,6 +689,9 @@ func (s *simulation) checkHistory() {
 		s.fail("driver", "the recorded history is malformed: %s", res.String())
 	case history.Inconclusive:
 		s.stats.inconclusive++
+		if s.p.strictHistory {
+			s.fail("inconclusive", "porcupine ran out of time (%v) on this history: no violation found, none ruled out", opts.Timeout)
+		}
 	}
 }
 

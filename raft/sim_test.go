@@ -13,6 +13,7 @@ package raft
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -77,9 +78,15 @@ type seedOutcome struct {
 // prints its story.
 func runSeeds(t *testing.T, test string, params func(seed int64) simParams) []seedOutcome {
 	t.Helper()
+	return runSeedsN(t, test, seedCount(), params)
+}
+
+// runSeedsN is runSeeds for n seeds, whatever the flags' default.
+func runSeedsN(t *testing.T, test string, n int, params func(seed int64) simParams) []seedOutcome {
+	t.Helper()
 	if *simSeed >= 0 {
 		p := params(*simSeed)
-		var verbose *os.File
+		var verbose io.Writer
 		if *simVerbose {
 			verbose = os.Stdout
 		}
@@ -91,7 +98,9 @@ func runSeeds(t *testing.T, test string, params func(seed int64) simParams) []se
 		return []seedOutcome{out}
 	}
 
-	n := seedCount()
+	if *simSeeds > 0 {
+		n = *simSeeds
+	}
 	first := *simFirst
 	start := time.Now()
 	outcomes := runBatch(first, n, params, nil)
@@ -202,6 +211,7 @@ type simStats struct {
 	leaseReads, leaseFallbacks, indexReads    int
 	logReads, staleReads, staleRefused        int
 	inconclusive, leaseHunts, leaseOverlaps   int
+	electedUnderLease                         int
 	virtual                                   time.Duration
 }
 
@@ -228,6 +238,7 @@ func (s *simStats) add(o simStats) {
 	s.inconclusive += o.inconclusive
 	s.leaseHunts += o.leaseHunts
 	s.leaseOverlaps += o.leaseOverlaps
+	s.electedUnderLease += o.electedUnderLease
 	s.virtual += o.virtual
 }
 
@@ -235,10 +246,10 @@ func (s simStats) summary() string {
 	return fmt.Sprintf("%d events, %d messages (%d dropped), %d leaders elected, %d crashes, %d partitions, "+
 		"%d transfers, %d snapshots sent, %d compactions; %d client ops (%d unknown, %d failed): "+
 		"%d lease reads (+%d served as index), %d index, %d log, %d stale (%d refused); %d lease attacks; "+
-		"%d histories inconclusive; %v virtual time",
+		"%d histories inconclusive; %d leaders elected while another held a lease; %v virtual time",
 		s.events, s.messages, s.dropped, s.elections, s.crashes, s.partitions, s.transfers,
 		s.snapshotsSent, s.compactions, s.ops, s.unknown, s.failedOps, s.leaseReads, s.leaseFallbacks,
-		s.indexReads, s.logReads, s.staleReads, s.staleRefused, s.leaseHunts, s.inconclusive, s.virtual.Round(time.Millisecond))
+		s.indexReads, s.logReads, s.staleReads, s.staleRefused, s.leaseHunts, s.inconclusive, s.electedUnderLease, s.virtual.Round(time.Millisecond))
 }
 
 func (s simStats) String() string { return s.summary() }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/georaft/georaft/readmode"
 )
 
 // None is the zero node id: no vote, no known leader.
@@ -78,6 +80,10 @@ type HardState struct {
 	Term   uint64
 	Vote   uint64
 	Commit uint64
+	// LeaseBound is the longest lease duration this node acknowledged from a leader, lowered
+	// only once no lease of that length can still run. A restarted node assumes a lease of
+	// at least that long runs from its start (doc.go, "Timing that differs between nodes").
+	LeaseBound time.Duration
 }
 
 // IsEmpty reports whether hs carries no state at all (a brand new node).
@@ -197,52 +203,27 @@ type Message struct {
 	// follower's clock, however long the message then waited; see "Stale-read freshness" in
 	// doc.go.
 	FollowerClock time.Duration
+	// FollowerBoot names the boot of the follower's clock that FollowerClock was read from
+	// (Config.BootID), and is echoed with it: after the follower's machine restarts, its clock
+	// counts from a new origin, and an echo of a reading from before could fall below its new
+	// clock and date its state as fresher than it is.
+	FollowerBoot uint64
 
 	// Snapshot identifies the snapshot a MsgSnap installs. The transport carries the bytes.
 	Snapshot SnapshotMeta
 }
 
-// ReadMode is the consistency a read asks for.
-type ReadMode uint8
+// ReadMode is the consistency a read asks for: readmode.Mode, the one type every layer
+// shares. The core serves ReadLease, ReadIndex and ReadStale; ReadLog the node implements
+// with Propose, so the core never sees it as a read.
+type ReadMode = readmode.Mode
 
 const (
-	// ReadLease is answered by the leader from local state while it holds a lease: no
-	// network round trip. Linearizable.
-	ReadLease ReadMode = iota
-	// ReadIndex confirms leadership with one heartbeat round to a quorum, then answers once
-	// the state machine has applied the leader's commit index as of the read. Linearizable.
-	ReadIndex
-	// ReadLog goes through the log like a write. The node implements it with Propose; the
-	// core never sees it as a read. Linearizable; the baseline the others beat.
-	ReadLog
-	// ReadStale is answered by any node from local state, refused when the node has not
-	// heard from a quorum-backed leader for longer than Config.MaxStaleness.
-	ReadStale
+	ReadLease = readmode.Lease
+	ReadIndex = readmode.Index
+	ReadLog   = readmode.Log
+	ReadStale = readmode.Stale
 )
-
-func (m ReadMode) String() string {
-	switch m {
-	case ReadLease:
-		return "lease"
-	case ReadIndex:
-		return "index"
-	case ReadLog:
-		return "log"
-	case ReadStale:
-		return "stale"
-	}
-	return fmt.Sprintf("readmode(%d)", uint8(m))
-}
-
-// ParseReadMode accepts the names String returns.
-func ParseReadMode(s string) (ReadMode, error) {
-	for _, m := range []ReadMode{ReadLease, ReadIndex, ReadLog, ReadStale} {
-		if s == m.String() {
-			return m, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown read mode %q: want lease, index, log or stale", s)
-}
 
 // ReadState tells the caller that read ID may be answered from the local state machine as
 // soon as it has applied Index.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Driver is the store under load. The georaft client is one; the etcd comparison plugs in
@@ -38,7 +39,7 @@ func (d ClientDriver) Set(ctx context.Context, key string, value []byte) error {
 }
 
 func (d ClientDriver) Get(ctx context.Context, key string, mode string) (string, error) {
-	m, err := client.ParseReadMode(mode)
+	m, err := readmode.Parse(mode)
 	if err != nil {
 		return "", err
 	}

@@ -131,7 +131,7 @@ func (rep Report) WriteTable(w io.Writer) error {
 		b.WriteString(strings.Join(parts, " ") + "\n")
 	}
 	b.WriteString("\n")
-	writeAligned(&b, rows, rightAligned)
+	b.WriteString(Columns(rows, rightAligned))
 	if predictions {
 		b.WriteString("\n")
 		for _, r := range rep.Rows {
@@ -144,15 +144,17 @@ func (rep Report) WriteTable(w io.Writer) error {
 	return err
 }
 
-// writeAligned pads cells to column widths (two spaces between columns), right-aligning
-// the columns in right.
-func writeAligned(b *strings.Builder, rows [][]string, right map[int]bool) {
+// Columns aligns rows of cells in columns two spaces apart, right-aligning the columns
+// in right (by index), with no trailing spaces: the text tables of the bench, the lab, the
+// comparison and the CLI.
+func Columns(rows [][]string, right map[int]bool) string {
 	widths := map[int]int{}
 	for _, row := range rows {
 		for i, cell := range row {
 			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
 		}
 	}
+	var b strings.Builder
 	for _, row := range rows {
 		var line strings.Builder
 		for i, cell := range row {
@@ -162,12 +164,11 @@ func writeAligned(b *strings.Builder, rows [][]string, right map[int]bool) {
 			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell))
 			if right[i] {
 				line.WriteString(pad + cell)
-			} else if i < len(row)-1 {
-				line.WriteString(cell + pad)
 			} else {
-				line.WriteString(cell)
+				line.WriteString(cell + pad)
 			}
 		}
 		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 	}
+	return b.String()
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/readmode"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -29,12 +31,12 @@ func TestParseCommand(t *testing.T) {
 		{`SET "my key" a"b c"d`, Command{Verb: VerbSet, Key: "my key", Value: "ab cd"}},
 		{"SET k héllo→", Command{Verb: VerbSet, Key: "k", Value: "héllo→"}},
 		{"GET x", Command{Verb: VerbGet, Key: "x"}},
-		{"get x STALE", Command{Verb: VerbGet, Key: "x", Mode: client.ReadStale, HasMode: true}},
+		{"get x STALE", Command{Verb: VerbGet, Key: "x", Mode: readmode.Stale, HasMode: true}},
 		{"DEL x", Command{Verb: VerbDel, Key: "x"}},
 		{"delete x", Command{Verb: VerbDel, Key: "x"}},
 		{"STATUS", Command{Verb: VerbStatus}},
 		{"mode", Command{Verb: VerbMode}},
-		{"MODE index", Command{Verb: VerbMode, Mode: client.ReadIndex, HasMode: true}},
+		{"MODE index", Command{Verb: VerbMode, Mode: readmode.Index, HasMode: true}},
 		{"help", Command{Verb: VerbHelp}},
 		{"?", Command{Verb: VerbHelp}},
 		{"quit", Command{Verb: VerbQuit}},
@@ -306,12 +308,62 @@ func TestQuoteRoundTrips(t *testing.T) {
 func TestGetNotesAFallbackRead(t *testing.T) {
 	var out, errOut bytes.Buffer
 	p := Printer{Out: &out, Err: &errOut}
-	p.Get("k", client.GetResult{Found: true, Value: []byte("v"), Requested: client.ReadLease, Served: client.ReadIndex, Header: client.Header{NodeID: 2}})
+	p.Get("k", client.GetResult{Found: true, Value: []byte("v"), Requested: readmode.Lease, Served: readmode.Index, Header: client.Header{NodeID: 2}})
 	if got := out.String(); got != "v\n" {
 		t.Fatalf("stdout %q, want the value alone", got)
 	}
 	want := "(asked for a lease read, served as an index read by node 2: still linearizable)\n"
 	if got := errOut.String(); got != want {
 		t.Fatalf("stderr %q, want %q", got, want)
+	}
+}
+
+// A mistyped REPL command gets the nearest one suggested.
+func TestUnknownCommandSuggestsTheNearest(t *testing.T) {
+	for typed, want := range map[string]string{"GTE k": "did you mean GET?", "stauts": "did you mean STATUS?", "xyzzy": ""} {
+		_, err := ParseCommand(typed)
+		if err == nil {
+			t.Fatalf("%q parsed", typed)
+		}
+		if got := err.Error(); (want == "") != !strings.Contains(got, "did you mean") || !strings.Contains(got, want) {
+			t.Errorf("%q: %v, want %q", typed, err, want)
+		}
+	}
+}
+
+// In a REPL that runs the etcd-style verbs, a typo of one of them is suggested too; the
+// verbs themselves go to Extra, with their words.
+func TestREPLSuggestsAndRunsTheEtcdVerbs(t *testing.T) {
+	var out, errOut bytes.Buffer
+	var ran []string
+	s := &Session{Printer: Printer{Out: &out, Err: &errOut}}
+	if code, _ := s.Execute(context.Background(), "wacth k"); code != ExitUsage || strings.Contains(errOut.String(), "WATCH") {
+		t.Fatalf("without Extra: exit %d, %q; want a usage error suggesting no etcd verb", code, errOut.String())
+	}
+	errOut.Reset()
+	s.Extra = func(_ context.Context, words []string) int {
+		ran = append(ran, strings.Join(words, " "))
+		return ExitNotFound
+	}
+	if code, _ := s.Execute(context.Background(), "wacth k"); code != ExitUsage || !strings.Contains(errOut.String(), "did you mean WATCH?") {
+		t.Fatalf("with Extra: exit %d, %q; want a usage error suggesting WATCH", code, errOut.String())
+	}
+	if code, _ := s.Execute(context.Background(), `put k "a b"`); code != ExitNotFound || len(ran) != 1 || ran[0] != "put k a b" {
+		t.Fatalf("put: exit %d, ran %q; want Extra's exit code and its words", code, ran)
+	}
+}
+
+// Ctrl-C at an empty interactive prompt leaves the REPL with exit code 130.
+func TestInterruptAtThePromptExits130(t *testing.T) {
+	c, err := client.New(client.Options{Endpoints: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out, errOut bytes.Buffer
+	r := &REPL{Session: &Session{Client: c, Printer: Printer{Out: &out, Err: &errOut}}, Interactive: true,
+		In: io.NopCloser(strings.NewReader("\x03"))}
+	if code := r.Run(context.Background()); code != ExitInterrupted {
+		t.Fatalf("exit code %d after Ctrl-C at the prompt, want %d\nstdout: %s\nstderr: %s", code, ExitInterrupted, out.String(), errOut.String())
 	}
 }

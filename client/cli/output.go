@@ -16,7 +16,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/client/bench"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Printer writes command results as text for people or as JSON (one object per result,
@@ -27,6 +29,9 @@ type Printer struct {
 	Err  io.Writer
 	JSON bool
 }
+
+// Object prints v as one line of JSON (a command's result under --output json).
+func (p Printer) Object(v any) { p.json(v) }
 
 func (p Printer) json(v any) {
 	data, err := json.Marshal(v)
@@ -124,7 +129,7 @@ func (p Printer) Get(key string, res client.GetResult) {
 		fmt.Fprintln(p.Err, "(not found)")
 	}
 	switch {
-	case res.Served == client.ReadStale:
+	case res.Served == readmode.Stale:
 		fmt.Fprintf(p.Err, "(stale read from node %d at applied index %d: may lag the leader)\n", res.NodeID, res.AppliedIndex)
 	case res.Served != res.Requested:
 		fmt.Fprintf(p.Err, "(asked for %s %s read, served as %s %s read by node %d: still linearizable)\n",
@@ -156,13 +161,13 @@ func DisplayValue(v []byte) string {
 }
 
 // Mode prints the read mode now in force.
-func (p Printer) Mode(m client.ReadMode) {
+func (p Printer) Mode(m readmode.Mode) {
 	if p.JSON {
 		p.json(map[string]any{"ok": true, "op": "mode", "mode": m.String()})
 		return
 	}
 	note := ""
-	if m == client.ReadStale {
+	if m == readmode.Stale {
 		note = " (any node answers from its own state: reads may be stale)"
 	}
 	fmt.Fprintf(p.Out, "read mode: %s%s\n", m, note)
@@ -329,57 +334,25 @@ func shortError(err error) string {
 	return truncate(msg, 60)
 }
 
-// StatusSummary is what a status table concludes: how many nodes answered and which
-// leader they report.
-type StatusSummary struct {
-	Reachable int
-	Total     int
-	LeaderID  uint64
-	Term      uint64
-	// Disagree is set when reachable nodes name different leaders in the same term.
-	Disagree bool
-}
-
-// Summarize reads a set of node statuses.
-func Summarize(nodes []client.NodeStatus) StatusSummary {
-	s := StatusSummary{Total: len(nodes)}
-	for _, n := range nodes {
-		if n.Status == nil {
-			continue
-		}
-		s.Reachable++
-		st := n.Status
-		if st.GetLeaderId() == 0 {
-			continue
-		}
-		switch {
-		case st.GetTerm() > s.Term:
-			s.Term, s.LeaderID, s.Disagree = st.GetTerm(), st.GetLeaderId(), false
-		case st.GetTerm() == s.Term && st.GetLeaderId() != s.LeaderID:
-			s.Disagree = true
-		}
-	}
-	return s
-}
-
 // Status prints one row per endpoint; ids names the node behind endpoints that did not
 // answer, when known.
 func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
 	rows := rowsOf(nodes, ids)
-	sum := Summarize(nodes)
+	sum := client.Summarize(nodes)
 	if p.JSON {
-		p.json(map[string]any{"ok": sum.Reachable > 0, "op": "status", "nodes": rows, "leader_id": sum.LeaderID,
-			"term": sum.Term, "reachable": sum.Reachable, "total": sum.Total})
+		p.json(map[string]any{"ok": sum.Healthy(), "op": "status", "nodes": rows, "leader_id": sum.LeaderID,
+			"term": sum.Term, "reachable": sum.Reachable, "total": sum.Asked, "members": sum.Members,
+			"quorum": sum.Quorum, "problem": sum.Problem()})
 		return
 	}
-	table := [][]string{{"id", "region", "address", "role", "term", "leader", "commit", "applied", "lease left", "last contact"}}
+	table := [][]string{{"id", "region", "address", "role", "term", "leader", "commit", "applied", "lease left", "last contact", "version"}}
 	for _, r := range rows {
 		id := "?"
 		if r.ID != 0 {
 			id = strconv.FormatUint(r.ID, 10)
 		}
 		if !r.Reachable {
-			table = append(table, []string{id, "", r.Endpoint, "unreachable", "", "", "", "", "", r.Error})
+			table = append(table, []string{id, "", r.Endpoint, "unreachable", "", "", "", "", "", r.Error, ""})
 			continue
 		}
 		lease := "-"
@@ -394,19 +367,30 @@ func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
 			leader = strconv.FormatUint(r.LeaderID, 10)
 		}
 		table = append(table, []string{id, r.Region, r.Endpoint, r.Role, strconv.FormatUint(r.Term, 10), leader,
-			strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10), lease, fmtAge(r)})
+			strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10), lease, fmtAge(r), r.Version})
 	}
-	writeTable(p.Out, table, map[int]bool{0: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true})
-	switch {
-	case sum.Reachable == 0:
-		fmt.Fprintf(p.Out, "no node answered (%d endpoints)\n", sum.Total)
-	case sum.LeaderID == 0:
-		fmt.Fprintf(p.Out, "%d of %d nodes answered; no leader known\n", sum.Reachable, sum.Total)
-	case sum.Disagree:
-		fmt.Fprintf(p.Out, "%d of %d nodes answered; nodes disagree on the leader of term %d\n", sum.Reachable, sum.Total, sum.Term)
-	default:
-		fmt.Fprintf(p.Out, "%d of %d nodes answered; leader: node %d, term %d\n", sum.Reachable, sum.Total, sum.LeaderID, sum.Term)
+	io.WriteString(p.Out, bench.Columns(table, map[int]bool{0: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true}))
+	if problem := sum.Problem(); problem != "" {
+		fmt.Fprintf(p.Out, "%d of %d nodes answered; UNHEALTHY: %s\n", sum.Reachable, sum.Asked, problem)
+		return
 	}
+	fmt.Fprintf(p.Out, "%d of %d nodes answered; leader: node %d, term %d\n", sum.Reachable, sum.Asked, sum.LeaderID, sum.Term)
+}
+
+// Health prints one line on the cluster's health: whether a leader is known and a quorum
+// of nodes answers, and if not, why.
+func (p Printer) Health(nodes []client.NodeStatus) {
+	sum := client.Summarize(nodes)
+	if p.JSON {
+		p.json(map[string]any{"ok": sum.Healthy(), "op": "health", "healthy": sum.Healthy(), "problem": sum.Problem(),
+			"leader_id": sum.LeaderID, "term": sum.Term, "reachable": sum.Reachable, "members": sum.Members, "quorum": sum.Quorum})
+		return
+	}
+	if problem := sum.Problem(); problem != "" {
+		fmt.Fprintf(p.Out, "unhealthy: %s\n", problem)
+		return
+	}
+	fmt.Fprintf(p.Out, "healthy: leader node %d, term %d; %d of %d nodes answered\n", sum.LeaderID, sum.Term, sum.Reachable, sum.Members)
 }
 
 func fmtAge(r nodeRow) string {
@@ -430,31 +414,4 @@ func fmtMs(v float64) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Microsecond).String()
-}
-
-// writeTable writes rows aligned in columns two spaces apart; right-aligned columns by index.
-func writeTable(w io.Writer, rows [][]string, right map[int]bool) {
-	widths := map[int]int{}
-	for _, row := range rows {
-		for i, c := range row {
-			widths[i] = max(widths[i], utf8.RuneCountInString(c))
-		}
-	}
-	var b strings.Builder
-	for _, row := range rows {
-		var line strings.Builder
-		for i, c := range row {
-			if i > 0 {
-				line.WriteString("  ")
-			}
-			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
-			if right[i] {
-				line.WriteString(pad + c)
-			} else {
-				line.WriteString(c + pad)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
-	}
-	io.WriteString(w, b.String())
 }

@@ -3,10 +3,13 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"unicode"
 
-	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/internal/typo"
+
+	"github.com/georaft/georaft/readmode"
 )
 
 // Verb is a REPL command.
@@ -29,7 +32,7 @@ type Command struct {
 	Key   string
 	Value string
 	// Mode is set by MODE (HasMode), and by GET key MODE for that one read.
-	Mode    client.ReadMode
+	Mode    readmode.Mode
 	HasMode bool
 }
 
@@ -65,7 +68,11 @@ var verbs = map[string]Verb{
 // ParseCommand parses one REPL line. Command names are case-insensitive; arguments are
 // separated by spaces and may be quoted with "double quotes" (backslash escapes \" \\ \n
 // \t) or 'single quotes' (taken literally). A line starting with # is a comment.
-func ParseCommand(line string) (Command, error) {
+func ParseCommand(line string) (Command, error) { return parseCommand(line, nil) }
+
+// parseCommand is ParseCommand for a REPL that also runs the verbs in more (in upper case):
+// a typo of one of them is suggested too.
+func parseCommand(line string, more []string) (Command, error) {
 	words, err := splitWords(line)
 	if err != nil {
 		return Command{}, &UsageError{Problem: err.Error(), Hint: `quote values like "hello world"`}
@@ -75,7 +82,11 @@ func ParseCommand(line string) (Command, error) {
 	}
 	verb, ok := verbs[strings.ToUpper(words[0])]
 	if !ok {
-		return Command{}, &UsageError{Problem: fmt.Sprintf("unknown command %q", truncate(words[0], 40)),
+		problem := fmt.Sprintf("unknown command %q", truncate(words[0], 40))
+		if s := suggestVerb(words[0], more); s != "" {
+			problem += "; did you mean " + s + "?"
+		}
+		return Command{}, &UsageError{Problem: problem,
 			Hint: "SET key value | GET key | DEL key | STATUS | MODE lease|index|log|stale | HELP | QUIT"}
 	}
 	args := words[1:]
@@ -95,7 +106,7 @@ func ParseCommand(line string) (Command, error) {
 		}
 		cmd.Key = args[0]
 		if len(args) == 2 {
-			m, err := client.ParseReadMode(args[1])
+			m, err := readmode.Parse(args[1])
 			if err != nil {
 				return Command{}, &UsageError{Problem: err.Error(), Hint: usage[verb]}
 			}
@@ -111,7 +122,7 @@ func ParseCommand(line string) (Command, error) {
 			return Command{}, wrongArgs()
 		}
 		if len(args) == 1 {
-			m, err := client.ParseReadMode(args[0])
+			m, err := readmode.Parse(args[0])
 			if err != nil {
 				return Command{}, &UsageError{Problem: err.Error(), Hint: usage[verb]}
 			}
@@ -276,4 +287,14 @@ func Quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// suggestVerb is the REPL command nearest to word, if a typo away (at most two edits).
+func suggestVerb(word string, more []string) string {
+	names := append([]string(nil), more...)
+	for name := range verbs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return typo.Nearest(strings.ToUpper(word), names, 2)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/chzyer/readline"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/readmode"
 )
 
 // Session executes REPL commands against a cluster and prints their results.
@@ -21,7 +22,7 @@ type Session struct {
 	Client  *client.Client
 	Printer Printer
 	// Mode is the read mode of GET without an explicit mode; MODE changes it.
-	Mode client.ReadMode
+	Mode readmode.Mode
 	// Extra runs the etcd-style verbs (put, txn, watch, lease, compact, get with options)
 	// as the one-shot commands do, and returns the exit code; nil: they are unknown.
 	Extra func(ctx context.Context, words []string) int
@@ -45,7 +46,11 @@ func (s *Session) Execute(ctx context.Context, line string) (code int, quit bool
 			return s.Extra(ctx, words), false
 		}
 	}
-	cmd, err := ParseCommand(line)
+	var more []string
+	if s.Extra != nil {
+		more = etcdVerbs
+	}
+	cmd, err := parseCommand(line, more)
 	if err != nil {
 		s.Printer.Error("", err)
 		return ExitCode(err), false
@@ -98,14 +103,16 @@ func (s *Session) run(ctx context.Context, cmd Command) (int, bool) {
 	case VerbStatus:
 		nodes := s.Client.StatusAll(ctx)
 		s.Printer.Status(nodes, KnownIDs(s.Client))
-		if Summarize(nodes).Reachable == 0 {
+		if !client.Summarize(nodes).Healthy() {
 			return ExitUnavailable, false
 		}
 	}
 	return ExitOK, false
 }
 
-// KnownIDs maps endpoints to the node ids the client knows they reach.
+// etcdVerbs are the etcd-style verbs a session with Extra runs, for did-you-mean.
+var etcdVerbs = []string{"PUT", "TXN", "WATCH", "LEASE", "COMPACT"}
+
 // etcdVerb reports whether a line is one of the etcd-style verbs (put, txn, watch, lease,
 // compact, or get with options), which the command line's own commands run.
 func etcdVerb(words []string) bool {
@@ -125,6 +132,7 @@ func etcdVerb(words []string) bool {
 	return false
 }
 
+// KnownIDs maps endpoints to the node ids the client knows they reach.
 func KnownIDs(c *client.Client) map[string]uint64 {
 	ids := map[string]uint64{}
 	for _, n := range c.Nodes() {
@@ -145,9 +153,10 @@ type REPL struct {
 	CatchInterrupt bool
 }
 
-// Run runs the REPL until QUIT, end of input, or ctx ends. Interactive, it returns 0;
-// reading piped input, the exit code of the last command that did not succeed (0 if all
-// did), so a script can tell that something went wrong.
+// Run runs the REPL until QUIT, end of input, or ctx ends. Interactive, it returns 0, or
+// 130 when left with Ctrl-C at an empty prompt; reading piped input, the exit code of the
+// last command that did not succeed (0 if all did), so a script can tell that something
+// went wrong.
 func (r *REPL) Run(ctx context.Context) int {
 	if r.Interactive {
 		return r.runInteractive(ctx)
@@ -187,7 +196,7 @@ func (r *REPL) execute(ctx context.Context, line string) (int, bool) {
 }
 
 func (r *REPL) prompt() string {
-	if r.Session.Mode == client.ReadLease {
+	if r.Session.Mode == readmode.Lease {
 		return "georaft> "
 	}
 	return fmt.Sprintf("georaft (%s)> ", r.Session.Mode)
@@ -196,7 +205,7 @@ func (r *REPL) prompt() string {
 func (r *REPL) runInteractive(ctx context.Context) int {
 	modes := func() []readline.PrefixCompleterInterface {
 		var items []readline.PrefixCompleterInterface
-		for _, m := range client.ReadModes {
+		for _, m := range readmode.All {
 			items = append(items, readline.PcItem(m.String()))
 		}
 		return items
@@ -231,8 +240,10 @@ func (r *REPL) runInteractive(ctx context.Context) int {
 	for ctx.Err() == nil {
 		line, err := rl.Readline()
 		if errors.Is(err, readline.ErrInterrupt) {
+			// Ctrl-C on a half-typed line clears it; at an empty prompt it leaves, as an
+			// interrupted program does.
 			if strings.TrimSpace(line) == "" {
-				return ExitOK
+				return ExitInterrupted
 			}
 			continue
 		}

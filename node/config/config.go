@@ -101,6 +101,9 @@ type TLSConfig struct {
 type LogConfig struct {
 	Level  string // debug|info|warn|error
 	Format string // text|json
+	// DumpRequests is how much client traffic dump.txt records (off|sampled|all); its
+	// story of elections, leases and faults is always there.
+	DumpRequests string
 }
 
 // Defaults returns the configuration used for every key no source sets: timing for a
@@ -135,7 +138,7 @@ func Defaults() Config {
 			SnapshotEntries: 100000,
 			SnapshotsKept:   2,
 		},
-		Log: LogConfig{Level: "info", Format: "text"},
+		Log: LogConfig{Level: "info", Format: "text", DumpRequests: "off"},
 	}
 }
 

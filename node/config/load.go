@@ -22,7 +22,7 @@ const configFlag = "config"
 // overridden key (--node-id, --region, --data-dir, --listen-peer, --listen-client,
 // --listen-metrics, --cluster-id, --log-level, --log-format, and the timing keys
 // --heartbeat-interval, --election-timeout-min, --election-timeout-max, --lease-duration,
-// --max-clock-drift, --max-staleness, --lease-read-fallback). A flag counts only when
+// --max-clock-drift, --max-staleness, --lease-read-fallback, and --dump-requests). A flag counts only when
 // given: its help shows the default, but an unset flag never hides the file or the
 // environment.
 func BindFlags(fs *pflag.FlagSet) {
@@ -85,18 +85,69 @@ func LoadFile(path string, overrides ...string) (*Config, error) {
 }
 
 func loadPath(path string, fs *pflag.FlagSet, overrides []string) (*Config, error) {
+	cfg, ps, err := decodePath(path, fs, overrides)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) > 0 {
+		return nil, ps.err()
+	}
+	return cfg, nil
+}
+
+// Check is what `georaftd config check` runs: it loads the file at path as LoadFile does
+// and validates what it could decode, and reports every problem of both at once, so a
+// mistyped key does not hide a broken rule elsewhere in the file. A value that could not
+// be decoded keeps its default, and Validate's problems with that key are left out. The
+// Config is returned when there is no problem.
+func Check(path string) (*Config, error) {
+	cfg, ps, err := decodePath(path, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return nil, ps.err()
+	}
+	var loadErr *Error
+	if verr := cfg.Validate(); errors.As(verr, &loadErr) {
+		for _, p := range loadErr.Problems {
+			if !slices.ContainsFunc(ps, func(q Problem) bool { return q.Key != "" && q.Key == p.Key }) {
+				ps = append(ps, p)
+			}
+		}
+	}
+	if len(ps) > 0 {
+		return nil, ps.err()
+	}
+	return cfg, nil
+}
+
+func decodePath(path string, fs *pflag.FlagSet, overrides []string) (*Config, problems, error) {
 	var data []byte
 	if path != "" {
 		var err error
 		if data, err = os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("config: read file: %w", err)
+			return nil, nil, fmt.Errorf("config: read file: %w", err)
 		}
 	}
-	return loadBytes(path, data, fs, overrides)
+	return decodeBytes(path, data, fs, overrides)
 }
 
 // loadBytes does the work of Load with the file's content given (name "" for no file).
 func loadBytes(name string, data []byte, fs *pflag.FlagSet, overrides []string) (*Config, error) {
+	cfg, ps, err := decodeBytes(name, data, fs, overrides)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) > 0 {
+		return nil, ps.err()
+	}
+	return cfg, nil
+}
+
+// decodeBytes decodes every key it can and returns the problems with the others; the
+// Config is nil only when the file cannot be read as YAML at all.
+func decodeBytes(name string, data []byte, fs *pflag.FlagSet, overrides []string) (*Config, problems, error) {
 	var ps problems
 	v := viper.New()
 	v.SetConfigType("yaml")
@@ -105,14 +156,14 @@ func loadBytes(name string, data []byte, fs *pflag.FlagSet, overrides []string) 
 		var readable bool
 		lines, readable = checkFile(name, data, &ps)
 		if !readable {
-			return nil, ps.err()
+			return nil, ps, nil
 		}
 		// Go on after unknown keys and misshapen sections, to report wrong values too.
 		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 			if len(ps) > 0 {
-				return nil, ps.err() // duplicate or merge keys, already explained
+				return nil, ps, nil // duplicate or merge keys, already explained
 			}
-			return nil, fmt.Errorf("config: %s: %w", name, err)
+			return nil, nil, fmt.Errorf("config: %s: %w", name, err)
 		}
 	}
 	shapeProblem := func(key string) bool {
@@ -123,19 +174,19 @@ func loadBytes(name string, data []byte, fs *pflag.FlagSet, overrides []string) 
 	}
 	for _, f := range fields {
 		if err := v.BindEnv(f.key, envName(f.key)); err != nil {
-			return nil, fmt.Errorf("config: bind %s: %w", envName(f.key), err)
+			return nil, nil, fmt.Errorf("config: bind %s: %w", envName(f.key), err)
 		}
 		if f.flag == "" || fs == nil {
 			continue
 		}
 		if fl := fs.Lookup(f.flag); fl != nil {
 			if err := v.BindPFlag(f.key, fl); err != nil {
-				return nil, fmt.Errorf("config: bind --%s: %w", f.flag, err)
+				return nil, nil, fmt.Errorf("config: bind --%s: %w", f.flag, err)
 			}
 		}
 	}
 	if err := v.BindEnv(peersKey, envName(peersKey)); err != nil {
-		return nil, fmt.Errorf("config: bind %s: %w", envName(peersKey), err)
+		return nil, nil, fmt.Errorf("config: bind %s: %w", envName(peersKey), err)
 	}
 	overridden := map[string]bool{}
 	for _, o := range overrides {
@@ -162,11 +213,8 @@ func loadBytes(name string, data []byte, fs *pflag.FlagSet, overrides []string) 
 	if raw := v.Get(peersKey); raw != nil && !shapeProblem(peersKey) {
 		cfg.Peers = decodePeers(raw, &src, &ps)
 	}
-	if len(ps) > 0 {
-		return nil, ps.err()
-	}
 	cfg.fillDerived()
-	return &cfg, nil
+	return &cfg, ps, nil
 }
 
 func isOverridable(key string) bool {

@@ -10,9 +10,14 @@ import (
 )
 
 // Print writes c as YAML in the schema's order, every key present, with a comment on the
-// keys whose meaning is not obvious. Load reads the output back to the same Config, so
-// Print also serves to generate configuration files.
+// keys whose meaning is not obvious. Load reads the output back to the same Config.
 func (c *Config) Print(w io.Writer) error {
+	return c.Write(w, "georaft node configuration (effective values)")
+}
+
+// Write is Print with heading, one comment line per line of it, on top: how tools that
+// generate configuration files (the lab, the test clusters) write them.
+func (c *Config) Write(w io.Writer, heading string) error {
 	root := &yaml.Node{Kind: yaml.MappingNode}
 	sections := map[string]*yaml.Node{}
 	for _, f := range fields {
@@ -38,7 +43,7 @@ func (c *Config) Print(w io.Writer) error {
 		appendPair(target, leaf, value, f.usage)
 	}
 	doc := &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root},
-		HeadComment: "georaft node configuration (effective values)"}
+		HeadComment: heading}
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	if err := enc.Encode(doc); err != nil {

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/georaft/georaft/internal/typo"
 	"github.com/georaft/georaft/node/kv"
 )
 
@@ -57,6 +58,7 @@ var fields = []field{
 
 	{"log.level", "log-level", "debug|info|warn|error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "log-format", "text|json", func(c *Config) any { return &c.Log.Format }},
+	{"log.dump_requests", "dump-requests", "client traffic in dump.txt: off|sampled (1 line in 100)|all; elections, leases and faults are always there", func(c *Config) any { return &c.Log.DumpRequests }},
 }
 
 const peersKey = "peers"
@@ -138,7 +140,7 @@ func suggest(unknown string) string {
 		if strings.EqualFold(k, unknown) {
 			return k
 		}
-		if d := editDistance(unknown, k); d < bestDist {
+		if d := typo.Distance(unknown, k); d < bestDist {
 			best, bestDist = k, d
 		}
 	}
@@ -159,25 +161,4 @@ func suggest(unknown string) string {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/georaft/georaft/node/kv"
+	"github.com/georaft/georaft/raft"
 )
 
 // Validate checks what the values mean and returns every problem at once as an *Error,
@@ -158,22 +160,18 @@ func (c *Config) checkListen(ps *problems) {
 	}
 }
 
-// raftPhrases maps the words raft.Config.Validate uses to the keys they come from, longest
-// first so that "the minimum election timeout" wins over "the min".
-var raftPhrases = strings.NewReplacer(
-	"the minimum election timeout", "timing.election_timeout_min",
-	"election timeout min", "timing.election_timeout_min",
-	"election timeout max", "timing.election_timeout_max",
-	"the min", "timing.election_timeout_min",
-	"the lease duration", "timing.lease_duration",
-	"lease duration", "timing.lease_duration",
-	"heartbeat interval", "timing.heartbeat_interval",
-	"max clock drift", "timing.max_clock_drift",
-	"max staleness", "timing.max_staleness",
-)
+// raftKeys are the config keys of the raft.Config fields the timing section sets.
+var raftKeys = map[string]string{
+	"HeartbeatInterval":  "timing.heartbeat_interval",
+	"ElectionTimeoutMin": "timing.election_timeout_min",
+	"ElectionTimeoutMax": "timing.election_timeout_max",
+	"LeaseDuration":      "timing.lease_duration",
+	"MaxClockDrift":      "timing.max_clock_drift",
+	"MaxStaleness":       "timing.max_staleness",
+}
 
 // checkTiming delegates to the core's own checks, so the node cannot start with timing the
-// core refuses, and rewrites its messages in terms of config keys.
+// core refuses, and names each problem by its config keys.
 func (c *Config) checkTiming(ps *problems) {
 	rc := c.RaftConfig()
 	err := rc.Validate()
@@ -185,22 +183,24 @@ func (c *Config) checkTiming(ps *problems) {
 		errs = joined.Unwrap()
 	}
 	for _, e := range errs {
-		msg := e.Error()
-		// Ids and the peer list are checked above, with the config keys and indexes.
-		if strings.Contains(msg, "node id") || strings.Contains(msg, "peer id") || strings.HasPrefix(msg, "peers ") {
+		var ce *raft.ConfigError
+		if !errors.As(e, &ce) {
+			ps.add("timing", "timing: %v", e)
 			continue
 		}
-		msg = raftPhrases.Replace(msg)
-		key := "timing"
-		if i := strings.Index(msg, "timing."); i >= 0 {
-			key = msg[i:]
-			if end := strings.IndexAny(key, " ,()"); end >= 0 {
-				key = key[:end]
-			}
-		} else {
-			msg = "timing: " + msg
+		key, ok := raftKeys[ce.Field]
+		switch {
+		case ce.Field == "ID" || ce.Field == "Peers":
+			continue // checked above, with the config keys and indexes
+		case !ok:
+			key = "timing" // a rule on a field no key sets: still the node's problem
 		}
-		ps.add(key, "%s", msg)
+		ps.add(key, "%s", ce.Describe(func(field string) string {
+			if k, ok := raftKeys[field]; ok {
+				return k
+			}
+			return field
+		}))
 	}
 }
 
@@ -353,8 +353,9 @@ func readSmallFile(path string) ([]byte, error) {
 }
 
 var (
-	logLevels  = []string{"debug", "info", "warn", "error"}
-	logFormats = []string{"text", "json"}
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	logFormats   = []string{"text", "json"}
+	dumpRequests = []string{"off", "sampled", "all"}
 )
 
 func (c *Config) checkLog(ps *problems) {
@@ -363,5 +364,8 @@ func (c *Config) checkLog(ps *problems) {
 	}
 	if !slices.Contains(logFormats, c.Log.Format) {
 		ps.add("log.format", "log.format %q is not one of %s", c.Log.Format, strings.Join(logFormats, ", "))
+	}
+	if !slices.Contains(dumpRequests, c.Log.DumpRequests) {
+		ps.add("log.dump_requests", "log.dump_requests %q is not one of %s", c.Log.DumpRequests, strings.Join(dumpRequests, ", "))
 	}
 }

@@ -7,14 +7,17 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/georaft/georaft/node/kv"
+	"github.com/georaft/georaft/raft"
 )
 
 // validConfig loads threeNodes with its data directory under a fresh temporary directory.
@@ -267,5 +270,26 @@ func TestHelpers(t *testing.T) {
 	c.Log.Level = "warn"
 	if c.SlogLevel().String() != "WARN" {
 		t.Errorf("SlogLevel = %v", c.SlogLevel())
+	}
+}
+
+// The core's checks come back typed, naming the fields they involve, and every timing
+// field has its key: no English is mapped back to keys.
+func TestCoreConfigErrorsCarryTheirFields(t *testing.T) {
+	rc := raft.Config{ID: 1, Peers: []uint64{1}, HeartbeatInterval: 50 * time.Millisecond,
+		ElectionTimeoutMin: 300 * time.Millisecond, ElectionTimeoutMax: 600 * time.Millisecond, LeaseDuration: 400 * time.Millisecond}
+	var ce *raft.ConfigError
+	if err := rc.Validate(); !errors.As(err, &ce) {
+		t.Fatalf("Validate() = %v, want a *raft.ConfigError", err)
+	}
+	if ce.Field != "LeaseDuration" || !slices.Equal(ce.Fields, []string{"LeaseDuration", "ElectionTimeoutMin"}) {
+		t.Fatalf("error %q is about %s (%v)", ce, ce.Field, ce.Fields)
+	}
+	named := ce.Describe(func(f string) string { return raftKeys[f] })
+	if named != "timing.lease_duration (400ms) must be shorter than timing.election_timeout_min (300ms)" {
+		t.Errorf("described with keys: %q", named)
+	}
+	if ce.Error() != "lease duration (400ms) must be shorter than the minimum election timeout (300ms)" {
+		t.Errorf("in the core's words: %q", ce.Error())
 	}
 }

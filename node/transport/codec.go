@@ -31,6 +31,7 @@ const (
 	fieldTransfer
 	fieldSnapshot
 	fieldFollowerClock
+	fieldFollowerBoot
 	fieldCount = iota
 )
 
@@ -38,7 +39,7 @@ const (
 var fieldNames = [fieldCount]string{
 	"Term", "Index", "LogTerm", "Entries", "Commit", "Reject", "RejectReason", "ConflictTerm",
 	"ConflictIndex", "LeaseDuration", "LeaseRemaining", "SentAt", "Round", "Transfer", "Snapshot",
-	"FollowerClock",
+	"FollowerClock", "FollowerBoot",
 }
 
 func (f fieldMask) String() string {
@@ -59,10 +60,10 @@ var wireFields = map[raft.MessageType]fieldMask{
 	raft.MsgVote:          fieldTerm | fieldIndex | fieldLogTerm | fieldTransfer,
 	raft.MsgPreVoteResp:   fieldTerm | fieldReject | fieldRejectReason | fieldLeaseRemaining,
 	raft.MsgVoteResp:      fieldTerm | fieldReject | fieldRejectReason | fieldLeaseRemaining,
-	raft.MsgApp:           fieldTerm | fieldIndex | fieldLogTerm | fieldEntries | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock,
-	raft.MsgAppResp:       fieldTerm | fieldIndex | fieldReject | fieldRejectReason | fieldConflictTerm | fieldConflictIndex | fieldSentAt | fieldRound | fieldFollowerClock,
-	raft.MsgHeartbeat:     fieldTerm | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock,
-	raft.MsgHeartbeatResp: fieldTerm | fieldSentAt | fieldRound | fieldFollowerClock,
+	raft.MsgApp:           fieldTerm | fieldIndex | fieldLogTerm | fieldEntries | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot,
+	raft.MsgAppResp:       fieldTerm | fieldIndex | fieldReject | fieldRejectReason | fieldConflictTerm | fieldConflictIndex | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot,
+	raft.MsgHeartbeat:     fieldTerm | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot,
+	raft.MsgHeartbeatResp: fieldTerm | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot,
 	raft.MsgTimeoutNow:    fieldTerm | fieldLeaseRemaining,
 	raft.MsgSnapResp:      fieldTerm | fieldIndex | fieldReject | fieldRejectReason,
 }
@@ -91,6 +92,7 @@ func presentFields(m *raft.Message) fieldMask {
 	set(m.Transfer, fieldTransfer)
 	set(m.Snapshot != raft.SnapshotMeta{}, fieldSnapshot)
 	set(m.FollowerClock != 0, fieldFollowerClock)
+	set(m.FollowerBoot != 0, fieldFollowerBoot)
 	return f
 }
 
@@ -153,6 +155,7 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 			LeaseDurationNanos: int64(m.LeaseDuration),
 			Clock:              clock(),
 			FollowerClockNanos: int64(m.FollowerClock),
+			FollowerBoot:       m.FollowerBoot,
 		}}
 	case raft.MsgAppResp:
 		out.Body = &georaftv1.RaftMessage_AppendEntriesResponse{AppendEntriesResponse: &georaftv1.AppendEntriesResponse{
@@ -164,6 +167,7 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 			RejectReason:       m.RejectReason,
 			Clock:              clock(),
 			FollowerClockNanos: int64(m.FollowerClock),
+			FollowerBoot:       m.FollowerBoot,
 		}}
 	case raft.MsgHeartbeat:
 		out.Body = &georaftv1.RaftMessage_Heartbeat{Heartbeat: &georaftv1.HeartbeatRequest{
@@ -172,12 +176,14 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 			LeaseDurationNanos: int64(m.LeaseDuration),
 			Clock:              clock(),
 			FollowerClockNanos: int64(m.FollowerClock),
+			FollowerBoot:       m.FollowerBoot,
 		}}
 	case raft.MsgHeartbeatResp:
 		out.Body = &georaftv1.RaftMessage_HeartbeatResponse{HeartbeatResponse: &georaftv1.HeartbeatResponse{
 			Term:               m.Term,
 			Clock:              clock(),
 			FollowerClockNanos: int64(m.FollowerClock),
+			FollowerBoot:       m.FollowerBoot,
 		}}
 	case raft.MsgTimeoutNow:
 		out.Body = &georaftv1.RaftMessage_TimeoutNow{TimeoutNow: &georaftv1.TimeoutNowRequest{
@@ -279,6 +285,7 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 		if m.FollowerClock, err = nonNegative("follower_clock_nanos", b.GetFollowerClockNanos()); err != nil {
 			return m, err
 		}
+		m.FollowerBoot = b.GetFollowerBoot()
 		if m.Entries, err = decodeEntries(m.Index, b.GetEntries()); err != nil {
 			return m, fmt.Errorf("decode %v message: %w", m.Type, err)
 		}
@@ -296,6 +303,7 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 		if m.FollowerClock, err = nonNegative("follower_clock_nanos", b.GetFollowerClockNanos()); err != nil {
 			return m, err
 		}
+		m.FollowerBoot = b.GetFollowerBoot()
 	case *georaftv1.RaftMessage_Heartbeat:
 		b := body.Heartbeat
 		if b == nil {
@@ -312,6 +320,7 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 		if m.FollowerClock, err = nonNegative("follower_clock_nanos", b.GetFollowerClockNanos()); err != nil {
 			return m, err
 		}
+		m.FollowerBoot = b.GetFollowerBoot()
 	case *georaftv1.RaftMessage_HeartbeatResponse:
 		b := body.HeartbeatResponse
 		if b == nil {
@@ -325,6 +334,7 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 		if m.FollowerClock, err = nonNegative("follower_clock_nanos", b.GetFollowerClockNanos()); err != nil {
 			return m, err
 		}
+		m.FollowerBoot = b.GetFollowerBoot()
 	case *georaftv1.RaftMessage_TimeoutNow:
 		b := body.TimeoutNow
 		if b == nil {

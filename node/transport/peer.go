@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // peer is the sending side towards one other node.

@@ -12,9 +12,9 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // Register adds PeerService to s. Build s with ServerOptions.

@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 type tlsFixture struct {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
+	"time"
 
 	"github.com/georaft/georaft/raft"
 )
@@ -91,6 +93,7 @@ func appendEntryRecord(dst []byte, e *raft.Entry) []byte {
 func appendHardStateRecord(dst []byte, hs raft.HardState) []byte {
 	dst, start := beginRecord(dst)
 	dst = appendHardState(dst, hs)
+	dst = appendLeaseBound(dst, hs.LeaseBound)
 	return finishRecord(dst, start, recHardState)
 }
 
@@ -117,6 +120,7 @@ func appendHeaderRecord(dst []byte, h segmentHeader) []byte {
 	dst = binary.AppendUvarint(dst, h.firstIndex)
 	dst = appendHardState(dst, h.hardState)
 	dst = appendMarker(dst, h.marker)
+	dst = appendLeaseBound(dst, h.hardState.LeaseBound)
 	return finishRecord(dst, start, recSegmentHeader)
 }
 
@@ -124,6 +128,28 @@ func appendHardState(dst []byte, hs raft.HardState) []byte {
 	dst = binary.AppendUvarint(dst, hs.Term)
 	dst = binary.AppendUvarint(dst, hs.Vote)
 	return binary.AppendUvarint(dst, hs.Commit)
+}
+
+// appendLeaseBound ends a hard state record or a segment header with the lease bound, in
+// nanoseconds. A zero bound is left out, so that a record without one reads as before: WAL
+// written by a release that did not persist the bound decodes as bound 0.
+func appendLeaseBound(dst []byte, bound time.Duration) []byte {
+	if bound <= 0 {
+		return dst
+	}
+	return binary.AppendUvarint(dst, uint64(bound))
+}
+
+// leaseBound reads the optional lease bound that ends a hard state record or a header.
+func (r *payloadReader) leaseBound() time.Duration {
+	if r.err != nil || len(r.buf) == 0 {
+		return 0
+	}
+	v := r.uvarint("lease bound")
+	if r.err == nil && (v == 0 || v > math.MaxInt64) {
+		r.err = fmt.Errorf("lease bound: %d ns is not a positive duration", v)
+	}
+	return time.Duration(v)
 }
 
 func appendMarker(dst []byte, m raft.SnapshotMeta) []byte {
@@ -218,6 +244,7 @@ func decodeEntry(payload []byte, copyData bool) (raft.Entry, error) {
 func decodeHardState(payload []byte) (raft.HardState, error) {
 	r := payloadReader{buf: payload}
 	hs := raft.HardState{Term: r.uvarint("term"), Vote: r.uvarint("vote"), Commit: r.uvarint("commit")}
+	hs.LeaseBound = r.leaseBound()
 	return hs, r.end("hard state")
 }
 
@@ -243,5 +270,6 @@ func decodeHeader(payload []byte) (segmentHeader, error) {
 	h.firstIndex = r.uvarint("first index")
 	h.hardState = raft.HardState{Term: r.uvarint("term"), Vote: r.uvarint("vote"), Commit: r.uvarint("commit")}
 	h.marker = raft.SnapshotMeta{Index: r.uvarint("marker index"), Term: r.uvarint("marker term")}
+	h.hardState.LeaseBound = r.leaseBound()
 	return h, r.end("segment header")
 }

@@ -65,6 +65,26 @@ func corruptError(file string, offset int, reason string) error {
 	return fmt.Errorf("wal: corrupt record in %s at offset %d: %s", file, offset, reason)
 }
 
+// DamagedTailError refuses a last segment that is damaged at Offset with valid records after
+// the damage (or too much unreadable data to tell), which recovery does not truncate on its
+// own: a torn multi-page write looks like that, but so does a failing disk. Its message tells
+// the operator the two ways out.
+type DamagedTailError struct {
+	Dir, File     string
+	Offset, Bytes int64 // where the damage starts, and how much of the segment is from there on
+	Reason        string
+}
+
+func (e *DamagedTailError) Error() string {
+	return fmt.Sprintf("wal: corrupt record in %s at offset %d: %s. "+
+		"If this node was killed or lost power while writing (the usual cause: a write of several pages landed in part), "+
+		"nothing from that write was acknowledged, since acknowledgements wait for the fsync it never finished: "+
+		"run `georaftd wal drop-damaged-tail %s --yes` to drop the damaged record and everything after it in that segment, "+
+		"then start the node, which catches up from the leader. If the disk itself may be failing, do not start this "+
+		"node from this directory: replace the node (docs/failure.md, \"A damaged write-ahead log\")",
+		e.File, e.Offset, e.Reason, e.Dir)
+}
+
 // logReplay holds the state rebuilt while replaying records in order.
 type logReplay struct {
 	hardState raft.HardState
@@ -126,6 +146,24 @@ func entriesAfter(entries []raft.Entry, index uint64) []raft.Entry {
 // recoverLog replays every segment in dir. With repair it also removes leftover temporary
 // files and truncates a torn tail, so the log can be appended to.
 func recoverLog(dir string, fsys FS, logger *slog.Logger, repair bool) (*Recovered, error) {
+	return replayLog(dir, fsys, logger, repair, false)
+}
+
+// DropDamagedTail truncates the last segment in dir at its first damaged record, even with
+// valid records after it, and returns what it dropped. It is the operator's way out of a
+// DamagedTailError after a torn write; damage in any other segment is still refused.
+func DropDamagedTail(dir string, fsys FS) (*TornTail, error) {
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	rec, err := replayLog(dir, fsys, nil, true, true)
+	if err != nil {
+		return nil, err
+	}
+	return rec.TornTail, nil
+}
+
+func replayLog(dir string, fsys FS, logger *slog.Logger, repair, dropDamagedTail bool) (*Recovered, error) {
 	segments, err := listSegments(dir, fsys, logger, repair)
 	if err != nil {
 		return nil, err
@@ -135,6 +173,14 @@ func recoverLog(dir string, fsys FS, logger *slog.Logger, repair bool) (*Recover
 	for i := range segments {
 		seg := &segments[i]
 		torn, err := replaySegment(seg, i == 0, i == len(segments)-1, &state, fsys)
+		var damaged *DamagedTailError
+		if errors.As(err, &damaged) {
+			damaged.Dir = dir
+			if dropDamagedTail {
+				torn, err = &TornTail{File: damaged.File, Offset: damaged.Offset, Bytes: damaged.Bytes, Reason: damaged.Reason}, nil
+				seg.Bytes = damaged.Offset
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -243,9 +289,11 @@ func replaySegmentData(seg *SegmentInfo, data []byte, first, last bool, state *l
 			found, exhausted := validRecordAfter(data, off)
 			switch {
 			case found:
-				return nil, corruptError(seg.File, off, err.Error()+"; valid records follow it")
+				return nil, &DamagedTailError{File: seg.File, Offset: int64(off), Bytes: int64(len(data) - off),
+					Reason: err.Error() + "; valid records follow it"}
 			case exhausted:
-				return nil, corruptError(seg.File, off, err.Error()+"; too much unreadable data after it to tell a torn write from corruption")
+				return nil, &DamagedTailError{File: seg.File, Offset: int64(off), Bytes: int64(len(data) - off),
+					Reason: err.Error() + "; too much unreadable data after it to tell a torn write from corruption"}
 			}
 			seg.Bytes = int64(off)
 			return &TornTail{File: seg.File, Offset: int64(off), Bytes: int64(len(data) - off), Reason: err.Error()}, nil

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -188,6 +189,24 @@ func TestCorruptLengthFieldIsNotMistakenForTornTail(t *testing.T) {
 	want := fmt.Sprintf("wal: corrupt record in %s at offset %d: ", path, bad)
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "valid records follow") {
 		t.Fatalf("Open: %v\nwant %q... valid records follow", err, want)
+	}
+	// The refusal names the way out, and the way out works: only what follows the damage
+	// goes, and the log opens again.
+	var damaged *DamagedTailError
+	if !errors.As(err, &damaged) || !strings.Contains(err.Error(), "georaftd wal drop-damaged-tail "+dir+" --yes") {
+		t.Fatalf("Open: %v\nwant a DamagedTailError naming `georaftd wal drop-damaged-tail %s --yes`", err, dir)
+	}
+	torn, err := DropDamagedTail(dir, nil)
+	if err != nil || torn == nil || torn.Offset != int64(bad) || fileSize(t, path) != int64(bad) {
+		t.Fatalf("DropDamagedTail: %+v, %v; want the segment cut at %d (size now %d)", torn, err, bad, fileSize(t, path))
+	}
+	w, rec, err := Open(Options{Dir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open after dropping the damaged tail: %v", err)
+	}
+	defer w.Close()
+	if got, want := rec.LastIndex(), uint64(2); got != want {
+		t.Fatalf("after dropping the damaged tail the log ends at %d, want %d (the entries before the damage)", got, want)
 	}
 }
 

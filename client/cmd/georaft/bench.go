@@ -13,6 +13,7 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/client/cli"
+	"github.com/georaft/georaft/readmode"
 )
 
 type benchFlags struct {
@@ -90,11 +91,15 @@ func (a *app) runBench(cmd *cobra.Command, f benchFlags) error {
 		if m = strings.TrimSpace(m); m == "" {
 			continue
 		}
-		mode, err := client.ParseReadMode(m)
+		mode, err := readmode.Parse(m)
 		if err != nil {
 			return &cli.UsageError{Problem: "--read-modes: " + err.Error()}
 		}
 		modes = append(modes, mode.String())
+	}
+	if len(modes) == 0 && !f.writePhase && f.writeRatio == 0 {
+		return &cli.UsageError{Problem: "nothing to run: no --read-modes, --write-phase=false and no --write-ratio",
+			Hint: "georaft bench --read-modes lease,index (and/or --write-phase, --write-ratio 0.1)"}
 	}
 	if f.ops > 0 && cmd.Flags().Changed("duration") {
 		return &cli.UsageError{Problem: "--ops and --duration exclude each other"}

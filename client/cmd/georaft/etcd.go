@@ -16,9 +16,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/cli"
 	"github.com/georaft/georaft/client/etcdv3"
+	"github.com/georaft/georaft/readmode"
 )
 
 // The etcd-style verbs speak the etcd v3 API every georaft node serves (client/etcdv3): put,
@@ -146,13 +146,13 @@ func (f *rangeFlags) request(key string) (*pb.RangeRequest, error) {
 }
 
 // etcdGet is get with etcd's options; mode picks the consistency (stale is serializable).
-func (a *app) etcdGet(cmd *cobra.Command, key string, f *rangeFlags, mode client.ReadMode) error {
+func (a *app) etcdGet(cmd *cobra.Command, key string, f *rangeFlags, mode readmode.Mode) error {
 	r, err := f.request(key)
 	if err != nil {
 		return err
 	}
 	return a.etcdShot(cmd, "get", func(ctx context.Context, c *etcdv3.Conn) error {
-		if mode == client.ReadStale {
+		if mode == readmode.Stale {
 			r.Serializable = true
 		} else {
 			ctx = metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", mode.String())

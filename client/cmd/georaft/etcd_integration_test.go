@@ -6,16 +6,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/georaft/georaft/client/cli"
-	"github.com/georaft/georaft/client/internal/testcluster"
+	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/clusterkit/kittest"
 )
 
 // The etcd-style verbs against a real cluster, one-shot and in the REPL.
 func TestIntegrationEtcdVerbs(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
 	eps := "--endpoints=" + strings.Join(cl.ClientAddrs(), ",")
 	run := func(stdin string, args ...string) string {
 		t.Helper()

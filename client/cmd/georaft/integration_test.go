@@ -14,16 +14,18 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/client/cli"
-	"github.com/georaft/georaft/client/internal/testcluster"
+	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/clusterkit/kittest"
 	"github.com/georaft/georaft/geo"
 )
 
-// These tests run a real 3-node cluster; they skip only when node/cmd/georaftd does not
-// exist.
+// These tests run a real 3-node cluster, built from this checkout.
+
+func TestMain(m *testing.M) { kittest.Main(m) }
 
 func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	leader := cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
+	leader := kittest.WaitLeader(t, cl)
 	cfg := "--config=" + strings.Join(cl.ConfigPaths(), ",")
 
 	if _, stderr, code := georaft(t, "", "set", "greeting", "hello world", cfg); code != 0 {
@@ -39,6 +41,10 @@ func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
 	stdout, _, code = georaft(t, "", "status", cfg)
 	if code != 0 || strings.Count(stdout, "leader") < 2 || !strings.Contains(stdout, fmt.Sprintf("leader: node %d", leader)) {
 		t.Fatalf("status: exit %d:\n%s", code, stdout)
+	}
+	// Each node's version, from its build, is in the table.
+	if !strings.Contains(stdout, "version") || strings.Count(stdout, " devel") != 3 {
+		t.Fatalf("status lacks the nodes' versions:\n%s", stdout)
 	}
 	stdout, _, code = georaft(t, "", "status", cfg, "-o", "json")
 	var st struct {
@@ -61,18 +67,44 @@ func TestIntegrationOneShotsAgainstACluster(t *testing.T) {
 
 	// Killing a follower shows it as unreachable; the rest still answer.
 	follower := leader%3 + 1
-	cl.StopNode(follower)
+	if err := cl.Kill(follower); err != nil {
+		t.Fatal(err)
+	}
 	stdout, _, code = georaft(t, "", "status", cfg, "--timeout", "2s")
 	if code != 0 || !strings.Contains(stdout, "unreachable") || !strings.Contains(stdout, "2 of 3 nodes answered") {
 		t.Fatalf("status with node %d down: exit %d:\n%s", follower, code, stdout)
+	}
+	if stdout, _, code := georaft(t, "", "health", cfg, "--timeout", "2s"); code != 0 || !strings.HasPrefix(stdout, "healthy: leader node") {
+		t.Fatalf("health with a quorum up: exit %d: %s", code, stdout)
+	}
+
+	// Without a quorum, status and health say so and exit 3: a health check must fail.
+	other := 6 - leader - follower
+	if err := cl.Kill(other); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, code = georaft(t, "", "status", cfg, "--timeout", "2s")
+	if code != cli.ExitUnavailable || !strings.Contains(stdout, "UNHEALTHY: 1 of 3 nodes reachable; a quorum needs 2") {
+		t.Fatalf("status with 2 of 3 nodes down: exit %d:\n%s", code, stdout)
+	}
+	if stdout, _, code := georaft(t, "", "health", "-q", cfg, "--timeout", "2s"); code != cli.ExitUnavailable || stdout != "" {
+		t.Fatalf("health -q without a quorum: exit %d, output %q", code, stdout)
+	}
+	stdout, _, _ = georaft(t, "", "health", cfg, "--timeout", "2s", "-o", "json")
+	var health struct {
+		Healthy bool   `json:"healthy"`
+		Problem string `json:"problem"`
+		Quorum  int    `json:"quorum"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &health); err != nil || health.Healthy || health.Quorum != 2 || health.Problem == "" {
+		t.Fatalf("health -o json without a quorum: %v\n%s", err, stdout)
 	}
 }
 
 // A bench run on a small cluster produces well-formed JSON and CSV and a chart, with
 // operations counted for every mode and for writes.
 func TestIntegrationBenchWritesReportsAndChart(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
 	dir := t.TempDir()
 	jsonPath, csvPath, chartPath := filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.csv"), filepath.Join(dir, "bench.svg")
 	stdout, stderr, code := georaft(t, "", "bench", "--config="+strings.Join(cl.ConfigPaths(), ","),
@@ -151,15 +183,15 @@ func TestIntegrationBenchWritesReportsAndChart(t *testing.T) {
 }
 
 func TestIntegrationTransferLeaderCommand(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	leader := cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
+	leader := kittest.WaitLeader(t, cl)
 	target := leader%3 + 1
 	stdout, stderr, code := georaft(t, "", "transfer-leader", "--to", fmt.Sprint(target),
 		"--endpoints", strings.Join(cl.ClientAddrs(), ","), "--timeout", "15s")
 	if code != 0 {
 		t.Fatalf("transfer-leader: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if got := cl.WaitLeader(30 * time.Second); got != target {
+	if got := kittest.WaitLeader(t, cl); got != target {
 		t.Fatalf("leader %d after transfer-leader --to %d", got, target)
 	}
 }
@@ -167,17 +199,19 @@ func TestIntegrationTransferLeaderCommand(t *testing.T) {
 // --via-region sends the bench through a region's links: stale reads go to the node of
 // that region over its short link, linearizable ones to the leader over a long one.
 func TestIntegrationBenchViaRegion(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	leader := cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
+	leader := kittest.WaitLeader(t, cl)
 	local := cl.Node(leader%3 + 1) // a follower: the region's own node is not the leader
 	const farRTT = 40 * time.Millisecond
 	links := client.RegionLinks{local.Region: {}}
 	for _, n := range cl.Nodes {
-		p := testcluster.NewProxy(t, n.ClientAddr)
+		p := kittest.Proxy(t, n.ClientAddr())
 		if n.ID != local.ID {
-			p.Delay(t, farRTT)
+			if err := p.SetRTT(farRTT); err != nil {
+				t.Fatal(err)
+			}
 		}
-		links[local.Region][n.ID] = p.Addr
+		links[local.Region][n.ID] = p.Listen
 	}
 	linksFile := filepath.Join(t.TempDir(), "client-links.yaml")
 	f, err := os.Create(linksFile)
@@ -215,8 +249,7 @@ func TestIntegrationBenchViaRegion(t *testing.T) {
 // With TLS on, the CLI verifies the nodes with the CA from the node configs (or --cacert),
 // may present a client certificate, and a plaintext client is not let in.
 func TestIntegrationTLS(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{TLS: true})
-	cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{TLS: true})
 	cfg := "--config=" + strings.Join(cl.ConfigPaths(), ",")
 	if _, stderr, code := georaft(t, "", "set", "k", "secret", cfg); code != 0 {
 		t.Fatalf("set over TLS with the CA from the configs: exit %d: %s", code, stderr)
@@ -239,8 +272,7 @@ func TestIntegrationTLS(t *testing.T) {
 // status --rtt-csv and tune --from-cluster turn the RTTs the nodes measured to each other
 // into a region matrix and lease timing, as the deployment kit does with a real cluster.
 func TestIntegrationTuneFromMeasuredRTTs(t *testing.T) {
-	cl := testcluster.Start(t, testcluster.Options{})
-	cl.WaitLeader(30 * time.Second)
+	cl := kittest.Start(t, clusterkit.Spec{})
 	endpoints := strings.Join(cl.ClientAddrs(), ",")
 	csv := filepath.Join(t.TempDir(), "measured.csv")
 	// The transport pings every peer once a second; wait until every pair has a figure.

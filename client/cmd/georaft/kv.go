@@ -10,6 +10,7 @@ import (
 
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/cli"
+	"github.com/georaft/georaft/readmode"
 )
 
 // oneShot runs fn with a client and an interruptible context, and marks errors fn already
@@ -60,7 +61,7 @@ func (a *app) getCommand() *cobra.Command {
 (values only with --print-value-only; values byte for byte, nothing added, with -o raw).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := client.ParseReadMode(mode)
+			m, err := readmode.Parse(mode)
 			if err != nil {
 				return &cli.UsageError{Problem: "--read: " + err.Error()}
 			}
@@ -109,27 +110,56 @@ func (a *app) statusCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "One row per node: id, region, address, role, term, leader, commit, applied, lease left, last contact",
-		Long: `Asks every endpoint for its status. Unreachable nodes are shown as such; the exit code
-is 0 when at least one node answered and 3 when none did. --rtt-csv FILE also writes the
-round-trip times the nodes measured to each other, as a region matrix that
-"georaft tune --rtt FILE" reads.`,
+		Long: `Asks every endpoint for its status. Unreachable nodes are shown as such. The exit code
+is 0 when a leader is known and a quorum of the nodes answered, and 3 (cluster unavailable)
+otherwise, with the reason on the last line. --rtt-csv FILE also writes the round-trip
+times the nodes measured to each other, as a region matrix that "georaft tune --rtt FILE"
+reads.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.oneShot(cmd, "status", func(cmd *cobra.Command, c *client.Client) error {
 				nodes := c.StatusAll(cmd.Context())
 				a.printer().Status(nodes, cli.KnownIDs(c))
-				if cli.Summarize(nodes).Reachable == 0 {
-					a.code = cli.ExitUnavailable
-					return nil
+				if rttCSV != "" && client.Summarize(nodes).Reachable > 0 {
+					if err := writeMeasuredMatrix(rttCSV, nodes); err != nil {
+						return err
+					}
 				}
-				if rttCSV != "" {
-					return writeMeasuredMatrix(rttCSV, nodes)
+				if !client.Summarize(nodes).Healthy() {
+					a.code = cli.ExitUnavailable
 				}
 				return nil
 			})
 		},
 	}
 	cmd.Flags().StringVar(&rttCSV, "rtt-csv", "", "write the measured RTT matrix between regions to FILE")
+	return cmd
+}
+
+func (a *app) healthCommand() *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "health",
+		Short: "Exit 0 when a leader is known and a quorum of nodes answers, 3 otherwise (for scripts and probes)",
+		Long: `Asks every endpoint for its status and prints one line: "healthy: leader node 2, term 5;
+5 of 5 nodes answered", or "unhealthy: 2 of 5 nodes reachable; a quorum needs 3". The exit
+code is 0 when healthy and 3 (cluster unavailable) otherwise; --quiet prints nothing, for
+scripts: georaft health -q --config configs/local/node1.yaml && echo up`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.oneShot(cmd, "health", func(cmd *cobra.Command, c *client.Client) error {
+				nodes := c.StatusAll(cmd.Context())
+				if !quiet {
+					a.printer().Health(nodes)
+				}
+				if !client.Summarize(nodes).Healthy() {
+					a.code = cli.ExitUnavailable
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing; the exit code says it")
 	return cmd
 }
 

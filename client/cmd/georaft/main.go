@@ -20,9 +20,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/georaft/georaft/buildinfo"
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/cli"
-	"github.com/georaft/georaft/node/tlsutil"
+	"github.com/georaft/georaft/readmode"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 func main() {
@@ -71,6 +73,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var usage *cli.UsageError
 	if !a.started || errors.As(err, &usage) {
+		if a.output == "json" || wantsJSON(args) {
+			a.printer().Object(map[string]any{"ok": false, "error": err.Error(), "kind": "usage", "exit_code": cli.ExitUsage})
+			return cli.ExitUsage
+		}
 		fmt.Fprintf(stderr, "error: %v\nRun 'georaft --help' for usage.\n", err)
 		return cli.ExitUsage
 	}
@@ -108,7 +114,10 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE:          a.runREPL,
+		Version:       buildinfo.Read().String(),
 	}
+	root.SetVersionTemplate("georaft {{.Version}}\n")
+	root.SuggestionsMinimumDistance = 2
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &cli.UsageError{Problem: err.Error()}
 	})
@@ -133,8 +142,8 @@ func (a *app) rootCommand() *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(a.setCommand(), a.getCommand(), a.delCommand(), a.statusCommand(),
-		a.transferCommand(), a.benchCommand(), a.tuneCommand(),
+	root.AddCommand(a.setCommand(), a.getCommand(), a.delCommand(), a.statusCommand(), a.healthCommand(),
+		a.transferCommand(), a.versionCommand(), a.benchCommand(), a.tuneCommand(),
 		a.putCommand(), a.txnCommand(), a.watchCommand(), a.leaseCommand(), a.compactCommand())
 	// Cobra's own errors (unknown command, wrong argument count) are usage errors.
 	for _, c := range append(root.Commands(), root) {
@@ -145,13 +154,55 @@ func (a *app) rootCommand() *cobra.Command {
 			}
 			c.Args = func(cmd *cobra.Command, args []string) error {
 				if err := check(cmd, args); err != nil {
-					return &cli.UsageError{Problem: err.Error(), Hint: hint}
+					problem := err.Error()
+					if cmd == root && len(args) > 0 {
+						problem = fmt.Sprintf("unknown command %q", args[0])
+						if s := root.SuggestionsFor(args[0]); len(s) > 0 {
+							problem += "; did you mean " + strings.Join(s, " or ") + "?"
+						}
+					}
+					return &cli.UsageError{Problem: problem, Hint: hint}
 				}
 				return nil
 			}
 		}
 	}
 	return root
+}
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print this client's version, from its build information (the nodes' versions are in status)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.started = true
+			info := buildinfo.Read()
+			if a.output == "json" {
+				a.printer().Object(map[string]any{"ok": true, "op": "version", "version": info.Version, "revision": info.Revision,
+					"time": info.Time, "modified": info.Modified, "go_version": info.GoVersion})
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "georaft %s\n", info)
+			return nil
+		},
+	}
+}
+
+// wantsJSON reports whether the command line asks for JSON output, read from the arguments
+// themselves: a usage error may stop cobra before it has parsed --output.
+func wantsJSON(args []string) bool {
+	for i, arg := range args {
+		switch {
+		case arg == "--":
+			return false
+		case arg == "--output=json" || arg == "-ojson" || arg == "-o=json":
+			return true
+		case (arg == "--output" || arg == "-o") && i+1 < len(args) && args[i+1] == "json":
+			return true
+		}
+	}
+	return false
 }
 
 func (a *app) printer() cli.Printer {
@@ -280,7 +331,7 @@ func (a *app) runREPL(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer c.Close()
-	session := &cli.Session{Client: c, Printer: a.printer(), Mode: client.ReadLease}
+	session := &cli.Session{Client: c, Printer: a.printer(), Mode: readmode.Lease}
 	session.Extra = func(ctx context.Context, words []string) int { return a.replVerb(ctx, words, session.Mode) }
 	repl := &cli.REPL{
 		Session:        session,
@@ -296,7 +347,7 @@ func (a *app) runREPL(cmd *cobra.Command, args []string) error {
 // replVerb runs an etcd-style verb typed in the REPL with the one-shot command of the same
 // name and the session's global flags. In the REPL a transaction is one line:
 // TXN compares THEN ops ELSE ops, with ; between compares and between ops.
-func (a *app) replVerb(ctx context.Context, words []string, mode client.ReadMode) int {
+func (a *app) replVerb(ctx context.Context, words []string, mode readmode.Mode) int {
 	sub := &app{stdin: strings.NewReader(""), stdout: a.stdout, stderr: a.stderr}
 	root := sub.rootCommand() // defines the flags, which sets them to their defaults
 	sub.endpoints, sub.configs, sub.timeout, sub.output = a.endpoints, a.configs, a.timeout, a.output

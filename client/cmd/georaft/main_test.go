@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/georaft/georaft/buildinfo"
 	"github.com/georaft/georaft/client/cli"
 )
 
@@ -189,5 +190,48 @@ func TestBinaryWithPipedStdin(t *testing.T) {
 	}
 	if lines := strings.Count(strings.TrimSpace(errOut.String()), "\n") + 1; lines != 2 {
 		t.Fatalf("stderr has %d lines, want 2 (one per failed command):\n%s", lines, errOut.String())
+	}
+}
+
+// Mistyped commands get the nearest one suggested; usage errors are JSON under -o json;
+// a bench with nothing to run is a usage error.
+func TestUsageErrorsHelp(t *testing.T) {
+	_, stderr, code := georaft(t, "", "stauts")
+	if code != cli.ExitUsage || !strings.Contains(stderr, `unknown command "stauts"; did you mean status?`) {
+		t.Errorf("georaft stauts: exit %d, stderr %q", code, stderr)
+	}
+	for _, args := range [][]string{{"--output", "json", "frobnicate"}, {"get", "-o", "json"}, {"get", "k", "--bogus", "--output=json"}} {
+		stdout, stderr, code := georaft(t, "", args...)
+		var obj struct {
+			OK       bool   `json:"ok"`
+			Kind     string `json:"kind"`
+			ExitCode int    `json:"exit_code"`
+			Error    string `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &obj); err != nil || obj.OK || obj.Kind != "usage" || obj.ExitCode != cli.ExitUsage || obj.Error == "" || code != cli.ExitUsage {
+			t.Errorf("georaft %v: exit %d, stdout %q (%v), stderr %q: want a JSON usage error", args, code, stdout, err, stderr)
+		}
+	}
+	_, stderr, code = georaft(t, "", "bench", "--read-modes", "", "--write-phase=false", "--endpoints", closedAddress(t))
+	if code != cli.ExitUsage || !strings.Contains(stderr, "nothing to run") {
+		t.Errorf("bench with nothing to run: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// georaft version and --version name this build, from the build information.
+func TestVersionCommand(t *testing.T) {
+	want := "georaft " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		if stdout, _, code := georaft(t, "", args...); code != 0 || stdout != want {
+			t.Errorf("georaft %v: exit %d, %q; want %q", args, code, stdout, want)
+		}
+	}
+	stdout, _, _ := georaft(t, "", "version", "-o", "json")
+	var v struct {
+		Version   string `json:"version"`
+		GoVersion string `json:"go_version"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &v); err != nil || v.Version == "" || v.GoVersion != runtime.Version() {
+		t.Errorf("version -o json: %v %q", err, stdout)
 	}
 }

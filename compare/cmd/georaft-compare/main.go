@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/compare"
-	"github.com/georaft/georaft/lab"
 )
 
 func main() {
@@ -31,7 +31,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(runCmd(), cleanCmd(), proxyServeCmd(), probeHTTPCmd())
+	root.AddCommand(runCmd(), cleanCmd(), clusterkit.ProxyServeCommand("run, possibly inside a network namespace"), probeHTTPCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", compare.BinaryName, err)
 		os.Exit(1)
@@ -110,24 +110,6 @@ func cleanCmd() *cobra.Command {
 			return compare.Clean(cmd.Context(), opts)
 		},
 	}
-}
-
-func proxyServeCmd() *cobra.Command {
-	var plan, ready string
-	cmd := &cobra.Command{
-		Use:   "proxy-serve",
-		Short: "Run a proxy plan's toxiproxy links in this process until SIGTERM (started by run, possibly inside a namespace)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if plan == "" || ready == "" {
-				return errors.New("proxy-serve needs --plan and --ready")
-			}
-			return lab.ServeProxies(cmd.Context(), plan, ready, os.Stderr)
-		},
-	}
-	cmd.Flags().StringVar(&plan, "plan", "", "proxy plan (JSON, the lab's format)")
-	cmd.Flags().StringVar(&ready, "ready", "", "file to write this process's PID into once every link listens")
-	return cmd
 }
 
 func probeHTTPCmd() *cobra.Command {

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/geo"
 	"github.com/georaft/georaft/lab"
 )
@@ -30,7 +30,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(genLocalCmd(), genGeoCmd(), localUpCmd(), localDownCmd(), geoUpCmd(), geoDownCmd(), proxyServeCmd(), benchCmd())
+	root.AddCommand(genLocalCmd(), genGeoCmd(), localUpCmd(), localDownCmd(), geoUpCmd(), geoDownCmd(), clusterkit.ProxyServeCommand("geo-up"), benchCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "georaft-lab: %v\n", err)
 		os.Exit(1)
@@ -40,15 +40,15 @@ func main() {
 func genLocalCmd() *cobra.Command {
 	out := "configs/local"
 	dataRoot := "data/local"
-	base := lab.DefaultLocalPorts.Base
+	base := clusterkit.DefaultLocalPorts.Base
 	cmd := &cobra.Command{
 		Use:   "gen-local-configs",
 		Short: "Write the local cluster's node configs from the port plan",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ports := lab.DefaultLocalPorts
+			ports := clusterkit.DefaultLocalPorts
 			ports.Base = base
-			if err := lab.WriteFiles(out, lab.LocalSpec(ports, dataRoot).Render()); err != nil {
+			if err := lab.WriteSpec(out, lab.LocalSpec(ports, dataRoot)); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", out)
@@ -65,21 +65,21 @@ func genGeoCmd() *cobra.Command {
 	out := "configs/geo"
 	dataRoot := "data/geo"
 	regions := strings.Join(lab.DefaultGeoRegions, ",")
-	base := lab.DefaultGeoPorts.Base
+	base := clusterkit.DefaultGeoPorts.Base
 	matrixFile := lab.DefaultGeoOptions().MatrixFile
 	cmd := &cobra.Command{
 		Use:   "gen-geo-configs",
 		Short: "Write the emulated cluster's node configs and client-links.yaml from the port plan",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ports := lab.DefaultGeoPorts
+			ports := clusterkit.DefaultGeoPorts
 			ports.Base = base
 			matrix, err := geo.LoadCSV(matrixFile)
 			if err != nil {
 				return err
 			}
 			regionList := strings.Split(regions, ",")
-			timing, err := lab.DeriveGeoTiming(matrix, regionList)
+			timing, err := clusterkit.GeoTiming(matrix, regionList)
 			if err != nil {
 				return err
 			}
@@ -87,7 +87,7 @@ func genGeoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := lab.WriteFiles(out, spec.Render()); err != nil {
+			if err := lab.WriteSpec(out, spec); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", out)
@@ -97,7 +97,7 @@ func genGeoCmd() *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", out, "directory to write node configs and client-links.yaml into")
 	cmd.Flags().StringVar(&dataRoot, "data-root", dataRoot, "data dirs are DATA_ROOT/nodeN (relative to where georaftd runs)")
 	cmd.Flags().StringVar(&regions, "regions", regions, "comma-separated regions; node N goes in the Nth")
-	cmd.Flags().IntVar(&base, "base-port", base, "port plan base (see lab/ports.go): links BASE+100i+10j, nodes BASE+800+N")
+	cmd.Flags().IntVar(&base, "base-port", base, "port plan base (see clusterkit/ports.go): links BASE+100i+10j, nodes BASE+800+N")
 	cmd.Flags().StringVar(&matrixFile, "rtt", matrixFile, "RTT matrix CSV the timing is derived from")
 	return cmd
 }
@@ -142,7 +142,6 @@ func localDownCmd() *cobra.Command {
 
 func geoFlags(fs *pflag.FlagSet, o *lab.GeoOptions) {
 	clusterFlags(fs, &o.ClusterOptions, &o.LeaderTimeout)
-	fs.StringVar(&o.LinksFile, "links", o.LinksFile, "client links file (default CONFIGS/client-links.yaml)")
 	fs.StringVar(&o.MatrixFile, "rtt", o.MatrixFile, "RTT matrix CSV (milliseconds)")
 	fs.Float64Var(&o.Scale, "scale", o.Scale, "multiply every RTT of the matrix by this (0.1 for quick runs)")
 	fs.DurationVar(&o.Jitter, "jitter", o.Jitter, "add uniform ±jitter to each direction of every link (whole ms)")
@@ -181,23 +180,5 @@ func geoDownCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.ConfigDir, "configs", opts.ConfigDir, "directory of nodeN.yaml configs")
 	cmd.Flags().StringVar(&opts.RunDir, "run-dir", opts.RunDir, "run dir given to geo-up")
-	return cmd
-}
-
-func proxyServeCmd() *cobra.Command {
-	var plan, ready string
-	cmd := &cobra.Command{
-		Use:   "proxy-serve",
-		Short: "Run a proxy plan's toxiproxy links in this process until SIGTERM (started by geo-up)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if plan == "" || ready == "" {
-				return errors.New("proxy-serve needs --plan and --ready")
-			}
-			return lab.ServeProxies(cmd.Context(), plan, ready, os.Stderr)
-		},
-	}
-	cmd.Flags().StringVar(&plan, "plan", "", "proxy plan JSON written by geo-up")
-	cmd.Flags().StringVar(&ready, "ready", "", "file to write this process's PID to once every link listens")
 	return cmd
 }

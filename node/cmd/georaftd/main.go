@@ -4,6 +4,7 @@
 //	georaftd inspect DATA_DIR          print term, vote, commit and the log, one entry per line
 //	georaftd config check FILE         print the effective config, or every error in it
 //	georaftd certs --out DIR ...       generate a CA, node and client certificates
+//	georaftd wal drop-damaged-tail DIR drop a torn write that start-up refused to guess about
 package main
 
 import (
@@ -20,9 +21,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/georaft/georaft/buildinfo"
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
-	"github.com/georaft/georaft/node/tlsutil"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // Exit codes.
@@ -68,7 +70,7 @@ func rootCommand() *cobra.Command {
 		Short:         "Run a georaft node: Raft with leader leases, serving a key-value store",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       node.Version,
+		Version:       buildinfo.Read().String(),
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cmd.Flags())
@@ -81,8 +83,9 @@ func rootCommand() *cobra.Command {
 			return serve(cfg)
 		},
 	}
+	root.SetVersionTemplate("georaftd {{.Version}}\n")
 	config.BindFlags(root.Flags())
-	root.AddCommand(inspectCommand(), configCommand(), certsCommand())
+	root.AddCommand(inspectCommand(), configCommand(), certsCommand(), walCommand())
 	return root
 }
 
@@ -147,10 +150,7 @@ func configCommand() *cobra.Command {
 		Short: "Print the effective configuration (file, GEORAFT_* environment, defaults), or every error in it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.LoadFile(args[0])
-			if err == nil {
-				err = cfg.Validate()
-			}
+			cfg, err := config.Check(args[0])
 			if err != nil {
 				return &codedError{exitConfig, err}
 			}

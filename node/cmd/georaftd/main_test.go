@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +28,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	georaftd = filepath.Join(dir, "georaftd")
-	build := exec.Command("go", "build", "-o", georaftd, ".")
+	// -buildvcs=auto: stamp the revision when there is a checkout, whatever GOFLAGS says.
+	build := exec.Command("go", "build", "-buildvcs=auto", "-o", georaftd, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building georaftd:", err)
@@ -199,6 +201,35 @@ func TestSIGTERMHandsOverLeadership(t *testing.T) {
 	}
 }
 
+// --version comes from the build information the Go toolchain put in the binary: the
+// revision `go version -m` reads there when the build had a checkout, "devel" otherwise.
+func TestVersionComesFromTheBuild(t *testing.T) {
+	out, err := exec.Command(georaftd, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := exec.Command("go", "version", "-m", georaftd).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	revision := ""
+	for _, line := range strings.Split(string(mod), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "build" && strings.HasPrefix(f[1], "vcs.revision=") {
+			revision = strings.TrimPrefix(f[1], "vcs.revision=")
+		}
+	}
+	version := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(version, "georaftd ") || !strings.Contains(version, runtime.Version()) {
+		t.Fatalf("georaftd --version = %q, want the program, its version and %s", version, runtime.Version())
+	}
+	if revision != "" && !strings.Contains(version, "devel-"+revision[:12]) && !strings.Contains(version, revision) {
+		t.Fatalf("georaftd --version = %q, but the binary was built from revision %s", version, revision)
+	}
+	if revision == "" && !strings.HasPrefix(version, "georaftd devel ") {
+		t.Fatalf("georaftd --version = %q for a build without VCS information, want devel", version)
+	}
+}
+
 // georaftd config check names each problem's key, and exits 3.
 func TestConfigCheckNamesEveryProblem(t *testing.T) {
 	dir := t.TempDir()
@@ -239,6 +270,20 @@ peers:
 			}
 		})
 	}
+	// A mistyped key does not hide the rules broken elsewhere in the file: all three show.
+	t.Run("typo and rule violations at once", func(t *testing.T) {
+		file := filepath.Join(dir, "several.yaml")
+		body := good + "timing:\n  lease_duraton: 1s\n  heartbeat_interval: 300ms\n  max_clock_drift: 0.9\n"
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := exec.Command(georaftd, "config", "check", file).CombinedOutput()
+		for _, want := range []string{"unknown key timing.lease_duraton", "timing.heartbeat_interval (300ms) must be at most a third", "timing.max_clock_drift must be in", "(3 problems)"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("config check output lacks %q:\n%s", want, out)
+			}
+		}
+	})
 	t.Run("valid config prints the effective config", func(t *testing.T) {
 		file := filepath.Join(dir, "good.yaml")
 		os.WriteFile(file, []byte(good), 0o644)

@@ -539,8 +539,10 @@ type AppendEntriesRequest struct {
 	// leader received from this follower in its term, echoed back (0 before the first). The
 	// follower dates its stale-read freshness by it, on its own clock.
 	FollowerClockNanos int64 `protobuf:"varint,8,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The follower_boot that came with that follower_clock_nanos, echoed back with it.
+	FollowerBoot  uint64 `protobuf:"fixed64,9,opt,name=follower_boot,json=followerBoot,proto3" json:"follower_boot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendEntriesRequest) Reset() {
@@ -629,6 +631,13 @@ func (x *AppendEntriesRequest) GetFollowerClockNanos() int64 {
 	return 0
 }
 
+func (x *AppendEntriesRequest) GetFollowerBoot() uint64 {
+	if x != nil {
+		return x.FollowerBoot
+	}
+	return 0
+}
+
 type AppendEntriesResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Term    uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
@@ -644,8 +653,11 @@ type AppendEntriesResponse struct {
 	// The follower's monotonic clock when it produced this response, in nanoseconds. The
 	// leader echoes it in its next appends and heartbeats to this follower.
 	FollowerClockNanos int64 `protobuf:"varint,8,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The origin of the follower's clock (a new one after the follower's machine restarts);
+	// echoed back with follower_clock_nanos, so the follower refuses readings of another boot.
+	FollowerBoot  uint64 `protobuf:"fixed64,9,opt,name=follower_boot,json=followerBoot,proto3" json:"follower_boot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendEntriesResponse) Reset() {
@@ -730,6 +742,13 @@ func (x *AppendEntriesResponse) GetClock() *LeaderClock {
 func (x *AppendEntriesResponse) GetFollowerClockNanos() int64 {
 	if x != nil {
 		return x.FollowerClockNanos
+	}
+	return 0
+}
+
+func (x *AppendEntriesResponse) GetFollowerBoot() uint64 {
+	if x != nil {
+		return x.FollowerBoot
 	}
 	return 0
 }
@@ -900,8 +919,10 @@ type HeartbeatRequest struct {
 	// leader received from this follower in its term, echoed back (0 before the first). The
 	// follower dates its stale-read freshness by it, on its own clock.
 	FollowerClockNanos int64 `protobuf:"varint,5,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The follower_boot that came with that follower_clock_nanos, echoed back with it.
+	FollowerBoot  uint64 `protobuf:"fixed64,6,opt,name=follower_boot,json=followerBoot,proto3" json:"follower_boot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
@@ -969,6 +990,13 @@ func (x *HeartbeatRequest) GetFollowerClockNanos() int64 {
 	return 0
 }
 
+func (x *HeartbeatRequest) GetFollowerBoot() uint64 {
+	if x != nil {
+		return x.FollowerBoot
+	}
+	return 0
+}
+
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Term  uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
@@ -976,8 +1004,11 @@ type HeartbeatResponse struct {
 	// The follower's monotonic clock when it produced this response, in nanoseconds. The
 	// leader echoes it in its next appends and heartbeats to this follower.
 	FollowerClockNanos int64 `protobuf:"varint,3,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The origin of the follower's clock (a new one after the follower's machine restarts);
+	// echoed back with follower_clock_nanos, so the follower refuses readings of another boot.
+	FollowerBoot  uint64 `protobuf:"fixed64,4,opt,name=follower_boot,json=followerBoot,proto3" json:"follower_boot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -1027,6 +1058,13 @@ func (x *HeartbeatResponse) GetClock() *LeaderClock {
 func (x *HeartbeatResponse) GetFollowerClockNanos() int64 {
 	if x != nil {
 		return x.FollowerClockNanos
+	}
+	return 0
+}
+
+func (x *HeartbeatResponse) GetFollowerBoot() uint64 {
+	if x != nil {
+		return x.FollowerBoot
 	}
 	return 0
 }
@@ -1443,7 +1481,7 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\"G\n" +
 	"\vLeaderClock\x12\"\n" +
 	"\rsent_at_nanos\x18\x01 \x01(\x03R\vsentAtNanos\x12\x14\n" +
-	"\x05round\x18\x02 \x01(\x04R\x05round\"\xd9\x02\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\"\xfe\x02\n" +
 	"\x14AppendEntriesRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12$\n" +
 	"\x0eprev_log_index\x18\x02 \x01(\x04R\fprevLogIndex\x12\"\n" +
@@ -1452,7 +1490,8 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\rleader_commit\x18\x05 \x01(\x04R\fleaderCommit\x120\n" +
 	"\x14lease_duration_nanos\x18\x06 \x01(\x03R\x12leaseDurationNanos\x12-\n" +
 	"\x05clock\x18\a \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
-	"\x14follower_clock_nanos\x18\b \x01(\x03R\x12followerClockNanos\"\xad\x02\n" +
+	"\x14follower_clock_nanos\x18\b \x01(\x03R\x12followerClockNanos\x12#\n" +
+	"\rfollower_boot\x18\t \x01(\x06R\ffollowerBoot\"\xd2\x02\n" +
 	"\x15AppendEntriesResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x14\n" +
@@ -1461,7 +1500,8 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\x0econflict_index\x18\x05 \x01(\x04R\rconflictIndex\x12#\n" +
 	"\rreject_reason\x18\x06 \x01(\tR\frejectReason\x12-\n" +
 	"\x05clock\x18\a \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
-	"\x14follower_clock_nanos\x18\b \x01(\x03R\x12followerClockNanos\"\xbe\x01\n" +
+	"\x14follower_clock_nanos\x18\b \x01(\x03R\x12followerClockNanos\x12#\n" +
+	"\rfollower_boot\x18\t \x01(\x06R\ffollowerBoot\"\xbe\x01\n" +
 	"\x12RequestVoteRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12$\n" +
 	"\x0elast_log_index\x18\x02 \x01(\x04R\flastLogIndex\x12\"\n" +
@@ -1473,17 +1513,19 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\x12\x19\n" +
 	"\bpre_vote\x18\x03 \x01(\bR\apreVote\x122\n" +
 	"\x15lease_remaining_nanos\x18\x04 \x01(\x03R\x13leaseRemainingNanos\x12#\n" +
-	"\rreject_reason\x18\x05 \x01(\tR\frejectReason\"\xde\x01\n" +
+	"\rreject_reason\x18\x05 \x01(\tR\frejectReason\"\x83\x02\n" +
 	"\x10HeartbeatRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12#\n" +
 	"\rleader_commit\x18\x02 \x01(\x04R\fleaderCommit\x120\n" +
 	"\x14lease_duration_nanos\x18\x03 \x01(\x03R\x12leaseDurationNanos\x12-\n" +
 	"\x05clock\x18\x04 \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
-	"\x14follower_clock_nanos\x18\x05 \x01(\x03R\x12followerClockNanos\"\x88\x01\n" +
+	"\x14follower_clock_nanos\x18\x05 \x01(\x03R\x12followerClockNanos\x12#\n" +
+	"\rfollower_boot\x18\x06 \x01(\x06R\ffollowerBoot\"\xad\x01\n" +
 	"\x11HeartbeatResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12-\n" +
 	"\x05clock\x18\x02 \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
-	"\x14follower_clock_nanos\x18\x03 \x01(\x03R\x12followerClockNanos\"[\n" +
+	"\x14follower_clock_nanos\x18\x03 \x01(\x03R\x12followerClockNanos\x12#\n" +
+	"\rfollower_boot\x18\x04 \x01(\x06R\ffollowerBoot\"[\n" +
 	"\x11TimeoutNowRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x122\n" +
 	"\x15lease_remaining_nanos\x18\x02 \x01(\x03R\x13leaseRemainingNanos\"y\n" +
