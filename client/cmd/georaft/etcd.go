@@ -28,19 +28,11 @@ import (
 
 // etcdConn connects to the cluster named by the global flags.
 func (a *app) etcdConn() (*etcdv3.Conn, error) {
-	eps, tlsFromConfig, err := a.endpointList()
+	opts, err := a.options()
 	if err != nil {
 		return nil, err
 	}
-	opts, err := a.clientOptions(eps, tlsFromConfig)
-	if err != nil {
-		return nil, err
-	}
-	addrs := make([]string, len(eps))
-	for i, ep := range eps {
-		addrs[i] = ep.Address
-	}
-	return etcdv3.Dial(addrs, opts.TLS)
+	return etcdv3.Dial(opts.Endpoints, opts.TLS)
 }
 
 // etcdShot runs fn with an etcd connection and the operation's deadline.

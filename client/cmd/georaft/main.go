@@ -289,13 +289,18 @@ func (a *app) clientOptions(eps []client.Endpoint, fromConfig *client.NodeConfig
 	return opts, nil
 }
 
-// newClient connects to the cluster named by the global flags.
-func (a *app) newClient() (*client.Client, error) {
+// options are the client options of the cluster named by the global flags.
+func (a *app) options() (client.Options, error) {
 	eps, tlsFromConfig, err := a.endpointList()
 	if err != nil {
-		return nil, err
+		return client.Options{}, err
 	}
-	opts, err := a.clientOptions(eps, tlsFromConfig)
+	return a.clientOptions(eps, tlsFromConfig)
+}
+
+// newClient connects to the cluster named by the global flags.
+func (a *app) newClient() (*client.Client, error) {
+	opts, err := a.options()
 	if err != nil {
 		return nil, err
 	}
