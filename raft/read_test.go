@@ -176,7 +176,10 @@ func TestStaleReadBound(t *testing.T) {
 	if err := f.Read(1, ReadStale); err != nil {
 		t.Fatal(err)
 	}
-	if rd := net.cycle(2); len(rd.ReadStates) != 1 || rd.ReadStates[0] != (ReadState{ID: 1, Mode: ReadStale}) {
+	// The read state names the index the read must see applied: the leader's commit index its
+	// freshness vouches for (ReadView.StaleIndex).
+	commit := f.Status().Commit
+	if rd := net.cycle(2); len(rd.ReadStates) != 1 || rd.ReadStates[0] != (ReadState{ID: 1, Index: commit, Mode: ReadStale}) {
 		t.Fatalf("read states %v", rd.ReadStates)
 	}
 	net.isolate(2)
