@@ -7,7 +7,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 BUF_VERSION := v1.75.0
 
-.PHONY: all build test test-go proto proto-lint vet fmt clean soak-sim
+.PHONY: all build test test-go proto proto-lint vet fmt clean soak-sim bench-engine bench-10m
 
 all: build
 
@@ -30,6 +30,14 @@ test-go:
 SEEDS ?= 20000
 soak-sim:
 	$(GO) test ./raft -run 'TestSimulation$$' -sim.seeds=$(SEEDS) -timeout 0 -v
+
+# The storage engines side by side on georaft's apply workload (README, Dependencies).
+bench-engine:
+	$(GO) test ./node/mvcc/enginecmp -run '^$$' -bench . -benchtime 2s -count $(or $(COUNT),3) -timeout 60m
+
+# About 10 million keys through the state machine: resident memory and disk use (README).
+bench-10m:
+	$(GO) test ./node/mvcc -run '^TestLoadKeys$$' -mvcc.load 10000000 -v -timeout 2h
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

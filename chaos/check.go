@@ -113,7 +113,7 @@ func lostWrites(ops []history.Op) []Anomaly {
 			if op.Outcome == history.OK {
 				finals[op.Key] = op
 			}
-		case op.Kind != history.Get && op.Outcome != history.Failed:
+		case isWrite(op) && op.Outcome != history.Failed:
 			ret := int64(math.MaxInt64)
 			if op.Outcome == history.OK {
 				ret = op.Return
@@ -156,7 +156,7 @@ func lostWrites(ops []history.Op) []Anomaly {
 			}
 		}
 		for _, w := range writes[key] {
-			if final.Found != (w.op.Kind == history.Set) || (final.Found && w.op.Value != final.Value) {
+			if final.Found != (w.op.Kind == history.Set || w.op.Kind == history.CAS) || (final.Found && w.op.Value != final.Value) {
 				continue
 			}
 			matched = append(matched, w.op)
@@ -293,7 +293,7 @@ func recoveryAnomalies(events []Event, bound time.Duration) []Anomaly {
 func longestWriteGap(served []Served, from, to int64) time.Duration {
 	var acks []int64
 	for _, s := range served {
-		if s.Kind != history.Get && s.Return >= from && s.Return <= to {
+		if s.isWrite() && s.Return >= from && s.Return <= to {
 			acks = append(acks, s.Return)
 		}
 	}

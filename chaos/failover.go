@@ -39,7 +39,7 @@ func failoverWindows(served []Served, killAt int64, killed uint64) FailoverSampl
 	firstWrite, firstLease := int64(-1), int64(-1)
 	for _, op := range served {
 		isLease := op.Kind == history.Get && op.Mode == readmode.Lease
-		isWrite := op.Kind != history.Get
+		isWrite := op.isWrite()
 		if op.Return <= killAt {
 			if isWrite {
 				lastWrite = max(lastWrite, op.Return)
@@ -148,7 +148,7 @@ func (h *harness) killLeaderOnce(ctx context.Context) (FailoverSample, error) {
 		return func(s Served) bool { return s.Node != leader && want(s) }
 	}
 	back := steadyTimeout
-	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.Kind != history.Get }))
+	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.isWrite() }))
 	h.work.WaitServedAfter(ctx, killAt, back, other(func(s Served) bool { return s.Kind == history.Get && s.Mode == readmode.Lease }))
 	sample := failoverWindows(h.work.Served(), killAt, leader)
 	sample.Term = term
@@ -179,7 +179,7 @@ func (h *harness) waitSteady(ctx context.Context, timeout time.Duration) (uint64
 				if s.Return < now-recent || s.Node != leader {
 					continue
 				}
-				write = write || s.Kind != history.Get
+				write = write || s.isWrite()
 				lease = lease || (s.Kind == history.Get && s.Mode == readmode.Lease)
 			}
 			if write && lease {

@@ -249,7 +249,7 @@ func (h *harness) keysWrittenBetween(from, to int64, limit int) []string {
 	var out []string
 	for i := len(ops) - 1; i >= 0 && len(out) < limit; i-- {
 		op := ops[i]
-		if op.Kind == history.Get || op.Outcome != history.OK || op.Return < from || op.Return > to || seen[op.Key] {
+		if !isWrite(op) || op.Outcome != history.OK || op.Return < from || op.Return > to || seen[op.Key] {
 			continue
 		}
 		seen[op.Key] = true

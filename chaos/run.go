@@ -63,7 +63,11 @@ type Report struct {
 	Events       []Event      `json:"events"`
 	Anomalies    []Anomaly    `json:"anomalies"`
 	// AckedWrites counts acknowledged writes, all of which the final reads must explain.
-	AckedWrites      int           `json:"acked_writes"`
+	AckedWrites int `json:"acked_writes"`
+	// WatchEvents is how many events the watch checker got; WatchResumes how often its
+	// stream broke (or fell silent) and it resumed on another node.
+	WatchEvents      int           `json:"watch_events"`
+	WatchResumes     int           `json:"watch_resumes"`
 	LostWrites       int           `json:"lost_writes"`
 	Converged        Convergence   `json:"converged"`
 	ConvergedRestart Convergence   `json:"converged_after_full_restart"`
@@ -146,6 +150,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.Links = "emulated geo matrix"
 	}
 
+	endpoints, _ := h.cluster.ClientEndpoints(h.cluster.IDs()[0])
+	watch, err := startWatchChecker(endpoints, h.logf)
+	if err != nil {
+		return nil, fmt.Errorf("watch checker: %w", err)
+	}
+	defer watch.stop()
+
 	used := h.injectSchedule(ctx, opts, seed, rep)
 
 	h.work.Stop()
@@ -183,9 +194,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	ops := h.rec.Ops()
+	if finalRev, err := currentRevision(ctx, endpoints); err != nil {
+		rep.Anomalies = append(rep.Anomalies, Anomaly{AnomalyWatch, "could not read the final revision: " + err.Error()})
+	} else {
+		if !watch.waitFor(finalRev, 30*time.Second) {
+			h.logf("the watch did not reach revision %d", finalRev)
+		}
+		watch.stop()
+		rep.Anomalies = append(rep.Anomalies, watch.check(ops, finalRev)...)
+		rep.WatchEvents, rep.WatchResumes = len(watch.events), watch.reconnects
+		h.logf("watch: %d events up to revision %d, resumed %d times", len(watch.events), finalRev, watch.reconnects)
+	}
 	rep.Ops = len(ops)
 	for _, op := range ops {
-		if op.Kind != history.Get && op.Outcome == history.OK {
+		if isWrite(op) && op.Outcome == history.OK {
 			rep.AckedWrites++
 		}
 	}
@@ -405,6 +427,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 	for _, k := range labels {
 		fmt.Fprintf(w, "  %-28s %d\n", k, r.OpCounts[k])
 	}
+	fmt.Fprintf(w, "etcd watch of every key from revision 1: %d events, resumed on another node %d times\n", r.WatchEvents, r.WatchResumes)
 
 	total := 0
 	var kinds []string

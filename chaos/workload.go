@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/client/etcdv3"
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/readmode"
 )
@@ -92,11 +93,12 @@ func StartWorkload(cluster *Cluster, clock *Clock, rec *history.Recorder, opts W
 	opts = opts.withDefaults()
 	w := &Workload{opts: opts, cluster: cluster, clock: clock, rec: rec, stop: make(chan struct{}), counts: map[string]int{}}
 	for i := range opts.Keys {
-		w.keys = append(w.keys, fmt.Sprintf("k%03d", i))
+		w.keys = append(w.keys, groupKey(i))
 	}
 	w.lastWriteAck.Store(-1)
 	ids := cluster.IDs()
 	var clients []*client.Client
+	var conns []*etcdv3.Conn
 	for i := range opts.Clients {
 		home := ids[i%len(ids)]
 		endpoints, nodeIDs := cluster.ClientEndpoints(home)
@@ -118,13 +120,19 @@ func StartWorkload(cluster *Cluster, clock *Clock, rec *history.Recorder, opts W
 			return nil, fmt.Errorf("client %d: %w", i, err)
 		}
 		clients = append(clients, cl)
+		conn, err := etcdv3.Dial(endpoints, nil)
+		if err != nil {
+			return nil, fmt.Errorf("client %d: %w", i, err)
+		}
+		conns = append(conns, conn)
 	}
 	for i, cl := range clients {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
 			defer cl.Close()
-			w.runClient(i, cl, rand.New(rand.NewPCG(uint64(opts.Seed), uint64(i))))
+			defer conns[i].Close()
+			w.runClient(i, cl, conns[i], rand.New(rand.NewPCG(uint64(opts.Seed), uint64(i))))
 		}()
 	}
 	return w, nil
@@ -209,7 +217,7 @@ func (w *Workload) note(s Served) {
 	w.mu.Lock()
 	w.served = append(w.served, s)
 	w.mu.Unlock()
-	if s.Kind != history.Get {
+	if s.isWrite() {
 		for {
 			cur := w.lastWriteAck.Load()
 			if s.Return <= cur || w.lastWriteAck.CompareAndSwap(cur, s.Return) {
@@ -220,27 +228,35 @@ func (w *Workload) note(s Served) {
 }
 
 // operation mix: writes are a third, reads spread over the four modes with lease reads the
-// most common, since the lease is what the harness is after.
+// most common, since the lease is what the harness is after; through the etcd API, range
+// reads of a key group and compare-and-swap transactions.
 func pickOp(rng *rand.Rand) (history.Kind, readmode.Mode) {
 	switch r := rng.IntN(100); {
-	case r < 28:
+	case r < 24:
 		return history.Set, 0
-	case r < 33:
+	case r < 29:
 		return history.Delete, 0
-	case r < 63:
+	case r < 36:
+		return history.CAS, 0
+	case r < 59:
 		return history.Get, readmode.Lease
-	case r < 75:
+	case r < 68:
 		return history.Get, readmode.Index
-	case r < 85:
+	case r < 76:
 		return history.Get, readmode.Log
-	default:
+	case r < 85:
 		return history.Get, readmode.Stale
+	case r < 93:
+		return history.Range, readmode.Lease
+	default:
+		return history.Range, readmode.Index
 	}
 }
 
-func (w *Workload) runClient(id int, cl *client.Client, rng *rand.Rand) {
+func (w *Workload) runClient(id int, cl *client.Client, conn *etcdv3.Conn, rng *rand.Rand) {
 	clientID := id + 1
 	seq := 0
+	last := map[string]seen{}
 	for {
 		select {
 		case <-w.stop:
@@ -259,6 +275,9 @@ func (w *Workload) runClient(id int, cl *client.Client, rng *rand.Rand) {
 			call := w.rec.Begin(history.Op{ClientID: clientID, Kind: history.Set, Key: key, Value: value})
 			res, err := cl.Set(ctx, key, []byte(value))
 			w.finishWrite(call, history.Set, res, err)
+			if err == nil {
+				last[key] = seen{true, value}
+			}
 		case history.Delete:
 			call := w.rec.Begin(history.Op{ClientID: clientID, Kind: history.Delete, Key: key})
 			res, err := cl.Delete(ctx, key)
@@ -275,6 +294,7 @@ func (w *Workload) runClient(id int, cl *client.Client, rng *rand.Rand) {
 			}
 			served := res.Served
 			call.Read(res.Found, string(res.Value), served)
+			last[key] = seen{res.Found, string(res.Value)}
 			call.Annotate(fmt.Sprintf("n%d t%d", res.NodeID, res.Term))
 			label := "get " + mode.String()
 			if served != mode {
@@ -282,6 +302,15 @@ func (w *Workload) runClient(id int, cl *client.Client, rng *rand.Rand) {
 			}
 			w.count(label + " ok")
 			w.note(Served{Kind: history.Get, Mode: served, Asked: mode, Node: res.NodeID, Term: res.Term, Call: start, Return: w.clock.Now()})
+		case history.Range:
+			w.rangeGroup(ctx, clientID, conn, history.Group(key), mode, last)
+		case history.CAS:
+			seq++
+			expect := last[key]
+			if rng.IntN(4) == 0 {
+				expect = seen{} // sometimes from absent, which mostly fails
+			}
+			w.cas(ctx, clientID, conn, key, fmt.Sprintf("c%d-%d", clientID, seq), expect)
 		}
 		cancel()
 		if w.opts.ThinkTime > 0 {

@@ -25,9 +25,16 @@ compare-bin:
 
 bench-compare: compare-deps compare-bin
 	$(COMPARE) run $(COMPARE_FLAGS)
+	BIN=$(BIN) compare/etcdbench/run.sh
 
 # Stops what a killed run left behind and removes its namespaces and bridge.
 bench-compare-clean:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./compare/cmd/georaft-compare
 	$(COMPARE) clean
+
+# etcd's own benchmark tool against georaft and etcd (compare/etcdbench/run.sh); part of
+# bench-compare, and alone as bench-etcd-tool. ROUNDS=3 TOTAL=5000 CLIENTS=32 by default.
+.PHONY: bench-etcd-tool
+bench-etcd-tool: compare-deps
+	BIN=$(BIN) compare/etcdbench/run.sh

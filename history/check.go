@@ -90,6 +90,7 @@ type Result struct {
 	Checked, StaleChecked int
 
 	ops     []porcupine.Operation
+	grouped bool // ops are for the group model (the history has Range or CAS)
 	timeout time.Duration
 }
 
@@ -143,9 +144,16 @@ func CheckWith(ops []Op, opts Options) Result {
 		return res
 	}
 
-	res.ops = toPorcupine(ops)
-	res.Checked = len(res.ops)
-	linearizable := checkPerKey(ops, res.ops, opts.Timeout, &res)
+	var linearizable bool
+	if hasGroupOps(ops) {
+		res.ops, res.grouped = toGroupPorcupine(ops), true
+		res.Checked = len(res.ops)
+		linearizable = checkGroups(ops, res.ops, opts.Timeout, &res)
+	} else {
+		res.ops = toPorcupine(ops)
+		res.Checked = len(res.ops)
+		linearizable = checkPerKey(ops, res.ops, opts.Timeout, &res)
+	}
 
 	res.Stale, res.StaleChecked = checkStaleReads(ops, int64(opts.StaleBound))
 
@@ -191,17 +199,26 @@ func (r *Result) WriteVisualization(path string) error {
 	if r.Verdict == Invalid {
 		return fmt.Errorf("visualize history to %s: history is malformed: %s", path, strings.Join(r.Problems, "; "))
 	}
-	ops := r.ops
+	model, ops := registerModel, r.ops
+	if r.grouped {
+		model = groupModel
+	}
 	if len(r.IllegalKeys) > 0 {
 		ops = nil
 		for _, op := range r.ops {
-			if slices.Contains(r.IllegalKeys, op.Input.(registerInput).key) {
+			key := ""
+			if r.grouped {
+				key = Group(op.Input.(groupInput).key)
+			} else {
+				key = op.Input.(registerInput).key
+			}
+			if slices.Contains(r.IllegalKeys, key) {
 				ops = append(ops, op)
 			}
 		}
 	}
-	_, info := porcupine.CheckOperationsVerbose(registerModel, ops, r.timeout)
-	if err := porcupine.VisualizePath(registerModel, info, path); err != nil {
+	_, info := porcupine.CheckOperationsVerbose(model, ops, r.timeout)
+	if err := porcupine.VisualizePath(model, info, path); err != nil {
 		return fmt.Errorf("visualize history to %s: %w", path, err)
 	}
 	return nil
@@ -212,12 +229,12 @@ func validate(ops []Op) []string {
 	var problems []string
 	for i, op := range ops {
 		switch op.Kind {
-		case Set, Delete, Get:
+		case Set, Delete, Get, Range, CAS:
 		default:
 			problems = append(problems, fmt.Sprintf("op %d (%s): unknown kind %d", i, op, uint8(op.Kind)))
 			continue
 		}
-		if op.Kind == Get && op.Mode > ModeStale {
+		if (op.Kind == Get || op.Kind == Range) && op.Mode > ModeStale {
 			problems = append(problems, fmt.Sprintf("op %d (%s): unknown read mode %d", i, op, uint8(op.Mode)))
 		}
 		if op.Outcome > Unknown {
@@ -287,7 +304,7 @@ func checkStaleReads(ops []Op, bound int64) ([]StaleViolation, int) {
 	writesByKey := map[string][]*Op{}
 	for i := range ops {
 		op := &ops[i]
-		if (op.Kind == Set || op.Kind == Delete) && op.Outcome != Failed {
+		if op.changes() && op.Outcome != Failed {
 			writesByKey[op.Key] = append(writesByKey[op.Key], op)
 		}
 	}
@@ -349,7 +366,7 @@ func possibleStates(writes []*Op) []possibleState {
 	}
 	states := []possibleState{state(false, "", math.MinInt64, suffixFirst[0])}
 	for _, w := range byCall {
-		states = append(states, state(w.Kind == Set, w.Value, w.Call, firstToReturnAfter(returnOf(w))))
+		states = append(states, state(w.Kind != Delete, w.Value, w.Call, firstToReturnAfter(returnOf(w))))
 	}
 	return states
 }
@@ -428,7 +445,7 @@ func anomalies(ops []Op, key string) []string {
 	var writes []*Op
 	for i := range ops {
 		op := &ops[i]
-		if op.Key == key && (op.Kind == Set || op.Kind == Delete) && op.Outcome != Failed {
+		if op.Key == key && op.changes() && op.Outcome != Failed {
 			writes = append(writes, op)
 		}
 	}

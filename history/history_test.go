@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -409,7 +410,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Fatalf("read %d operations back, want %d", len(back), len(ops))
 	}
 	for i := range ops {
-		if back[i] != ops[i] {
+		if !reflect.DeepEqual(back[i], ops[i]) {
 			t.Errorf("op %d: read back %s, want %s", i, back[i], ops[i])
 		}
 	}

@@ -25,6 +25,11 @@ const (
 	Delete
 	// Get reads Key with the consistency in Op.Mode.
 	Get
+	// Range reads every key that starts with Key (a group prefix, see Group): Op.Values.
+	Range
+	// CAS writes Value to Key if Key holds Expect (ExpectFound false: if Key is absent), in
+	// one transaction; Op.Swapped says whether it did.
+	CAS
 )
 
 func (k Kind) String() string {
@@ -35,6 +40,10 @@ func (k Kind) String() string {
 		return "del"
 	case Get:
 		return "get"
+	case Range:
+		return "range"
+	case CAS:
+		return "cas"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -93,9 +102,16 @@ type Op struct {
 	Value string
 	// Found reports whether a Get found the key.
 	Found bool
-	// Mode is the consistency that served a Get (after any fallback, e.g. a lease read the
-	// leader served as an index read).
+	// Mode is the consistency that served a Get or Range (after any fallback, e.g. a lease
+	// read the leader served as an index read).
 	Mode Mode
+	// Values is what a Range read: key to value.
+	Values map[string]string `json:",omitempty"`
+	// Expect and ExpectFound are a CAS's condition; Swapped whether it held and the value was
+	// written.
+	Expect      string `json:",omitempty"`
+	ExpectFound bool   `json:",omitempty"`
+	Swapped     bool   `json:",omitempty"`
 
 	// Call and Return are the invocation and response times. Return is ignored for an
 	// operation whose Outcome is Unknown or Pending.
@@ -124,6 +140,20 @@ func (op Op) String() string {
 				s += " -> not found"
 			}
 		}
+	case Range:
+		s = fmt.Sprintf("c%d range(%s*) %s", op.ClientID, op.Key, op.Mode)
+		if op.Outcome == OK {
+			s += " -> " + describeValues(op.Values)
+		}
+	case CAS:
+		expect := "absent"
+		if op.ExpectFound {
+			expect = strconv.Quote(op.Expect)
+		}
+		s = fmt.Sprintf("c%d cas(%s, %s -> %s)", op.ClientID, op.Key, expect, strconv.Quote(op.Value))
+		if op.Outcome == OK {
+			s += fmt.Sprintf(" swapped=%v", op.Swapped)
+		}
 	default:
 		s = fmt.Sprintf("c%d %s(%s)", op.ClientID, op.Kind, op.Key)
 	}
@@ -140,4 +170,16 @@ func (op Op) String() string {
 		s += " " + op.Note
 	}
 	return s
+}
+
+// changes reports whether op wrote its key (or may have): a Set or Delete, or a CAS that
+// swapped or whose outcome is unknown.
+func (op Op) changes() bool {
+	switch op.Kind {
+	case Set, Delete:
+		return true
+	case CAS:
+		return op.Outcome != OK || op.Swapped
+	}
+	return false
 }

@@ -79,6 +79,23 @@ func (c *Call) Read(found bool, value string, servedBy Mode) {
 	})
 }
 
+// Ranged records a Range's answer and the mode that served it.
+func (c *Call) Ranged(values map[string]string, servedBy Mode) {
+	c.finish(func(op *Op) {
+		op.Outcome = OK
+		op.Values = values
+		op.Mode = servedBy
+	})
+}
+
+// Swapped records a CAS's answer: whether its condition held and it wrote.
+func (c *Call) Swapped(swapped bool) {
+	c.finish(func(op *Op) {
+		op.Outcome = OK
+		op.Swapped = swapped
+	})
+}
+
 // Fail records that the operation definitely did not take effect, e.g. refused before it
 // was proposed. Use Unknown when in doubt: a write wrongly marked failed whose value is
 // later read makes the history illegal.

@@ -44,13 +44,16 @@ func (n *Node) statusResponse(ctx context.Context, req *georaftv1.StatusRequest)
 		LeaseState:          leaseStateToProto(st.Lease),
 		LeaseRemainingNanos: int64(st.LeaseRemaining),
 		SnapshotIndex:       st.Snapshot.Index,
-		Keys:                uint64(n.kv.Len()),
+		Keys:                uint64(n.store.Len()),
 		Version:             Version,
 	}
 	if req.GetIncludeStateHash() {
-		resp.StateHash, resp.AppliedIndex = n.kv.HashAt()
+		var herr error
+		if resp.StateHash, resp.AppliedIndex, herr = n.store.HashAt(); herr != nil {
+			return nil, n.toStatus(herr)
+		}
 	} else {
-		resp.AppliedIndex, _ = n.kv.Applied()
+		resp.AppliedIndex, _ = n.store.Applied()
 	}
 	if err := n.Failed(); err != nil {
 		resp.Failure = err.Error()

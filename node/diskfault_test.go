@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
-	"github.com/georaft/georaft/node/kv"
-	"github.com/georaft/georaft/node/snapshot"
+	"github.com/georaft/georaft/node/mvcc"
 	"github.com/georaft/georaft/node/wal"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
@@ -251,8 +252,13 @@ func diskFullScenario(t *testing.T, c *testCluster, full int, arm, free func(), 
 			t.Fatalf("acknowledged %s at index %d is not in the full node's WAL (entries %d..%d)",
 				w.key, w.index, firstIndex(rec), lastIndex(rec))
 		}
-		cmd, err := kv.Decode(data)
-		if err != nil || string(cmd.Key) != w.key || !bytes.Equal(cmd.Value, []byte(w.value)) {
+		mc, err := mvcc.Decode(data)
+		put := mc.Txn.GetSuccess()
+		var cmd *etcdpb.PutRequest
+		if len(put) == 1 {
+			cmd = put[0].GetRequestPut()
+		}
+		if err != nil || string(cmd.GetKey()) != w.key || !bytes.Equal(cmd.GetValue(), []byte(w.value)) {
 			t.Fatalf("index %d in the full node's WAL is %v (err %v), want SET %s", w.index, cmd, err, w.key)
 		}
 	}
@@ -340,9 +346,10 @@ func TestDiskFullOnTmpfs(t *testing.T) {
 		node.Options{Logger: testLogger()})
 }
 
-// A damaged snapshot file refuses start-up, naming the file, and is left as it was: the log
-// before it was compacted away, so the node cannot just start without it.
-func TestCorruptSnapshotRefusesStartup(t *testing.T) {
+// A node whose state machine engine is gone after its log was compacted refuses start-up,
+// naming the snapshot it would need: the log before it was compacted away, so the node
+// cannot rebuild its state from the log.
+func TestLostStateRefusesStartup(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *config.Config) { cfg.Storage.SnapshotEntries = 20 })
 	leader := c.waitLeader(10 * time.Second)
 	acked := c.writeAcked(leader, "snap", 60)
@@ -350,44 +357,28 @@ func TestCorruptSnapshotRefusesStartup(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for c.mustStatus(0).SnapshotIndex == 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("node 1 took no snapshot after 60 writes with storage.snapshot_entries 20")
+			t.Fatal("node 1 compacted no log after 60 writes with storage.snapshot_entries 20")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	for i := range c.servers {
 		c.kill(i)
 	}
-	// Damage the snapshot the WAL starts after. A newer snapshot file whose WAL record the
-	// kill cut off is not depended on: the node would rightly start from this one.
 	rec, err := wal.Inspect(filepath.Join(c.cfgs[0].Node.DataDir, "wal"), nil)
 	if err != nil || rec.Snapshot.Index == 0 {
 		t.Fatalf("node 1's WAL records no snapshot: %+v %v", rec, err)
 	}
-	store, err := snapshot.NewStore(filepath.Join(c.cfgs[0].Node.DataDir, "snap"), nil)
-	if err != nil {
+	if err := os.RemoveAll(filepath.Join(c.cfgs[0].Node.DataDir, "state")); err != nil {
 		t.Fatal(err)
 	}
-	latest := store.Path(rec.Snapshot)
-	data, err := os.ReadFile(latest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0x5a
-	if err := os.WriteFile(latest, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
 	_, err = node.Start(c.cfgs[0], testLogger())
 	if err == nil {
-		t.Fatal("a node whose latest snapshot is corrupt started")
+		t.Fatal("a node whose state is lost behind a compacted log started")
 	}
-	if !strings.Contains(err.Error(), filepath.Base(latest)) {
-		t.Fatalf("the refusal does not name the snapshot file %s: %v", filepath.Base(latest), err)
+	if want := fmt.Sprintf("snapshot %d", rec.Snapshot.Index); !strings.Contains(err.Error(), want) {
+		t.Fatalf("the refusal does not name %s: %v", want, err)
 	}
 	t.Logf("start-up refused: %v", err)
-	if after, _ := os.ReadFile(latest); !bytes.Equal(after, data) {
-		t.Fatal("the refused start-up modified the corrupt snapshot")
-	}
 	// The other two still hold every acknowledged write.
 	c.start(1)
 	c.start(2)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/georaft/georaft/node/kv"
+	"github.com/georaft/georaft/node/mvcc"
 	"github.com/georaft/georaft/node/snapshot"
 	"github.com/georaft/georaft/node/wal"
 	"github.com/georaft/georaft/raft"
@@ -63,9 +64,37 @@ func describeEntry(e raft.Entry) string {
 	if e.Type == raft.EntryNoop {
 		return "NOOP"
 	}
-	cmd, err := kv.Decode(e.Data)
+	cmd, err := mvcc.Decode(e.Data)
 	if err != nil {
 		return fmt.Sprintf("<undecodable %d bytes: %v>", len(e.Data), err)
 	}
+	if v1, ok := asV1(&cmd); ok {
+		return v1.String()
+	}
 	return cmd.String()
+}
+
+// asV1 renders a one-key put, delete or read as georaft.v1's SET, DEL or GET.
+func asV1(c *mvcc.Command) (kv.Command, bool) {
+	t := c.Txn
+	if c.Kind != mvcc.KindTxn || len(t.GetCompare()) > 0 || len(t.GetFailure()) > 0 || len(t.GetSuccess()) != 1 {
+		return kv.Command{}, false
+	}
+	v := kv.Command{ClientID: c.ClientID, Seq: c.Seq}
+	op := t.GetSuccess()[0]
+	switch {
+	case op.GetRequestPut() != nil:
+		p := op.GetRequestPut()
+		if p.Lease != 0 || p.IgnoreLease || p.IgnoreValue {
+			return kv.Command{}, false
+		}
+		v.Op, v.Key, v.Value = kv.OpSet, p.Key, p.Value
+	case op.GetRequestDeleteRange() != nil && len(op.GetRequestDeleteRange().RangeEnd) == 0:
+		v.Op, v.Key = kv.OpDelete, op.GetRequestDeleteRange().Key
+	case op.GetRequestRange() != nil && len(op.GetRequestRange().RangeEnd) == 0:
+		v.Op, v.Key = kv.OpGet, op.GetRequestRange().Key
+	default:
+		return kv.Command{}, false
+	}
+	return v, true
 }

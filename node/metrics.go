@@ -37,6 +37,8 @@ type metrics struct {
 	leaderChanges  prometheus.Counter
 	redirects      *prometheus.CounterVec
 	reads          *prometheus.HistogramVec
+	forwarded      *prometheus.CounterVec
+	watchers       prometheus.Gauge
 	// lastLeader is the leader observeStatus saw last, for leaderChanges.
 	lastLeader uint64
 }
@@ -87,7 +89,7 @@ func newMetrics(self uint64) *metrics {
 			Name: "georaft_peer_replication_lag_entries", Help: "Entries each follower is behind the leader's log (leader only).", ConstLabels: constLabels,
 		}, []string{"peer"}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "georaft_request_duration_seconds", Help: "Latency of the client requests this node served, by operation (set, delete, get).", ConstLabels: constLabels,
+			Name: "georaft_request_duration_seconds", Help: "Latency of the client requests this node served, by operation (set, delete, get; etcd.range, etcd.put, etcd.txn, ... for the etcd API).", ConstLabels: constLabels,
 			Buckets: latencyBuckets,
 		}, []string{"op"}),
 		reads: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -115,6 +117,12 @@ func newMetrics(self uint64) *metrics {
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "georaft_tls_certificate_expiry_timestamp_seconds", Help: "When the node's TLS certificate and its CA expire (Unix time), as loaded at start.", ConstLabels: constLabels,
 		}, []string{"certificate"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georaft_etcd_forwarded_total", Help: "etcd API requests this follower passed to the leader, by the gRPC code they ended with.", ConstLabels: constLabels,
+		}, []string{"code"}),
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "georaft_etcd_watchers", Help: "etcd API watches open on this node.", ConstLabels: constLabels,
+		}),
 	}
 	build := buildinfo.Read()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -124,7 +132,7 @@ func newMetrics(self uint64) *metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
 		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.reads, m.requestErrors, m.redirects, m.snapshots, m.readFallbacks,
-		m.connsRefused, m.certExpiry, m.leaderChanges, buildInfo)
+		m.connsRefused, m.certExpiry, m.leaderChanges, m.forwarded, m.watchers, buildInfo)
 	return m
 }
 

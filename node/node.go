@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/node/config"
-	"github.com/georaft/georaft/node/kv"
+	"github.com/georaft/georaft/node/mvcc"
 	"github.com/georaft/georaft/node/snapshot"
 	"github.com/georaft/georaft/node/transport"
 	"github.com/georaft/georaft/node/wal"
@@ -48,12 +48,14 @@ type Node struct {
 	m     *metrics
 	dump  *dumpLog
 
-	core  *raft.Raft // owned by the loop goroutine
-	wal   *wal.WAL
-	snaps *snapshot.Store
-	kv    *kv.Store
-	tr    *transport.Transport
-	out   outbox // where the loop's messages leave: tr, or a test's wrapper around it
+	core   *raft.Raft // owned by the loop goroutine
+	wal    *wal.WAL
+	snaps  *snapshot.Store
+	store  *mvcc.Store
+	tr     *transport.Transport
+	out    outbox // where the loop's messages leave: tr, or a test's wrapper around it
+	fwd    *forwarder
+	lessor *lessor
 
 	msgc  chan inbound
 	propc chan *proposal
@@ -61,6 +63,11 @@ type Node struct {
 	ctrlc chan func()
 	stopc chan struct{}
 	donec chan struct{}
+	// drainc closes when the node starts to stop: long-lived client streams (etcd watches,
+	// lease keep-alives) end then, so their clients move to another member at once instead
+	// of holding the graceful stop up.
+	drainc    chan struct{}
+	drainOnce sync.Once
 
 	// Loop-only state.
 	waiters      map[uint64]*proposal // by log index
@@ -116,7 +123,7 @@ type proposal struct {
 
 type proposalResult struct {
 	index  uint64
-	result kv.Result
+	result mvcc.Result
 	err    error
 }
 
@@ -164,6 +171,7 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 		ctrlc:        make(chan func(), 256),
 		stopc:        make(chan struct{}),
 		donec:        make(chan struct{}),
+		drainc:       make(chan struct{}),
 		waiters:      make(map[uint64]*proposal),
 		pendingReads: make(map[uint64]*readRequest),
 	}
@@ -209,12 +217,26 @@ func (n *Node) recover(fsys wal.FS) error {
 		n.dump.Printf("recovered from a torn WAL tail: %v", rec.TornTail)
 		n.log.Warn("truncated a torn WAL tail", "tail", rec.TornTail)
 	}
-	n.kv = kv.New(cfg.KVLimits(), maxClientSessions)
+	n.store, err = mvcc.Open(filepath.Join(cfg.Node.DataDir, "state"), mvcc.Options{
+		MaxSessions: maxClientSessions,
+		Logger:      n.log.With("component", "mvcc"),
+	})
+	if err != nil {
+		w.Close()
+		return err
+	}
 	if rec.Snapshot.Index > 0 {
-		if err := n.restoreSnapshot(rec.Snapshot); err != nil {
-			w.Close()
-			return fmt.Errorf("the WAL starts after snapshot %d (term %d), but it cannot be loaded: %w",
-				rec.Snapshot.Index, rec.Snapshot.Term, err)
+		// The engine is durable up to where the log was compacted, except in a data directory
+		// written before the engine existed, or after a crash while a snapshot was installed:
+		// then the snapshot file brings it there.
+		if applied, _ := n.store.Applied(); applied < rec.Snapshot.Index {
+			if err := n.restoreSnapshot(rec.Snapshot); err != nil {
+				w.Close()
+				n.store.Close()
+				return fmt.Errorf("the WAL starts after snapshot %d (term %d), but it cannot be loaded: %w",
+					rec.Snapshot.Index, rec.Snapshot.Term, err)
+			}
+			n.dump.Printf("state machine loaded from snapshot file %d", rec.Snapshot.Index)
 		}
 		n.lastSnapshot = rec.Snapshot
 	}
@@ -243,7 +265,7 @@ func (n *Node) restoreSnapshot(meta raft.SnapshotMeta) error {
 		return err
 	}
 	defer r.Close()
-	if err := n.kv.Restore(r); err != nil {
+	if err := n.store.Restore(r); err != nil {
 		return fmt.Errorf("load snapshot %d: %w", meta.Index, err)
 	}
 	return nil
@@ -271,8 +293,10 @@ func (n *Node) attachTransport(tr *transport.Transport) {
 // start runs the loop.
 func (n *Node) start() {
 	n.publish()
+	n.lessor = newLessor(n)
 	go n.run()
 	go n.refreshMetrics()
+	go n.lessor.run()
 }
 
 // run is the loop: the only goroutine that touches the core.
@@ -409,7 +433,9 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 	// writers answered) before this node's own fsync rather than after it: under load that
 	// takes one fsync off every write's latency. Nothing that depends on this node's disk
 	// leaves before the fsync below.
-	n.apply(rd.CommittedEntries)
+	if err := n.apply(rd.CommittedEntries); err != nil {
+		return err
+	}
 	n.publish()
 	n.answerReads(rd)
 
@@ -509,18 +535,22 @@ func (n *Node) sendSnapshot(m raft.Message) {
 	meta := m.Snapshot
 	n.dump.Printf("term %d: sending snapshot at index %d to node %d", m.Term, meta.Index, m.To)
 	n.out.SendSnapshot(m.To, m.Term, meta, func() (io.ReadCloser, int64, error) {
-		return n.snaps.Open(meta)
+		return n.openSnapshot(meta)
 	})
 }
 
-// apply runs committed entries through the state machine and answers their writers.
-func (n *Node) apply(entries []raft.Entry) {
+// apply runs committed entries through the state machine and answers their writers. An error
+// is the engine's: the node must stop.
+func (n *Node) apply(entries []raft.Entry) error {
 	if len(entries) == 0 {
-		return
+		return nil
 	}
 	for i := range entries {
 		e := &entries[i]
-		res := n.kv.Apply(*e)
+		res, err := n.store.Apply(*e)
+		if err != nil {
+			return fmt.Errorf("state machine: %w", err)
+		}
 		p, ok := n.waiters[e.Index]
 		if !ok {
 			continue
@@ -538,6 +568,7 @@ func (n *Node) apply(entries []raft.Entry) {
 	fresh := make(chan struct{})
 	old := n.applyWake.Swap(&fresh)
 	close(*old)
+	return nil
 }
 
 // publish refreshes what request goroutines read without entering the loop.
@@ -678,6 +709,9 @@ func (n *Node) clientAddressOf(id uint64) string {
 	}
 	return ""
 }
+
+// drain ends the long-lived client streams.
+func (n *Node) drain() { n.drainOnce.Do(func() { close(n.drainc) }) }
 
 // testingPublishAfterSend turns off the publish before a Ready's messages leave, so that a
 // test can show it catches a lease still published when TimeoutNow leaves.

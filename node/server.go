@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -123,9 +124,15 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("start peer transport: %w", err)
 	}
 	n.attachTransport(tr)
+	n.fwd = newForwarder(n, clientTLS)
 
-	s.peerSrv = grpc.NewServer(tr.ServerOptions()...)
+	peerUnary, peerStream := peerEtcdAuth(serverTLS != nil)
+	s.peerSrv = grpc.NewServer(append(tr.ServerOptions(), grpc.ChainUnaryInterceptor(peerUnary), grpc.ChainStreamInterceptor(peerStream))...)
 	tr.Register(s.peerSrv)
+	// Requests followers forward to this node when it leads (forward.go).
+	peerEtcd := &etcdServer{n: n, forwarded: true}
+	etcdpb.RegisterKVServer(s.peerSrv, peerEtcd)
+	etcdpb.RegisterLeaseServer(s.peerSrv, peerEtcd)
 
 	clientOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxRequestBytes),
@@ -134,12 +141,20 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 30 * time.Minute, Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.InTapHandle(requestDeadline(cfg.Limits.RequestTimeout)),
+		grpc.ChainUnaryInterceptor(notServed()),
 	}
 	if serverTLS != nil {
 		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS))))
 	}
 	s.clientSrv = grpc.NewServer(clientOpts...)
 	georaftv1.RegisterKVServiceServer(s.clientSrv, &kvService{n: n})
+	etcd := &etcdServer{n: n}
+	etcdpb.RegisterKVServer(s.clientSrv, etcd)
+	etcdpb.RegisterWatchServer(s.clientSrv, etcd)
+	etcdpb.RegisterLeaseServer(s.clientSrv, etcd)
+	etcdpb.RegisterClusterServer(s.clientSrv, etcd)
+	etcdpb.RegisterMaintenanceServer(s.clientSrv, etcd)
+	etcdpb.RegisterAuthServer(s.clientSrv, etcd)
 
 	n.start()
 	s.serve(s.peerSrv, s.peerLis, "peer")
@@ -164,7 +179,10 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 // it, so a client that sends headers and never a body would hold its stream for as long as
 // the connection lives. The tap's context is the one the body is read under.
 func requestDeadline(bound time.Duration) tap.ServerInHandle {
-	return func(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if longLivedStreams[info.FullMethodName] {
+			return ctx, nil
+		}
 		if d, ok := ctx.Deadline(); ok && time.Until(d) <= bound {
 			return ctx, nil
 		}
@@ -173,6 +191,15 @@ func requestDeadline(bound time.Duration) tap.ServerInHandle {
 		context.AfterFunc(ctx, cancel)
 		return bounded, nil
 	}
+}
+
+// longLivedStreams are the client streams that last as long as their client wants (a watch,
+// a lease kept alive, a snapshot download): not bounded by limits.request_timeout. They still
+// count against the connection caps, and gRPC's keepalive closes them when the client is gone.
+var longLivedStreams = map[string]bool{
+	"/etcdserverpb.Watch/Watch":          true,
+	"/etcdserverpb.Lease/LeaseKeepAlive": true,
+	"/etcdserverpb.Maintenance/Snapshot": true,
 }
 
 // peerConnectionsPerPeer is the peer port's connection budget per cluster member.
@@ -344,6 +371,7 @@ func (s *Server) Stop(ctx context.Context) error {
 func (s *Server) stop(ctx context.Context) error {
 	n := s.n
 	n.stopping.Store(true)
+	n.drain()
 	n.dump.Printf("shutting down")
 	s.handOffLeadership(ctx)
 
@@ -360,6 +388,7 @@ func (s *Server) stop(ctx context.Context) error {
 	}
 	n.stopLoop()
 	n.tr.Close()
+	n.fwd.close()
 	s.peerSrv.Stop()
 	s.wg.Wait()
 	return n.closeStorage()
@@ -394,12 +423,14 @@ func (s *Server) handOffLeadership(ctx context.Context) {
 func (s *Server) Kill() error {
 	s.stopOnce.Do(func() {
 		s.n.stopping.Store(true)
+		s.n.drain()
 		s.clientSrv.Stop()
 		if s.httpSrv != nil {
 			s.httpSrv.Close()
 		}
 		s.n.stopLoop()
 		s.n.tr.Close()
+		s.n.fwd.close()
 		s.peerSrv.Stop()
 		s.wg.Wait()
 		s.stopErr = s.n.closeStorage()
@@ -427,6 +458,11 @@ func (n *Node) closeStorage() error {
 	if n.wal != nil {
 		err = n.flushHardState()
 		if cerr := n.wal.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if n.store != nil {
+		if cerr := n.store.Close(); err == nil {
 			err = cerr
 		}
 	}

@@ -11,7 +11,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/georaft/georaft/node/kv"
+	"github.com/georaft/georaft/node/mvcc"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
 )
@@ -29,7 +32,7 @@ func (s *kvService) Set(ctx context.Context, req *georaftv1.SetRequest) (*georaf
 	start := time.Now()
 	cmd := kv.Command{Op: kv.OpSet, Key: req.GetKey(), Value: req.GetValue()}
 	cmd.ClientID, cmd.Seq = req.GetSession().GetClientId(), req.GetSession().GetSequence()
-	res, err := s.n.write(ctx, cmd)
+	res, err := s.n.writeV1(ctx, cmd)
 	s.n.observe("set", start, err)
 	if err != nil {
 		return nil, s.n.toStatus(err)
@@ -41,7 +44,7 @@ func (s *kvService) Delete(ctx context.Context, req *georaftv1.DeleteRequest) (*
 	start := time.Now()
 	cmd := kv.Command{Op: kv.OpDelete, Key: req.GetKey()}
 	cmd.ClientID, cmd.Seq = req.GetSession().GetClientId(), req.GetSession().GetSequence()
-	res, err := s.n.write(ctx, cmd)
+	res, err := s.n.writeV1(ctx, cmd)
 	s.n.observe("delete", start, err)
 	if err != nil {
 		return nil, s.n.toStatus(err)
@@ -88,7 +91,7 @@ func (s *kvService) TransferLeader(ctx context.Context, req *georaftv1.TransferL
 func (n *Node) header(applied uint64) *georaftv1.ResponseHeader {
 	v := n.lease.Load()
 	st := n.statusSnapshot()
-	if idx, _ := n.kv.Applied(); idx > applied {
+	if idx, _ := n.store.Applied(); idx > applied {
 		applied = idx
 	}
 	return &georaftv1.ResponseHeader{NodeId: n.id, Term: v.term, LeaderId: st.Leader, AppliedIndex: applied}
@@ -123,8 +126,8 @@ func (n *Node) admit() error {
 	return nil
 }
 
-// write proposes a command and waits until it is applied.
-func (n *Node) write(ctx context.Context, cmd kv.Command) (proposalResult, error) {
+// writeV1 checks a georaft.v1 write and proposes it as the state machine's command.
+func (n *Node) writeV1(ctx context.Context, cmd kv.Command) (proposalResult, error) {
 	if err := n.admit(); err != nil {
 		return proposalResult{}, err
 	}
@@ -134,7 +137,7 @@ func (n *Node) write(ctx context.Context, cmd kv.Command) (proposalResult, error
 	case cmd.ClientID == 0 && cmd.Seq != 0:
 		return proposalResult{}, invalidArgument("session.client_id", "sequence %d without a client id", cmd.Seq)
 	}
-	if err := n.kv.Limits().Check(cmd); err != nil {
+	if err := n.cfg.KVLimits().Check(cmd); err != nil {
 		var le *kv.LimitError
 		if errors.As(err, &le) {
 			return proposalResult{}, invalidArgument(le.Field, "%v", err)
@@ -142,9 +145,29 @@ func (n *Node) write(ctx context.Context, cmd kv.Command) (proposalResult, error
 		return proposalResult{}, invalidArgument("key", "%v", err)
 	}
 	n.dump.Request("client request received: %s", cmd)
+	mc := mvcc.Command{Kind: mvcc.KindTxn, ClientID: cmd.ClientID, Seq: cmd.Seq, Op: cmd.Op}
+	switch cmd.Op {
+	case kv.OpSet:
+		// prev_kv tells whether the key existed, which georaft.v1 reports.
+		mc.Txn = mvcc.TxnOf(&etcdpb.RequestOp{Request: &etcdpb.RequestOp_RequestPut{RequestPut: &etcdpb.PutRequest{Key: cmd.Key, Value: cmd.Value, PrevKv: true}}})
+	case kv.OpDelete:
+		mc.Txn = mvcc.TxnOf(&etcdpb.RequestOp{Request: &etcdpb.RequestOp_RequestDeleteRange{RequestDeleteRange: &etcdpb.DeleteRangeRequest{Key: cmd.Key}}})
+	case kv.OpGet:
+		mc.Txn = mvcc.TxnOf(&etcdpb.RequestOp{Request: &etcdpb.RequestOp_RequestRange{RequestRange: &etcdpb.RangeRequest{Key: cmd.Key}}})
+	}
+	res, err := n.proposeCommand(ctx, &mc)
+	if err == nil && res.result.Err != nil {
+		err = resultError(res.result.Err)
+	}
+	return res, err
+}
+
+// proposeCommand proposes a command and waits until it is applied. A refusal by the state
+// machine is in the result's Err, not the error.
+func (n *Node) proposeCommand(ctx context.Context, cmd *mvcc.Command) (proposalResult, error) {
 	data, err := cmd.Encode()
 	if err != nil {
-		return proposalResult{}, invalidArgument("key", "%v", err)
+		return proposalResult{}, invalidArgument("request", "%v", err)
 	}
 	p := &proposal{data: data, done: make(chan proposalResult, 1)}
 	select {
@@ -156,13 +179,7 @@ func (n *Node) write(ctx context.Context, cmd kv.Command) (proposalResult, error
 	}
 	select {
 	case res := <-p.done:
-		if res.err != nil {
-			return res, res.err
-		}
-		if res.result.Err != nil {
-			return res, resultError(res.result.Err)
-		}
-		return res, nil
+		return res, res.err
 	case <-ctx.Done():
 		return proposalResult{}, ctxErr(ctx)
 	case <-n.donec:
@@ -198,71 +215,90 @@ func (n *Node) get(ctx context.Context, key []byte, mode raft.ReadMode) ([]byte,
 	if len(key) == 0 {
 		return nil, false, mode, 0, invalidArgument("key", "key must not be empty")
 	}
-	if max := n.kv.Limits().MaxKeyBytes; max > 0 && len(key) > max {
+	if max := n.cfg.KVLimits().MaxKeyBytes; max > 0 && len(key) > max {
 		return nil, false, mode, 0, invalidArgument("key", "key is %d bytes, limit %d", len(key), max)
 	}
 	n.dump.Request("client request received: %s (%s read)", kv.Command{Op: kv.OpGet, Key: key}, mode)
+	if mode == raft.ReadLog {
+		res, err := n.writeV1(ctx, kv.Command{Op: kv.OpGet, Key: key})
+		if err != nil {
+			return nil, false, mode, 0, err
+		}
+		var value []byte
+		found := false
+		if rr := res.result.Txn.GetResponses(); len(rr) == 1 {
+			if kvs := rr[0].GetResponseRange().GetKvs(); len(kvs) == 1 {
+				value, found = kvs[0].Value, true
+			}
+		}
+		return value, found, raft.ReadLog, res.index, nil
+	}
+	served, err := n.readBarrier(ctx, mode)
+	if err != nil {
+		return nil, false, mode, 0, err
+	}
+	applied, _ := n.store.Applied()
+	value, found, err := n.store.Get(key)
+	return value, found, served, applied, err
+}
 
+// readBarrier returns once the state machine may answer a read in mode: for lease and index
+// reads, once it has applied everything committed when the read arrived; for stale reads, at
+// once if this node heard from a leader within the staleness bound. It returns the mode that
+// served (a lease read may fall back to ReadIndex). ReadLog is the caller's: it goes through
+// the log.
+func (n *Node) readBarrier(ctx context.Context, mode raft.ReadMode) (raft.ReadMode, error) {
+	if err := n.admit(); err != nil {
+		return mode, err
+	}
 	switch mode {
 	case raft.ReadLease:
 		// Fast path: the lease published by the loop, checked against the clock now.
 		v := n.lease.Load()
 		if v.leaseUntil > 0 && n.clock.Now() < v.leaseUntil {
-			return n.readAt(ctx, key, v.commit, raft.ReadLease)
+			return raft.ReadLease, n.waitApplied(ctx, v.commit)
 		}
 	case raft.ReadStale:
 		v := n.lease.Load()
 		if v.staleUntil > 0 && n.clock.Now() <= v.staleUntil {
-			value, found := n.kv.Get(key)
-			applied, _ := n.kv.Applied()
-			return value, found, raft.ReadStale, applied, nil
+			return raft.ReadStale, nil
 		}
-		return nil, false, mode, 0, raft.ErrTooStale
-	case raft.ReadLog:
-		cmd := kv.Command{Op: kv.OpGet, Key: key}
-		res, err := n.write(ctx, cmd)
-		if err != nil {
-			return nil, false, mode, 0, err
-		}
-		return res.result.Value, res.result.Found, raft.ReadLog, res.index, nil
+		return mode, raft.ErrTooStale
 	}
-
 	r := &readRequest{mode: mode, done: make(chan readResult, 1)}
 	select {
 	case n.readc <- r:
 	case <-ctx.Done():
-		return nil, false, mode, 0, ctxErr(ctx)
+		return mode, ctxErr(ctx)
 	case <-n.donec:
-		return nil, false, mode, 0, n.stoppedErr()
+		return mode, n.stoppedErr()
 	}
 	select {
 	case res := <-r.done:
 		if res.err != nil {
-			return nil, false, mode, 0, res.err
+			return mode, res.err
 		}
-		return n.readAt(ctx, key, res.index, res.served)
+		return res.served, n.waitApplied(ctx, res.index)
 	case <-ctx.Done():
-		return nil, false, mode, 0, ctxErr(ctx)
+		return mode, ctxErr(ctx)
 	case <-n.donec:
-		return nil, false, mode, 0, n.stoppedErr()
+		return mode, n.stoppedErr()
 	}
 }
 
-// readAt waits until the state machine has applied index, then reads key.
-func (n *Node) readAt(ctx context.Context, key []byte, index uint64, served raft.ReadMode) ([]byte, bool, raft.ReadMode, uint64, error) {
+// waitApplied waits until the state machine has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	for {
 		wake := n.applyWake.Load()
-		applied, _ := n.kv.Applied()
-		if applied >= index {
-			value, found := n.kv.Get(key)
-			return value, found, served, applied, nil
+		if applied, _ := n.store.Applied(); applied >= index {
+			return nil
 		}
 		select {
 		case <-*wake:
 		case <-ctx.Done():
-			return nil, false, served, 0, ctxErr(ctx)
+			return ctxErr(ctx)
 		case <-n.donec:
-			return nil, false, served, 0, n.stoppedErr()
+			return n.stoppedErr()
 		}
 	}
 }

@@ -21,38 +21,45 @@ func (n *Node) installSnapshot(meta raft.SnapshotMeta) error {
 	return nil
 }
 
-// maybeSnapshot starts a background snapshot once enough entries were applied since the last
-// one. The image is cut on the loop, so it matches the applied index exactly; writing it
-// happens outside the loop.
+// maybeSnapshot compacts the log once enough entries were applied since the last time. The
+// state machine's engine is the snapshot: it is synced in the background (applies go on),
+// and the log is compacted up to the index the sync made durable, never further, since a
+// crash loses what the engine had not synced and the log must replay it.
 func (n *Node) maybeSnapshot() {
 	threshold := uint64(n.cfg.Storage.SnapshotEntries)
 	if threshold == 0 || n.snapshotting {
 		return
 	}
-	index, _ := n.kv.Applied()
-	if index < n.lastSnapshot.Index+threshold {
+	if index, _ := n.store.Applied(); index < n.lastSnapshot.Index+threshold {
 		return
 	}
-	image := n.kv.Image()
-	index, term := image.Applied()
-	meta := raft.SnapshotMeta{Index: index, Term: term}
 	n.snapshotting = true
 	go func() {
-		wrote := false
-		err := n.snaps.Save(meta, func(w io.Writer) error {
-			wrote = true
-			_, err := image.WriteTo(w)
-			return err
-		})
-		if !wrote {
-			// Release the image's hold on the store's shards.
-			image.WriteTo(io.Discard)
-		}
+		index, term, err := n.store.Sync()
+		meta := raft.SnapshotMeta{Index: index, Term: term}
 		select {
 		case n.ctrlc <- func() { n.finishSnapshot(meta, err) }:
 		case <-n.donec:
 		}
 	}()
+}
+
+// openSnapshot streams the state machine to a follower that needs a snapshot at meta: its
+// image as of now, which is at or past meta (the follower's state machine skips the entries
+// its image already holds). The image goes to a file first, for the transfer's declared size,
+// and is reused while it lasts.
+func (n *Node) openSnapshot(meta raft.SnapshotMeta) (io.ReadCloser, int64, error) {
+	if r, size, err := n.snaps.Open(meta); err == nil {
+		return r, size, nil
+	}
+	err := n.snaps.Save(meta, func(w io.Writer) error {
+		_, _, err := n.store.WriteSnapshot(w)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return n.snaps.Open(meta)
 }
 
 // finishSnapshot compacts the log behind a snapshot that is safely on disk.

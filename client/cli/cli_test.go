@@ -331,6 +331,28 @@ func TestUnknownCommandSuggestsTheNearest(t *testing.T) {
 	}
 }
 
+// In a REPL that runs the etcd-style verbs, a typo of one of them is suggested too; the
+// verbs themselves go to Extra, with their words.
+func TestREPLSuggestsAndRunsTheEtcdVerbs(t *testing.T) {
+	var out, errOut bytes.Buffer
+	var ran []string
+	s := &Session{Printer: Printer{Out: &out, Err: &errOut}}
+	if code, _ := s.Execute(context.Background(), "wacth k"); code != ExitUsage || strings.Contains(errOut.String(), "WATCH") {
+		t.Fatalf("without Extra: exit %d, %q; want a usage error suggesting no etcd verb", code, errOut.String())
+	}
+	errOut.Reset()
+	s.Extra = func(_ context.Context, words []string) int {
+		ran = append(ran, strings.Join(words, " "))
+		return ExitNotFound
+	}
+	if code, _ := s.Execute(context.Background(), "wacth k"); code != ExitUsage || !strings.Contains(errOut.String(), "did you mean WATCH?") {
+		t.Fatalf("with Extra: exit %d, %q; want a usage error suggesting WATCH", code, errOut.String())
+	}
+	if code, _ := s.Execute(context.Background(), `put k "a b"`); code != ExitNotFound || len(ran) != 1 || ran[0] != "put k a b" {
+		t.Fatalf("put: exit %d, ran %q; want Extra's exit code and its words", code, ran)
+	}
+}
+
 // Ctrl-C at an empty interactive prompt leaves the REPL with exit code 130.
 func TestInterruptAtThePromptExits130(t *testing.T) {
 	c, err := client.New(client.Options{Endpoints: []string{"127.0.0.1:1"}})

@@ -68,7 +68,11 @@ var verbs = map[string]Verb{
 // ParseCommand parses one REPL line. Command names are case-insensitive; arguments are
 // separated by spaces and may be quoted with "double quotes" (backslash escapes \" \\ \n
 // \t) or 'single quotes' (taken literally). A line starting with # is a comment.
-func ParseCommand(line string) (Command, error) {
+func ParseCommand(line string) (Command, error) { return parseCommand(line, nil) }
+
+// parseCommand is ParseCommand for a REPL that also runs the verbs in more (in upper case):
+// a typo of one of them is suggested too.
+func parseCommand(line string, more []string) (Command, error) {
 	words, err := splitWords(line)
 	if err != nil {
 		return Command{}, &UsageError{Problem: err.Error(), Hint: `quote values like "hello world"`}
@@ -79,7 +83,7 @@ func ParseCommand(line string) (Command, error) {
 	verb, ok := verbs[strings.ToUpper(words[0])]
 	if !ok {
 		problem := fmt.Sprintf("unknown command %q", truncate(words[0], 40))
-		if s := suggestVerb(words[0]); s != "" {
+		if s := suggestVerb(words[0], more); s != "" {
 			problem += "; did you mean " + s + "?"
 		}
 		return Command{}, &UsageError{Problem: problem,
@@ -286,8 +290,8 @@ func Quote(s string) string {
 }
 
 // suggestVerb is the REPL command nearest to word, if a typo away (at most two edits).
-func suggestVerb(word string) string {
-	names := make([]string, 0, len(verbs))
+func suggestVerb(word string, more []string) string {
+	names := append([]string(nil), more...)
 	for name := range verbs {
 		names = append(names, name)
 	}

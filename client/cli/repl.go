@@ -23,6 +23,9 @@ type Session struct {
 	Printer Printer
 	// Mode is the read mode of GET without an explicit mode; MODE changes it.
 	Mode readmode.Mode
+	// Extra runs the etcd-style verbs (put, txn, watch, lease, compact, get with options)
+	// as the one-shot commands do, and returns the exit code; nil: they are unknown.
+	Extra func(ctx context.Context, words []string) int
 }
 
 // Execute runs one line and prints its outcome. It returns the command's exit code and
@@ -38,7 +41,16 @@ func (s *Session) Execute(ctx context.Context, line string) (code int, quit bool
 			code, quit = ExitError, false
 		}
 	}()
-	cmd, err := ParseCommand(line)
+	if s.Extra != nil {
+		if words, err := splitWords(line); err == nil && etcdVerb(words) {
+			return s.Extra(ctx, words), false
+		}
+	}
+	var more []string
+	if s.Extra != nil {
+		more = etcdVerbs
+	}
+	cmd, err := parseCommand(line, more)
 	if err != nil {
 		s.Printer.Error("", err)
 		return ExitCode(err), false
@@ -96,6 +108,28 @@ func (s *Session) run(ctx context.Context, cmd Command) (int, bool) {
 		}
 	}
 	return ExitOK, false
+}
+
+// etcdVerbs are the etcd-style verbs a session with Extra runs, for did-you-mean.
+var etcdVerbs = []string{"PUT", "TXN", "WATCH", "LEASE", "COMPACT"}
+
+// etcdVerb reports whether a line is one of the etcd-style verbs (put, txn, watch, lease,
+// compact, or get with options), which the command line's own commands run.
+func etcdVerb(words []string) bool {
+	if len(words) == 0 {
+		return false
+	}
+	switch strings.ToLower(words[0]) {
+	case "put", "txn", "watch", "lease", "compact":
+		return true
+	case "get":
+		for _, w := range words[1:] {
+			if strings.HasPrefix(w, "--") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // KnownIDs maps endpoints to the node ids the client knows they reach.

@@ -52,14 +52,21 @@ func (a *app) setCommand() *cobra.Command {
 
 func (a *app) getCommand() *cobra.Command {
 	var mode string
+	var rf rangeFlags
 	cmd := &cobra.Command{
 		Use:   "get KEY",
-		Short: "Read a value (exit code 1 when the key does not exist)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Read a value, or a range with --prefix/--from-key (exit code 1 when the key does not exist)",
+		Long: `Reads KEY. With --prefix, --from-key, --keys-only, --count-only, --rev, --limit,
+--sort-by, --print-value-only or -o raw it reads through the etcd API: key and value lines
+(values only with --print-value-only; values byte for byte, nothing added, with -o raw).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := readmode.Parse(mode)
 			if err != nil {
 				return &cli.UsageError{Problem: "--read: " + err.Error()}
+			}
+			if rf.etcd(a.output) {
+				return a.etcdGet(cmd, args[0], &rf, m)
 			}
 			return a.oneShot(cmd, "get", func(cmd *cobra.Command, c *client.Client) error {
 				res, err := c.Get(cmd.Context(), args[0], m)
@@ -75,6 +82,7 @@ func (a *app) getCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&mode, "read", "lease", "read mode: lease, index, log or stale")
+	rf.add(cmd)
 	return cmd
 }
 

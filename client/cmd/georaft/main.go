@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,7 +125,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.endpoints, "endpoints", "", "comma-separated client addresses host:port (or ID=host:port); default $"+client.EnvEndpoints)
 	pf.StringSliceVar(&a.configs, "config", nil, "georaftd config file(s) to take every peer's client_address from (repeatable, globs allowed)")
 	pf.DurationVar(&a.timeout, "timeout", 5*time.Second, "overall deadline of each operation, retries included")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json, or raw (values byte for byte, for get)")
 	pf.StringVar(&a.cacert, "cacert", "", "CA certificate (PEM) to verify nodes with; enables TLS")
 	pf.StringVar(&a.cert, "cert", "", "client certificate (PEM), with --key")
 	pf.StringVar(&a.key, "key", "", "client private key (PEM), with --cert")
@@ -131,9 +133,9 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log retries and redirects to stderr")
 	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
 		switch a.output {
-		case "table", "text", "json":
+		case "table", "text", "json", "raw":
 		default:
-			return &cli.UsageError{Problem: fmt.Sprintf("--output %q: want table or json", a.output)}
+			return &cli.UsageError{Problem: fmt.Sprintf("--output %q: want table, json or raw", a.output)}
 		}
 		if a.timeout <= 0 {
 			return &cli.UsageError{Problem: fmt.Sprintf("--timeout %v: want a positive duration", a.timeout)}
@@ -141,7 +143,8 @@ func (a *app) rootCommand() *cobra.Command {
 		return nil
 	}
 	root.AddCommand(a.setCommand(), a.getCommand(), a.delCommand(), a.statusCommand(), a.healthCommand(),
-		a.transferCommand(), a.versionCommand(), a.benchCommand(), a.tuneCommand())
+		a.transferCommand(), a.versionCommand(), a.benchCommand(), a.tuneCommand(),
+		a.putCommand(), a.txnCommand(), a.watchCommand(), a.leaseCommand(), a.compactCommand())
 	// Cobra's own errors (unknown command, wrong argument count) are usage errors.
 	for _, c := range append(root.Commands(), root) {
 		if c.Args != nil {
@@ -286,13 +289,18 @@ func (a *app) clientOptions(eps []client.Endpoint, fromConfig *client.NodeConfig
 	return opts, nil
 }
 
-// newClient connects to the cluster named by the global flags.
-func (a *app) newClient() (*client.Client, error) {
+// options are the client options of the cluster named by the global flags.
+func (a *app) options() (client.Options, error) {
 	eps, tlsFromConfig, err := a.endpointList()
 	if err != nil {
-		return nil, err
+		return client.Options{}, err
 	}
-	opts, err := a.clientOptions(eps, tlsFromConfig)
+	return a.clientOptions(eps, tlsFromConfig)
+}
+
+// newClient connects to the cluster named by the global flags.
+func (a *app) newClient() (*client.Client, error) {
+	opts, err := a.options()
 	if err != nil {
 		return nil, err
 	}
@@ -328,8 +336,10 @@ func (a *app) runREPL(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer c.Close()
+	session := &cli.Session{Client: c, Printer: a.printer(), Mode: readmode.Lease}
+	session.Extra = func(ctx context.Context, words []string) int { return a.replVerb(ctx, words, session.Mode) }
 	repl := &cli.REPL{
-		Session:        &cli.Session{Client: c, Printer: a.printer(), Mode: readmode.Lease},
+		Session:        session,
 		In:             a.stdin,
 		Interactive:    isTerminal(a.stdin) && isTerminal(a.stdout) && a.output != "json",
 		HistoryFile:    historyFile(),
@@ -337,4 +347,72 @@ func (a *app) runREPL(cmd *cobra.Command, args []string) error {
 	}
 	a.code = repl.Run(cmd.Context())
 	return nil
+}
+
+// replVerb runs an etcd-style verb typed in the REPL with the one-shot command of the same
+// name and the session's global flags. In the REPL a transaction is one line:
+// TXN compares THEN ops ELSE ops, with ; between compares and between ops.
+func (a *app) replVerb(ctx context.Context, words []string, mode readmode.Mode) int {
+	sub := &app{stdin: strings.NewReader(""), stdout: a.stdout, stderr: a.stderr}
+	root := sub.rootCommand() // defines the flags, which sets them to their defaults
+	sub.endpoints, sub.configs, sub.timeout, sub.output = a.endpoints, a.configs, a.timeout, a.output
+	sub.cacert, sub.cert, sub.key, sub.serverName, sub.verbose = a.cacert, a.cert, a.key, a.serverName, a.verbose
+	args := append([]string{strings.ToLower(words[0])}, words[1:]...)
+	if args[0] == "txn" {
+		sub.stdin = strings.NewReader(replTxn(words[1:]))
+		args = args[:1]
+	}
+	if args[0] == "get" && !slices.ContainsFunc(args, func(w string) bool { return strings.HasPrefix(w, "--read") }) {
+		args = append(args, "--read", mode.String())
+	}
+	root.SetArgs(args)
+	root.SetIn(sub.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return sub.code
+	}
+	var done reported
+	if !errors.As(err, &done) {
+		sub.printer().Error("", err)
+	}
+	return cli.ExitCode(err)
+}
+
+// replTxn turns "compares THEN ops ELSE ops" into etcdctl's transaction text.
+func replTxn(words []string) string {
+	var sections [3][]string
+	sec := 0
+	var cur []string
+	flush := func() {
+		if len(cur) > 0 {
+			sections[sec] = append(sections[sec], strings.Join(cur, " "))
+			cur = nil
+		}
+	}
+	for _, w := range words {
+		switch {
+		case strings.EqualFold(w, "THEN") && sec == 0, strings.EqualFold(w, "ELSE") && sec == 1:
+			flush()
+			sec++
+		case w == ";":
+			flush()
+		case strings.HasSuffix(w, ";"):
+			cur = append(cur, quoteWord(strings.TrimSuffix(w, ";")))
+			flush()
+		default:
+			cur = append(cur, quoteWord(w))
+		}
+	}
+	flush()
+	return strings.Join(sections[0], "\n") + "\n\n" + strings.Join(sections[1], "\n") + "\n\n" + strings.Join(sections[2], "\n") + "\n"
+}
+
+// quoteWord keeps a word with spaces one word for the transaction parser.
+func quoteWord(w string) string {
+	if strings.ContainsAny(w, " \t") {
+		return strconv.Quote(w)
+	}
+	return w
 }
