@@ -11,9 +11,16 @@ import (
 // Config is the static configuration of one core. All durations are on the node's own
 // monotonic clock.
 type Config struct {
-	// ID is this node; Peers lists every voter, this node included.
+	// ID is this node. Peers lists the voters a brand new cluster starts with, this node
+	// included; a node whose disk holds a membership (in its snapshot or log) goes by that
+	// instead. A node joining an existing cluster passes no Peers: it learns the membership
+	// from its leader and votes only once it is a voter there.
 	ID    uint64
 	Peers []uint64
+	// MaxLearnerLag is how far behind the leader's last index a learner may be and still be
+	// promoted to voter (0 means 1000 entries): a voter that is far behind would count towards
+	// quorums it cannot yet help.
+	MaxLearnerLag uint64
 
 	// HeartbeatInterval is how often an idle leader sends heartbeats; each acknowledged round
 	// renews the lease.
@@ -104,6 +111,9 @@ func (c *Config) applyDefaults() {
 	if c.MaxInflightMsgs == 0 {
 		c.MaxInflightMsgs = 256
 	}
+	if c.MaxLearnerLag == 0 {
+		c.MaxLearnerLag = 1000
+	}
 	if c.MaxStaleness == 0 {
 		c.MaxStaleness = c.LeaseDuration
 	}
@@ -180,9 +190,7 @@ func (c *Config) Validate() error {
 	if c.ID == None {
 		bad(id, " must not be 0")
 	}
-	if len(c.Peers) == 0 {
-		bad(peers, " must list every voter, including this node")
-	} else if !slices.Contains(c.Peers, c.ID) {
+	if len(c.Peers) > 0 && !slices.Contains(c.Peers, c.ID) {
 		bad(id, fmt.Sprintf(" %d is not among the ", c.ID), peers, fmt.Sprintf(" %v", c.Peers))
 	}
 	seen := map[uint64]bool{}

@@ -206,6 +206,12 @@ func (r *Raft) handleSnapshot(m Message) {
 		return
 	}
 	r.log.restore(meta)
+	if !meta.ConfState.IsEmpty() {
+		conf := newMembership(meta.ConfState)
+		r.confs = []confMark{{index: meta.Index, conf: conf}}
+		r.setMembership(conf)
+		r.event(Event{Kind: EventConfChanged, Index: meta.Index, Reason: conf.confState().String() + " (from the snapshot)"})
+	}
 	r.leaderMatched = meta.Index
 	r.pendingSnapshot = &meta
 	r.event(Event{Kind: EventSnapshotInstalled, Peer: m.From, Index: meta.Index})

@@ -2,12 +2,18 @@ package raft
 
 import (
 	"fmt"
-	"slices"
 )
 
 func (r *Raft) stepLeader(m Message, from int) error {
 	if m.Term != r.term {
 		return nil // a granted pre-vote for a later term, from an old round
+	}
+	if from < 0 {
+		switch m.Type {
+		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+			return fmt.Errorf("raft: node %d, not a member, sent %v in term %d, which this node leads", m.From, m.Type, m.Term)
+		}
+		return nil
 	}
 	pr := &r.progress[from]
 	pr.lastContact = r.now
@@ -130,18 +136,14 @@ func (r *Raft) maybeCommit() {
 	if r.now < r.waitUntil && !r.cfg.off.deferredCommit {
 		return
 	}
-	idx := r.scratchIndexes[:0]
-	for i := range r.progress {
-		if i == r.self {
+	n, _ := jointValue(r.conf, func(id uint64) (uint64, bool) {
+		if id == r.id {
 			// Its whole log, persisted or not: no Ready that reveals a commit leaves before
 			// the entries of the Ready before it are durable (doc.go, "The commit rule").
-			idx = append(idx, r.log.lastIndex())
-		} else {
-			idx = append(idx, r.progress[i].match)
+			return r.log.lastIndex(), true
 		}
-	}
-	slices.Sort(idx)
-	n := idx[len(idx)-r.quorum]
+		return r.progress[r.memberIndex(id)].match, true
+	}, r.scratchIndexes)
 	if n <= r.log.committed {
 		return
 	}

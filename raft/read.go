@@ -2,7 +2,6 @@ package raft
 
 import (
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -136,16 +135,12 @@ func (r *Raft) confirmReads() {
 	if len(q) == 0 {
 		return
 	}
-	rounds := r.scratchIndexes[:0]
-	for i := range r.progress {
-		if i == r.self {
-			rounds = append(rounds, r.round)
-		} else {
-			rounds = append(rounds, r.progress[i].ackedRound)
+	confirmed, _ := jointValue(r.conf, func(id uint64) (uint64, bool) {
+		if id == r.id {
+			return r.round, true
 		}
-	}
-	slices.Sort(rounds)
-	confirmed := rounds[len(rounds)-r.quorum]
+		return r.progress[r.memberIndex(id)].ackedRound, true
+	}, r.scratchIndexes)
 	n := 0
 	for n < len(q) && q[n].round <= confirmed {
 		r.readStates = append(r.readStates, ReadState{ID: q[n].id, Index: q[n].index, Mode: ReadIndex})

@@ -176,7 +176,7 @@ func TestStaleReadBound(t *testing.T) {
 	if err := f.Read(1, ReadStale); err != nil {
 		t.Fatal(err)
 	}
-	if rd := net.cycle(2); len(rd.ReadStates) != 1 || rd.ReadStates[0] != (ReadState{ID: 1, Mode: ReadStale}) {
+	if rd := net.cycle(2); len(rd.ReadStates) != 1 || rd.ReadStates[0] != (ReadState{ID: 1, Index: f.Status().Commit, Mode: ReadStale}) {
 		t.Fatalf("read states %v", rd.ReadStates)
 	}
 	net.isolate(2)

@@ -90,7 +90,7 @@ func presentFields(m *raft.Message) fieldMask {
 	set(m.SentAt != 0, fieldSentAt)
 	set(m.Round != 0, fieldRound)
 	set(m.Transfer, fieldTransfer)
-	set(m.Snapshot != raft.SnapshotMeta{}, fieldSnapshot)
+	set(m.Snapshot.Index != 0 || m.Snapshot.Term != 0 || !m.Snapshot.ConfState.IsEmpty(), fieldSnapshot)
 	set(m.FollowerClock != 0, fieldFollowerClock)
 	set(m.FollowerBoot != 0, fieldFollowerBoot)
 	return f

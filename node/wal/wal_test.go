@@ -13,7 +13,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	w, rec := openWAL(t, Options{Dir: dir})
-	if !rec.HardState.IsEmpty() || len(rec.Entries) != 0 || rec.Snapshot != (raft.SnapshotMeta{}) || rec.TornTail != nil {
+	if !rec.HardState.IsEmpty() || len(rec.Entries) != 0 || !rec.Snapshot.SameAs(raft.SnapshotMeta{}) || rec.TornTail != nil {
 		t.Fatalf("fresh WAL recovered %+v, want nothing", rec)
 	}
 	entries := makeEntries(1, 20, 1)
@@ -50,7 +50,7 @@ func TestRestartRecoversHardStateEntriesAndMarker(t *testing.T) {
 	if want := (raft.HardState{Term: 2, Vote: 2, Commit: 8}); rec.HardState != want {
 		t.Fatalf("hard state %+v, want %+v", rec.HardState, want)
 	}
-	if want := (raft.SnapshotMeta{Index: 6, Term: 1}); rec.Snapshot != want {
+	if want := (raft.SnapshotMeta{Index: 6, Term: 1}); !rec.Snapshot.SameAs(want) {
 		t.Fatalf("marker %+v, want %+v", rec.Snapshot, want)
 	}
 	assertEntries(t, rec.Entries, append(makeEntries(7, 10, 1), makeEntries(11, 12, 2)...))
@@ -201,7 +201,7 @@ func TestSegmentRolloverAndCompaction(t *testing.T) {
 	if rec.HardState != hs {
 		t.Fatalf("hard state after compaction %+v, want %+v", rec.HardState, hs)
 	}
-	if rec.Snapshot != (raft.SnapshotMeta{Index: 150, Term: 4}) {
+	if !rec.Snapshot.SameAs(raft.SnapshotMeta{Index: 150, Term: 4}) {
 		t.Fatalf("marker %+v", rec.Snapshot)
 	}
 	assertEntries(t, rec.Entries, makeEntries(151, 200, 4))
