@@ -3,7 +3,6 @@ package raft
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -11,10 +10,12 @@ import (
 // Config is the static configuration of one core. All durations are on the node's own
 // monotonic clock.
 type Config struct {
-	// ID is this node. Peers lists the voters a brand new cluster starts with, this node
-	// included; a node whose disk holds a membership (in its snapshot or log) goes by that
-	// instead. A node joining an existing cluster passes no Peers: it learns the membership
-	// from its leader and votes only once it is a voter there.
+	// ID is this node. Peers lists the voters the cluster was created with: the membership as
+	// of index 0, which every node's log starts from. A node whose disk holds a later
+	// membership (in its snapshot) goes by that and the changes in its log. A node joining an
+	// existing cluster passes the same Peers, which do not include it: it votes only once a
+	// change in the log makes it a voter. (A leader that compacted its log sends a joining node
+	// a snapshot, which carries the membership as of its index.)
 	ID    uint64
 	Peers []uint64
 	// MaxLearnerLag is how far behind the leader's last index a learner may be and still be
@@ -182,16 +183,13 @@ func configError(parts ...any) *ConfigError {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(parts ...any) { errs = append(errs, configError(parts...)) }
-	id, peers := field("ID", "node id"), field("Peers", "peers")
+	id := field("ID", "node id")
 	heartbeat := field("HeartbeatInterval", "heartbeat interval")
 	etMin, etMax := field("ElectionTimeoutMin", "election timeout min"), field("ElectionTimeoutMax", "election timeout max")
 	lease := field("LeaseDuration", "lease duration")
 
 	if c.ID == None {
 		bad(id, " must not be 0")
-	}
-	if len(c.Peers) > 0 && !slices.Contains(c.Peers, c.ID) {
-		bad(id, fmt.Sprintf(" %d is not among the ", c.ID), peers, fmt.Sprintf(" %v", c.Peers))
 	}
 	seen := map[uint64]bool{}
 	for _, p := range c.Peers {

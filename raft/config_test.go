@@ -16,7 +16,6 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"valid", func(*Config) {}, nil},
 		{"zero id", func(c *Config) { c.ID = 0 }, []string{"node id must not be 0"}},
-		{"self missing", func(c *Config) { c.Peers = []uint64{2, 3} }, []string{"node id 1 is not among the peers [2 3]"}},
 		{"duplicate peer", func(c *Config) { c.Peers = []uint64{1, 2, 2} }, []string{"peer id 2 is listed twice"}},
 		{"zero peer", func(c *Config) { c.Peers = []uint64{1, 0} }, []string{"peer id must not be 0"}},
 		{"heartbeat", func(c *Config) { c.HeartbeatInterval = 0 }, []string{"heartbeat interval must be positive, got 0s"}},

@@ -92,6 +92,40 @@
 // left of that wait travels in MsgTimeoutNow, and the transferee waits it out before it
 // commits. Every other election waits for what its voters report.
 //
+// # Membership changes
+//
+// The membership (ConfState) names the voters and the learners. Learners receive the log and
+// snapshots but do not vote and count towards no quorum; a new node joins as one, and is
+// promoted only once within Config.MaxLearnerLag entries of the leader's log, so that it can
+// help quorums the moment it counts in them. A change of voters goes through a joint
+// configuration (Raft §6): the entry that enters it names the new voters and keeps the old
+// ones as outgoing; while joint, every decision (a commit, an election, a lease, a ReadIndex
+// round, CheckQuorum) needs a majority of both, counted by the one majority function in
+// quorum.go. As soon as the entering entry is applied, the leader appends an empty change that
+// leaves the joint configuration. Replacing a node is one change: promote the new learner and
+// remove the old voter together.
+//
+// A change takes effect on each node when that node applies it, as in etcd: so a leader
+// appends no change while its last one is unapplied (one change at a time), a new leader
+// appends none before it has applied everything its log held at its election, and a node does
+// not campaign while a committed change waits to be applied. Any two decisions of successive
+// memberships then share a voter, which is all the commit rule and the election rule need.
+// The membership travels in snapshots (SnapshotMeta.ConfState); a node that starts rebuilds it
+// from its snapshot and the changes it had applied, and every node's log starts from
+// Config.Peers, the voters the cluster was created with.
+//
+// Leases across changes. A leader's lease is backed by a majority of every half of its
+// current membership. Take an old lease backed by a majority of membership A, and a later
+// election under membership C. If C is A, or a joint configuration containing A, or one that
+// A's joint configuration leads to directly, their majorities share a voter and the lease rule
+// holds as above. Further apart, C can only elect anyone once the entries that led from A to C
+// are committed, and committing the last of them took acknowledgements from a majority of C
+// of a message sent after the old lease's renewal: each of those voters recorded a lease
+// running at least as long, and C's election includes one of them. Learners record and
+// report leases like followers, since they receive the leader's messages, so a promoted
+// learner carries what it heard. A new node assumes a lease from its start like any starting
+// node. A leader whose own removal is applied steps down at once, which ends its lease.
+//
 // # The commit rule
 //
 // A leader commits an index once a quorum holds it and the entry there is of its own term
