@@ -15,18 +15,21 @@ type ConfState struct {
 	Voters         []uint64
 	VotersOutgoing []uint64 // non-empty only while joint
 	Learners       []uint64
+	// ReadLeaseHolders are the members the leader grants read leases to: each answers
+	// linearizable reads from its own state while its lease lasts (doc.go, "Read leases").
+	ReadLeaseHolders []uint64
 }
 
 // IsEmpty reports whether cs names nobody (a node that has not learned its cluster's
 // membership yet).
 func (cs ConfState) IsEmpty() bool {
-	return len(cs.Voters) == 0 && len(cs.VotersOutgoing) == 0 && len(cs.Learners) == 0
+	return len(cs.Voters) == 0 && len(cs.VotersOutgoing) == 0 && len(cs.Learners) == 0 && len(cs.ReadLeaseHolders) == 0
 }
 
 // Equal reports whether cs and o name the same members in the same roles.
 func (cs ConfState) Equal(o ConfState) bool {
 	return slices.Equal(cs.Voters, o.Voters) && slices.Equal(cs.VotersOutgoing, o.VotersOutgoing) &&
-		slices.Equal(cs.Learners, o.Learners)
+		slices.Equal(cs.Learners, o.Learners) && slices.Equal(cs.ReadLeaseHolders, o.ReadLeaseHolders)
 }
 
 func (cs ConfState) String() string {
@@ -36,6 +39,9 @@ func (cs ConfState) String() string {
 	}
 	if len(cs.Learners) > 0 {
 		s += fmt.Sprintf(", learners %v", cs.Learners)
+	}
+	if len(cs.ReadLeaseHolders) > 0 {
+		s += fmt.Sprintf(", read leases %v", cs.ReadLeaseHolders)
 	}
 	return s
 }
@@ -51,6 +57,10 @@ const (
 	ConfPromote
 	// ConfRemove removes a voter or a learner.
 	ConfRemove
+	// ConfReadLeaseOn makes a member a read-lease holder; ConfReadLeaseOff stops granting it
+	// read leases. Neither changes who votes.
+	ConfReadLeaseOn
+	ConfReadLeaseOff
 )
 
 func (t ConfChangeType) String() string {
@@ -61,6 +71,10 @@ func (t ConfChangeType) String() string {
 		return "promote"
 	case ConfRemove:
 		return "remove"
+	case ConfReadLeaseOn:
+		return "read-lease-on"
+	case ConfReadLeaseOff:
+		return "read-lease-off"
 	}
 	return fmt.Sprintf("confchange(%d)", uint8(t))
 }
@@ -115,7 +129,7 @@ func DecodeConfChange(data []byte) (ConfChange, error) {
 		if k <= 0 {
 			return ConfChange{}, errors.New("raft: conf change: bad node id")
 		}
-		if t < ConfAddLearner || t > ConfRemove || id == None {
+		if t < ConfAddLearner || t > ConfReadLeaseOff || id == None {
 			return ConfChange{}, fmt.Errorf("raft: conf change: %v of node %d", t, id)
 		}
 		cc.Changes = append(cc.Changes, ConfChangeSingle{Type: t, NodeID: id})
@@ -143,6 +157,7 @@ type membership struct {
 	voters   []uint64
 	outgoing []uint64
 	learners []uint64
+	holders  []uint64 // read-lease holders
 }
 
 func newMembership(cs ConfState) membership {
@@ -151,12 +166,16 @@ func newMembership(cs ConfState) membership {
 		slices.Sort(out)
 		return slices.Compact(out)
 	}
-	return membership{voters: sorted(cs.Voters), outgoing: sorted(cs.VotersOutgoing), learners: sorted(cs.Learners)}
+	return membership{voters: sorted(cs.Voters), outgoing: sorted(cs.VotersOutgoing), learners: sorted(cs.Learners),
+		holders: sorted(cs.ReadLeaseHolders)}
 }
 
 func (m membership) confState() ConfState {
-	return ConfState{Voters: slices.Clone(m.voters), VotersOutgoing: slices.Clone(m.outgoing), Learners: slices.Clone(m.learners)}
+	return ConfState{Voters: slices.Clone(m.voters), VotersOutgoing: slices.Clone(m.outgoing), Learners: slices.Clone(m.learners),
+		ReadLeaseHolders: slices.Clone(m.holders)}
 }
+
+func (m membership) isHolder(id uint64) bool { return slices.Contains(m.holders, id) }
 
 func (m membership) joint() bool { return len(m.outgoing) > 0 }
 
@@ -182,12 +201,12 @@ func (m membership) apply(cc ConfChange) (membership, error) {
 		if !m.joint() {
 			return m, errors.New("not in a joint configuration: nothing to leave")
 		}
-		return membership{voters: m.voters, learners: m.learners}, nil
+		return membership{voters: m.voters, learners: m.learners, holders: m.holders}, nil
 	}
 	if m.joint() {
 		return m, errors.New("a change is already under way (joint configuration)")
 	}
-	voters, learners := slices.Clone(m.voters), slices.Clone(m.learners)
+	voters, learners, holders := slices.Clone(m.voters), slices.Clone(m.learners), slices.Clone(m.holders)
 	votersChanged := false
 	for _, c := range cc.Changes {
 		id := c.NodeID
@@ -215,6 +234,16 @@ func (m membership) apply(cc ConfChange) (membership, error) {
 			default:
 				return m, fmt.Errorf("node %d is not a member", id)
 			}
+			holders = slices.DeleteFunc(holders, func(v uint64) bool { return v == id })
+		case ConfReadLeaseOn:
+			if !slices.Contains(voters, id) && !slices.Contains(learners, id) {
+				return m, fmt.Errorf("node %d is not a member", id)
+			}
+			if !slices.Contains(holders, id) {
+				holders = append(holders, id)
+			}
+		case ConfReadLeaseOff:
+			holders = slices.DeleteFunc(holders, func(v uint64) bool { return v == id })
 		default:
 			return m, fmt.Errorf("unknown change %v", c.Type)
 		}
@@ -222,7 +251,7 @@ func (m membership) apply(cc ConfChange) (membership, error) {
 	if len(voters) == 0 {
 		return m, errors.New("no voter would be left")
 	}
-	next := newMembership(ConfState{Voters: voters, Learners: learners})
+	next := newMembership(ConfState{Voters: voters, Learners: learners, ReadLeaseHolders: holders})
 	if votersChanged {
 		next.outgoing = m.voters
 	}

@@ -18,6 +18,9 @@ type Config struct {
 	// a snapshot, which carries the membership as of its index.)
 	ID    uint64
 	Peers []uint64
+	// ReadLeaseHolders are the members that hold read leases in the membership the cluster
+	// was created with (see ConfState.ReadLeaseHolders); changed later through the log.
+	ReadLeaseHolders []uint64
 	// MaxLearnerLag is how far behind the leader's last index a learner may be and still be
 	// promoted to voter (0 means 1000 entries): a voter that is far behind would count towards
 	// quorums it cannot yet help.
@@ -102,6 +105,13 @@ type mechanisms struct {
 	freshnessNeedsLeaderCommit bool // freshness only once committed up to the leader's commit, of its term
 	freshnessNeedsLease        bool // freshness only from a leader that holds its lease
 	freshnessSameBoot          bool // an echo from another boot of this node gives no freshness
+
+	// Read leases (doc.go, "Read leases").
+	readLeaseNesting     bool // a read lease granted ends before the leader's own lease
+	commitWaitsForHolder bool // nothing commits that a holder with a lease has not acknowledged
+	readLeaseFromEcho    bool // a read lease runs from the holder's echoed clock, not receipt
+	readLeaseNeedsCommit bool // a holder takes a grant only once committed up to its Commit
+	readLeasePending     bool // a holder's read waits for what it holds that may be committed
 }
 
 // applyDefaults fills zero flow-control fields with values that suit a WAN cluster.
@@ -236,6 +246,12 @@ func (c *Config) Validate() error {
 		bad(field("MaxInflightMsgs", "max inflight messages"), fmt.Sprintf(" must not be negative, got %d", c.MaxInflightMsgs))
 	}
 	return errors.Join(errs...)
+}
+
+// scaleUpBound returns d / (1 − drift): how long, at most, d on another node's clock lasts on
+// this one's.
+func (c *Config) scaleUpBound(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / c.minDriftFactor())
 }
 
 // minDriftFactor is (1 − MaxClockDrift): the share of a lease a leader may count on.

@@ -85,6 +85,10 @@ type Raft struct {
 	uncommittedBytes uint64
 	committedInTerm  bool
 
+	// readLeaseUntil ends, on this node's clock, the read lease its leader granted it; until
+	// then it answers linearizable reads once it has applied what it holds.
+	readLeaseUntil time.Duration
+
 	// Leases (see doc.go). waitUntil is, on a candidate, the end of the longest lease its
 	// voters reported, and on a leader, when lease reads may start.
 	waitUntil         time.Duration
@@ -152,7 +156,7 @@ func New(cfg Config, state Restored, now time.Duration) (*Raft, error) {
 	r.knownLeaseUntil = now + r.startupLeaseAssumption()
 	conf := newMembership(state.Snapshot.ConfState)
 	if state.Snapshot.ConfState.IsEmpty() {
-		conf = newMembership(ConfState{Voters: cfg.Peers})
+		conf = newMembership(ConfState{Voters: cfg.Peers, ReadLeaseHolders: cfg.ReadLeaseHolders})
 	}
 	r.confs = []confMark{{index: state.Snapshot.Index, conf: conf}}
 	for _, e := range state.Entries {
@@ -304,6 +308,12 @@ func (r *Raft) NextDeadline() time.Duration {
 		return r.electionDeadline
 	}
 	d := min(r.heartbeatDeadline, r.checkQuorumDeadline(), r.transferDeadline)
+	// A commit held back for a read-lease holder goes on when its lease ends.
+	for i := range r.progress {
+		if pr := &r.progress[i]; i != r.self && pr.holderUntil > r.now && pr.match < r.log.lastIndex() {
+			d = min(d, pr.holderUntil)
+		}
+	}
 	switch {
 	case r.now < r.waitUntil:
 		// Commits, and then the lease, wait for it.
@@ -600,6 +610,7 @@ func (r *Raft) toVoters(msg func(to uint64) Message) {
 // since its own vote is part of the quorum that elects it.
 func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 	r.role = Candidate
+	r.readLeaseUntil = 0
 	r.term++
 	r.vote = r.id
 	r.lead = None
@@ -718,6 +729,7 @@ func (r *Raft) becomeFollower(term, lead uint64, reason string) {
 	if newLeader {
 		r.preVoteRound = 0
 		r.leaderMatched = r.matchedInTerm()
+		r.readLeaseUntil = 0
 	}
 	r.role = Follower
 	r.lead = lead

@@ -55,8 +55,17 @@ func (v ReadView) Stale(now time.Duration) (index uint64, ok bool) {
 func (r *Raft) ReadView() ReadView {
 	r.updateLease()
 	v := ReadView{Term: r.term, Leader: r.lead}
-	if r.leaseHeld() {
+	switch {
+	case r.leaseHeld():
 		v.LeaseUntil, v.LeaseIndex = r.leaseExpiry, r.log.committed
+	case r.role == Follower && r.now < r.readLeaseUntil:
+		// A holder reads only once it has applied everything it holds: the leader may
+		// already have committed (and acknowledged) any of it, since it waited for this
+		// node's acknowledgement, but this node may not know yet.
+		v.LeaseUntil, v.LeaseIndex = r.readLeaseUntil, r.log.lastIndex()
+		if r.cfg.off.readLeasePending {
+			v.LeaseIndex = r.log.committed
+		}
 	}
 	if r.hasLeaderContact {
 		// lastLeaderContact dates the local state on this node's own clock: on a follower,

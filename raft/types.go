@@ -218,6 +218,10 @@ type Message struct {
 	// counts from a new origin, and an echo of a reading from before could fall below its new
 	// clock and date its state as fresher than it is.
 	FollowerBoot uint64
+	// ReadLease, on a MsgApp or MsgHeartbeat to a read-lease holder, grants it a read lease
+	// until FollowerClock + ReadLease on its own clock, provided it has committed up to the
+	// message's Commit (doc.go, "Read leases").
+	ReadLease time.Duration
 
 	// Snapshot identifies the snapshot a MsgSnap installs. The transport carries the bytes.
 	Snapshot SnapshotMeta
