@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/georaft/georaft/raft"
 )
@@ -325,5 +326,31 @@ func TestClose(t *testing.T) {
 	assertEntries(t, rec.Entries, makeEntries(1, 2, 1))
 	if rec.HardState.Term != 1 {
 		t.Fatalf("hard state %+v", rec.HardState)
+	}
+}
+
+// The membership a snapshot marker carries, and the lease bound, survive a restart, also once
+// the marker is only restated by the header of a later segment.
+func TestMarkerMembershipAndLeaseBoundSurvive(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := openWAL(t, Options{Dir: dir, SegmentBytes: 300})
+	conf := raft.ConfState{Voters: []uint64{1, 2, 4}, Learners: []uint64{5}, ReadLeaseHolders: []uint64{4}}
+	hs := raft.HardState{Term: 2, Vote: 1, Commit: 3, LeaseBound: 400 * time.Millisecond}
+	mustSave(t, w, &hs, makeEntries(1, 5, 2))
+	if err := w.SaveSnapshot(raft.SnapshotMeta{Index: 3, Term: 2, ConfState: conf}); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(6); i <= 40; i++ { // enough to roll segments past the marker record
+		mustSave(t, w, nil, makeEntries(i, i, 2))
+	}
+	if err := w.Compact(3); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	w, rec := openWAL(t, Options{Dir: dir})
+	defer mustClose(t, w)
+	if !rec.Snapshot.ConfState.Equal(conf) || rec.HardState.LeaseBound != hs.LeaseBound {
+		t.Fatalf("recovered marker %+v and hard state %+v; want membership %v and lease bound %v",
+			rec.Snapshot, rec.HardState, conf, hs.LeaseBound)
 	}
 }
