@@ -3,7 +3,6 @@ package raft
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -11,9 +10,21 @@ import (
 // Config is the static configuration of one core. All durations are on the node's own
 // monotonic clock.
 type Config struct {
-	// ID is this node; Peers lists every voter, this node included.
+	// ID is this node. Peers lists the voters the cluster was created with: the membership as
+	// of index 0, which every node's log starts from. A node whose disk holds a later
+	// membership (in its snapshot) goes by that and the changes in its log. A node joining an
+	// existing cluster passes the same Peers, which do not include it: it votes only once a
+	// change in the log makes it a voter. (A leader that compacted its log sends a joining node
+	// a snapshot, which carries the membership as of its index.)
 	ID    uint64
 	Peers []uint64
+	// ReadLeaseHolders are the members that hold read leases in the membership the cluster
+	// was created with (see ConfState.ReadLeaseHolders); changed later through the log.
+	ReadLeaseHolders []uint64
+	// MaxLearnerLag is how far behind the leader's last index a learner may be and still be
+	// promoted to voter (0 means 1000 entries): a voter that is far behind would count towards
+	// quorums it cannot yet help.
+	MaxLearnerLag uint64
 
 	// HeartbeatInterval is how often an idle leader sends heartbeats; each acknowledged round
 	// renews the lease.
@@ -94,6 +105,13 @@ type mechanisms struct {
 	freshnessNeedsLeaderCommit bool // freshness only once committed up to the leader's commit, of its term
 	freshnessNeedsLease        bool // freshness only from a leader that holds its lease
 	freshnessSameBoot          bool // an echo from another boot of this node gives no freshness
+
+	// Read leases (doc.go, "Read leases").
+	readLeaseNesting     bool // a read lease granted ends before the leader's own lease
+	commitWaitsForHolder bool // nothing commits that a holder with a lease has not acknowledged
+	readLeaseFromEcho    bool // a read lease runs from the holder's echoed clock, not receipt
+	readLeaseNeedsCommit bool // a holder takes a grant only once committed up to its Commit
+	readLeasePending     bool // a holder's read waits for what it holds that may be committed
 }
 
 // applyDefaults fills zero flow-control fields with values that suit a WAN cluster.
@@ -103,6 +121,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxInflightMsgs == 0 {
 		c.MaxInflightMsgs = 256
+	}
+	if c.MaxLearnerLag == 0 {
+		c.MaxLearnerLag = 1000
 	}
 	if c.MaxStaleness == 0 {
 		c.MaxStaleness = c.LeaseDuration
@@ -172,18 +193,13 @@ func configError(parts ...any) *ConfigError {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(parts ...any) { errs = append(errs, configError(parts...)) }
-	id, peers := field("ID", "node id"), field("Peers", "peers")
+	id := field("ID", "node id")
 	heartbeat := field("HeartbeatInterval", "heartbeat interval")
 	etMin, etMax := field("ElectionTimeoutMin", "election timeout min"), field("ElectionTimeoutMax", "election timeout max")
 	lease := field("LeaseDuration", "lease duration")
 
 	if c.ID == None {
 		bad(id, " must not be 0")
-	}
-	if len(c.Peers) == 0 {
-		bad(peers, " must list every voter, including this node")
-	} else if !slices.Contains(c.Peers, c.ID) {
-		bad(id, fmt.Sprintf(" %d is not among the ", c.ID), peers, fmt.Sprintf(" %v", c.Peers))
 	}
 	seen := map[uint64]bool{}
 	for _, p := range c.Peers {
@@ -230,6 +246,12 @@ func (c *Config) Validate() error {
 		bad(field("MaxInflightMsgs", "max inflight messages"), fmt.Sprintf(" must not be negative, got %d", c.MaxInflightMsgs))
 	}
 	return errors.Join(errs...)
+}
+
+// scaleUpBound returns d / (1 − drift): how long, at most, d on another node's clock lasts on
+// this one's.
+func (c *Config) scaleUpBound(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / c.minDriftFactor())
 }
 
 // minDriftFactor is (1 − MaxClockDrift): the share of a lease a leader may count on.

@@ -16,8 +16,6 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"valid", func(*Config) {}, nil},
 		{"zero id", func(c *Config) { c.ID = 0 }, []string{"node id must not be 0"}},
-		{"no peers", func(c *Config) { c.Peers = nil }, []string{"peers must list every voter"}},
-		{"self missing", func(c *Config) { c.Peers = []uint64{2, 3} }, []string{"node id 1 is not among the peers [2 3]"}},
 		{"duplicate peer", func(c *Config) { c.Peers = []uint64{1, 2, 2} }, []string{"peer id 2 is listed twice"}},
 		{"zero peer", func(c *Config) { c.Peers = []uint64{1, 0} }, []string{"peer id must not be 0"}},
 		{"heartbeat", func(c *Config) { c.HeartbeatInterval = 0 }, []string{"heartbeat interval must be positive, got 0s"}},
@@ -85,8 +83,6 @@ func TestNewRejectsInconsistentRestoredState(t *testing.T) {
 		{"index past the ceiling", Restored{HardState: HardState{Term: 1}, Snapshot: SnapshotMeta{Index: MaxIndex, Term: 1},
 			Entries: []Entry{{Index: MaxIndex + 1, Term: 1}}, Applied: MaxIndex},
 			"passes the largest index"},
-		{"vote for stranger", Restored{HardState: HardState{Term: 1, Vote: 9}},
-			"vote for node 9, which is not among the peers"},
 		{"applied beyond log", Restored{HardState: HardState{Term: 1}, Entries: ents(1), Applied: 4},
 			"applied index 4 is beyond the last log index 1"},
 		{"applied below snapshot", Restored{HardState: HardState{Term: 1}, Snapshot: SnapshotMeta{Index: 3, Term: 1}, Applied: 2},

@@ -92,6 +92,78 @@
 // left of that wait travels in MsgTimeoutNow, and the transferee waits it out before it
 // commits. Every other election waits for what its voters report.
 //
+// # Read leases
+//
+// The leader grants read leases to the members its membership names as holders
+// (ConfState.ReadLeaseHolders, changed through the log like the rest of the membership), so
+// that each answers linearizable reads from its own state, in its own region, as the leader
+// does with its lease (after Moraru, Kaminsky and Andersen, "Paxos Quorum Leases", SoCC 2014).
+// Three rules make it safe.
+//
+// A holder's lease ends before the leader's. A grant rides on an append or heartbeat while the
+// leader holds its lease: "until t + L on your clock", t being the holder's own clock reading
+// that the leader echoes (FollowerClock), which the holder took before the leader received it
+// at a. The holder's clock may run fast by up to 1/(1−δ) against the leader's, so the lease
+// ends, on the leader's clock, by a + L/(1−δ); the leader picks L so that this is no later than
+// its own lease's end. Every later leader waits out this leader's lease before it commits
+// (the lease rule), so it waits out every read lease this leader granted too, and no holder of
+// an older leader can read past a newer leader's writes. Dating the lease by the echo, not by
+// receipt, keeps a grant that waited in the network from lasting longer than the leader meant.
+//
+// Writes wait for holders. The leader commits an entry only once every holder whose lease may
+// still run (a + L/(1−δ) not passed) has acknowledged it; a holder that stops answering holds
+// commits up until its lease has surely ended, then commits go on without it. A holder that
+// fell behind gets no new lease until it holds every committed entry, and takes a grant only
+// once it has committed up to the leader's commit index in the same message.
+//
+// A holder reads only after applying what it holds. When a write is acknowledged, every holder
+// with a lease already has it in its log, but may not yet know it is committed; a later read
+// there must not return the older value. So a holder's lease read waits until it has applied
+// every entry it holds (the leader sends holders each new commit index at once), and reads the
+// latest applied state; an entry that never commits keeps the read waiting no longer than the
+// lease.
+//
+// Why the three together are linearizable. A lease read at a holder returns a state that
+// includes every write acknowledged before the read began: the write's commit waited for the
+// holder (its lease was running, or the holder's current lease came from a grant sent after
+// the commit, which made it catch up first), and the read waited to apply it. It includes no
+// write that was not committed, since it waits for what it holds to be applied. And it is
+// never served once a newer leader may commit (nesting).
+//
+// # Membership changes
+//
+// The membership (ConfState) names the voters and the learners. Learners receive the log and
+// snapshots but do not vote and count towards no quorum; a new node joins as one, and is
+// promoted only once within Config.MaxLearnerLag entries of the leader's log, so that it can
+// help quorums the moment it counts in them. A change of voters goes through a joint
+// configuration (Raft §6): the entry that enters it names the new voters and keeps the old
+// ones as outgoing; while joint, every decision (a commit, an election, a lease, a ReadIndex
+// round, CheckQuorum) needs a majority of both, counted by the one majority function in
+// quorum.go. As soon as the entering entry is applied, the leader appends an empty change that
+// leaves the joint configuration. Replacing a node is one change: promote the new learner and
+// remove the old voter together.
+//
+// A change takes effect on each node when that node applies it, as in etcd: so a leader
+// appends no change while its last one is unapplied (one change at a time), a new leader
+// appends none before it has applied everything its log held at its election, and a node does
+// not campaign while a committed change waits to be applied. Any two decisions of successive
+// memberships then share a voter, which is all the commit rule and the election rule need.
+// The membership travels in snapshots (SnapshotMeta.ConfState); a node that starts rebuilds it
+// from its snapshot and the changes it had applied, and every node's log starts from
+// Config.Peers, the voters the cluster was created with.
+//
+// Leases across changes. A leader's lease is backed by a majority of every half of its
+// current membership. Take an old lease backed by a majority of membership A, and a later
+// election under membership C. If C is A, or a joint configuration containing A, or one that
+// A's joint configuration leads to directly, their majorities share a voter and the lease rule
+// holds as above. Further apart, C can only elect anyone once the entries that led from A to C
+// are committed, and committing the last of them took acknowledgements from a majority of C
+// of a message sent after the old lease's renewal: each of those voters recorded a lease
+// running at least as long, and C's election includes one of them. Learners record and
+// report leases like followers, since they receive the leader's messages, so a promoted
+// learner carries what it heard. A new node assumes a lease from its start like any starting
+// node. A leader whose own removal is applied steps down at once, which ends its lease.
+//
 // # The commit rule
 //
 // A leader commits an index once a quorum holds it and the entry there is of its own term

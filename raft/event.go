@@ -27,6 +27,8 @@ const (
 	EventSnapshotInstalled                      // a snapshot at Index replaced the log
 	EventTransferStarted                        // leadership transfer to Peer began
 	EventTransferAborted                        // leadership transfer to Peer gave up
+	EventConfChanged                            // the membership changed at Index; Reason is the new one
+	EventConfChangeRefused                      // a membership change at Index was not applied, Reason says why
 )
 
 // Event is one line of the human-readable story of a node. Fields not used by a kind are
@@ -82,6 +84,10 @@ func (e Event) String() string {
 		return fmt.Sprintf("term %d: leadership transfer to node %d started; lease given up", e.Term, e.Peer)
 	case EventTransferAborted:
 		return fmt.Sprintf("term %d: leadership transfer to node %d aborted: %s", e.Term, e.Peer, e.Reason)
+	case EventConfChanged:
+		return fmt.Sprintf("term %d: membership changed at index %d: %s", e.Term, e.Index, e.Reason)
+	case EventConfChangeRefused:
+		return fmt.Sprintf("term %d: membership change at index %d not applied: %s", e.Term, e.Index, e.Reason)
 	}
 	return fmt.Sprintf("term %d: event %d", e.Term, e.Kind)
 }

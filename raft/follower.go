@@ -22,6 +22,7 @@ func (r *Raft) stepFollower(m Message) error {
 		r.leaderContact(m)
 		r.commitTo(min(m.Commit, r.leaderMatched))
 		r.noteFreshness(m.Commit, m.FollowerClock, m.FollowerBoot)
+		r.noteReadLease(m)
 		r.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Round: m.Round, FollowerClock: r.now, FollowerBoot: r.cfg.BootID})
 	case MsgSnap:
 		r.leaderContact(m)
@@ -73,6 +74,24 @@ func (r *Raft) lowerLeaseBound() {
 		return
 	}
 	r.leaseBound, r.boundHeardAt, r.heardBelowBound = r.heardBelowBound, r.now, 0
+}
+
+// noteReadLease takes the read lease a leader's message grants: from this node's own clock
+// reading that the leader echoes (so a message that waited brings no more lease than the
+// leader meant), and only once this node has committed everything the leader had when it
+// sent it (doc.go, "Read leases").
+func (r *Raft) noteReadLease(m Message) {
+	if m.ReadLease <= 0 || m.FollowerClock <= 0 || m.FollowerBoot != r.cfg.BootID {
+		return
+	}
+	if r.log.committed < m.Commit && !r.cfg.off.readLeaseNeedsCommit {
+		return
+	}
+	until := m.FollowerClock + m.ReadLease
+	if r.cfg.off.readLeaseFromEcho {
+		until = r.now + m.ReadLease
+	}
+	r.readLeaseUntil = max(r.readLeaseUntil, until)
 }
 
 // noteFreshness records, for stale reads, how recent the state is that this node now holds
@@ -175,6 +194,7 @@ func (r *Raft) handleAppend(m Message) error {
 	r.leaderMatched = max(r.leaderMatched, lastNew)
 	r.commitTo(min(m.Commit, lastNew))
 	r.noteFreshness(m.Commit, m.FollowerClock, m.FollowerBoot)
+	r.noteReadLease(m)
 	resp.Index = lastNew
 	r.send(resp)
 	if len(m.Entries) > 0 {
@@ -206,6 +226,12 @@ func (r *Raft) handleSnapshot(m Message) {
 		return
 	}
 	r.log.restore(meta)
+	if !meta.ConfState.IsEmpty() {
+		conf := newMembership(meta.ConfState)
+		r.confs = []confMark{{index: meta.Index, conf: conf}}
+		r.setMembership(conf)
+		r.event(Event{Kind: EventConfChanged, Index: meta.Index, Reason: conf.confState().String() + " (from the snapshot)"})
+	}
 	r.leaderMatched = meta.Index
 	r.pendingSnapshot = &meta
 	r.event(Event{Kind: EventSnapshotInstalled, Peer: m.From, Index: meta.Index})

@@ -2,12 +2,19 @@ package raft
 
 import (
 	"fmt"
-	"slices"
+	"time"
 )
 
 func (r *Raft) stepLeader(m Message, from int) error {
 	if m.Term != r.term {
 		return nil // a granted pre-vote for a later term, from an old round
+	}
+	if from < 0 {
+		switch m.Type {
+		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+			return fmt.Errorf("raft: node %d, not a member, sent %v in term %d, which this node leads", m.From, m.Type, m.Term)
+		}
+		return nil
 	}
 	pr := &r.progress[from]
 	pr.lastContact = r.now
@@ -65,7 +72,7 @@ func (r *Raft) recordAck(pr *progress, m Message) {
 	}
 	pr.ackedRound = max(pr.ackedRound, m.Round)
 	pr.hasAcked = true
-	pr.followerClock, pr.followerBoot = m.FollowerClock, m.FollowerBoot
+	pr.followerClock, pr.followerBoot, pr.followerClockAt = m.FollowerClock, m.FollowerBoot, r.now
 	r.renewLease()
 	r.confirmReads()
 }
@@ -130,18 +137,21 @@ func (r *Raft) maybeCommit() {
 	if r.now < r.waitUntil && !r.cfg.off.deferredCommit {
 		return
 	}
-	idx := r.scratchIndexes[:0]
-	for i := range r.progress {
-		if i == r.self {
+	n, _ := jointValue(r.conf, func(id uint64) (uint64, bool) {
+		if id == r.id {
 			// Its whole log, persisted or not: no Ready that reveals a commit leaves before
 			// the entries of the Ready before it are durable (doc.go, "The commit rule").
-			idx = append(idx, r.log.lastIndex())
-		} else {
-			idx = append(idx, r.progress[i].match)
+			return r.log.lastIndex(), true
+		}
+		return r.progress[r.memberIndex(id)].match, true
+	}, r.scratchIndexes)
+	// A holder that may still answer reads by its lease must hold an entry before it commits
+	// (doc.go, "Read leases"): commit waits for its acknowledgement or for its lease to end.
+	for i := range r.progress {
+		if pr := &r.progress[i]; i != r.self && pr.holderUntil > r.now && !r.cfg.off.commitWaitsForHolder {
+			n = min(n, pr.match)
 		}
 	}
-	slices.Sort(idx)
-	n := idx[len(idx)-r.quorum]
 	if n <= r.log.committed {
 		return
 	}
@@ -188,7 +198,30 @@ func (r *Raft) stamp(m *Message, pr *progress) {
 	pr.sentRound = r.round
 	if r.leaseHeld() || r.cfg.off.freshnessNeedsLease {
 		m.FollowerClock, m.FollowerBoot = pr.followerClock, pr.followerBoot
+		r.grantReadLease(m, pr)
 	}
+}
+
+// grantReadLease grants a read-lease holder a lease with m: from the holder's clock reading
+// echoed in m, for as long as ends, on this leader's clock, no later than its own lease (a
+// later leader waits that out before it commits, so it waits out every read lease too). The
+// holder's clock may run fast by up to 1/(1−δ) against this leader's: a lease of L on it
+// ends within L/(1−δ) here, counted from when this leader received the reading. Only a holder
+// that holds every committed entry gets one.
+func (r *Raft) grantReadLease(m *Message, pr *progress) {
+	if !r.conf.isHolder(pr.id) || m.FollowerClock == 0 || pr.match < r.log.committed {
+		return
+	}
+	lease := time.Duration(float64(r.leaseExpiry-pr.followerClockAt) * r.cfg.minDriftFactor())
+	if r.cfg.off.readLeaseNesting {
+		lease = r.cfg.LeaseDuration
+	}
+	lease = min(lease, r.cfg.LeaseDuration)
+	if lease <= 0 {
+		return
+	}
+	m.ReadLease = lease
+	pr.holderUntil = max(pr.holderUntil, pr.followerClockAt+r.cfg.scaleUpBound(lease))
 }
 
 func (r *Raft) broadcastHeartbeat() {
@@ -258,7 +291,8 @@ func (r *Raft) sendAppends(pr *progress) {
 			}
 			sent = true
 		}
-		if !sent && !r.cfg.LazyCommitBroadcast && pr.sentCommit < r.log.committed && pr.match+1 >= pr.next {
+		// A read-lease holder learns a commit at once: its reads wait for what it holds.
+		if !sent && (!r.cfg.LazyCommitBroadcast || r.conf.isHolder(pr.id)) && pr.sentCommit < r.log.committed && pr.match+1 >= pr.next {
 			// Idle follower: tell it the new commit index.
 			r.sendAppend(pr, last)
 		}

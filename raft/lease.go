@@ -2,31 +2,22 @@ package raft
 
 import (
 	"fmt"
-	"slices"
 	"time"
 )
 
 // leaseStart is the latest s such that a quorum, this leader included (as now), answered a
 // message sent at or after s in this term. ok is false until a quorum has answered.
 func (r *Raft) leaseStart() (start time.Duration, ok bool) {
-	times := r.scratchTimes[:0]
-	for i := range r.progress {
-		switch {
-		case i == r.self:
-			times = append(times, r.now)
-		case r.progress[i].hasAcked:
-			times = append(times, r.progress[i].ackedSentAt)
-		}
-	}
-	quorum := r.quorum
 	if r.cfg.off.leaseQuorum {
-		quorum = 1
+		return r.now, true
 	}
-	if len(times) < quorum {
-		return 0, false
-	}
-	slices.Sort(times)
-	return times[len(times)-quorum], true
+	return jointValue(r.conf, func(id uint64) (time.Duration, bool) {
+		if id == r.id {
+			return r.now, true
+		}
+		pr := &r.progress[r.memberIndex(id)]
+		return pr.ackedSentAt, pr.hasAcked
+	}, r.scratchTimes)
 }
 
 // renewLease extends the lease to what the quorum's acknowledgements support. Once this

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -41,7 +42,7 @@ func TestStepRefusesMalformedMessages(t *testing.T) {
 				t.Fatalf("Step = %v, want an error mentioning %q", err, tc.want)
 			}
 			after := net.raft(2).Status()
-			if after.Term != before.Term || after.Leader != before.Leader || after.LastIndex != before.LastIndex || after.Snapshot != before.Snapshot {
+			if after.Term != before.Term || after.Leader != before.Leader || after.LastIndex != before.LastIndex || !reflect.DeepEqual(after.Snapshot, before.Snapshot) {
 				t.Fatalf("a refused message changed node 2: %+v, was %+v", after, before)
 			}
 		})

@@ -83,6 +83,11 @@ type progress struct {
 	// freshness backwards.
 	followerClock time.Duration
 	followerBoot  uint64
+	// followerClockAt is when this leader received followerClock, on its own clock.
+	followerClockAt time.Duration
+	// holderUntil bounds, on this leader's clock, the read lease this peer may hold from
+	// grants it was sent: until then no entry commits that the peer has not acknowledged.
+	holderUntil time.Duration
 
 	// sentCommit is the commit index last sent in an append, so an idle leader tells
 	// followers about a new commit index once rather than on every Ready.

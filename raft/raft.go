@@ -10,6 +10,8 @@ import (
 )
 
 // Restored is what a node read back from disk. Entries follow Snapshot.Index contiguously.
+// The membership is Snapshot.ConfState with every EntryConfChange up to Applied applied
+// (Config.Peers if the disk holds none).
 type Restored struct {
 	HardState HardState
 	Snapshot  SnapshotMeta
@@ -23,12 +25,22 @@ const never = time.Duration(math.MaxInt64)
 // Raft is one node's consensus core. It is not safe for concurrent use: the caller serializes
 // every call.
 type Raft struct {
-	cfg    Config
-	id     uint64
-	peers  []uint64 // every voter, sorted, this node included
-	self   int      // index of id in peers
-	quorum int
-	rng    *rand.Rand
+	cfg Config
+	id  uint64
+	rng *rand.Rand
+
+	// conf is the membership as of the last applied EntryConfChange. members lists everyone
+	// it names, sorted; progress and votes are indexed like members, and self is this node's
+	// index there (−1 while it is not a member: a node still joining, or one removed).
+	conf    membership
+	members []uint64
+	self    int
+	// confs remembers the membership at each index it changed, back to the snapshot, so a
+	// snapshot at any applied index carries the membership as of that index.
+	confs []confMark
+	// pendingConf is the index of the last EntryConfChange this leader appended: no other is
+	// proposed until it is applied (one change at a time).
+	pendingConf uint64
 
 	now time.Duration
 
@@ -72,6 +84,10 @@ type Raft struct {
 	appendPending    bool // appends may need building at the next Ready
 	uncommittedBytes uint64
 	committedInTerm  bool
+
+	// readLeaseUntil ends, on this node's clock, the read lease its leader granted it; until
+	// then it answers linearizable reads once it has applied what it holds.
+	readLeaseUntil time.Duration
 
 	// Leases (see doc.go). waitUntil is, on a candidate, the end of the longest lease its
 	// voters reported, and on a leader, when lease reads may start.
@@ -122,38 +138,37 @@ func New(cfg Config, state Restored, now time.Duration) (*Raft, error) {
 	if err := checkRestored(state); err != nil {
 		return nil, fmt.Errorf("raft: invalid restored state: %w", err)
 	}
-	peers := slices.Clone(cfg.Peers)
-	slices.Sort(peers)
-	if state.HardState.Vote != None && !slices.Contains(peers, state.HardState.Vote) {
-		return nil, fmt.Errorf("raft: invalid restored state: vote for node %d, which is not among the peers %v",
-			state.HardState.Vote, peers)
-	}
 	r := &Raft{
-		cfg:    cfg,
-		id:     cfg.ID,
-		peers:  peers,
-		self:   slices.Index(peers, cfg.ID),
-		quorum: len(peers)/2 + 1,
-		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), cfg.ID)),
-		now:    now,
-		term:   state.HardState.Term,
-		vote:   state.HardState.Vote,
-		role:   Follower,
-		votes:  make([]int8, len(peers)),
+		cfg:  cfg,
+		id:   cfg.ID,
+		rng:  rand.New(rand.NewPCG(uint64(cfg.Seed), cfg.ID)),
+		now:  now,
+		term: state.HardState.Term,
+		vote: state.HardState.Vote,
+		role: Follower,
 
-		progress:       make([]progress, len(peers)),
-		scratchIndexes: make([]uint64, 0, len(peers)),
-		scratchTimes:   make([]time.Duration, 0, len(peers)),
-		leaseBound:     state.HardState.LeaseBound,
-		boundHeardAt:   now,
+		leaseBound:   state.HardState.LeaseBound,
+		boundHeardAt: now,
 
 		heartbeatDeadline: never,
 		transferDeadline:  never,
 	}
 	r.knownLeaseUntil = now + r.startupLeaseAssumption()
-	for i, p := range peers {
-		r.progress[i].id = p
+	conf := newMembership(state.Snapshot.ConfState)
+	if state.Snapshot.ConfState.IsEmpty() {
+		conf = newMembership(ConfState{Voters: cfg.Peers, ReadLeaseHolders: cfg.ReadLeaseHolders})
 	}
+	r.confs = []confMark{{index: state.Snapshot.Index, conf: conf}}
+	for _, e := range state.Entries {
+		if e.Index > state.Applied {
+			break
+		}
+		if e.Type == EntryConfChange {
+			conf = r.confAfter(conf, e)
+			r.confs = append(r.confs, confMark{index: e.Index, conf: conf})
+		}
+	}
+	r.setMembership(conf)
 	r.log.snapshot = state.Snapshot
 	r.log.entries = slices.Clone(state.Entries)
 	last := r.log.lastIndex()
@@ -186,13 +201,13 @@ func (r *Raft) startupLeaseAssumption() time.Duration {
 	return max(r.leaseBound, r.cfg.LeaseDuration)
 }
 
-func (r *Raft) peerIndex(id uint64) int {
-	for i, p := range r.peers {
-		if p == id {
-			return i
-		}
+// memberIndex is id's index in members, or −1.
+func (r *Raft) memberIndex(id uint64) int {
+	i, ok := slices.BinarySearch(r.members, id)
+	if !ok {
+		return -1
 	}
-	return -1
+	return i
 }
 
 func (r *Raft) event(e Event) {
@@ -226,7 +241,7 @@ func (r *Raft) send(m Message) {
 	}
 	if r.msgs == nil {
 		// One allocation per Ready for the usual one message per peer.
-		r.msgs = make([]Message, 0, len(r.peers))
+		r.msgs = make([]Message, 0, len(r.members))
 	}
 	r.msgs = append(r.msgs, m)
 }
@@ -262,7 +277,7 @@ func (r *Raft) Tick(now time.Duration) {
 	} else if now >= r.electionDeadline {
 		if r.role == PreCandidate {
 			r.event(Event{Kind: EventPreVoteFailed, Reason: fmt.Sprintf(
-				"%d of %d pre-votes needed arrived before the election timeout", r.countVotes(1), r.quorum)})
+				"only %d pre-votes arrived before the election timeout", r.countVotes(1))})
 		}
 		r.event(Event{Kind: EventElectionTimeout})
 		r.campaign()
@@ -293,6 +308,12 @@ func (r *Raft) NextDeadline() time.Duration {
 		return r.electionDeadline
 	}
 	d := min(r.heartbeatDeadline, r.checkQuorumDeadline(), r.transferDeadline)
+	// A commit held back for a read-lease holder goes on when its lease ends.
+	for i := range r.progress {
+		if pr := &r.progress[i]; i != r.self && pr.holderUntil > r.now && pr.match < r.log.lastIndex() {
+			d = min(d, pr.holderUntil)
+		}
+	}
 	switch {
 	case r.now < r.waitUntil:
 		// Commits, and then the lease, wait for it.
@@ -308,9 +329,16 @@ func (r *Raft) Step(m Message) error {
 	if m.To != r.id {
 		return fmt.Errorf("%w: %v from node %d is for node %d, this is node %d", ErrStepLocalMsg, m.Type, m.From, m.To, r.id)
 	}
-	from := r.peerIndex(m.From)
-	if from < 0 || m.From == r.id {
-		return fmt.Errorf("%w: %v from node %d (peers %v)", ErrUnknownPeer, m.Type, m.From, r.peers)
+	if m.From == None || m.From == r.id {
+		return fmt.Errorf("%w: %v from node %d", ErrUnknownPeer, m.Type, m.From)
+	}
+	// A message from a node outside this node's membership is answered only as far as the
+	// sender may legitimately be unknown here: a leader this node has not yet applied the
+	// membership of (a node still joining knows none), or a candidate of a newer membership.
+	// Responses from strangers are dropped.
+	from := r.memberIndex(m.From)
+	if from < 0 && m.Type.IsResponse() {
+		return nil
 	}
 	if m.Type < MsgPreVote || m.Type > MsgTimeoutNow {
 		return fmt.Errorf("raft: message from node %d has unknown type %d", m.From, m.Type)
@@ -522,23 +550,56 @@ func (r *Raft) Campaign() error {
 // same term asks for the next term up, only to tell its answers apart (see preVoteRound): a
 // won pre-vote always leads to a campaign for term+1.
 func (r *Raft) campaign() {
-	if r.holdAtMaxTerm(r.preVoteRound + 1) {
+	if !r.mayCampaign() || r.holdAtMaxTerm(r.preVoteRound+1) {
+		r.resetElectionDeadline()
 		return
 	}
 	r.preVoteRound++
 	r.role = PreCandidate
 	r.lead = None
 	r.transferCampaign = false
-	clear(r.votes)
-	r.votes[r.self] = 1
+	r.startTally()
 	r.resetElectionDeadline()
-	if r.countVotes(1) >= r.quorum {
+	if won, _ := r.tally(); won {
 		r.becomeCandidate(false, 0)
 		return
 	}
-	for _, p := range r.peers {
-		if p != r.id {
-			r.send(Message{Type: MsgPreVote, To: p, Term: r.preVoteTerm(), Index: r.log.lastIndex(), LogTerm: r.log.lastTerm()})
+	r.toVoters(func(p uint64) Message {
+		return Message{Type: MsgPreVote, To: p, Term: r.preVoteTerm(), Index: r.log.lastIndex(), LogTerm: r.log.lastTerm()}
+	})
+}
+
+// mayCampaign reports whether this node may stand for election: it is a voter, and no
+// committed membership change is waiting to be applied (its membership could be out of date,
+// and it must not count votes by the wrong one).
+func (r *Raft) mayCampaign() bool {
+	if !r.isVoter() {
+		return false
+	}
+	for i := r.log.applied + 1; i <= min(r.log.committed, r.log.lastIndex()); i++ {
+		if i > r.log.snapshot.Index && r.log.at(i).Type == EntryConfChange {
+			return false
+		}
+	}
+	return true
+}
+
+// startTally starts a round of (pre-)votes with this node's own.
+func (r *Raft) startTally() {
+	clear(r.votes)
+	r.votes[r.self] = 1
+}
+
+// tally counts the current round by this node's membership.
+func (r *Raft) tally() (won, lost bool) {
+	return voteResult(r.conf, func(id uint64) int8 { return r.votes[r.memberIndex(id)] })
+}
+
+// toVoters sends the message msg builds to every other voter.
+func (r *Raft) toVoters(msg func(to uint64) Message) {
+	for _, p := range r.members {
+		if p != r.id && r.conf.isVoter(p) {
+			r.send(msg(p))
 		}
 	}
 }
@@ -549,6 +610,7 @@ func (r *Raft) campaign() {
 // since its own vote is part of the quorum that elects it.
 func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 	r.role = Candidate
+	r.readLeaseUntil = 0
 	r.term++
 	r.vote = r.id
 	r.lead = None
@@ -562,18 +624,15 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 	default:
 		r.waitUntil = r.knownLeaseUntil
 	}
-	clear(r.votes)
-	r.votes[r.self] = 1
+	r.startTally()
 	r.resetElectionDeadline()
-	if r.countVotes(1) >= r.quorum {
+	if won, _ := r.tally(); won {
 		r.becomeLeader()
 		return
 	}
-	for _, p := range r.peers {
-		if p != r.id {
-			r.send(Message{Type: MsgVote, To: p, Index: r.log.lastIndex(), LogTerm: r.log.lastTerm(), Transfer: transfer})
-		}
-	}
+	r.toVoters(func(p uint64) Message {
+		return Message{Type: MsgVote, To: p, Index: r.log.lastIndex(), LogTerm: r.log.lastTerm(), Transfer: transfer}
+	})
 }
 
 // preVoteTerm is the term the current pre-vote round asks for.
@@ -605,11 +664,11 @@ func (r *Raft) stepCandidate(m Message, from int) error {
 			return nil
 		}
 		r.recordVote(from, !m.Reject)
-		if r.countVotes(1) >= r.quorum {
+		if won, lost := r.tally(); won {
 			r.becomeCandidate(false, 0)
-		} else if r.countVotes(-1) >= r.quorum {
-			r.event(Event{Kind: EventPreVoteFailed, Reason: fmt.Sprintf("%d of %d refused, last: %s",
-				r.countVotes(-1), len(r.peers), m.RejectReason)})
+		} else if lost {
+			r.event(Event{Kind: EventPreVoteFailed, Reason: fmt.Sprintf("%d refused, last: %s",
+				r.countVotes(-1), m.RejectReason)})
 			r.becomeFollower(r.term, None, "pre-vote failed")
 		}
 	case MsgVoteResp:
@@ -620,9 +679,9 @@ func (r *Raft) stepCandidate(m Message, from int) error {
 			r.waitUntil = max(r.waitUntil, r.now+m.LeaseRemaining)
 		}
 		r.recordVote(from, !m.Reject)
-		if r.countVotes(1) >= r.quorum {
+		if won, lost := r.tally(); won {
 			r.becomeLeader()
-		} else if r.countVotes(-1) >= r.quorum {
+		} else if lost {
 			r.becomeFollower(r.term, None, fmt.Sprintf("lost the election of term %d: %s", r.term, m.RejectReason))
 		}
 	case MsgTimeoutNow:
@@ -670,6 +729,7 @@ func (r *Raft) becomeFollower(term, lead uint64, reason string) {
 	if newLeader {
 		r.preVoteRound = 0
 		r.leaderMatched = r.matchedInTerm()
+		r.readLeaseUntil = 0
 	}
 	r.role = Follower
 	r.lead = lead
@@ -738,6 +798,9 @@ func (r *Raft) becomeLeader() {
 	}
 	r.log.entries = append(r.log.entries, Entry{Index: next, Term: r.term, Type: EntryNoop})
 	r.progress[r.self].match = r.log.persisted
+	// No membership change before everything in its log at election is applied: one of them
+	// may be a change this leader does not know the outcome of yet.
+	r.pendingConf = next
 	r.appendPending = true
 	r.heartbeatDeadline = r.now + r.cfg.HeartbeatInterval
 	r.maybeCommit()
@@ -746,19 +809,24 @@ func (r *Raft) becomeLeader() {
 // checkQuorumDeadline is when this leader will have gone ElectionTimeoutMin without hearing
 // from a quorum: the quorum-th most recent contact (itself counting as now) plus the timeout.
 func (r *Raft) checkQuorumDeadline() time.Duration {
-	if r.quorum <= 1 {
+	if r.soleVoter() {
 		return never
 	}
-	times := r.scratchTimes[:0]
-	for i := range r.progress {
-		if i != r.self {
-			times = append(times, r.progress[i].lastContact)
+	contact, ok := jointValue(r.conf, func(id uint64) (time.Duration, bool) {
+		if id == r.id {
+			return r.now, true // itself is the most recent
 		}
+		return r.progress[r.memberIndex(id)].lastContact, true
+	}, r.scratchTimes)
+	if !ok {
+		return r.now
 	}
-	slices.Sort(times)
-	// Itself is the most recent; the quorum needs quorum−1 peers.
-	contact := times[len(times)-(r.quorum-1)]
 	return contact + r.cfg.ElectionTimeoutMin
+}
+
+// soleVoter reports whether this node alone makes every quorum.
+func (r *Raft) soleVoter() bool {
+	return len(r.conf.voters) == 1 && r.conf.voters[0] == r.id && !r.conf.joint()
 }
 
 // Propose appends data to the leader's log and returns where it will commit if it does.
@@ -783,6 +851,8 @@ func (r *Raft) Propose(data []byte) (index, term uint64, err error) {
 
 // Compact drops the entries up to and including meta.Index, which the caller holds in a
 // snapshot. meta.Index must be applied already.
+// The membership as of meta.Index goes into the snapshot: the core fills it in when
+// meta.ConfState is empty (ConfStateAt gives it to a caller that stores it first).
 func (r *Raft) Compact(meta SnapshotMeta) error {
 	if meta.Index <= r.log.snapshot.Index {
 		return nil
@@ -794,14 +864,38 @@ func (r *Raft) Compact(meta SnapshotMeta) error {
 	if !ok || t != meta.Term {
 		return fmt.Errorf("raft: compact to index %d term %d: the log has term %d there", meta.Index, meta.Term, t)
 	}
+	conf := r.confAt(meta.Index)
+	if meta.ConfState.IsEmpty() {
+		meta.ConfState = conf.confState()
+	} else if !meta.ConfState.Equal(conf.confState()) {
+		return fmt.Errorf("raft: compact to index %d: the snapshot's membership (%v) is not the one as of that index (%v)",
+			meta.Index, meta.ConfState, conf.confState())
+	}
 	r.log.compact(meta)
+	// Forget the memberships older than the new compaction point.
+	keep := 0
+	for i, m := range r.confs {
+		if m.index <= meta.Index {
+			keep = i
+		}
+	}
+	r.confs = slices.Clone(r.confs[keep:])
+	r.confs[0].index = meta.Index
 	return nil
+}
+
+// ConfStateAt is the membership as of index, which must be applied and not compacted away.
+func (r *Raft) ConfStateAt(index uint64) (ConfState, error) {
+	if index < r.log.snapshot.Index || index > r.log.applied {
+		return ConfState{}, fmt.Errorf("raft: membership at %d: only %d to %d are known", index, r.log.snapshot.Index, r.log.applied)
+	}
+	return r.confAt(index).confState(), nil
 }
 
 // ReportUnreachable tells the leader that the transport could not deliver to peer: stop
 // pipelining to it and probe again.
 func (r *Raft) ReportUnreachable(peer uint64) {
-	i := r.peerIndex(peer)
+	i := r.memberIndex(peer)
 	if r.role != Leader || i < 0 || i == r.self {
 		return
 	}
@@ -813,7 +907,7 @@ func (r *Raft) ReportUnreachable(peer uint64) {
 
 // ReportSnapshot tells the leader whether the snapshot sent to peer was delivered.
 func (r *Raft) ReportSnapshot(peer uint64, ok bool) {
-	i := r.peerIndex(peer)
+	i := r.memberIndex(peer)
 	if r.role != Leader || i < 0 || i == r.self {
 		return
 	}
@@ -837,9 +931,8 @@ func (r *Raft) TransferLeadership(to uint64) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.lead, Term: r.term}
 	}
-	i := r.peerIndex(to)
-	if i < 0 {
-		return fmt.Errorf("%w: cannot transfer leadership to node %d (peers %v)", ErrUnknownPeer, to, r.peers)
+	if !slices.Contains(r.conf.voters, to) {
+		return fmt.Errorf("%w: cannot transfer leadership to node %d, which is not a voter (%v)", ErrUnknownPeer, to, r.conf.confState())
 	}
 	if to == r.id {
 		return fmt.Errorf("raft: node %d is already the leader", to)
@@ -866,7 +959,7 @@ func (r *Raft) maybeStartTransfer() {
 	if r.transferTarget == None || r.transferStarted {
 		return
 	}
-	pr := &r.progress[r.peerIndex(r.transferTarget)]
+	pr := &r.progress[r.memberIndex(r.transferTarget)]
 	if pr.match != r.log.lastIndex() {
 		return
 	}

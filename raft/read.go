@@ -2,7 +2,6 @@ package raft
 
 import (
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -56,8 +55,17 @@ func (v ReadView) Stale(now time.Duration) (index uint64, ok bool) {
 func (r *Raft) ReadView() ReadView {
 	r.updateLease()
 	v := ReadView{Term: r.term, Leader: r.lead}
-	if r.leaseHeld() {
+	switch {
+	case r.leaseHeld():
 		v.LeaseUntil, v.LeaseIndex = r.leaseExpiry, r.log.committed
+	case r.role == Follower && r.now < r.readLeaseUntil:
+		// A holder reads only once it has applied everything it holds: the leader may
+		// already have committed (and acknowledged) any of it, since it waited for this
+		// node's acknowledgement, but this node may not know yet.
+		v.LeaseUntil, v.LeaseIndex = r.readLeaseUntil, r.log.lastIndex()
+		if r.cfg.off.readLeasePending {
+			v.LeaseIndex = r.log.committed
+		}
 	}
 	if r.hasLeaderContact {
 		// lastLeaderContact dates the local state on this node's own clock: on a follower,
@@ -136,16 +144,12 @@ func (r *Raft) confirmReads() {
 	if len(q) == 0 {
 		return
 	}
-	rounds := r.scratchIndexes[:0]
-	for i := range r.progress {
-		if i == r.self {
-			rounds = append(rounds, r.round)
-		} else {
-			rounds = append(rounds, r.progress[i].ackedRound)
+	confirmed, _ := jointValue(r.conf, func(id uint64) (uint64, bool) {
+		if id == r.id {
+			return r.round, true
 		}
-	}
-	slices.Sort(rounds)
-	confirmed := rounds[len(rounds)-r.quorum]
+		return r.progress[r.memberIndex(id)].ackedRound, true
+	}, r.scratchIndexes)
 	n := 0
 	for n < len(q) && q[n].round <= confirmed {
 		r.readStates = append(r.readStates, ReadState{ID: q[n].id, Index: q[n].index, Mode: ReadIndex})

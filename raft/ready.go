@@ -68,7 +68,7 @@ func (r *Raft) Ready() Ready {
 // CommittedEntries applied.
 func (r *Raft) Advance(rd Ready) {
 	r.readyOutstanding = false
-	if rd.Snapshot != nil && r.log.snapshot == *rd.Snapshot {
+	if rd.Snapshot != nil && r.log.snapshot.SameAs(*rd.Snapshot) {
 		r.log.persisted = max(r.log.persisted, rd.Snapshot.Index)
 	}
 	// Entries replaced since the Ready was made do not count as persisted; the ones before
@@ -83,13 +83,22 @@ func (r *Raft) Advance(rd Ready) {
 			break
 		}
 	}
+	prevApplied := r.log.applied
 	if n := len(rd.CommittedEntries); n > 0 {
 		r.log.applied = max(r.log.applied, rd.CommittedEntries[n-1].Index)
 	}
+	for _, e := range rd.CommittedEntries {
+		if e.Type == EntryConfChange && e.Index > prevApplied {
+			r.applyConfChange(e)
+		}
+	}
 	if r.role == Leader {
-		r.progress[r.self].match = r.log.persisted
+		if r.self >= 0 {
+			r.progress[r.self].match = r.log.persisted
+		}
 		r.maybeCommit()
 		r.maybeStartTransfer()
+		r.maybeLeaveJoint()
 	}
 	r.updateLease()
 }
@@ -98,7 +107,7 @@ func (r *Raft) Advance(rd Ready) {
 func (r *Raft) Status() Status {
 	s := r.BasicStatus()
 	if r.role == Leader {
-		s.Progress = make(map[uint64]PeerProgress, len(r.peers))
+		s.Progress = make(map[uint64]PeerProgress, len(r.members))
 		for i := range r.progress {
 			if i == r.self {
 				s.Progress[r.id] = PeerProgress{Match: r.log.persisted, Next: r.log.lastIndex() + 1,

@@ -321,7 +321,7 @@ func TestSnapshotCoveredByLogKeepsLaterEntries(t *testing.T) {
 	// A snapshot whose last entry conflicts with the log replaces the whole log.
 	r = newFollower(t, 2, 3, 2, logOf(1, 1, 2, 2, 2))
 	rd = stepOK(t, r, Message{Type: MsgSnap, From: 1, Term: 3, Snapshot: SnapshotMeta{Index: 4, Term: 3}})
-	if rd.Snapshot == nil || *rd.Snapshot != (SnapshotMeta{Index: 4, Term: 3}) {
+	if rd.Snapshot == nil || !rd.Snapshot.SameAs(SnapshotMeta{Index: 4, Term: 3}) {
 		t.Fatalf("conflicting snapshot not installed: %+v", rd.Snapshot)
 	}
 	if st := r.Status(); st.LastIndex != 4 || st.FirstIndex != 5 || st.Commit != 4 || st.Applied != 4 {

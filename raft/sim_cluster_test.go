@@ -409,7 +409,7 @@ func (n *simNode) persist(rd *Ready) error {
 	if rd.Snapshot != nil {
 		var snap *kvSnapshot
 		for _, in := range n.incoming {
-			if in.meta == *rd.Snapshot {
+			if in.meta.SameAs(*rd.Snapshot) {
 				snap = in
 			}
 		}
@@ -645,7 +645,7 @@ func (s *simulation) send(from *simNode, m Message) {
 	}
 	var snap *kvSnapshot
 	if m.Type == MsgSnap {
-		if from.disk.snapshot == nil || from.disk.snapshot.meta != m.Snapshot {
+		if from.disk.snapshot == nil || !from.disk.snapshot.meta.SameAs(m.Snapshot) {
 			s.fail("invariant", "node %d sends snapshot %+v but holds %+v", from.id, m.Snapshot, from.disk.log.snap)
 			return
 		}

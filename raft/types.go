@@ -54,6 +54,9 @@ const (
 	// EntryNoop opens every leader's term. It has no Data. Committing it is what lets a new
 	// leader learn which earlier entries are committed (Raft §8) and start serving reads.
 	EntryNoop
+	// EntryConfChange changes the membership; its Data is an encoded ConfChange. The core
+	// applies it when the caller has applied it (Advance).
+	EntryConfChange
 )
 
 func (t EntryType) String() string {
@@ -62,6 +65,8 @@ func (t EntryType) String() string {
 		return "normal"
 	case EntryNoop:
 		return "noop"
+	case EntryConfChange:
+		return "confchange"
 	}
 	return fmt.Sprintf("entrytype(%d)", uint8(t))
 }
@@ -95,7 +100,12 @@ func (hs HardState) IsEmpty() bool { return hs == HardState{} }
 type SnapshotMeta struct {
 	Index uint64
 	Term  uint64
+	// ConfState is the membership as of Index.
+	ConfState ConfState
 }
+
+// SameAs reports whether m and o are the snapshot at the same index and term.
+func (m SnapshotMeta) SameAs(o SnapshotMeta) bool { return m.Index == o.Index && m.Term == o.Term }
 
 // MessageType names the RPC a Message stands for.
 type MessageType uint8
@@ -208,6 +218,10 @@ type Message struct {
 	// counts from a new origin, and an echo of a reading from before could fall below its new
 	// clock and date its state as fresher than it is.
 	FollowerBoot uint64
+	// ReadLease, on a MsgApp or MsgHeartbeat to a read-lease holder, grants it a read lease
+	// until FollowerClock + ReadLease on its own clock, provided it has committed up to the
+	// message's Commit (doc.go, "Read leases").
+	ReadLease time.Duration
 
 	// Snapshot identifies the snapshot a MsgSnap installs. The transport carries the bytes.
 	Snapshot SnapshotMeta

@@ -324,7 +324,7 @@ func verify(f io.ReaderAt, size int64, meta raft.SnapshotMeta) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if h.Meta != meta {
+	if !h.Meta.SameAs(meta) {
 		return 0, fmt.Errorf("header holds index %d term %d, want index %d term %d", h.Meta.Index, h.Meta.Term, meta.Index, meta.Term)
 	}
 	if h.BodyLen > uint64(size) || int64(h.BodyLen)+headerLen+trailerLen != size {

@@ -146,7 +146,7 @@ func TestLatestPicksNewest(t *testing.T) {
 	os.WriteFile(filepath.Join(s.Dir(), "notes.txt"), []byte("x"), 0o644)
 	os.WriteFile(s.Path(raft.SnapshotMeta{Index: 0x999, Term: 9})+".5"+tmpExt, []byte("x"), 0o644)
 	meta, ok, err := s.Latest()
-	if err != nil || !ok || meta != (raft.SnapshotMeta{Index: 0x100, Term: 3}) {
+	if err != nil || !ok || !meta.SameAs(raft.SnapshotMeta{Index: 0x100, Term: 3}) {
 		t.Fatalf("Latest = %+v, %v, %v; want index 256 term 3", meta, ok, err)
 	}
 }
@@ -158,7 +158,7 @@ func TestLatestDoesNotHideCorruption(t *testing.T) {
 	saveBody(t, s, newest, []byte("newer"))
 	flip(t, s.Path(newest), headerLen+1)
 	meta, _, _ := s.Latest()
-	if meta != newest {
+	if !meta.SameAs(newest) {
 		t.Fatalf("Latest = %+v, want the newest %+v even though it is damaged", meta, newest)
 	}
 	if _, _, err := s.Open(meta); err == nil || !strings.Contains(err.Error(), "crc mismatch") {
@@ -317,7 +317,7 @@ func TestPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(left) != 2 || left[0] != metas[3] || left[1] != metas[4] {
+	if len(left) != 2 || !left[0].SameAs(metas[3]) || !left[1].SameAs(metas[4]) {
 		t.Fatalf("after Prune(2): %+v, want %+v", left, metas[3:])
 	}
 	if err := s.Prune(5); err != nil {

@@ -32,6 +32,7 @@ const (
 	fieldSnapshot
 	fieldFollowerClock
 	fieldFollowerBoot
+	fieldReadLease
 	fieldCount = iota
 )
 
@@ -39,7 +40,7 @@ const (
 var fieldNames = [fieldCount]string{
 	"Term", "Index", "LogTerm", "Entries", "Commit", "Reject", "RejectReason", "ConflictTerm",
 	"ConflictIndex", "LeaseDuration", "LeaseRemaining", "SentAt", "Round", "Transfer", "Snapshot",
-	"FollowerClock", "FollowerBoot",
+	"FollowerClock", "FollowerBoot", "ReadLease",
 }
 
 func (f fieldMask) String() string {
@@ -60,9 +61,9 @@ var wireFields = map[raft.MessageType]fieldMask{
 	raft.MsgVote:          fieldTerm | fieldIndex | fieldLogTerm | fieldTransfer,
 	raft.MsgPreVoteResp:   fieldTerm | fieldReject | fieldRejectReason | fieldLeaseRemaining,
 	raft.MsgVoteResp:      fieldTerm | fieldReject | fieldRejectReason | fieldLeaseRemaining,
-	raft.MsgApp:           fieldTerm | fieldIndex | fieldLogTerm | fieldEntries | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot,
+	raft.MsgApp:           fieldTerm | fieldIndex | fieldLogTerm | fieldEntries | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot | fieldReadLease,
 	raft.MsgAppResp:       fieldTerm | fieldIndex | fieldReject | fieldRejectReason | fieldConflictTerm | fieldConflictIndex | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot,
-	raft.MsgHeartbeat:     fieldTerm | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot,
+	raft.MsgHeartbeat:     fieldTerm | fieldCommit | fieldLeaseDuration | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot | fieldReadLease,
 	raft.MsgHeartbeatResp: fieldTerm | fieldSentAt | fieldRound | fieldFollowerClock | fieldFollowerBoot,
 	raft.MsgTimeoutNow:    fieldTerm | fieldLeaseRemaining,
 	raft.MsgSnapResp:      fieldTerm | fieldIndex | fieldReject | fieldRejectReason,
@@ -90,9 +91,10 @@ func presentFields(m *raft.Message) fieldMask {
 	set(m.SentAt != 0, fieldSentAt)
 	set(m.Round != 0, fieldRound)
 	set(m.Transfer, fieldTransfer)
-	set(m.Snapshot != raft.SnapshotMeta{}, fieldSnapshot)
+	set(m.Snapshot.Index != 0 || m.Snapshot.Term != 0 || !m.Snapshot.ConfState.IsEmpty(), fieldSnapshot)
 	set(m.FollowerClock != 0, fieldFollowerClock)
 	set(m.FollowerBoot != 0, fieldFollowerBoot)
+	set(m.ReadLease != 0, fieldReadLease)
 	return f
 }
 
@@ -117,8 +119,8 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 	if m.LeaseDuration < 0 || m.LeaseRemaining < 0 {
 		return nil, fmt.Errorf("encode %v message: negative lease duration %v or remaining %v", m.Type, m.LeaseDuration, m.LeaseRemaining)
 	}
-	if m.FollowerClock < 0 {
-		return nil, fmt.Errorf("encode %v message: negative follower clock %v", m.Type, m.FollowerClock)
+	if m.FollowerClock < 0 || m.ReadLease < 0 {
+		return nil, fmt.Errorf("encode %v message: negative follower clock %v or read lease %v", m.Type, m.FollowerClock, m.ReadLease)
 	}
 	clock := func() *georaftv1.LeaderClock {
 		return &georaftv1.LeaderClock{SentAtNanos: int64(m.SentAt), Round: m.Round}
@@ -156,6 +158,7 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 			Clock:              clock(),
 			FollowerClockNanos: int64(m.FollowerClock),
 			FollowerBoot:       m.FollowerBoot,
+			ReadLeaseNanos:     int64(m.ReadLease),
 		}}
 	case raft.MsgAppResp:
 		out.Body = &georaftv1.RaftMessage_AppendEntriesResponse{AppendEntriesResponse: &georaftv1.AppendEntriesResponse{
@@ -177,6 +180,7 @@ func EncodeMessage(m raft.Message) (*georaftv1.RaftMessage, error) {
 			Clock:              clock(),
 			FollowerClockNanos: int64(m.FollowerClock),
 			FollowerBoot:       m.FollowerBoot,
+			ReadLeaseNanos:     int64(m.ReadLease),
 		}}
 	case raft.MsgHeartbeatResp:
 		out.Body = &georaftv1.RaftMessage_HeartbeatResponse{HeartbeatResponse: &georaftv1.HeartbeatResponse{
@@ -286,6 +290,9 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 			return m, err
 		}
 		m.FollowerBoot = b.GetFollowerBoot()
+		if m.ReadLease, err = nonNegative("read_lease_nanos", b.GetReadLeaseNanos()); err != nil {
+			return m, err
+		}
 		if m.Entries, err = decodeEntries(m.Index, b.GetEntries()); err != nil {
 			return m, fmt.Errorf("decode %v message: %w", m.Type, err)
 		}
@@ -321,6 +328,9 @@ func DecodeMessage(from, to uint64, pb *georaftv1.RaftMessage) (raft.Message, er
 			return m, err
 		}
 		m.FollowerBoot = b.GetFollowerBoot()
+		if m.ReadLease, err = nonNegative("read_lease_nanos", b.GetReadLeaseNanos()); err != nil {
+			return m, err
+		}
 	case *georaftv1.RaftMessage_HeartbeatResponse:
 		b := body.HeartbeatResponse
 		if b == nil {
@@ -390,4 +400,19 @@ func decodeEntries(prevIndex uint64, in []*georaftv1.Entry) ([]raft.Entry, error
 		out[i] = raft.Entry{Index: e.GetIndex(), Term: e.GetTerm(), Type: t, Data: data}
 	}
 	return out, nil
+}
+
+// EncodeConfState maps a membership onto the wire.
+func EncodeConfState(cs raft.ConfState) *georaftv1.ConfState {
+	if cs.IsEmpty() {
+		return nil
+	}
+	return &georaftv1.ConfState{Voters: cs.Voters, VotersOutgoing: cs.VotersOutgoing, Learners: cs.Learners,
+		ReadLeaseHolders: cs.ReadLeaseHolders}
+}
+
+// DecodeConfState reads a membership off the wire.
+func DecodeConfState(cs *georaftv1.ConfState) raft.ConfState {
+	return raft.ConfState{Voters: cs.GetVoters(), VotersOutgoing: cs.GetVotersOutgoing(), Learners: cs.GetLearners(),
+		ReadLeaseHolders: cs.GetReadLeaseHolders()}
 }

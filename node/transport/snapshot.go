@@ -79,7 +79,7 @@ func (p *peer) sendSnapshot(ctx context.Context, term uint64, meta raft.Snapshot
 	first := &georaftv1.InstallSnapshotRequest{
 		Header: p.header,
 		Term:   term,
-		Meta:   &georaftv1.SnapshotMeta{Index: meta.Index, Term: meta.Term},
+		Meta:   &georaftv1.SnapshotMeta{Index: meta.Index, Term: meta.Term, ConfState: EncodeConfState(meta.ConfState)},
 		Size:   uint64(size),
 	}
 	chunk := p.t.chunkBytes()
@@ -150,7 +150,8 @@ func (s *peerServer) InstallSnapshot(stream georaftv1.PeerService_InstallSnapsho
 	if first.GetSize() > math.MaxInt64 {
 		return status.Errorf(codes.InvalidArgument, "snapshot size %d is out of range", first.GetSize())
 	}
-	meta := raft.SnapshotMeta{Index: first.GetMeta().GetIndex(), Term: first.GetMeta().GetTerm()}
+	meta := raft.SnapshotMeta{Index: first.GetMeta().GetIndex(), Term: first.GetMeta().GetTerm(),
+		ConfState: DecodeConfState(first.GetMeta().GetConfState())}
 	size := int64(first.GetSize())
 	r := &chunkReader{stream: stream, pending: first.GetChunk(), size: size}
 	if int64(len(r.pending)) > size {

@@ -274,7 +274,7 @@ func TestSnapshotStreamsBesideMessages(t *testing.T) {
 		t.Fatalf("receiver stored %d snapshots, want 1", len(got))
 	}
 	s := got[0]
-	if s.from != 1 || s.term != 5 || s.meta != meta || s.size != int64(len(body)) || !bytes.Equal(s.body, body) {
+	if s.from != 1 || s.term != 5 || !s.meta.SameAs(meta) || s.size != int64(len(body)) || !bytes.Equal(s.body, body) {
 		t.Fatalf("received snapshot from %d term %d meta %+v size %d (%d bytes, equal=%v)",
 			s.from, s.term, s.meta, s.size, len(s.body), bytes.Equal(s.body, body))
 	}

@@ -100,7 +100,39 @@ func appendHardStateRecord(dst []byte, hs raft.HardState) []byte {
 func appendMarkerRecord(dst []byte, m raft.SnapshotMeta) []byte {
 	dst, start := beginRecord(dst)
 	dst = appendMarker(dst, m)
+	if !m.ConfState.IsEmpty() {
+		dst = appendConfState(dst, m.ConfState)
+	}
 	return finishRecord(dst, start, recSnapshotMarker)
+}
+
+// appendConfState encodes a membership: its four lists, each a count and the ids.
+func appendConfState(dst []byte, cs raft.ConfState) []byte {
+	for _, ids := range [][]uint64{cs.Voters, cs.VotersOutgoing, cs.Learners, cs.ReadLeaseHolders} {
+		dst = binary.AppendUvarint(dst, uint64(len(ids)))
+		for _, id := range ids {
+			dst = binary.AppendUvarint(dst, id)
+		}
+	}
+	return dst
+}
+
+// confState reads what appendConfState wrote.
+func (r *payloadReader) confState() raft.ConfState {
+	var lists [4][]uint64
+	for i := range lists {
+		n := r.uvarint("membership list length")
+		if r.err == nil && n > uint64(len(r.buf)) {
+			r.err = fmt.Errorf("membership list of %d ids in %d bytes", n, len(r.buf))
+		}
+		for range n {
+			if r.err != nil {
+				break
+			}
+			lists[i] = append(lists[i], r.uvarint("member id"))
+		}
+	}
+	return raft.ConfState{Voters: lists[0], VotersOutgoing: lists[1], Learners: lists[2], ReadLeaseHolders: lists[3]}
 }
 
 // segmentHeader opens every segment and restates the durable state at its creation.
@@ -120,7 +152,12 @@ func appendHeaderRecord(dst []byte, h segmentHeader) []byte {
 	dst = binary.AppendUvarint(dst, h.firstIndex)
 	dst = appendHardState(dst, h.hardState)
 	dst = appendMarker(dst, h.marker)
-	dst = appendLeaseBound(dst, h.hardState.LeaseBound)
+	// The optional tail: the lease bound (0 allowed here) and the marker's membership. A
+	// header written before either existed ends before it.
+	if h.hardState.LeaseBound > 0 || !h.marker.ConfState.IsEmpty() {
+		dst = binary.AppendUvarint(dst, uint64(h.hardState.LeaseBound))
+		dst = appendConfState(dst, h.marker.ConfState)
+	}
 	return finishRecord(dst, start, recSegmentHeader)
 }
 
@@ -251,6 +288,11 @@ func decodeHardState(payload []byte) (raft.HardState, error) {
 func decodeMarker(payload []byte) (raft.SnapshotMeta, error) {
 	r := payloadReader{buf: payload}
 	m := raft.SnapshotMeta{Index: r.uvarint("marker index"), Term: r.uvarint("marker term")}
+	if r.err == nil && len(r.buf) > 0 {
+		if m.ConfState = r.confState(); r.err == nil && m.ConfState.IsEmpty() {
+			r.err = errors.New("snapshot marker: an empty membership is written as none")
+		}
+	}
 	return m, r.end("snapshot marker")
 }
 
@@ -270,6 +312,15 @@ func decodeHeader(payload []byte) (segmentHeader, error) {
 	h.firstIndex = r.uvarint("first index")
 	h.hardState = raft.HardState{Term: r.uvarint("term"), Vote: r.uvarint("vote"), Commit: r.uvarint("commit")}
 	h.marker = raft.SnapshotMeta{Index: r.uvarint("marker index"), Term: r.uvarint("marker term")}
-	h.hardState.LeaseBound = r.leaseBound()
+	if r.err == nil && len(r.buf) > 0 {
+		bound := r.uvarint("lease bound")
+		if r.err == nil && bound > math.MaxInt64 {
+			r.err = fmt.Errorf("lease bound: %d ns is not a duration", bound)
+		}
+		h.hardState.LeaseBound = time.Duration(bound)
+		if h.marker.ConfState = r.confState(); r.err == nil && bound == 0 && h.marker.ConfState.IsEmpty() {
+			r.err = errors.New("segment header: an empty tail is written as none")
+		}
+	}
 	return h, r.end("segment header")
 }

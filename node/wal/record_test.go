@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/georaft/georaft/raft"
 )
@@ -22,6 +23,12 @@ func seedRecords() [][]byte {
 		appendMarkerRecord(nil, raft.SnapshotMeta{Index: 100000, Term: 9}),
 		appendHeaderRecord(nil, segmentHeader{version: segmentFormatVersion, seq: 3, firstIndex: 1001,
 			hardState: raft.HardState{Term: 2, Vote: 1, Commit: 999}, marker: raft.SnapshotMeta{Index: 500, Term: 2}}),
+		appendHardStateRecord(nil, raft.HardState{Term: 5, Vote: 2, Commit: 129, LeaseBound: 400 * time.Millisecond}),
+		appendMarkerRecord(nil, raft.SnapshotMeta{Index: 7, Term: 2, ConfState: raft.ConfState{
+			Voters: []uint64{1, 2, 4}, VotersOutgoing: []uint64{1, 2, 3}, Learners: []uint64{5}, ReadLeaseHolders: []uint64{2}}}),
+		appendHeaderRecord(nil, segmentHeader{version: segmentFormatVersion, seq: 4, firstIndex: 8,
+			hardState: raft.HardState{Term: 2, Commit: 7, LeaseBound: time.Second},
+			marker:    raft.SnapshotMeta{Index: 7, Term: 2, ConfState: raft.ConfState{Voters: []uint64{1, 2, 4}}}}),
 	}
 }
 

@@ -340,7 +340,7 @@ func checkSegmentHeader(seg *SegmentInfo, data []byte, first bool, state *logRep
 		state.hardState, state.marker = h.hardState, h.marker
 		return nil
 	}
-	if h.hardState != state.hardState || h.marker != state.marker || h.firstIndex != state.lastIndex()+1 {
+	if h.hardState != state.hardState || !h.marker.SameAs(state.marker) || h.firstIndex != state.lastIndex()+1 {
 		return corruptError(seg.File, 0, fmt.Sprintf(
 			"segment header records hard state %+v, marker %+v, first index %d, but the segments before it end with hard state %+v, marker %+v, last index %d",
 			h.hardState, h.marker, h.firstIndex, state.hardState, state.marker, state.lastIndex()))

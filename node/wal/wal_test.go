@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/georaft/georaft/raft"
 )
@@ -13,7 +14,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	w, rec := openWAL(t, Options{Dir: dir})
-	if !rec.HardState.IsEmpty() || len(rec.Entries) != 0 || rec.Snapshot != (raft.SnapshotMeta{}) || rec.TornTail != nil {
+	if !rec.HardState.IsEmpty() || len(rec.Entries) != 0 || !rec.Snapshot.SameAs(raft.SnapshotMeta{}) || rec.TornTail != nil {
 		t.Fatalf("fresh WAL recovered %+v, want nothing", rec)
 	}
 	entries := makeEntries(1, 20, 1)
@@ -50,7 +51,7 @@ func TestRestartRecoversHardStateEntriesAndMarker(t *testing.T) {
 	if want := (raft.HardState{Term: 2, Vote: 2, Commit: 8}); rec.HardState != want {
 		t.Fatalf("hard state %+v, want %+v", rec.HardState, want)
 	}
-	if want := (raft.SnapshotMeta{Index: 6, Term: 1}); rec.Snapshot != want {
+	if want := (raft.SnapshotMeta{Index: 6, Term: 1}); !rec.Snapshot.SameAs(want) {
 		t.Fatalf("marker %+v, want %+v", rec.Snapshot, want)
 	}
 	assertEntries(t, rec.Entries, append(makeEntries(7, 10, 1), makeEntries(11, 12, 2)...))
@@ -201,7 +202,7 @@ func TestSegmentRolloverAndCompaction(t *testing.T) {
 	if rec.HardState != hs {
 		t.Fatalf("hard state after compaction %+v, want %+v", rec.HardState, hs)
 	}
-	if rec.Snapshot != (raft.SnapshotMeta{Index: 150, Term: 4}) {
+	if !rec.Snapshot.SameAs(raft.SnapshotMeta{Index: 150, Term: 4}) {
 		t.Fatalf("marker %+v", rec.Snapshot)
 	}
 	assertEntries(t, rec.Entries, makeEntries(151, 200, 4))
@@ -325,5 +326,31 @@ func TestClose(t *testing.T) {
 	assertEntries(t, rec.Entries, makeEntries(1, 2, 1))
 	if rec.HardState.Term != 1 {
 		t.Fatalf("hard state %+v", rec.HardState)
+	}
+}
+
+// The membership a snapshot marker carries, and the lease bound, survive a restart, also once
+// the marker is only restated by the header of a later segment.
+func TestMarkerMembershipAndLeaseBoundSurvive(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := openWAL(t, Options{Dir: dir, SegmentBytes: 300})
+	conf := raft.ConfState{Voters: []uint64{1, 2, 4}, Learners: []uint64{5}, ReadLeaseHolders: []uint64{4}}
+	hs := raft.HardState{Term: 2, Vote: 1, Commit: 3, LeaseBound: 400 * time.Millisecond}
+	mustSave(t, w, &hs, makeEntries(1, 5, 2))
+	if err := w.SaveSnapshot(raft.SnapshotMeta{Index: 3, Term: 2, ConfState: conf}); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(6); i <= 40; i++ { // enough to roll segments past the marker record
+		mustSave(t, w, nil, makeEntries(i, i, 2))
+	}
+	if err := w.Compact(3); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	w, rec := openWAL(t, Options{Dir: dir})
+	defer mustClose(t, w)
+	if !rec.Snapshot.ConfState.Equal(conf) || rec.HardState.LeaseBound != hs.LeaseBound {
+		t.Fatalf("recovered marker %+v and hard state %+v; want membership %v and lease bound %v",
+			rec.Snapshot, rec.HardState, conf, hs.LeaseBound)
 	}
 }

@@ -540,9 +540,11 @@ type AppendEntriesRequest struct {
 	// follower dates its stale-read freshness by it, on its own clock.
 	FollowerClockNanos int64 `protobuf:"varint,8,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
 	// The follower_boot that came with that follower_clock_nanos, echoed back with it.
-	FollowerBoot  uint64 `protobuf:"fixed64,9,opt,name=follower_boot,json=followerBoot,proto3" json:"follower_boot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FollowerBoot uint64 `protobuf:"fixed64,9,opt,name=follower_boot,json=followerBoot,proto3" json:"follower_boot,omitempty"`
+	// To a read-lease holder: a read lease until follower_clock_nanos + this, on its clock.
+	ReadLeaseNanos int64 `protobuf:"varint,10,opt,name=read_lease_nanos,json=readLeaseNanos,proto3" json:"read_lease_nanos,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AppendEntriesRequest) Reset() {
@@ -634,6 +636,13 @@ func (x *AppendEntriesRequest) GetFollowerClockNanos() int64 {
 func (x *AppendEntriesRequest) GetFollowerBoot() uint64 {
 	if x != nil {
 		return x.FollowerBoot
+	}
+	return 0
+}
+
+func (x *AppendEntriesRequest) GetReadLeaseNanos() int64 {
+	if x != nil {
+		return x.ReadLeaseNanos
 	}
 	return 0
 }
@@ -920,9 +929,11 @@ type HeartbeatRequest struct {
 	// follower dates its stale-read freshness by it, on its own clock.
 	FollowerClockNanos int64 `protobuf:"varint,5,opt,name=follower_clock_nanos,json=followerClockNanos,proto3" json:"follower_clock_nanos,omitempty"`
 	// The follower_boot that came with that follower_clock_nanos, echoed back with it.
-	FollowerBoot  uint64 `protobuf:"fixed64,6,opt,name=follower_boot,json=followerBoot,proto3" json:"follower_boot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FollowerBoot uint64 `protobuf:"fixed64,6,opt,name=follower_boot,json=followerBoot,proto3" json:"follower_boot,omitempty"`
+	// To a read-lease holder: a read lease until follower_clock_nanos + this, on its clock.
+	ReadLeaseNanos int64 `protobuf:"varint,7,opt,name=read_lease_nanos,json=readLeaseNanos,proto3" json:"read_lease_nanos,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
@@ -993,6 +1004,13 @@ func (x *HeartbeatRequest) GetFollowerClockNanos() int64 {
 func (x *HeartbeatRequest) GetFollowerBoot() uint64 {
 	if x != nil {
 		return x.FollowerBoot
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetReadLeaseNanos() int64 {
+	if x != nil {
+		return x.ReadLeaseNanos
 	}
 	return 0
 }
@@ -1193,9 +1211,11 @@ func (x *SnapshotResult) GetRejectReason() string {
 }
 
 type SnapshotMeta struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term  uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	// The membership as of index.
+	ConfState     *ConfState `protobuf:"bytes,3,opt,name=conf_state,json=confState,proto3" json:"conf_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1244,6 +1264,83 @@ func (x *SnapshotMeta) GetTerm() uint64 {
 	return 0
 }
 
+func (x *SnapshotMeta) GetConfState() *ConfState {
+	if x != nil {
+		return x.ConfState
+	}
+	return nil
+}
+
+// A cluster's membership (raft.ConfState).
+type ConfState struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Voters []uint64               `protobuf:"varint,1,rep,packed,name=voters,proto3" json:"voters,omitempty"`
+	// Non-empty only while a change of voters is under way (a joint configuration).
+	VotersOutgoing   []uint64 `protobuf:"varint,2,rep,packed,name=voters_outgoing,json=votersOutgoing,proto3" json:"voters_outgoing,omitempty"`
+	Learners         []uint64 `protobuf:"varint,3,rep,packed,name=learners,proto3" json:"learners,omitempty"`
+	ReadLeaseHolders []uint64 `protobuf:"varint,4,rep,packed,name=read_lease_holders,json=readLeaseHolders,proto3" json:"read_lease_holders,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ConfState) Reset() {
+	*x = ConfState{}
+	mi := &file_georaft_v1_peer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfState) ProtoMessage() {}
+
+func (x *ConfState) ProtoReflect() protoreflect.Message {
+	mi := &file_georaft_v1_peer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfState.ProtoReflect.Descriptor instead.
+func (*ConfState) Descriptor() ([]byte, []int) {
+	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ConfState) GetVoters() []uint64 {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *ConfState) GetVotersOutgoing() []uint64 {
+	if x != nil {
+		return x.VotersOutgoing
+	}
+	return nil
+}
+
+func (x *ConfState) GetLearners() []uint64 {
+	if x != nil {
+		return x.Learners
+	}
+	return nil
+}
+
+func (x *ConfState) GetReadLeaseHolders() []uint64 {
+	if x != nil {
+		return x.ReadLeaseHolders
+	}
+	return nil
+}
+
 type InstallSnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set on the first chunk only.
@@ -1259,7 +1356,7 @@ type InstallSnapshotRequest struct {
 
 func (x *InstallSnapshotRequest) Reset() {
 	*x = InstallSnapshotRequest{}
-	mi := &file_georaft_v1_peer_proto_msgTypes[15]
+	mi := &file_georaft_v1_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1368,7 @@ func (x *InstallSnapshotRequest) String() string {
 func (*InstallSnapshotRequest) ProtoMessage() {}
 
 func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_peer_proto_msgTypes[15]
+	mi := &file_georaft_v1_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1381,7 @@ func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{15}
+	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InstallSnapshotRequest) GetHeader() *PeerHeader {
@@ -1332,7 +1429,7 @@ type InstallSnapshotResponse struct {
 
 func (x *InstallSnapshotResponse) Reset() {
 	*x = InstallSnapshotResponse{}
-	mi := &file_georaft_v1_peer_proto_msgTypes[16]
+	mi := &file_georaft_v1_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1441,7 @@ func (x *InstallSnapshotResponse) String() string {
 func (*InstallSnapshotResponse) ProtoMessage() {}
 
 func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_peer_proto_msgTypes[16]
+	mi := &file_georaft_v1_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1454,7 @@ func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{16}
+	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InstallSnapshotResponse) GetReceived() uint64 {
@@ -1376,7 +1473,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_georaft_v1_peer_proto_msgTypes[17]
+	mi := &file_georaft_v1_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1485,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_peer_proto_msgTypes[17]
+	mi := &file_georaft_v1_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1498,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{17}
+	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PingRequest) GetHeader() *PeerHeader {
@@ -1419,7 +1516,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_georaft_v1_peer_proto_msgTypes[18]
+	mi := &file_georaft_v1_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1528,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_peer_proto_msgTypes[18]
+	mi := &file_georaft_v1_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1541,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{18}
+	return file_georaft_v1_peer_proto_rawDescGZIP(), []int{19}
 }
 
 var File_georaft_v1_peer_proto protoreflect.FileDescriptor
@@ -1481,7 +1578,7 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\"G\n" +
 	"\vLeaderClock\x12\"\n" +
 	"\rsent_at_nanos\x18\x01 \x01(\x03R\vsentAtNanos\x12\x14\n" +
-	"\x05round\x18\x02 \x01(\x04R\x05round\"\xfe\x02\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\"\xa8\x03\n" +
 	"\x14AppendEntriesRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12$\n" +
 	"\x0eprev_log_index\x18\x02 \x01(\x04R\fprevLogIndex\x12\"\n" +
@@ -1491,7 +1588,9 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\x14lease_duration_nanos\x18\x06 \x01(\x03R\x12leaseDurationNanos\x12-\n" +
 	"\x05clock\x18\a \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
 	"\x14follower_clock_nanos\x18\b \x01(\x03R\x12followerClockNanos\x12#\n" +
-	"\rfollower_boot\x18\t \x01(\x06R\ffollowerBoot\"\xd2\x02\n" +
+	"\rfollower_boot\x18\t \x01(\x06R\ffollowerBoot\x12(\n" +
+	"\x10read_lease_nanos\x18\n" +
+	" \x01(\x03R\x0ereadLeaseNanos\"\xd2\x02\n" +
 	"\x15AppendEntriesResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x14\n" +
@@ -1513,14 +1612,15 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\fvote_granted\x18\x02 \x01(\bR\vvoteGranted\x12\x19\n" +
 	"\bpre_vote\x18\x03 \x01(\bR\apreVote\x122\n" +
 	"\x15lease_remaining_nanos\x18\x04 \x01(\x03R\x13leaseRemainingNanos\x12#\n" +
-	"\rreject_reason\x18\x05 \x01(\tR\frejectReason\"\x83\x02\n" +
+	"\rreject_reason\x18\x05 \x01(\tR\frejectReason\"\xad\x02\n" +
 	"\x10HeartbeatRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12#\n" +
 	"\rleader_commit\x18\x02 \x01(\x04R\fleaderCommit\x120\n" +
 	"\x14lease_duration_nanos\x18\x03 \x01(\x03R\x12leaseDurationNanos\x12-\n" +
 	"\x05clock\x18\x04 \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
 	"\x14follower_clock_nanos\x18\x05 \x01(\x03R\x12followerClockNanos\x12#\n" +
-	"\rfollower_boot\x18\x06 \x01(\x06R\ffollowerBoot\"\xad\x01\n" +
+	"\rfollower_boot\x18\x06 \x01(\x06R\ffollowerBoot\x12(\n" +
+	"\x10read_lease_nanos\x18\a \x01(\x03R\x0ereadLeaseNanos\"\xad\x01\n" +
 	"\x11HeartbeatResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12-\n" +
 	"\x05clock\x18\x02 \x01(\v2\x17.georaft.v1.LeaderClockR\x05clock\x120\n" +
@@ -1533,10 +1633,17 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12#\n" +
-	"\rreject_reason\x18\x04 \x01(\tR\frejectReason\"8\n" +
+	"\rreject_reason\x18\x04 \x01(\tR\frejectReason\"n\n" +
 	"\fSnapshotMeta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term\"\xb4\x01\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x124\n" +
+	"\n" +
+	"conf_state\x18\x03 \x01(\v2\x15.georaft.v1.ConfStateR\tconfState\"\x96\x01\n" +
+	"\tConfState\x12\x16\n" +
+	"\x06voters\x18\x01 \x03(\x04R\x06voters\x12'\n" +
+	"\x0fvoters_outgoing\x18\x02 \x03(\x04R\x0evotersOutgoing\x12\x1a\n" +
+	"\blearners\x18\x03 \x03(\x04R\blearners\x12,\n" +
+	"\x12read_lease_holders\x18\x04 \x03(\x04R\x10readLeaseHolders\"\xb4\x01\n" +
 	"\x16InstallSnapshotRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.georaft.v1.PeerHeaderR\x06header\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12,\n" +
@@ -1570,7 +1677,7 @@ func file_georaft_v1_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_georaft_v1_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_georaft_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_georaft_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_georaft_v1_peer_proto_goTypes = []any{
 	(EntryType)(0),                  // 0: georaft.v1.EntryType
 	(*PeerHeader)(nil),              // 1: georaft.v1.PeerHeader
@@ -1588,10 +1695,11 @@ var file_georaft_v1_peer_proto_goTypes = []any{
 	(*TimeoutNowRequest)(nil),       // 13: georaft.v1.TimeoutNowRequest
 	(*SnapshotResult)(nil),          // 14: georaft.v1.SnapshotResult
 	(*SnapshotMeta)(nil),            // 15: georaft.v1.SnapshotMeta
-	(*InstallSnapshotRequest)(nil),  // 16: georaft.v1.InstallSnapshotRequest
-	(*InstallSnapshotResponse)(nil), // 17: georaft.v1.InstallSnapshotResponse
-	(*PingRequest)(nil),             // 18: georaft.v1.PingRequest
-	(*PingResponse)(nil),            // 19: georaft.v1.PingResponse
+	(*ConfState)(nil),               // 16: georaft.v1.ConfState
+	(*InstallSnapshotRequest)(nil),  // 17: georaft.v1.InstallSnapshotRequest
+	(*InstallSnapshotResponse)(nil), // 18: georaft.v1.InstallSnapshotResponse
+	(*PingRequest)(nil),             // 19: georaft.v1.PingRequest
+	(*PingResponse)(nil),            // 20: georaft.v1.PingResponse
 }
 var file_georaft_v1_peer_proto_depIdxs = []int32{
 	1,  // 0: georaft.v1.SendRequest.header:type_name -> georaft.v1.PeerHeader
@@ -1610,20 +1718,21 @@ var file_georaft_v1_peer_proto_depIdxs = []int32{
 	6,  // 13: georaft.v1.AppendEntriesResponse.clock:type_name -> georaft.v1.LeaderClock
 	6,  // 14: georaft.v1.HeartbeatRequest.clock:type_name -> georaft.v1.LeaderClock
 	6,  // 15: georaft.v1.HeartbeatResponse.clock:type_name -> georaft.v1.LeaderClock
-	1,  // 16: georaft.v1.InstallSnapshotRequest.header:type_name -> georaft.v1.PeerHeader
-	15, // 17: georaft.v1.InstallSnapshotRequest.meta:type_name -> georaft.v1.SnapshotMeta
-	1,  // 18: georaft.v1.PingRequest.header:type_name -> georaft.v1.PeerHeader
-	2,  // 19: georaft.v1.PeerService.Send:input_type -> georaft.v1.SendRequest
-	16, // 20: georaft.v1.PeerService.InstallSnapshot:input_type -> georaft.v1.InstallSnapshotRequest
-	18, // 21: georaft.v1.PeerService.Ping:input_type -> georaft.v1.PingRequest
-	3,  // 22: georaft.v1.PeerService.Send:output_type -> georaft.v1.SendResponse
-	17, // 23: georaft.v1.PeerService.InstallSnapshot:output_type -> georaft.v1.InstallSnapshotResponse
-	19, // 24: georaft.v1.PeerService.Ping:output_type -> georaft.v1.PingResponse
-	22, // [22:25] is the sub-list for method output_type
-	19, // [19:22] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 16: georaft.v1.SnapshotMeta.conf_state:type_name -> georaft.v1.ConfState
+	1,  // 17: georaft.v1.InstallSnapshotRequest.header:type_name -> georaft.v1.PeerHeader
+	15, // 18: georaft.v1.InstallSnapshotRequest.meta:type_name -> georaft.v1.SnapshotMeta
+	1,  // 19: georaft.v1.PingRequest.header:type_name -> georaft.v1.PeerHeader
+	2,  // 20: georaft.v1.PeerService.Send:input_type -> georaft.v1.SendRequest
+	17, // 21: georaft.v1.PeerService.InstallSnapshot:input_type -> georaft.v1.InstallSnapshotRequest
+	19, // 22: georaft.v1.PeerService.Ping:input_type -> georaft.v1.PingRequest
+	3,  // 23: georaft.v1.PeerService.Send:output_type -> georaft.v1.SendResponse
+	18, // 24: georaft.v1.PeerService.InstallSnapshot:output_type -> georaft.v1.InstallSnapshotResponse
+	20, // 25: georaft.v1.PeerService.Ping:output_type -> georaft.v1.PingResponse
+	23, // [23:26] is the sub-list for method output_type
+	20, // [20:23] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_georaft_v1_peer_proto_init() }
@@ -1647,7 +1756,7 @@ func file_georaft_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georaft_v1_peer_proto_rawDesc), len(file_georaft_v1_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
