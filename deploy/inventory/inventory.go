@@ -28,7 +28,7 @@ var RequiredOutputs = []string{"nodes", "cluster_id", "ssh_user", "peer_port", "
 // OptionalOutputs are read when present: a cluster applied before they existed lacks them.
 // ssh_mode is metadata (keys in instance metadata), oslogin, or iap (OS Login through an IAP
 // tunnel); project_id is needed for iap.
-var OptionalOutputs = []string{"ssh_mode", "project_id"}
+var OptionalOutputs = []string{"ssh_mode", "project_id", "data_disks"}
 
 // The ssh modes of terraform/'s ssh_mode variable.
 const (
@@ -64,7 +64,12 @@ type Cluster struct {
 	SSHMode     string // SSHMetadata, SSHOSLogin or SSHIAP
 	ProjectID   string
 	Nodes       []Node // sorted by ID
+	// DataDisks are the nodes' data disks, in node id order (empty before data_disks existed).
+	DataDisks []Disk
 }
+
+// Disk is a node's data disk.
+type Disk struct{ Name, Zone string }
 
 // output is one entry of `terraform output -json`.
 type output struct {
@@ -133,6 +138,19 @@ func Parse(r io.Reader) (Cluster, error) {
 	if _, ok := outputs["project_id"]; ok {
 		if c.ProjectID, err = stringOutput(outputs, "project_id"); err != nil {
 			return Cluster{}, err
+		}
+	}
+	if raw, ok := outputs["data_disks"]; ok {
+		var disks map[string]Disk
+		if err := json.Unmarshal(raw.Value, &disks); err != nil {
+			return Cluster{}, fmt.Errorf("terraform output data_disks must map instance names to {name, zone}: %w", err)
+		}
+		for _, n := range c.Nodes {
+			d, ok := disks[n.Name]
+			if !ok || d.Name == "" || d.Zone == "" {
+				return Cluster{}, fmt.Errorf("terraform output data_disks has no disk for %s", n.Name)
+			}
+			c.DataDisks = append(c.DataDisks, d)
 		}
 	}
 	if c.SSHMode == SSHIAP && c.ProjectID == "" {
@@ -473,6 +491,28 @@ func (c Cluster) CertsFlags() []string {
 		out = append(out, "--node", strconv.FormatUint(n.ID, 10)+"="+strings.Join(hosts, ","))
 	}
 	return out
+}
+
+// PrometheusTargets is a Prometheus file_sd document: every node's metrics port on its
+// internal address (the port listens there only), labelled with its region and VM. The node
+// id is already a label of every series (node).
+func (c Cluster) PrometheusTargets() ([]byte, error) {
+	type group struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	groups := make([]group, len(c.Nodes))
+	for i, n := range c.Nodes {
+		groups[i] = group{
+			Targets: []string{net.JoinHostPort(n.InternalIP, strconv.Itoa(c.MetricsPort))},
+			Labels:  map[string]string{"cluster": c.ClusterID, "region": n.Region, "zone": n.Zone, "vm": n.Name},
+		}
+	}
+	out, err := json.MarshalIndent(groups, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
 }
 
 // NodeIn returns the node placed in region.

@@ -13,6 +13,8 @@
 //	-print nodes                "NAME ZONE" per node, one a line (what gcloud commands loop over)
 //	-print ssh-mode             metadata, oslogin or iap
 //	-print project              the project id
+//	-print data-disks           "DISK ZONE" per node's data disk
+//	-print prometheus-targets   a Prometheus file_sd document of every node's metrics port
 //
 // With -host-keys DIR (gcloud compute instances get-guest-attributes NAME
 // --query-path=hostkeys/ --format=json saved as DIR/NAME.json for every node) it also writes
@@ -50,7 +52,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs.StringVar(&opts.SSHUser, "ssh-user", "", "login to use instead of Terraform's ssh_user (OS Login: your POSIX name)")
 	hostKeys := fs.String("host-keys", "", "directory of NAME.json guest attributes (hostkeys/) of every node")
 	fs.StringVar(&opts.KnownHostsFile, "known-hosts", "", "known_hosts file to write from -host-keys and pin in the inventory")
-	query := fs.String("print", "", "print endpoints, internal-endpoints, host=REGION, certs-flags, nodes, ssh-mode or project instead of the inventory")
+	query := fs.String("print", "", "print endpoints, internal-endpoints, host=REGION, certs-flags, nodes, data-disks, prometheus-targets, ssh-mode or project instead of the inventory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -154,6 +156,18 @@ func answer(c inventory.Cluster, query string, opts inventory.Options) (string, 
 			lines[i] = n.Name + " " + n.Zone
 		}
 		return strings.Join(lines, "\n"), nil
+	case query == "data-disks":
+		if len(c.DataDisks) == 0 {
+			return "", errors.New("terraform output has no data_disks (apply the current terraform/ first)")
+		}
+		lines := make([]string, len(c.DataDisks))
+		for i, d := range c.DataDisks {
+			lines[i] = d.Name + " " + d.Zone
+		}
+		return strings.Join(lines, "\n"), nil
+	case query == "prometheus-targets":
+		out, err := c.PrometheusTargets()
+		return strings.TrimSuffix(string(out), "\n"), err
 	case query == "ssh-mode":
 		return c.SSHMode, nil
 	case query == "project":
@@ -174,5 +188,5 @@ func answer(c inventory.Cluster, query string, opts inventory.Options) (string, 
 		}
 		return n.ExternalIP, nil
 	}
-	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints, host=REGION, certs-flags, nodes, ssh-mode or project", query)
+	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints, host=REGION, certs-flags, nodes, data-disks, prometheus-targets, ssh-mode or project", query)
 }

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -60,6 +60,8 @@ func TestPrint(t *testing.T) {
 		{[]string{"-print", "nodes"}, "georaft-1 us-central1-b\ngeoraft-2 us-east1-b\ngeoraft-3 us-west1-b\ngeoraft-4 europe-west1-b\ngeoraft-5 asia-east1-b\n"},
 		{[]string{"-print", "ssh-mode"}, "metadata\n"},
 		{[]string{"-print", "project"}, "georaft-prod-4471\n"},
+		{[]string{"-print", "data-disks"}, "georaft-1-data us-central1-b\ngeoraft-2-data us-east1-b\ngeoraft-3-data-g2 us-west1-b\n" +
+			"georaft-4-data europe-west1-b\ngeoraft-5-data asia-east1-b\n"},
 		{[]string{"-print", "host=europe-west1", "-internal"}, "10.42.3.2\n"},
 		{[]string{"-print", "certs-flags"}, "--node 1=10.42.0.2,34.28.71.140,georaft-1 --node 2=10.42.1.2,35.231.18.9,georaft-2 " +
 			"--node 3=10.42.2.2,34.105.117.52,georaft-3 --node 4=10.42.3.2,34.76.200.13,georaft-4 --node 5=10.42.4.2,35.221.160.77,georaft-5\n"},
@@ -91,7 +93,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"-in", "absent.json"}, "absent.json"},
 		{[]string{"-in", bad, "-out", kept}, "terraform output is empty"},
 		{[]string{"-in", fixture, "-print", "host=mars"}, `no node in region "mars"`},
-		{[]string{"-in", fixture, "-print", "leader"}, "want endpoints, internal-endpoints, host=REGION, certs-flags, nodes, ssh-mode or project"},
+		{[]string{"-in", fixture, "-print", "leader"}, "want endpoints, internal-endpoints, host=REGION, certs-flags, nodes, data-disks, prometheus-targets, ssh-mode or project"},
 		{[]string{"-in", fixture, "extra"}, "unexpected arguments"},
 	} {
 		err := run(tc.args, nil, &bytes.Buffer{})
