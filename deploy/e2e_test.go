@@ -324,10 +324,11 @@ func writeLocalInventory(t *testing.T, dir string, hosts []localHost, bin, pki s
 			// upgrade.yml hands leadership away with the client installed next to georaftd.
 			"georaft_client_binary_src": filepath.Join(filepath.Dir(bin), "georaft"),
 			// The clock is this machine's; the real-host run (hosts_test.go) covers chrony.
-			"georaft_chrony_manage": false,
-			"georaft_cluster_id":    "georaft-e2e",
-			"georaft_log_format":    "text",
-			"georaft_tls_src_dir":   pki,
+			"georaft_chrony_manage":        false,
+			"georaft_node_exporter_manage": false,
+			"georaft_cluster_id":           "georaft-e2e",
+			"georaft_log_format":           "text",
+			"georaft_tls_src_dir":          pki,
 		},
 	}}}}
 	data, err := yaml.Marshal(doc)

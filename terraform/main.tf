@@ -145,7 +145,7 @@ resource "google_compute_firewall" "metrics" {
   count = length(var.monitoring_cidrs) > 0 ? 1 : 0
 
   name        = "${var.name_prefix}-metrics"
-  description = "georaft metrics and health from monitoring_cidrs"
+  description = "georaft and node_exporter metrics, health, from monitoring_cidrs"
   network     = google_compute_network.cluster.id
   direction   = "INGRESS"
   priority    = 1000
@@ -153,9 +153,10 @@ resource "google_compute_firewall" "metrics" {
   source_ranges           = var.monitoring_cidrs
   target_service_accounts = [for region in var.regions : google_service_account.node[region].email]
 
+  # georaftd's metrics, and node_exporter's (installed by the role) on 9100.
   allow {
     protocol = "tcp"
-    ports    = [tostring(var.metrics_port)]
+    ports    = [tostring(var.metrics_port), "9100"]
   }
 }
 
