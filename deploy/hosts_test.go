@@ -227,8 +227,9 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	if lastStarted != leaderBefore.name {
 		t.Errorf("the upgrade restarted %s last; the leader before it was %s (restart times %v)", lastStarted, leaderBefore.name, started)
 	}
-	if n := strings.Count(upgrade, "TASK [georaft : Transfer leadership (georaft transfer-leader)]"); n != 1 {
-		t.Errorf("upgrade.yml ran transfer-leader %d times, want once (for the leader):\n%s", n, upgrade)
+	transfers := regexp.MustCompile(`TASK \[georaft : Transfer leadership \(georaft transfer-leader\)\] \**\s+changed: \[(\S+)\]`).FindAllStringSubmatch(upgrade, -1)
+	if n := len(transfers); n != 1 || transfers[0][1] != leaderBefore.name {
+		t.Errorf("upgrade.yml ran transfer-leader on %v, want once, on the leader %s:\n%s", transfers, leaderBefore.name, upgrade)
 	}
 	leader = waitForLeaderAmong(t, ctx, kvNodes(hosts), creds, journals)
 	kv = kvClient(t, leader.addr, creds)
@@ -245,7 +246,7 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	if err == nil {
 		t.Fatalf("upgrade.yml onto a binary that cannot start succeeded:\n%s", bad)
 	}
-	rolledBack := regexp.MustCompile(`(\S+) failed its health check on /opt/georaft/releases/\w+ \(.*?\), so it was rolled back to (/opt/georaft/releases/\w+)`)
+	rolledBack := regexp.MustCompile(`(grk-h\d+) failed its health check on /opt/georaft/releases/\w+ \(.*?\), so it was rolled back to (/opt/georaft/releases/\w+)`)
 	m := rolledBack.FindStringSubmatch(strings.Join(strings.Fields(bad), " "))
 	if m == nil {
 		t.Fatalf("upgrade.yml onto a broken binary did not report a rollback:\n%s", bad)
