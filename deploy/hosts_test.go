@@ -27,8 +27,8 @@ import (
 
 	"github.com/georaft/georaft/deploy/hostlab"
 	"github.com/georaft/georaft/deploy/inventory"
-	"github.com/georaft/georaft/node/tlsutil"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+	"github.com/georaft/georaft/tlsutil"
 )
 
 // The real-host run boots five Debian hosts with systemd; it needs root, debootstrap and
