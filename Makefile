@@ -7,7 +7,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 BUF_VERSION := v1.75.0
 
-.PHONY: all build test test-go proto proto-lint vet fmt clean soak-sim bench-engine bench-10m
+.PHONY: all build test test-go test-hosts proto proto-lint vet fmt clean soak-sim bench-engine bench-10m
 
 all: build
 
@@ -25,6 +25,13 @@ test: vet proto-lint tflint test-go fuzz-smoke
 
 test-go:
 	$(GO) test -short -timeout 15m ./...
+
+# The Ansible role on five real Debian hosts booted with systemd (systemd-nspawn): deploy,
+# changed=0, rolling upgrade leader last, rollback, blank-disk refusal. Needs root,
+# debootstrap and systemd-container; the first run builds the root filesystem into
+# build/hosts (about a minute from Debian's mirror). See docs/deploy.md.
+test-hosts:
+	$(GO) test ./deploy -run 'TestAnsibleOnRealHosts' -hosts -count=1 -v -timeout 30m
 
 # Many more simulator seeds than make test runs: SEEDS=100000 make soak-sim.
 SEEDS ?= 20000

@@ -61,7 +61,7 @@ func TestTimingGroupVarsComeFromTune(t *testing.T) {
 	// Every variable tune writes is one the role knows (has a default for).
 	defaults := readYAMLMap(t, filepath.Join(ansibleDir, "roles/georaft/defaults/main.yml"))
 	for key := range readYAMLMap(t, timingVarsFile) {
-		if _, ok := defaults[key]; !ok && key != "georaft_expected_leader_region" {
+		if _, ok := defaults[key]; !ok && key != "georaft_expected_leader_region" && key != "georaft_timing_placement" {
 			t.Errorf("tune writes %s, which roles/georaft/defaults/main.yml does not define", key)
 		}
 	}
@@ -295,7 +295,8 @@ func TestAnsibleRendersClusterConfig(t *testing.T) {
 		for _, line := range []string{
 			"Restart=on-failure", "User=georaft", "Group=georaft", "NoNewPrivileges=yes", "ProtectSystem=strict",
 			"ReadWritePaths=/var/lib/georaft", "ProtectHome=yes", "PrivateTmp=yes", "LimitNOFILE=65536",
-			"ExecStart=/opt/georaft/bin/georaftd --config /etc/georaft/georaft.yml",
+			"ExecStart=/opt/georaft/current/georaftd --config /etc/georaft/georaft.yml",
+			"AssertPathExists=/var/lib/georaft/georaft-member.yml", "After=time-sync.target chrony-wait.service",
 		} {
 			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `$`).Match(unit) {
 				t.Errorf("%s: systemd unit lacks %q", n.Name, line)
@@ -312,7 +313,7 @@ func TestAnsibleRendersClusterConfig(t *testing.T) {
 }
 
 // verifyUnit runs systemd-analyze verify on a rendered unit where systemd is installed. The
-// unit names /opt/georaft/bin/georaftd, which does not exist here, so that one complaint is
+// unit names /opt/georaft/current/georaftd, which does not exist here, so that one complaint is
 // expected and anything else fails the test.
 func verifyUnit(t *testing.T, rendered string) {
 	t.Helper()
@@ -333,7 +334,7 @@ func verifyUnit(t *testing.T, rendered string) {
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		switch {
 		case line == "",
-			strings.Contains(line, "/opt/georaft/bin/georaftd"),      // not installed on this machine
+			strings.Contains(line, "/opt/georaft/current/georaftd"),  // not installed on this machine
 			strings.Contains(line, "Unit georaft.service not found"), // follows from the above on some versions
 			strings.Contains(line, "Failed to prepare filename"):     // idem
 			continue

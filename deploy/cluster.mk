@@ -1,7 +1,9 @@
 # deploy/cluster.mk: a real georaft cluster on Google Cloud (5 VMs in 5 regions by default).
 # Included from the Makefile (`include deploy/cluster.mk`); docs/deploy.md is the guide.
 #
-#   make cluster-up                      build, terraform apply, certificates, ansible, wait, status
+#   make cluster-preflight               check the project before anything is created (cluster-up runs it first)
+#   make cluster-up                      preflight, build, terraform apply, certificates, ansible, wait, status;
+#                                        against a live cluster the ansible step is the rolling upgrade
 #   make cluster-certs                   issue the CA and certificates (once; cluster-deploy runs it)
 #   make cluster-renew-certs             reissue node and client certificates under the same CA;
 #                                        make cluster-upgrade then rolls them out node by node
@@ -9,7 +11,9 @@
 #   make cluster-bench [REGION=europe-west1] [BENCH_ARGS='-d 30s']
 #   make cluster-upgrade                 rolling restart onto a new build, one node at a time
 #   make cluster-tune RTT=measured.csv   regenerate the timing group_vars from an RTT matrix
-#   make cluster-down                    terraform destroy
+#   make cluster-down CONFIRM=<cluster id>  final snapshot of every data disk, then terraform destroy;
+#                                        the CA in build/cluster/pki is kept
+#   make cluster-monitoring              Prometheus file_sd targets from the inventory (deploy/monitoring/)
 #
 # Needs terraform (>= 1.5), ansible-playbook (ansible-core) and Google credentials
 # (GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`). Every target
@@ -18,6 +22,8 @@
 GO ?= go
 TERRAFORM ?= terraform
 ANSIBLE_PLAYBOOK ?= ansible-playbook
+ANSIBLE ?= ansible
+GCLOUD ?= gcloud
 TF_DIR ?= terraform
 ANSIBLE_DIR ?= ansible
 CLUSTER_DIR ?= build/cluster
@@ -41,20 +47,40 @@ ifeq ($(filter 0 1 true false yes no,$(CLUSTER_TLS)),)
 $(error CLUSTER_TLS=$(CLUSTER_TLS): want 1 (TLS, the default) or 0 (no TLS))
 endif
 
+# Pin every node's ssh host key from its guest attributes (1), or trust keys on first contact (0).
+PIN_HOST_KEYS ?= 1
+# The login for ssh_mode oslogin or iap: empty asks OS Login for your POSIX user name.
+SSH_USER ?=
+# cluster-deploy on a live cluster runs the rolling upgrade; 1 restarts every node at once
+# (site.yml), for what cannot roll: a new CA, TLS turned on or off.
+CLUSTER_ALL_AT_ONCE ?= 0
+# cluster-certs without a local CA, on a cluster whose nodes have one: 1 issues a new CA anyway.
+NEW_CA ?= 0
+# cluster-down: the cluster id, typed out; KEEP_DISKS=1 keeps the data disks after their final
+# snapshots instead of deleting them.
+CONFIRM ?=
+KEEP_DISKS ?= 0
+
 CLUSTER_TF_OUTPUT := $(CLUSTER_DIR)/terraform-output.json
 CLUSTER_INVENTORY := $(CLUSTER_DIR)/inventory.yml
+CLUSTER_KNOWN_HOSTS := $(CLUSTER_DIR)/known_hosts
+CLUSTER_HOST_KEYS := $(CLUSTER_DIR)/hostkeys
 CLUSTER_INVENTORY_CMD := $(GO) run ./deploy/cmd/georaft-inventory
 CLUSTER_ANSIBLE := cd $(ANSIBLE_DIR) && ANSIBLE_CONFIG=ansible.cfg $(ANSIBLE_PLAYBOOK) -i $(abspath $(CLUSTER_INVENTORY)) \
 	-e georaft_binary_src=$(abspath $(CLUSTER_BIN_DIR))/georaftd \
+	-e georaft_client_binary_src=$(abspath $(CLUSTER_BIN_DIR))/georaft \
 	$(if $(CLUSTER_TLS_ON),-e georaft_tls_src_dir=$(abspath $(CLUSTER_PKI_DIR)),-e georaft_tls_enabled=false)
+CLUSTER_ANSIBLE_ADHOC := cd $(ANSIBLE_DIR) && ANSIBLE_CONFIG=ansible.cfg $(ANSIBLE) -i $(abspath $(CLUSTER_INVENTORY)) georaft
 # What the georaft client needs to talk to the cluster: the CA, and the admin certificate.
 CLUSTER_CLIENT_TLS := $(if $(CLUSTER_TLS_ON),--cacert $(CLUSTER_PKI_DIR)/ca.crt \
 	--cert $(CLUSTER_PKI_DIR)/client-admin.crt --key $(CLUSTER_PKI_DIR)/client-admin.key)
-CLUSTER_SSH_OPTS := -o StrictHostKeyChecking=accept-new $(if $(SSH_KEY),-i $(SSH_KEY))
+CLUSTER_SSH_OPTS = $(if $(filter 1,$(PIN_HOST_KEYS)),-o UserKnownHostsFile=$(CLUSTER_KNOWN_HOSTS) -o StrictHostKeyChecking=yes,-o StrictHostKeyChecking=accept-new) \
+	$(if $(SSH_KEY),-i $(SSH_KEY))
 
-.PHONY: cluster-up cluster-down cluster-status cluster-bench cluster-upgrade cluster-tune \
+.PHONY: cluster-up cluster-down cluster-status cluster-bench cluster-upgrade cluster-tune cluster-preflight \
 	cluster-build cluster-apply cluster-inventory cluster-certs cluster-renew-certs cluster-deploy cluster-wait \
-	cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-state tflint
+	cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-state cluster-check-gcloud \
+	cluster-host-keys cluster-monitoring tflint
 
 cluster-check-terraform:
 	@command -v $(TERRAFORM) >/dev/null 2>&1 || { \
@@ -74,6 +100,17 @@ cluster-check-credentials:
 	@[ -f $(TF_DIR)/terraform.tfvars ] || { \
 	  echo "cluster: $(TF_DIR)/terraform.tfvars is missing. Copy $(TF_DIR)/terraform.tfvars.example and set project_id, ssh_public_key, admin_cidrs and client_cidrs." >&2; exit 1; }
 
+cluster-check-gcloud:
+	@command -v $(GCLOUD) >/dev/null 2>&1 || { \
+	  echo "cluster: gcloud not found. Install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install), or set GCLOUD=/path/to/gcloud." >&2; exit 1; }
+
+# Everything a first apply needs, checked read-only: credentials, project, APIs, permissions,
+# quotas, the machine type in each zone, org policies. Each failure says how to fix it.
+cluster-preflight: cluster-check-gcloud
+	@[ -f $(TF_DIR)/terraform.tfvars ] || { \
+	  echo "cluster: $(TF_DIR)/terraform.tfvars is missing. Copy $(TF_DIR)/terraform.tfvars.example and set project_id, ssh_mode, admin_cidrs and client_cidrs." >&2; exit 1; }
+	$(GO) run ./deploy/cmd/georaft-preflight -tf-dir $(TF_DIR) -gcloud $(GCLOUD)
+
 # Targets that only read the cluster need its Terraform state, not credentials for apply.
 cluster-check-state: cluster-check-terraform
 	@$(TERRAFORM) -chdir=$(TF_DIR) output -json nodes >/dev/null 2>&1 || { \
@@ -88,22 +125,70 @@ cluster-apply: cluster-check-terraform cluster-check-credentials
 	$(TERRAFORM) -chdir=$(TF_DIR) init -input=false
 	$(TERRAFORM) -chdir=$(TF_DIR) apply -input=false $(TF_APPLY_FLAGS)
 
+# The inventory, with every host key pinned from the instance's guest attributes (the guest
+# agent publishes them under hostkeys/ a minute or so after boot), and with OS Login, the
+# operator's POSIX user name and registered key.
 cluster-inventory: cluster-check-state
 	@mkdir -p $(CLUSTER_DIR)
 	$(TERRAFORM) -chdir=$(TF_DIR) output -json > $(CLUSTER_TF_OUTPUT)
-	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -out $(CLUSTER_INVENTORY) $(if $(SSH_KEY),-ssh-key $(SSH_KEY))
+	@mode=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print ssh-mode) || exit 1; \
+	user="$(SSH_USER)"; \
+	if [ "$$mode" != metadata ] && [ -z "$$user" ]; then \
+	  if [ -n "$(SSH_KEY)" ]; then \
+	    $(GCLOUD) compute os-login ssh-keys add --key-file=$(SSH_KEY).pub --ttl=30d --quiet >/dev/null || { \
+	      echo "cluster: could not register $(SSH_KEY).pub with OS Login (gcloud compute os-login ssh-keys add)." >&2; exit 1; }; \
+	  fi; \
+	  user=$$($(GCLOUD) compute os-login describe-profile --format='value(posixAccounts[0].username)') && [ -n "$$user" ] || { \
+	    echo "cluster: ssh_mode $$mode needs your OS Login user name, and gcloud compute os-login describe-profile gave none; set SSH_USER." >&2; exit 1; }; \
+	fi; \
+	pin=""; \
+	if [ "$(PIN_HOST_KEYS)" = 1 ]; then \
+	  $(CLUSTER_MAKE) cluster-host-keys || exit 1; \
+	  pin="-host-keys $(CLUSTER_HOST_KEYS) -known-hosts $(CLUSTER_KNOWN_HOSTS)"; \
+	fi; \
+	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -out $(CLUSTER_INVENTORY) $(if $(SSH_KEY),-ssh-key $(SSH_KEY)) \
+	  $$([ -n "$$user" ] && echo "-ssh-user $$user") $$pin
 	@echo "inventory: $(CLUSTER_INVENTORY)"
+
+# Each node's host keys from its guest attributes, retried while the guest agent has not
+# published them yet (a fresh VM).
+cluster-host-keys: cluster-check-gcloud
+	@mkdir -p $(CLUSTER_HOST_KEYS)
+	@project=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print project) || exit 1; \
+	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print nodes | while read -r name zone; do \
+	  for try in 1 2 3 4 5 6 7 8 9 10 11 12; do \
+	    if $(GCLOUD) compute instances get-guest-attributes "$$name" --zone="$$zone" --project="$$project" \
+	         --query-path=hostkeys/ --format=json > $(CLUSTER_HOST_KEYS)/$$name.json.tmp 2>$(CLUSTER_HOST_KEYS)/$$name.err \
+	       && grep -q '"hostkeys"' $(CLUSTER_HOST_KEYS)/$$name.json.tmp; then \
+	      mv $(CLUSTER_HOST_KEYS)/$$name.json.tmp $(CLUSTER_HOST_KEYS)/$$name.json; break; \
+	    fi; \
+	    [ $$try = 12 ] && { echo "cluster: $$name has published no ssh host keys in its guest attributes after 2 minutes ($$(cat $(CLUSTER_HOST_KEYS)/$$name.err)). Is its guest agent running? PIN_HOST_KEYS=0 trusts keys on first contact instead." >&2; exit 1; }; \
+	    sleep 10; \
+	  done; \
+	done
 
 # Issued once: a CA (valid 10 years), a certificate per node naming its internal IP, external
 # IP and VM name, and an admin client certificate (valid a year). An existing CA is kept, so a
 # redeploy changes nothing.
 CLUSTER_CERTS_CMD = $(GO) run ./node/cmd/georaftd certs --out $(CLUSTER_PKI_DIR) --client admin \
 	$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print certs-flags)
+# Without a local CA, the nodes are asked first: a cluster that has one never silently gets a
+# second (its nodes could no longer talk to the new ones, and every client breaks).
 cluster-certs: cluster-inventory
 ifneq ($(CLUSTER_TLS_ON),)
 	@if [ -f $(CLUSTER_PKI_DIR)/ca.crt ]; then \
 	  echo "certs: keeping the CA and certificates in $(CLUSTER_PKI_DIR)"; \
 	else \
+	  if [ "$(NEW_CA)" != 1 ]; then \
+	    out=$$($(CLUSTER_ANSIBLE_ADHOC) --one-line --become -m ansible.builtin.shell \
+	      -a 'if [ -e /etc/georaft/tls/ca.crt ]; then echo georaft-ca-present; else echo georaft-ca-absent; fi' 2>&1); \
+	    if echo "$$out" | grep -q georaft-ca-present; then \
+	      echo "certs: $(CLUSTER_PKI_DIR) has no CA, but the cluster's nodes already have one (/etc/georaft/tls/ca.crt on $$(echo "$$out" | grep georaft-ca-present | cut -d' ' -f1 | tr '\n' ' ')). A new CA would cut the nodes and every client off from each other. Put the cluster's PKI into $(CLUSTER_PKI_DIR): copy it from the operator who created the cluster or from where your team keeps it (a secret manager; ca.key never goes to the nodes). To replace the CA on purpose: make cluster-certs NEW_CA=1, then make cluster-deploy CLUSTER_ALL_AT_ONCE=1." >&2; exit 1; \
+	    elif ! echo "$$out" | grep -q georaft-ca-absent; then \
+	      echo "certs: $(CLUSTER_PKI_DIR) has no CA and the nodes could not be asked whether they have one:" >&2; echo "$$out" >&2; \
+	      echo "certs: fix ssh to the nodes, or, for a cluster you know has no CA yet, NEW_CA=1." >&2; exit 1; \
+	    fi; \
+	  fi; \
 	  $(CLUSTER_CERTS_CMD); \
 	fi
 else
@@ -117,10 +202,18 @@ cluster-renew-certs: cluster-inventory
 	$(CLUSTER_CERTS_CMD) --renew
 	@echo "certs: roll the new certificates out with make cluster-upgrade"
 
+# A live cluster (a node's data disk carries the cluster's marker) gets the rolling upgrade,
+# one node at a time, the leader last; only creation, or CLUSTER_ALL_AT_ONCE=1, runs site.yml.
 cluster-deploy: cluster-check-ansible cluster-certs
-	cd $(ANSIBLE_DIR) && ANSIBLE_CONFIG=ansible.cfg ansible -i $(abspath $(CLUSTER_INVENTORY)) georaft \
-	  -m ansible.builtin.wait_for_connection -a timeout=300
-	$(CLUSTER_ANSIBLE) site.yml
+	$(CLUSTER_ANSIBLE_ADHOC) -m ansible.builtin.wait_for_connection -a timeout=300
+	@out=$$($(CLUSTER_ANSIBLE_ADHOC) --one-line --become -m ansible.builtin.shell \
+	  -a 'if [ -e /var/lib/georaft/georaft-member.yml ]; then echo georaft-member; else echo georaft-blank; fi' 2>&1); \
+	if echo "$$out" | grep -q georaft-member && [ "$(CLUSTER_ALL_AT_ONCE)" != 1 ]; then \
+	  echo "deploy: the cluster is live (marked on $$(echo "$$out" | grep georaft-member | cut -d' ' -f1 | tr '\n' ' ')): rolling upgrade, one node at a time, the leader last"; \
+	  $(CLUSTER_ANSIBLE) upgrade.yml; \
+	else \
+	  $(CLUSTER_ANSIBLE) site.yml; \
+	fi
 
 # site.yml already waits for /readyz on every node; this shows what the cluster says.
 cluster-wait: cluster-inventory
@@ -130,6 +223,7 @@ cluster-wait: cluster-inventory
 CLUSTER_MAKE := $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST))
 
 cluster-up: cluster-check-terraform cluster-check-ansible cluster-check-credentials
+	$(CLUSTER_MAKE) cluster-preflight
 	$(CLUSTER_MAKE) cluster-build
 	$(CLUSTER_MAKE) cluster-apply
 	$(CLUSTER_MAKE) cluster-deploy
@@ -171,11 +265,41 @@ cluster-tune:
 	@bin/georaft tune --rtt $(RTT)
 	@echo "wrote $(ANSIBLE_DIR)/group_vars/georaft/timing.yml; apply it with make cluster-upgrade"
 
-cluster-down: cluster-check-terraform cluster-check-credentials
+# Takes the cluster id typed out (CONFIRM=<cluster id>), then a final snapshot of every data
+# disk (gcloud waits until each is done), then destroys the rest. Terraform never destroys a
+# data disk (prevent_destroy): they leave its state and are deleted here once their snapshot
+# exists, or kept with KEEP_DISKS=1. The CA in build/cluster/pki is kept: it is the only way
+# to talk to a cluster restored from the snapshots.
+cluster-down: cluster-check-terraform cluster-check-credentials cluster-check-gcloud cluster-check-state
+	@id=$$($(TERRAFORM) -chdir=$(TF_DIR) output -raw cluster_id) || exit 1; \
+	[ "$(CONFIRM)" = "$$id" ] || { echo "cluster: cluster-down destroys cluster $$id. Type its id to confirm: make cluster-down CONFIRM=$$id" >&2; exit 1; }
+	@mkdir -p $(CLUSTER_DIR)
+	$(TERRAFORM) -chdir=$(TF_DIR) output -json > $(CLUSTER_TF_OUTPUT)
+	@project=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print project) || exit 1; \
+	stamp=$$(date -u +%Y%m%d-%H%M%S); \
+	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print data-disks | while read -r disk zone; do \
+	  echo "down: final snapshot of $$disk ($$zone)"; \
+	  $(GCLOUD) compute snapshots create "$$disk-final-$$stamp" --project="$$project" --source-disk="$$disk" \
+	    --source-disk-zone="$$zone" --storage-location="$${zone%-*}" --labels=georaft-cluster=$(CONFIRM),georaft-final=true \
+	    --description="georaft cluster $(CONFIRM): final snapshot before cluster-down" --format=json >/dev/null || { \
+	    echo "cluster: the final snapshot of $$disk failed; nothing was destroyed." >&2; exit 1; }; \
+	done
+	$(TERRAFORM) -chdir=$(TF_DIR) state rm 'google_compute_disk.data'
 	$(TERRAFORM) -chdir=$(TF_DIR) destroy -input=false $(TF_APPLY_FLAGS)
+	@project=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print project) || exit 1; \
+	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print data-disks | while read -r disk zone; do \
+	  if [ "$(KEEP_DISKS)" = 1 ]; then echo "down: kept data disk $$disk ($$zone)"; \
+	  else $(GCLOUD) compute disks delete "$$disk" --zone="$$zone" --project="$$project" --quiet || exit 1; fi; \
+	done
 	rm -f $(CLUSTER_TF_OUTPUT) $(CLUSTER_INVENTORY)
-	@# The certificates name the destroyed VMs' addresses; the next cluster gets a new CA.
-	rm -rf $(CLUSTER_PKI_DIR)
+	@echo "down: the data is in the snapshots named *-final-*; the CA stays in $(CLUSTER_PKI_DIR) (never deleted by the kit)."
+
+# Prometheus file_sd targets for every node's metrics port (internal addresses: run Prometheus
+# in the VPC, from monitoring_cidrs), for deploy/monitoring/prometheus.yml.
+cluster-monitoring: cluster-inventory
+	@mkdir -p $(CLUSTER_DIR)/prometheus
+	$(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print prometheus-targets > $(CLUSTER_DIR)/prometheus/georaft-targets.json
+	@echo "monitoring: $(CLUSTER_DIR)/prometheus/georaft-targets.json; scrape config, alerts and dashboard in deploy/monitoring/"
 
 # tflint with every rule of its bundled Terraform ruleset (terraform/.tflint.hcl); the Google
 # ruleset is a plugin that cannot be downloaded offline. Pinned and run with `go run`, like

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -86,10 +87,17 @@ func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
 	if err := os.WriteFile(fakeTerraform, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A stand-in ansible answers cluster-certs' question to the nodes (is there a CA?) as the
+	// real one prints it with --one-line; CA_ON_NODES says what the nodes have.
+	fakeAnsible := filepath.Join(dir, "ansible")
+	ansibleScript := "#!/bin/sh\nfor n in 1 2 3 4 5; do echo \"georaft-$n | CHANGED | rc=0 | (stdout) georaft-ca-${CA_ON_NODES:-absent}\"; done\n"
+	if err := os.WriteFile(fakeAnsible, []byte(ansibleScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	clusterDir := filepath.Join(dir, "cluster")
 	runMake := func(target string, vars ...string) (string, error) {
 		args := append([]string{"--no-print-directory", "-C", "..", "-f", makefile, target,
-			"TERRAFORM=" + fakeTerraform, "CLUSTER_DIR=" + clusterDir}, vars...)
+			"TERRAFORM=" + fakeTerraform, "ANSIBLE=" + fakeAnsible, "PIN_HOST_KEYS=0", "CLUSTER_DIR=" + clusterDir}, vars...)
 		out, err := exec.Command(mk, args...).CombinedOutput()
 		return string(out), err
 	}
@@ -112,6 +120,17 @@ func TestClusterCertsNameEveryNodeAddress(t *testing.T) {
 	if _, err := os.Stat(pki); !os.IsNotExist(err) {
 		t.Fatalf("CLUSTER_TLS=0 created %s (stat: %v)", pki, err)
 	}
+
+	// Nodes that already have a CA never get a second one silently.
+	t.Setenv("CA_ON_NODES", "present")
+	if out, err := runMake("cluster-certs"); err == nil || !strings.Contains(out, "the cluster's nodes already have one") ||
+		!strings.Contains(out, "copy it from the operator who created the cluster") {
+		t.Errorf("cluster-certs without a local CA on a cluster that has one: %v, want a refusal saying where the CA comes from:\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(pki, "ca.crt")); !os.IsNotExist(err) {
+		t.Fatalf("cluster-certs issued a CA although the nodes have one (stat: %v)", err)
+	}
+	t.Setenv("CA_ON_NODES", "absent")
 
 	makeCerts()
 	cluster := fixtureCluster(t)
@@ -179,4 +198,100 @@ func clusterMakefile(t *testing.T, dir string) (mk, makefile string) {
 		t.Fatal(err)
 	}
 	return mk, makefile
+}
+
+// make cluster-down destroys nothing without CONFIRM=<cluster id>; with it, it snapshots every
+// data disk first, destroys only once every snapshot succeeded, and keeps the CA.
+func TestClusterDownConfirmsAndSnapshotsFirst(t *testing.T) {
+	dir := t.TempDir()
+	mk, makefile := clusterMakefile(t, dir)
+	calls := filepath.Join(dir, "calls.log")
+	fakeTerraform := filepath.Join(dir, "terraform")
+	tfScript := "#!/bin/sh\necho \"terraform $*\" >> " + calls + "\ncase \"$*\" in\n" +
+		"  *'output -raw cluster_id') printf georaft ;;\n" +
+		"  *'output -json nodes') echo '{}' ;;\n" +
+		"  *'output -json') cat " + abs(t, tfOutputJSON) + " ;;\n" +
+		"  *'state rm'*|*destroy*) ;;\n" +
+		"  *) echo \"unexpected terraform $*\" >&2; exit 1 ;;\nesac\n"
+	fakeGcloud := filepath.Join(dir, "gcloud")
+	// Snapshots of the disk named in FAIL_SNAPSHOT fail, as gcloud does on a quota error.
+	gcScript := "#!/bin/sh\necho \"gcloud $*\" >> " + calls + "\ncase \"$*\" in\n" +
+		"  *\"--source-disk=$FAIL_SNAPSHOT \"*) echo 'ERROR: (gcloud.compute.snapshots.create) Quota SNAPSHOTS exceeded' >&2; exit 1 ;;\n" +
+		"  'compute snapshots create '*) echo '[]' ;;\n" +
+		"  'compute disks delete '*) ;;\n" +
+		"  *) echo \"unexpected gcloud $*\" >&2; exit 1 ;;\nesac\n"
+	for path, script := range map[string]string{fakeTerraform: tfScript, fakeGcloud: gcScript} {
+		if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tfDir := filepath.Join(dir, "tf")
+	creds := filepath.Join(dir, "key.json")
+	pki := filepath.Join(dir, "cluster", "pki")
+	for path, content := range map[string]string{filepath.Join(tfDir, "terraform.tfvars"): "project_id = \"x\"\n", creds: "{}",
+		filepath.Join(pki, "ca.crt"): "kept"} {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down := func(env string, vars ...string) (string, []string, error) {
+		os.Remove(calls)
+		args := append([]string{"--no-print-directory", "-C", "..", "-f", makefile, "cluster-down", "TERRAFORM=" + fakeTerraform,
+			"GCLOUD=" + fakeGcloud, "TF_DIR=" + tfDir, "CLUSTER_DIR=" + filepath.Join(dir, "cluster")}, vars...)
+		cmd := exec.Command(mk, args...)
+		cmd.Env = append(os.Environ(), "GOOGLE_APPLICATION_CREDENTIALS="+creds, "FAIL_SNAPSHOT="+env)
+		out, err := cmd.CombinedOutput()
+		data, _ := os.ReadFile(calls)
+		return string(out), strings.Split(strings.TrimSpace(string(data)), "\n"), err
+	}
+	destroyed := func(log []string) bool {
+		for _, l := range log {
+			if strings.Contains(l, "destroy") || strings.Contains(l, "state rm") || strings.Contains(l, "disks delete") {
+				return true
+			}
+		}
+		return false
+	}
+
+	for _, confirm := range []string{"CONFIRM=", "CONFIRM=prod"} {
+		out, log, err := down("none", confirm)
+		if err == nil || !strings.Contains(out, "Type its id to confirm: make cluster-down CONFIRM=georaft") || destroyed(log) {
+			t.Errorf("cluster-down %q: %v, destroyed %v:\n%s", confirm, err, destroyed(log), out)
+		}
+	}
+	out, log, err := down("georaft-4-data", "CONFIRM=georaft")
+	if err == nil || !strings.Contains(out, "the final snapshot of georaft-4-data failed; nothing was destroyed") || destroyed(log) {
+		t.Errorf("cluster-down with a failing snapshot: %v, destroyed %v:\n%s", err, destroyed(log), out)
+	}
+
+	out, log, err = down("none", "CONFIRM=georaft")
+	if err != nil {
+		t.Fatalf("cluster-down CONFIRM=georaft: %v\n%s", err, out)
+	}
+	var order []string
+	for _, l := range log {
+		switch {
+		case strings.HasPrefix(l, "gcloud compute snapshots create"):
+			order = append(order, "snapshot "+strings.Fields(l)[4])
+		case strings.Contains(l, "state rm google_compute_disk.data"):
+			order = append(order, "state rm")
+		case strings.Contains(l, " destroy "):
+			order = append(order, "destroy")
+		case strings.HasPrefix(l, "gcloud compute disks delete"):
+			order = append(order, "delete "+strings.Fields(l)[4])
+		}
+	}
+	got := strings.Join(order, "; ")
+	want := regexp.MustCompile(`^snapshot georaft-1-data-final-\d{8}-\d{6}; snapshot georaft-2-data-final-\S+; snapshot georaft-3-data-g2-final-\S+; ` +
+		`snapshot georaft-4-data-final-\S+; snapshot georaft-5-data-final-\S+; state rm; destroy; delete georaft-1-data; delete georaft-2-data; ` +
+		`delete georaft-3-data-g2; delete georaft-4-data; delete georaft-5-data$`)
+	if !want.MatchString(got) {
+		t.Errorf("cluster-down ran %s", got)
+	}
+	if _, err := os.Stat(filepath.Join(pki, "ca.crt")); err != nil {
+		t.Errorf("cluster-down removed the CA: %v", err)
+	}
 }

@@ -323,10 +323,42 @@ func TestTerraformFiveNodesInFiveRegions(t *testing.T) {
 			t.Errorf("instance scopes = %v, want only %v", scopes, want)
 		}
 	}
-	for _, attr := range []string{"labels", "metadata", "tags"} {
+	for _, attr := range []string{"labels", "metadata"} {
 		if _, ok := inst.Body.Attributes[attr]; !ok {
 			t.Errorf("instance has no %s", attr)
 		}
+	}
+	// Host maintenance stops a node rather than live-migrating it (docs/tuning.md).
+	if sch := blocks["scheduling"]; sch == nil {
+		t.Error("instance has no scheduling block")
+	} else {
+		if v := eval(t, ctx, sch, "on_host_maintenance"); v.AsString() != "TERMINATE" {
+			t.Errorf("on_host_maintenance = %s, want TERMINATE", v.AsString())
+		}
+		if v := eval(t, ctx, sch, "automatic_restart"); !v.True() {
+			t.Error("automatic_restart is not true: a node stopped for maintenance would stay down")
+		}
+	}
+	// Both metadata variants publish the host keys (guest attributes) that the inventory pins.
+	if md, ok := inst.Body.Attributes["metadata"]; ok {
+		cond, ok := md.Expr.(*hclsyntax.ConditionalExpr)
+		if !ok {
+			t.Errorf("instance metadata is %T, want the oslogin/metadata-key conditional", md.Expr)
+		} else {
+			for _, branch := range []hclsyntax.Expression{cond.TrueResult, cond.FalseResult} {
+				v, diags := branch.Value(ctx)
+				if diags.HasErrors() {
+					t.Fatalf("metadata: %s", diags.Error())
+				}
+				if !v.Type().HasAttribute("enable-guest-attributes") || v.GetAttr("enable-guest-attributes").AsString() != "TRUE" {
+					t.Errorf("metadata branch %s does not enable guest attributes", branch.Range())
+				}
+			}
+		}
+	}
+	// A machine family with dedicated vCPUs by default (docs/tuning.md).
+	if mt := m.variableDefaults(t, requiredVars)["machine_type"].AsString(); strings.HasPrefix(mt, "e2-") || strings.HasPrefix(mt, "f1-") || strings.HasPrefix(mt, "g1-") {
+		t.Errorf("default machine_type %s has shared or dynamically scheduled vCPUs", mt)
 	}
 	// A reserved internal address in the node's own subnet, which the instance takes: the
 	// peer addresses and the certificates that name it survive a rebuilt instance.
@@ -405,6 +437,10 @@ func TestTerraformFirewallOpensNothingByDefault(t *testing.T) {
 	operatorSet := m.variableDefaults(t, requiredVars)
 	operatorSet["admin_cidrs"] = cty.ListVal([]cty.Value{cty.StringVal("203.0.113.0/24")})
 	operatorSet["client_cidrs"] = cty.ListVal([]cty.Value{cty.StringVal("198.51.100.0/24")})
+	operatorSet["monitoring_cidrs"] = cty.ListVal([]cty.Value{cty.StringVal("10.42.250.0/24")})
+	iapVars := m.variableDefaults(t, requiredVars)
+	iapVars["ssh_mode"] = cty.StringVal("iap")
+	withIAP := m.evalContext(t, iapVars)
 	defaults := m.evalContext(t, m.variableDefaults(t, requiredVars))
 	withLists := m.evalContext(t, operatorSet)
 
@@ -419,6 +455,30 @@ func TestTerraformFirewallOpensNothingByDefault(t *testing.T) {
 		ranges, hasRanges := attrs["source_ranges"]
 		_, hasTags := attrs["source_tags"]
 		_, hasSAs := attrs["source_service_accounts"]
+		// Nodes are selected by service account: a network tag is a label anyone who may
+		// edit an instance can add. A rule without a target applies to every instance.
+		for _, tagAttr := range []string{"source_tags", "target_tags"} {
+			if _, ok := attrs[tagAttr]; ok {
+				t.Errorf("firewall %s selects by %s; select the nodes by service account", name, tagAttr)
+			}
+		}
+		if target, ok := attrs["target_service_accounts"]; !ok || !slices.Contains(references(target.Expr), "google_service_account.node") {
+			t.Errorf("firewall %s does not target the nodes' service accounts", name)
+		}
+		// ssh is logged.
+		for _, allow := range fw.Body.Blocks {
+			if allow.Type == "allow" && allow.Body.Attributes["ports"] != nil {
+				if v, diags := allow.Body.Attributes["ports"].Expr.Value(nil); !diags.HasErrors() && v.IsWhollyKnown() && slices.Contains(stringsOf(t, v), "22") {
+					logged := false
+					for _, b := range fw.Body.Blocks {
+						logged = logged || b.Type == "log_config"
+					}
+					if !logged {
+						t.Errorf("firewall %s opens ssh without log_config", name)
+					}
+				}
+			}
+		}
 		if dir, ok := attrs["direction"]; ok {
 			if v, _ := dir.Expr.Value(nil); v.Type() == cty.String && v.AsString() == "EGRESS" {
 				continue
@@ -439,17 +499,26 @@ func TestTerraformFirewallOpensNothingByDefault(t *testing.T) {
 		}
 		if opensPeer {
 			peerRules++
-			if hasRanges || !hasTags {
-				t.Errorf("firewall %s opens the peer port to source ranges; it must admit cluster members only (source_tags)", name)
-			}
-			if tags, ok := attrs["target_tags"]; !ok {
-				t.Errorf("firewall %s opens the peer port without target_tags", name)
-			} else if src := eval(t, defaults, fw, "source_tags"); !eval(t, defaults, fw, "target_tags").RawEquals(src) {
-				t.Errorf("firewall %s: peer traffic from %#v to %#v, want members to members (%s)", name, src, tags, tags.SrcRange)
+			src, ok := attrs["source_service_accounts"]
+			if hasRanges || !ok || !slices.Contains(references(src.Expr), "google_service_account.node") {
+				t.Errorf("firewall %s opens the peer port to other sources; it must admit the nodes' service accounts only", name)
 			}
 		}
 
 		if !hasRanges {
+			continue
+		}
+		// IAP's documented range, in a rule that exists only with ssh_mode iap.
+		if refs := references(ranges.Expr); slices.Equal(refs, []string{"local.iap_source_ranges"}) {
+			if got := stringsOf(t, eval(t, defaults, fw, "source_ranges")); !slices.Equal(got, []string{"35.235.240.0/20"}) {
+				t.Errorf("firewall %s: IAP source ranges %v, want Google's 35.235.240.0/20", name, got)
+			}
+			if n := eval(t, defaults, fw, "count"); !n.RawEquals(cty.NumberIntVal(0)) {
+				t.Errorf("firewall %s exists without ssh_mode iap", name)
+			}
+			if n := eval(t, withIAP, fw, "count"); !n.RawEquals(cty.NumberIntVal(1)) {
+				t.Errorf("firewall %s does not exist with ssh_mode iap", name)
+			}
 			continue
 		}
 		vars := rootVars(ranges.Expr)
@@ -677,6 +746,111 @@ output "subnets" { value = { for r, id in local.node_ids : r => cidrsubnet(var.s
 			if !strings.Contains(flat, c.want) {
 				t.Errorf("%s=%s: want %q from terraform plan, got\n%s", name, c.value, c.want, out)
 			}
+		}
+	}
+}
+
+// A fresh project has Compute Engine and IAM off: Terraform turns on what the kit uses, and
+// never turns it off again (other work in the project may depend on it).
+func TestTerraformEnablesItsAPIs(t *testing.T) {
+	m := loadTerraform(t)
+	api := m.resource(t, "google_project_service", "api")
+	if v := eval(t, nil, api, "disable_on_destroy"); v.True() {
+		t.Error("google_project_service.api disables the APIs on destroy")
+	}
+	for _, tc := range []struct {
+		mode string
+		want []string
+	}{
+		{"metadata", []string{"cloudresourcemanager.googleapis.com", "compute.googleapis.com", "iam.googleapis.com"}},
+		{"iap", []string{"cloudresourcemanager.googleapis.com", "compute.googleapis.com", "iam.googleapis.com",
+			"iap.googleapis.com", "oslogin.googleapis.com"}},
+	} {
+		vars := m.variableDefaults(t, requiredVars)
+		vars["ssh_mode"] = cty.StringVal(tc.mode)
+		got := stringsOf(t, eval(t, m.evalContext(t, vars), api, "for_each"))
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("ssh_mode %s enables %v, want %v", tc.mode, got, tc.want)
+		}
+	}
+	// What a fresh project needs first depends on the APIs.
+	for _, r := range [][2]string{{"google_compute_network", "cluster"}, {"google_service_account", "node"}} {
+		b := m.resource(t, r[0], r[1])
+		if dep, ok := b.Body.Attributes["depends_on"]; !ok || !slices.Contains(references(dep.Expr), "google_project_service.api") {
+			t.Errorf("%s.%s does not depend on google_project_service.api", r[0], r[1])
+		}
+	}
+}
+
+// Data disks: never destroyed by Terraform, snapshotted daily, and replaced one region at a
+// time only, by raising that region's generation; a new disk type does not touch the
+// existing disks.
+func TestTerraformDataDisksAreNeverReplacedTogether(t *testing.T) {
+	m := loadTerraform(t)
+	disk := m.resource(t, "google_compute_disk", "data")
+	var lifecycle *hclsyntax.Block
+	for _, b := range disk.Body.Blocks {
+		if b.Type == "lifecycle" {
+			lifecycle = b
+		}
+	}
+	if lifecycle == nil {
+		t.Fatal("google_compute_disk.data has no lifecycle block")
+	}
+	if v := eval(t, nil, lifecycle, "prevent_destroy"); !v.True() {
+		t.Error("data disks lack prevent_destroy")
+	}
+	ignore, ok := lifecycle.Body.Attributes["ignore_changes"]
+	if !ok || !slices.Contains(references(ignore.Expr), "type") {
+		t.Error("data disks do not ignore changes of type: a new data_disk_type would replace all five at once")
+	}
+	if refs := references(disk.Body.Attributes["resource_policies"].Expr); !slices.Contains(refs, "google_compute_resource_policy.data_snapshots") {
+		t.Errorf("data disks are not attached to the snapshot schedule (resource_policies refers to %v)", refs)
+	}
+
+	defaults := m.evalContext(t, m.variableDefaults(t, requiredVars))
+	policy := m.resource(t, "google_compute_resource_policy", "data_snapshots")
+	if fe := eval(t, defaults, policy, "for_each"); fe.LengthInt() != 5 {
+		t.Errorf("snapshot policies for_each has %d elements, want one per region", fe.LengthInt())
+	}
+	var retention *hclsyntax.Block
+	hclsyntax.VisitAll(policy.Body, func(n hclsyntax.Node) hcl.Diagnostics {
+		if b, ok := n.(*hclsyntax.Block); ok && b.Type == "retention_policy" {
+			retention = b
+		}
+		return nil
+	})
+	if retention == nil {
+		t.Fatal("the snapshot schedule has no retention_policy")
+	}
+	if v := eval(t, defaults, retention, "on_source_disk_delete"); v.AsString() != "KEEP_AUTO_SNAPSHOTS" {
+		t.Errorf("on_source_disk_delete = %s: snapshots must outlive their disk", v.AsString())
+	}
+	if v := eval(t, defaults, retention, "max_retention_days"); v.LessThan(cty.NumberIntVal(7)).True() {
+		t.Errorf("snapshots are kept %s days by default; a week at least", v.AsBigFloat())
+	}
+
+	names := func(ctx *hcl.EvalContext) map[string]string {
+		out := map[string]string{}
+		for _, region := range defaultRegions {
+			out[region] = eval(t, withEach(ctx, region, cty.NumberIntVal(1)), disk, "name").AsString()
+		}
+		return out
+	}
+	before := names(defaults)
+	if before["us-west1"] != "georaft-3-data" {
+		t.Errorf("us-west1's disk is named %s, want georaft-3-data", before["us-west1"])
+	}
+	vars := m.variableDefaults(t, requiredVars)
+	vars["data_disk_generation"] = cty.MapVal(map[string]cty.Value{"us-west1": cty.NumberIntVal(2)})
+	after := names(m.evalContext(t, vars))
+	for region, name := range after {
+		switch {
+		case region == "us-west1" && name != "georaft-3-data-g2":
+			t.Errorf("us-west1's generation 2 disk is named %s, want georaft-3-data-g2", name)
+		case region != "us-west1" && name != before[region]:
+			t.Errorf("raising us-west1's generation renamed %s's disk %s -> %s", region, before[region], name)
 		}
 	}
 }

@@ -144,7 +144,7 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		grpc.ChainUnaryInterceptor(notServed()),
 	}
 	if serverTLS != nil {
-		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS))))
+		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS, cfg.TLS.ClientAuth))))
 	}
 	s.clientSrv = grpc.NewServer(clientOpts...)
 	georaftv1.RegisterKVServiceServer(s.clientSrv, &kvService{n: n})
@@ -304,11 +304,15 @@ func reportCertificateExpiry(t config.TLSConfig, m *metrics, log *slog.Logger, n
 	return nil
 }
 
-// clientPortTLS relaxes the peer listener's settings for clients: a certificate is verified
-// when presented, not required.
-func clientPortTLS(peer *tls.Config) *tls.Config {
+// clientPortTLS derives the client port's settings from the peer listener's: a client
+// certificate of the cluster's CA is required, or with tls.client_auth optional, verified
+// when presented. Either way PeerService is not served there.
+func clientPortTLS(peer *tls.Config, clientAuth string) *tls.Config {
 	c := peer.Clone()
-	c.ClientAuth = tls.VerifyClientCertIfGiven
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	if clientAuth == config.ClientAuthOptional {
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+	}
 	return c
 }
 

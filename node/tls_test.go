@@ -52,19 +52,19 @@ func generateTLSFiles(t *testing.T, n int) *tlsutil.ClusterFiles {
 	return files
 }
 
-// newTLSTestCluster starts n nodes with tls.enabled and the given files; the harness's own
-// clients trust the CA and present no certificate.
-func newTLSTestCluster(t *testing.T, n int, files *tlsutil.ClusterFiles) *testCluster {
+// newTLSTestCluster starts n nodes with tls.enabled, the given files and tls.client_auth
+// clientAuth; the harness's own clients trust the CA and present the client certificate.
+func newTLSTestCluster(t *testing.T, n int, files *tlsutil.ClusterFiles, clientAuth string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, cfgs: clusterConfigs(t, n, func(cfg *config.Config) {
 		f := files.Nodes[cfg.Node.ID]
-		cfg.TLS = config.TLSConfig{Enabled: true, CAFile: files.CA.Cert, CertFile: f.Cert, KeyFile: f.Key}
+		cfg.TLS = config.TLSConfig{Enabled: true, CAFile: files.CA.Cert, CertFile: f.Cert, KeyFile: f.Key, ClientAuth: clientAuth}
 	})}
 	c.servers = make([]*node.Server, n)
 	c.conns = make([]*grpc.ClientConn, n)
 	c.clients = make([]georaftv1.KVServiceClient, n)
 	t.Cleanup(c.close)
-	creds := credentials.NewTLS(clientTLS(t, files.CA.Cert, tlsutil.Files{}, ""))
+	creds := credentials.NewTLS(clientTLS(t, files.CA.Cert, files.Clients[tlsClientName], ""))
 	for i := range c.cfgs {
 		c.start(i)
 		conn, err := grpc.NewClient(c.cfgs[i].Listen.Client, grpc.WithTransportCredentials(creds))
@@ -165,12 +165,13 @@ func dialOrFatal(t *testing.T, addr string, creds credentials.TransportCredentia
 	return conn
 }
 
-// Peers elect and replicate over mutual TLS; the client library with the CA alone, or with a
-// client certificate, can write and read; a plaintext client, a client that does not trust
-// the cluster's CA and a client with a certificate from another CA are refused.
+// Peers elect and replicate over mutual TLS; the client library with a client certificate
+// of the cluster's CA can write and read; a client with the CA alone (the default,
+// tls.client_auth require), a plaintext client, a client that does not trust the cluster's
+// CA and a client with a certificate from another CA are refused.
 func TestTLSClusterServesClientsAndRefusesStrangers(t *testing.T) {
 	files := generateTLSFiles(t, 3)
-	c := newTLSTestCluster(t, 3, files)
+	c := newTLSTestCluster(t, 3, files, "")
 	leader := c.waitLeader(15 * time.Second)
 	c.waitPeerRTTs(leader, 10*time.Second)
 	if _, err := c.set(leader, "raw-grpc-over-tls", "v"); err != nil {
@@ -178,10 +179,11 @@ func TestTLSClusterServesClientsAndRefusesStrangers(t *testing.T) {
 	}
 
 	addrs := c.clientAddrs()
-	checkLibraryRoundTrip(t, addrs, clientTLS(t, files.CA.Cert, tlsutil.Files{}, ""), "ca-only")
 	checkLibraryRoundTrip(t, addrs, clientTLS(t, files.CA.Cert, files.Clients[tlsClientName], ""), "with-client-cert")
 
 	target := c.cfgs[leader].Listen.Client
+	checkRefusedConnection(t, "a client that trusts the CA but presents no certificate",
+		dialOrFatal(t, target, credentials.NewTLS(clientTLS(t, files.CA.Cert, tlsutil.Files{}, ""))))
 	checkRefusedConnection(t, "a plaintext client on the client port",
 		dialOrFatal(t, target, insecure.NewCredentials()))
 
@@ -197,12 +199,24 @@ func TestTLSClusterServesClientsAndRefusesStrangers(t *testing.T) {
 	}
 }
 
+// With tls.client_auth optional, a client that trusts the CA and presents no certificate is
+// served, and a certificate from another CA is still refused.
+func TestTLSClientAuthOptionalServesCAOnlyClients(t *testing.T) {
+	files := generateTLSFiles(t, 3)
+	c := newTLSTestCluster(t, 3, files, config.ClientAuthOptional)
+	leader := c.waitLeader(15 * time.Second)
+	checkLibraryRoundTrip(t, c.clientAddrs(), clientTLS(t, files.CA.Cert, tlsutil.Files{}, ""), "ca-only")
+	stranger := generateTLSFiles(t, 1)
+	checkRefusedConnection(t, "a client presenting a certificate from another CA",
+		dialOrFatal(t, c.cfgs[leader].Listen.Client, credentials.NewTLS(clientTLS(t, files.CA.Cert, stranger.Clients[tlsClientName], ""))))
+}
+
 // PeerService admits node certificates only: a client certificate signed by the cluster's
 // own CA is refused with PermissionDenied on Ping, Send and InstallSnapshot; a node cannot
 // speak for another node; a connection without a certificate, or without TLS, gets nowhere.
 func TestTLSPeerServiceRefusesClientCertificates(t *testing.T) {
 	files := generateTLSFiles(t, 3)
-	c := newTLSTestCluster(t, 3, files)
+	c := newTLSTestCluster(t, 3, files, "")
 	leader := c.waitLeader(15 * time.Second)
 	const target = 0 // node 1's peer port
 	peerAddr := c.cfgs[target].Listen.Peer
@@ -334,7 +348,7 @@ func TestGeoraftdCertsFilesStartACluster(t *testing.T) {
 		t.Errorf("node key %s has mode %v: readable by others", files.Nodes[1].Key, info.Mode().Perm())
 	}
 
-	c := newTLSTestCluster(t, 3, files)
+	c := newTLSTestCluster(t, 3, files, "")
 	c.waitLeader(15 * time.Second)
 	checkLibraryRoundTrip(t, c.clientAddrs(), clientTLS(t, files.CA.Cert, files.Clients[tlsClientName], ""), "certs-from-georaftd")
 }

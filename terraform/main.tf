@@ -9,10 +9,24 @@ locals {
   zones    = { for region in var.regions : region => lookup(var.zones, region, "${region}-${var.default_zone_suffix}") }
   names    = { for region in var.regions : region => "${var.name_prefix}-${local.node_ids[region]}" }
 
-  # Firewall rules select the cluster's instances by this network tag.
-  node_tag = "${var.name_prefix}-node"
+  # A region's data disk is replaced only when its generation is raised, one region at a
+  # time (the replace-node flow); generation 1 keeps the original name.
+  disk_names = { for region in var.regions : region =>
+    lookup(var.data_disk_generation, region, 1) > 1 ? "${local.names[region]}-data-g${lookup(var.data_disk_generation, region, 1)}" : "${local.names[region]}-data"
+  }
 
   labels = merge(var.labels, { cluster = var.cluster_id })
+
+  # OS Login for oslogin and iap; keys in instance metadata otherwise.
+  oslogin = var.ssh_mode != "metadata"
+
+  # Google's documented source range of IAP TCP forwarding.
+  iap_source_ranges = ["35.235.240.0/20"]
+
+  # The APIs the kit calls; iap only when ssh goes through it.
+  apis = concat(["compute.googleapis.com", "iam.googleapis.com", "cloudresourcemanager.googleapis.com"],
+    local.oslogin ? ["oslogin.googleapis.com"] : [],
+  var.ssh_mode == "iap" ? ["iap.googleapis.com"] : [])
 
   # Logging and monitoring writes are all a node needs from Google APIs.
   node_scopes = [
@@ -23,6 +37,18 @@ locals {
 }
 
 # ---------------------------------------------------------------------------------------
+# APIs. A fresh project has Compute Engine off; disabling them again on destroy would break
+# whatever else the project runs, so destroy leaves them on.
+
+resource "google_project_service" "api" {
+  for_each = toset(local.apis)
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# ---------------------------------------------------------------------------------------
 # Network: one VPC, one subnet per region.
 
 resource "google_compute_network" "cluster" {
@@ -30,6 +56,8 @@ resource "google_compute_network" "cluster" {
   description             = "georaft cluster ${var.cluster_id}"
   auto_create_subnetworks = false
   routing_mode            = "GLOBAL"
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_compute_subnetwork" "node" {
@@ -43,9 +71,12 @@ resource "google_compute_subnetwork" "node" {
 }
 
 # ---------------------------------------------------------------------------------------
-# Firewall. Nothing is open to the internet unless the operator lists it in admin_cidrs or
-# client_cidrs. A rule with neither source ranges nor source tags would match 0.0.0.0/0 in
-# GCP, so the rules built from operator lists exist only when the list is not empty.
+# Firewall. Rules select the nodes by their service accounts, which only an IAM grant can
+# attach to an instance (anyone who may edit an instance can give it a network tag). Nothing
+# is open to the internet unless the operator lists it in admin_cidrs, client_cidrs or
+# monitoring_cidrs. A rule with neither source ranges nor another source would match
+# 0.0.0.0/0 in GCP, so the rules built from operator lists exist only when the list is not
+# empty.
 
 # Raft traffic: only from the cluster's own instances to each other.
 resource "google_compute_firewall" "peer" {
@@ -55,8 +86,8 @@ resource "google_compute_firewall" "peer" {
   direction   = "INGRESS"
   priority    = 1000
 
-  source_tags = [local.node_tag]
-  target_tags = [local.node_tag]
+  source_service_accounts = [for region in var.regions : google_service_account.node[region].email]
+  target_service_accounts = [for region in var.regions : google_service_account.node[region].email]
 
   allow {
     protocol = "tcp"
@@ -71,8 +102,8 @@ resource "google_compute_firewall" "peer" {
   }
 }
 
-# Nodes reach each other's client and metrics ports too (redirects, health checks, a
-# benchmark run from a node's VM).
+# Nodes reach each other's client and metrics ports too (redirects, leadership transfer
+# during upgrades, a benchmark run from a node's VM).
 resource "google_compute_firewall" "client_internal" {
   name        = "${var.name_prefix}-client-internal"
   description = "georaft KVService and metrics from the cluster's instances"
@@ -80,8 +111,8 @@ resource "google_compute_firewall" "client_internal" {
   direction   = "INGRESS"
   priority    = 1000
 
-  source_tags = [local.node_tag]
-  target_tags = [local.node_tag]
+  source_service_accounts = [for region in var.regions : google_service_account.node[region].email]
+  target_service_accounts = [for region in var.regions : google_service_account.node[region].email]
 
   allow {
     protocol = "tcp"
@@ -89,24 +120,47 @@ resource "google_compute_firewall" "client_internal" {
   }
 }
 
+# Clients: the port speaks TLS and wants a client certificate of the cluster's CA.
 resource "google_compute_firewall" "client" {
   count = length(var.client_cidrs) > 0 ? 1 : 0
 
   name        = "${var.name_prefix}-client"
-  description = "georaft KVService and metrics from client_cidrs"
+  description = "georaft KVService from client_cidrs"
   network     = google_compute_network.cluster.id
   direction   = "INGRESS"
   priority    = 1000
 
-  source_ranges = var.client_cidrs
-  target_tags   = [local.node_tag]
+  source_ranges           = var.client_cidrs
+  target_service_accounts = [for region in var.regions : google_service_account.node[region].email]
 
   allow {
     protocol = "tcp"
-    ports    = [tostring(var.client_port), tostring(var.metrics_port)]
+    ports    = [tostring(var.client_port)]
   }
 }
 
+# /metrics, /healthz and /readyz are plain HTTP on the internal address: for a Prometheus
+# inside the VPC (or reached over a VPN), from monitoring_cidrs only.
+resource "google_compute_firewall" "metrics" {
+  count = length(var.monitoring_cidrs) > 0 ? 1 : 0
+
+  name        = "${var.name_prefix}-metrics"
+  description = "georaft and node_exporter metrics, health, from monitoring_cidrs"
+  network     = google_compute_network.cluster.id
+  direction   = "INGRESS"
+  priority    = 1000
+
+  source_ranges           = var.monitoring_cidrs
+  target_service_accounts = [for region in var.regions : google_service_account.node[region].email]
+
+  # georaftd's metrics, and node_exporter's (installed by the role) on 9100.
+  allow {
+    protocol = "tcp"
+    ports    = [tostring(var.metrics_port), "9100"]
+  }
+}
+
+# ssh is logged: every accepted connection leaves a record in Cloud Logging.
 resource "google_compute_firewall" "ssh" {
   count = length(var.admin_cidrs) > 0 ? 1 : 0
 
@@ -116,12 +170,40 @@ resource "google_compute_firewall" "ssh" {
   direction   = "INGRESS"
   priority    = 1000
 
-  source_ranges = var.admin_cidrs
-  target_tags   = [local.node_tag]
+  source_ranges           = var.admin_cidrs
+  target_service_accounts = [for region in var.regions : google_service_account.node[region].email]
 
   allow {
     protocol = "tcp"
     ports    = ["22"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+# ssh through Identity-Aware Proxy: the tunnel arrives from Google's IAP range; who may open
+# it is decided by IAM (roles/iap.tunnelResourceAccessor), not by an address.
+resource "google_compute_firewall" "ssh_iap" {
+  count = var.ssh_mode == "iap" ? 1 : 0
+
+  name        = "${var.name_prefix}-ssh-iap"
+  description = "ssh through IAP TCP forwarding"
+  network     = google_compute_network.cluster.id
+  direction   = "INGRESS"
+  priority    = 1000
+
+  source_ranges           = local.iap_source_ranges
+  target_service_accounts = [for region in var.regions : google_service_account.node[region].email]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["22"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
   }
 }
 
@@ -134,6 +216,8 @@ resource "google_service_account" "node" {
   account_id   = "${var.name_prefix}-node-${each.value}"
   display_name = "georaft node ${each.value} (${each.key})"
   description  = "Runs georaft node ${each.value} of cluster ${var.cluster_id}; writes logs and metrics only."
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_project_iam_member" "node" {
@@ -172,16 +256,54 @@ resource "google_compute_address" "node_internal" {
   address_type = "INTERNAL"
 }
 
+# A daily snapshot of every data disk, kept snapshot_retention_days, in the disk's region;
+# the snapshots outlive the disk.
+resource "google_compute_resource_policy" "data_snapshots" {
+  for_each = local.node_ids
+
+  name   = "${var.name_prefix}-data-snapshots-${each.value}"
+  region = each.key
+
+  snapshot_schedule_policy {
+    schedule {
+      daily_schedule {
+        days_in_cycle = 1
+        start_time    = var.snapshot_start_time
+      }
+    }
+    retention_policy {
+      max_retention_days    = var.snapshot_retention_days
+      on_source_disk_delete = "KEEP_AUTO_SNAPSHOTS"
+    }
+    snapshot_properties {
+      labels            = merge(local.labels, { node = tostring(each.value) })
+      storage_locations = [each.key]
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
 # The WAL and snapshots live on their own disk, so an instance can be rebuilt (new image,
-# new machine type) without losing the node's state.
+# new machine type) without losing the node's state. Terraform never destroys one
+# (prevent_destroy): a plan that would fails instead. A new data_disk_type applies to disks
+# created from then on (type is ignored on existing ones, since changing it replaces the
+# disk); a node moves to a new disk one region at a time by raising its data_disk_generation
+# in the replace-node flow. Only a blank disk of a cluster being created is formatted.
 resource "google_compute_disk" "data" {
   for_each = local.node_ids
 
-  name   = "${local.names[each.key]}-data"
-  zone   = local.zones[each.key]
-  type   = var.data_disk_type
-  size   = var.data_disk_size_gb
-  labels = merge(local.labels, { node = tostring(each.value) })
+  name              = local.disk_names[each.key]
+  zone              = local.zones[each.key]
+  type              = var.data_disk_type
+  size              = var.data_disk_size_gb
+  labels            = merge(local.labels, { node = tostring(each.value) })
+  resource_policies = [google_compute_resource_policy.data_snapshots[each.key].id]
+
+  lifecycle {
+    prevent_destroy = true
+    ignore_changes  = [type]
+  }
 }
 
 resource "google_compute_instance" "node" {
@@ -191,7 +313,6 @@ resource "google_compute_instance" "node" {
   description  = "georaft node ${each.value} of cluster ${var.cluster_id} in ${each.key}"
   zone         = local.zones[each.key]
   machine_type = var.machine_type
-  tags         = [local.node_tag]
   labels       = merge(local.labels, { node = tostring(each.value), region = each.key })
 
   allow_stopping_for_update = true
@@ -232,18 +353,38 @@ resource "google_compute_instance" "node" {
     scopes = local.node_scopes
   }
 
+  # Host maintenance stops the VM (it restarts after, the node rejoins) instead of live
+  # migrating it: a migration's blackout freezes the leader between two clock readings while
+  # the others' clocks run, which the lease's drift bound does not cover. docs/tuning.md.
+  scheduling {
+    on_host_maintenance = "TERMINATE"
+    automatic_restart   = true
+    preemptible         = false
+  }
+
   shielded_instance_config {
     enable_secure_boot          = true
     enable_vtpm                 = true
     enable_integrity_monitoring = true
   }
 
-  metadata = var.enable_oslogin ? {
-    enable-oslogin = "TRUE"
+  # The guest agent publishes the ssh host keys as guest attributes (hostkeys/), from which
+  # make cluster-inventory pins them.
+  metadata = local.oslogin ? {
+    enable-oslogin          = "TRUE"
+    enable-guest-attributes = "TRUE"
     } : {
-    enable-oslogin         = "FALSE"
-    block-project-ssh-keys = "TRUE"
-    ssh-keys               = "${var.ssh_user}:${trimspace(var.ssh_public_key)}"
+    enable-oslogin          = "FALSE"
+    enable-guest-attributes = "TRUE"
+    block-project-ssh-keys  = "TRUE"
+    ssh-keys                = "${var.ssh_user}:${trimspace(var.ssh_public_key)}"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.oslogin || length(trimspace(var.ssh_public_key)) > 0
+      error_message = "ssh_mode \"metadata\" installs ssh_public_key on the nodes: set it, or use ssh_mode \"oslogin\" or \"iap\"."
+    }
   }
 
   depends_on = [google_project_iam_member.node]

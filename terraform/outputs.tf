@@ -1,5 +1,5 @@
-# deploy/inventory reads `terraform output -json`: the nodes map, the ports, the ssh user
-# and the cluster id. Keep the attribute names in step with deploy/inventory.
+# deploy/inventory reads `terraform output -json`: the nodes map, the ports, the ssh user and
+# mode, the project and the cluster id. Keep the attribute names in step with deploy/inventory.
 
 output "nodes" {
   description = "Every node by instance name: id (raft node id, 1..N in var.regions order), name, region, zone, internal_ip, external_ip (null without assign_external_ip)."
@@ -56,4 +56,24 @@ output "network" {
 output "data_device" {
   description = "Guest path of every node's data disk (attached with device_name georaft-data); the Ansible role formats and mounts it."
   value       = "/dev/disk/by-id/google-georaft-data"
+}
+
+output "ssh_mode" {
+  description = "How Ansible logs in: metadata, oslogin or iap (the inventory adds the IAP tunnel)."
+  value       = var.ssh_mode
+}
+
+output "project_id" {
+  description = "The project (gcloud commands of the kit: IAP tunnel, guest attributes, snapshots)."
+  value       = var.project_id
+}
+
+output "data_disks" {
+  description = "Every node's data disk by instance name: name, zone (cluster-down snapshots them)."
+  value = {
+    for region, id in local.node_ids : local.names[region] => {
+      name = google_compute_disk.data[region].name
+      zone = google_compute_disk.data[region].zone
+    }
+  }
 }

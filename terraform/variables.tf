@@ -86,8 +86,8 @@ variable "subnet_cidr" {
 
 variable "machine_type" {
   type        = string
-  description = "Compute Engine machine type of every node."
-  default     = "e2-standard-2"
+  description = "Compute Engine machine type of every node. n2 by default: dedicated vCPUs, where E2's shared, dynamically scheduled ones can stall a leader's heartbeats for tens of milliseconds (docs/tuning.md)."
+  default     = "n2-standard-2"
 
   validation {
     condition     = can(regex("^[a-z0-9]+-[a-z0-9-]+$", var.machine_type))
@@ -147,17 +147,18 @@ variable "ssh_user" {
 
 variable "ssh_public_key" {
   type        = string
-  description = "Public key (one line, OpenSSH format) installed for ssh_user on every node."
+  description = "Public key (one line, OpenSSH format) installed for ssh_user on every node with ssh_mode \"metadata\"; unused with OS Login."
+  default     = ""
 
   validation {
-    condition     = can(regex("^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+", var.ssh_public_key))
+    condition     = var.ssh_public_key == "" || can(regex("^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+", var.ssh_public_key))
     error_message = "ssh_public_key must be one OpenSSH public key line, e.g. \"ssh-ed25519 AAAA... you@host\"."
   }
 }
 
 variable "admin_cidrs" {
   type        = list(string)
-  description = "Source ranges allowed to SSH to the nodes (e.g. your office, or 35.235.240.0/20 for IAP). Empty: no SSH rule at all."
+  description = "Source ranges allowed to SSH to the nodes (your office; with ssh_mode \"iap\" leave it empty, the IAP range gets its own rule). Empty: no SSH rule from addresses."
   default     = []
 
   validation {
@@ -168,7 +169,7 @@ variable "admin_cidrs" {
 
 variable "client_cidrs" {
   type        = list(string)
-  description = "Source ranges allowed to reach the client (KVService) and metrics ports. Empty: only the cluster's own subnets."
+  description = "Source ranges allowed to reach the client port (KVService; TLS with a client certificate). Empty: only the cluster's own instances."
   default     = []
 
   validation {
@@ -212,14 +213,63 @@ variable "metrics_port" {
 
 variable "assign_external_ip" {
   type        = bool
-  description = "Give every node a static external IP (needed to reach it from outside the VPC: Ansible over ssh, clients, benchmarks)."
+  description = "Give every node a static external IP (to reach it from outside the VPC: ssh without IAP, clients, benchmarks). Organisations with the constraints/compute.vmExternalIpAccess policy need false, with ssh_mode \"iap\"."
   default     = true
 }
 
-variable "enable_oslogin" {
-  type        = bool
-  description = "Use OS Login instead of the ssh_public_key metadata (then grant roles/compute.osAdminLogin yourself)."
-  default     = false
+variable "ssh_mode" {
+  type        = string
+  description = "How Ansible logs in: \"metadata\" (ssh_public_key in instance metadata, for ssh_user), \"oslogin\" (OS Login: your Google identity's POSIX user and registered key; grant roles/compute.osAdminLogin), or \"iap\" (OS Login through an IAP tunnel: no ssh from the internet, no external address needed; grant roles/iap.tunnelResourceAccessor too)."
+  default     = "metadata"
+
+  validation {
+    condition     = contains(["metadata", "oslogin", "iap"], var.ssh_mode)
+    error_message = "ssh_mode must be metadata, oslogin or iap."
+  }
+}
+
+variable "monitoring_cidrs" {
+  type        = list(string)
+  description = "Source ranges (inside the VPC or reached through a VPN) allowed to scrape /metrics and probe /healthz and /readyz on the nodes' internal addresses. Empty: only the nodes themselves."
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.monitoring_cidrs : can(cidrhost(c, 0))])
+    error_message = "monitoring_cidrs must be CIDR blocks such as 10.42.0.0/16."
+  }
+}
+
+variable "snapshot_retention_days" {
+  type        = number
+  description = "Days each daily snapshot of a data disk is kept."
+  default     = 14
+
+  validation {
+    condition     = var.snapshot_retention_days >= 1 && floor(var.snapshot_retention_days) == var.snapshot_retention_days
+    error_message = "snapshot_retention_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "snapshot_start_time" {
+  type        = string
+  description = "UTC hour (HH:00) the daily data disk snapshots start."
+  default     = "04:00"
+
+  validation {
+    condition     = can(regex("^([01][0-9]|2[0-3]):00$", var.snapshot_start_time))
+    error_message = "snapshot_start_time must be a whole UTC hour such as 04:00."
+  }
+}
+
+variable "data_disk_generation" {
+  type        = map(number)
+  description = "Per region, the generation of its node's data disk (default 1). Raising one region's generation gives that node a new, blank disk: part of the replace-node flow, one region at a time, never all at once."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for r, g in var.data_disk_generation : g >= 1 && floor(g) == g])
+    error_message = "data_disk_generation values must be whole numbers, at least 1."
+  }
 }
 
 variable "labels" {

@@ -136,6 +136,12 @@ func (r Result) AnsibleVars() string {
 	}
 	fmt.Fprintf(&b, "# Where tune expects the leader; informational, the cluster elects whom it elects.\n")
 	fmt.Fprintf(&b, "georaft_expected_leader_region: %s\n", yamlScalar(r.LeaderRegion))
+	b.WriteString("# The placement (node id: region) this timing was derived for; the role refuses to deploy\n" +
+		"# an inventory whose node ids and regions differ (re-derive with make cluster-tune).\n")
+	b.WriteString("georaft_timing_placement:\n")
+	for _, v := range r.Voters {
+		fmt.Fprintf(&b, "  %d: %s\n", v.ID, yamlScalar(v.Region))
+	}
 	return b.String()
 }
 

@@ -289,6 +289,15 @@ func TestAnsibleVars(t *testing.T) {
 			t.Errorf("%s = %#v, want %#v", key, vars[key], want)
 		}
 	}
+	placement, ok := vars["georaft_timing_placement"].(map[any]any)
+	if !ok || len(placement) != 5 {
+		t.Fatalf("georaft_timing_placement = %#v, want the five voters", vars["georaft_timing_placement"])
+	}
+	for _, v := range r.Voters {
+		if got := placement[int(v.ID)]; got != v.Region {
+			t.Errorf("georaft_timing_placement[%d] = %v, want %s", v.ID, got, v.Region)
+		}
+	}
 	if got := yamlScalar("we: ird"); got != `"we: ird"` {
 		t.Errorf("yamlScalar quotes %q as %s", "we: ird", got)
 	}

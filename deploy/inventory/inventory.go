@@ -25,6 +25,18 @@ import (
 // RequiredOutputs are the Terraform outputs Parse reads.
 var RequiredOutputs = []string{"nodes", "cluster_id", "ssh_user", "peer_port", "client_port", "metrics_port", "data_device"}
 
+// OptionalOutputs are read when present: a cluster applied before they existed lacks them.
+// ssh_mode is metadata (keys in instance metadata), oslogin, or iap (OS Login through an IAP
+// tunnel); project_id is needed for iap.
+var OptionalOutputs = []string{"ssh_mode", "project_id", "data_disks"}
+
+// The ssh modes of terraform/'s ssh_mode variable.
+const (
+	SSHMetadata = "metadata"
+	SSHOSLogin  = "oslogin"
+	SSHIAP      = "iap"
+)
+
 // RequiredNodeFields are the attributes Parse reads from each element of the nodes output.
 var RequiredNodeFields = []string{"id", "name", "region", "zone", "internal_ip", "external_ip"}
 
@@ -49,8 +61,15 @@ type Cluster struct {
 	PeerPort    int
 	ClientPort  int
 	MetricsPort int
+	SSHMode     string // SSHMetadata, SSHOSLogin or SSHIAP
+	ProjectID   string
 	Nodes       []Node // sorted by ID
+	// DataDisks are the nodes' data disks, in node id order (empty before data_disks existed).
+	DataDisks []Disk
 }
+
+// Disk is a node's data disk.
+type Disk struct{ Name, Zone string }
 
 // output is one entry of `terraform output -json`.
 type output struct {
@@ -104,6 +123,38 @@ func Parse(r io.Reader) (Cluster, error) {
 	}
 	if c.Nodes, err = parseNodes(outputs["nodes"].Value); err != nil {
 		return Cluster{}, err
+	}
+	c.SSHMode = SSHMetadata
+	if _, ok := outputs["ssh_mode"]; ok {
+		if c.SSHMode, err = stringOutput(outputs, "ssh_mode"); err != nil {
+			return Cluster{}, err
+		}
+	}
+	switch c.SSHMode {
+	case SSHMetadata, SSHOSLogin, SSHIAP:
+	default:
+		return Cluster{}, fmt.Errorf("terraform output ssh_mode = %q: want %s, %s or %s", c.SSHMode, SSHMetadata, SSHOSLogin, SSHIAP)
+	}
+	if _, ok := outputs["project_id"]; ok {
+		if c.ProjectID, err = stringOutput(outputs, "project_id"); err != nil {
+			return Cluster{}, err
+		}
+	}
+	if raw, ok := outputs["data_disks"]; ok {
+		var disks map[string]Disk
+		if err := json.Unmarshal(raw.Value, &disks); err != nil {
+			return Cluster{}, fmt.Errorf("terraform output data_disks must map instance names to {name, zone}: %w", err)
+		}
+		for _, n := range c.Nodes {
+			d, ok := disks[n.Name]
+			if !ok || d.Name == "" || d.Zone == "" {
+				return Cluster{}, fmt.Errorf("terraform output data_disks has no disk for %s", n.Name)
+			}
+			c.DataDisks = append(c.DataDisks, d)
+		}
+	}
+	if c.SSHMode == SSHIAP && c.ProjectID == "" {
+		return Cluster{}, errors.New("terraform output ssh_mode is iap but project_id is missing: the IAP tunnel needs the project")
 	}
 	return c, nil
 }
@@ -271,6 +322,13 @@ type Options struct {
 	UseInternalIPs bool
 	// SSHPrivateKeyFile, if set, becomes ansible_ssh_private_key_file.
 	SSHPrivateKeyFile string
+	// SSHUser overrides Terraform's ssh_user: with OS Login the login is the operator's POSIX
+	// name (gcloud compute os-login describe-profile), not a name Terraform chose.
+	SSHUser string
+	// KnownHostsFile, if set, pins every host's key: ssh checks it against this file (written
+	// by WriteKnownHosts from the instances' guest attributes) under the instance name, and
+	// refuses any other. Without it ssh trusts a key on first contact.
+	KnownHostsFile string
 }
 
 // Inventory renders c as an Ansible YAML inventory, hosts in node id order.
@@ -285,8 +343,12 @@ func (c Cluster) Inventory(opts Options) ([]byte, error) {
 		if opts.UseInternalIPs || connect == "" {
 			connect = n.InternalIP
 		}
+		if c.SSHMode == SSHIAP {
+			connect = n.Name // reached through the tunnel, by name
+		}
 		hosts.Content = append(hosts.Content, scalar(n.Name), mapping(
 			"ansible_host", connect,
+			"ansible_ssh_common_args", c.sshArgs(n, opts),
 			"georaft_node_id", n.ID,
 			"georaft_region", n.Region,
 			"georaft_zone", n.Zone,
@@ -303,8 +365,12 @@ func (c Cluster) Inventory(opts Options) ([]byte, error) {
 	if c.DataDevice != "" {
 		vars.Content = append(vars.Content, scalar("georaft_data_device"), scalar(c.DataDevice))
 	}
-	if c.SSHUser != "" {
-		vars.Content = append(vars.Content, scalar("ansible_user"), scalar(c.SSHUser))
+	user := c.SSHUser
+	if opts.SSHUser != "" {
+		user = opts.SSHUser
+	}
+	if user != "" {
+		vars.Content = append(vars.Content, scalar("ansible_user"), scalar(user))
 	}
 	if opts.SSHPrivateKeyFile != "" {
 		vars.Content = append(vars.Content, scalar("ansible_ssh_private_key_file"), scalar(opts.SSHPrivateKeyFile))
@@ -322,6 +388,33 @@ func (c Cluster) Inventory(opts Options) ([]byte, error) {
 		return nil, fmt.Errorf("encode inventory: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// sshArgs are the ssh options for one host: its pinned key, and the IAP tunnel.
+func (c Cluster) sshArgs(n Node, opts Options) string {
+	var args []string
+	if opts.KnownHostsFile != "" {
+		args = append(args, "-o UserKnownHostsFile="+shellQuote(opts.KnownHostsFile), "-o StrictHostKeyChecking=yes",
+			"-o HostKeyAlias="+n.Name)
+	} else {
+		args = append(args, "-o StrictHostKeyChecking=accept-new")
+	}
+	if c.SSHMode == SSHIAP {
+		proxy := fmt.Sprintf("gcloud compute start-iap-tunnel %s %%p --listen-on-stdin --project=%s --zone=%s --verbosity=warning",
+			n.Name, c.ProjectID, n.Zone)
+		args = append(args, "-o "+shellQuote("ProxyCommand="+proxy))
+	}
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes s for the shlex splitting Ansible applies to ansible_ssh_common_args.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:@%+,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
 }
 
 // Generate reads `terraform output -json` from in and writes the inventory to out: the
@@ -398,6 +491,28 @@ func (c Cluster) CertsFlags() []string {
 		out = append(out, "--node", strconv.FormatUint(n.ID, 10)+"="+strings.Join(hosts, ","))
 	}
 	return out
+}
+
+// PrometheusTargets is a Prometheus file_sd document: every node's metrics port on its
+// internal address (the port listens there only), labelled with its region and VM. The node
+// id is already a label of every series (node).
+func (c Cluster) PrometheusTargets() ([]byte, error) {
+	type group struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	groups := make([]group, len(c.Nodes))
+	for i, n := range c.Nodes {
+		groups[i] = group{
+			Targets: []string{net.JoinHostPort(n.InternalIP, strconv.Itoa(c.MetricsPort))},
+			Labels:  map[string]string{"cluster": c.ClusterID, "region": n.Region, "zone": n.Zone, "vm": n.Name},
+		}
+	}
+	out, err := json.MarshalIndent(groups, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
 }
 
 // NodeIn returns the node placed in region.

@@ -17,22 +17,34 @@ const fixture = "../testdata/terraform-output.json"
 
 func TestGoldenInventory(t *testing.T) {
 	for _, tc := range []struct {
-		golden string
-		opts   Options
+		golden  string
+		opts    Options
+		sshMode string
 	}{
-		{"../testdata/inventory.golden.yml", Options{}},
-		{"../testdata/inventory-internal.golden.yml", Options{UseInternalIPs: true, Group: "prod", SSHPrivateKeyFile: "~/.ssh/georaft"}},
+		{"../testdata/inventory.golden.yml", Options{}, ""},
+		{"../testdata/inventory-internal.golden.yml", Options{UseInternalIPs: true, Group: "prod", SSHPrivateKeyFile: "~/.ssh/georaft"}, ""},
+		// OS Login through IAP: the operator's POSIX name, hosts by instance name through the
+		// tunnel, host keys pinned.
+		{"../testdata/inventory-iap.golden.yml", Options{SSHUser: "sa_109876543210987654321",
+			KnownHostsFile: "/home/op/georaft/build/cluster/known_hosts"}, SSHIAP},
 	} {
 		f, err := os.Open(fixture)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got bytes.Buffer
-		err = Generate(f, &got, tc.opts)
+		c, err := Parse(f)
 		f.Close()
 		if err != nil {
-			t.Fatalf("Generate: %v", err)
+			t.Fatalf("Parse: %v", err)
 		}
+		if tc.sshMode != "" {
+			c.SSHMode = tc.sshMode
+		}
+		inv, err := c.Inventory(tc.opts)
+		if err != nil {
+			t.Fatalf("Inventory: %v", err)
+		}
+		got := bytes.NewBuffer(inv)
 		if *update {
 			if err := os.WriteFile(tc.golden, got.Bytes(), 0o644); err != nil {
 				t.Fatal(err)

@@ -96,7 +96,16 @@ type TLSConfig struct {
 	CAFile   string
 	CertFile string
 	KeyFile  string
+	// ClientAuth is what the client port asks of clients: ClientAuthRequire (a certificate
+	// of the cluster's CA; also what "" means) or ClientAuthOptional (verified when presented).
+	ClientAuth string
 }
+
+// The values of tls.client_auth.
+const (
+	ClientAuthRequire  = "require"
+	ClientAuthOptional = "optional"
+)
 
 type LogConfig struct {
 	Level  string // debug|info|warn|error
@@ -113,6 +122,8 @@ type LogConfig struct {
 func Defaults() Config {
 	return Config{
 		ClusterID: "georaft",
+		// With TLS on, holding the public CA certificate is not enough to write.
+		TLS: TLSConfig{ClientAuth: ClientAuthRequire},
 		Timing: TimingConfig{
 			HeartbeatInterval:  50 * time.Millisecond,
 			ElectionTimeoutMin: 500 * time.Millisecond,

@@ -55,6 +55,7 @@ var fields = []field{
 	{"tls.ca_file", "", "CA that signs every node and client certificate", func(c *Config) any { return &c.TLS.CAFile }},
 	{"tls.cert_file", "", "this node's certificate (georaftd certs makes one)", func(c *Config) any { return &c.TLS.CertFile }},
 	{"tls.key_file", "", "this node's private key", func(c *Config) any { return &c.TLS.KeyFile }},
+	{"tls.client_auth", "", "client port: require a client certificate of the CA, or optional (verified when given)", func(c *Config) any { return &c.TLS.ClientAuth }},
 
 	{"log.level", "log-level", "debug|info|warn|error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "log-format", "text|json", func(c *Config) any { return &c.Log.Format }},

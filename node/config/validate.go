@@ -313,6 +313,10 @@ func (c *Config) checkTLS(ps *problems) {
 		}
 		return b
 	}
+	// Empty is the default, require (a Config built in code rather than loaded).
+	if t.ClientAuth != "" && t.ClientAuth != ClientAuthRequire && t.ClientAuth != ClientAuthOptional {
+		ps.add("tls.client_auth", "tls.client_auth %q must be %s or %s", t.ClientAuth, ClientAuthRequire, ClientAuthOptional)
+	}
 	ca := read("tls.ca_file", t.CAFile)
 	cert := read("tls.cert_file", t.CertFile)
 	key := read("tls.key_file", t.KeyFile)

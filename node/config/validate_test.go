@@ -158,6 +158,9 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"tls key mismatch", func(c *Config) {
 			c.TLS = TLSConfig{Enabled: true, CAFile: files.ca, CertFile: files.cert, KeyFile: files.otherKey}
 		}, "tls.cert_file", "are not a certificate and its key"},
+		{"tls client_auth unknown", func(c *Config) {
+			c.TLS = TLSConfig{Enabled: true, CAFile: files.ca, CertFile: files.cert, KeyFile: files.key, ClientAuth: "sometimes"}
+		}, "tls.client_auth", `tls.client_auth "sometimes" must be require or optional`},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, "log.level", `log.level "verbose" is not one of debug, info, warn, error`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", `log.format "xml" is not one of text, json`},
 	}

@@ -246,8 +246,9 @@ func TestIntegrationBenchViaRegion(t *testing.T) {
 	}
 }
 
-// With TLS on, the CLI verifies the nodes with the CA from the node configs (or --cacert),
-// may present a client certificate, and a plaintext client is not let in.
+// With TLS on, the CLI verifies the nodes with the CA from the node configs and presents the
+// node's certificate from them (nodes require a client certificate), or takes --cacert,
+// --cert and --key; a plaintext client is not let in.
 func TestIntegrationTLS(t *testing.T) {
 	cl := kittest.Start(t, clusterkit.Spec{TLS: true})
 	cfg := "--config=" + strings.Join(cl.ConfigPaths(), ",")

@@ -223,12 +223,14 @@ func (a *app) endpointList() ([]client.Endpoint, *client.NodeConfigTLS, error) {
 		return eps, nil, err
 	}
 	tlsCfg := cfg.TLS
-	// A relative CA path in a node config is relative to where the node runs; from
-	// elsewhere, try it next to the config file.
-	if ca := tlsCfg.CAFile; ca != "" && !filepath.IsAbs(ca) {
-		if _, err := os.Stat(ca); err != nil {
-			if _, err := os.Stat(filepath.Join(cfg.Dir, ca)); err == nil {
-				tlsCfg.CAFile = filepath.Join(cfg.Dir, ca)
+	// A relative path in a node config is relative to where the node runs; from elsewhere,
+	// try it next to the config file.
+	for _, path := range []*string{&tlsCfg.CAFile, &tlsCfg.CertFile, &tlsCfg.KeyFile} {
+		if *path != "" && !filepath.IsAbs(*path) {
+			if _, err := os.Stat(*path); err != nil {
+				if _, err := os.Stat(filepath.Join(cfg.Dir, *path)); err == nil {
+					*path = filepath.Join(cfg.Dir, *path)
+				}
 			}
 		}
 	}
@@ -275,6 +277,11 @@ func (a *app) clientOptions(eps []client.Endpoint, fromConfig *client.NodeConfig
 	ca, cert, key := a.cacert, a.cert, a.key
 	if ca == "" && fromConfig != nil && fromConfig.Enabled {
 		ca = fromConfig.CAFile
+		// Nodes require a client certificate by default; a node's own certificate is one
+		// (it carries client auth), so whoever may read the node's key may use the config.
+		if cert == "" && key == "" && readable(fromConfig.CertFile) && readable(fromConfig.KeyFile) {
+			cert, key = fromConfig.CertFile, fromConfig.KeyFile
+		}
 	}
 	if ca == "" && (cert != "" || key != "") {
 		return opts, &cli.UsageError{Problem: "--cert and --key need --cacert"}
@@ -415,4 +422,16 @@ func quoteWord(w string) string {
 		return strconv.Quote(w)
 	}
 	return w
+}
+
+func readable(path string) bool {
+	if path == "" {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
 }

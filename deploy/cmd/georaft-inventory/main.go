@@ -10,9 +10,20 @@
 //	-print internal-endpoints   client addresses inside the VPC
 //	-print host=REGION          the address Ansible reaches the node in REGION at
 //	-print certs-flags          `georaftd certs` flags: --node ID=HOST,... for every node
+//	-print nodes                "NAME ZONE" per node, one a line (what gcloud commands loop over)
+//	-print ssh-mode             metadata, oslogin or iap
+//	-print project              the project id
+//	-print data-disks           "DISK ZONE" per node's data disk
+//	-print prometheus-targets   a Prometheus file_sd document of every node's metrics port
+//
+// With -host-keys DIR (gcloud compute instances get-guest-attributes NAME
+// --query-path=hostkeys/ --format=json saved as DIR/NAME.json for every node) it also writes
+// -known-hosts FILE and pins every host's key in the inventory.
 package main
 
 import (
+	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,7 +49,10 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs.StringVar(&opts.Group, "group", inventory.DefaultGroup, "inventory group of the nodes")
 	fs.BoolVar(&opts.UseInternalIPs, "internal", false, "connect to internal IPs (running from inside the VPC)")
 	fs.StringVar(&opts.SSHPrivateKeyFile, "ssh-key", "", "private key file for ansible_ssh_private_key_file")
-	query := fs.String("print", "", "print endpoints, internal-endpoints, host=REGION or certs-flags instead of the inventory")
+	fs.StringVar(&opts.SSHUser, "ssh-user", "", "login to use instead of Terraform's ssh_user (OS Login: your POSIX name)")
+	hostKeys := fs.String("host-keys", "", "directory of NAME.json guest attributes (hostkeys/) of every node")
+	fs.StringVar(&opts.KnownHostsFile, "known-hosts", "", "known_hosts file to write from -host-keys and pin in the inventory")
+	query := fs.String("print", "", "print endpoints, internal-endpoints, host=REGION, certs-flags, nodes, data-disks, prometheus-targets, ssh-mode or project instead of the inventory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +69,9 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		defer f.Close()
 		src = f
 	}
+	if (*hostKeys == "") != (opts.KnownHostsFile == "") {
+		return errors.New("-host-keys and -known-hosts go together")
+	}
 	if *query != "" {
 		c, err := inventory.Parse(src)
 		if err != nil {
@@ -66,6 +83,27 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		}
 		_, err = fmt.Fprintln(stdout, answer)
 		return err
+	}
+	if *hostKeys != "" {
+		data, err := io.ReadAll(src)
+		if err != nil {
+			return fmt.Errorf("read terraform output: %w", err)
+		}
+		c, err := inventory.Parse(bytes.NewReader(data))
+		if err != nil {
+			return err
+		}
+		known, err := c.KnownHosts(*hostKeys)
+		if err != nil {
+			return err
+		}
+		if err := writeAtomically(opts.KnownHostsFile, known); err != nil {
+			return err
+		}
+		if opts.KnownHostsFile, err = filepath.Abs(opts.KnownHostsFile); err != nil {
+			return err
+		}
+		src = bytes.NewReader(data)
 	}
 	if *out == "-" {
 		return inventory.Generate(src, stdout, opts)
@@ -90,8 +128,50 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	return nil
 }
 
+// writeAtomically replaces path with data through a rename.
+func writeAtomically(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".georaft-inventory-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
 func answer(c inventory.Cluster, query string, opts inventory.Options) (string, error) {
 	switch {
+	case query == "nodes":
+		lines := make([]string, len(c.Nodes))
+		for i, n := range c.Nodes {
+			lines[i] = n.Name + " " + n.Zone
+		}
+		return strings.Join(lines, "\n"), nil
+	case query == "data-disks":
+		if len(c.DataDisks) == 0 {
+			return "", errors.New("terraform output has no data_disks (apply the current terraform/ first)")
+		}
+		lines := make([]string, len(c.DataDisks))
+		for i, d := range c.DataDisks {
+			lines[i] = d.Name + " " + d.Zone
+		}
+		return strings.Join(lines, "\n"), nil
+	case query == "prometheus-targets":
+		out, err := c.PrometheusTargets()
+		return strings.TrimSuffix(string(out), "\n"), err
+	case query == "ssh-mode":
+		return c.SSHMode, nil
+	case query == "project":
+		return c.ProjectID, nil
 	case query == "endpoints":
 		return strings.Join(c.ClientEndpoints(false), ","), nil
 	case query == "internal-endpoints":
@@ -108,5 +188,5 @@ func answer(c inventory.Cluster, query string, opts inventory.Options) (string, 
 		}
 		return n.ExternalIP, nil
 	}
-	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints, host=REGION or certs-flags", query)
+	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints, host=REGION, certs-flags, nodes, data-disks, prometheus-targets, ssh-mode or project", query)
 }
