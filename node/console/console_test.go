@@ -221,17 +221,39 @@ func TestPlacement(t *testing.T) {
 	if math.Abs(x-(120.52+180)/360*world.Width) > 0.01 || y < world.Height*0.35 || y > world.Height*0.5 {
 		t.Errorf("asia-east1 at %v,%v", x, y)
 	}
-	p = placeNodes([]nodeRegion{{1, "local"}, {2, "local"}, {3, "local"}, {4, "dc-b"}})
-	if !p.Strip || p.Height != world.Height+stripHeight {
+	apart := func(p placement, ids ...uint64) {
+		t.Helper()
+		for i, id := range ids {
+			for _, other := range ids[i+1:] {
+				if math.Hypot(p.pos[id][0]-p.pos[other][0], p.pos[id][1]-p.pos[other][1]) < 40 {
+					t.Errorf("nodes %d and %d overlap: %v %v", id, other, p.pos[id], p.pos[other])
+				}
+			}
+		}
+	}
+	// Some regions unknown: those nodes go side by side on the strip.
+	p = placeNodes([]nodeRegion{{1, "us-east1"}, {2, "dc-a"}, {3, "dc-a"}, {4, "dc-b"}})
+	if !p.Strip || p.Schematic || p.Height != world.Height+stripHeight {
 		t.Fatalf("no strip for unknown regions: %+v", p)
 	}
-	for id := uint64(1); id <= 4; id++ {
-		if p.pos[id][1] < world.Height {
-			t.Errorf("node %d of an unknown region at y %v, above the strip", id, p.pos[id][1])
+	for _, id := range []uint64{2, 3, 4} {
+		if y := p.pos[id][1]; y < world.Height || y > p.Height {
+			t.Errorf("node %d of an unknown region at y %v, off the strip", id, y)
 		}
-		for other := id + 1; other <= 4; other++ {
-			if math.Hypot(p.pos[id][0]-p.pos[other][0], p.pos[id][1]-p.pos[other][1]) < 16 {
-				t.Errorf("nodes %d and %d overlap", id, other)
+	}
+	apart(p, 2, 3, 4)
+	// No region known (a cluster on one machine): a ring, no map.
+	p = placeNodes([]nodeRegion{{1, "local"}, {2, "local"}, {3, "local"}, {4, "local"}, {5, "local"}})
+	if !p.Schematic || p.Strip {
+		t.Fatalf("one machine's cluster: %+v", p)
+	}
+	apart(p, 1, 2, 3, 4, 5)
+	// Three nodes in one known region sit around it.
+	p = placeNodes([]nodeRegion{{1, "europe-west1"}, {2, "europe-west1"}, {3, "europe-west1"}})
+	for i := uint64(1); i <= 3; i++ {
+		for j := i + 1; j <= 3; j++ {
+			if math.Hypot(p.pos[i][0]-p.pos[j][0], p.pos[i][1]-p.pos[j][1]) < 16 {
+				t.Errorf("nodes %d and %d of one region overlap", i, j)
 			}
 		}
 	}
@@ -265,7 +287,7 @@ func TestPlacement(t *testing.T) {
 func TestLinkPathWrapsAroundThePacific(t *testing.T) {
 	x1, y1 := world.project(41.26, -95.86)
 	x2, y2 := world.project(24.05, 120.52)
-	d, spots := linkPath([2]float64{x1, y1}, [2]float64{x2, y2})
+	d, spots := linkPath([2]float64{x1, y1}, [2]float64{x2, y2}, true)
 	if !strings.Contains(d, "L0 ") || !strings.Contains(d, "M1000 ") {
 		t.Errorf("path %s does not cross the edge", d)
 	}
@@ -273,7 +295,7 @@ func TestLinkPathWrapsAroundThePacific(t *testing.T) {
 		t.Errorf("label spots %v: the first should be on the longer, western piece", spots)
 	}
 	x3, y3 := world.project(50.45, 3.82)
-	d, _ = linkPath([2]float64{x1, y1}, [2]float64{x3, y3})
+	d, _ = linkPath([2]float64{x1, y1}, [2]float64{x3, y3}, true)
 	if !strings.Contains(d, "Q") {
 		t.Errorf("us-central1 to europe-west1 is not an arc: %s", d)
 	}

@@ -37,6 +37,8 @@ type MapView struct {
 	Strip         bool
 	StripY        float64
 	StripLabelY   float64
+	StripHeight   float64
+	Schematic     bool
 }
 
 // NodeView is one member.
@@ -187,7 +189,8 @@ func (g *gatherer) view() *View {
 		}
 	}
 	place := placeNodes(regions)
-	v.Map = MapView{Width: world.Width, Height: place.Height, Strip: place.Strip, StripY: place.StripY, StripLabelY: place.StripY + 12}
+	v.Map = MapView{Width: world.Width, Height: place.Height, Strip: place.Strip, StripY: place.StripY, StripLabelY: place.StripY + 12,
+		StripHeight: stripHeight, Schematic: place.Schematic}
 	byID := map[uint64]*NodeView{}
 	for _, r := range regions {
 		m := g.members[r.ID]
@@ -469,7 +472,7 @@ func (g *gatherer) links(v *View, byID map[uint64]*NodeView) []*LinkView {
 			}
 			l.Leader = a.IsLeader || b.IsLeader
 			l.Quorum = l.Leader && (a.InQuorum || b.InQuorum)
-			l.Path, l.spots = linkPath([2]float64{a.X, a.Y}, [2]float64{b.X, b.Y})
+			l.Path, l.spots = linkPath([2]float64{a.X, a.Y}, [2]float64{b.X, b.Y}, !v.Map.Schematic)
 			out = append(out, l)
 		}
 	}

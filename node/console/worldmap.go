@@ -99,7 +99,7 @@ var regionLocations = map[string]location{
 }
 
 // stripHeight is the band under the map for regions without a known location.
-const stripHeight = 44.0
+const stripHeight = 64.0
 
 // placement is where each node's marker goes.
 type placement struct {
@@ -108,39 +108,51 @@ type placement struct {
 	// Strip is true when the strip is drawn; StripY is its top.
 	Strip  bool
 	StripY float64
-	pos    map[uint64][2]float64
-	place  map[string]string
+	// Schematic: no region has a known location (a cluster on one machine), so the nodes
+	// are drawn on a ring instead of a map.
+	Schematic bool
+	pos       map[uint64][2]float64
+	place     map[string]string
 }
 
 // placeNodes puts each node at its region; several nodes of one region go on a small circle
-// around it, and regions without a known location share the strip, in name order.
+// around it. Nodes of regions without a known location go side by side on a strip under
+// the map; when no region is known at all, every node goes on a ring.
 func placeNodes(nodes []nodeRegion) placement {
 	p := placement{Height: world.Height, pos: map[uint64][2]float64{}, place: map[string]string{}}
 	byRegion := map[string][]uint64{}
-	var unknown []string
+	var unknown []nodeRegion
 	for _, n := range nodes {
-		if _, ok := byRegion[n.Region]; !ok {
-			if _, known := regionLocations[n.Region]; !known {
-				unknown = append(unknown, n.Region)
-			}
+		if _, known := regionLocations[n.Region]; known {
+			byRegion[n.Region] = append(byRegion[n.Region], n.ID)
+		} else {
+			unknown = append(unknown, n)
 		}
-		byRegion[n.Region] = append(byRegion[n.Region], n.ID)
 	}
-	slices.Sort(unknown)
-	if len(unknown) > 0 {
+	slices.SortFunc(unknown, func(a, b nodeRegion) int {
+		if c := strings.Compare(a.Region, b.Region); c != 0 {
+			return c
+		}
+		return int(a.ID) - int(b.ID)
+	})
+	switch {
+	case len(unknown) > 0 && len(byRegion) == 0:
+		p.Schematic = true
+		for i, n := range unknown {
+			a := -math.Pi/2 + 2*math.Pi*float64(i)/float64(len(unknown))
+			p.pos[n.ID] = [2]float64{world.Width/2 + world.Width*0.28*math.Cos(a), world.Height/2 + world.Height*0.3*math.Sin(a)}
+		}
+	case len(unknown) > 0:
 		p.Strip, p.StripY, p.Height = true, world.Height, world.Height+stripHeight
-	}
-	centre := func(region string) (float64, float64) {
-		if loc, ok := regionLocations[region]; ok {
-			p.place[region] = loc.Place
-			return world.project(loc.Lat, loc.Lon)
+		for i, n := range unknown {
+			p.pos[n.ID] = [2]float64{world.Width * (float64(i) + 0.5) / float64(len(unknown)), p.StripY + 22}
 		}
-		i := slices.Index(unknown, region)
-		return world.Width * (float64(i) + 0.5) / float64(len(unknown)), p.StripY + stripHeight/2
 	}
 	for region, ids := range byRegion {
 		slices.Sort(ids)
-		cx, cy := centre(region)
+		loc := regionLocations[region]
+		p.place[region] = loc.Place
+		cx, cy := world.project(loc.Lat, loc.Lon)
 		if len(ids) == 1 {
 			p.pos[ids[0]] = [2]float64{cx, cy}
 			continue
@@ -161,14 +173,15 @@ type nodeRegion struct {
 
 // linkPath draws the link between two points: a gentle arc, or, when the short way round
 // crosses the map's edge (the Pacific), two straight pieces leaving one edge and entering
-// the other. It returns the path and the places a label may go, best first.
-func linkPath(a, b [2]float64) (d string, spots [][2]float64) {
+// the other (only on a map: wrap). It returns the path and the places a label may go, best
+// first.
+func linkPath(a, b [2]float64, wrap bool) (d string, spots [][2]float64) {
 	f := func(v float64) string { return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64) }
 	lerp := func(p, q [2]float64, t float64) [2]float64 {
 		return [2]float64{p[0] + (q[0]-p[0])*t, p[1] + (q[1]-p[1])*t}
 	}
 	dx := b[0] - a[0]
-	if math.Abs(dx) > world.Width/2 {
+	if wrap && math.Abs(dx) > world.Width/2 {
 		if a[0] > b[0] {
 			a, b = b, a
 		}
