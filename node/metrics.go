@@ -176,8 +176,8 @@ func (m *metrics) observePeerRTT(peer uint64, rtt time.Duration) {
 }
 
 // latencyHistograms are the node's latency histograms as Status hands them to dashboards:
-// reads by the mode asked for, writes by operation, WAL fsyncs. Gets are left out of the
-// writes: the reads count them by mode.
+// reads by the mode asked for ("read lease"), writes by operation ("write set"), any other
+// request by its operation ("request OP"), WAL fsyncs. Gets are counted by the reads.
 func (m *metrics) latencyHistograms() []*georaftv1.LatencyHistogram {
 	var out []*georaftv1.LatencyHistogram
 	collect := func(c prometheus.Collector, name func(*dto.Metric) string) {
@@ -203,10 +203,14 @@ func (m *metrics) latencyHistograms() []*georaftv1.LatencyHistogram {
 	}
 	collect(m.reads, func(pb *dto.Metric) string { return "read " + label(pb, "mode") })
 	collect(m.requests, func(pb *dto.Metric) string {
-		if op := label(pb, "op"); op != "get" {
+		switch op := label(pb, "op"); op {
+		case "get":
+			return ""
+		case "set", "delete":
 			return "write " + op
+		default:
+			return "request " + op
 		}
-		return ""
 	})
 	collect(m.fsync, func(*dto.Metric) string { return "wal fsync" })
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

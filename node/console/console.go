@@ -125,7 +125,7 @@ func New(cfg Config) (*Console, error) {
 // Close stops polling and closes the connections to the members.
 func (c *Console) Close() { c.g.close() }
 
-// Paths the console serves; Handler answers every one under Prefix.
+// Prefix is where the console is mounted; it answers every path under it.
 const Prefix = "/ui"
 
 // ServeHTTP routes /ui, /ui/stream, /ui/transfer and /ui/static/.
@@ -200,6 +200,15 @@ func (c *Console) current() (*rendered, error) {
 	return r, nil
 }
 
+// fresh is the view once every member has answered at least once (or 3 s passed): the first
+// page of a console nobody was watching shows the cluster, not an empty map.
+func (c *Console) fresh(r *http.Request) (*rendered, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	c.g.refresh(ctx)
+	cancel()
+	return c.current()
+}
+
 // renderedSeq is the rendering numbered seq, if it is recent.
 func (c *Console) renderedSeq(seq uint64) *rendered {
 	c.mu.Lock()
@@ -257,7 +266,7 @@ type pageData struct {
 	Notice     *notice
 	Land       string
 	Categories []string
-	Classes    any
+	Classes    []linkClassDef
 	// Seq numbers the rendering the page shows; its stream starts from there.
 	Seq uint64
 }
@@ -270,10 +279,7 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "GET only", http.StatusMethodNotAllowed)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	c.g.refresh(ctx)
-	cancel()
-	rd, err := c.current()
+	rd, err := c.fresh(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -392,10 +398,7 @@ func (c *Console) transfer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "target: want a node id", http.StatusBadRequest)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	c.g.refresh(ctx)
-	cancel()
-	rd, err := c.current()
+	rd, err := c.fresh(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

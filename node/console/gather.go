@@ -102,12 +102,16 @@ type gatherer struct {
 	subs     map[chan struct{}]struct{}
 	closed   bool
 	done     chan struct{}
-	wg       sync.WaitGroup
+	// ctx ends the calls in flight when the console closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 func newGatherer(cfg Config) *gatherer {
 	g := &gatherer{cfg: cfg, log: cfg.Logger, timeout: 2 * time.Second, members: map[uint64]*member{},
 		subs: map[chan struct{}]struct{}{}, done: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
 	for _, m := range cfg.Members {
 		g.addMember(m)
 	}
@@ -193,6 +197,7 @@ func (g *gatherer) close() {
 	}
 	g.closed = true
 	close(g.done)
+	g.cancel()
 	g.mu.Unlock()
 	g.wg.Wait()
 	for _, m := range g.members {
@@ -227,6 +232,10 @@ func (g *gatherer) run() {
 // subscribers. Answers land as they come; a round does not wait for a slow member.
 func (g *gatherer) pollOnce() {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
 	g.tick++
 	activity := g.tick%activityEvery == 1
 	for _, id := range g.order {
@@ -244,7 +253,7 @@ func (g *gatherer) pollOnce() {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+			ctx, cancel := context.WithTimeout(g.ctx, g.timeout)
 			st, err := node.Status(ctx, req)
 			cancel()
 			g.mu.Lock()
@@ -259,7 +268,6 @@ func (g *gatherer) pollOnce() {
 		default:
 		}
 	}
-	g.mu.Unlock()
 }
 
 // refresh polls once and waits (a bounded time) for the answers: the first page of a

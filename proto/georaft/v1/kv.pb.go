@@ -1161,7 +1161,8 @@ func (x *NodeEvent) GetText() string {
 // LatencyHistogram is one cumulative latency histogram of the node, as /metrics exports it.
 type LatencyHistogram struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "read lease" (by read mode asked for), "write set", "write delete", "wal fsync".
+	// "read lease" (by the read mode asked for), "write set", "write delete", "request OP" for
+	// other operations, "wal fsync".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Upper bounds of the buckets, in seconds, ascending; the last bucket is unbounded.
 	UpperBoundsSeconds []float64 `protobuf:"fixed64,2,rep,packed,name=upper_bounds_seconds,json=upperBoundsSeconds,proto3" json:"upper_bounds_seconds,omitempty"`
