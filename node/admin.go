@@ -46,6 +46,12 @@ func (n *Node) statusResponse(ctx context.Context, req *georaftv1.StatusRequest)
 		SnapshotIndex:       st.Snapshot.Index,
 		Keys:                uint64(n.store.Len()),
 		Version:             Version,
+		LeaseDurationNanos:  int64(n.cfg.Timing.LeaseDuration),
+		MaxStalenessNanos:   int64(n.cfg.Timing.MaxStaleness),
+	}
+	if req.GetIncludeActivity() {
+		resp.Events = n.dump.recent.since(req.GetEventsAfter())
+		resp.Latencies = n.m.latencyHistograms()
 	}
 	if req.GetIncludeStateHash() {
 		var herr error

@@ -63,6 +63,8 @@ type dumpLog struct {
 	maxBytes int64
 	wall     func() time.Time
 	stamp    []byte
+	// recent keeps the story (not the traffic) in memory for Status and the console.
+	recent *eventRing
 }
 
 const defaultDumpMaxBytes = 64 << 20
@@ -71,7 +73,8 @@ func openDumpLog(dataDir string, maxBytes int64, requests RequestDump) (*dumpLog
 	if maxBytes <= 0 {
 		maxBytes = defaultDumpMaxBytes
 	}
-	d := &dumpLog{path: filepath.Join(dataDir, DumpFileName), maxBytes: maxBytes, wall: time.Now, requests: requests}
+	d := &dumpLog{path: filepath.Join(dataDir, DumpFileName), maxBytes: maxBytes, wall: time.Now, requests: requests,
+		recent: newEventRing(time.Now())}
 	if err := d.open(); err != nil {
 		return nil, err
 	}
@@ -111,11 +114,17 @@ func (d *dumpLog) open() error {
 	return nil
 }
 
-// Printf records one event line.
+// Printf records one line of the story, in the file and in memory.
 func (d *dumpLog) Printf(format string, args ...any) {
 	if d == nil {
 		return
 	}
+	d.recent.add(d.wall(), lineCategory(format), fmt.Sprintf(format, args...))
+	d.printf(format, args...)
+}
+
+// printf writes one line to the file.
+func (d *dumpLog) printf(format string, args ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.w == nil {
@@ -136,7 +145,7 @@ func (d *dumpLog) Printf(format string, args ...any) {
 // Request records a line of client traffic, as log.dump_requests says.
 func (d *dumpLog) Request(format string, args ...any) {
 	if d.keepTraffic() {
-		d.Printf(format, args...)
+		d.printf(format, args...)
 	}
 }
 
@@ -155,11 +164,19 @@ func (d *dumpLog) keepTraffic() bool {
 
 // Events records what the core reported. Commits and accepted appends are client traffic.
 func (d *dumpLog) Events(events []raft.Event) {
+	if d == nil {
+		return
+	}
 	for _, e := range events {
-		if (e.Kind == raft.EventCommitted || e.Kind == raft.EventAppendAccepted) && !d.keepTraffic() {
+		if e.Kind == raft.EventCommitted || e.Kind == raft.EventAppendAccepted {
+			if d.keepTraffic() {
+				d.printf("%s", e)
+			}
 			continue
 		}
-		d.Printf("%s", e)
+		text := e.String()
+		d.recent.add(d.wall(), eventCategory(e.Kind), text)
+		d.printf("%s", text)
 	}
 }
 

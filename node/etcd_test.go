@@ -266,7 +266,7 @@ func TestEtcdLeaseExpires(t *testing.T) {
 // refuses the etcd services to a client certificate.
 func TestEtcdForwardingOverMutualTLS(t *testing.T) {
 	files := generateTLSFiles(t, 3)
-	c := newTLSTestCluster(t, 3, files)
+	c := newTLSTestCluster(t, 3, files, "")
 	leader := c.waitLeader(15 * time.Second)
 	follower := (leader + 1) % 3
 	admin := clientTLS(t, files.CA.Cert, files.Clients[tlsClientName], "")

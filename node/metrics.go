@@ -1,6 +1,7 @@
 package node
 
 import (
+	"sort"
 	"strconv"
 	"time"
 
@@ -8,7 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
 )
 
@@ -178,4 +181,55 @@ func (m *metrics) observePeerRTT(peer uint64, rtt time.Duration) {
 	if rtt > 0 {
 		m.peerRTT.WithLabelValues(strconv.FormatUint(peer, 10)).Set(rtt.Seconds())
 	}
+}
+
+// latencyHistograms are the node's latency histograms as Status hands them to dashboards:
+// reads by the mode asked for ("read lease"), writes by operation ("write set"), any other
+// request by its operation ("request OP"), WAL fsyncs. Gets are counted by the reads.
+func (m *metrics) latencyHistograms() []*georaftv1.LatencyHistogram {
+	var out []*georaftv1.LatencyHistogram
+	collect := func(c prometheus.Collector, name func(*dto.Metric) string) {
+		ch := make(chan prometheus.Metric, 16)
+		go func() { c.Collect(ch); close(ch) }()
+		for metric := range ch {
+			var pb dto.Metric
+			if metric.Write(&pb) != nil || pb.Histogram == nil {
+				continue
+			}
+			if n := name(&pb); n != "" {
+				out = append(out, histogramProto(n, pb.Histogram))
+			}
+		}
+	}
+	label := func(pb *dto.Metric, key string) string {
+		for _, l := range pb.Label {
+			if l.GetName() == key {
+				return l.GetValue()
+			}
+		}
+		return ""
+	}
+	collect(m.reads, func(pb *dto.Metric) string { return "read " + label(pb, "mode") })
+	collect(m.requests, func(pb *dto.Metric) string {
+		switch op := label(pb, "op"); op {
+		case "get":
+			return ""
+		case "set", "delete":
+			return "write " + op
+		default:
+			return "request " + op
+		}
+	})
+	collect(m.fsync, func(*dto.Metric) string { return "wal fsync" })
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func histogramProto(name string, h *dto.Histogram) *georaftv1.LatencyHistogram {
+	lh := &georaftv1.LatencyHistogram{Name: name, Count: h.GetSampleCount(), SumSeconds: h.GetSampleSum()}
+	for _, b := range h.Bucket {
+		lh.UpperBoundsSeconds = append(lh.UpperBoundsSeconds, b.GetUpperBound())
+		lh.CumulativeCounts = append(lh.CumulativeCounts, b.GetCumulativeCount())
+	}
+	return lh
 }

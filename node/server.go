@@ -20,6 +20,7 @@ import (
 
 	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/node/connlimit"
+	"github.com/georaft/georaft/node/console"
 	"github.com/georaft/georaft/node/transport"
 	"github.com/georaft/georaft/node/wal"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
@@ -37,6 +38,7 @@ type Server struct {
 	peerSrv    *grpc.Server
 	clientSrv  *grpc.Server
 	httpSrv    *http.Server
+	console    *console.Console
 	stopOnce   sync.Once
 	stopErr    error
 	wg         sync.WaitGroup
@@ -160,7 +162,11 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 	s.serve(s.peerSrv, s.peerLis, "peer")
 	s.serve(s.clientSrv, s.clientLis, "client")
 	if s.metricsLis != nil {
-		s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		mux := s.httpHandler()
+		s.startConsole(cfg, mux, serverTLS, clientTLS)
+		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+			// TLS handshakes refused (the console's clients) go to the node's log.
+			ErrorLog: slog.NewLogLogger(logger.With("listener", "metrics").Handler(), slog.LevelInfo)}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -316,7 +322,7 @@ func clientPortTLS(peer *tls.Config, clientAuth string) *tls.Config {
 	return c
 }
 
-func (s *Server) httpHandler() http.Handler {
+func (s *Server) httpHandler() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.n.m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -390,6 +396,9 @@ func (s *Server) stop(ctx context.Context) error {
 	if s.httpSrv != nil {
 		s.httpSrv.Close()
 	}
+	if s.console != nil {
+		s.console.Close()
+	}
 	n.stopLoop()
 	n.tr.Close()
 	n.fwd.close()
@@ -431,6 +440,9 @@ func (s *Server) Kill() error {
 		s.clientSrv.Stop()
 		if s.httpSrv != nil {
 			s.httpSrv.Close()
+		}
+		if s.console != nil {
+			s.console.Close()
 		}
 		s.n.stopLoop()
 		s.n.tr.Close()

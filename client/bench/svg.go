@@ -13,23 +13,8 @@ import (
 // y axis is logarithmic, so a 0.2ms lease read and a 150ms log read fit one picture. One
 // colored line per row; a diamond marks a row's predicted p50.
 
-var rowColors = map[string]string{
-	"lease": "#1b9e77",
-	"index": "#d95f02",
-	"log":   "#7570b3",
-	"stale": "#e7298a",
-	"write": "#4b7bd1",
-}
-
-var spareColors = []string{"#a6761d", "#66a61e", "#e6ab02", "#666666", "#17becf", "#bcbd22"}
-
 // ColorFor is the color of row name (the i-th row) in every chart of the benchmark.
-func ColorFor(name string, i int) string {
-	if c, ok := rowColors[name]; ok {
-		return c
-	}
-	return spareColors[i%len(spareColors)]
-}
+func ColorFor(name string, i int) string { return chart.ModeColor(name, i) }
 
 // nines maps a percentile onto the x axis: 0% → 0, 90% → 1, 99% → 2, 99.9% → 3 (at most
 // 99.99% → 4); 100% (the max) gets its own column to the right.

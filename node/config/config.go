@@ -29,6 +29,7 @@ type Config struct {
 	Storage StorageConfig
 	TLS     TLSConfig
 	Log     LogConfig
+	Console ConsoleConfig
 }
 
 type NodeConfig struct {
@@ -115,6 +116,16 @@ type LogConfig struct {
 	DumpRequests string
 }
 
+// ConsoleConfig is the web console georaftd serves at /ui on the metrics listener.
+type ConsoleConfig struct {
+	// Enabled serves it (when listen.metrics is set); with tls.enabled only over HTTPS, with
+	// the client port's demands on client certificates.
+	Enabled bool
+	// ResultsDir is where it looks for bench-latest.json and compare-latest.json, relative to
+	// the working directory ("" looks nowhere).
+	ResultsDir string
+}
+
 // Defaults returns the configuration used for every key no source sets: timing for a
 // single machine or one region. Node id, region, addresses and peers have no default;
 // empty derived fields (node.region, node.data_dir, listen.peer, listen.client) are filled
@@ -124,6 +135,9 @@ func Defaults() Config {
 		ClusterID: "georaft",
 		// With TLS on, holding the public CA certificate is not enough to write.
 		TLS: TLSConfig{ClientAuth: ClientAuthRequire},
+		// On: it shows what /metrics and Status already tell, behind the same TLS as the
+		// client port, and costs nothing until someone looks.
+		Console: ConsoleConfig{Enabled: true, ResultsDir: "results"},
 		Timing: TimingConfig{
 			HeartbeatInterval:  50 * time.Millisecond,
 			ElectionTimeoutMin: 500 * time.Millisecond,

@@ -60,6 +60,9 @@ var fields = []field{
 	{"log.level", "log-level", "debug|info|warn|error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "log-format", "text|json", func(c *Config) any { return &c.Log.Format }},
 	{"log.dump_requests", "dump-requests", "client traffic in dump.txt: off|sampled (1 line in 100)|all; elections, leases and faults are always there", func(c *Config) any { return &c.Log.DumpRequests }},
+
+	{"console.enabled", "console", "the web console at /ui on the metrics listener; HTTPS only when tls.enabled (docs/console.md)", func(c *Config) any { return &c.Console.Enabled }},
+	{"console.results_dir", "", `where the console finds bench-latest.json and compare-latest.json ("" shows none)`, func(c *Config) any { return &c.Console.ResultsDir }},
 }
 
 const peersKey = "peers"

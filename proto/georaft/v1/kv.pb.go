@@ -670,8 +670,13 @@ type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ask for state_hash, which costs a pass over every key.
 	IncludeStateHash bool `protobuf:"varint,1,opt,name=include_state_hash,json=includeStateHash,proto3" json:"include_state_hash,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Ask for events and latencies, what a dashboard (the console) shows besides the state.
+	IncludeActivity bool `protobuf:"varint,2,opt,name=include_activity,json=includeActivity,proto3" json:"include_activity,omitempty"`
+	// With include_activity: only events whose seq is greater. A value beyond the node's
+	// newest event (the node restarted) returns every event it holds.
+	EventsAfter   uint64 `protobuf:"varint,3,opt,name=events_after,json=eventsAfter,proto3" json:"events_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusRequest) Reset() {
@@ -709,6 +714,20 @@ func (x *StatusRequest) GetIncludeStateHash() bool {
 		return x.IncludeStateHash
 	}
 	return false
+}
+
+func (x *StatusRequest) GetIncludeActivity() bool {
+	if x != nil {
+		return x.IncludeActivity
+	}
+	return false
+}
+
+func (x *StatusRequest) GetEventsAfter() uint64 {
+	if x != nil {
+		return x.EventsAfter
+	}
+	return 0
 }
 
 type PeerStatus struct {
@@ -848,7 +867,21 @@ type StatusResponse struct {
 	// asked for: replicas at the same applied index must have the same hash.
 	StateHash uint64 `protobuf:"varint,19,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
 	// Why the node is not serving, if it has stopped (for example after a disk failure).
-	Failure       string `protobuf:"bytes,20,opt,name=failure,proto3" json:"failure,omitempty"`
+	Failure string `protobuf:"bytes,20,opt,name=failure,proto3" json:"failure,omitempty"`
+	// Fields 30-39 are for dashboards (the console renders them; new ones show there too).
+	// A lease is described by a pair of fields X_state and X_remaining_nanos; the console
+	// draws every such pair as a countdown, against X_duration_nanos when present.
+	//
+	// timing.lease_duration: the length of a full leader lease.
+	LeaseDurationNanos int64 `protobuf:"varint,30,opt,name=lease_duration_nanos,json=leaseDurationNanos,proto3" json:"lease_duration_nanos,omitempty"`
+	// timing.max_staleness: a stale read here returns data at most this old (see
+	// last_contact_age_nanos for how old it is now).
+	MaxStalenessNanos int64 `protobuf:"varint,31,opt,name=max_staleness_nanos,json=maxStalenessNanos,proto3" json:"max_staleness_nanos,omitempty"`
+	// With include_activity: the node's recent story (what dump.txt tells, without client
+	// traffic), oldest first, at most the few hundred it keeps.
+	Events []*NodeEvent `protobuf:"bytes,32,rep,name=events,proto3" json:"events,omitempty"`
+	// With include_activity: cumulative latency histograms since the node started.
+	Latencies     []*LatencyHistogram `protobuf:"bytes,33,rep,name=latencies,proto3" json:"latencies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1023,6 +1056,189 @@ func (x *StatusResponse) GetFailure() string {
 	return ""
 }
 
+func (x *StatusResponse) GetLeaseDurationNanos() int64 {
+	if x != nil {
+		return x.LeaseDurationNanos
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetMaxStalenessNanos() int64 {
+	if x != nil {
+		return x.MaxStalenessNanos
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetEvents() []*NodeEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLatencies() []*LatencyHistogram {
+	if x != nil {
+		return x.Latencies
+	}
+	return nil
+}
+
+// NodeEvent is one line of a node's story: an election, a lease won or lost, a transfer, a
+// snapshot, a failure, a start or a stop.
+type NodeEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Grows by one per event; it starts from the node's start time in microseconds, so it
+	// also grows across restarts.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When the node recorded it, by its wall clock.
+	UnixNanos int64 `protobuf:"varint,2,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	// election, lease, transfer, membership, replication, snapshot, failure, lifecycle or other.
+	Category      string `protobuf:"bytes,3,opt,name=category,proto3" json:"category,omitempty"`
+	Text          string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeEvent) Reset() {
+	*x = NodeEvent{}
+	mi := &file_georaft_v1_kv_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeEvent) ProtoMessage() {}
+
+func (x *NodeEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_georaft_v1_kv_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeEvent.ProtoReflect.Descriptor instead.
+func (*NodeEvent) Descriptor() ([]byte, []int) {
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *NodeEvent) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *NodeEvent) GetUnixNanos() int64 {
+	if x != nil {
+		return x.UnixNanos
+	}
+	return 0
+}
+
+func (x *NodeEvent) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *NodeEvent) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// LatencyHistogram is one cumulative latency histogram of the node, as /metrics exports it.
+type LatencyHistogram struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "read lease" (by the read mode asked for), "write set", "write delete", "request OP" for
+	// other operations, "wal fsync".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Upper bounds of the buckets, in seconds, ascending; the last bucket is unbounded.
+	UpperBoundsSeconds []float64 `protobuf:"fixed64,2,rep,packed,name=upper_bounds_seconds,json=upperBoundsSeconds,proto3" json:"upper_bounds_seconds,omitempty"`
+	// Observations at or under each bound.
+	CumulativeCounts []uint64 `protobuf:"varint,3,rep,packed,name=cumulative_counts,json=cumulativeCounts,proto3" json:"cumulative_counts,omitempty"`
+	Count            uint64   `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	SumSeconds       float64  `protobuf:"fixed64,5,opt,name=sum_seconds,json=sumSeconds,proto3" json:"sum_seconds,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *LatencyHistogram) Reset() {
+	*x = LatencyHistogram{}
+	mi := &file_georaft_v1_kv_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LatencyHistogram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LatencyHistogram) ProtoMessage() {}
+
+func (x *LatencyHistogram) ProtoReflect() protoreflect.Message {
+	mi := &file_georaft_v1_kv_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LatencyHistogram.ProtoReflect.Descriptor instead.
+func (*LatencyHistogram) Descriptor() ([]byte, []int) {
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LatencyHistogram) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LatencyHistogram) GetUpperBoundsSeconds() []float64 {
+	if x != nil {
+		return x.UpperBoundsSeconds
+	}
+	return nil
+}
+
+func (x *LatencyHistogram) GetCumulativeCounts() []uint64 {
+	if x != nil {
+		return x.CumulativeCounts
+	}
+	return nil
+}
+
+func (x *LatencyHistogram) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *LatencyHistogram) GetSumSeconds() float64 {
+	if x != nil {
+		return x.SumSeconds
+	}
+	return 0
+}
+
 type TransferLeaderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The node to hand leadership to.
@@ -1033,7 +1249,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_georaft_v1_kv_proto_msgTypes[11]
+	mi := &file_georaft_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1261,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_kv_proto_msgTypes[11]
+	mi := &file_georaft_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1274,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TransferLeaderRequest) GetTargetId() uint64 {
@@ -1078,7 +1294,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_georaft_v1_kv_proto_msgTypes[12]
+	mi := &file_georaft_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1306,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_kv_proto_msgTypes[12]
+	mi := &file_georaft_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1319,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TransferLeaderResponse) GetLeaderId() uint64 {
@@ -1133,7 +1349,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_georaft_v1_kv_proto_msgTypes[13]
+	mi := &file_georaft_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1361,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_kv_proto_msgTypes[13]
+	mi := &file_georaft_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1374,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NotLeader) GetLeaderId() uint64 {
@@ -1220,9 +1436,11 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x0eDeleteResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.georaft.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aexisted\x18\x02 \x01(\bR\aexisted\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index\"=\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"\x8b\x01\n" +
 	"\rStatusRequest\x12,\n" +
-	"\x12include_state_hash\x18\x01 \x01(\bR\x10includeStateHash\"\x91\x02\n" +
+	"\x12include_state_hash\x18\x01 \x01(\bR\x10includeStateHash\x12)\n" +
+	"\x10include_activity\x18\x02 \x01(\bR\x0fincludeActivity\x12!\n" +
+	"\fevents_after\x18\x03 \x01(\x04R\veventsAfter\"\x91\x02\n" +
 	"\n" +
 	"PeerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
@@ -1235,7 +1453,7 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x0eprogress_state\x18\x06 \x01(\tR\rprogressState\x12\x1b\n" +
 	"\trtt_nanos\x18\a \x01(\x03R\brttNanos\x12+\n" +
 	"\x12last_ack_age_nanos\x18\b \x01(\x03R\x0flastAckAgeNanos\x12\x10\n" +
-	"\x03lag\x18\t \x01(\x04R\x03lag\"\xb4\x05\n" +
+	"\x03lag\x18\t \x01(\x04R\x03lag\"\x81\a\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x18\n" +
@@ -1261,7 +1479,24 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\aversion\x18\x12 \x01(\tR\aversion\x12\x1d\n" +
 	"\n" +
 	"state_hash\x18\x13 \x01(\x04R\tstateHash\x12\x18\n" +
-	"\afailure\x18\x14 \x01(\tR\afailure\"4\n" +
+	"\afailure\x18\x14 \x01(\tR\afailure\x120\n" +
+	"\x14lease_duration_nanos\x18\x1e \x01(\x03R\x12leaseDurationNanos\x12.\n" +
+	"\x13max_staleness_nanos\x18\x1f \x01(\x03R\x11maxStalenessNanos\x12-\n" +
+	"\x06events\x18  \x03(\v2\x15.georaft.v1.NodeEventR\x06events\x12:\n" +
+	"\tlatencies\x18! \x03(\v2\x1c.georaft.v1.LatencyHistogramR\tlatencies\"l\n" +
+	"\tNodeEvent\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\x12\x1a\n" +
+	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"\xbc\x01\n" +
+	"\x10LatencyHistogram\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
+	"\x14upper_bounds_seconds\x18\x02 \x03(\x01R\x12upperBoundsSeconds\x12+\n" +
+	"\x11cumulative_counts\x18\x03 \x03(\x04R\x10cumulativeCounts\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x04R\x05count\x12\x1f\n" +
+	"\vsum_seconds\x18\x05 \x01(\x01R\n" +
+	"sumSeconds\"4\n" +
 	"\x15TransferLeaderRequest\x12\x1b\n" +
 	"\ttarget_id\x18\x01 \x01(\x04R\btargetId\"I\n" +
 	"\x16TransferLeaderResponse\x12\x1b\n" +
@@ -1310,7 +1545,7 @@ func file_georaft_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_georaft_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georaft_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_georaft_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_georaft_v1_kv_proto_goTypes = []any{
 	(ReadMode)(0),                  // 0: georaft.v1.ReadMode
 	(Role)(0),                      // 1: georaft.v1.Role
@@ -1326,9 +1561,11 @@ var file_georaft_v1_kv_proto_goTypes = []any{
 	(*StatusRequest)(nil),          // 11: georaft.v1.StatusRequest
 	(*PeerStatus)(nil),             // 12: georaft.v1.PeerStatus
 	(*StatusResponse)(nil),         // 13: georaft.v1.StatusResponse
-	(*TransferLeaderRequest)(nil),  // 14: georaft.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 15: georaft.v1.TransferLeaderResponse
-	(*NotLeader)(nil),              // 16: georaft.v1.NotLeader
+	(*NodeEvent)(nil),              // 14: georaft.v1.NodeEvent
+	(*LatencyHistogram)(nil),       // 15: georaft.v1.LatencyHistogram
+	(*TransferLeaderRequest)(nil),  // 16: georaft.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 17: georaft.v1.TransferLeaderResponse
+	(*NotLeader)(nil),              // 18: georaft.v1.NotLeader
 }
 var file_georaft_v1_kv_proto_depIdxs = []int32{
 	3,  // 0: georaft.v1.SetRequest.session:type_name -> georaft.v1.WriteSession
@@ -1341,21 +1578,23 @@ var file_georaft_v1_kv_proto_depIdxs = []int32{
 	1,  // 7: georaft.v1.StatusResponse.role:type_name -> georaft.v1.Role
 	2,  // 8: georaft.v1.StatusResponse.lease_state:type_name -> georaft.v1.LeaseState
 	12, // 9: georaft.v1.StatusResponse.peers:type_name -> georaft.v1.PeerStatus
-	5,  // 10: georaft.v1.KVService.Set:input_type -> georaft.v1.SetRequest
-	7,  // 11: georaft.v1.KVService.Get:input_type -> georaft.v1.GetRequest
-	9,  // 12: georaft.v1.KVService.Delete:input_type -> georaft.v1.DeleteRequest
-	11, // 13: georaft.v1.KVService.Status:input_type -> georaft.v1.StatusRequest
-	14, // 14: georaft.v1.KVService.TransferLeader:input_type -> georaft.v1.TransferLeaderRequest
-	6,  // 15: georaft.v1.KVService.Set:output_type -> georaft.v1.SetResponse
-	8,  // 16: georaft.v1.KVService.Get:output_type -> georaft.v1.GetResponse
-	10, // 17: georaft.v1.KVService.Delete:output_type -> georaft.v1.DeleteResponse
-	13, // 18: georaft.v1.KVService.Status:output_type -> georaft.v1.StatusResponse
-	15, // 19: georaft.v1.KVService.TransferLeader:output_type -> georaft.v1.TransferLeaderResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 10: georaft.v1.StatusResponse.events:type_name -> georaft.v1.NodeEvent
+	15, // 11: georaft.v1.StatusResponse.latencies:type_name -> georaft.v1.LatencyHistogram
+	5,  // 12: georaft.v1.KVService.Set:input_type -> georaft.v1.SetRequest
+	7,  // 13: georaft.v1.KVService.Get:input_type -> georaft.v1.GetRequest
+	9,  // 14: georaft.v1.KVService.Delete:input_type -> georaft.v1.DeleteRequest
+	11, // 15: georaft.v1.KVService.Status:input_type -> georaft.v1.StatusRequest
+	16, // 16: georaft.v1.KVService.TransferLeader:input_type -> georaft.v1.TransferLeaderRequest
+	6,  // 17: georaft.v1.KVService.Set:output_type -> georaft.v1.SetResponse
+	8,  // 18: georaft.v1.KVService.Get:output_type -> georaft.v1.GetResponse
+	10, // 19: georaft.v1.KVService.Delete:output_type -> georaft.v1.DeleteResponse
+	13, // 20: georaft.v1.KVService.Status:output_type -> georaft.v1.StatusResponse
+	17, // 21: georaft.v1.KVService.TransferLeader:output_type -> georaft.v1.TransferLeaderResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_georaft_v1_kv_proto_init() }
@@ -1369,7 +1608,7 @@ func file_georaft_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georaft_v1_kv_proto_rawDesc), len(file_georaft_v1_kv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
