@@ -196,7 +196,9 @@ func build(rtts RTTs, c Cluster) (*Model, error) {
 	if err := m.measureQuorum(); err != nil {
 		return nil, err
 	}
-	m.wait = HolderWait(m.CommitWait(), m.rate)
+	if m.farthest.ID != 0 {
+		m.wait = HolderWait(m.CommitWait(), m.rate)
+	}
 	return m, nil
 }
 
@@ -273,7 +275,8 @@ func (m Model) FarthestHolder() (time.Duration, Node, bool) {
 // its quorum and its farthest holder, plus the fsync before their acknowledgement.
 func (m Model) CommitWait() time.Duration { return max(m.quorum, m.holderRTT) + m.fsync }
 
-// HolderWait is the median wait of a lease read at a holder (see the package doc).
+// HolderWait is the median wait of a lease read at a holder (see the package doc); 0 with
+// no holder but the leader.
 func (m Model) HolderWait() time.Duration { return m.wait }
 
 // Costs are the predicted medians for a client in one region.
