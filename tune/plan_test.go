@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/georaft/georaft/costmodel"
 	"github.com/georaft/georaft/geo"
 )
 
@@ -398,5 +399,51 @@ func TestPlanJSONIsStable(t *testing.T) {
 	}
 	if n := len(doc["candidates"].([]any)); n != 8*3 {
 		t.Errorf("%d candidates, want every set of 3 regions with every leader: 24", n)
+	}
+}
+
+// docs/tuning.md's worked example quotes these recommendations; keep it in step.
+func TestTuningDocQuotesTheWorkedExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/tuning.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"read-heavy", Options{Mix: mustMix(t, readHeavyMix)}},
+		{"read-heavy, `--no-holder-wait`", Options{Mix: mustMix(t, readHeavyMix), NoHolderWait: true}},
+		{"write-heavy", Options{Mix: mustMix(t, writeHeavyMix)}},
+	} {
+		p := planShipped(t, tc.opts).Plan
+		none := bestOpMean(p, nil)
+		all := bestOpMean(p, p.Regions)
+		holders := "`" + p.holdersValue() + "`"
+		rows = append(rows, fmt.Sprintf("| %s | %s | `%s` | %s | %s | %s |", tc.name, holders, flowList(p.PreferredRegions()),
+			costmodel.Millis(p.Recommended.OpMean), costmodel.Millis(none), costmodel.Millis(all)))
+		if tc.name == "read-heavy" {
+			for _, c := range p.Recommended.Clients {
+				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", c.Region, formatRate(c.Reads), formatRate(c.Writes),
+					costmodel.Millis(c.Read), c.ReadAt, costmodel.Millis(c.Write)))
+			}
+		}
+	}
+	for _, d := range []int{32, 16, 8, 4, 1} {
+		var parts []string
+		for _, e := range []struct {
+			region        string
+			reads, writes float64
+		}{{"us-central1", 900, 100}, {"europe-west1", 500, 10}, {"us-east1", 300, 10}, {"us-west1", 300, 10}, {"asia-east1", 400, 5}} {
+			parts = append(parts, fmt.Sprintf("%s=%sr+%sw", e.region, formatRate(e.reads), formatRate(e.writes/float64(d))))
+		}
+		p := planShipped(t, Options{Mix: mustMix(t, strings.Join(parts, ","))}).Plan
+		rows = append(rows, fmt.Sprintf("| %s (÷%d) | %s | %s |", formatRate(p.WriteRate), d, p.setting(p.Holders), costmodel.Millis(p.Recommended.OpMean)))
+	}
+	for _, row := range rows {
+		if !bytes.Contains(doc, []byte(row)) {
+			t.Errorf("docs/tuning.md lacks the row\n%s", row)
+		}
 	}
 }
