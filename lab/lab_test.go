@@ -154,6 +154,19 @@ func TestPredictFollowsTheMatrix(t *testing.T) {
 	if got[RowIndex].P50 != ms(1+155) || !strings.Contains(got[RowIndex].Basis, "us-central1") {
 		t.Errorf("leader in asia-east1: index %v (%s), want 156ms via us-central1", got[RowIndex].P50, got[RowIndex].Basis)
 	}
+	// A read-lease holder in europe-west1 answers there; every write waits for it (100ms
+	// from us-central1, more than the 36ms quorum).
+	got, err = Predict(PredictionInput{Model: model, NodeRegions: regions, LeaderID: 1, ReadLeaseHolders: []uint64{4},
+		ClientRegion: "europe-west1", Fsync: ms(0.5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[RowLease].P50 != ms(1) || !strings.Contains(got[RowLease].Basis, "holder 4 (europe-west1)") ||
+		got[RowWrite].P50 != ms(100+100+0.5) || !strings.Contains(got[RowWrite].Basis, "farthest holder") ||
+		got[RowIndex].P50 != ms(136) {
+		t.Errorf("holder in europe-west1: lease %v (%s), write %v (%s), index %v; want 1ms, 200.5ms, 136ms",
+			got[RowLease].P50, got[RowLease].Basis, got[RowWrite].P50, got[RowWrite].Basis, got[RowIndex].P50)
+	}
 	if _, err := Predict(PredictionInput{Model: model, NodeRegions: regions, LeaderID: 9, ClientRegion: "us-east1"}); err == nil {
 		t.Error("a leader outside the cluster was accepted")
 	}

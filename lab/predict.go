@@ -5,11 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
-	"strconv"
 	"time"
 
 	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/costmodel"
 )
 
 // Row names of the benchmark, as client/bench names them.
@@ -27,86 +26,49 @@ type Prediction struct {
 	Basis string
 }
 
-// PredictionInput is what the model needs: where the nodes are, who leads, where the
-// client is and what an fsync costs.
+// PredictionInput is what the model needs: where the nodes are, who leads, who holds read
+// leases, where the client is and what an fsync costs.
 type PredictionInput struct {
-	Model        clusterkit.LinkModel
-	NodeRegions  map[uint64]string
-	LeaderID     uint64
-	ClientRegion string
-	Fsync        time.Duration
+	Model            clusterkit.LinkModel
+	NodeRegions      map[uint64]string
+	LeaderID         uint64
+	ReadLeaseHolders []uint64
+	ClientRegion     string
+	Fsync            time.Duration
 }
 
-// Predict gives each row's physical floor:
+// Predict gives each row's physical floor from costmodel, the model georaft tune
+// recommends with (its package doc has the rules and assumptions):
 //
-//	lease ≈ RTT(client, leader)
-//	index ≈ RTT(client, leader) + quorum RTT (leader to the peer that completes a majority)
-//	log   ≈ index + one fsync (the follower's, before it acknowledges; the leader's overlaps)
+//	lease ≈ RTT(client, nearest of the leader and the read-lease holders)
+//	index ≈ RTT(client, leader) + quorum RTT (leader to the voter that completes a majority)
+//	log   ≈ RTT(client, leader) + max(quorum RTT, RTT to the farthest holder) + one fsync
 //	write ≈ log
 //	stale ≈ RTT(client, nearest node)
 //
-// RTTs are the emulation's targets (scaled, intra-region RTT within a region).
+// RTTs are the emulation's targets (scaled, intra-region RTT within a region). The bench
+// measures reads and writes in separate phases, so no lease read waits on a write in flight.
 func Predict(in PredictionInput) (map[string]Prediction, error) {
-	leaderRegion, ok := in.NodeRegions[in.LeaderID]
-	if !ok {
-		return nil, fmt.Errorf("predict: leader %d is not among the nodes", in.LeaderID)
-	}
-	toLeader, err := in.Model.RTT(in.ClientRegion, leaderRegion)
-	if err != nil {
-		return nil, fmt.Errorf("predict: client to leader: %w", err)
-	}
-	quorum, quorumPeer, err := quorumRTT(in.Model, in.NodeRegions, in.LeaderID)
-	if err != nil {
-		return nil, err
-	}
-	nearest, nearestID := time.Duration(-1), uint64(0)
+	var nodes []costmodel.Node
 	for _, id := range sortedIDs(in.NodeRegions) {
-		d, err := in.Model.RTT(in.ClientRegion, in.NodeRegions[id])
-		if err != nil {
-			return nil, fmt.Errorf("predict: client to node %d: %w", id, err)
-		}
-		if nearest < 0 || d < nearest {
-			nearest, nearestID = d, id
-		}
+		nodes = append(nodes, costmodel.Node{ID: id, Region: in.NodeRegions[id]})
 	}
-	clientPart := fmt.Sprintf("RTT %s->leader %s %s", in.ClientRegion, leaderRegion, fmtMillis(toLeader))
-	quorumPart := fmt.Sprintf("quorum RTT %s->%s %s", leaderRegion, in.NodeRegions[quorumPeer], fmtMillis(quorum))
-	fsyncPart := fmt.Sprintf("fsync %s", fmtMillis(in.Fsync))
-	logPrediction := Prediction{toLeader + quorum + in.Fsync, clientPart + " + " + quorumPart + " + " + fsyncPart}
+	model, err := costmodel.New(in.Model, costmodel.Cluster{Nodes: nodes, Leader: in.LeaderID, Holders: in.ReadLeaseHolders, Fsync: in.Fsync})
+	if err != nil {
+		return nil, fmt.Errorf("predict: %w", err)
+	}
+	c, err := model.Client(in.ClientRegion)
+	if err != nil {
+		return nil, fmt.Errorf("predict: %w", err)
+	}
+	write := Prediction{c.Write(), c.WriteBasis()}
 	return map[string]Prediction{
-		RowLease: {toLeader, clientPart},
-		RowIndex: {toLeader + quorum, clientPart + " + " + quorumPart},
-		RowLog:   logPrediction,
-		RowWrite: logPrediction,
-		RowStale: {nearest, fmt.Sprintf("RTT %s->nearest node %d (%s) %s", in.ClientRegion, nearestID, in.NodeRegions[nearestID], fmtMillis(nearest))},
+		RowLease: {c.Lease(), c.LeaseBasis()},
+		RowIndex: {c.Index(), c.IndexBasis()},
+		RowLog:   write,
+		RowWrite: write,
+		RowStale: {c.Stale(), c.StaleBasis()},
 	}, nil
-}
-
-// quorumRTT is the round trip after which a leader has heard from a majority (itself
-// included): its RTT to the peer that completes the majority, the (n/2)th nearest.
-func quorumRTT(model clusterkit.LinkModel, regions map[uint64]string, leader uint64) (time.Duration, uint64, error) {
-	type peerRTT struct {
-		id  uint64
-		rtt time.Duration
-	}
-	var peers []peerRTT
-	for _, id := range sortedIDs(regions) {
-		if id == leader {
-			continue
-		}
-		d, err := model.RTT(regions[leader], regions[id])
-		if err != nil {
-			return 0, 0, fmt.Errorf("predict: leader to node %d: %w", id, err)
-		}
-		peers = append(peers, peerRTT{id, d})
-	}
-	acks := len(regions) / 2
-	if acks == 0 {
-		return 0, leader, nil
-	}
-	sort.SliceStable(peers, func(a, b int) bool { return peers[a].rtt < peers[b].rtt })
-	p := peers[acks-1]
-	return p.rtt, p.id, nil
 }
 
 func sortedIDs(m map[uint64]string) []uint64 {
@@ -116,11 +78,6 @@ func sortedIDs(m map[uint64]string) []uint64 {
 	}
 	slices.Sort(ids)
 	return ids
-}
-
-// fmtMillis renders d in milliseconds to the microsecond: "36ms", "0.383ms".
-func fmtMillis(d time.Duration) string {
-	return strconv.FormatFloat(float64(d.Round(time.Microsecond))/float64(time.Millisecond), 'f', -1, 64) + "ms"
 }
 
 // ProbeFsync measures the p50 of writing 4 KiB and fsyncing it in dir, the cost a WAL

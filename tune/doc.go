@@ -2,12 +2,20 @@
 // duration, clock drift margin) from the round-trip times between the regions a cluster
 // runs in, and says in one line per figure why it is what it is.
 //
+// With a client mix (Options.Mix: reads and writes per second from each region), Derive also
+// plans read leases and leader placement (Result.Plan): it predicts, with package costmodel,
+// every client region's read and write p50 for every set of read-lease holder regions and
+// every leader region, recommends the set with the lowest mix-weighted latency per
+// operation and ranks the leader regions by the mix-weighted write p50 they give
+// (placement.preferred_regions), and times the cluster for a leader in the first of them.
+// docs/tuning.md, "Read leases and leader placement", has the rules and a worked example.
+//
 // The input is a geo.Matrix: the approximate public figures in configs/geo/rtt-5-regions.csv,
 // or RTTs a running cluster measured (every node pings its peers; `georaft status` and
 // /metrics show them), written in the same CSV format. Derive is the whole API; Result renders
 // as text for a person, as the `timing:` section of a georaftd config, or as an Ansible
 // group_vars file for ansible/roles/georaft. The CLI (`georaft tune --rtt FILE --format
-// text|yaml|ansible`) is a thin wrapper over DeriveFile and Result.Write.
+// text|yaml|ansible [--mix ...]`) is a thin wrapper over DeriveFile and Result.Write.
 //
 // # How the figures follow from the RTTs
 //

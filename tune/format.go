@@ -107,6 +107,10 @@ func (r Result) Text() string {
 	fmt.Fprintf(&b, "\nexpect: writes commit %v after reaching a leader in %s; lease reads there cost no round trip; "+
 		"writes stop for at most ~%v after a leader crash (election_timeout_max + 3 quorum RTTs of the slowest candidate)\n",
 		r.LeaderQuorumRTT, r.LeaderRegion, r.WorstFailover())
+	if r.Plan != nil {
+		b.WriteString("\n")
+		b.WriteString(r.Plan.Text())
+	}
 	return b.String()
 }
 
@@ -122,6 +126,9 @@ func (r Result) YAML() string {
 	b.WriteString("timing:\n")
 	for _, f := range r.figures() {
 		fmt.Fprintf(&b, "  # %s\n  %s: %s\n", r.explanationFor(f.key), f.key, f.value)
+	}
+	if r.Plan != nil {
+		b.WriteString(r.Plan.yamlSections())
 	}
 	return b.String()
 }
@@ -141,6 +148,9 @@ func (r Result) AnsibleVars() string {
 	b.WriteString("georaft_timing_placement:\n")
 	for _, v := range r.Voters {
 		fmt.Fprintf(&b, "  %d: %s\n", v.ID, yamlScalar(v.Region))
+	}
+	if r.Plan != nil {
+		b.WriteString(r.Plan.ansibleVars())
 	}
 	return b.String()
 }

@@ -57,6 +57,20 @@ type Options struct {
 	// LeaseRounds is how many heartbeat rounds a lease spans, at least 3. Zero means
 	// DefaultLeaseRounds.
 	LeaseRounds int
+
+	// Mix is the client traffic per region. With one, Derive also plans read leases and the
+	// leader's preferred regions (Result.Plan), and expects the leader in the most preferred
+	// region unless LeaderRegion says otherwise.
+	Mix Mix
+	// Fsync is one WAL fsync, on every write's path; zero means costmodel.DefaultFsync.
+	Fsync time.Duration
+	// IntraRegionRTT stands in for the matrix's zero diagonal: a client to the node in its
+	// region, or two nodes of one region. Zero means costmodel.DefaultIntraRegionRTT.
+	IntraRegionRTT time.Duration
+	// NoHolderWait models a holder's lease reads as never waiting for writes in flight, as
+	// when reads and writes come at different times (make bench's phases). By default they
+	// wait, as the core makes them (costmodel's package doc, "Holder wait").
+	NoHolderWait bool
 }
 
 // Voter is one node of the placement.
@@ -85,6 +99,9 @@ type Result struct {
 	// FarthestPair are the two voters' regions with the largest RTT between them.
 	FarthestPair [2]string
 	MaxRTT       time.Duration
+
+	// Plan is the read-lease and leader-placement recommendation; nil without a mix.
+	Plan *Plan
 
 	explain []string
 }
@@ -120,6 +137,15 @@ func Derive(m geo.Matrix, opts Options) (Result, error) {
 	r := Result{MaxClockDrift: drift, Voters: voters, LeaseRounds: rounds}
 	if err := r.measure(m, opts.LeaderRegion); err != nil {
 		return Result{}, err
+	}
+	if len(opts.Mix) > 0 {
+		if r.Plan, err = newPlan(m, voters, opts); err != nil {
+			return Result{}, err
+		}
+		// The cluster keeps its leader in the most preferred region: time for it there.
+		if err := r.measure(m, r.Plan.Preferred[0].Region); err != nil {
+			return Result{}, err
+		}
 	}
 	r.derive()
 	if err := r.checkCoreRules(); err != nil {

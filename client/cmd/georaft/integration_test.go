@@ -299,4 +299,27 @@ func TestIntegrationTuneFromMeasuredRTTs(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "lease_duration:") || !strings.Contains(stdout, "heartbeat_interval:") {
 		t.Fatalf("tune --from-cluster: exit %d\n%s%s", code, stdout, stderr)
 	}
+	// With a mix it plans read leases for the nodes where they are.
+	stdout, stderr, code = georaft(t, "", "tune", "--from-cluster", "--endpoints", endpoints, "--mix", "*=100r+1w", "--output", "json")
+	var out struct {
+		Voters []struct {
+			ID     uint64 `json:"id"`
+			Region string `json:"region"`
+		} `json:"voters"`
+		Plan struct {
+			Regions    []string `json:"node_regions"`
+			Candidates []any    `json:"candidates"`
+		} `json:"plan"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); code != 0 || err != nil {
+		t.Fatalf("tune --from-cluster --mix: exit %d, %v\n%s%s", code, err, stdout, stderr)
+	}
+	if len(out.Voters) != len(cl.Nodes) || len(out.Plan.Candidates) != (1<<len(out.Plan.Regions))*len(out.Plan.Regions) {
+		t.Fatalf("voters %v, %d candidates over regions %v", out.Voters, len(out.Plan.Candidates), out.Plan.Regions)
+	}
+	for i, n := range cl.Nodes {
+		if out.Voters[i].ID != n.ID || out.Voters[i].Region != n.Region {
+			t.Errorf("tune placed node %d in %s; the cluster has node %d in %s", out.Voters[i].ID, out.Voters[i].Region, n.ID, n.Region)
+		}
+	}
 }

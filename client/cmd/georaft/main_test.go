@@ -65,6 +65,9 @@ func TestExitCodesOfTheCommandLine(t *testing.T) {
 		{"tune without --rtt", []string{"tune"}, cli.ExitUsage},
 		{"tune bad format", []string{"tune", "--rtt", "x.csv", "--format", "toml"}, cli.ExitUsage},
 		{"tune missing file", []string{"tune", "--rtt", filepath.Join(t.TempDir(), "none.csv")}, cli.ExitError},
+		{"tune bad mix", []string{"tune", "--rtt", "x.csv", "--mix", "a=5"}, cli.ExitUsage},
+		{"tune mix twice", []string{"tune", "--rtt", "x.csv", "--mix", "a=5r", "--mix-file", "m.txt"}, cli.ExitUsage},
+		{"tune missing mix file", []string{"tune", "--rtt", writeMatrix(t), "--mix-file", filepath.Join(t.TempDir(), "none.mix")}, cli.ExitError},
 		{"missing config file", []string{"get", "k", "--config", filepath.Join(t.TempDir(), "node1.yaml")}, cli.ExitError},
 		{"get, cluster down", []string{"get", "k", "--endpoints", down, "--timeout", "300ms"}, cli.ExitUnavailable},
 		{"set, cluster down", []string{"set", "k", "v", "--endpoints", down, "--timeout", "300ms"}, cli.ExitUnavailable},
@@ -147,6 +150,112 @@ func TestTuneWrapsTheTunePackage(t *testing.T) {
 	_, _, code = georaft(t, "", "tune", "--rtt", rtt, "--placement", "1=a,2=b,3=nowhere")
 	if code == 0 {
 		t.Fatal("tune accepted a placement in a region the matrix lacks")
+	}
+}
+
+func TestTuneWithAMix(t *testing.T) {
+	rtt := writeMatrix(t)
+	stdout, stderr, code := georaft(t, "", "tune", "--rtt", rtt, "--mix", "a=900r+10w,*=100r")
+	if code != 0 {
+		t.Fatalf("tune --mix: code %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"read_leases.holders", "placement.preferred_regions", "every candidate, best first"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("tune --mix output lacks %q:\n%s", want, stdout)
+		}
+	}
+	mixFile := filepath.Join(t.TempDir(), "mix.txt")
+	if err := os.WriteFile(mixFile, []byte("# per second\na=900r+10w\n*=100r\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromFile, _, code := georaft(t, "", "tune", "--rtt", rtt, "--mix-file", mixFile)
+	if code != 0 || fromFile != stdout {
+		t.Errorf("the same mix from a file gives other output (code %d)", code)
+	}
+	yamlOut, _, _ := georaft(t, "", "tune", "--rtt", rtt, "--mix", "a=900r+10w,*=100r", "--format", "yaml")
+	ansibleOut, _, _ := georaft(t, "", "tune", "--rtt", rtt, "--mix", "a=900r+10w,*=100r", "--format", "ansible")
+	for _, want := range []string{"read_leases:\n  holders: ", "placement:\n  preferred_regions: ["} {
+		if !strings.Contains(yamlOut, want) {
+			t.Errorf("--format yaml lacks %q:\n%s", want, yamlOut)
+		}
+	}
+	for _, want := range []string{"\ngeoraft_read_lease_holders: ", "\ngeoraft_preferred_regions: ["} {
+		if !strings.Contains(ansibleOut, want) {
+			t.Errorf("--format ansible lacks %q:\n%s", want, ansibleOut)
+		}
+	}
+}
+
+// A usage error names the flag and quotes the part at fault.
+func TestTuneMixErrorsNameTheBadPart(t *testing.T) {
+	rtt := writeMatrix(t)
+	for _, tc := range []struct {
+		args     []string
+		mentions []string
+	}{
+		{[]string{"--mix", "a=900r+10x"}, []string{"--mix", `"a=900r+10x"`, `"10x" has no unit`}},
+		{[]string{"--mix", "a=900r,,b=1w"}, []string{"--mix", "empty entry"}},
+		{[]string{"--mix", "aa=5r"}, []string{`region "aa" is not in the rtt matrix`, "did you mean a?"}},
+		{[]string{"--mix", "a=5r", "--fsync", "-1ms"}, []string{"--fsync -1ms"}},
+	} {
+		args := append([]string{"tune", "--rtt", rtt}, tc.args...)
+		_, stderr, code := georaft(t, "", args...)
+		if code != cli.ExitUsage {
+			t.Errorf("georaft %v: exit %d, want %d", args, code, cli.ExitUsage)
+		}
+		for _, want := range tc.mentions {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("georaft %v: stderr %q lacks %q", args, stderr, want)
+			}
+		}
+	}
+	mixFile := filepath.Join(t.TempDir(), "mix.txt")
+	if err := os.WriteFile(mixFile, []byte("a=1r\nb=2q\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := georaft(t, "", "tune", "--rtt", rtt, "--mix-file", mixFile)
+	if code != cli.ExitUsage || !strings.Contains(stderr, mixFile+" line 2") || !strings.Contains(stderr, `"2q"`) {
+		t.Errorf("bad mix file: exit %d, stderr %q; want usage naming the file, line 2 and the term", code, stderr)
+	}
+}
+
+// The JSON output of tune with a mix is the same on every run and carries the plan with
+// the node config's keys.
+func TestTuneJSONIsStable(t *testing.T) {
+	rtt := writeMatrix(t)
+	args := []string{"tune", "--rtt", rtt, "--mix", "a=900r+10w,b=5w,*=100r", "--output", "json"}
+	first, stderr, code := georaft(t, "", args...)
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	if again, _, _ := georaft(t, "", args...); again != first {
+		t.Fatal("two runs gave different JSON")
+	}
+	var out struct {
+		OK   bool `json:"ok"`
+		Plan struct {
+			Holders []string `json:"holders"`
+			Config  struct {
+				ReadLeases struct {
+					Holders any `json:"holders"`
+				} `json:"read_leases"`
+				Placement struct {
+					PreferredRegions []string `json:"preferred_regions"`
+				} `json:"placement"`
+			} `json:"config"`
+			Candidates []map[string]any `json:"candidates"`
+		} `json:"plan"`
+		LeaderRegion string `json:"leader_region"`
+	}
+	if err := json.Unmarshal([]byte(first), &out); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, first)
+	}
+	p := out.Plan
+	if !out.OK || len(p.Candidates) != 8*3 || len(p.Config.Placement.PreferredRegions) != 3 || p.Config.ReadLeases.Holders == nil {
+		t.Fatalf("plan %+v", p)
+	}
+	if out.LeaderRegion != p.Config.Placement.PreferredRegions[0] {
+		t.Errorf("timing expects the leader in %s, the plan prefers %s", out.LeaderRegion, p.Config.Placement.PreferredRegions[0])
 	}
 }
 
