@@ -90,6 +90,8 @@ func eventCategory(k raft.EventKind) string {
 		return categoryReplication
 	case raft.EventSnapshotSent, raft.EventSnapshotInstalled:
 		return categorySnapshot
+	case raft.EventConfChanged, raft.EventConfChangeRefused:
+		return categoryMembership
 	}
 	return categoryOther
 }
@@ -103,6 +105,9 @@ var lineCategories = []struct{ prefix, category string }{
 	{"term %d: sending snapshot", categorySnapshot},
 	{"term %d: received snapshot", categorySnapshot},
 	{"installed snapshot", categorySnapshot},
+	{"state machine loaded from snapshot", categorySnapshot},
+	// A client's (etcd) lease ending is part of its keys' life, not the raft lease.
+	{"lease %d expired", categoryLifecycle},
 	{"node %d starting", categoryLifecycle},
 	{"recovered", categoryLifecycle},
 	{"shutting down", categoryLifecycle},
