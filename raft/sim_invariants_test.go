@@ -10,23 +10,6 @@ import (
 // The safety properties checked after every step of a simulation. Each names the nodes,
 // indexes and terms involved, so that the replayed trace can be read against it.
 
-// entryID identifies an entry's content: two entries at one index are the same entry iff
-// their entryIDs are equal.
-type entryID struct {
-	term uint64
-	typ  EntryType
-	data string
-}
-
-func idOf(e Entry) entryID { return entryID{term: e.Term, typ: e.Type, data: string(e.Data)} }
-
-func (id entryID) String() string {
-	if id.typ == EntryNoop {
-		return fmt.Sprintf("term %d no-op", id.term)
-	}
-	return fmt.Sprintf("term %d %q", id.term, id.data)
-}
-
 // logRecord is what log matching fixes for an (index, term) pair: the entry and the term
 // just before it. By induction, equal records for every pair mean equal prefixes.
 type logRecord struct {
