@@ -161,3 +161,36 @@ func TestReadyContractCatchesViolations(t *testing.T) {
 		}
 	})
 }
+
+// TestEntryLog: the driver's log refuses what no Ready may hold, replaces a suffix, keeps
+// the entries after a compaction point it holds, and restarts empty at a leader's snapshot.
+func TestEntryLog(t *testing.T) {
+	var l entryLog
+	if err := l.appendEntries([]Entry{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.appendEntries([]Entry{{Index: 5, Term: 2}}); err == nil {
+		t.Fatal("a gap was accepted")
+	}
+	if err := l.appendEntries([]Entry{{Index: 3, Term: 3}, {Index: 4, Term: 3}}); err != nil || l.lastIndex() != 4 {
+		t.Fatalf("replacing the suffix: %v, last %d", err, l.lastIndex())
+	}
+	l.compact(SnapshotMeta{Index: 3, Term: 3}) // held: keeps 4
+	if term, ok := l.term(4); !ok || term != 3 || l.lastIndex() != 4 {
+		t.Fatalf("after compacting at a held entry the log is %+v", l)
+	}
+	l.compact(SnapshotMeta{Index: 6, Term: 4}) // beyond: replaces everything
+	if l.lastIndex() != 6 || len(l.entries) != 0 {
+		t.Fatalf("after compacting beyond the log it is %+v", l)
+	}
+	if err := l.appendEntries([]Entry{{Index: 6, Term: 4}}); err == nil {
+		t.Fatal("overwriting the snapshot was accepted")
+	}
+	if err := l.appendEntries([]Entry{{Index: 7, Term: 4}, {Index: 8, Term: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	l.restartAt(SnapshotMeta{Index: 7, Term: 4}) // a leader's snapshot: every entry goes
+	if l.lastIndex() != 7 || len(l.entries) != 0 {
+		t.Fatalf("after a leader's snapshot the log is %+v", l)
+	}
+}

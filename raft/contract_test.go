@@ -360,3 +360,29 @@ func describeReady(rd Ready) string {
 		len(rd.ReadStates), len(rd.DroppedReads)))
 	return strings.Join(parts, " ")
 }
+
+func describeMessage(m Message) string {
+	s := fmt.Sprintf("%v %d→%d t%d", m.Type, m.From, m.To, m.Term)
+	switch m.Type {
+	case MsgApp:
+		s += fmt.Sprintf(" prev=%d/%d n=%d commit=%d sent=%v round=%d", m.Index, m.LogTerm, len(m.Entries), m.Commit, m.SentAt, m.Round)
+	case MsgAppResp:
+		s += fmt.Sprintf(" index=%d reject=%v hint=%d/%d sent=%v round=%d", m.Index, m.Reject, m.ConflictTerm, m.ConflictIndex, m.SentAt, m.Round)
+	case MsgHeartbeat:
+		s += fmt.Sprintf(" commit=%d sent=%v round=%d", m.Commit, m.SentAt, m.Round)
+	case MsgHeartbeatResp:
+		s += fmt.Sprintf(" sent=%v round=%d", m.SentAt, m.Round)
+	case MsgVote, MsgPreVote:
+		s += fmt.Sprintf(" last=%d/%d transfer=%v", m.Index, m.LogTerm, m.Transfer)
+	case MsgVoteResp, MsgPreVoteResp:
+		s += fmt.Sprintf(" reject=%v lease-left=%v", m.Reject, m.LeaseRemaining)
+	case MsgSnap:
+		s += fmt.Sprintf(" snap=%d/%d", m.Snapshot.Index, m.Snapshot.Term)
+	case MsgTimeoutNow:
+		s += fmt.Sprintf(" lease-left=%v", m.LeaseRemaining)
+	}
+	if m.RejectReason != "" {
+		s += " (" + m.RejectReason + ")"
+	}
+	return s
+}
