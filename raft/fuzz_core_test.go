@@ -412,7 +412,7 @@ func (c *fuzzCluster) takeReady(n *fuzzNode) {
 	if err != nil {
 		c.fail("%v", err)
 	}
-	c.net = append(c.net, rd.Messages...)
+	c.send(n, rd.Messages)
 }
 
 // advanceHeld persists the held Ready, sends what had to wait for it, applies and advances.
@@ -421,7 +421,7 @@ func (c *fuzzCluster) advanceHeld(n *fuzzNode) {
 	if err := n.persist(); err != nil {
 		c.fail("%v", err)
 	}
-	c.net = append(c.net, rd.MessagesAfterPersist...)
+	c.send(n, rd.MessagesAfterPersist)
 	for _, e := range rd.CommittedEntries {
 		if err := n.applyEntry(e); err != nil {
 			c.fail("%v", err)
@@ -436,6 +436,16 @@ func (c *fuzzCluster) advanceHeld(n *fuzzNode) {
 	}
 	if err := n.advance(); err != nil {
 		c.fail("%v", err)
+	}
+}
+
+// send puts what n sends on the network, which knows only the cluster's nodes.
+func (c *fuzzCluster) send(n *fuzzNode, msgs []Message) {
+	for _, m := range msgs {
+		if m.To > uint64(len(c.ids)) {
+			c.fail("node %d sends %s to a node outside the cluster", n.id, describeFuzzMsg(m))
+		}
+		c.net = append(c.net, m)
 	}
 }
 
