@@ -12,7 +12,7 @@ import (
 // fuzz cluster).
 //
 // Handed out (take):
-//   - HasReady is false exactly when Ready has nothing; nothing new comes before Advance;
+//   - after HasReady said false, Ready hands out nothing; nothing new comes before Advance;
 //   - every message is well formed (from this node, to another, with a term), and a MsgSnap
 //     names the snapshot on this node's disk;
 //   - Messages are leader messages whose term is already durable; anything else (votes,
