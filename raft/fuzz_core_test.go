@@ -13,18 +13,18 @@ import (
 // input: ticks, deliveries (in any order, dropped or duplicated), Ready cycles (whole, or
 // held open while more input arrives), proposals, reads, elections, transfers, crashes with
 // restarts from what was persisted, compactions and, when the input's first byte says so,
-// forged messages with arbitrary fields. The cores must never panic, and must keep the
-// invariants a driver can check from outside:
+// forged messages with arbitrary fields. Its nodes run on the test driver (driver_test.go).
+// The cores must never panic, and must keep what a driver can check from outside:
 //
-//   - term and commit never go back within one incarnation, nor the durable term and vote
-//     across incarnations; a node grants its vote to one candidate per term, ever;
-//   - Status is coherent (applied ≤ commit ≤ last index, first index after the snapshot);
-//   - the Ready contract: Messages are leader messages whose term is already durable;
-//     everything else waits for the disk, and what it claims (a vote, an acknowledged
-//     index) is durable once the Ready is persisted; HardState.Commit never passes the
-//     durable log; Entries never leave a gap; CommittedEntries follow the applied index
-//     without a gap and are durable; each read is answered once; nothing new between Ready
-//     and Advance;
+//   - the Ready contract, on every Ready, and a coherent Status whose term and commit never go
+//     back within one incarnation, as the driver's contract checker sees them
+//     (contract_test.go): Messages are leader messages whose term is already durable;
+//     everything else waits for the disk, and what it claims (a vote, an acknowledged index)
+//     is durable once the Ready is persisted; a node grants its vote to one candidate per
+//     term, ever; HardState.Commit never passes the durable log; Entries never leave a gap;
+//     CommittedEntries follow the applied index without a gap and are durable; each read is
+//     answered once; nothing new between Ready and Advance; a node restarts from what it
+//     persisted;
 //   - without forged messages, across nodes: one leader per term, and every node applies
 //     the same entry at each index.
 func FuzzCoreMessages(f *testing.F) {
@@ -82,50 +82,22 @@ const (
 // fuzzMaxOps bounds one run, so an input of any length stays fast.
 const fuzzMaxOps = 3000
 
-// fuzzDisk is what a node persisted: only what its Readies told it to.
-type fuzzDisk struct {
-	hs       HardState
-	snapshot SnapshotMeta
-	entries  []Entry
-}
-
-func (d *fuzzDisk) lastIndex() uint64 { return d.snapshot.Index + uint64(len(d.entries)) }
-
-func (d *fuzzDisk) entry(i uint64) (Entry, bool) {
-	if i <= d.snapshot.Index || i > d.lastIndex() {
-		return Entry{}, false
-	}
-	return d.entries[i-d.snapshot.Index-1], true
-}
-
 type fuzzNode struct {
-	id   uint64
-	r    *Raft
-	now  time.Duration
-	disk fuzzDisk
-	held *Ready // a Ready taken and not yet advanced
-
-	// Observed in this incarnation.
-	applied    uint64
-	term       uint64
-	vote       uint64
-	commit     uint64
-	pending    map[uint64]bool // read ids not yet answered
+	driverNode
+	now        time.Duration
 	nextReadID uint64
 }
 
 type fuzzCluster struct {
 	t      *testing.T
 	in     *fuzzInput
-	cfg    Config // per-node fields filled in newNode
+	cfg    Config // per-node fields filled in boot
 	ids    []uint64
 	nodes  []*fuzzNode
 	net    []Message
 	forged bool // a forged message was stepped: cross-node checks are off
 	allow  bool // the input allows forged messages
 
-	// votes is every vote granted, (voter, term) → candidate, across incarnations.
-	votes map[[2]uint64]uint64
 	// leaders is the leader of each term seen so far.
 	leaders map[uint64]uint64
 	// applied is the entry applied at each index by any node.
@@ -143,7 +115,6 @@ func newFuzzCluster(t *testing.T, data []byte) *fuzzCluster {
 		t:       t,
 		in:      in,
 		allow:   head&0x80 != 0,
-		votes:   map[[2]uint64]uint64{},
 		leaders: map[uint64]uint64{},
 		applied: map[uint64]Entry{},
 	}
@@ -165,7 +136,10 @@ func newFuzzCluster(t *testing.T, data []byte) *fuzzCluster {
 		Seed:                int64(in.byte()),
 	}
 	for _, id := range c.ids {
-		n := &fuzzNode{id: id, pending: map[uint64]bool{}}
+		cfg := c.cfg
+		cfg.ID = id
+		n := &fuzzNode{driverNode: newDriverNode(cfg, nil)}
+		n.contract.readsAsked = true
 		c.nodes = append(c.nodes, n)
 		c.boot(n)
 	}
@@ -185,28 +159,14 @@ func (c *fuzzCluster) note(format string, args ...any) {
 	c.trace = append(c.trace, fmt.Sprintf(format, args...))
 }
 
-// boot (re)starts node n from its disk, as a node does after a crash.
+// boot (re)starts node n from its disk, as a node does after a crash: a Ready it held is
+// lost.
 func (c *fuzzCluster) boot(n *fuzzNode) {
-	cfg := c.cfg
-	cfg.ID = n.id
-	r, err := New(cfg, Restored{
-		HardState: n.disk.hs,
-		Snapshot:  n.disk.snapshot,
-		Entries:   slices.Clone(n.disk.entries),
-		Applied:   n.disk.snapshot.Index,
-	}, n.now)
-	if err != nil {
-		c.fail("node %d does not restart from what it persisted (hs %+v, snapshot %+v, %d entries): %v",
-			n.id, n.disk.hs, n.disk.snapshot, len(n.disk.entries), err)
+	if n.r != nil {
+		n.crash()
 	}
-	n.r = r
-	n.held = nil
-	n.applied = n.disk.snapshot.Index
-	n.pending = map[uint64]bool{}
-	st := r.Status()
-	n.term, n.vote, n.commit = st.Term, st.Vote, st.Commit
-	if st.Term != n.disk.hs.Term || st.Vote != n.disk.hs.Vote {
-		c.fail("node %d restarted in term %d vote %d, but persisted term %d vote %d", n.id, st.Term, st.Vote, n.disk.hs.Term, n.disk.hs.Vote)
+	if err := n.boot(n.cfg, n.now); err != nil {
+		c.fail("%v", err)
 	}
 }
 
@@ -292,13 +252,10 @@ func (c *fuzzCluster) step() {
 		mode := ReadMode(in.pick(6)) // 4 and 5 are not modes
 		n.nextReadID++
 		id := n.nextReadID
-		err := n.r.Read(id, mode)
+		err := n.read(id, mode)
 		c.note("node %d read %d %v -> %v", n.id, id, mode, err)
-		if err == nil {
-			if mode == ReadLog || mode > ReadStale {
-				c.fail("node %d accepted a read in mode %v", n.id, mode)
-			}
-			n.pending[id] = true
+		if err == nil && (mode == ReadLog || mode > ReadStale) {
+			c.fail("node %d accepted a read in mode %v", n.id, mode)
 		}
 	case fzCampaign:
 		n := c.node()
@@ -351,7 +308,7 @@ func (c *fuzzCluster) deliver(k int) {
 	m := c.net[k]
 	c.net = slices.Delete(c.net, k, k+1)
 	n := c.nodes[m.To-1]
-	err := n.r.Step(m)
+	err := n.stepMessage(m, nil)
 	c.note("deliver %s -> %v", describeFuzzMsg(m), err)
 	if err != nil && !c.forged {
 		c.fail("node %d refused a genuine message %s: %v", n.id, describeFuzzMsg(m), err)
@@ -423,30 +380,20 @@ func (c *fuzzCluster) forge(n *fuzzNode) {
 		m.Entries = append(m.Entries, e)
 	}
 	c.forged = true
-	err := n.r.Step(m)
+	err := n.stepMessage(m, nil)
 	c.note("forged %s -> %v", describeFuzzMsg(m), err)
 }
 
 // compact compacts node n's log at its applied index, as the node does after a snapshot.
 func (c *fuzzCluster) compact(n *fuzzNode) {
-	if n.applied <= n.disk.snapshot.Index {
+	if n.appliedIndex <= n.disk.snapshot.Index {
 		return
 	}
-	e, ok := n.disk.entry(n.applied)
-	if !ok {
-		c.fail("node %d applied %d, which is not on its disk (snapshot %d, last %d)", n.id, n.applied, n.disk.snapshot.Index, n.disk.lastIndex())
-	}
-	meta := SnapshotMeta{Index: e.Index, Term: e.Term}
-	err := n.r.Compact(meta)
+	meta, err := n.compact()
 	c.note("node %d compact to %d/%d -> %v", n.id, meta.Index, meta.Term, err)
-	if err != nil {
-		if !c.forged {
-			c.fail("node %d refused to compact at its applied entry %d/%d: %v", n.id, meta.Index, meta.Term, err)
-		}
-		return
+	if err != nil && !c.forged {
+		c.fail("node %d refused to compact at its applied entry %d/%d: %v", n.id, meta.Index, meta.Term, err)
 	}
-	n.disk.entries = slices.Clone(n.disk.entries[meta.Index-n.disk.snapshot.Index:])
-	n.disk.snapshot = meta
 }
 
 // cycle runs one whole Ready cycle on n, if it has one.
@@ -460,145 +407,24 @@ func (c *fuzzCluster) cycle(n *fuzzNode) {
 // takeReady takes a Ready, sends its Messages (the contract allows that before persisting)
 // and holds the rest until advanceHeld.
 func (c *fuzzCluster) takeReady(n *fuzzNode) {
-	has := n.r.HasReady()
-	rd := n.r.Ready()
-	if !has && !rd.IsEmpty() {
-		c.fail("node %d: HasReady was false but Ready returned %s", n.id, describeFuzzReady(rd))
+	rd, err := n.take()
+	c.note("node %d ready: %s", n.id, describeReady(*rd))
+	if err != nil {
+		c.fail("%v", err)
 	}
-	c.note("node %d ready: %s", n.id, describeFuzzReady(rd))
-	if n.r.HasReady() {
-		c.fail("node %d: HasReady is true right after Ready, before Advance", n.id)
-	}
-	if again := n.r.Ready(); !again.IsEmpty() {
-		c.fail("node %d: a second Ready before Advance returned %s", n.id, describeFuzzReady(again))
-	}
-	for _, m := range rd.Messages {
-		c.checkOutgoing(n, m)
-		switch m.Type {
-		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
-		default:
-			c.fail("node %d: %s in Ready.Messages, where only leader messages may go", n.id, describeFuzzMsg(m))
-		}
-		// Sent before this Ready is persisted: its term must already be durable.
-		if m.Term > n.disk.hs.Term {
-			c.fail("node %d: %s sent before persisting, but the durable term is %d", n.id, describeFuzzMsg(m), n.disk.hs.Term)
-		}
-		c.net = append(c.net, m)
-	}
-	n.held = &rd
+	c.send(n, rd.Messages)
 }
 
 // advanceHeld persists the held Ready, sends what had to wait for it, applies and advances.
 func (c *fuzzCluster) advanceHeld(n *fuzzNode) {
 	rd := *n.held
-	c.persist(n, rd)
-	d := &n.disk
-	for _, m := range rd.MessagesAfterPersist {
-		c.checkOutgoing(n, m)
-		switch m.Type {
-		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
-			// Only when this very Ready makes the leader's term durable: a vote granted before
-			// it was asked for elected the node that fast.
-			if rd.HardState == nil || rd.HardState.Term != m.Term {
-				c.fail("node %d: leader message %s in MessagesAfterPersist, though its term was durable", n.id, describeFuzzMsg(m))
-			}
-		// A vote (asked or granted) in term T is durable once the disk says so, or once the
-		// durable term is past T: a node never votes in a term below its own.
-		case MsgVote:
-			if d.hs.Term < m.Term || (d.hs.Term == m.Term && d.hs.Vote != n.id) {
-				c.fail("node %d: %s sent with durable term %d vote %d", n.id, describeFuzzMsg(m), d.hs.Term, d.hs.Vote)
-			}
-		case MsgVoteResp:
-			if !m.Reject {
-				if d.hs.Term < m.Term || (d.hs.Term == m.Term && d.hs.Vote != m.To) {
-					c.fail("node %d: granted %s with durable term %d vote %d", n.id, describeFuzzMsg(m), d.hs.Term, d.hs.Vote)
-				}
-				key := [2]uint64{n.id, m.Term}
-				if prev, ok := c.votes[key]; ok && prev != m.To {
-					c.fail("node %d voted for %d and for %d in term %d", n.id, prev, m.To, m.Term)
-				}
-				c.votes[key] = m.To
-			}
-		case MsgAppResp:
-			if !m.Reject && m.Index > d.lastIndex() {
-				c.fail("node %d acknowledged index %d with only %d durable", n.id, m.Index, d.lastIndex())
-			}
-		}
-		if m.Type != MsgPreVote && !(m.Type == MsgPreVoteResp && !m.Reject) && m.Term > d.hs.Term {
-			c.fail("node %d: %s carries a term beyond the durable %d", n.id, describeFuzzMsg(m), d.hs.Term)
-		}
-		c.net = append(c.net, m)
+	if err := n.persist(); err != nil {
+		c.fail("%v", err)
 	}
-	c.apply(n, rd)
-	n.held = nil
-	n.r.Advance(rd)
-	// The core may be ahead only by a snapshot it accepted while this Ready was out: it
-	// counts a snapshot as applied when it accepts it, before handing it out to install.
-	if st := n.r.Status(); st.Applied != n.applied && !(st.Applied > n.applied && st.Applied == st.Snapshot.Index) {
-		c.fail("node %d: Status.Applied %d after Advance, but %d was applied", n.id, st.Applied, n.applied)
-	}
-}
-
-func (c *fuzzCluster) checkOutgoing(n *fuzzNode, m Message) {
-	if m.From != n.id || m.To == n.id || m.To == None || m.To > uint64(len(c.ids)) || m.Term == 0 {
-		c.fail("node %d sends a malformed message %s", n.id, describeFuzzMsg(m))
-	}
-}
-
-// persist writes rd to n's disk the way the contract says, checking what it may contain.
-func (c *fuzzCluster) persist(n *fuzzNode, rd Ready) {
-	d := &n.disk
-	if hs := rd.HardState; hs != nil {
-		if hs.Term < d.hs.Term {
-			c.fail("node %d: durable term goes back from %d to %d", n.id, d.hs.Term, hs.Term)
-		}
-		if hs.Term == d.hs.Term && d.hs.Vote != None && hs.Vote != d.hs.Vote {
-			c.fail("node %d: durable vote in term %d changes from %d to %d", n.id, hs.Term, d.hs.Vote, hs.Vote)
-		}
-		d.hs = *hs
-	}
-	if s := rd.Snapshot; s != nil {
-		if s.Index <= n.applied {
-			c.fail("node %d: snapshot %d handed out with %d already applied", n.id, s.Index, n.applied)
-		}
-		d.snapshot = *s
-		d.entries = nil
-		n.applied = s.Index
-	}
-	for i, e := range rd.Entries {
-		if i > 0 && e.Index != rd.Entries[i-1].Index+1 {
-			c.fail("node %d: Ready.Entries not contiguous: %d after %d", n.id, e.Index, rd.Entries[i-1].Index)
-		}
-		if e.Index <= d.snapshot.Index || e.Index > d.lastIndex()+1 {
-			c.fail("node %d: entry %d does not fit the durable log (snapshot %d, last %d)", n.id, e.Index, d.snapshot.Index, d.lastIndex())
-		}
-		if e.Term > d.hs.Term {
-			c.fail("node %d: entry %d has term %d beyond the durable term %d", n.id, e.Index, e.Term, d.hs.Term)
-		}
-		if e.Index <= n.applied {
-			c.fail("node %d: Ready replaces entry %d, which is applied", n.id, e.Index)
-		}
-		keep := e.Index - d.snapshot.Index - 1
-		d.entries = append(d.entries[:keep:keep], e)
-	}
-	if d.hs.Commit > d.lastIndex() {
-		c.fail("node %d: durable commit %d beyond the durable log (last %d)", n.id, d.hs.Commit, d.lastIndex())
-	}
-}
-
-// apply checks and applies rd's committed entries and answers its reads.
-func (c *fuzzCluster) apply(n *fuzzNode, rd Ready) {
-	d := &n.disk
-	commit := max(d.hs.Commit, n.r.Status().Commit)
+	c.send(n, rd.MessagesAfterPersist)
 	for _, e := range rd.CommittedEntries {
-		if e.Index != n.applied+1 {
-			c.fail("node %d: committed entry %d handed out after applying %d", n.id, e.Index, n.applied)
-		}
-		if e.Index > commit {
-			c.fail("node %d: entry %d handed out to apply beyond the commit index %d", n.id, e.Index, commit)
-		}
-		if onDisk, ok := d.entry(e.Index); !ok || onDisk.Term != e.Term {
-			c.fail("node %d: committed entry %d (term %d) is not durable (disk has %+v, ok=%v)", n.id, e.Index, e.Term, onDisk, ok)
+		if err := n.applyEntry(e); err != nil {
+			c.fail("%v", err)
 		}
 		if !c.forged {
 			if prev, ok := c.applied[e.Index]; ok && (prev.Term != e.Term || prev.Type != e.Type || string(prev.Data) != string(e.Data)) {
@@ -607,47 +433,29 @@ func (c *fuzzCluster) apply(n *fuzzNode, rd Ready) {
 			}
 			c.applied[e.Index] = e
 		}
-		n.applied = e.Index
 	}
-	for _, rs := range rd.ReadStates {
-		if !n.pending[rs.ID] {
-			c.fail("node %d answered read %d, which is not pending", n.id, rs.ID)
-		}
-		delete(n.pending, rs.ID)
-		if rs.Index > commit {
-			c.fail("node %d answered read %d at index %d beyond its commit %d", n.id, rs.ID, rs.Index, commit)
-		}
-	}
-	for _, dr := range rd.DroppedReads {
-		if !n.pending[dr.ID] {
-			c.fail("node %d dropped read %d, which is not pending", n.id, dr.ID)
-		}
-		delete(n.pending, dr.ID)
-		if dr.Err == nil {
-			c.fail("node %d dropped read %d without saying why", n.id, dr.ID)
-		}
+	if err := n.advance(); err != nil {
+		c.fail("%v", err)
 	}
 }
 
-// checkNodes checks every node's Status against what was observed before.
+// send puts what n sends on the network, which knows only the cluster's nodes.
+func (c *fuzzCluster) send(n *fuzzNode, msgs []Message) {
+	for _, m := range msgs {
+		if m.To > uint64(len(c.ids)) {
+			c.fail("node %d sends %s to a node outside the cluster", n.id, describeFuzzMsg(m))
+		}
+		c.net = append(c.net, m)
+	}
+}
+
+// checkNodes checks every node's Status against what was observed before, and across nodes
+// that no two lead one term.
 func (c *fuzzCluster) checkNodes() {
 	for _, n := range c.nodes {
-		st := n.r.Status()
-		if st.Term < n.term {
-			c.fail("node %d: term went back from %d to %d", n.id, n.term, st.Term)
-		}
-		if st.Term == n.term && n.vote != None && st.Vote != n.vote {
-			c.fail("node %d: vote in term %d changed from %d to %d", n.id, st.Term, n.vote, st.Vote)
-		}
-		if st.Commit < n.commit {
-			c.fail("node %d: commit went back from %d to %d", n.id, n.commit, st.Commit)
-		}
-		if st.Applied > st.Commit || st.Commit > st.LastIndex || st.FirstIndex != st.Snapshot.Index+1 || st.FirstIndex > st.LastIndex+1 {
-			c.fail("node %d: incoherent status applied %d commit %d first %d last %d snapshot %d",
-				n.id, st.Applied, st.Commit, st.FirstIndex, st.LastIndex, st.Snapshot.Index)
-		}
-		if (st.Role == Leader) != (st.Leader == n.id) {
-			c.fail("node %d: role %v but leader %d", n.id, st.Role, st.Leader)
+		st := n.r.BasicStatus()
+		if err := n.observe(st); err != nil {
+			c.fail("%v", err)
 		}
 		if st.Role == Leader && !c.forged {
 			if prev, ok := c.leaders[st.Term]; ok && prev != n.id {
@@ -655,7 +463,6 @@ func (c *fuzzCluster) checkNodes() {
 			}
 			c.leaders[st.Term] = n.id
 		}
-		n.term, n.vote, n.commit = st.Term, st.Vote, st.Commit
 	}
 }
 
@@ -664,26 +471,19 @@ func (c *fuzzCluster) checkNodes() {
 // core installs it, hands it out to persist, and the node then refuses to restart from its
 // own disk ("restored hard state term 1 is below the last entry's term 2").
 func TestForgedSnapshotAboveItsTerm(t *testing.T) {
-	cfg := testConfig(1, []uint64{1, 2, 3})
-	r, err := New(cfg, Restored{}, 0)
-	if err != nil {
+	n := newDriverNode(testConfig(1, []uint64{1, 2, 3}), nil)
+	if err := n.boot(n.cfg, 0); err != nil {
 		t.Fatal(err)
 	}
-	r.Tick(time.Millisecond)
-	stepErr := r.Step(Message{Type: MsgSnap, From: 2, To: 1, Term: 1, Snapshot: SnapshotMeta{Index: 1, Term: 2}})
-	var disk fuzzDisk
-	if r.HasReady() {
-		rd := r.Ready()
-		if rd.HardState != nil {
-			disk.hs = *rd.HardState
+	n.r.Tick(time.Millisecond)
+	stepErr := n.stepMessage(Message{Type: MsgSnap, From: 2, To: 1, Term: 1, Snapshot: SnapshotMeta{Index: 1, Term: 2}}, nil)
+	if n.r.HasReady() {
+		if _, err := n.cycle(func(Message) {}); err != nil {
+			t.Fatalf("the core accepted the snapshot (Step error: %v) and broke the Ready contract: %v", stepErr, err)
 		}
-		if rd.Snapshot != nil {
-			disk.snapshot = *rd.Snapshot
-		}
-		disk.entries = append(disk.entries, rd.Entries...)
-		r.Advance(rd)
 	}
-	if _, err := New(cfg, Restored{HardState: disk.hs, Snapshot: disk.snapshot, Entries: disk.entries, Applied: disk.snapshot.Index}, 0); err != nil {
+	n.crash()
+	if err := n.boot(n.cfg, 0); err != nil {
 		t.Fatalf("the core accepted the snapshot (Step error: %v) and cannot restart from what it persisted: %v", stepErr, err)
 	}
 }
@@ -700,25 +500,6 @@ func describeFuzzMsg(m Message) string {
 		s += fmt.Sprintf(" snap%d/%d", m.Snapshot.Index, m.Snapshot.Term)
 	}
 	return s
-}
-
-func describeFuzzReady(rd Ready) string {
-	var parts []string
-	if rd.HardState != nil {
-		parts = append(parts, fmt.Sprintf("hs%+v", *rd.HardState))
-	}
-	if rd.Snapshot != nil {
-		parts = append(parts, fmt.Sprintf("snap%d/%d", rd.Snapshot.Index, rd.Snapshot.Term))
-	}
-	if n := len(rd.Entries); n > 0 {
-		parts = append(parts, fmt.Sprintf("ents[%d..%d]", rd.Entries[0].Index, rd.Entries[n-1].Index))
-	}
-	if n := len(rd.CommittedEntries); n > 0 {
-		parts = append(parts, fmt.Sprintf("apply[%d..%d]", rd.CommittedEntries[0].Index, rd.CommittedEntries[n-1].Index))
-	}
-	parts = append(parts, fmt.Sprintf("msgs %d+%d reads %d dropped %d", len(rd.Messages), len(rd.MessagesAfterPersist),
-		len(rd.ReadStates), len(rd.DroppedReads)))
-	return strings.Join(parts, " ")
 }
 
 // fuzzScript writes fuzz inputs operation by operation, for the seed corpus.

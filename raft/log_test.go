@@ -188,13 +188,8 @@ func TestFastBacktrackingFigure7(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			net := newTestNet(t, 3)
 			restore := func(id uint64, terms []uint64) {
-				nd := net.node(id)
-				r, err := New(nd.cfg, Restored{HardState: HardState{Term: 7}, Entries: logOf(terms...)}, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				nd.r = r
-				nd.disk = testDisk{hs: HardState{Term: 7}, entries: logOf(terms...)}
+				net.node(id).disk = driverDisk{hs: HardState{Term: 7}, entryLog: entryLog{entries: logOf(terms...)}}
+				net.restart(id)
 			}
 			restore(1, leaderLog)
 			restore(2, leaderLog) // votes for 1

@@ -16,11 +16,11 @@ func (n *testNet) join(id uint64, tweak ...func(*Config)) {
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	r, err := New(cfg, Restored{}, n.nodes[n.ids[0]].now)
-	if err != nil {
+	nd := &testNode{driverNode: newDriverNode(cfg, nil), now: n.nodes[n.ids[0]].now}
+	if err := nd.boot(cfg, nd.now); err != nil {
 		n.t.Fatalf("New(%d): %v", id, err)
 	}
-	n.nodes[id] = &testNode{r: r, cfg: cfg, now: n.nodes[n.ids[0]].now}
+	n.nodes[id] = nd
 	n.ids = append(n.ids, id)
 }
 
@@ -264,19 +264,13 @@ func TestSnapshotCarriesMembership(t *testing.T) {
 	}
 	net.stabilize()
 	for _, id := range []uint64{1, 2, 3} {
-		r := net.raft(id)
-		applied := r.Status().Applied
-		term, _ := r.log.term(applied)
-		if err := r.Compact(SnapshotMeta{Index: applied, Term: term}); err != nil {
-			t.Fatal(err)
-		}
-		net.node(id).disk.snapshot = r.log.snapshot
+		net.compact(id)
 	}
 	if got := net.raft(1).Status().Snapshot.ConfState; !got.Equal(confOf([]uint64{1, 2, 3}, 4)) {
 		t.Fatalf("the leader's snapshot holds membership %v", got)
 	}
 	// Node 4 restarts empty, as a brand new process would, and is sent the snapshot.
-	net.node(4).disk = testDisk{}
+	net.node(4).disk = driverDisk{}
 	net.restart(4)
 	net.heal()
 	for range 10 {

@@ -2,7 +2,6 @@ package raft
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,45 +22,46 @@ func testConfig(id uint64, peers []uint64) Config {
 	}
 }
 
-// testDisk is what a node persisted: only what a Ready told it to.
-type testDisk struct {
-	hs       HardState
-	snapshot SnapshotMeta
-	entries  []Entry
-}
-
-func (d *testDisk) save(rd Ready) {
-	if rd.HardState != nil {
-		d.hs = *rd.HardState
-	}
-	if rd.Snapshot != nil {
-		d.snapshot = *rd.Snapshot
-		d.entries = nil
-	}
-	for _, e := range rd.Entries {
-		if e.Index <= d.snapshot.Index {
-			continue
-		}
-		keep := e.Index - d.snapshot.Index - 1
-		if keep < uint64(len(d.entries)) {
-			d.entries = d.entries[:keep:keep]
-		}
-		d.entries = append(d.entries, e)
-	}
-}
-
-// testNode is a core with the smallest driver that follows the Ready contract.
+// testNode is a core run by the test driver, with its own clock and a record of what its
+// Readies handed out.
 type testNode struct {
-	r       *Raft
-	cfg     Config
-	now     time.Duration
-	disk    testDisk
-	applied []Entry
-	reads   []ReadState
-	dropped []DroppedRead
-	events  []Event
+	driverNode
+	now time.Duration
+	readyRecord
 	// readies keeps every Ready, for tests of the Ready contract.
 	readies []Ready
+}
+
+// wire is an in-memory network: the messages sent and not yet delivered, in send order,
+// and the links that lose everything.
+type wire struct {
+	inflight []Message
+	// cut[a][b] drops every message from a to b.
+	cut map[[2]uint64]bool
+}
+
+// take removes and returns the in-flight messages match accepts.
+func (w *wire) take(match func(Message) bool) []Message {
+	var out, rest []Message
+	for _, m := range w.inflight {
+		if match(m) {
+			out = append(out, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	w.inflight = rest
+	return out
+}
+
+// isolate cuts every link between id and the other nodes of ids, both ways.
+func (w *wire) isolate(id uint64, ids []uint64) {
+	for _, p := range ids {
+		if p != id {
+			w.cut[[2]uint64{id, p}] = true
+			w.cut[[2]uint64{p, id}] = true
+		}
+	}
 }
 
 // testNet delivers messages between cores in memory, in order, on command. Every node has
@@ -70,10 +70,7 @@ type testNet struct {
 	t     *testing.T
 	ids   []uint64
 	nodes map[uint64]*testNode
-	// inflight holds sent and not yet delivered messages, in send order.
-	inflight []Message
-	// cut[a][b] drops every message from a to b.
-	cut map[[2]uint64]bool
+	wire
 	// filter, if set, may drop (false) a message about to be delivered.
 	filter func(Message) bool
 }
@@ -84,17 +81,17 @@ func newTestNet(t *testing.T, n int, tweak ...func(*Config)) *testNet {
 	for i := range ids {
 		ids[i] = uint64(i + 1)
 	}
-	net := &testNet{t: t, ids: ids, nodes: map[uint64]*testNode{}, cut: map[[2]uint64]bool{}}
+	net := &testNet{t: t, ids: ids, nodes: map[uint64]*testNode{}, wire: wire{cut: map[[2]uint64]bool{}}}
 	for _, id := range ids {
 		cfg := testConfig(id, ids)
 		for _, f := range tweak {
 			f(&cfg)
 		}
-		r, err := New(cfg, Restored{}, 0)
-		if err != nil {
+		nd := &testNode{driverNode: newDriverNode(cfg, nil)}
+		if err := nd.boot(cfg, 0); err != nil {
 			t.Fatalf("New(%d): %v", id, err)
 		}
-		net.nodes[id] = &testNode{r: r, cfg: cfg}
+		net.nodes[id] = nd
 	}
 	return net
 }
@@ -106,16 +103,13 @@ func (n *testNet) raft(id uint64) *Raft     { return n.nodes[id].r }
 func (n *testNet) restart(id uint64) {
 	n.t.Helper()
 	nd := n.nodes[id]
-	applied := nd.disk.snapshot.Index
-	r, err := New(nd.cfg, Restored{HardState: nd.disk.hs, Snapshot: nd.disk.snapshot,
-		Entries: slices.Clone(nd.disk.entries), Applied: applied}, nd.now)
-	if err != nil {
+	nd.crash()
+	if err := nd.boot(nd.cfg, nd.now); err != nil {
 		n.t.Fatalf("restart %d: %v", id, err)
 	}
-	nd.r = r
 	nd.applied = nd.applied[:0]
 	// Drop whatever was in flight to or from the crashed node.
-	n.inflight = slices.DeleteFunc(n.inflight, func(m Message) bool { return m.To == id || m.From == id })
+	n.take(func(m Message) bool { return m.To == id || m.From == id })
 }
 
 // advance moves every clock forward by d and ticks every core.
@@ -145,43 +139,25 @@ func (n *testNet) process(id uint64) bool {
 
 // cycle runs one Ready cycle on node id through the driver and returns the Ready.
 func (n *testNet) cycle(id uint64) Ready {
+	n.t.Helper()
 	nd := n.nodes[id]
-	rd := nd.r.Ready()
+	rd, err := nd.cycle(func(m Message) { n.inflight = append(n.inflight, m) })
+	if err != nil {
+		n.t.Fatal(err)
+	}
 	nd.readies = append(nd.readies, rd)
-	n.inflight = append(n.inflight, rd.Messages...)
-	nd.disk.save(rd)
-	n.checkReadyContract(id, rd)
-	n.inflight = append(n.inflight, rd.MessagesAfterPersist...)
-	nd.applied = append(nd.applied, rd.CommittedEntries...)
-	nd.reads = append(nd.reads, rd.ReadStates...)
-	nd.dropped = append(nd.dropped, rd.DroppedReads...)
-	nd.events = append(nd.events, rd.Events...)
-	nd.r.Advance(rd)
+	nd.add(rd)
 	return rd
 }
 
-// checkReadyContract checks, once the Ready is persisted, what the Ready contract promises:
-// committed entries are durable, the commit index does not run past the durable log, and
-// messages sent before persisting never depend on it.
-func (n *testNet) checkReadyContract(id uint64, rd Ready) {
+// compact compacts node id's log and disk at its applied index.
+func (n *testNet) compact(id uint64) SnapshotMeta {
 	n.t.Helper()
-	d := &n.nodes[id].disk
-	last := d.snapshot.Index + uint64(len(d.entries))
-	if d.hs.Commit > last {
-		n.t.Fatalf("node %d: persisted commit %d beyond the persisted log (last %d)", id, d.hs.Commit, last)
+	meta, err := n.nodes[id].compact()
+	if err != nil {
+		n.t.Fatalf("compact node %d at %+v: %v", id, meta, err)
 	}
-	for _, e := range rd.CommittedEntries {
-		if e.Index <= d.snapshot.Index || e.Index > last || d.entries[e.Index-d.snapshot.Index-1].Term != e.Term {
-			n.t.Fatalf("node %d: committed entry %d (term %d) handed out but not persisted", id, e.Index, e.Term)
-		}
-	}
-	for _, m := range rd.Messages {
-		switch m.Type {
-		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
-		default:
-			n.t.Fatalf("node %d: %v in Ready.Messages, must wait for persistence", id, m.Type)
-		}
-	}
+	return meta
 }
 
 // processAll runs Ready cycles on every node until none has work.
@@ -207,7 +183,7 @@ func (n *testNet) deliver() int {
 		}
 		nd := n.nodes[m.To]
 		nd.r.Tick(nd.now)
-		if err := nd.r.Step(m); err != nil {
+		if err := nd.stepMessage(m, nil); err != nil {
 			n.t.Fatalf("node %d Step(%v from %d): %v", m.To, m.Type, m.From, err)
 		}
 		delivered++
@@ -230,29 +206,8 @@ func (n *testNet) stabilize() {
 	}
 }
 
-// take removes and returns the in-flight messages matching keep.
-func (n *testNet) take(keep func(Message) bool) []Message {
-	var out, rest []Message
-	for _, m := range n.inflight {
-		if keep(m) {
-			out = append(out, m)
-		} else {
-			rest = append(rest, m)
-		}
-	}
-	n.inflight = rest
-	return out
-}
-
 // isolate cuts node id off from everyone, both ways.
-func (n *testNet) isolate(id uint64) {
-	for _, p := range n.ids {
-		if p != id {
-			n.cut[[2]uint64{id, p}] = true
-			n.cut[[2]uint64{p, id}] = true
-		}
-	}
-}
+func (n *testNet) isolate(id uint64) { n.wire.isolate(id, n.ids) }
 
 func (n *testNet) heal() { clear(n.cut) }
 

@@ -12,7 +12,11 @@ func TestReadyNothingNewUntilAdvance(t *testing.T) {
 	net.elect(1)
 	r := net.raft(1)
 	net.propose(1, "a")
-	rd := r.Ready()
+	held, err := net.node(1).take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := *held
 	if len(rd.Entries) != 1 {
 		t.Fatalf("entries %v", rd.Entries)
 	}
@@ -23,8 +27,12 @@ func TestReadyNothingNewUntilAdvance(t *testing.T) {
 	if again := r.Ready(); !again.IsEmpty() {
 		t.Fatalf("second Ready before Advance is not empty: %+v", again)
 	}
-	net.node(1).disk.save(rd)
-	r.Advance(rd)
+	if err := net.node(1).persist(); err != nil {
+		t.Fatal(err)
+	}
+	if err := net.node(1).advance(); err != nil {
+		t.Fatal(err)
+	}
 	if !r.HasReady() {
 		t.Fatalf("HasReady false with a proposal pending")
 	}

@@ -124,8 +124,8 @@ func TestSnapshotSentAndInstalled(t *testing.T) {
 	net.stabilize()
 	r := net.raft(1)
 	st := r.Status()
-	if err := r.Compact(SnapshotMeta{Index: st.Applied, Term: st.Term}); err != nil {
-		t.Fatal(err)
+	if meta, err := net.node(1).compact(); err != nil || !sameSnapshot(meta, SnapshotMeta{Index: st.Applied, Term: st.Term}) {
+		t.Fatalf("compacted at %+v (%v), want at the applied index %d", meta, err, st.Applied)
 	}
 	net.propose(1, "after")
 	net.heal()

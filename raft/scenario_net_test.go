@@ -9,9 +9,9 @@ import (
 )
 
 // A scripted network for the scenario tests: the test decides which message is delivered or
-// lost, and whose clock moves by how much. Each node persists synchronously (every Ready is
-// written to its disk before its MessagesAfterPersist leave), except when a test asks to
-// crash in between.
+// lost, and whose clock moves by how much. Nodes run on the test driver (driver_test.go) and
+// carry out each Ready at once (written to disk before its MessagesAfterPersist leave),
+// except when a test takes one step by step or crashes in between.
 
 const (
 	scnHeartbeat   = 10 * time.Millisecond
@@ -37,30 +37,21 @@ func scnConfig(id uint64, peers []uint64) Config {
 	}
 }
 
+// scnNode is a node of the scene: the driver's node, its clock, and what its Readies handed
+// out in this incarnation.
 type scnNode struct {
-	id    uint64
-	cfg   Config
-	r     *Raft // nil while crashed
+	driverNode
 	clock time.Duration
-
-	// disk
-	hs   HardState
-	snap SnapshotMeta
-	log  []Entry
-
-	applied []Entry
-	reads   []ReadState
-	dropped []DroppedRead
-	events  []Event
+	readyRecord
 }
 
 type scene struct {
-	t        *testing.T
-	nodes    []*scnNode
-	inflight []Message
-	cut      map[[2]uint64]bool
-	story    []string // what happened, printed when a scenario fails
-	readID   uint64
+	t     *testing.T
+	ids   []uint64
+	nodes []*scnNode
+	wire
+	story  []string // what happened, printed when a scenario fails
+	readID uint64
 	// trim, keyed by (from, to), cuts the entries of appends on that link from the first
 	// entry of the given term on (0: any term), as a message size limit would.
 	trim map[[2]uint64]uint64
@@ -68,17 +59,16 @@ type scene struct {
 
 func newScene(t *testing.T, n int, tweak ...func(*Config)) *scene {
 	t.Helper()
-	s := &scene{t: t, cut: map[[2]uint64]bool{}, trim: map[[2]uint64]uint64{}}
-	peers := make([]uint64, n)
-	for i := range peers {
-		peers[i] = uint64(i + 1)
+	s := &scene{t: t, wire: wire{cut: map[[2]uint64]bool{}}, trim: map[[2]uint64]uint64{}}
+	for i := range n {
+		s.ids = append(s.ids, uint64(i+1))
 	}
-	for _, id := range peers {
-		cfg := scnConfig(id, peers)
+	for _, id := range s.ids {
+		cfg := scnConfig(id, s.ids)
 		for _, f := range tweak {
 			f(&cfg)
 		}
-		nd := &scnNode{id: id, cfg: cfg, clock: scnStart}
+		nd := &scnNode{driverNode: newDriverNode(cfg, nil), clock: scnStart}
 		s.nodes = append(s.nodes, nd)
 		s.boot(nd)
 	}
@@ -101,11 +91,9 @@ func (s *scene) status(id uint64) Status { return s.r(id).Status() }
 // boot builds the core from the node's disk at its clock (a first start or a restart).
 func (s *scene) boot(nd *scnNode) {
 	s.t.Helper()
-	r, err := New(nd.cfg, Restored{HardState: nd.hs, Snapshot: nd.snap, Entries: slices.Clone(nd.log), Applied: nd.snap.Index}, nd.clock)
-	if err != nil {
+	if err := nd.boot(nd.cfg, nd.clock); err != nil {
 		s.t.Fatalf("start node %d: %v", nd.id, err)
 	}
-	nd.r = r
 	nd.applied = nil
 	s.flush(nd.id)
 }
@@ -113,86 +101,99 @@ func (s *scene) boot(nd *scnNode) {
 // crash loses node id's volatile state; messages already on the wire stay there.
 func (s *scene) crash(id uint64) {
 	s.logf("node %d crashes", id)
-	s.node(id).r = nil
+	s.node(id).crash()
 }
 
 func (s *scene) restart(id uint64) {
-	s.logf("node %d restarts: term %d vote %d commit %d, %d entries", id, s.node(id).hs.Term, s.node(id).hs.Vote, s.node(id).hs.Commit, len(s.node(id).log))
+	d := &s.node(id).disk
+	s.logf("node %d restarts: term %d vote %d commit %d, %d entries", id, d.hs.Term, d.hs.Vote, d.hs.Commit, len(d.entries))
 	s.boot(s.node(id))
 }
 
-// flush drains node id's Readies, following the contract with an instant disk.
+// flush drains node id's Readies through the driver, with an instant disk.
 func (s *scene) flush(id uint64) {
+	s.t.Helper()
 	nd := s.node(id)
 	for nd.r != nil && nd.r.HasReady() {
-		rd := nd.r.Ready()
-		s.persist(nd, rd)
-		s.send(rd.Messages)
-		s.send(rd.MessagesAfterPersist)
-		s.finish(nd, rd)
+		rd, err := nd.cycle(s.post)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		s.record(nd, rd)
 	}
+}
+
+// ready hands out node id's next Ready, to be carried out step by step (persist, finish).
+func (s *scene) ready(id uint64) Ready {
+	s.t.Helper()
+	rd, err := s.node(id).take()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return *rd
 }
 
 // flushButCrashBeforeSending persists node id's next Ready and crashes before anything that
 // waited for the persist (MessagesAfterPersist) leaves; Messages, which did not wait, went.
 func (s *scene) flushButCrashBeforeSending(id uint64) (unsent []Message) {
-	nd := s.node(id)
-	if !nd.r.HasReady() {
+	s.t.Helper()
+	if !s.node(id).r.HasReady() {
 		s.t.Fatalf("node %d has no Ready to persist", id)
 	}
-	rd := nd.r.Ready()
+	rd := s.ready(id)
 	s.send(rd.Messages)
-	s.persist(nd, rd)
+	s.persist(id)
 	s.crash(id)
 	return rd.MessagesAfterPersist
 }
 
-func (s *scene) persist(nd *scnNode, rd Ready) {
-	if rd.HardState != nil {
-		nd.hs = *rd.HardState
-	}
-	if rd.Snapshot != nil {
-		keep := []Entry(nil)
-		for _, e := range nd.log {
-			if e.Index == rd.Snapshot.Index && e.Term == rd.Snapshot.Term {
-				keep = slices.Clone(nd.log[e.Index-nd.snap.Index:])
-			}
-		}
-		nd.snap, nd.log = *rd.Snapshot, keep
-	}
-	if len(rd.Entries) > 0 {
-		first := rd.Entries[0].Index
-		if first <= nd.snap.Index || first > nd.snap.Index+uint64(len(nd.log))+1 {
-			s.t.Fatalf("node %d: Ready entries from %d do not fit a log (%d..%d]", nd.id, first, nd.snap.Index, nd.snap.Index+uint64(len(nd.log)))
-		}
-		nd.log = append(nd.log[:first-nd.snap.Index-1], rd.Entries...)
+// persist writes node id's Ready in hand to its disk.
+func (s *scene) persist(id uint64) {
+	s.t.Helper()
+	if err := s.node(id).persist(); err != nil {
+		s.t.Fatal(err)
 	}
 }
 
-func (s *scene) finish(nd *scnNode, rd Ready) {
-	nd.applied = append(nd.applied, rd.CommittedEntries...)
-	nd.reads = append(nd.reads, rd.ReadStates...)
-	nd.dropped = append(nd.dropped, rd.DroppedReads...)
-	nd.events = append(nd.events, rd.Events...)
+// finish applies node id's persisted Ready and advances it.
+func (s *scene) finish(id uint64) {
+	s.t.Helper()
+	nd := s.node(id)
+	rd := *nd.held
+	for _, e := range rd.CommittedEntries {
+		if err := nd.applyEntry(e); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	if err := nd.advance(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.record(nd, rd)
+}
+
+func (s *scene) record(nd *scnNode, rd Ready) {
+	nd.add(rd)
 	for _, e := range rd.Events {
 		s.logf("%v n%d: %s", nd.clock-scnStart, nd.id, e)
 	}
-	nd.r.Advance(rd)
 }
 
 func (s *scene) send(msgs []Message) {
 	for _, m := range msgs {
-		m.Entries = slices.Clone(m.Entries)
-		s.inflight = append(s.inflight, m)
+		s.post(m)
 	}
+}
+
+// post puts m on the wire, with entries of its own.
+func (s *scene) post(m Message) {
+	m.Entries = slices.Clone(m.Entries)
+	s.inflight = append(s.inflight, m)
 }
 
 // advance moves the clocks of ids (every live node if none) forward by d and ticks them.
 func (s *scene) advance(d time.Duration, ids ...uint64) {
 	if len(ids) == 0 {
-		for _, nd := range s.nodes {
-			ids = append(ids, nd.id)
-		}
+		ids = s.ids
 	}
 	for _, id := range ids {
 		nd := s.node(id)
@@ -208,17 +209,8 @@ func (s *scene) advance(d time.Duration, ids ...uint64) {
 // and reports how many arrived. What the recipients send in return is queued, not delivered.
 // Messages on cut links or to crashed nodes are lost.
 func (s *scene) deliver(match func(Message) bool) int {
-	var batch, rest []Message
-	for _, m := range s.inflight {
-		if match(m) {
-			batch = append(batch, m)
-		} else {
-			rest = append(rest, m)
-		}
-	}
-	s.inflight = rest
 	n := 0
-	for _, m := range batch {
+	for _, m := range s.wire.take(match) {
 		to := s.node(m.To)
 		if s.cut[[2]uint64{m.From, m.To}] || to.r == nil {
 			continue
@@ -229,7 +221,7 @@ func (s *scene) deliver(match func(Message) bool) int {
 			}
 		}
 		to.r.Tick(to.clock)
-		if err := to.r.Step(m); err != nil {
+		if err := to.stepMessage(m, nil); err != nil {
 			s.t.Fatalf("node %d refused %s: %v", m.To, describeMessage(m), err)
 		}
 		s.flush(m.To)
@@ -249,11 +241,7 @@ func (s *scene) trimAppends(from, to, term uint64) {
 }
 
 // drop loses every in-flight message match accepts.
-func (s *scene) drop(match func(Message) bool) int {
-	before := len(s.inflight)
-	s.inflight = slices.DeleteFunc(s.inflight, match)
-	return before - len(s.inflight)
-}
+func (s *scene) drop(match func(Message) bool) int { return len(s.wire.take(match)) }
 
 // settle delivers everything until the network is quiet (or 100 rounds pass).
 func (s *scene) settle() {
@@ -267,12 +255,7 @@ func (s *scene) settle() {
 // isolate cuts every link to and from id; heal restores them all.
 func (s *scene) isolate(id uint64) {
 	s.logf("node %d isolated", id)
-	for _, nd := range s.nodes {
-		if nd.id != id {
-			s.cut[[2]uint64{id, nd.id}] = true
-			s.cut[[2]uint64{nd.id, id}] = true
-		}
-	}
+	s.wire.isolate(id, s.ids)
 }
 
 func (s *scene) heal() {
@@ -380,20 +363,11 @@ func msgAnd(fs ...func(Message) bool) func(Message) bool {
 // termsOfLog renders a node's persisted log as index:term pairs.
 func (nd *scnNode) termsOfLog() string {
 	var b strings.Builder
-	for _, e := range nd.log {
+	for _, e := range nd.disk.entries {
 		fmt.Fprintf(&b, " %d:%d", e.Index, e.Term)
 	}
 	return strings.TrimSpace(b.String())
 }
 
 // entryAt returns the persisted entry at index i.
-func (nd *scnNode) entryAt(i uint64) (Entry, bool) {
-	if i <= nd.snap.Index || i > nd.snap.Index+uint64(len(nd.log)) {
-		return Entry{}, false
-	}
-	return nd.log[i-nd.snap.Index-1], true
-}
-
-func (nd *scnNode) hasEvent(k EventKind) bool {
-	return slices.ContainsFunc(nd.events, func(e Event) bool { return e.Kind == k })
-}
+func (nd *scnNode) entryAt(i uint64) (Entry, bool) { return nd.disk.entry(i) }

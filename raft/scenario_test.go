@@ -83,7 +83,7 @@ func TestFigure8(t *testing.T) {
 	t.Run("(c) a replica majority of an old-term entry is not a commit", func(t *testing.T) {
 		s, _, _, _ := figure8(t)
 		if c := s.status(1).Commit; c >= 2 {
-			t.Fatalf("S1 committed index 2 (commit %d) by counting replicas of a term-%d entry", c, s.node(1).log[1].Term)
+			t.Fatalf("S1 committed index 2 (commit %d) by counting replicas of a term-%d entry", c, s.node(1).disk.entries[1].Term)
 		}
 	})
 	t.Run("(d) so a later leader may overwrite it", func(t *testing.T) {
@@ -310,8 +310,8 @@ func TestTransferWhileLeaderHoldsLease(t *testing.T) {
 	nd := s.node(1)
 	var timeoutNow []Message
 	for nd.r.HasReady() {
-		rd := nd.r.Ready()
-		s.persist(nd, rd)
+		rd := s.ready(1)
+		s.persist(1)
 		for _, m := range append(slices.Clone(rd.Messages), rd.MessagesAfterPersist...) {
 			if m.Type == MsgTimeoutNow {
 				timeoutNow = append(timeoutNow, m)
@@ -325,7 +325,7 @@ func TestTransferWhileLeaderHoldsLease(t *testing.T) {
 		}
 		s.send(rd.Messages)
 		s.send(rd.MessagesAfterPersist)
-		s.finish(nd, rd)
+		s.finish(1)
 	}
 	if len(timeoutNow) == 0 {
 		t.Fatal("the leader sent no MsgTimeoutNow although the target was up to date")
@@ -389,7 +389,7 @@ func TestCrashBetweenPersistingAndSending(t *testing.T) {
 		if !slices.ContainsFunc(unsent, func(m Message) bool { return m.Type == MsgVoteResp && !m.Reject }) {
 			t.Fatalf("node 2 had no vote grant waiting for the persist: %v", unsent)
 		}
-		if hs := s.node(2).hs; hs.Term != term || hs.Vote != 1 {
+		if hs := s.node(2).disk.hs; hs.Term != term || hs.Vote != 1 {
 			t.Fatalf("node 2 persisted %+v, want its vote for 1 in term %d", hs, term)
 		}
 		s.restart(2)

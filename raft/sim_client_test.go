@@ -221,7 +221,7 @@ func (c *simClient) sendAttempt(req *clientReq, node uint64) {
 // node's clock, without stepping the core; otherwise it proposes a write or log read, or asks
 // the core for a read in the requested mode (falling back from lease to index).
 func (s *simulation) handleClient(n *simNode, req *clientReq) {
-	if n.core == nil {
+	if n.r == nil {
 		s.reply(n, req, replyRetry, "node down", false, "")
 		return
 	}
@@ -238,7 +238,7 @@ func (s *simulation) handleClient(n *simNode, req *clientReq) {
 }
 
 func (s *simulation) propose(n *simNode, req *clientReq) {
-	index, term, err := n.core.Propose(req.op.encode())
+	index, term, err := n.r.Propose(req.op.encode())
 	var notLeader *NotLeaderError
 	switch {
 	case errors.As(err, &notLeader):
@@ -288,10 +288,10 @@ func (s *simulation) read(n *simNode, req *clientReq) {
 	s.nextReqID++
 	req.readID = s.nextReqID
 	req.asked = req.mode
-	err := n.core.Read(req.readID, req.mode)
+	err := n.read(req.readID, req.mode)
 	if req.mode == ReadLease && errors.Is(err, ErrLeaseNotHeld) {
 		req.asked, req.fellBack = ReadIndex, true
-		err = n.core.Read(req.readID, ReadIndex)
+		err = n.read(req.readID, ReadIndex)
 	}
 	var notLeader *NotLeaderError
 	switch {

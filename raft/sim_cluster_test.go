@@ -69,111 +69,55 @@ func (c nodeClock) trueAt(local time.Duration) time.Duration {
 	return t
 }
 
-// kvSnapshot is a state machine image. It is never modified once taken, so messages and
-// disks share it.
-type kvSnapshot struct {
-	meta SnapshotMeta
+// kvMachine is the simulator's state machine: the key-value map the clients' commands
+// change, and what the latest command returned.
+type kvMachine struct {
 	kv   map[string]string
+	last applyResult
 }
 
-// simLog is a log as a node keeps it: a compaction point and the entries after it.
-type simLog struct {
-	snap    SnapshotMeta
-	entries []Entry
-}
-
-func (l *simLog) lastIndex() uint64 { return l.snap.Index + uint64(len(l.entries)) }
-
-// term returns the term at index i, and false if i is compacted away (below the snapshot)
-// or beyond the end.
-func (l *simLog) term(i uint64) (uint64, bool) {
-	switch {
-	case i == l.snap.Index:
-		return l.snap.Term, true
-	case i < l.snap.Index || i > l.lastIndex():
-		return 0, false
-	}
-	return l.entries[i-l.snap.Index-1].Term, true
-}
-
-func (l *simLog) entry(i uint64) (Entry, bool) {
-	if i <= l.snap.Index || i > l.lastIndex() {
-		return Entry{}, false
-	}
-	return l.entries[i-l.snap.Index-1], true
-}
-
-// appendEntries stores ents, replacing the suffix from ents[0].Index. It refuses a gap or an
-// overwrite of compacted entries, which would mean the core handed out an impossible Ready.
-func (l *simLog) appendEntries(ents []Entry) error {
-	if len(ents) == 0 {
+func (m *kvMachine) apply(e Entry) error {
+	m.last = applyResult{}
+	if e.Type != EntryNormal {
 		return nil
 	}
-	first := ents[0].Index
-	if first <= l.snap.Index {
-		return fmt.Errorf("entries from index %d overwrite the snapshot at %d", first, l.snap.Index)
+	op, err := decodeOp(e.Data)
+	if err != nil {
+		return fmt.Errorf("it holds data no client wrote: %w", err)
 	}
-	if first > l.lastIndex()+1 {
-		return fmt.Errorf("entries from index %d leave a gap after the last index %d", first, l.lastIndex())
-	}
-	for i, e := range ents {
-		if e.Index != first+uint64(i) {
-			return fmt.Errorf("entries are not contiguous: index %d follows %d", e.Index, first+uint64(i)-1)
-		}
-	}
-	l.entries = append(l.entries[:first-l.snap.Index-1], ents...)
+	m.last = op.applyTo(m.kv)
 	return nil
 }
 
-// installSnapshot moves the compaction point to meta. Entries after it are kept only if the
-// log holds meta's entry (the snapshot is a prefix of this log); otherwise the log is
-// replaced by the snapshot.
-func (l *simLog) installSnapshot(meta SnapshotMeta) {
-	if t, ok := l.term(meta.Index); ok && t == meta.Term && meta.Index >= l.snap.Index {
-		l.entries = slices.Clone(l.entries[meta.Index-l.snap.Index:])
-	} else {
-		l.entries = nil
+// image copies the map: an image is never modified once taken, so disks and messages share
+// it.
+func (m *kvMachine) image() any { return cloneKV(m.kv) }
+
+func (m *kvMachine) restore(image any) {
+	if image == nil {
+		m.kv = map[string]string{}
+		return
 	}
-	l.snap = meta
+	m.kv = cloneKV(image.(map[string]string))
 }
 
-func (l *simLog) clone() simLog {
-	return simLog{snap: l.snap, entries: slices.Clone(l.entries)}
-}
-
-// simDisk is what survives a crash: only what a Ready said to persist, once the simulated
-// fsync completed.
-type simDisk struct {
-	hs       HardState
-	log      simLog
-	snapshot *kvSnapshot // the state machine image at log.snap; nil before the first
-}
-
-// simNode is one server: a core, its disk, its state machine and its clock.
+// simNode is one server: the driver's node (its core, disk and state machine), its clock,
+// and what georaftd keeps around the core: client requests in flight and the read view it
+// publishes.
 type simNode struct {
+	driverNode
 	s     *simulation
-	id    uint64
 	idx   int
-	cfg   Config
 	clock nodeClock
-
-	core        *Raft // nil while crashed
-	incarnation int
-	boot        int // counts restarts of the node's clock from a new origin
-	disk        simDisk
-	diskPrev    HardState // the HardState persisted before the latest, for succession checks
+	kv    *kvMachine
+	// clockEpoch counts restarts of the node's clock from a new origin.
+	clockEpoch int
 
 	// Volatile: lost in a crash.
-	view         simLog // the log as handed out by Readies (persisted or not)
-	sm           map[string]string
-	applied      uint64
-	appliedTerm  uint64
-	readyBusy    bool
 	proposals    map[uint64]*pendingProposal // by log index
 	reads        map[uint64]*clientReq       // by read id
 	waitingReads []ReadState                 // until applied reaches their index
 	published    ReadView                    // what lease and stale reads are answered from
-	incoming     []*kvSnapshot               // snapshots received, waiting to be persisted
 
 	tickToken     uint64
 	tickAt        time.Duration
@@ -302,12 +246,12 @@ func (n *simNode) setTiming(t nodeTiming) {
 // settle runs after every call into the core: check the invariants, drain Readies, and
 // schedule the next tick.
 func (n *simNode) settle() {
-	if n.core == nil || n.s.failure != nil {
+	if n.r == nil || n.s.failure != nil {
 		return
 	}
 	n.s.inv.observe(n)
 	n.pullReadies()
-	if n.core != nil {
+	if n.r != nil {
 		n.publish()
 		n.scheduleTick()
 	}
@@ -315,41 +259,45 @@ func (n *simNode) settle() {
 
 // publish refreshes the read view that lease and stale reads are answered from without
 // stepping the core, as georaftd publishes it after every turn of its loop.
-func (n *simNode) publish() { n.published = n.core.ReadView() }
+func (n *simNode) publish() { n.published = n.r.ReadView() }
 
-// pullReadies follows the Ready contract: send Messages; persist (after a simulated fsync);
-// send MessagesAfterPersist; apply; answer reads; Advance. A Ready with nothing to persist
-// completes at once and the next one is pulled.
+// pullReadies carries Readies out through the driver: send Messages; persist (after a
+// simulated fsync); send MessagesAfterPersist; apply; answer reads; Advance. A Ready with
+// nothing to persist completes at once and the next one is pulled.
 func (n *simNode) pullReadies() {
-	for spins := 0; n.core != nil && !n.readyBusy && n.core.HasReady(); spins++ {
+	s := n.s
+	for spins := 0; n.r != nil && n.held == nil && n.r.HasReady(); spins++ {
 		if spins > 1000 {
-			n.s.fail("driver", "node %d: HasReady stays true through 1000 consecutive empty-persist Readies", n.id)
+			s.fail("driver", "node %d: HasReady stays true through 1000 consecutive empty-persist Readies", n.id)
 			return
 		}
-		rd := n.core.Ready()
-		n.s.traceReady(n, &rd)
-		n.s.inv.onReady(n, &rd)
-		if n.s.failure != nil {
+		rd, err := n.take()
+		s.traceReady(n, rd)
+		if err != nil {
+			s.fail("invariant", "%v", err)
+			return
+		}
+		s.inv.onReady(n, rd)
+		if s.failure != nil {
 			return
 		}
 		// As georaftd does: the view is published before any message of the Ready leaves,
 		// so a lease given up for a transfer is withdrawn before TimeoutNow can arrive.
 		n.publish()
 		for _, m := range rd.Messages {
-			n.s.send(n, m)
+			s.send(n, m)
 		}
 		if rd.HardState == nil && rd.Snapshot == nil && len(rd.Entries) == 0 {
-			n.finishReady(&rd, false)
+			n.finishReady(rd, false)
 			continue
 		}
-		n.readyBusy = true
 		incarnation := n.incarnation
-		fsync := n.s.randDuration(n.s.p.fsyncMin, n.s.p.fsyncMax) + n.slowDisk
-		n.s.after(fsync, "persist", n.id, func() {
-			if n.incarnation != incarnation || n.core == nil {
+		fsync := s.randDuration(s.p.fsyncMin, s.p.fsyncMax) + n.slowDisk
+		s.after(fsync, "persist", n.id, func() {
+			if n.incarnation != incarnation || n.r == nil {
 				return // crashed meanwhile: the write never completed
 			}
-			if n.finishReady(&rd, true) {
+			if n.finishReady(rd, true) {
 				n.settle()
 			}
 		})
@@ -357,18 +305,17 @@ func (n *simNode) pullReadies() {
 	}
 }
 
-// finishReady completes a Ready once its persist is done. It reports false if the node
-// crashed in the persist-then-send window.
-func (n *simNode) finishReady(rd *Ready, persisted bool) bool {
+// finishReady completes the Ready in hand once its write (if it had anything to write,
+// fsynced) is done. It reports false if the node crashed in the persist-then-send window.
+func (n *simNode) finishReady(rd *Ready, wrote bool) bool {
 	s := n.s
-	if persisted {
-		if err := n.persist(rd); err != nil {
-			s.fail("invariant", "node %d: %v", n.id, err)
-			return false
-		}
-		s.inv.onPersist(n, rd)
-		if s.failure != nil {
-			return false
+	if err := n.persist(); err != nil {
+		s.fail("invariant", "%v", err)
+		return false
+	}
+	if wrote {
+		if rd.Snapshot != nil {
+			n.answerReads() // the state machine is the snapshot's now
 		}
 		if n.crashAfterPersist {
 			n.crashAfterPersist = false
@@ -377,7 +324,7 @@ func (n *simNode) finishReady(rd *Ready, persisted bool) bool {
 		}
 	}
 	for _, m := range rd.MessagesAfterPersist {
-		s.inv.checkDurableBeforeSend(n, m)
+		s.inv.noteAck(n, m)
 		s.send(n, m)
 	}
 	for _, e := range rd.CommittedEntries {
@@ -395,64 +342,27 @@ func (n *simNode) finishReady(rd *Ready, persisted bool) bool {
 			s.reply(n, req, replyRetry, fmt.Sprintf("read dropped: %v", d.Err), false, "")
 		}
 	}
-	n.core.Advance(*rd)
-	n.readyBusy = false
+	if err := n.advance(); err != nil {
+		s.fail("invariant", "%v", err)
+		return false
+	}
 	n.maybeCompact()
 	return true
 }
 
-// persist writes what the Ready says to the disk: HardState, snapshot, entries.
-func (n *simNode) persist(rd *Ready) error {
-	if rd.HardState != nil {
-		n.disk.hs = *rd.HardState
-	}
-	if rd.Snapshot != nil {
-		var snap *kvSnapshot
-		for _, in := range n.incoming {
-			if in.meta.SameAs(*rd.Snapshot) {
-				snap = in
-			}
-		}
-		if snap == nil {
-			return fmt.Errorf("Ready asks to persist snapshot %+v, which never arrived", *rd.Snapshot)
-		}
-		n.disk.log.installSnapshot(*rd.Snapshot)
-		n.disk.snapshot = snap
-		// The state machine is replaced by the snapshot once it is durable.
-		n.sm = cloneKV(snap.kv)
-		n.applied, n.appliedTerm = snap.meta.Index, snap.meta.Term
-		n.incoming = slices.DeleteFunc(n.incoming, func(in *kvSnapshot) bool { return in.meta.Index <= snap.meta.Index })
-		n.answerReads()
-	}
-	if err := n.disk.log.appendEntries(cloneEntries(rd.Entries)); err != nil {
-		return fmt.Errorf("persisting Ready entries: %w", err)
-	}
-	return nil
-}
-
-// apply runs one committed entry against the state machine and answers the client whose
-// proposal it is (or whose proposal lost that index).
+// apply runs one committed entry through the driver and answers the client whose proposal
+// it is (or whose proposal lost that index).
 func (n *simNode) apply(e Entry) {
 	s := n.s
-	if e.Index != n.applied+1 {
-		s.fail("invariant", "node %d: committed entry %d handed out after applying %d (gap or repeat)", n.id, e.Index, n.applied)
+	if err := n.applyEntry(e); err != nil {
+		s.fail("invariant", "%v", err)
 		return
 	}
 	s.inv.onApply(n, e)
-	var result applyResult
-	if e.Type == EntryNormal {
-		op, err := decodeOp(e.Data)
-		if err != nil {
-			s.fail("invariant", "node %d: committed entry %d holds data no client wrote: %v", n.id, e.Index, err)
-			return
-		}
-		result = op.applyTo(n.sm)
-	}
-	n.applied, n.appliedTerm = e.Index, e.Term
 	if p := n.proposals[e.Index]; p != nil {
 		delete(n.proposals, e.Index)
 		if p.term == e.Term {
-			s.reply(n, p.req, replyOK, "", result.found, result.value)
+			s.reply(n, p.req, replyOK, "", n.kv.last.found, n.kv.last.value)
 		} else {
 			// Another entry was committed at our index: ours never will be.
 			s.reply(n, p.req, replyFailed, fmt.Sprintf("entry %d/%d lost to %d/%d", e.Index, p.term, e.Index, e.Term), false, "")
@@ -465,7 +375,7 @@ func (n *simNode) apply(e Entry) {
 func (n *simNode) answerReads() {
 	keep := n.waitingReads[:0]
 	for _, rs := range n.waitingReads {
-		if rs.Index > n.applied {
+		if rs.Index > n.appliedIndex {
 			keep = append(keep, rs)
 			continue
 		}
@@ -476,7 +386,7 @@ func (n *simNode) answerReads() {
 		delete(n.reads, rs.ID)
 		n.s.inv.onReadServed(n, rs, req)
 		req.servedMode = rs.Mode
-		value, found := n.sm[req.op.key]
+		value, found := n.kv.kv[req.op.key]
 		n.s.reply(n, req, replyOK, "", found, value)
 	}
 	n.waitingReads = keep
@@ -486,25 +396,19 @@ func (n *simNode) answerReads() {
 // entries are applied, so that lagging and restarted followers need MsgSnap.
 func (n *simNode) maybeCompact() {
 	every := n.s.p.snapshotEvery
-	if every == 0 || n.core == nil || n.applied < n.disk.log.snap.Index+every || n.applied > n.disk.log.lastIndex() {
+	if every == 0 || n.r == nil || n.appliedIndex < n.disk.snapshot.Index+every || n.appliedIndex > n.disk.lastIndex() {
 		return
 	}
-	meta := SnapshotMeta{Index: n.applied, Term: n.appliedTerm}
-	if err := n.core.Compact(meta); err != nil {
+	if meta, err := n.compact(); err != nil {
 		n.s.fail("invariant", "node %d: Compact(%+v) after applying it: %v", n.id, meta, err)
 		return
-	}
-	n.disk.snapshot = &kvSnapshot{meta: meta, kv: cloneKV(n.sm)}
-	n.disk.log.installSnapshot(meta)
-	if n.view.snap.Index < meta.Index {
-		n.view.installSnapshot(meta)
 	}
 	n.s.stats.compactions++
 }
 
 // scheduleTick makes sure a tick fires at the core's next deadline, converted to true time.
 func (n *simNode) scheduleTick() {
-	deadline := n.core.NextDeadline()
+	deadline := n.r.NextDeadline()
 	if deadline >= never/2 {
 		n.tickToken++
 		n.tickScheduled = false
@@ -530,39 +434,34 @@ func (n *simNode) scheduleTick() {
 	token := n.tickToken
 	n.tickAt, n.tickScheduled = at, true
 	n.s.schedule(at, "tick", n.id, func() {
-		if token != n.tickToken || n.core == nil {
+		if token != n.tickToken || n.r == nil {
 			return
 		}
 		n.tickScheduled = false
-		n.core.Tick(n.localNow())
+		n.r.Tick(n.localNow())
 		n.settle()
 	})
 }
 
 // tickNow brings the core's clock to the present before a Step, Propose or Read.
-func (n *simNode) tickNow() { n.core.Tick(n.localNow()) }
+func (n *simNode) tickNow() { n.r.Tick(n.localNow()) }
 
 // crash loses everything volatile: the core, unpersisted Ready content, in-flight disk
 // writes, the state machine, pending client requests.
 func (s *simulation) crash(n *simNode, why string) {
-	if n.core == nil {
+	if n.r == nil {
 		return
 	}
 	s.logf("node %d crashes (%s)", n.id, why)
 	s.inv.onCrash(n)
-	n.core = nil
-	n.incarnation++
-	n.readyBusy = false
+	n.driverNode.crash()
 	n.tickToken++
 	n.tickScheduled = false
 	n.crashAfterPersist = false
-	n.view = simLog{}
-	n.sm = nil
 	n.proposals = nil
 	n.reads = nil
 	n.waitingReads = nil
 	n.published = ReadView{}
-	n.incoming = nil
 	n.downSince = s.now
 	s.stats.crashes++
 }
@@ -570,14 +469,8 @@ func (s *simulation) crash(n *simNode, why string) {
 // start builds the core from what is on disk, at the node's local time: a first start or a
 // restart after a crash.
 func (s *simulation) start(n *simNode) {
-	if n.core != nil {
+	if n.r != nil {
 		return
-	}
-	restored := Restored{
-		HardState: n.disk.hs,
-		Snapshot:  n.disk.log.snap,
-		Entries:   cloneEntries(n.disk.log.entries),
-		Applied:   n.disk.log.snap.Index,
 	}
 	if coin := mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)+1<<32); n.incarnation > 0 && coin&1 == 1 {
 		// Half the restarts get a clock with a new origin, as a driver whose clock is per
@@ -596,7 +489,7 @@ func (s *simulation) start(n *simNode) {
 			origin = n.clock.local(n.downSince) + time.Duration(mix64(coin, 0x0c)%uint64(s.p.heartbeat))
 		}
 		n.clock.offset = max(time.Millisecond, origin) - time.Duration(float64(s.now)*n.clock.rate)
-		n.boot++
+		n.clockEpoch++
 	}
 	switch {
 	case n.nextTiming != nil:
@@ -610,26 +503,17 @@ func (s *simulation) start(n *simNode) {
 	}
 	cfg := n.cfg
 	cfg.Seed = int64(mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)))
-	cfg.BootID = mix64(uint64(s.p.seed), n.id, uint64(n.boot), 0xb007)
-	core, err := New(cfg, restored, n.localNow())
-	if err != nil {
-		s.fail("invariant", "node %d: restart from its own disk failed: %v", n.id, err)
+	cfg.BootID = mix64(uint64(s.p.seed), n.id, uint64(n.clockEpoch), 0xb007)
+	if err := n.boot(cfg, n.localNow()); err != nil {
+		s.fail("invariant", "%v", err)
 		return
-	}
-	n.core = core
-	n.view = n.disk.log.clone()
-	n.sm = map[string]string{}
-	n.applied, n.appliedTerm = 0, 0
-	if n.disk.snapshot != nil {
-		n.sm = cloneKV(n.disk.snapshot.kv)
-		n.applied, n.appliedTerm = n.disk.snapshot.meta.Index, n.disk.snapshot.meta.Term
 	}
 	n.proposals = map[uint64]*pendingProposal{}
 	n.reads = map[uint64]*clientReq{}
 	n.pastDeadlines = 0
 	if n.incarnation > 0 {
 		s.logf("node %d restarts at local %v: term %d vote %d commit %d, log (%d..%d]", n.id, n.localNow(),
-			n.disk.hs.Term, n.disk.hs.Vote, n.disk.hs.Commit, n.disk.log.snap.Index, n.disk.log.lastIndex())
+			n.disk.hs.Term, n.disk.hs.Vote, n.disk.hs.Commit, n.disk.snapshot.Index, n.disk.lastIndex())
 	}
 	s.inv.onStart(n)
 	n.settle()
@@ -639,17 +523,13 @@ func (s *simulation) start(n *simNode) {
 func (s *simulation) send(from *simNode, m Message) {
 	s.stats.messages++
 	to := s.node(m.To)
-	if to == nil || m.To == from.id || m.From != from.id {
-		s.fail("invariant", "node %d sends %v from %d to %d: not a valid peer", from.id, m.Type, m.From, m.To)
+	if to == nil {
+		s.fail("invariant", "node %d sends %v to %d, which is not in the cluster", from.id, m.Type, m.To)
 		return
 	}
-	var snap *kvSnapshot
+	var snap any // the snapshot's bytes: the sender's state machine image at it
 	if m.Type == MsgSnap {
-		if from.disk.snapshot == nil || !from.disk.snapshot.meta.SameAs(m.Snapshot) {
-			s.fail("invariant", "node %d sends snapshot %+v but holds %+v", from.id, m.Snapshot, from.disk.log.snap)
-			return
-		}
-		snap = from.disk.snapshot
+		snap = from.disk.image
 		s.stats.snapshotsSent++
 	}
 	if s.blocked[from.idx][to.idx] > 0 || s.rng.Float64() < s.p.loss {
@@ -680,9 +560,9 @@ func (s *simulation) drop(from, to *simNode, m Message) {
 	s.stats.dropped++
 	if m.Type == MsgSnap {
 		s.after(s.p.oneWay[from.idx][to.idx]*2, "report", from.id, func() {
-			if from.core != nil {
+			if from.r != nil {
 				from.tickNow()
-				from.core.ReportSnapshot(to.id, false)
+				from.r.ReportSnapshot(to.id, false)
 				from.settle()
 			}
 		})
@@ -690,39 +570,38 @@ func (s *simulation) drop(from, to *simNode, m Message) {
 	}
 	if s.blocked[from.idx][to.idx] > 0 && s.rng.IntN(4) == 0 {
 		s.after(s.p.oneWay[from.idx][to.idx]*2, "report", from.id, func() {
-			if from.core != nil {
+			if from.r != nil {
 				from.tickNow()
-				from.core.ReportUnreachable(to.id)
+				from.r.ReportUnreachable(to.id)
 				from.settle()
 			}
 		})
 	}
 }
 
-func (s *simulation) deliver(from, to *simNode, m Message, snap *kvSnapshot) {
-	if to.core == nil && s.p.holdForRestart && !s.healed && s.blocked[from.idx][to.idx] == 0 {
+func (s *simulation) deliver(from, to *simNode, m Message, snap any) {
+	if to.r == nil && s.p.holdForRestart && !s.healed && s.blocked[from.idx][to.idx] == 0 {
 		// A network that keeps what it could not deliver: the message reaches the node's
 		// next incarnation, carrying readings of clocks from before its restart.
 		e := s.after(s.p.heartbeat, "deliver", to.id, func() { s.deliver(from, to, m, snap) })
 		e.msg = &m
 		return
 	}
-	if s.blocked[from.idx][to.idx] > 0 || to.core == nil {
+	if s.blocked[from.idx][to.idx] > 0 || to.r == nil {
 		s.drop(from, to, m)
 		return
 	}
 	if m.Type == MsgSnap {
-		to.incoming = append(to.incoming, snap)
 		s.after(s.p.oneWay[to.idx][from.idx], "report", from.id, func() {
-			if from.core != nil {
+			if from.r != nil {
 				from.tickNow()
-				from.core.ReportSnapshot(to.id, true)
+				from.r.ReportSnapshot(to.id, true)
 				from.settle()
 			}
 		})
 	}
 	to.tickNow()
-	if err := to.core.Step(m); err != nil {
+	if err := to.stepMessage(m, snap); err != nil {
 		s.fail("invariant", "node %d refused %s from node %d: %v", to.id, describeMessage(m), from.id, err)
 		return
 	}
@@ -756,30 +635,4 @@ func mix64(vals ...uint64) uint64 {
 		h ^= h >> 31
 	}
 	return h
-}
-
-func describeMessage(m Message) string {
-	s := fmt.Sprintf("%v %d→%d t%d", m.Type, m.From, m.To, m.Term)
-	switch m.Type {
-	case MsgApp:
-		s += fmt.Sprintf(" prev=%d/%d n=%d commit=%d sent=%v round=%d", m.Index, m.LogTerm, len(m.Entries), m.Commit, m.SentAt, m.Round)
-	case MsgAppResp:
-		s += fmt.Sprintf(" index=%d reject=%v hint=%d/%d sent=%v round=%d", m.Index, m.Reject, m.ConflictTerm, m.ConflictIndex, m.SentAt, m.Round)
-	case MsgHeartbeat:
-		s += fmt.Sprintf(" commit=%d sent=%v round=%d", m.Commit, m.SentAt, m.Round)
-	case MsgHeartbeatResp:
-		s += fmt.Sprintf(" sent=%v round=%d", m.SentAt, m.Round)
-	case MsgVote, MsgPreVote:
-		s += fmt.Sprintf(" last=%d/%d transfer=%v", m.Index, m.LogTerm, m.Transfer)
-	case MsgVoteResp, MsgPreVoteResp:
-		s += fmt.Sprintf(" reject=%v lease-left=%v", m.Reject, m.LeaseRemaining)
-	case MsgSnap:
-		s += fmt.Sprintf(" snap=%d/%d", m.Snapshot.Index, m.Snapshot.Term)
-	case MsgTimeoutNow:
-		s += fmt.Sprintf(" lease-left=%v", m.LeaseRemaining)
-	}
-	if m.RejectReason != "" {
-		s += " (" + m.RejectReason + ")"
-	}
-	return s
 }

@@ -142,7 +142,7 @@ func (s *simulation) currentLeader() *simNode {
 	var best *simNode
 	for _, n := range s.nodes {
 		o := s.inv.nodes[n.idx]
-		if n.core != nil && o.role == Leader && (best == nil || o.term > s.inv.nodes[best.idx].term) {
+		if n.r != nil && o.role == Leader && (best == nil || o.term > s.inv.nodes[best.idx].term) {
 			best = n
 		}
 	}
@@ -182,7 +182,7 @@ func (s *simulation) crashRandom() {
 	if l := s.currentLeader(); l != nil && s.rng.IntN(2) == 0 {
 		n = l
 	}
-	if n.core == nil {
+	if n.r == nil {
 		return
 	}
 	s.crash(n, "fault")
@@ -200,7 +200,7 @@ func (s *simulation) scheduleRestart(n *simNode) {
 		down = s.randDuration(s.p.electionMin/5, 3*s.p.electionMax)
 	}
 	s.after(down, "restart", n.id, func() {
-		if n.incarnation == incarnation && n.core == nil {
+		if n.incarnation == incarnation && n.r == nil {
 			s.start(n)
 		}
 	})
@@ -211,7 +211,7 @@ func (s *simulation) scheduleRestart(n *simNode) {
 // while a persist is in flight, losing it.
 func (s *simulation) armCrashWindow() {
 	n := s.nodes[s.rng.IntN(len(s.nodes))]
-	if n.core == nil {
+	if n.r == nil {
 		return
 	}
 	if s.rng.IntN(2) == 0 {
@@ -235,7 +235,7 @@ func (s *simulation) armCrashWindow() {
 		s.after(s.p.heartbeat/4, "check", 0, watch)
 		return
 	}
-	if n.readyBusy {
+	if n.held != nil {
 		s.crash(n, "crash with a persist in flight")
 		s.scheduleRestart(n)
 		return
@@ -244,10 +244,10 @@ func (s *simulation) armCrashWindow() {
 	deadline := s.now + 2*s.p.electionMax
 	var watch func()
 	watch = func() {
-		if n.core == nil || s.healed {
+		if n.r == nil || s.healed {
 			return
 		}
-		if n.readyBusy {
+		if n.held != nil {
 			s.crash(n, "crash with a persist in flight")
 			s.scheduleRestart(n)
 			return
@@ -264,7 +264,7 @@ func (s *simulation) armCrashWindow() {
 func (s *simulation) restartAll() {
 	s.logf("every node crashes")
 	for _, n := range s.nodes {
-		if n.core != nil {
+		if n.r != nil {
 			s.crash(n, "restart-all")
 			s.scheduleRestart(n)
 		}
@@ -307,7 +307,7 @@ func (s *simulation) transferTo(l, to *simNode) {
 	s.logf("leader %d transfers leadership to %d", l.id, to.id)
 	s.stats.transfers++
 	l.tickNow()
-	if err := l.core.TransferLeadership(to.id); err != nil {
+	if err := l.r.TransferLeadership(to.id); err != nil {
 		s.fail("invariant", "leader %d: TransferLeadership(%d): %v", l.id, to.id, err)
 		return
 	}
@@ -326,7 +326,7 @@ func (s *simulation) maybeTransferWhileWaiting(l *simNode, st Status) {
 		return
 	}
 	s.after(s.randDuration(0, s.p.heartbeat), "fault", l.id, func() {
-		if l.core != nil && to.core != nil && l.core.Status().Role == Leader {
+		if l.r != nil && to.r != nil && l.r.Status().Role == Leader {
 			s.transferTo(l, to)
 		}
 	})
@@ -337,18 +337,18 @@ func (s *simulation) forceCampaign() {
 	if s.rng.IntN(2) == 0 {
 		// Prefer a node that has lost its leader.
 		for _, i := range s.rng.Perm(len(s.nodes)) {
-			if c := s.nodes[i]; c.core != nil && c.core.Status().Leader == None {
+			if c := s.nodes[i]; c.r != nil && c.r.Status().Leader == None {
 				n = c
 				break
 			}
 		}
 	}
-	if n.core == nil {
+	if n.r == nil {
 		return
 	}
 	s.logf("node %d campaigns now", n.id)
 	n.tickNow()
-	if err := n.core.Campaign(); err != nil {
+	if err := n.r.Campaign(); err != nil {
 		s.fail("invariant", "node %d: Campaign: %v", n.id, err)
 		return
 	}
@@ -470,7 +470,7 @@ func (s *simulation) prepareLeaseAttack() {
 func (s *simulation) upFollowers(l *simNode) []*simNode {
 	var out []*simNode
 	for _, n := range s.nodes {
-		if n != l && n.core != nil {
+		if n != l && n.r != nil {
 			out = append(out, n)
 		}
 	}
@@ -494,7 +494,7 @@ func (s *simulation) maxLease() time.Duration {
 func (s *simulation) leaseHunt(l *simNode) {
 	att := s.attack
 	s.attack = nil
-	if l.core == nil || s.healed || s.now >= s.clientsStop {
+	if l.r == nil || s.healed || s.now >= s.clientsStop {
 		return
 	}
 	if att == nil || att.leader != l {
@@ -584,11 +584,11 @@ func (s *simulation) leaseHunt(l *simNode) {
 		s.after(restartAt, "restart", n.id, func() { s.start(n) })
 	}
 	s.after(max(wait, restartAt+s.randDuration(10*time.Microsecond, 200*time.Microsecond)), "fault", campaigner.id, func() {
-		if campaigner.core == nil {
+		if campaigner.r == nil {
 			return
 		}
 		campaigner.tickNow()
-		if err := campaigner.core.Campaign(); err != nil {
+		if err := campaigner.r.Campaign(); err != nil {
 			s.fail("invariant", "node %d: Campaign: %v", campaigner.id, err)
 			return
 		}
@@ -598,8 +598,8 @@ func (s *simulation) leaseHunt(l *simNode) {
 
 // compareLogs orders nodes by how up to date their logs are (Raft §5.4.1).
 func compareLogs(a, b *simNode) int {
-	at, ai := a.core.log.lastTerm(), a.core.log.lastIndex()
-	bt, bi := b.core.log.lastTerm(), b.core.log.lastIndex()
+	at, ai := a.r.log.lastTerm(), a.r.log.lastIndex()
+	bt, bi := b.r.log.lastTerm(), b.r.log.lastIndex()
 	switch {
 	case at != bt:
 		return cmp.Compare(at, bt)
@@ -677,7 +677,7 @@ func (s *simulation) isolateSoon(l *simNode) {
 		delay = s.randDuration(0, 3*maxOneWay)
 	}
 	s.after(delay, "fault", l.id, func() {
-		if s.healed || l.core == nil {
+		if s.healed || l.r == nil {
 			return
 		}
 		// Mostly one follower stays with it: its entries reach exactly one other log, and

@@ -10,23 +10,6 @@ import (
 // The safety properties checked after every step of a simulation. Each names the nodes,
 // indexes and terms involved, so that the replayed trace can be read against it.
 
-// entryID identifies an entry's content: two entries at one index are the same entry iff
-// their entryIDs are equal.
-type entryID struct {
-	term uint64
-	typ  EntryType
-	data string
-}
-
-func idOf(e Entry) entryID { return entryID{term: e.Term, typ: e.Type, data: string(e.Data)} }
-
-func (id entryID) String() string {
-	if id.typ == EntryNoop {
-		return fmt.Sprintf("term %d no-op", id.term)
-	}
-	return fmt.Sprintf("term %d %q", id.term, id.data)
-}
-
 // logRecord is what log matching fixes for an (index, term) pair: the entry and the term
 // just before it. By induction, equal records for every pair mean equal prefixes.
 type logRecord struct {
@@ -121,12 +104,12 @@ func (inv *invariants) fail(format string, args ...any) {
 // observe checks what the core's Status says after a step: terms never go back, one leader
 // per term, a leader voted for itself durably, and lease spans never overlap.
 func (inv *invariants) observe(n *simNode) {
-	st := n.core.Status()
-	o := &inv.nodes[n.idx]
-	if st.Term < o.term {
-		inv.fail("node %d: term went back from %d to %d", n.id, o.term, st.Term)
+	st := n.r.Status()
+	if err := n.observe(st); err != nil {
+		inv.fail("%v", err)
 		return
 	}
+	o := &inv.nodes[n.idx]
 	o.term = st.Term
 	o.role = st.Role
 	if st.Term == o.ackedTerm && st.LastIndex < o.ackedIndex {
@@ -259,7 +242,7 @@ func (inv *invariants) checkLeaseReadServed(n *simNode) {
 }
 
 func (inv *invariants) checkLeaseReadAccepted(n *simNode) {
-	st := n.core.Status()
+	st := n.r.Status()
 	if st.Role != Leader || st.Lease != LeaseHeld {
 		inv.fail("node %d accepted a lease read as %v with lease %v", n.id, st.Role, st.Lease)
 	}
@@ -270,52 +253,27 @@ func (inv *invariants) onReadServed(n *simNode, rs ReadState, req *clientReq) {
 	if rs.Mode != req.asked {
 		inv.fail("node %d: read %d asked as %v was answered as %v", n.id, rs.ID, req.asked, rs.Mode)
 	}
-	if rs.Mode == ReadStale && rs.Index > n.core.Status().Commit {
-		inv.fail("node %d: stale read %d to be answered at index %d, beyond its commit index %d", n.id, rs.ID, rs.Index, n.core.Status().Commit)
+	if rs.Mode == ReadStale && rs.Index > n.r.Status().Commit {
+		inv.fail("node %d: stale read %d to be answered at index %d, beyond its commit index %d", n.id, rs.ID, rs.Index, n.r.Status().Commit)
 	}
 }
 
-// onReady checks a Ready before the driver acts on it, and records its entries and commit
-// claims: log matching, no truncation of committed entries, leader completeness, and that
-// messages sent before the persist depend on nothing unpersisted.
+// onReady checks a Ready across nodes once the driver has checked it against the contract,
+// and records its entries and commit claims: log matching, a snapshot that agrees with what
+// is committed, leader completeness.
 func (inv *invariants) onReady(n *simNode, rd *Ready) {
 	o := &inv.nodes[n.idx]
-	for _, m := range rd.Messages {
-		inv.checkDurableBeforeSend(n, m)
-	}
 	if rd.Snapshot != nil {
 		meta := *rd.Snapshot
-		if meta.Index < n.applied {
-			inv.fail("node %d: Ready installs snapshot %d/%d below its applied index %d", n.id, meta.Index, meta.Term, n.applied)
-			return
-		}
 		if c := inv.committedAt(meta.Index); c.known && c.id.term != meta.Term {
 			inv.fail("node %d: snapshot %d/%d contradicts committed %s at %d (node %d)", n.id, meta.Index, meta.Term, c.id, meta.Index, c.node)
 			return
 		}
-		n.view.installSnapshot(meta)
 	}
 	if len(rd.Entries) > 0 {
-		first := rd.Entries[0].Index
+		// The node's view already holds the entries; the one before them is unchanged.
+		prevTerm, hasPrev := n.view.term(rd.Entries[0].Index - 1)
 		for _, e := range rd.Entries {
-			if e.Index > o.commit {
-				break
-			}
-			if old, ok := n.view.entry(e.Index); ok && idOf(old) != idOf(e) {
-				inv.fail("node %d: Ready replaces entry %d (%s) at or below its own commit index %d with %s", n.id, e.Index, idOf(old), o.commit, idOf(e))
-				return
-			}
-		}
-		prevTerm, hasPrev := n.view.term(first - 1)
-		for _, e := range rd.Entries {
-			if hasPrev && e.Term < prevTerm {
-				inv.fail("node %d: entry %d has term %d, below the %d before it", n.id, e.Index, e.Term, prevTerm)
-				return
-			}
-			if e.Term > o.term {
-				inv.fail("node %d: entry %d has term %d, above the node's term %d", n.id, e.Index, e.Term, o.term)
-				return
-			}
 			key := [2]uint64{e.Index, e.Term}
 			rec := logRecord{id: idOf(e), prevTerm: prevTerm, hasPrev: hasPrev, node: n.id}
 			if old, ok := inv.logs[key]; ok {
@@ -332,10 +290,6 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 				inv.logs[key] = rec
 			}
 			prevTerm, hasPrev = e.Term, true
-		}
-		if err := n.view.appendEntries(rd.Entries); err != nil {
-			inv.fail("node %d: Ready entries: %v", n.id, err)
-			return
 		}
 		for _, e := range rd.Entries {
 			if e.Type == EntryNoop && o.role == Leader && e.Term == o.term && !o.checkedNoop[e.Term] {
@@ -360,11 +314,7 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 		for i := o.commitClaim + 1; i <= hs.Commit; i++ {
 			e, ok := n.view.entry(i)
 			if !ok {
-				if i <= n.view.snap.Index {
-					continue // compacted: committed by the snapshot
-				}
-				inv.fail("node %d: HardState commits index %d beyond its last index %d", n.id, hs.Commit, n.view.lastIndex())
-				return
+				continue // compacted: committed by the snapshot (the contract keeps commits within the log)
 			}
 			inv.recordCommitted(n, e, hs.Term, "commits")
 			if inv.s.failure != nil {
@@ -403,7 +353,7 @@ func (inv *invariants) checkDurableQuorum(n *simNode, c uint64) {
 	}
 	copies := 0
 	for _, other := range inv.s.nodes {
-		if t, ok := other.disk.log.term(c); (ok && t == e.Term) || other.disk.log.snap.Index >= c {
+		if t, ok := other.disk.term(c); (ok && t == e.Term) || other.disk.snapshot.Index >= c {
 			copies++
 		}
 	}
@@ -440,7 +390,7 @@ func (inv *invariants) committedAt(i uint64) committedRecord {
 // checkLeaderCompleteness: when the leader of term T appends its no-op, its log must hold
 // every entry known committed by a node in an earlier term.
 func (inv *invariants) checkLeaderCompleteness(n *simNode, term uint64) {
-	for i := n.view.snap.Index + 1; i < uint64(len(inv.committed)); i++ {
+	for i := n.view.snapshot.Index + 1; i < uint64(len(inv.committed)); i++ {
 		c := inv.committed[i]
 		if !c.known || c.claimTerm >= term {
 			continue
@@ -463,65 +413,20 @@ func (inv *invariants) onApply(n *simNode, e Entry) {
 	inv.recordCommitted(n, e, inv.nodes[n.idx].term, "applies")
 }
 
-// checkDurableBeforeSend checks that what m claims is already on n's disk: a vote request
-// or grant its vote, an append acknowledgement its entries, a leader message its term.
-func (inv *invariants) checkDurableBeforeSend(n *simNode, m Message) {
-	hs := n.disk.hs
-	switch m.Type {
-	case MsgVote:
-		if hs.Term < m.Term || (hs.Term == m.Term && hs.Vote != n.id) {
-			inv.fail("node %d asks for votes in term %d before persisting its own vote (disk: term %d vote %d)", n.id, m.Term, hs.Term, hs.Vote)
-		}
-	case MsgVoteResp:
-		if !m.Reject && (hs.Term < m.Term || (hs.Term == m.Term && hs.Vote != m.To)) {
-			inv.fail("node %d grants its term-%d vote to %d before persisting it (disk: term %d vote %d)", n.id, m.Term, m.To, hs.Term, hs.Vote)
-		}
-	case MsgAppResp:
-		if m.Reject {
-			return
-		}
-		if hs.Term < m.Term || n.disk.log.lastIndex() < m.Index {
-			inv.fail("node %d acknowledges entries up to %d in term %d before persisting them (disk: term %d, last index %d)",
-				n.id, m.Index, m.Term, hs.Term, n.disk.log.lastIndex())
-			return
-		}
-		o := &inv.nodes[n.idx]
-		if m.Term > o.ackedTerm {
-			o.ackedTerm, o.ackedIndex = m.Term, 0
-		}
-		if m.Term == o.ackedTerm {
-			o.ackedIndex = max(o.ackedIndex, m.Index)
-		}
-	case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
-		if hs.Term < m.Term {
-			inv.fail("node %d sends %v in term %d before persisting that term (disk: term %d)", n.id, m.Type, m.Term, hs.Term)
-		}
-	}
-}
-
-// onPersist checks the HardState just written against the one it replaced: terms and
-// commits never go back, and a vote once cast in a term never changes.
-func (inv *invariants) onPersist(n *simNode, rd *Ready) {
-	if rd.HardState == nil {
+// noteAck records the entries n acknowledges to the leader of a term as it sends m, for
+// observe: within that term it must never lose them, since the leader counts them toward
+// commitment and will not send them again. (That they are durable when m leaves is the
+// Ready contract's to check.)
+func (inv *invariants) noteAck(n *simNode, m Message) {
+	if m.Type != MsgAppResp || m.Reject {
 		return
 	}
-	// n.disk.hs already holds the new state; the invariant compares against the last one
-	// this node persisted, kept in prevHS.
-	inv.checkHardStateSuccession(n, n.diskPrev, *rd.HardState)
-	n.diskPrev = *rd.HardState
-	if rd.HardState.Commit > n.disk.log.lastIndex() {
-		inv.fail("node %d persisted commit %d beyond its persisted last index %d", n.id, rd.HardState.Commit, n.disk.log.lastIndex())
+	o := &inv.nodes[n.idx]
+	if m.Term > o.ackedTerm {
+		o.ackedTerm, o.ackedIndex = m.Term, 0
 	}
-}
-
-func (inv *invariants) checkHardStateSuccession(n *simNode, prev, next HardState) {
-	switch {
-	case next.Term < prev.Term:
-		inv.fail("node %d persisted term %d after term %d", n.id, next.Term, prev.Term)
-	case next.Commit < prev.Commit:
-		inv.fail("node %d persisted commit %d after commit %d", n.id, next.Commit, prev.Commit)
-	case next.Term == prev.Term && prev.Vote != None && next.Vote != prev.Vote:
-		inv.fail("node %d changed its vote in term %d from %d to %d", n.id, next.Term, prev.Vote, next.Vote)
+	if m.Term == o.ackedTerm {
+		o.ackedIndex = max(o.ackedIndex, m.Index)
 	}
 }
 

@@ -116,27 +116,3 @@ func TestKVOpCodec(t *testing.T) {
 		}
 	}
 }
-
-func TestSimLog(t *testing.T) {
-	var l simLog
-	if err := l.appendEntries([]Entry{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 2}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.appendEntries([]Entry{{Index: 5, Term: 2}}); err == nil {
-		t.Fatal("a gap was accepted")
-	}
-	if err := l.appendEntries([]Entry{{Index: 3, Term: 3}, {Index: 4, Term: 3}}); err != nil || l.lastIndex() != 4 {
-		t.Fatalf("replacing the suffix: %v, last %d", err, l.lastIndex())
-	}
-	l.installSnapshot(SnapshotMeta{Index: 3, Term: 3}) // matches: keeps 4
-	if term, ok := l.term(4); !ok || term != 3 || l.lastIndex() != 4 {
-		t.Fatalf("after a matching snapshot the log is %+v", l)
-	}
-	l.installSnapshot(SnapshotMeta{Index: 6, Term: 4}) // beyond: replaces everything
-	if l.lastIndex() != 6 || len(l.entries) != 0 {
-		t.Fatalf("after a newer snapshot the log is %+v", l)
-	}
-	if err := l.appendEntries([]Entry{{Index: 6, Term: 4}}); err == nil {
-		t.Fatal("overwriting the snapshot was accepted")
-	}
-}

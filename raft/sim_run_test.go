@@ -488,23 +488,20 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 	for i := range p.nodes {
 		s.blocked[i] = make([]int, p.nodes)
 		s.extraDelay[i] = make([]time.Duration, p.nodes)
-		s.nodes = append(s.nodes, &simNode{
-			s:   s,
-			id:  uint64(i + 1),
-			idx: i,
-			cfg: Config{
-				ID:                  uint64(i + 1),
-				Peers:               peers,
-				MaxClockDrift:       p.drift,
-				MaxStaleness:        p.staleness,
-				MaxSizePerMsg:       p.maxSizePerMsg,
-				MaxInflightMsgs:     p.maxInflight,
-				MaxUncommittedBytes: p.maxUncommitted,
-				LazyCommitBroadcast: p.lazyCommit,
-				off:                 p.off,
-			},
-			clock: nodeClock{offset: p.offsets[i], rate: p.rates[i]},
-		})
+		n := &simNode{s: s, idx: i, clock: nodeClock{offset: p.offsets[i], rate: p.rates[i]}, kv: &kvMachine{}}
+		n.driverNode = newDriverNode(Config{
+			ID:                  uint64(i + 1),
+			Peers:               peers,
+			MaxClockDrift:       p.drift,
+			MaxStaleness:        p.staleness,
+			MaxSizePerMsg:       p.maxSizePerMsg,
+			MaxInflightMsgs:     p.maxInflight,
+			MaxUncommittedBytes: p.maxUncommitted,
+			LazyCommitBroadcast: p.lazyCommit,
+			off:                 p.off,
+		}, n.kv)
+		n.contract.readsAsked = true
+		s.nodes = append(s.nodes, n)
 		s.nodes[i].setTiming(p.timingOf(i))
 	}
 	s.inv = newInvariants(s)
@@ -559,7 +556,7 @@ func (s *simulation) heal() {
 	s.p.loss = 0
 	for _, n := range s.nodes {
 		n.crashAfterPersist = false
-		if n.core == nil {
+		if n.r == nil {
 			s.start(n)
 		}
 	}
@@ -575,7 +572,7 @@ func (s *simulation) heal() {
 
 func (s *simulation) probeSucceeded(node uint64) {
 	s.probeDone = true
-	target := s.node(node).applied
+	target := s.node(node).appliedIndex
 	bound := s.p.clientTimeout + 30*s.p.electionMax
 	deadline := s.now + bound
 	s.logf("probe write succeeded at node %d; waiting for every node to apply %d", node, target)
@@ -604,14 +601,14 @@ func (s *simulation) converged(target uint64) bool {
 	}
 	first := s.nodes[0]
 	for _, n := range s.nodes {
-		if n.core == nil || n.readyBusy || n.applied < target || n.applied != first.applied {
+		if n.r == nil || n.held != nil || n.appliedIndex < target || n.appliedIndex != first.appliedIndex {
 			return false
 		}
 	}
 	for _, n := range s.nodes[1:] {
-		if !maps2Equal(n.sm, first.sm) {
+		if !maps2Equal(n.kv.kv, first.kv.kv) {
 			s.fail("convergence", "nodes %d and %d applied up to %d but hold different states: %v vs %v",
-				first.id, n.id, n.applied, first.sm, n.sm)
+				first.id, n.id, n.appliedIndex, first.kv.kv, n.kv.kv)
 			return false
 		}
 	}
@@ -623,13 +620,13 @@ func (s *simulation) converged(target uint64) bool {
 func (s *simulation) clusterState() string {
 	var b strings.Builder
 	for _, n := range s.nodes {
-		if n.core == nil {
+		if n.r == nil {
 			fmt.Fprintf(&b, "    node %d: down since %v\n", n.id, n.downSince)
 			continue
 		}
-		st := n.core.Status()
+		st := n.r.Status()
 		fmt.Fprintf(&b, "    node %d: %v term %d vote %d leader %d, commit %d applied %d (driver %d), log [%d..%d], lease %v until %v, last leader contact %v, now %v\n",
-			n.id, st.Role, st.Term, st.Vote, st.Leader, st.Commit, st.Applied, n.applied, st.FirstIndex, st.LastIndex,
+			n.id, st.Role, st.Term, st.Vote, st.Leader, st.Commit, st.Applied, n.appliedIndex, st.FirstIndex, st.LastIndex,
 			st.Lease, st.LeaseExpiry, st.LastLeaderContact, st.Now)
 		ids := make([]uint64, 0, len(st.Progress))
 		for id := range st.Progress {

@@ -7,8 +7,10 @@ package raft
 //	go test ./raft -run 'TestSimulation$' -sim.seed=123 -sim.verbose
 //
 // This file holds the flags, the test entry points and the runner; sim_cluster_test.go the
-// nodes, disks, clocks and network; sim_client_test.go the clients; sim_invariants_test.go
-// the safety checks made after every step; sim_faults_test.go the fault schedules.
+// nodes (on the test driver of driver_test.go, which carries out and checks every Ready
+// against the contract), their clocks and the network; sim_client_test.go the clients;
+// sim_invariants_test.go the cluster-wide safety checks made after every step;
+// sim_faults_test.go the fault schedules.
 
 import (
 	"flag"
