@@ -29,6 +29,10 @@ const (
 	// ReasonStaleSequence rides on FAILED_PRECONDITION: the write's session sequence is older
 	// than one already applied, so it was neither applied nor is its result remembered.
 	ReasonStaleSequence = "STALE_SEQUENCE"
+	// ReasonReusedSequence rides on FAILED_PRECONDITION: the write carries the sequence of the
+	// session's last applied write but asks for something else (another op, key or value). It
+	// was not applied; the client must take the next sequence.
+	ReasonReusedSequence = "REUSED_SEQUENCE"
 )
 
 // unavailable builds an UNAVAILABLE status naming its reason.

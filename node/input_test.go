@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
@@ -310,6 +311,54 @@ func TestMalformedProtobufRefused(t *testing.T) {
 	}
 	if _, err := invoke("/georaft.v1.PeerService/Ping", nil); status.Code(err) != codes.Unimplemented {
 		t.Fatalf("PeerService on the client port: got %v, want UNIMPLEMENTED", err)
+	}
+	c.checkStillHealthy(metrics)
+}
+
+// A session write that reuses the last applied write's sequence for another key, value or op
+// is refused with REUSED_SEQUENCE and applies nothing; the same write again is answered as a
+// duplicate.
+func TestReusedWriteSequenceRefused(t *testing.T) {
+	c, metrics := newInputCluster(t)
+	leader := c.waitLeader(10 * time.Second)
+	kvc := c.clients[leader]
+	session := &georaftv1.WriteSession{ClientId: 41, Sequence: 1}
+	set := func(key, value string) (*georaftv1.SetResponse, error) {
+		var resp *georaftv1.SetResponse
+		err := call(func(ctx context.Context) error {
+			var err error
+			resp, err = kvc.Set(ctx, &georaftv1.SetRequest{Key: []byte(key), Value: []byte(value), Session: session})
+			return err
+		})
+		return resp, err
+	}
+	if _, err := set("k", "1"); err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	checkReused := func(what string, err error) {
+		t.Helper()
+		st := status.Convert(err)
+		if st.Code() != codes.FailedPrecondition || errorReason(err) != node.ReasonReusedSequence {
+			t.Fatalf("%s with a reused sequence: %v (reason %q), want FAILED_PRECONDITION %s", what, err, errorReason(err), node.ReasonReusedSequence)
+		}
+	}
+	_, err := set("k", "2")
+	checkReused("another value", err)
+	_, err = set("other", "1")
+	checkReused("another key", err)
+	err = call(func(ctx context.Context) error {
+		_, err := kvc.Delete(ctx, &georaftv1.DeleteRequest{Key: []byte("k"), Session: session})
+		return err
+	})
+	checkReused("a delete", err)
+	if _, err := set("k", "1"); err != nil {
+		t.Fatalf("retry of the applied write: %v", err)
+	}
+	for key, want := range map[string]string{"k": "1", "other": ""} {
+		got, err := c.get(c.waitLeader(10*time.Second), key, georaftv1.ReadMode_READ_MODE_INDEX)
+		if err != nil || string(got.GetValue()) != want || got.GetFound() != (want != "") {
+			t.Fatalf("%q after refused writes: %q found=%v err=%v, want %q", key, got.GetValue(), got.GetFound(), err, want)
+		}
 	}
 	c.checkStillHealthy(metrics)
 }

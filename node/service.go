@@ -196,6 +196,13 @@ func resultError(err error) error {
 		}
 		return st.Err()
 	}
+	if errors.Is(err, kv.ErrReusedSequence) {
+		st := status.New(codes.FailedPrecondition, err.Error())
+		if withDetail, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonReusedSequence, Domain: ErrorDomain}); derr == nil {
+			st = withDetail
+		}
+		return st.Err()
+	}
 	return status.Errorf(codes.Internal, "%v", err)
 }
 

@@ -52,6 +52,25 @@ func (e *StaleSequenceError) Error() string {
 
 func (e *StaleSequenceError) Is(target error) bool { return target == ErrStaleSequence }
 
+// ErrReusedSequence is matched (errors.Is) by *ReusedSequenceError.
+var ErrReusedSequence = errors.New("reused sequence")
+
+// ReusedSequenceError refuses a write that carries the (client id, sequence) of a write
+// already applied but asks for something else. Answering it as a retry would acknowledge a
+// write that never happened, so it is refused and changes nothing.
+type ReusedSequenceError struct {
+	ClientID, Seq uint64
+	// Differs says what differs from the applied write, for instance "SET instead of DEL".
+	Differs string
+}
+
+func (e *ReusedSequenceError) Error() string {
+	return fmt.Sprintf("client %d reused sequence %d for a different write (%s); each new write needs the next sequence",
+		e.ClientID, e.Seq, e.Differs)
+}
+
+func (e *ReusedSequenceError) Is(target error) bool { return target == ErrReusedSequence }
+
 // OrderError is an entry handed to Apply out of index order, or with a term below the last
 // applied one. The node guarantees order, so this is a bug in the caller; Apply refuses the
 // entry without touching the state.
@@ -196,8 +215,8 @@ func (s *Store) applyCommand(cmd *Command, index uint64) Result {
 				}}
 			}
 			if cmd.Op != sess.result.op {
-				return Result{Op: cmd.Op, Index: index, Err: fmt.Errorf(
-					"kv: client %d reused seq %d for %s, it was %s", cmd.ClientID, cmd.Seq, cmd.Op, sess.result.op)}
+				return Result{Op: cmd.Op, Index: index, Err: &ReusedSequenceError{ClientID: cmd.ClientID, Seq: cmd.Seq,
+					Differs: fmt.Sprintf("%s, the applied write was %s", cmd.Op, sess.result.op)}}
 			}
 			r := sess.result
 			return Result{Op: r.op, Index: r.index, Existed: r.existed, Duplicate: true}

@@ -206,7 +206,7 @@ func TestStaleSequenceChangesNothing(t *testing.T) {
 	wantValue(t, s, "k", "2")
 
 	r = s.Apply(l.cmd(t, withSession(del("k"), 9, 2)))
-	if r.Err == nil || !strings.Contains(r.Err.Error(), "reused seq 2") {
+	if !errors.Is(r.Err, ErrReusedSequence) || !strings.Contains(r.Err.Error(), "reused sequence 2") {
 		t.Fatalf("seq reused for another op: %+v", r)
 	}
 	wantValue(t, s, "k", "2")

@@ -171,7 +171,7 @@ func (t *txn) command(cmd *Command, index uint64) Result {
 		if t.sub > 0 {
 			rev++
 		}
-		t.s.recordSession(t, sess, cmd, sessionResult{op: cmd.Op, existed: res.Existed, index: index, rev: rev}, index)
+		t.s.recordSession(t, sess, cmd, sessionResult{op: cmd.Op, existed: res.Existed, index: index, rev: rev, fingerprint: writeFingerprint(cmd)}, index)
 	}
 	return res
 }

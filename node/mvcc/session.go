@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/georaft/georaft/node/kv"
 )
@@ -28,33 +30,61 @@ type sessionResult struct {
 	existed bool
 	index   uint64
 	rev     int64
+	// fingerprint identifies what the write asked for (writeFingerprint), so a retry can be
+	// told from a new write that reuses the sequence. 0: unknown (a record written before
+	// fingerprints existed), and then only the op is compared.
+	fingerprint uint64
 }
 
-// Record layout: last seq, last used, op, existed, result index, result revision (uvarints).
+// writeFingerprint is a 64-bit FNV-1a hash of a command's kind, op and request, in the
+// deterministic protobuf encoding: a retry of the same write has the same fingerprint on
+// every replica. It is never 0, which means unknown.
+func writeFingerprint(cmd *Command) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte{byte(cmd.Kind), byte(cmd.Op)})
+	if body, err := cmd.body(); err == nil {
+		if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(body); err == nil {
+			h.Write(b)
+		}
+	}
+	if sum := h.Sum64(); sum != 0 {
+		return sum
+	}
+	return 1
+}
+
+// Record layout: last seq, last used, op, existed, result index, result revision and the
+// write's fingerprint (uvarints). Records without the fingerprint (older builds) still load.
 func (s *session) encode() []byte {
-	b := make([]byte, 0, 6*binary.MaxVarintLen64)
+	b := make([]byte, 0, 7*binary.MaxVarintLen64)
 	existed := uint64(0)
 	if s.result.existed {
 		existed = 1
 	}
-	for _, v := range []uint64{s.lastSeq, s.lastUsed, uint64(s.result.op), existed, s.result.index, uint64(s.result.rev)} {
+	for _, v := range []uint64{s.lastSeq, s.lastUsed, uint64(s.result.op), existed, s.result.index, uint64(s.result.rev), s.result.fingerprint} {
 		b = binary.AppendUvarint(b, v)
 	}
 	return b
 }
 
 func decodeSession(client uint64, b []byte) (*session, error) {
-	var v [6]uint64
+	var v [7]uint64
 	off := 0
 	for i := range v {
+		if i == 6 && off == len(b) {
+			break // written before fingerprints: unknown
+		}
 		x, n := binary.Uvarint(b[off:])
 		if n <= 0 {
 			return nil, fmt.Errorf("mvcc: session record of client %d cut short", client)
 		}
 		v[i], off = x, off+n
 	}
+	if off != len(b) {
+		return nil, fmt.Errorf("mvcc: session record of client %d has %d bytes after its fields", client, len(b)-off)
+	}
 	return &session{clientID: client, lastSeq: v[0], lastUsed: v[1],
-		result: sessionResult{op: SessionOp(v[2]), existed: v[3] == 1, index: v[4], rev: int64(v[5])}}, nil
+		result: sessionResult{op: SessionOp(v[2]), existed: v[3] == 1, index: v[4], rev: int64(v[5]), fingerprint: v[6]}}, nil
 }
 
 func loadSessions(db *pebble.DB) (map[uint64]*session, sessionList, error) {
@@ -104,7 +134,9 @@ func cmpUint(a, b uint64) int {
 }
 
 // checkSession looks cmd's session up. done is true when the command must not run: a retry
-// of the last write (answered with its original result) or a stale sequence.
+// of the last write (answered with its original result), a stale sequence, or the last
+// write's sequence reused for a different write (refused: answering it as a retry would
+// acknowledge a write that was never applied).
 func (s *Store) checkSession(t *txn, cmd *Command, index uint64) (sess *session, res Result, done bool) {
 	s.sessMu.Lock()
 	sess = s.sessions[cmd.ClientID]
@@ -117,11 +149,16 @@ func (s *Store) checkSession(t *txn, cmd *Command, index uint64) (sess *session,
 	if cmd.Seq < sess.lastSeq {
 		return sess, Result{Index: index, Err: &kv.StaleSequenceError{ClientID: cmd.ClientID, Seq: cmd.Seq, LastSeq: sess.lastSeq}}, true
 	}
-	if cmd.Op != sess.result.op {
-		return sess, Result{Index: index, Err: fmt.Errorf("mvcc: client %d reused seq %d for %s, it was %s",
-			cmd.ClientID, cmd.Seq, cmd.Op, sess.result.op)}, true
-	}
 	r := sess.result
+	reused := func(differs string) (*session, Result, bool) {
+		return sess, Result{Index: index, Err: &kv.ReusedSequenceError{ClientID: cmd.ClientID, Seq: cmd.Seq, Differs: differs}}, true
+	}
+	if cmd.Op != r.op {
+		return reused(fmt.Sprintf("%s, the applied write was %s", cmd.Op, r.op))
+	}
+	if r.fingerprint != 0 && writeFingerprint(cmd) != r.fingerprint {
+		return reused(fmt.Sprintf("a %s with another key, value or request than the applied one", cmd.Op))
+	}
 	return sess, Result{Index: r.index, Revision: r.rev, Existed: r.existed, Duplicate: true}, true
 }
 

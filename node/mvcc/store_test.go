@@ -423,3 +423,78 @@ func TestWatchReplaysFollowsAndFallsBehind(t *testing.T) {
 		t.Fatal("compacted watch did not end")
 	}
 }
+
+// A write that reuses the sequence of the session's last applied write but asks for
+// something else is refused and changes nothing; the same write again is a duplicate, also
+// after a restart.
+func TestReusedSequenceRefused(t *testing.T) {
+	f := newFixture(t)
+	write := func(op kv.Op, r *pb.RequestOp) Result {
+		return f.apply(Command{Kind: KindTxn, ClientID: 9, Seq: 4, Op: op, Txn: TxnOf(r)})
+	}
+	first := write(kv.OpSet, putOp("k", "1"))
+	if first.Err != nil || first.Duplicate {
+		t.Fatalf("first write: %+v", first)
+	}
+	for _, c := range []struct {
+		name string
+		op   kv.Op
+		req  *pb.RequestOp
+	}{
+		{"another value", kv.OpSet, putOp("k", "2")},
+		{"another key", kv.OpSet, putOp("j", "1")},
+		{"another op", kv.OpDelete, delOp("k", "")},
+	} {
+		res := write(c.op, c.req)
+		var reused *kv.ReusedSequenceError
+		if !errors.As(res.Err, &reused) || res.Duplicate || reused.ClientID != 9 || reused.Seq != 4 {
+			t.Fatalf("%s: %+v, want a ReusedSequenceError for client 9 seq 4", c.name, res)
+		}
+		if !errors.Is(res.Err, kv.ErrReusedSequence) {
+			t.Fatalf("%s: %v does not match ErrReusedSequence", c.name, res.Err)
+		}
+	}
+	eq(t, f.rangeKeys(&pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte{0}}), []string{"k=1@2/2/v1"})
+	retry := write(kv.OpSet, putOp("k", "1"))
+	eq(t, []any{retry.Err, retry.Duplicate, retry.Index}, []any{error(nil), true, first.Index})
+
+	// The fingerprint is stored with the session: after a restart the same checks hold.
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(f.dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f.s = s
+	if res := write(kv.OpSet, putOp("k", "2")); !errors.Is(res.Err, kv.ErrReusedSequence) {
+		t.Fatalf("after restart, another value: %+v", res)
+	}
+	eq(t, write(kv.OpSet, putOp("k", "1")).Duplicate, true)
+	eq(t, f.rangeKeys(&pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte{0}}), []string{"k=1@2/2/v1"})
+}
+
+// Session records written before fingerprints existed (six fields) still load, and then
+// only the op is compared.
+func TestSessionRecordWithoutFingerprint(t *testing.T) {
+	full := &session{clientID: 3, lastSeq: 7, lastUsed: 9, result: sessionResult{op: kv.OpSet, existed: true, index: 8, rev: 5, fingerprint: 1234}}
+	b := full.encode()
+	back, err := decodeSession(3, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, back.result, full.result)
+	old := *full
+	old.result.fingerprint = 0
+	sixFields := old.encode()
+	sixFields = sixFields[:len(sixFields)-1] // the trailing 0 is the seventh field
+	back, err = decodeSession(3, sixFields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, back.result, old.result)
+	if _, err := decodeSession(3, append(b, 1)); err == nil {
+		t.Fatal("a record with bytes after its fields decoded")
+	}
+}
