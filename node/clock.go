@@ -19,11 +19,20 @@ type monoClock struct {
 	rate  float64       // 1 in production; a test build may skew it (clock_testhooks.go)
 	// bootID names the clock's origin (raft.Config.BootID).
 	bootID uint64
+	// countsSuspend is false where the clock may stop while the machine sleeps
+	// (clock_other.go): such a node cannot know how much real time passed, so it serves no
+	// read on its own clock (Node.readBarrier).
+	countsSuspend bool
 }
 
 func newMonoClock() *monoClock {
-	return &monoClock{start: systemClock(), rate: clockRateFromTestHook(), bootID: clockBootID()}
+	return &monoClock{start: systemClock(), rate: clockRateFromTestHook(), bootID: clockBootID(),
+		countsSuspend: clockCountsSuspend && !testingClockStopsInSuspend}
 }
+
+// testingClockStopsInSuspend makes nodes started from now on behave as on a platform whose
+// clock stops during suspend, so the rule can be tested on Linux.
+var testingClockStopsInSuspend bool
 
 // Now reads the clock.
 func (c *monoClock) Now() time.Duration {

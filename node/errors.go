@@ -81,6 +81,10 @@ var (
 	errShuttingDown   = errors.New("node is shutting down")
 	errProposalLost   = errors.New("the proposal was overwritten by a new leader before it committed")
 	errLeadershipGone = errors.New("leadership changed before the read could be confirmed")
+	// errClockStopsInSuspend refuses reads whose bound is measured on this node's clock, on a
+	// platform where that clock may stop while the machine sleeps (clock_other.go).
+	errClockStopsInSuspend = status.Error(codes.FailedPrecondition,
+		"this node's clock may stop while the machine sleeps (not Linux: no CLOCK_BOOTTIME), so it cannot bound how stale its data is: bounded-staleness and serializable reads are refused here; read in index or lease mode (lease reads are answered through ReadIndex on this platform)")
 )
 
 // toStatus turns an internal error into the gRPC status a client can act on.

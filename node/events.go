@@ -109,6 +109,7 @@ var lineCategories = []struct{ prefix, category string }{
 	// A client's (etcd) lease ending is part of its keys' life, not the raft lease.
 	{"lease %d expired", categoryLifecycle},
 	{"node %d starting", categoryLifecycle},
+	{"clock may stop", categoryLifecycle},
 	{"recovered", categoryLifecycle},
 	{"shutting down", categoryLifecycle},
 	{"stopped", categoryLifecycle},

@@ -25,3 +25,11 @@ func SetTestingPublishAfterSend(on bool) (undo func()) {
 // PublishedLeaseUntil is the end of the lease that lease reads are served on right now, on
 // the node's clock; 0 when none is published.
 func (n *Node) PublishedLeaseUntil() time.Duration { return n.lease.Load().leaseUntil }
+
+// SetTestingClockStopsInSuspend makes nodes started from now on behave as on a platform whose
+// clock may stop while the machine sleeps (clock_other.go).
+func SetTestingClockStopsInSuspend(on bool) (undo func()) {
+	old := testingClockStopsInSuspend
+	testingClockStopsInSuspend = on
+	return func() { testingClockStopsInSuspend = old }
+}

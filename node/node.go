@@ -187,6 +187,10 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 		return nil, err
 	}
 	n.dump.Printf("node %d starting in region %s, cluster %s", self, cfg.Node.Region, cfg.ClusterID)
+	if !n.clock.countsSuspend {
+		n.log.Warn("this platform's clock may stop while the machine sleeps: lease reads are answered through ReadIndex and bounded-staleness reads are refused")
+		n.dump.Printf("clock may stop during suspend: lease reads go through ReadIndex, stale reads are refused")
+	}
 	if err := n.recover(fsys); err != nil {
 		n.dump.Printf("start-up refused: %v", err)
 		n.dump.Close()

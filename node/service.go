@@ -258,6 +258,17 @@ func (n *Node) readBarrier(ctx context.Context, mode raft.ReadMode) (raft.ReadMo
 	if err := n.admit(); err != nil {
 		return mode, err
 	}
+	if !n.clock.countsSuspend {
+		// This clock may stop while the machine sleeps: a lease or a freshness bound measured
+		// on it could have run out in real time unseen. A lease read goes through ReadIndex,
+		// which needs no clock; a stale read has no bound to promise and is refused.
+		switch mode {
+		case raft.ReadLease:
+			mode = raft.ReadIndex
+		case raft.ReadStale:
+			return mode, errClockStopsInSuspend
+		}
+	}
 	switch mode {
 	case raft.ReadLease:
 		// Fast path: the lease published by the loop, checked against the clock now.
