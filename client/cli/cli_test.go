@@ -367,3 +367,24 @@ func TestInterruptAtThePromptExits130(t *testing.T) {
 		t.Fatalf("exit code %d after Ctrl-C at the prompt, want %d\nstdout: %s\nstderr: %s", code, ExitInterrupted, out.String(), errOut.String())
 	}
 }
+
+// A session that runs the etcd-style verbs lists each of them in HELP; one without does not.
+func TestREPLHelpListsTheEtcdVerbsItRuns(t *testing.T) {
+	for _, extra := range []bool{false, true} {
+		var out bytes.Buffer
+		s := &Session{Client: unreachableClient(t), Printer: Printer{Out: &out, Err: &out}}
+		if extra {
+			s.Extra = func(context.Context, []string) int { return ExitOK }
+		}
+		r := &REPL{Session: s, In: strings.NewReader("HELP\n")}
+		if code := r.Run(context.Background()); code != ExitOK {
+			t.Fatalf("extra=%v: HELP exit code %d", extra, code)
+		}
+		for _, verb := range etcdVerbs {
+			listed := strings.Contains(out.String(), "\n  "+verb+" ")
+			if listed != extra {
+				t.Fatalf("extra=%v: HELP lists %s: %v\n%s", extra, verb, listed, out.String())
+			}
+		}
+	}
+}

@@ -213,17 +213,38 @@ func (p Printer) Error(op string, err error) {
 	fmt.Fprintf(p.Err, "error: %v\n", err)
 }
 
-// Help prints the REPL's commands.
-func (p Printer) Help() {
+// Help prints the REPL's commands; withEtcd adds the etcd-style verbs a session runs through
+// the command line's own commands (Session.Extra).
+func (p Printer) Help(withEtcd bool) {
 	if p.JSON {
 		var cmds []string
 		for _, v := range []Verb{VerbSet, VerbGet, VerbDel, VerbStatus, VerbMode, VerbHelp, VerbQuit} {
 			cmds = append(cmds, usage[v])
 		}
+		if withEtcd {
+			cmds = append(cmds, etcdUsage...)
+		}
 		p.json(map[string]any{"ok": true, "op": "help", "commands": cmds})
 		return
 	}
 	fmt.Fprint(p.Out, ReplHelp)
+	if withEtcd {
+		fmt.Fprint(p.Out, "etcd-style commands (as the georaft command line's, one line each):\n")
+		for _, u := range etcdUsage {
+			fmt.Fprintf(p.Out, "  %s\n", u)
+		}
+	}
+}
+
+// etcdUsage is one line per etcd-style REPL verb (repl.go's etcdVerbs), with the form the
+// REPL takes.
+var etcdUsage = []string{
+	"GET key [--prefix | --from-key] [--keys-only] [--count-only] [--limit n] [--rev r] [--sort-by f --order o]",
+	"PUT key value [--lease id] [--prev-kv] [--ignore-value] [--ignore-lease]",
+	"TXN compares THEN ops ELSE ops   e.g. TXN value(\"k\") = \"1\" THEN put k 2 ELSE get k",
+	"WATCH key [--prefix | --from-key] [--rev r] [--prev-kv] [--count n]   (Ctrl-C ends it)",
+	"LEASE grant ttl | revoke id | keep-alive id [--once] | timetolive id [--keys]",
+	"COMPACT revision [--physical]",
 }
 
 // ReplHelp lists the REPL commands.

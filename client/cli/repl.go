@@ -69,7 +69,7 @@ func (s *Session) run(ctx context.Context, cmd Command) (int, bool) {
 	case VerbQuit:
 		return ExitOK, true
 	case VerbHelp:
-		s.Printer.Help()
+		s.Printer.Help(s.Extra != nil)
 	case VerbMode:
 		if cmd.HasMode {
 			s.Mode = cmd.Mode
