@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georaft/georaft/clusterkit"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/tlsutil"
 )
@@ -55,22 +56,23 @@ func localHosts(t *testing.T, dir string) []localHost {
 	return hosts
 }
 
-// freePorts asks the kernel for n unused loopback ports. They are released before use, so a
-// collision stays possible but unlikely.
+// freePorts picks n loopback ports below the kernel's ephemeral range (clusterkit.FreeAddrs),
+// so no outgoing connection of the nodes can take one before its listener binds it.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ports []int
-	var listeners []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := clusterkit.FreeAddrs(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := make([]int, n)
+	for i, a := range addrs {
+		_, p, err := net.SplitHostPort(a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range listeners {
-		l.Close()
+		if ports[i], err = strconv.Atoi(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return ports
 }

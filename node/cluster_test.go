@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
@@ -30,40 +29,14 @@ type testCluster struct {
 	clients []georaftv1.KVServiceClient
 }
 
-// handedOut holds every port freeAddrs has returned in this test process. A released port
-// may come back from the kernel on the next bind, and several calls feed one cluster (peer
-// and client ports, then metrics ports), so no port is handed out twice.
-var handedOut = struct {
-	sync.Mutex
-	ports map[string]bool
-}{ports: map[string]bool{}}
-
-// freeAddrs reserves n loopback ports never returned before in this process, by binding them
-// all, then releasing them.
+// freeAddrs picks n loopback ports never returned before in this process, below the
+// kernel's ephemeral range (clusterkit.FreeAddrs), so no outgoing connection can take one
+// before its listener binds it.
 func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	var addrs []string
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for tries := 0; len(addrs) < n; tries++ {
-		if tries > 100*n {
-			t.Fatalf("found only %d of %d unused loopback ports", len(addrs), n)
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listeners = append(listeners, l)
-		if addr := l.Addr().String(); !handedOut.ports[addr] {
-			handedOut.ports[addr] = true
-			addrs = append(addrs, addr)
-		}
+	addrs, err := clusterkit.FreeAddrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }

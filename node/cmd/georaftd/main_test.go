@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georaft/georaft/clusterkit"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
@@ -50,22 +50,15 @@ type procCluster struct {
 	conns   []georaftv1.KVServiceClient
 }
 
+// freePorts picks n loopback addresses below the kernel's ephemeral range, so no outgoing
+// connection can take one before its listener binds it.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	// Every port stays bound until all are chosen, so none is handed out twice.
-	out := make([]string, n)
-	listeners := make([]net.Listener, n)
-	for i := range out {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listeners[i], out[i] = l, l.Addr().String()
+	addrs, err := clusterkit.FreeAddrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, l := range listeners {
-		l.Close()
-	}
-	return out
+	return addrs
 }
 
 func newProcCluster(t *testing.T, n int) *procCluster {
