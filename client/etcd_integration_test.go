@@ -22,6 +22,7 @@ import (
 
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
+	"github.com/georaft/georaft/internal/testenv"
 )
 
 // etcd's own tools against a real 5-node georaft: Debian's etcdctl (etcd-client 3.4) and
@@ -29,10 +30,7 @@ import (
 
 func etcdctl(t *testing.T, endpoints []string, stdin string, args ...string) string {
 	t.Helper()
-	path, err := exec.LookPath("etcdctl")
-	if err != nil {
-		t.Skip("etcdctl not installed (apt-get install etcd-client)")
-	}
+	path := testenv.Tool(t, "etcdctl", "apt-get install etcd-client")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, append([]string{"--endpoints", strings.Join(endpoints, ","), "--command-timeout", "10s"}, args...)...)
@@ -46,9 +44,7 @@ func etcdctl(t *testing.T, endpoints []string, stdin string, args ...string) str
 }
 
 func TestEtcdctlAgainstGeoraft(t *testing.T) {
-	if _, err := exec.LookPath("etcdctl"); err != nil {
-		t.Skip("etcdctl not installed (apt-get install etcd-client)")
-	}
+	testenv.Tool(t, "etcdctl", "apt-get install etcd-client")
 	cl := kittest.Start(t, clusterkit.Spec{Size: 5})
 	leader := kittest.WaitLeader(t, cl)
 	// A follower's endpoint only: everything must work through it.

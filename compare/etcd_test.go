@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/internal/testenv"
 )
 
 func freeAddr(t *testing.T) string {
@@ -30,9 +30,7 @@ func freeAddr(t *testing.T) string {
 // EtcdCluster, the code the comparison uses, and stops it when the test ends.
 func startSingleEtcd(t *testing.T) *EtcdCluster {
 	t.Helper()
-	if _, err := exec.LookPath("etcd"); err != nil {
-		t.Skip("etcd binary missing (apt-get install etcd-server): skipping the etcd driver test")
-	}
+	testenv.Tool(t, "etcd", "apt-get install etcd-server")
 	dir := t.TempDir()
 	peer, cl := "http://"+freeAddr(t), "http://"+freeAddr(t)
 	var log bytes.Buffer

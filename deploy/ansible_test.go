@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/georaft/georaft/deploy/inventory"
+	"github.com/georaft/georaft/internal/testenv"
 	"github.com/georaft/georaft/tune"
 )
 
@@ -82,11 +83,7 @@ func readYAMLMap(t *testing.T, path string) map[string]any {
 
 func ansiblePlaybook(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("ansible-playbook")
-	if err != nil {
-		t.Skip("ansible-playbook not on PATH: install ansible-core (apt-get install ansible-core) to run the Ansible checks")
-	}
-	return bin
+	return testenv.Tool(t, "ansible-playbook", "apt-get install ansible-core")
 }
 
 // ansibleEnv keeps Ansible's temp files in the test's directory and its output plain.

@@ -11,17 +11,15 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/georaft/georaft/internal/testenv"
 )
 
 const monitoringDir = "monitoring"
 
 func promtool(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not on PATH: install Debian's prometheus package (apt-get install prometheus) to lint the monitoring kit")
-	}
-	return bin
+	return testenv.Tool(t, "promtool", "apt-get install prometheus")
 }
 
 // The scrape config, with the file_sd document georaft-inventory writes from the recorded

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/georaft/georaft/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -87,10 +89,7 @@ func TestParseFixture(t *testing.T) {
 
 // The inventory must mean to Ansible what it means to us: hosts, groups and variables.
 func TestAnsibleReadsTheInventory(t *testing.T) {
-	bin, err := exec.LookPath("ansible-inventory")
-	if err != nil {
-		t.Skip("ansible-inventory not on PATH (install ansible-core); skipping the Ansible parse of the inventory")
-	}
+	bin := testenv.Tool(t, "ansible-inventory", "apt-get install ansible-core")
 	f, err := os.Open(fixture)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
 	"github.com/georaft/georaft/geo"
+	"github.com/georaft/georaft/internal/testenv"
 	"github.com/georaft/georaft/node/config"
 )
 
@@ -32,10 +33,7 @@ func chromiumPath(t *testing.T) string {
 		}
 	}
 	msg := "chromium is not installed (apt-get install chromium): the console's browser tests need it"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Missing(t, msg)
 	return ""
 }
 
