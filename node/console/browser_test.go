@@ -91,6 +91,25 @@ const pageState = `(() => {
     '\nlive: ' + t('#live') + '\nevents: ' + [...document.querySelectorAll('#event-list li')].slice(0, 8).map(l => l.textContent.replace(/\s+/g, ' ')).join('\n  ');
 })()`
 
+// doOnLivePage runs actions on elements the page may swap for fresh copies at any moment
+// (console.js replaces a section's HTML when its view changes): an element found and then
+// swapped out before the action reaches it is looked up again, a bounded number of times.
+func doOnLivePage(ctx context.Context, actions ...chromedp.Action[chromedp.Void]) error {
+	var err error
+	for range 10 {
+		if err = chromedp.Do(ctx, actions...); err == nil || !swappedOut(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// swappedOut reports whether err is the browser's answer for an element that left the DOM.
+func swappedOut(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Could not find node with given id") || strings.Contains(msg, "No node with given id found")
+}
+
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
@@ -173,13 +192,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	screenshot(t, ctx, "map")
 
 	// The keyboard: a node on the map is focusable and Enter leads to its row.
-	if err := chromedp.Do(ctx, chromedp.Focus(chromedp.CSS("#map-node-3")), chromedp.KeyEvent("\r")); err != nil {
+	if err := doOnLivePage(ctx, chromedp.Focus(chromedp.CSS("#map-node-3")), chromedp.KeyEvent("\r")); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, 10*time.Second, "Enter on node 3 of the map focusing its row", `document.activeElement.id === 'node-row-3'`, pageState)
 
 	// Transfer leadership to us-east1 through the form and its confirmation.
-	if err := chromedp.Do(ctx,
+	if err := doOnLivePage(ctx,
 		chromedp.SetValue(chromedp.CSS("#transfer-target"), "2"),
 		chromedp.Click(chromedp.CSS("#transfer-review")),
 		chromedp.WaitVisible(chromedp.CSS("#transfer-confirm")),
@@ -194,7 +213,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the confirmation does not say what will happen:\n%s", confirmText)
 	}
 	screenshot(t, ctx, "transfer-confirm")
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#transfer-confirm"))); err != nil {
+	if err := doOnLivePage(ctx, chromedp.Click(chromedp.CSS("#transfer-confirm"))); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, 30*time.Second, "the map following leadership to us-east1", `(() => {
