@@ -10,6 +10,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -388,6 +389,27 @@ func (s *etcdServer) Compact(ctx context.Context, r *pb.CompactionRequest) (resp
 // RangeStream (etcd 3.7) is not served: clients fall back to Range.
 func (s *etcdServer) RangeStream(*pb.RangeRequest, pb.KV_RangeStreamServer) error {
 	return status.Error(codes.Unimplemented, "georaft does not serve RangeStream; use Range (with limit and a following key for large ranges)")
+}
+
+// requestSlackBytes is how far over limits.max_request_bytes the client port still decodes a
+// request, so that requestSize refuses it with the API's error (etcd's grpcOverheadBytes).
+const requestSlackBytes = 512 << 10
+
+// requestSize refuses a request over limits.max_request_bytes: on the etcd API with etcd's
+// "request is too large" (a transaction whose puts each fit can still be over it), elsewhere
+// RESOURCE_EXHAUSTED, as gRPC answers what is too large to decode.
+func requestSize(max int) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if m, ok := req.(proto.Message); ok && max > 0 {
+			if n := proto.Size(m); n > max {
+				if strings.HasPrefix(info.FullMethod, "/etcdserverpb.") {
+					return nil, rpctypes.ErrGRPCRequestTooLarge
+				}
+				return nil, status.Errorf(codes.ResourceExhausted, "request is %d bytes, over limits.max_request_bytes (%d)", n, max)
+			}
+		}
+		return h(ctx, req)
+	}
 }
 
 // checkSize refuses a request larger than limits.max_request_bytes, and keys and values over

@@ -137,13 +137,15 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 	etcdpb.RegisterLeaseServer(s.peerSrv, peerEtcd)
 
 	clientOpts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(cfg.Limits.MaxRequestBytes),
+		// Room above the limit, as etcd leaves, so that requestSize can answer a request a
+		// little over it with the API's own error; gRPC refuses anything larger undecoded.
+		grpc.MaxRecvMsgSize(cfg.Limits.MaxRequestBytes + requestSlackBytes),
 		grpc.MaxConcurrentStreams(uint32(cfg.Limits.MaxConcurrentStreams)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 30 * time.Minute, Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.InTapHandle(requestDeadline(cfg.Limits.RequestTimeout)),
-		grpc.ChainUnaryInterceptor(notServed()),
+		grpc.ChainUnaryInterceptor(requestSize(cfg.Limits.MaxRequestBytes), notServed()),
 	}
 	if serverTLS != nil {
 		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS, cfg.TLS.ClientAuth))))
