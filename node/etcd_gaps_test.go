@@ -185,7 +185,8 @@ func TestEtcdSerializableReadRefusedWhenCutOff(t *testing.T) {
 	leader := c.waitLeader(10 * time.Second)
 	follower := (leader + 1) % 3
 	kv := etcdpb.NewKVClient(c.conns[follower])
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	if _, err := kv.Put(ctx, &etcdpb.PutRequest{Key: []byte("cut"), Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
