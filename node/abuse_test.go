@@ -159,8 +159,9 @@ func (w *politeWriter) finish() {
 	}
 }
 
-// A request over limits.max_request_bytes is refused by gRPC with RESOURCE_EXHAUSTED before
-// the service decodes it; the abuser's connection stays usable and others are not slowed.
+// A request over limits.max_request_bytes is refused with RESOURCE_EXHAUSTED before the
+// service sees it (by gRPC undecoded when it is over by more than the slack); the abuser's
+// connection stays usable and others are not slowed.
 func TestOversizedRequestRefusedWithoutHurtingOthers(t *testing.T) {
 	c, metrics := newAbuseCluster(t)
 	leader := c.waitLeader(10 * time.Second)
