@@ -77,6 +77,9 @@ func TestChaosEveryFaultKind(t *testing.T) {
 	if rep.LostWrites != 0 {
 		t.Errorf("%d lost writes", rep.LostWrites)
 	}
+	if revs := revisionsMade(rep.ops); revs == 0 || rep.WatchEvents < revs {
+		t.Errorf("the watch checker got %d events; the acknowledged sets and swaps alone made %d revisions", rep.WatchEvents, revs)
+	}
 	// A run in which almost nothing was acknowledged proves nothing.
 	if rep.AckedWrites < 100 || rep.Checked < 500 {
 		t.Errorf("only %d writes acknowledged and %d operations checked", rep.AckedWrites, rep.Checked)
@@ -341,4 +344,17 @@ func TestClockRateReachesTheNode(t *testing.T) {
 		t.Fatalf("clock of the node started with %s=2 advanced %.2f× real time, the unskewed one %.2f×: the rate did not reach the node",
 			ClockRateEnv, rate(skewed), rate(steady))
 	}
+}
+
+// revisionsMade counts the acknowledged operations that each made one revision: sets, and
+// compare-and-swaps that swapped (a delete of an absent key makes none). A watch of every key
+// sees at least that many events.
+func revisionsMade(ops []history.Op) int {
+	n := 0
+	for _, op := range ops {
+		if op.Outcome == history.OK && (op.Kind == history.Set || op.Kind == history.CAS && op.Swapped) {
+			n++
+		}
+	}
+	return n
 }
