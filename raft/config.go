@@ -110,8 +110,9 @@ type mechanisms struct {
 	readLeaseNesting     bool // a read lease granted ends before the leader's own lease
 	commitWaitsForHolder bool // nothing commits that a holder with a lease has not acknowledged
 	readLeaseFromEcho    bool // a read lease runs from the holder's echoed clock, not receipt
-	readLeaseNeedsCommit bool // a holder takes a grant only once committed up to its Commit
+	readLeaseNeedsMatch  bool // a read lease goes only to a holder that holds every committed entry
 	readLeasePending     bool // a holder's read waits for what it holds that may be committed
+	transferHolderWait   bool // MsgTimeoutNow carries the longest read lease the leader granted
 }
 
 // applyDefaults fills zero flow-control fields with values that suit a WAN cluster.

@@ -90,7 +90,12 @@
 // transferee need not wait for it: its voters do not report the transferring leader's lease.
 // But the transferring leader may itself still have been waiting out an older lease; what was
 // left of that wait travels in MsgTimeoutNow, and the transferee waits it out before it
-// commits. Every other election waits for what its voters report.
+// commits. The read leases it granted (see below) end no later than the lease it gave up, but
+// nothing reports them to the transferee either, and a holder the transferee cannot reach
+// would answer reads without its writes: so MsgTimeoutNow also carries the longest of them
+// still running, scaled up by 1/(1−δ) since the transferee waits it out on its own clock,
+// which may run fast against the leader's. Every other election waits for what its voters
+// report.
 //
 // # Read leases
 //
@@ -113,8 +118,11 @@
 // Writes wait for holders. The leader commits an entry only once every holder whose lease may
 // still run (a + L/(1−δ) not passed) has acknowledged it; a holder that stops answering holds
 // commits up until its lease has surely ended, then commits go on without it. A holder that
-// fell behind gets no new lease until it holds every committed entry, and takes a grant only
-// once it has committed up to the leader's commit index in the same message.
+// fell behind gets no new lease until it has acknowledged every committed entry in the
+// leader's term; what it acknowledged it keeps (it is durable, and no leader truncates its own
+// term's entries), so it holds them all when the grant arrives, and its reads wait for them
+// (below). Whether the holder knows them to be committed does not matter, which is why it
+// takes a grant without comparing the message's commit index with its own.
 //
 // A holder reads only after applying what it holds. When a write is acknowledged, every holder
 // with a lease already has it in its log, but may not yet know it is committed; a later read

@@ -78,13 +78,10 @@ func (r *Raft) lowerLeaseBound() {
 
 // noteReadLease takes the read lease a leader's message grants: from this node's own clock
 // reading that the leader echoes (so a message that waited brings no more lease than the
-// leader meant), and only once this node has committed everything the leader had when it
-// sent it (doc.go, "Read leases").
+// leader meant). The leader grants one only to a holder that holds every entry it had
+// committed, and this node's lease reads wait for everything it holds (doc.go, "Read leases").
 func (r *Raft) noteReadLease(m Message) {
 	if m.ReadLease <= 0 || m.FollowerClock <= 0 || m.FollowerBoot != r.cfg.BootID {
-		return
-	}
-	if r.log.committed < m.Commit && !r.cfg.off.readLeaseNeedsCommit {
 		return
 	}
 	until := m.FollowerClock + m.ReadLease

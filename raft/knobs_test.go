@@ -64,6 +64,12 @@ var knobs = []knob{
 	{"freshnessNeedsLeaderCommit", func(m *mechanisms) { m.freshnessNeedsLeaderCommit = true }},
 	{"freshnessNeedsLease", func(m *mechanisms) { m.freshnessNeedsLease = true }},
 	{"freshnessSameBoot", func(m *mechanisms) { m.freshnessSameBoot = true }},
+	{"readLeaseNesting", func(m *mechanisms) { m.readLeaseNesting = true }},
+	{"commitWaitsForHolder", func(m *mechanisms) { m.commitWaitsForHolder = true }},
+	{"readLeaseFromEcho", func(m *mechanisms) { m.readLeaseFromEcho = true }},
+	{"readLeaseNeedsMatch", func(m *mechanisms) { m.readLeaseNeedsMatch = true }},
+	{"readLeasePending", func(m *mechanisms) { m.readLeasePending = true }},
+	{"transferHolderWait", func(m *mechanisms) { m.transferHolderWait = true }},
 }
 
 // adversarialParams draws a run built to reach the corners where the mechanisms matter. It
@@ -128,6 +134,13 @@ func adversarialParams(seed int64) simParams {
 	}
 	p.clients = 3 + r.IntN(3)
 	p.keys = 1 + r.IntN(2)
+	// Half the seeds run with read-lease holders, changed through the log and attacked
+	// (sim_holders_test.go): cut off, their grants held back, their commit notices lost, or
+	// left behind by a transfer, with most lease reads sent to them.
+	if h := rand.New(rand.NewPCG(uint64(seed), 0x40ae)); h.IntN(2) == 0 {
+		p.drawHolders(h)
+		f.holderChange, f.holderAttack, f.holderShare = true, true, 0.4
+	}
 	f.skip(*simSkip)
 	return p
 }

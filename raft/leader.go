@@ -209,7 +209,7 @@ func (r *Raft) stamp(m *Message, pr *progress) {
 // ends within L/(1−δ) here, counted from when this leader received the reading. Only a holder
 // that holds every committed entry gets one.
 func (r *Raft) grantReadLease(m *Message, pr *progress) {
-	if !r.conf.isHolder(pr.id) || m.FollowerClock == 0 || pr.match < r.log.committed {
+	if !r.conf.isHolder(pr.id) || m.FollowerClock == 0 || (pr.match < r.log.committed && !r.cfg.off.readLeaseNeedsMatch) {
 		return
 	}
 	lease := time.Duration(float64(r.leaseExpiry-pr.followerClockAt) * r.cfg.minDriftFactor())

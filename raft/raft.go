@@ -974,6 +974,16 @@ func (r *Raft) maybeStartTransfer() {
 	if r.cfg.off.transferInheritedWait {
 		inherited = 0
 	}
+	// The read leases this leader granted outlive the lease it gives up, and the transferee's
+	// voters report none of them: the transferee waits them out itself, on its own clock,
+	// which may run fast against this one's (doc.go, "Leadership transfer").
+	if !r.cfg.off.transferHolderWait {
+		for i := range r.progress {
+			if pr := &r.progress[i]; i != r.self && pr.holderUntil > r.now {
+				inherited = max(inherited, r.cfg.scaleUpBound(pr.holderUntil-r.now))
+			}
+		}
+	}
 	r.send(Message{Type: MsgTimeoutNow, To: r.transferTarget, LeaseRemaining: inherited})
 }
 

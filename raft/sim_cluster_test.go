@@ -175,7 +175,9 @@ type simulation struct {
 	// writesPausedUntil: clients only read until then (a lease attack's quiet phase).
 	writesPausedUntil time.Duration
 	// extraDelay[from][to] is added to every message on that link (the slow-link fault).
-	extraDelay        [][]time.Duration
+	extraDelay [][]time.Duration
+	// linkLoss[from][to] is added to the loss rate on that link (a holder attack).
+	linkLoss          [][]float64
 	firstLeaseOverlap string
 }
 
@@ -532,7 +534,7 @@ func (s *simulation) send(from *simNode, m Message) {
 		snap = from.disk.image
 		s.stats.snapshotsSent++
 	}
-	if s.blocked[from.idx][to.idx] > 0 || s.rng.Float64() < s.p.loss {
+	if s.blocked[from.idx][to.idx] > 0 || s.rng.Float64() < s.p.loss+s.linkLoss[from.idx][to.idx] {
 		s.drop(from, to, m)
 		return
 	}

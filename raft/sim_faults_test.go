@@ -49,12 +49,17 @@ func (s *simulation) injectFault() {
 	add(f.slowLink, s.slowLink)
 	add(f.slowDisk, s.slowDisk)
 	add(f.isolateNewLeader, s.leaderChurn)
+	add(f.holderChange, s.changeHolders)
+	add(f.holderAttack, s.holderAttack)
 	switch x := s.rng.Float64(); {
 	case f.leaseHunt && x < f.attackShare:
 		s.prepareLeaseAttack()
 		return
 	case f.isolateNewLeader && x < f.attackShare+f.churnShare:
 		s.leaderChurn()
+		return
+	case f.holderAttack && x < f.attackShare+f.churnShare+f.holderShare:
+		s.holderAttack()
 		return
 	}
 	pick[s.rng.IntN(len(pick))]()

@@ -44,9 +44,13 @@ type faultMix struct {
 	partition, asymmetric, isolateLeader              bool
 	crash, crashWindow, transfer, campaign, leaseHunt bool
 	restartAll, slowLink, slowDisk, isolateNewLeader  bool
+	// holderChange proposes read-lease holders on and off through the log (ConfReadLeaseOn,
+	// ConfReadLeaseOff); holderAttack cuts, slows or thins a read-lease holder's links, or
+	// hands leadership on while holders hold leases.
+	holderChange, holderAttack bool
 	// attackShare and churnShare are the chances that a fault is the lease attack or leader
-	// churn, whatever else is on.
-	attackShare, churnShare float64
+	// churn, whatever else is on; holderShare that it is a holder attack.
+	attackShare, churnShare, holderShare float64
 }
 
 // skip turns off the faults named in list (comma-separated names as names returns them).
@@ -78,6 +82,10 @@ func (f *faultMix) skip(list string) {
 			f.slowDisk = false
 		case "isolate-new-leader":
 			f.isolateNewLeader = false
+		case "read-lease-change":
+			f.holderChange = false
+		case "holder-attack":
+			f.holderAttack = false
 		}
 	}
 }
@@ -92,6 +100,7 @@ func (f faultMix) names() []string {
 		{f.crash, "crash"}, {f.crashWindow, "crash-window"}, {f.transfer, "transfer"},
 		{f.campaign, "campaign"}, {f.leaseHunt, "lease-attack"}, {f.restartAll, "restart-all"},
 		{f.slowLink, "slow-link"}, {f.slowDisk, "slow-disk"}, {f.isolateNewLeader, "isolate-new-leader"},
+		{f.holderChange, "read-lease-change"}, {f.holderAttack, "holder-attack"},
 	} {
 		if x.on {
 			out = append(out, x.name)
@@ -151,6 +160,11 @@ type simParams struct {
 	historyTimeout time.Duration
 	// holdForRestart keeps messages to a crashed node and delivers them after its restart.
 	holdForRestart bool
+	// holders are the read-lease holders the cluster is created with (Config.ReadLeaseHolders);
+	// readLocal is the chance that a client sends a lease read to the node in its own region
+	// rather than to the leader, as clients do once their region's node holds a read lease.
+	holders   []uint64
+	readLocal float64
 }
 
 // nodeTiming is one node's timing configuration.
@@ -225,6 +239,9 @@ func (p simParams) describe() string {
 		if p.retime > 0 {
 			fmt.Fprintf(&b, ", retimed at %g of restarts", p.retime)
 		}
+	}
+	if len(p.holders) > 0 || p.faults.holderChange {
+		fmt.Fprintf(&b, "; read-lease holders %v, %g of lease reads sent to the client's own node", p.holders, p.readLocal)
 	}
 	if off := p.off.names(); len(off) > 0 {
 		fmt.Fprintf(&b, "; MECHANISMS OFF: %v", off)
@@ -411,8 +428,28 @@ func randomParams(seed int64) simParams {
 	if y.IntN(4) == 0 {
 		p.mixTimings(y, 0.5*float64(y.IntN(2)))
 	}
+	// A third of the seeds run with read-lease holders (some or all voters), half of those
+	// changing them through the log during the run.
+	if z := rand.New(rand.NewPCG(uint64(seed), 0x40ad)); z.IntN(3) == 0 {
+		p.drawHolders(z)
+		f.holderChange = z.IntN(2) == 0
+		f.holderAttack = z.IntN(2) == 0
+	}
 	f.skip(*simSkip)
 	return p
+}
+
+// drawHolders makes some or all of the voters read-lease holders, and sends most lease reads
+// to the client's own node.
+func (p *simParams) drawHolders(r *rand.Rand) {
+	p.holders = p.holders[:0]
+	all := r.IntN(2) == 0
+	for i := range p.nodes {
+		if all || r.IntN(2) == 0 {
+			p.holders = append(p.holders, uint64(i+1))
+		}
+	}
+	p.readLocal = 0.4 + 0.5*r.Float64()
 }
 
 // mixTimings gives every node a timing drawn from the profiles around the base timing, and
@@ -485,9 +522,11 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 	}
 	s.blocked = make([][]int, p.nodes)
 	s.extraDelay = make([][]time.Duration, p.nodes)
+	s.linkLoss = make([][]float64, p.nodes)
 	for i := range p.nodes {
 		s.blocked[i] = make([]int, p.nodes)
 		s.extraDelay[i] = make([]time.Duration, p.nodes)
+		s.linkLoss[i] = make([]float64, p.nodes)
 		n := &simNode{s: s, idx: i, clock: nodeClock{offset: p.offsets[i], rate: p.rates[i]}, kv: &kvMachine{}}
 		n.driverNode = newDriverNode(Config{
 			ID:                  uint64(i + 1),
@@ -498,6 +537,7 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 			MaxInflightMsgs:     p.maxInflight,
 			MaxUncommittedBytes: p.maxUncommitted,
 			LazyCommitBroadcast: p.lazyCommit,
+			ReadLeaseHolders:    p.holders,
 			off:                 p.off,
 		}, n.kv)
 		n.contract.readsAsked = true
@@ -552,6 +592,7 @@ func (s *simulation) heal() {
 	for i := range s.blocked {
 		clear(s.blocked[i])
 		clear(s.extraDelay[i])
+		clear(s.linkLoss[i])
 	}
 	s.p.loss = 0
 	for _, n := range s.nodes {
