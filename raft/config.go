@@ -113,6 +113,17 @@ type mechanisms struct {
 	readLeaseNeedsMatch  bool // a read lease goes only to a holder that holds every committed entry
 	readLeasePending     bool // a holder's read waits for what it holds that may be committed
 	transferHolderWait   bool // MsgTimeoutNow carries the longest read lease the leader granted
+
+	// Membership changes (doc.go, "Membership changes").
+	jointCommit         bool // a commit needs a majority of both halves of a joint membership
+	jointElection       bool // an election needs a majority of both halves
+	jointLease          bool // a lease needs acknowledgements from a majority of both halves
+	removedStopsServing bool // a node that applied its own removal answers no lease read
+	removedHolderWait   bool // commits wait out the read lease of a holder that was removed
+	oneChangeAtATime    bool // no change is appended while the last one is unapplied
+	// learners count towards no quorum (commit, election, lease, ReadIndex, CheckQuorum)
+	learnersOutsideQuorum bool
+	campaignAfterApply    bool // no campaign while a committed change waits to be applied
 }
 
 // applyDefaults fills zero flow-control fields with values that suit a WAN cluster.

@@ -70,6 +70,14 @@ var knobs = []knob{
 	{"readLeaseNeedsMatch", func(m *mechanisms) { m.readLeaseNeedsMatch = true }},
 	{"readLeasePending", func(m *mechanisms) { m.readLeasePending = true }},
 	{"transferHolderWait", func(m *mechanisms) { m.transferHolderWait = true }},
+	{"jointCommit", func(m *mechanisms) { m.jointCommit = true }},
+	{"jointElection", func(m *mechanisms) { m.jointElection = true }},
+	{"jointLease", func(m *mechanisms) { m.jointLease = true }},
+	{"removedStopsServing", func(m *mechanisms) { m.removedStopsServing = true }},
+	{"removedHolderWait", func(m *mechanisms) { m.removedHolderWait = true }},
+	{"oneChangeAtATime", func(m *mechanisms) { m.oneChangeAtATime = true }},
+	{"campaignAfterApply", func(m *mechanisms) { m.campaignAfterApply = true }},
+	{"learnersOutsideQuorum", func(m *mechanisms) { m.learnersOutsideQuorum = true }},
 }
 
 // adversarialParams draws a run built to reach the corners where the mechanisms matter. It
@@ -140,6 +148,13 @@ func adversarialParams(seed int64) simParams {
 	if h := rand.New(rand.NewPCG(uint64(seed), 0x40ae)); h.IntN(2) == 0 {
 		p.drawHolders(h)
 		f.holderChange, f.holderAttack, f.holderShare = true, true, 0.4
+	}
+	// A third of the seeds change the membership often (sim_membership_test.go), among the
+	// theme's own faults: spares join, learners are promoted, members (the leader, holders)
+	// removed and voters replaced.
+	if m := rand.New(rand.NewPCG(uint64(seed), 0x3e3c)); m.IntN(3) == 0 {
+		p.addSpares(m, 1+m.IntN(3))
+		f.membership, f.membershipShare = true, 0.4
 	}
 	f.skip(*simSkip)
 	return p

@@ -132,6 +132,10 @@ type simNode struct {
 	slowDisk time.Duration
 	// nextTiming, if set, is the timing the next restart runs with.
 	nextTiming *nodeTiming
+	// outside: the node does not run, and nothing restarts it: a spare not yet added to the
+	// cluster, or a removed node that was shut down for good. joined: a spare that was
+	// started to join.
+	outside, joined bool
 }
 
 type pendingProposal struct {
@@ -471,7 +475,7 @@ func (s *simulation) crash(n *simNode, why string) {
 // start builds the core from what is on disk, at the node's local time: a first start or a
 // restart after a crash.
 func (s *simulation) start(n *simNode) {
-	if n.r != nil {
+	if n.r != nil || n.outside {
 		return
 	}
 	if coin := mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)+1<<32); n.incarnation > 0 && coin&1 == 1 {

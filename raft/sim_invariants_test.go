@@ -66,6 +66,11 @@ type nodeObservation struct {
 	// toward commitment and will not send them again.
 	ackedTerm, ackedIndex uint64
 	span                  int // index into invariants.leases of its current span, or -1
+	// member: this node's applied membership has named it; removed: it named it once and
+	// no longer does (the node applied its own removal).
+	member, removed bool
+	// conf is the membership the node had when its latest Ready was taken.
+	conf membership
 	// holder is the read lease this node holds as a follower (open while it may answer lease
 	// reads by it): granted by the leader of holder.term.
 	holder      leaseSpan
@@ -151,6 +156,7 @@ func (inv *invariants) observe(n *simNode) {
 	}
 	inv.observeLease(n, st)
 	inv.observeReadLease(n, st)
+	inv.checkRemovedServesNothing(n, st)
 	inv.checkFreshness(n, st)
 }
 
@@ -188,6 +194,27 @@ func (inv *invariants) observeReadLease(n *simNode, st Status) {
 	if limit, ok := inv.leaseEnd[st.Term]; !ok || end > limit {
 		inv.fail("read-lease nesting: node %d holds a read lease of term %d until true %v (local %v), but the leader of term %d held its own lease only until true %v",
 			n.id, st.Term, end, until, st.Term, limit)
+	}
+}
+
+// checkRemovedServesNothing: a node that has applied its own removal answers no lease read,
+// as leader or as read-lease holder (doc.go, "Membership changes").
+func (inv *invariants) checkRemovedServesNothing(n *simNode, st Status) {
+	o := &inv.nodes[n.idx]
+	if n.r.self >= 0 {
+		o.member, o.removed = true, false
+		return
+	}
+	if !o.member {
+		return // a node still joining: it has not learned it is a member yet
+	}
+	if !o.removed {
+		o.removed = true
+		inv.s.logf("node %d has applied its removal (membership %v)", n.id, n.r.ConfState())
+	}
+	if v := n.r.ReadView(); v.LeaseUntil > st.Now {
+		inv.fail("removed node %d could answer lease reads as %v until local %v (now %v), after applying its removal (membership %v)",
+			n.id, st.Role, v.LeaseUntil, st.Now, n.r.ConfState())
 	}
 }
 
@@ -411,6 +438,7 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 		}
 		o.commitClaim = hs.Commit
 	}
+	o.conf = n.r.conf
 }
 
 // checkCommitOutsideLeases: a leader acknowledges nothing while another node may still
@@ -439,14 +467,32 @@ func (inv *invariants) checkDurableQuorum(n *simNode, c uint64) {
 	if !ok {
 		return // compacted on the leader: committed long ago
 	}
-	copies := 0
-	for _, other := range inv.s.nodes {
-		if t, ok := other.disk.term(c); (ok && t == e.Term) || other.disk.snapshot.Index >= c {
-			copies++
+	// A majority of every half of the membership the leader counted by: the one it has
+	// now, or the one it had when it took its previous Ready (a commit counted then may come
+	// out only after the Advance that applied a membership change).
+	durable := func(conf membership) (string, bool) {
+		for _, voters := range [][]uint64{conf.voters, conf.outgoing} {
+			if len(voters) == 0 {
+				continue
+			}
+			copies := 0
+			for _, id := range voters {
+				other := inv.s.node(id)
+				if t, ok := other.disk.term(c); (ok && t == e.Term) || other.disk.snapshot.Index >= c {
+					copies++
+				}
+			}
+			if quorum := len(voters)/2 + 1; copies < quorum {
+				return fmt.Sprintf("only %d durable copies among voters %v, quorum %d", copies, voters, quorum), false
+			}
 		}
+		return "", true
 	}
-	if quorum := len(inv.s.nodes)/2 + 1; copies < quorum {
-		inv.fail("leader %d commits index %d (term %d) with only %d durable copies, quorum %d", n.id, c, e.Term, copies, quorum)
+	why, ok := durable(n.r.conf)
+	if !ok {
+		if _, before := durable(inv.nodes[n.idx].conf); !before {
+			inv.fail("leader %d commits index %d (term %d) with %s", n.id, c, e.Term, why)
+		}
 	}
 }
 

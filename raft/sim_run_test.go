@@ -48,9 +48,11 @@ type faultMix struct {
 	// ConfReadLeaseOff); holderAttack cuts, slows or thins a read-lease holder's links, or
 	// hands leadership on while holders hold leases.
 	holderChange, holderAttack bool
+	// membership adds, promotes, removes and replaces members (sim_membership_test.go).
+	membership bool
 	// attackShare and churnShare are the chances that a fault is the lease attack or leader
 	// churn, whatever else is on; holderShare that it is a holder attack.
-	attackShare, churnShare, holderShare float64
+	attackShare, churnShare, holderShare, membershipShare float64
 }
 
 // skip turns off the faults named in list (comma-separated names as names returns them).
@@ -86,6 +88,8 @@ func (f *faultMix) skip(list string) {
 			f.holderChange = false
 		case "holder-attack":
 			f.holderAttack = false
+		case "membership":
+			f.membership = false
 		}
 	}
 }
@@ -100,7 +104,7 @@ func (f faultMix) names() []string {
 		{f.crash, "crash"}, {f.crashWindow, "crash-window"}, {f.transfer, "transfer"},
 		{f.campaign, "campaign"}, {f.leaseHunt, "lease-attack"}, {f.restartAll, "restart-all"},
 		{f.slowLink, "slow-link"}, {f.slowDisk, "slow-disk"}, {f.isolateNewLeader, "isolate-new-leader"},
-		{f.holderChange, "read-lease-change"}, {f.holderAttack, "holder-attack"},
+		{f.holderChange, "read-lease-change"}, {f.holderAttack, "holder-attack"}, {f.membership, "membership"},
 	} {
 		if x.on {
 			out = append(out, x.name)
@@ -165,6 +169,11 @@ type simParams struct {
 	// rather than to the leader, as clients do once their region's node holds a read lease.
 	holders   []uint64
 	readLocal float64
+	// spares are nodes beyond the first nodes, outside the cluster at first: a membership
+	// change adds one as a learner with an empty disk and a new id, and may promote it in
+	// place of a voter it removes (a replacement). Each sits in the region of a node of the
+	// cluster.
+	spares int
 }
 
 // nodeTiming is one node's timing configuration.
@@ -239,6 +248,9 @@ func (p simParams) describe() string {
 		if p.retime > 0 {
 			fmt.Fprintf(&b, ", retimed at %g of restarts", p.retime)
 		}
+	}
+	if p.spares > 0 {
+		fmt.Fprintf(&b, "; %d spare nodes for membership changes", p.spares)
 	}
 	if len(p.holders) > 0 || p.faults.holderChange {
 		fmt.Fprintf(&b, "; read-lease holders %v, %g of lease reads sent to the client's own node", p.holders, p.readLocal)
@@ -435,6 +447,12 @@ func randomParams(seed int64) simParams {
 		f.holderChange = z.IntN(2) == 0
 		f.holderAttack = z.IntN(2) == 0
 	}
+	// A quarter of the seeds change the membership at run time, with one or two spare nodes
+	// to add.
+	if m := rand.New(rand.NewPCG(uint64(seed), 0x3e3b)); m.IntN(4) == 0 {
+		p.addSpares(m, 1+m.IntN(2))
+		f.membership = true
+	}
 	f.skip(*simSkip)
 	return p
 }
@@ -451,6 +469,54 @@ func (p *simParams) drawHolders(r *rand.Rand) {
 	}
 	p.readLocal = 0.4 + 0.5*r.Float64()
 }
+
+// addSpares gives the run k spare nodes (simParams.spares) for membership changes, each in
+// the region of a node of the cluster (links as that node's, and a short hop between the
+// two), with a clock of its own.
+func (p *simParams) addSpares(r *rand.Rand, k int) {
+	p.spares = k
+	total := p.nodes + k
+	src := func(i int) int {
+		if i < p.nodes {
+			return i
+		}
+		return (i - p.nodes) % p.nodes
+	}
+	oneWay := make([][]time.Duration, total)
+	for i := range total {
+		oneWay[i] = make([]time.Duration, total)
+		for j := range total {
+			switch a, b := src(i), src(j); {
+			case i == j:
+			case a == b:
+				oneWay[i][j] = p.clientHop
+			default:
+				oneWay[i][j] = p.oneWay[a][b]
+			}
+		}
+	}
+	p.oneWay = oneWay
+	p.rates, p.offsets = p.rates[:p.nodes], p.offsets[:p.nodes]
+	if len(p.regions) > 0 {
+		p.regions = p.regions[:p.nodes]
+	}
+	if len(p.timings) > 0 {
+		p.timings = p.timings[:p.nodes]
+	}
+	for i := p.nodes; i < total; i++ {
+		if len(p.regions) > 0 {
+			p.regions = append(p.regions, p.regions[src(i)])
+		}
+		p.rates = append(p.rates, p.rates[r.IntN(p.nodes)])
+		p.offsets = append(p.offsets, time.Duration(1+r.IntN(1000))*time.Second)
+		if len(p.timings) > 0 {
+			p.timings = append(p.timings, p.timings[r.IntN(len(p.timings))])
+		}
+	}
+}
+
+// slots is how many nodes the run may ever start: the cluster's and the spares.
+func (p simParams) slots() int { return p.nodes + p.spares }
 
 // mixTimings gives every node a timing drawn from the profiles around the base timing, and
 // each restart a new one with chance retime; the harness's bounds grow to the longest.
@@ -476,7 +542,7 @@ func (p simParams) baseTiming() nodeTiming {
 // timingOf is node i's timing at its first start.
 func (p simParams) timingOf(i int) nodeTiming {
 	if len(p.timings) > 0 {
-		return p.timings[i]
+		return p.timings[i%len(p.timings)] // a spare drawn after the timings: as a node's
 	}
 	return p.baseTiming()
 }
@@ -520,13 +586,14 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 	for i := range peers {
 		peers[i] = uint64(i + 1)
 	}
-	s.blocked = make([][]int, p.nodes)
-	s.extraDelay = make([][]time.Duration, p.nodes)
-	s.linkLoss = make([][]float64, p.nodes)
-	for i := range p.nodes {
-		s.blocked[i] = make([]int, p.nodes)
-		s.extraDelay[i] = make([]time.Duration, p.nodes)
-		s.linkLoss[i] = make([]float64, p.nodes)
+	slots := p.slots()
+	s.blocked = make([][]int, slots)
+	s.extraDelay = make([][]time.Duration, slots)
+	s.linkLoss = make([][]float64, slots)
+	for i := range slots {
+		s.blocked[i] = make([]int, slots)
+		s.extraDelay[i] = make([]time.Duration, slots)
+		s.linkLoss[i] = make([]float64, slots)
 		n := &simNode{s: s, idx: i, clock: nodeClock{offset: p.offsets[i], rate: p.rates[i]}, kv: &kvMachine{}}
 		n.driverNode = newDriverNode(Config{
 			ID:                  uint64(i + 1),
@@ -541,6 +608,7 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 			off:                 p.off,
 		}, n.kv)
 		n.contract.readsAsked = true
+		n.outside = i >= p.nodes
 		s.nodes = append(s.nodes, n)
 		s.nodes[i].setTiming(p.timingOf(i))
 	}
@@ -556,7 +624,7 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 // up (or the liveness bound passes).
 func (s *simulation) run() {
 	p := s.p
-	for _, n := range s.nodes {
+	for _, n := range s.nodes[:p.nodes] {
 		s.schedule(s.randDuration(0, p.electionMin/10), "start", n.id, func() { s.start(n) })
 	}
 	for _, c := range s.clients {
@@ -597,7 +665,7 @@ func (s *simulation) heal() {
 	s.p.loss = 0
 	for _, n := range s.nodes {
 		n.crashAfterPersist = false
-		if n.r == nil {
+		if n.r == nil && !n.outside {
 			s.start(n)
 		}
 	}
@@ -640,13 +708,30 @@ func (s *simulation) converged(target uint64) bool {
 			return false
 		}
 	}
-	first := s.nodes[0]
+	// The members are those of the membership the most advanced node has applied; a node
+	// removed, or added and refused, is none of the convergence's business.
+	var first *simNode
 	for _, n := range s.nodes {
+		if n.r != nil && (first == nil || n.appliedIndex > first.appliedIndex) {
+			first = n
+		}
+	}
+	if first == nil {
+		return false
+	}
+	members := first.r.conf.members()
+	for _, n := range s.nodes {
+		if !slices.Contains(members, n.id) {
+			continue
+		}
 		if n.r == nil || n.held != nil || n.appliedIndex < target || n.appliedIndex != first.appliedIndex {
 			return false
 		}
 	}
-	for _, n := range s.nodes[1:] {
+	for _, n := range s.nodes {
+		if n == first || !slices.Contains(members, n.id) {
+			continue
+		}
 		if !maps2Equal(n.kv.kv, first.kv.kv) {
 			s.fail("convergence", "nodes %d and %d applied up to %d but hold different states: %v vs %v",
 				first.id, n.id, n.appliedIndex, first.kv.kv, n.kv.kv)
