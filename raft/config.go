@@ -95,6 +95,8 @@ type mechanisms struct {
 	figure8          bool // only an entry of the leader's term commits by counting
 	voteLogCheck     bool // a vote goes only to a candidate whose log is up to date
 	acksAfterPersist bool // votes and acknowledgements leave only after the persist
+	// an acknowledgement of entries dropped from the log before their persist is withdrawn
+	withdrawTruncatedAcks bool
 
 	// ReadIndex.
 	readIndexFreshRound      bool // a read is confirmed only by a round sent after it arrived
@@ -120,7 +122,6 @@ type mechanisms struct {
 	jointLease          bool // a lease needs acknowledgements from a majority of both halves
 	removedStopsServing bool // a node that applied its own removal answers no lease read
 	removedHolderWait   bool // commits wait out the read lease of a holder that was removed
-	oneChangeAtATime    bool // no change is appended while the last one is unapplied
 	// learners count towards no quorum (commit, election, lease, ReadIndex, CheckQuorum)
 	learnersOutsideQuorum bool
 	campaignAfterApply    bool // no campaign while a committed change waits to be applied

@@ -173,7 +173,7 @@ func (r *Raft) ProposeConfChange(cc ConfChange) (index, term uint64, err error) 
 }
 
 func (r *Raft) appendConfChange(cc ConfChange) (index, term uint64, err error) {
-	if r.pendingConf > r.log.applied && !r.cfg.off.oneChangeAtATime {
+	if r.pendingConf > r.log.applied {
 		return 0, 0, fmt.Errorf("%w: entry %d is not applied yet", ErrConfChangePending, r.pendingConf)
 	}
 	if _, err := r.conf.apply(cc); err != nil {

@@ -312,7 +312,10 @@ func (n *simNode) pullReadies() {
 }
 
 // finishReady completes the Ready in hand once its write (if it had anything to write,
-// fsynced) is done. It reports false if the node crashed in the persist-then-send window.
+// fsynced) is done. It reports false if the node crashed in the persist-then-send window, or
+// if applying its committed entries takes time (simParams.applyMax): the Ready then
+// completes later, on its own, while the core keeps stepping messages, as the contract
+// allows between sending MessagesAfterPersist and Advance.
 func (n *simNode) finishReady(rd *Ready, wrote bool) bool {
 	s := n.s
 	if err := n.persist(); err != nil {
@@ -333,6 +336,21 @@ func (n *simNode) finishReady(rd *Ready, wrote bool) bool {
 		s.inv.noteAck(n, m)
 		s.send(n, m)
 	}
+	if s.p.applyMax > 0 && len(rd.CommittedEntries) > 0 {
+		incarnation := n.incarnation
+		s.after(s.randDuration(0, s.p.applyMax), "apply", n.id, func() {
+			if n.incarnation == incarnation && n.r != nil && n.completeReady(rd) {
+				n.settle()
+			}
+		})
+		return false
+	}
+	return n.completeReady(rd)
+}
+
+// completeReady applies the held Ready's committed entries, answers its reads and advances.
+func (n *simNode) completeReady(rd *Ready) bool {
+	s := n.s
 	for _, e := range rd.CommittedEntries {
 		n.apply(e)
 		if s.failure != nil {

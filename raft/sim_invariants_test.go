@@ -420,6 +420,7 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 			inv.checkDurableQuorum(n, rd.HardState.Commit)
 			inv.checkCommitOutsideLeases(n, rd.HardState.Commit)
 			inv.checkCommitHeldByHolders(n, rd.HardState.Commit)
+			inv.s.maybeSplitJoint(n, o.commit, rd.HardState.Commit)
 			inv.s.onLeaderCommit(n)
 		}
 		o.commit = max(o.commit, rd.HardState.Commit)

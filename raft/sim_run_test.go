@@ -174,6 +174,9 @@ type simParams struct {
 	// place of a voter it removes (a replacement). Each sits in the region of a node of the
 	// cluster.
 	spares int
+	// applyMax, if set, makes applying a Ready's committed entries take up to that long,
+	// while the core steps messages meanwhile (a state machine slower than the network).
+	applyMax time.Duration
 }
 
 // nodeTiming is one node's timing configuration.
@@ -251,6 +254,9 @@ func (p simParams) describe() string {
 	}
 	if p.spares > 0 {
 		fmt.Fprintf(&b, "; %d spare nodes for membership changes", p.spares)
+	}
+	if p.applyMax > 0 {
+		fmt.Fprintf(&b, "; applying takes up to %v", p.applyMax)
 	}
 	if len(p.holders) > 0 || p.faults.holderChange {
 		fmt.Fprintf(&b, "; read-lease holders %v, %g of lease reads sent to the client's own node", p.holders, p.readLocal)

@@ -215,7 +215,7 @@ type simStats struct {
 	inconclusive, leaseHunts, leaseOverlaps   int
 	electedUnderLease                         int
 	readLeases, holderReads, confChanges      int
-	holderAttacks, replacements               int
+	holderAttacks, replacements, jointSplits  int
 	virtual                                   time.Duration
 }
 
@@ -248,6 +248,7 @@ func (s *simStats) add(o simStats) {
 	s.confChanges += o.confChanges
 	s.holderAttacks += o.holderAttacks
 	s.replacements += o.replacements
+	s.jointSplits += o.jointSplits
 	s.virtual += o.virtual
 }
 
@@ -256,11 +257,11 @@ func (s simStats) summary() string {
 		"%d transfers, %d snapshots sent, %d compactions; %d client ops (%d unknown, %d failed): "+
 		"%d lease reads (+%d served as index), %d index, %d log, %d stale (%d refused); %d lease attacks; "+
 		"%d histories inconclusive; %d leaders elected while another held a lease; "+
-		"%d read leases taken, %d lease reads served by holders, %d holder attacks; %d membership changes applied (%d replacements proposed); %v virtual time",
+		"%d read leases taken, %d lease reads served by holders, %d holder attacks; %d membership changes applied (%d replacements proposed, %d joint splits); %v virtual time",
 		s.events, s.messages, s.dropped, s.elections, s.crashes, s.partitions, s.transfers,
 		s.snapshotsSent, s.compactions, s.ops, s.unknown, s.failedOps, s.leaseReads, s.leaseFallbacks,
 		s.indexReads, s.logReads, s.staleReads, s.staleRefused, s.leaseHunts, s.inconclusive, s.electedUnderLease,
-		s.readLeases, s.holderReads, s.holderAttacks, s.confChanges, s.replacements, s.virtual.Round(time.Millisecond))
+		s.readLeases, s.holderReads, s.holderAttacks, s.confChanges, s.replacements, s.jointSplits, s.virtual.Round(time.Millisecond))
 }
 
 func (s simStats) String() string { return s.summary() }
