@@ -33,10 +33,12 @@ test-go:
 test-hosts:
 	$(GO) test ./deploy -run 'TestAnsibleOnRealHosts' -hosts -count=1 -v -timeout 30m
 
-# Many more simulator seeds than make test runs: SEEDS=100000 make soak-sim.
+# Many more simulator seeds than make test runs, ordinary and adversarial (read-lease holders,
+# membership changes, lease attacks): SEEDS=100000 make soak-sim.
 SEEDS ?= 20000
 soak-sim:
 	$(GO) test ./raft -run 'TestSimulation$$' -sim.seeds=$(SEEDS) -timeout 0 -v
+	$(GO) test ./raft -run 'TestAdversarialSimulationClean$$' -sim.seeds=$(SEEDS) -timeout 0 -v
 
 # The storage engines side by side on georaft's apply workload (README, Dependencies).
 bench-engine:

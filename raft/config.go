@@ -95,6 +95,8 @@ type mechanisms struct {
 	figure8          bool // only an entry of the leader's term commits by counting
 	voteLogCheck     bool // a vote goes only to a candidate whose log is up to date
 	acksAfterPersist bool // votes and acknowledgements leave only after the persist
+	// an acknowledgement of entries dropped from the log before their persist is withdrawn
+	withdrawTruncatedAcks bool
 
 	// ReadIndex.
 	readIndexFreshRound      bool // a read is confirmed only by a round sent after it arrived
@@ -110,8 +112,19 @@ type mechanisms struct {
 	readLeaseNesting     bool // a read lease granted ends before the leader's own lease
 	commitWaitsForHolder bool // nothing commits that a holder with a lease has not acknowledged
 	readLeaseFromEcho    bool // a read lease runs from the holder's echoed clock, not receipt
-	readLeaseNeedsCommit bool // a holder takes a grant only once committed up to its Commit
+	readLeaseNeedsMatch  bool // a read lease goes only to a holder that holds every committed entry
 	readLeasePending     bool // a holder's read waits for what it holds that may be committed
+	transferHolderWait   bool // MsgTimeoutNow carries the longest read lease the leader granted
+
+	// Membership changes (doc.go, "Membership changes").
+	jointCommit         bool // a commit needs a majority of both halves of a joint membership
+	jointElection       bool // an election needs a majority of both halves
+	jointLease          bool // a lease needs acknowledgements from a majority of both halves
+	removedStopsServing bool // a node that applied its own removal answers no lease read
+	removedHolderWait   bool // commits wait out the read lease of a holder that was removed
+	// learners count towards no quorum (commit, election, lease, ReadIndex, CheckQuorum)
+	learnersOutsideQuorum bool
+	campaignAfterApply    bool // no campaign while a committed change waits to be applied
 }
 
 // applyDefaults fills zero flow-control fields with values that suit a WAN cluster.

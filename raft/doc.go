@@ -90,7 +90,12 @@
 // transferee need not wait for it: its voters do not report the transferring leader's lease.
 // But the transferring leader may itself still have been waiting out an older lease; what was
 // left of that wait travels in MsgTimeoutNow, and the transferee waits it out before it
-// commits. Every other election waits for what its voters report.
+// commits. The read leases it granted (see below) end no later than the lease it gave up, but
+// nothing reports them to the transferee either, and a holder the transferee cannot reach
+// would answer reads without its writes: so MsgTimeoutNow also carries the longest of them
+// still running, scaled up by 1/(1−δ) since the transferee waits it out on its own clock,
+// which may run fast against the leader's. Every other election waits for what its voters
+// report.
 //
 // # Read leases
 //
@@ -113,8 +118,11 @@
 // Writes wait for holders. The leader commits an entry only once every holder whose lease may
 // still run (a + L/(1−δ) not passed) has acknowledged it; a holder that stops answering holds
 // commits up until its lease has surely ended, then commits go on without it. A holder that
-// fell behind gets no new lease until it holds every committed entry, and takes a grant only
-// once it has committed up to the leader's commit index in the same message.
+// fell behind gets no new lease until it has acknowledged every committed entry in the
+// leader's term; what it acknowledged it keeps (it is durable, and no leader truncates its own
+// term's entries), so it holds them all when the grant arrives, and its reads wait for them
+// (below). Whether the holder knows them to be committed does not matter, which is why it
+// takes a grant without comparing the message's commit index with its own.
 //
 // A holder reads only after applying what it holds. When a write is acknowledged, every holder
 // with a lease already has it in its log, but may not yet know it is committed; a later read
@@ -143,11 +151,22 @@
 // leaves the joint configuration. Replacing a node is one change: promote the new learner and
 // remove the old voter together.
 //
-// A change takes effect on each node when that node applies it, as in etcd: so a leader
-// appends no change while its last one is unapplied (one change at a time), a new leader
-// appends none before it has applied everything its log held at its election, and a node does
-// not campaign while a committed change waits to be applied. Any two decisions of successive
-// memberships then share a voter, which is all the commit rule and the election rule need.
+// A change takes effect on each node when that node applies it, as in etcd, so nodes decide
+// by different memberships at once: some still by the old voters, some by the joint
+// configuration. Every decision counts both halves while joint (a commit, an election, a
+// lease): a side holding a majority of the old voters and a side holding a majority of the
+// new ones would otherwise each elect a leader, or one elect while the other's lease runs.
+// A node does not campaign while a committed change waits to be applied, since it would count
+// votes by the membership before it (the contract lets answers be stepped before the Advance
+// that applies the change). And a change that no leader may propose on the membership it
+// applies to, such as a second change of voters while joint, changes nothing on every node
+// alike (membership.apply refuses it from the log alone); that is what keeps two changes
+// appended back to back safe. A leader also refuses to append a change while its last one is
+// unapplied, and a new leader before it has applied everything its log held at its election
+// (ErrConfChangePending), but only so that a proposal fails at once instead of being dropped
+// at apply: nothing unsafe follows without it (docs/lease-knobs.md). Any two decisions of
+// successive memberships then share a voter, which is all the commit rule and the election
+// rule need.
 // The membership travels in snapshots (SnapshotMeta.ConfState); a node that starts rebuilds it
 // from its snapshot and the changes it had applied, and every node's log starts from
 // Config.Peers, the voters the cluster was created with.
@@ -162,7 +181,17 @@
 // running at least as long, and C's election includes one of them. Learners record and
 // report leases like followers, since they receive the leader's messages, so a promoted
 // learner carries what it heard. A new node assumes a lease from its start like any starting
-// node. A leader whose own removal is applied steps down at once, which ends its lease.
+// node and has voted for nobody, so a new voter inherits no stale promise: it needs no rule
+// of its own beyond the start-up assumption and the follower's record.
+//
+// Removed nodes. A node that applies its own removal answers no more lease reads: a leader
+// steps down, a read-lease holder drops its lease. But a removed holder may learn of its
+// removal late, or never (it is not sent the entry after it), and until its lease ends it
+// may still answer reads, while it acknowledges nothing more (a leader drops the responses
+// of nodes outside its membership). So a leader that applies a membership without a holder
+// keeps that holder's lease, and the least it held, as a bound on its commits until the lease
+// has surely ended; a transfer carries it to the transferee like the leases of the holders
+// that stay.
 //
 // # The commit rule
 //
@@ -171,6 +200,10 @@
 // term, since a leader of a later term could still overwrite an older-term entry that is on a
 // quorum. Votes and acknowledgements leave only after what they promise is durable (the
 // Ready contract), and a vote goes only to a candidate whose log is at least as up to date.
+// An acknowledgement waits for the persist of the entries it covers; if a newer leader's
+// append removes those entries before that persist (the contract lets messages be stepped
+// between Ready and Advance), the acknowledgement is withdrawn: sent after a persist that no
+// longer holds them, it would let the older leader count a copy that never reached a disk.
 //
 // The leader counts its own log whole, persisted or not. That is safe because of the Ready
 // contract: the core hands out no new Ready before the caller has made the previous one's

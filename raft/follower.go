@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -78,13 +79,10 @@ func (r *Raft) lowerLeaseBound() {
 
 // noteReadLease takes the read lease a leader's message grants: from this node's own clock
 // reading that the leader echoes (so a message that waited brings no more lease than the
-// leader meant), and only once this node has committed everything the leader had when it
-// sent it (doc.go, "Read leases").
+// leader meant). The leader grants one only to a holder that holds every entry it had
+// committed, and this node's lease reads wait for everything it holds (doc.go, "Read leases").
 func (r *Raft) noteReadLease(m Message) {
 	if m.ReadLease <= 0 || m.FollowerClock <= 0 || m.FollowerBoot != r.cfg.BootID {
-		return
-	}
-	if r.log.committed < m.Commit && !r.cfg.off.readLeaseNeedsCommit {
 		return
 	}
 	until := m.FollowerClock + m.ReadLease
@@ -186,6 +184,7 @@ func (r *Raft) handleAppend(m Message) error {
 				return fmt.Errorf("raft: append from node %d conflicts with committed entry %d (term %d here, %d from the leader): safety violated",
 					m.From, e.Index, t, e.Term)
 			}
+			r.withdrawAcksFrom(e.Index)
 			r.log.truncateFrom(e.Index)
 			r.log.entries = append(r.log.entries, ents[i:]...)
 			break
@@ -201,6 +200,20 @@ func (r *Raft) handleAppend(m Message) error {
 		r.event(Event{Kind: EventAppendAccepted, Peer: m.From, Index: lastNew})
 	}
 	return nil
+}
+
+// withdrawAcksFrom drops the acknowledgements waiting for the next persist that cover the
+// entry at index or later, which this node is about to drop from its log. They were queued
+// when those entries were accepted, for a leader (maybe of an older term) to count once they
+// were durable; now they never will be, and an acknowledgement sent anyway after the persist
+// would let that leader commit on a copy that does not exist (doc.go, "The commit rule").
+func (r *Raft) withdrawAcksFrom(index uint64) {
+	if r.cfg.off.withdrawTruncatedAcks {
+		return
+	}
+	r.msgsAfterPersist = slices.DeleteFunc(r.msgsAfterPersist, func(m Message) bool {
+		return m.Type == MsgAppResp && !m.Reject && m.Index >= index
+	})
 }
 
 // handleSnapshot installs a snapshot the leader sent if it moves this node past its commit
@@ -225,6 +238,7 @@ func (r *Raft) handleSnapshot(m Message) {
 		r.send(resp)
 		return
 	}
+	r.withdrawAcksFrom(meta.Index + 1)
 	r.log.restore(meta)
 	if !meta.ConfState.IsEmpty() {
 		conf := newMembership(meta.ConfState)

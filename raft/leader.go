@@ -137,7 +137,7 @@ func (r *Raft) maybeCommit() {
 	if r.now < r.waitUntil && !r.cfg.off.deferredCommit {
 		return
 	}
-	n, _ := jointValue(r.conf, func(id uint64) (uint64, bool) {
+	n, _ := jointValue(r.countBy(r.cfg.off.jointCommit), func(id uint64) (uint64, bool) {
 		if id == r.id {
 			// Its whole log, persisted or not: no Ready that reveals a commit leaves before
 			// the entries of the Ready before it are durable (doc.go, "The commit rule").
@@ -151,6 +151,10 @@ func (r *Raft) maybeCommit() {
 		if pr := &r.progress[i]; i != r.self && pr.holderUntil > r.now && !r.cfg.off.commitWaitsForHolder {
 			n = min(n, pr.match)
 		}
+	}
+	// So must a holder removed from the membership, which acknowledges nothing more.
+	if r.departedUntil > r.now && !r.cfg.off.removedHolderWait {
+		n = min(n, r.departedMatch)
 	}
 	if n <= r.log.committed {
 		return
@@ -209,7 +213,7 @@ func (r *Raft) stamp(m *Message, pr *progress) {
 // ends within L/(1−δ) here, counted from when this leader received the reading. Only a holder
 // that holds every committed entry gets one.
 func (r *Raft) grantReadLease(m *Message, pr *progress) {
-	if !r.conf.isHolder(pr.id) || m.FollowerClock == 0 || pr.match < r.log.committed {
+	if !r.conf.isHolder(pr.id) || m.FollowerClock == 0 || (pr.match < r.log.committed && !r.cfg.off.readLeaseNeedsMatch) {
 		return
 	}
 	lease := time.Duration(float64(r.leaseExpiry-pr.followerClockAt) * r.cfg.minDriftFactor())

@@ -11,7 +11,7 @@ func (r *Raft) leaseStart() (start time.Duration, ok bool) {
 	if r.cfg.off.leaseQuorum {
 		return r.now, true
 	}
-	return jointValue(r.conf, func(id uint64) (time.Duration, bool) {
+	return jointValue(r.countBy(r.cfg.off.jointLease), func(id uint64) (time.Duration, bool) {
 		if id == r.id {
 			return r.now, true
 		}

@@ -21,6 +21,9 @@ var ErrConfChangePending = errors.New("raft: a membership change is already unde
 func (r *Raft) setMembership(conf membership) {
 	old := r.members
 	oldProgress := r.progress
+	if r.role == Leader {
+		r.rememberDepartedHolders(oldProgress, conf)
+	}
 	r.conf = conf
 	r.members = conf.members()
 	r.self = r.memberIndex(r.id)
@@ -35,10 +38,49 @@ func (r *Raft) setMembership(conf membership) {
 		r.progress[i].id = id
 		r.progress[i].resetForTerm(next, r.now, r.cfg.MaxInflightMsgs, r.cfg.MaxInflightBytes)
 	}
+	if r.self < 0 && !r.cfg.off.removedStopsServing {
+		// Removed (or not yet added): whatever read lease this node held, it answers no more
+		// lease reads.
+		r.readLeaseUntil = 0
+	}
 	if cap(r.scratchIndexes) < len(r.members) {
 		r.scratchIndexes = make([]uint64, 0, len(r.members))
 		r.scratchTimes = make([]time.Duration, 0, len(r.members))
 	}
+}
+
+// rememberDepartedHolders keeps, for the commit rule, the read leases of the members conf
+// drops: a removed holder may not know yet that it is removed and answer reads by its lease
+// until that ends, but it acknowledges nothing more (doc.go, "Membership changes").
+func (r *Raft) rememberDepartedHolders(oldProgress []progress, conf membership) {
+	for i := range oldProgress {
+		pr := &oldProgress[i]
+		if i == r.self || pr.holderUntil <= r.now || slices.Contains(conf.members(), pr.id) {
+			continue
+		}
+		if r.departedUntil <= r.now {
+			r.departedMatch = pr.match
+		}
+		r.departedUntil = max(r.departedUntil, pr.holderUntil)
+		r.departedMatch = min(r.departedMatch, pr.match)
+	}
+}
+
+// countBy is the membership a quorum decision counts by: both halves of a joint one, voters
+// only. (Test knobs: with jointOff, the incoming voters alone, as if a change took effect at
+// once; with learnersOutsideQuorum off, learners count as voters.)
+func (r *Raft) countBy(jointOff bool) membership {
+	c := r.conf
+	if jointOff {
+		c.outgoing = nil
+	}
+	if r.cfg.off.learnersOutsideQuorum && len(c.learners) > 0 {
+		c.voters = slices.Concat(c.voters, c.learners)
+		if len(c.outgoing) > 0 {
+			c.outgoing = slices.Concat(c.outgoing, c.learners)
+		}
+	}
+	return c
 }
 
 // isVoter reports whether this node votes in its membership.
@@ -84,7 +126,7 @@ func (r *Raft) applyConfChange(e Entry) {
 	if r.transferTarget != None && !slices.Contains(conf.voters, r.transferTarget) {
 		r.abortTransfer(fmt.Sprintf("node %d is no longer a voter", r.transferTarget))
 	}
-	if !conf.joint() && !r.isVoter() {
+	if !conf.joint() && !r.isVoter() && !r.cfg.off.removedStopsServing {
 		r.stepDown(r.term, None, "removed from the membership")
 		return
 	}

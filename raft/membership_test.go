@@ -294,3 +294,35 @@ func TestConfChangeEncoding(t *testing.T) {
 		}
 	}
 }
+
+// A node that knows a membership change is committed does not campaign before it has applied
+// it: until then it would count votes by the membership before the change. (The simulator
+// does not reach a schedule where that count elects a second leader: it needs the answers to
+// a campaign without pre-vote stepped between the Ready that asked for them and the Advance
+// that applies the change; docs/lease-knobs.md.)
+func TestNoCampaignWhileACommittedChangeIsUnapplied(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		net := newTestNet(t, 3, func(c *Config) { c.off.campaignAfterApply = off })
+		net.elect(1)
+		idx, _, err := net.raft(1).ProposeConfChange(ConfChange{Changes: []ConfChangeSingle{{ConfRemove, 3}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Node 2 steps everything but carries out no Ready: it learns the commit, applies nothing.
+		for i := 0; net.raft(2).Status().Commit < idx; i++ {
+			if i > 100 {
+				t.Fatalf("node 2 never learned that %d committed: %+v", idx, net.raft(2).Status())
+			}
+			net.process(1)
+			net.process(3)
+			net.deliver()
+		}
+		if net.raft(2).Status().Applied >= idx {
+			t.Fatal("setup: node 2 applied the change already")
+		}
+		net.raft(2).Campaign()
+		if role := net.raft(2).Status().Role; (role != Follower) != off {
+			t.Fatalf("mechanism off=%v: node 2 is %v after Campaign with a committed change unapplied", off, role)
+		}
+	}
+}

@@ -88,6 +88,11 @@ type Raft struct {
 	// readLeaseUntil ends, on this node's clock, the read lease its leader granted it; until
 	// then it answers linearizable reads once it has applied what it holds.
 	readLeaseUntil time.Duration
+	// departedUntil is, on a leader, when the last read lease of a holder removed from the
+	// membership ends, and departedMatch the least its removed holders held: until then
+	// nothing past it commits.
+	departedUntil time.Duration
+	departedMatch uint64
 
 	// Leases (see doc.go). waitUntil is, on a candidate, the end of the longest lease its
 	// voters reported, and on a leader, when lease reads may start.
@@ -313,6 +318,9 @@ func (r *Raft) NextDeadline() time.Duration {
 		if pr := &r.progress[i]; i != r.self && pr.holderUntil > r.now && pr.match < r.log.lastIndex() {
 			d = min(d, pr.holderUntil)
 		}
+	}
+	if r.departedUntil > r.now && r.departedMatch < r.log.lastIndex() {
+		d = min(d, r.departedUntil)
 	}
 	switch {
 	case r.now < r.waitUntil:
@@ -576,7 +584,7 @@ func (r *Raft) mayCampaign() bool {
 	if !r.isVoter() {
 		return false
 	}
-	for i := r.log.applied + 1; i <= min(r.log.committed, r.log.lastIndex()); i++ {
+	for i := r.log.applied + 1; i <= min(r.log.committed, r.log.lastIndex()) && !r.cfg.off.campaignAfterApply; i++ {
 		if i > r.log.snapshot.Index && r.log.at(i).Type == EntryConfChange {
 			return false
 		}
@@ -592,7 +600,7 @@ func (r *Raft) startTally() {
 
 // tally counts the current round by this node's membership.
 func (r *Raft) tally() (won, lost bool) {
-	return voteResult(r.conf, func(id uint64) int8 { return r.votes[r.memberIndex(id)] })
+	return voteResult(r.countBy(r.cfg.off.jointElection), func(id uint64) int8 { return r.votes[r.memberIndex(id)] })
 }
 
 // toVoters sends the message msg builds to every other voter.
@@ -766,6 +774,7 @@ func (r *Raft) stepDown(term, lead uint64, reason string) {
 	r.heartbeatDeadline = never
 	r.leaseExpiry = 0
 	r.waitUntil = 0
+	r.departedUntil = 0
 	r.leaseRelinquished = false
 	r.committedInTerm = false
 	r.appendPending = false
@@ -812,7 +821,7 @@ func (r *Raft) checkQuorumDeadline() time.Duration {
 	if r.soleVoter() {
 		return never
 	}
-	contact, ok := jointValue(r.conf, func(id uint64) (time.Duration, bool) {
+	contact, ok := jointValue(r.countBy(false), func(id uint64) (time.Duration, bool) {
 		if id == r.id {
 			return r.now, true // itself is the most recent
 		}
@@ -973,6 +982,19 @@ func (r *Raft) maybeStartTransfer() {
 	inherited := max(0, r.waitUntil-r.now)
 	if r.cfg.off.transferInheritedWait {
 		inherited = 0
+	}
+	// The read leases this leader granted outlive the lease it gives up, and the transferee's
+	// voters report none of them: the transferee waits them out itself, on its own clock,
+	// which may run fast against this one's (doc.go, "Leadership transfer").
+	if !r.cfg.off.transferHolderWait {
+		for i := range r.progress {
+			if pr := &r.progress[i]; i != r.self && pr.holderUntil > r.now {
+				inherited = max(inherited, r.cfg.scaleUpBound(pr.holderUntil-r.now))
+			}
+		}
+		if r.departedUntil > r.now {
+			inherited = max(inherited, r.cfg.scaleUpBound(r.departedUntil-r.now))
+		}
 	}
 	r.send(Message{Type: MsgTimeoutNow, To: r.transferTarget, LeaseRemaining: inherited})
 }

@@ -144,7 +144,7 @@ func (r *Raft) confirmReads() {
 	if len(q) == 0 {
 		return
 	}
-	confirmed, _ := jointValue(r.conf, func(id uint64) (uint64, bool) {
+	confirmed, _ := jointValue(r.countBy(false), func(id uint64) (uint64, bool) {
 		if id == r.id {
 			return r.round, true
 		}

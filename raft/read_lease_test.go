@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -108,4 +109,78 @@ func TestReadLeaseHoldersChangeThroughTheLog(t *testing.T) {
 	if _, ok := net.raft(3).ReadView().Lease(net.node(3).now); ok {
 		t.Fatal("node 3 still has a read lease long after it stopped being a holder")
 	}
+}
+
+// A transfer leaves no holder reading past the new leader's first commit: the read leases the
+// old leader granted run on after it gives its own up, nobody reports them to the transferee,
+// and a holder the transferee cannot reach would answer reads without its writes. So
+// MsgTimeoutNow carries the longest of them, and the transferee commits only after it.
+// (Found by the simulator with every mechanism on: TestSimulation seed 49 before the fix.)
+func TestTransferWaitsOutTheReadLeasesGranted(t *testing.T) {
+	net := holdersNet(t, 3)
+	holderUntil := net.raft(3).ReadView().LeaseUntil
+	if holderUntil <= net.node(3).now {
+		t.Fatal("setup: holder 3 has no read lease")
+	}
+	net.isolate(3)
+	net.raft(1).TransferLeadership(2)
+	rd := net.cycle(1)
+	var tn Message
+	for _, m := range rd.Messages {
+		if m.Type == MsgTimeoutNow {
+			tn = m
+		}
+	}
+	if tn.Type != MsgTimeoutNow || tn.LeaseRemaining < holderUntil-net.node(3).now {
+		t.Fatalf("TimeoutNow %+v carries %v, less than holder 3's remaining read lease %v", tn, tn.LeaseRemaining, holderUntil-net.node(3).now)
+	}
+	net.stabilize()
+	if st := net.raft(2).Status(); st.Role != Leader {
+		t.Fatalf("setup: node 2 did not take over: %+v", st)
+	}
+	idx, _ := net.propose(2, "after the transfer")
+	for range 100 {
+		net.stabilize()
+		if c := net.raft(2).Status().Commit; c >= idx {
+			if _, ok := net.raft(3).ReadView().Lease(net.node(3).now); ok {
+				t.Fatalf("new leader 2 committed %d while holder 3, cut off, still holds the read lease node 1 granted", idx)
+			}
+			return
+		}
+		net.advance(2 * ms)
+	}
+	t.Fatalf("new leader 2 never committed %d: %+v", idx, net.raft(2).Status())
+}
+
+// A holder removed from the membership may not know it yet and answer reads by its lease
+// until that ends, but it acknowledges nothing more: the leader's commits wait its lease out.
+// (Found by the simulator with every mechanism on: TestSimulation seed 747 before the fix.)
+func TestCommitsWaitOutARemovedHoldersLease(t *testing.T) {
+	net := holdersNet(t, 3)
+	j, _, err := net.raft(1).ProposeConfChange(ConfChange{Changes: []ConfChangeSingle{{ConfRemove, 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Node 3 gets the entries, but never hears that the one leaving the joint membership
+	// (j+1) is committed.
+	net.filter = func(m Message) bool { return !(m.From == 1 && m.To == 3 && m.Commit > j) }
+	net.stabilize()
+	if cs := net.raft(1).ConfState(); slices.Contains(cs.Voters, 3) || len(cs.VotersOutgoing) > 0 {
+		t.Fatalf("setup: node 3 not removed yet: %v", cs)
+	}
+	if _, ok := net.raft(3).ReadView().Lease(net.node(3).now); !ok {
+		t.Fatal("setup: removed node 3 holds no read lease")
+	}
+	idx, _ := net.propose(1, "after the removal")
+	for range 200 {
+		net.stabilize()
+		if net.raft(1).Status().Commit >= idx {
+			if _, ok := net.raft(3).ReadView().Lease(net.node(3).now); ok {
+				t.Fatalf("leader committed %d while removed node 3, without it, still holds a read lease", idx)
+			}
+			return
+		}
+		net.advance(ms)
+	}
+	t.Fatalf("the write never committed: %+v", net.raft(1).Status())
 }

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -232,5 +233,26 @@ func TestRestartFromPersistedState(t *testing.T) {
 	net.stabilize()
 	if st := net.raft(2).Status(); st.LastIndex != net.raft(1).Status().LastIndex || st.Leader != 1 {
 		t.Fatalf("restarted node did not rejoin: %+v", st)
+	}
+}
+
+// An acknowledgement waiting for the persist of entries that a later append (of a newer
+// leader) removes before that persist is withdrawn: sent anyway, it would let the older
+// leader count a copy that never reaches the disk. (Found by the simulator once applying
+// could take longer than a round trip: TestAdversarialSimulationClean seed 957 before the fix.)
+func TestAckOfEntriesTruncatedBeforeTheirPersistIsWithdrawn(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		r := newFollower(t, 2, 1, 0, nil)
+		r.cfg.off.withdrawTruncatedAcks = off
+		r.Step(Message{Type: MsgApp, From: 1, To: 2, Term: 1, Entries: []Entry{{Index: 1, Term: 1}, {Index: 2, Term: 1}}})
+		// Before any Ready, the leader of term 2 replaces both entries with its own.
+		r.Step(Message{Type: MsgApp, From: 3, To: 2, Term: 2, Entries: []Entry{{Index: 1, Term: 2}}})
+		rd := r.Ready()
+		stale := slices.ContainsFunc(rd.MessagesAfterPersist, func(m Message) bool {
+			return m.Type == MsgAppResp && m.Term == 1 && m.Index == 2 && !m.Reject
+		})
+		if stale != off {
+			t.Fatalf("mechanism off=%v: acknowledgement of the truncated entry 2 still leaves: %v", off, rd.MessagesAfterPersist)
+		}
 	}
 }

@@ -198,6 +198,11 @@ func (c *simClient) pickNode(req *clientReq) uint64 {
 	if req.op.kind == history.Get && req.mode == ReadStale {
 		return uint64(1 + s.rng.IntN(len(s.nodes)))
 	}
+	if req.op.kind == history.Get && req.mode == ReadLease && s.p.readLocal > 0 && s.rng.Float64() < s.p.readLocal {
+		// A read-lease holder in the client's region answers it there; any other node
+		// redirects it to the leader.
+		return s.nodes[c.home].id
+	}
 	if c.leader != None && s.rng.Float64() >= s.p.mix.randomNode {
 		return c.leader
 	}

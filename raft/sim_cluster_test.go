@@ -132,6 +132,10 @@ type simNode struct {
 	slowDisk time.Duration
 	// nextTiming, if set, is the timing the next restart runs with.
 	nextTiming *nodeTiming
+	// outside: the node does not run, and nothing restarts it: a spare not yet added to the
+	// cluster, or a removed node that was shut down for good. joined: a spare that was
+	// started to join.
+	outside, joined bool
 }
 
 type pendingProposal struct {
@@ -175,7 +179,9 @@ type simulation struct {
 	// writesPausedUntil: clients only read until then (a lease attack's quiet phase).
 	writesPausedUntil time.Duration
 	// extraDelay[from][to] is added to every message on that link (the slow-link fault).
-	extraDelay        [][]time.Duration
+	extraDelay [][]time.Duration
+	// linkLoss[from][to] is added to the loss rate on that link (a holder attack).
+	linkLoss          [][]float64
 	firstLeaseOverlap string
 }
 
@@ -306,7 +312,10 @@ func (n *simNode) pullReadies() {
 }
 
 // finishReady completes the Ready in hand once its write (if it had anything to write,
-// fsynced) is done. It reports false if the node crashed in the persist-then-send window.
+// fsynced) is done. It reports false if the node crashed in the persist-then-send window, or
+// if applying its committed entries takes time (simParams.applyMax): the Ready then
+// completes later, on its own, while the core keeps stepping messages, as the contract
+// allows between sending MessagesAfterPersist and Advance.
 func (n *simNode) finishReady(rd *Ready, wrote bool) bool {
 	s := n.s
 	if err := n.persist(); err != nil {
@@ -327,6 +336,21 @@ func (n *simNode) finishReady(rd *Ready, wrote bool) bool {
 		s.inv.noteAck(n, m)
 		s.send(n, m)
 	}
+	if s.p.applyMax > 0 && len(rd.CommittedEntries) > 0 {
+		incarnation := n.incarnation
+		s.after(s.randDuration(0, s.p.applyMax), "apply", n.id, func() {
+			if n.incarnation == incarnation && n.r != nil && n.completeReady(rd) {
+				n.settle()
+			}
+		})
+		return false
+	}
+	return n.completeReady(rd)
+}
+
+// completeReady applies the held Ready's committed entries, answers its reads and advances.
+func (n *simNode) completeReady(rd *Ready) bool {
+	s := n.s
 	for _, e := range rd.CommittedEntries {
 		n.apply(e)
 		if s.failure != nil {
@@ -469,7 +493,7 @@ func (s *simulation) crash(n *simNode, why string) {
 // start builds the core from what is on disk, at the node's local time: a first start or a
 // restart after a crash.
 func (s *simulation) start(n *simNode) {
-	if n.r != nil {
+	if n.r != nil || n.outside {
 		return
 	}
 	if coin := mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)+1<<32); n.incarnation > 0 && coin&1 == 1 {
@@ -532,7 +556,7 @@ func (s *simulation) send(from *simNode, m Message) {
 		snap = from.disk.image
 		s.stats.snapshotsSent++
 	}
-	if s.blocked[from.idx][to.idx] > 0 || s.rng.Float64() < s.p.loss {
+	if s.blocked[from.idx][to.idx] > 0 || s.rng.Float64() < s.p.loss+s.linkLoss[from.idx][to.idx] {
 		s.drop(from, to, m)
 		return
 	}

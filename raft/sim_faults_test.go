@@ -49,12 +49,21 @@ func (s *simulation) injectFault() {
 	add(f.slowLink, s.slowLink)
 	add(f.slowDisk, s.slowDisk)
 	add(f.isolateNewLeader, s.leaderChurn)
+	add(f.holderChange, s.changeHolders)
+	add(f.holderAttack, s.holderAttack)
+	add(f.membership, s.changeMembership)
 	switch x := s.rng.Float64(); {
 	case f.leaseHunt && x < f.attackShare:
 		s.prepareLeaseAttack()
 		return
 	case f.isolateNewLeader && x < f.attackShare+f.churnShare:
 		s.leaderChurn()
+		return
+	case f.holderAttack && x < f.attackShare+f.churnShare+f.holderShare:
+		s.holderAttack()
+		return
+	case f.membership && x < f.attackShare+f.churnShare+f.holderShare+f.membershipShare:
+		s.changeMembership()
 		return
 	}
 	pick[s.rng.IntN(len(pick))]()
@@ -304,6 +313,9 @@ func (s *simulation) transferLeadership() {
 }
 
 func (s *simulation) transferTo(l, to *simNode) {
+	if !slices.Contains(l.r.conf.voters, to.id) {
+		return // only to a voter of the leader's membership
+	}
 	s.logf("leader %d transfers leadership to %d", l.id, to.id)
 	s.stats.transfers++
 	l.tickNow()

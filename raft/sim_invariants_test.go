@@ -66,8 +66,16 @@ type nodeObservation struct {
 	// toward commitment and will not send them again.
 	ackedTerm, ackedIndex uint64
 	span                  int // index into invariants.leases of its current span, or -1
-	leaderTerms           map[uint64]bool
-	checkedNoop           map[uint64]bool
+	// member: this node's applied membership has named it; removed: it named it once and
+	// no longer does (the node applied its own removal).
+	member, removed bool
+	// conf is the membership the node had when its latest Ready was taken.
+	conf membership
+	// holder is the read lease this node holds as a follower (open while it may answer lease
+	// reads by it): granted by the leader of holder.term.
+	holder      leaseSpan
+	leaderTerms map[uint64]bool
+	checkedNoop map[uint64]bool
 }
 
 type invariants struct {
@@ -80,14 +88,18 @@ type invariants struct {
 	committed []committedRecord // by index
 	nodes     []nodeObservation
 	leases    []leaseSpan
+	// leaseEnd is, per term, the latest true time at which that term's leader reported its
+	// lease held until: no read lease it grants may end later (nesting).
+	leaseEnd map[uint64]time.Duration
 }
 
 func newInvariants(s *simulation) *invariants {
 	inv := &invariants{
-		s:       s,
-		leaders: map[uint64]uint64{},
-		logs:    map[[2]uint64]logRecord{},
-		nodes:   make([]nodeObservation, len(s.nodes)),
+		s:        s,
+		leaders:  map[uint64]uint64{},
+		logs:     map[[2]uint64]logRecord{},
+		leaseEnd: map[uint64]time.Duration{},
+		nodes:    make([]nodeObservation, len(s.nodes)),
 	}
 	for i := range inv.nodes {
 		inv.nodes[i].span = -1
@@ -143,7 +155,101 @@ func (inv *invariants) observe(n *simNode) {
 		}
 	}
 	inv.observeLease(n, st)
+	inv.observeReadLease(n, st)
+	inv.checkRemovedServesNothing(n, st)
 	inv.checkFreshness(n, st)
+}
+
+// observeReadLease tracks when a follower can answer lease reads by a read lease, in true
+// time, and checks nesting: the lease ends no later than the lease of the leader that granted
+// it (doc.go, "Read leases"), which every later leader waits out before it commits.
+func (inv *invariants) observeReadLease(n *simNode, st Status) {
+	o := &inv.nodes[n.idx]
+	var until time.Duration
+	if st.Role != Leader {
+		until = n.r.ReadView().LeaseUntil
+	}
+	if until <= st.Now {
+		inv.closeReadLease(n)
+		return
+	}
+	end := n.clock.trueAt(until)
+	if !o.holder.open || o.holder.term != st.Term {
+		o.holder = leaseSpan{node: n.id, term: st.Term, from: inv.s.now, to: end, open: true}
+		inv.s.stats.readLeases++
+	} else if end <= o.holder.to {
+		return
+	}
+	o.holder.to = max(o.holder.to, end)
+	// A read at a holder waits for what it holds: it must hold everything committed so far.
+	if need := inv.committedBy(inv.s.now); need > n.r.log.snapshot.Index {
+		if c := inv.committedAt(need); c.known {
+			if t, ok := n.r.log.term(need); !ok || t != c.id.term {
+				inv.fail("read-lease holder behind: node %d takes a read lease of term %d until true %v, but does not hold %s at %d, committed by node %d",
+					n.id, st.Term, end, c.id, need, c.node)
+				return
+			}
+		}
+	}
+	if limit, ok := inv.leaseEnd[st.Term]; !ok || end > limit {
+		inv.fail("read-lease nesting: node %d holds a read lease of term %d until true %v (local %v), but the leader of term %d held its own lease only until true %v",
+			n.id, st.Term, end, until, st.Term, limit)
+	}
+}
+
+// checkRemovedServesNothing: a node that has applied its own removal answers no lease read,
+// as leader or as read-lease holder (doc.go, "Membership changes").
+func (inv *invariants) checkRemovedServesNothing(n *simNode, st Status) {
+	o := &inv.nodes[n.idx]
+	if n.r.self >= 0 {
+		o.member, o.removed = true, false
+		return
+	}
+	if !o.member {
+		return // a node still joining: it has not learned it is a member yet
+	}
+	if !o.removed {
+		o.removed = true
+		inv.s.logf("node %d has applied its removal (membership %v)", n.id, n.r.ConfState())
+	}
+	if v := n.r.ReadView(); v.LeaseUntil > st.Now {
+		inv.fail("removed node %d could answer lease reads as %v until local %v (now %v), after applying its removal (membership %v)",
+			n.id, st.Role, v.LeaseUntil, st.Now, n.r.ConfState())
+	}
+}
+
+func (inv *invariants) closeReadLease(n *simNode) {
+	o := &inv.nodes[n.idx]
+	if o.holder.open {
+		o.holder.open = false
+		o.holder.to = min(o.holder.to, inv.s.now)
+	}
+}
+
+// checkCommitHeldByHolders: when a leader commits index c, every node that may still answer
+// lease reads by a read lease holds the entry at c, so that its next read (which waits for
+// what it holds to be applied) includes it. This is what writes waiting for holders is for;
+// checking it at the commit shows a broken rule before any client needs to read in the window.
+func (inv *invariants) checkCommitHeldByHolders(leader *simNode, c uint64) {
+	e, ok := leader.view.entry(c)
+	if !ok {
+		return
+	}
+	now := inv.s.now
+	for _, h := range inv.s.nodes {
+		o := &inv.nodes[h.idx]
+		if h == leader || h.r == nil || !o.holder.open || now >= o.holder.to {
+			continue
+		}
+		if c <= h.r.log.snapshot.Index {
+			continue
+		}
+		if t, ok := h.r.log.term(c); !ok || t != e.Term {
+			inv.fail("read-lease holder missed a commit: node %d (leader of term %d) commits index %d (term %d) at true %v, while node %d, which does not hold it, can answer lease reads by a read lease of term %d until true %v",
+				leader.id, inv.nodes[leader.idx].term, c, e.Term, now, h.id, o.holder.term, o.holder.to)
+			return
+		}
+	}
 }
 
 // checkFreshness: a node that dates its state at F for stale reads (Status.LastLeaderContact)
@@ -177,6 +283,7 @@ func (inv *invariants) observeLease(n *simNode, st Status) {
 		inv.fail("node %d reports its lease held until %v, but its clock reads %v", n.id, st.LeaseExpiry, st.Now)
 		return
 	}
+	inv.leaseEnd[st.Term] = max(inv.leaseEnd[st.Term], end)
 	var sp *leaseSpan
 	if o.span >= 0 && inv.leases[o.span].open && inv.leases[o.span].term == st.Term {
 		sp = &inv.leases[o.span]
@@ -232,6 +339,13 @@ func (inv *invariants) closeSpan(n *simNode) {
 // span in which the core said it held its lease.
 func (inv *invariants) checkLeaseReadServed(n *simNode) {
 	o := inv.nodes[n.idx]
+	if o.role != Leader {
+		if h := o.holder; !h.open || h.from > inv.s.now || inv.s.now >= h.to {
+			inv.fail("node %d answered a lease read from its published view at true %v as %v, outside any read lease it held", n.id, inv.s.now, o.role)
+		}
+		inv.s.stats.holderReads++
+		return
+	}
 	if o.span < 0 {
 		inv.fail("node %d answered a lease read from its published view at true %v, outside any lease it held", n.id, inv.s.now)
 		return
@@ -305,6 +419,8 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 		if rd.HardState.Commit > o.commit && o.role == Leader {
 			inv.checkDurableQuorum(n, rd.HardState.Commit)
 			inv.checkCommitOutsideLeases(n, rd.HardState.Commit)
+			inv.checkCommitHeldByHolders(n, rd.HardState.Commit)
+			inv.s.maybeSplitJoint(n, o.commit, rd.HardState.Commit)
 			inv.s.onLeaderCommit(n)
 		}
 		o.commit = max(o.commit, rd.HardState.Commit)
@@ -323,6 +439,7 @@ func (inv *invariants) onReady(n *simNode, rd *Ready) {
 		}
 		o.commitClaim = hs.Commit
 	}
+	o.conf = n.r.conf
 }
 
 // checkCommitOutsideLeases: a leader acknowledges nothing while another node may still
@@ -351,14 +468,32 @@ func (inv *invariants) checkDurableQuorum(n *simNode, c uint64) {
 	if !ok {
 		return // compacted on the leader: committed long ago
 	}
-	copies := 0
-	for _, other := range inv.s.nodes {
-		if t, ok := other.disk.term(c); (ok && t == e.Term) || other.disk.snapshot.Index >= c {
-			copies++
+	// A majority of every half of the membership the leader counted by: the one it has
+	// now, or the one it had when it took its previous Ready (a commit counted then may come
+	// out only after the Advance that applied a membership change).
+	durable := func(conf membership) (string, bool) {
+		for _, voters := range [][]uint64{conf.voters, conf.outgoing} {
+			if len(voters) == 0 {
+				continue
+			}
+			copies := 0
+			for _, id := range voters {
+				other := inv.s.node(id)
+				if t, ok := other.disk.term(c); (ok && t == e.Term) || other.disk.snapshot.Index >= c {
+					copies++
+				}
+			}
+			if quorum := len(voters)/2 + 1; copies < quorum {
+				return fmt.Sprintf("only %d durable copies among voters %v, quorum %d", copies, voters, quorum), false
+			}
 		}
+		return "", true
 	}
-	if quorum := len(inv.s.nodes)/2 + 1; copies < quorum {
-		inv.fail("leader %d commits index %d (term %d) with only %d durable copies, quorum %d", n.id, c, e.Term, copies, quorum)
+	why, ok := durable(n.r.conf)
+	if !ok {
+		if _, before := durable(inv.nodes[n.idx].conf); !before {
+			inv.fail("leader %d commits index %d (term %d) with %s", n.id, c, e.Term, why)
+		}
 	}
 }
 
@@ -372,6 +507,9 @@ func (inv *invariants) recordCommitted(n *simNode, e Entry, claimTerm uint64, ve
 	id := idOf(e)
 	if !c.known {
 		*c = committedRecord{known: true, id: id, node: n.id, claimTerm: claimTerm}
+		if e.Type == EntryConfChange {
+			inv.s.stats.confChanges++
+		}
 		return
 	}
 	if c.id != id {
@@ -432,6 +570,7 @@ func (inv *invariants) noteAck(n *simNode, m Message) {
 
 func (inv *invariants) onCrash(n *simNode) {
 	inv.closeSpan(n)
+	inv.closeReadLease(n)
 	o := &inv.nodes[n.idx]
 	o.role = Follower
 }

@@ -44,9 +44,15 @@ type faultMix struct {
 	partition, asymmetric, isolateLeader              bool
 	crash, crashWindow, transfer, campaign, leaseHunt bool
 	restartAll, slowLink, slowDisk, isolateNewLeader  bool
+	// holderChange proposes read-lease holders on and off through the log (ConfReadLeaseOn,
+	// ConfReadLeaseOff); holderAttack cuts, slows or thins a read-lease holder's links, or
+	// hands leadership on while holders hold leases.
+	holderChange, holderAttack bool
+	// membership adds, promotes, removes and replaces members (sim_membership_test.go).
+	membership bool
 	// attackShare and churnShare are the chances that a fault is the lease attack or leader
-	// churn, whatever else is on.
-	attackShare, churnShare float64
+	// churn, whatever else is on; holderShare that it is a holder attack.
+	attackShare, churnShare, holderShare, membershipShare float64
 }
 
 // skip turns off the faults named in list (comma-separated names as names returns them).
@@ -78,6 +84,12 @@ func (f *faultMix) skip(list string) {
 			f.slowDisk = false
 		case "isolate-new-leader":
 			f.isolateNewLeader = false
+		case "read-lease-change":
+			f.holderChange = false
+		case "holder-attack":
+			f.holderAttack = false
+		case "membership":
+			f.membership = false
 		}
 	}
 }
@@ -92,6 +104,7 @@ func (f faultMix) names() []string {
 		{f.crash, "crash"}, {f.crashWindow, "crash-window"}, {f.transfer, "transfer"},
 		{f.campaign, "campaign"}, {f.leaseHunt, "lease-attack"}, {f.restartAll, "restart-all"},
 		{f.slowLink, "slow-link"}, {f.slowDisk, "slow-disk"}, {f.isolateNewLeader, "isolate-new-leader"},
+		{f.holderChange, "read-lease-change"}, {f.holderAttack, "holder-attack"}, {f.membership, "membership"},
 	} {
 		if x.on {
 			out = append(out, x.name)
@@ -151,6 +164,19 @@ type simParams struct {
 	historyTimeout time.Duration
 	// holdForRestart keeps messages to a crashed node and delivers them after its restart.
 	holdForRestart bool
+	// holders are the read-lease holders the cluster is created with (Config.ReadLeaseHolders);
+	// readLocal is the chance that a client sends a lease read to the node in its own region
+	// rather than to the leader, as clients do once their region's node holds a read lease.
+	holders   []uint64
+	readLocal float64
+	// spares are nodes beyond the first nodes, outside the cluster at first: a membership
+	// change adds one as a learner with an empty disk and a new id, and may promote it in
+	// place of a voter it removes (a replacement). Each sits in the region of a node of the
+	// cluster.
+	spares int
+	// applyMax, if set, makes applying a Ready's committed entries take up to that long,
+	// while the core steps messages meanwhile (a state machine slower than the network).
+	applyMax time.Duration
 }
 
 // nodeTiming is one node's timing configuration.
@@ -225,6 +251,15 @@ func (p simParams) describe() string {
 		if p.retime > 0 {
 			fmt.Fprintf(&b, ", retimed at %g of restarts", p.retime)
 		}
+	}
+	if p.spares > 0 {
+		fmt.Fprintf(&b, "; %d spare nodes for membership changes", p.spares)
+	}
+	if p.applyMax > 0 {
+		fmt.Fprintf(&b, "; applying takes up to %v", p.applyMax)
+	}
+	if len(p.holders) > 0 || p.faults.holderChange {
+		fmt.Fprintf(&b, "; read-lease holders %v, %g of lease reads sent to the client's own node", p.holders, p.readLocal)
 	}
 	if off := p.off.names(); len(off) > 0 {
 		fmt.Fprintf(&b, "; MECHANISMS OFF: %v", off)
@@ -411,9 +446,83 @@ func randomParams(seed int64) simParams {
 	if y.IntN(4) == 0 {
 		p.mixTimings(y, 0.5*float64(y.IntN(2)))
 	}
+	// A third of the seeds run with read-lease holders (some or all voters), half of those
+	// changing them through the log during the run.
+	if z := rand.New(rand.NewPCG(uint64(seed), 0x40ad)); z.IntN(3) == 0 {
+		p.drawHolders(z)
+		f.holderChange = z.IntN(2) == 0
+		f.holderAttack = z.IntN(2) == 0
+	}
+	// A quarter of the seeds change the membership at run time, with one or two spare nodes
+	// to add.
+	if m := rand.New(rand.NewPCG(uint64(seed), 0x3e3b)); m.IntN(4) == 0 {
+		p.addSpares(m, 1+m.IntN(2))
+		f.membership = true
+	}
 	f.skip(*simSkip)
 	return p
 }
+
+// drawHolders makes some or all of the voters read-lease holders, and sends most lease reads
+// to the client's own node.
+func (p *simParams) drawHolders(r *rand.Rand) {
+	p.holders = p.holders[:0]
+	all := r.IntN(2) == 0
+	for i := range p.nodes {
+		if all || r.IntN(2) == 0 {
+			p.holders = append(p.holders, uint64(i+1))
+		}
+	}
+	p.readLocal = 0.4 + 0.5*r.Float64()
+}
+
+// addSpares gives the run k spare nodes (simParams.spares) for membership changes, each in
+// the region of a node of the cluster (links as that node's, and a short hop between the
+// two), with a clock of its own.
+func (p *simParams) addSpares(r *rand.Rand, k int) {
+	p.spares = k
+	total := p.nodes + k
+	src := func(i int) int {
+		if i < p.nodes {
+			return i
+		}
+		return (i - p.nodes) % p.nodes
+	}
+	oneWay := make([][]time.Duration, total)
+	for i := range total {
+		oneWay[i] = make([]time.Duration, total)
+		for j := range total {
+			switch a, b := src(i), src(j); {
+			case i == j:
+			case a == b:
+				oneWay[i][j] = p.clientHop
+			default:
+				oneWay[i][j] = p.oneWay[a][b]
+			}
+		}
+	}
+	p.oneWay = oneWay
+	p.rates, p.offsets = p.rates[:p.nodes], p.offsets[:p.nodes]
+	if len(p.regions) > 0 {
+		p.regions = p.regions[:p.nodes]
+	}
+	if len(p.timings) > 0 {
+		p.timings = p.timings[:p.nodes]
+	}
+	for i := p.nodes; i < total; i++ {
+		if len(p.regions) > 0 {
+			p.regions = append(p.regions, p.regions[src(i)])
+		}
+		p.rates = append(p.rates, p.rates[r.IntN(p.nodes)])
+		p.offsets = append(p.offsets, time.Duration(1+r.IntN(1000))*time.Second)
+		if len(p.timings) > 0 {
+			p.timings = append(p.timings, p.timings[r.IntN(len(p.timings))])
+		}
+	}
+}
+
+// slots is how many nodes the run may ever start: the cluster's and the spares.
+func (p simParams) slots() int { return p.nodes + p.spares }
 
 // mixTimings gives every node a timing drawn from the profiles around the base timing, and
 // each restart a new one with chance retime; the harness's bounds grow to the longest.
@@ -439,7 +548,7 @@ func (p simParams) baseTiming() nodeTiming {
 // timingOf is node i's timing at its first start.
 func (p simParams) timingOf(i int) nodeTiming {
 	if len(p.timings) > 0 {
-		return p.timings[i]
+		return p.timings[i%len(p.timings)] // a spare drawn after the timings: as a node's
 	}
 	return p.baseTiming()
 }
@@ -483,11 +592,14 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 	for i := range peers {
 		peers[i] = uint64(i + 1)
 	}
-	s.blocked = make([][]int, p.nodes)
-	s.extraDelay = make([][]time.Duration, p.nodes)
-	for i := range p.nodes {
-		s.blocked[i] = make([]int, p.nodes)
-		s.extraDelay[i] = make([]time.Duration, p.nodes)
+	slots := p.slots()
+	s.blocked = make([][]int, slots)
+	s.extraDelay = make([][]time.Duration, slots)
+	s.linkLoss = make([][]float64, slots)
+	for i := range slots {
+		s.blocked[i] = make([]int, slots)
+		s.extraDelay[i] = make([]time.Duration, slots)
+		s.linkLoss[i] = make([]float64, slots)
 		n := &simNode{s: s, idx: i, clock: nodeClock{offset: p.offsets[i], rate: p.rates[i]}, kv: &kvMachine{}}
 		n.driverNode = newDriverNode(Config{
 			ID:                  uint64(i + 1),
@@ -498,9 +610,11 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 			MaxInflightMsgs:     p.maxInflight,
 			MaxUncommittedBytes: p.maxUncommitted,
 			LazyCommitBroadcast: p.lazyCommit,
+			ReadLeaseHolders:    p.holders,
 			off:                 p.off,
 		}, n.kv)
 		n.contract.readsAsked = true
+		n.outside = i >= p.nodes
 		s.nodes = append(s.nodes, n)
 		s.nodes[i].setTiming(p.timingOf(i))
 	}
@@ -516,7 +630,7 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 // up (or the liveness bound passes).
 func (s *simulation) run() {
 	p := s.p
-	for _, n := range s.nodes {
+	for _, n := range s.nodes[:p.nodes] {
 		s.schedule(s.randDuration(0, p.electionMin/10), "start", n.id, func() { s.start(n) })
 	}
 	for _, c := range s.clients {
@@ -552,11 +666,12 @@ func (s *simulation) heal() {
 	for i := range s.blocked {
 		clear(s.blocked[i])
 		clear(s.extraDelay[i])
+		clear(s.linkLoss[i])
 	}
 	s.p.loss = 0
 	for _, n := range s.nodes {
 		n.crashAfterPersist = false
-		if n.r == nil {
+		if n.r == nil && !n.outside {
 			s.start(n)
 		}
 	}
@@ -599,13 +714,30 @@ func (s *simulation) converged(target uint64) bool {
 			return false
 		}
 	}
-	first := s.nodes[0]
+	// The members are those of the membership the most advanced node has applied; a node
+	// removed, or added and refused, is none of the convergence's business.
+	var first *simNode
 	for _, n := range s.nodes {
+		if n.r != nil && (first == nil || n.appliedIndex > first.appliedIndex) {
+			first = n
+		}
+	}
+	if first == nil {
+		return false
+	}
+	members := first.r.conf.members()
+	for _, n := range s.nodes {
+		if !slices.Contains(members, n.id) {
+			continue
+		}
 		if n.r == nil || n.held != nil || n.appliedIndex < target || n.appliedIndex != first.appliedIndex {
 			return false
 		}
 	}
-	for _, n := range s.nodes[1:] {
+	for _, n := range s.nodes {
+		if n == first || !slices.Contains(members, n.id) {
+			continue
+		}
 		if !maps2Equal(n.kv.kv, first.kv.kv) {
 			s.fail("convergence", "nodes %d and %d applied up to %d but hold different states: %v vs %v",
 				first.id, n.id, n.appliedIndex, first.kv.kv, n.kv.kv)

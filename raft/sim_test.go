@@ -214,6 +214,8 @@ type simStats struct {
 	logReads, staleReads, staleRefused        int
 	inconclusive, leaseHunts, leaseOverlaps   int
 	electedUnderLease                         int
+	readLeases, holderReads, confChanges      int
+	holderAttacks, replacements, jointSplits  int
 	virtual                                   time.Duration
 }
 
@@ -241,6 +243,12 @@ func (s *simStats) add(o simStats) {
 	s.leaseHunts += o.leaseHunts
 	s.leaseOverlaps += o.leaseOverlaps
 	s.electedUnderLease += o.electedUnderLease
+	s.readLeases += o.readLeases
+	s.holderReads += o.holderReads
+	s.confChanges += o.confChanges
+	s.holderAttacks += o.holderAttacks
+	s.replacements += o.replacements
+	s.jointSplits += o.jointSplits
 	s.virtual += o.virtual
 }
 
@@ -248,10 +256,12 @@ func (s simStats) summary() string {
 	return fmt.Sprintf("%d events, %d messages (%d dropped), %d leaders elected, %d crashes, %d partitions, "+
 		"%d transfers, %d snapshots sent, %d compactions; %d client ops (%d unknown, %d failed): "+
 		"%d lease reads (+%d served as index), %d index, %d log, %d stale (%d refused); %d lease attacks; "+
-		"%d histories inconclusive; %d leaders elected while another held a lease; %v virtual time",
+		"%d histories inconclusive; %d leaders elected while another held a lease; "+
+		"%d read leases taken, %d lease reads served by holders, %d holder attacks; %d membership changes applied (%d replacements proposed, %d joint splits); %v virtual time",
 		s.events, s.messages, s.dropped, s.elections, s.crashes, s.partitions, s.transfers,
 		s.snapshotsSent, s.compactions, s.ops, s.unknown, s.failedOps, s.leaseReads, s.leaseFallbacks,
-		s.indexReads, s.logReads, s.staleReads, s.staleRefused, s.leaseHunts, s.inconclusive, s.electedUnderLease, s.virtual.Round(time.Millisecond))
+		s.indexReads, s.logReads, s.staleReads, s.staleRefused, s.leaseHunts, s.inconclusive, s.electedUnderLease,
+		s.readLeases, s.holderReads, s.holderAttacks, s.confChanges, s.replacements, s.jointSplits, s.virtual.Round(time.Millisecond))
 }
 
 func (s simStats) String() string { return s.summary() }

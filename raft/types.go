@@ -219,8 +219,8 @@ type Message struct {
 	// clock and date its state as fresher than it is.
 	FollowerBoot uint64
 	// ReadLease, on a MsgApp or MsgHeartbeat to a read-lease holder, grants it a read lease
-	// until FollowerClock + ReadLease on its own clock, provided it has committed up to the
-	// message's Commit (doc.go, "Read leases").
+	// until FollowerClock + ReadLease on its own clock; the leader grants it only to a holder
+	// that holds every entry up to the message's Commit (doc.go, "Read leases").
 	ReadLease time.Duration
 
 	// Snapshot identifies the snapshot a MsgSnap installs. The transport carries the bytes.
