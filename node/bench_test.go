@@ -42,3 +42,24 @@ func BenchmarkClusterSet3Nodes(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClusterGet measures one client's Get latency on a 5-node loopback cluster, per
+// read mode: a lease read stays on the leader; an index read adds one heartbeat round to a
+// quorum (the leader's loop, the transport both ways, the followers' loops).
+//
+//	go test ./node -run XXX -bench ClusterGet -benchtime 2000x
+func BenchmarkClusterGet(b *testing.B) {
+	c := newTestCluster(b, 5, nil)
+	leader := c.waitLeader(10 * time.Second)
+	c.waitLease(leader, 10*time.Second)
+	c.mustSet("k", "v")
+	for _, mode := range []georaftv1.ReadMode{georaftv1.ReadMode_READ_MODE_LEASE, georaftv1.ReadMode_READ_MODE_INDEX} {
+		b.Run(mode.String(), func(b *testing.B) {
+			for range b.N {
+				if _, err := c.get(leader, "k", mode); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
