@@ -184,10 +184,12 @@ func (c *Config) RaftConfig() raft.Config {
 		LeaseDuration:      c.Timing.LeaseDuration,
 		MaxClockDrift:      c.Timing.MaxClockDrift,
 		MaxStaleness:       c.Timing.MaxStaleness,
-		// A follower's commit index matters to its stale reads, which are dated by the
-		// leader message that carried it, not to any client's latency; not sending an
-		// empty append for it halves what a lone write costs in messages.
-		LazyCommitBroadcast: true,
+		// Followers learn each commit at once (an empty append when nothing else goes to
+		// them), as etcd's do: a watch on a follower, a stale or follower read, and a write
+		// forwarded by a follower then see the commit one hop after the leader does, not up
+		// to a heartbeat later (etcd's benchmark tool measured watches 3.8 ms behind etcd's
+		// with the broadcast lazy). Under load the commit rides on the next append anyway.
+		LazyCommitBroadcast: false,
 		Seed:                int64(c.Node.ID),
 	}
 }
