@@ -59,7 +59,10 @@ type Handler interface {
 const (
 	DefaultMaxMessageBytes = 16 << 20
 	DefaultQueueLen        = 1024
-	DefaultPingInterval    = time.Second
+	// DefaultPingInterval feeds the RTT gauges and the console, which need no finer grain:
+	// each ping is a unary call and a wake-up at both ends, and at one per second to every
+	// peer they were a good part of what an idle cluster did.
+	DefaultPingInterval = 5 * time.Second
 )
 
 // minMaxMessageBytes leaves room for a snapshot chunk and its header.
