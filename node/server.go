@@ -36,6 +36,10 @@ import (
 // busy gets a goroutine of its own, as without workers.
 const streamWorkers = 64
 
+// clientConnWindow is the flow-control window of a client connection: what one client may
+// have in flight towards this node across all its requests.
+const clientConnWindow = 16 << 20
+
 // Server is a running georaftd: the node plus its three listeners (peers, clients, metrics).
 type Server struct {
 	n          *Node
@@ -153,6 +157,10 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		grpc.InTapHandle(requestDeadline(cfg.Limits.RequestTimeout)),
 		grpc.ChainUnaryInterceptor(notServed()),
 		grpc.NumStreamWorkers(streamWorkers),
+		// Fixed receive windows: gRPC's adaptive window pings the client after nearly
+		// every small request (see transport's flowWindow), two more frames each.
+		grpc.StaticStreamWindowSize(int32(min(max(cfg.Limits.MaxRequestBytes, 1<<20), 1<<30))),
+		grpc.StaticConnWindowSize(clientConnWindow),
 	}
 	if serverTLS != nil {
 		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS, cfg.TLS.ClientAuth))))
