@@ -7,7 +7,12 @@ COMPARE := $(BIN)/georaft-compare
 # Extra flags, e.g. make bench-compare COMPARE_FLAGS="--envs loopback --duration 3s"
 COMPARE_FLAGS ?=
 
-.PHONY: bench-compare bench-compare-clean compare-deps compare-bin
+# A shorter run for development: loopback only, 3 rounds of 2 s phases, no profiles, no
+# etcd tool (about 4 minutes). Narrow it further with COMPARE_FLAGS, e.g.
+# make bench-compare-short COMPARE_FLAGS='--workloads "write c1,linearizable read c1"'
+COMPARE_SHORT_FLAGS ?= --envs loopback --rounds 3 --duration 2s --warmup 500ms --profile=false --results lab-run/compare/results-short
+
+.PHONY: bench-compare bench-compare-short bench-compare-clean compare-deps compare-bin
 
 # etcd 3.4 from Debian, and the tools the namespaces need; installed only when missing.
 compare-deps:
@@ -26,6 +31,10 @@ compare-bin:
 bench-compare: compare-deps compare-bin
 	$(COMPARE) run $(COMPARE_FLAGS)
 	BIN=$(BIN) compare/etcdbench/run.sh
+
+bench-compare-short: compare-deps compare-bin
+	@mkdir -p lab-run/compare/results-short
+	$(COMPARE) run $(COMPARE_SHORT_FLAGS) $(COMPARE_FLAGS)
 
 # Stops what a killed run left behind and removes its namespaces and bridge.
 bench-compare-clean:

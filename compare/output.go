@@ -27,6 +27,19 @@ func fmtRatio(v float64) string {
 	return fmt.Sprintf("%.2f×", v)
 }
 
+// roundsText says how the ratio tables were formed.
+func (res *Result) roundsText() string {
+	return fmt.Sprintf("Each environment ran %d interleaved rounds (every workload on both systems per round, the first system alternating); each ratio is the median of the rounds' ratios, with their min–max in brackets, and each absolute figure the median of its rounds.", res.Options.Rounds)
+}
+
+// fmtRatioSpread is a median ratio with the min–max of its rounds.
+func fmtRatioSpread(v float64, sp Spread, rounds int) string {
+	if rounds <= 1 || v <= 0 {
+		return fmtRatio(v)
+	}
+	return fmt.Sprintf("%s (%s–%s)", fmtRatio(v), strings.TrimSuffix(fmtRatio(sp.Min), "×"), fmtRatio(sp.Max))
+}
+
 func fmtCPU(d time.Duration) string {
 	if d <= 0 {
 		return "-"
@@ -36,8 +49,18 @@ func fmtCPU(d time.Duration) string {
 
 // measurementRows is every row each system measured, per workload.
 func (er EnvResult) measurementRows() [][]string {
-	rows := [][]string{{"workload", "system", "row", "ops/s", "p50", "p99", "errors", "server CPU/op", "client CPU/op", "leader fsyncs/write", "load 1m"}}
-	for _, wr := range er.Workloads {
+	rows := [][]string{{"round", "workload", "system", "row", "ops/s", "p50", "p99", "errors", "server CPU/op", "client CPU/op", "leader fsyncs/write", "load 1m"}}
+	for _, rr := range er.Rounds {
+		for _, wr := range rr.Workloads {
+			rows = append(rows, wr.measurementRows(rr.Index)...)
+		}
+	}
+	return rows
+}
+
+func (wr WorkloadResult) measurementRows(round int) [][]string {
+	var rows [][]string
+	{
 		for _, s := range []struct {
 			name string
 			run  SystemRun
@@ -47,7 +70,7 @@ func (er EnvResult) measurementRows() [][]string {
 				if f := s.run.FsyncsPerWrite(); row.Name == bench.WriteRow && f > 0 {
 					fsyncs = fmt.Sprintf("%.2f", f)
 				}
-				rows = append(rows, []string{wr.Workload.Name, s.name, row.Name, fmtOps(row.OpsPerSec), fmtLat(row.P50), fmtLat(row.P99),
+				rows = append(rows, []string{strconv.Itoa(round), wr.Workload.Name, s.name, row.Name, fmtOps(row.OpsPerSec), fmtLat(row.P50), fmtLat(row.P99),
 					strconv.FormatInt(row.Errors, 10), fmtCPU(s.run.ServerCPUPerOp()), fmtCPU(s.run.ClientCPUPerOp()), fsyncs, firstField(s.run.LoadAvg)})
 			}
 		}
@@ -68,8 +91,8 @@ func ratioTableRows(rows []RatioRow, env string) [][]string {
 		if r.Env != env {
 			continue
 		}
-		out = append(out, []string{r.Workload, r.Label, fmtOps(r.Georaft.OpsPerSec), fmtOps(r.Etcd.OpsPerSec), fmtRatio(r.Throughput),
-			fmtLat(r.Georaft.P50), fmtLat(r.Etcd.P50), fmtRatio(r.P50), fmtLat(r.Georaft.P99), fmtLat(r.Etcd.P99), fmtRatio(r.P99)})
+		out = append(out, []string{r.Workload, r.Label, fmtOps(r.Georaft.OpsPerSec), fmtOps(r.Etcd.OpsPerSec), fmtRatioSpread(r.Throughput, r.ThroughputSpread, r.Rounds),
+			fmtLat(r.Georaft.P50), fmtLat(r.Etcd.P50), fmtRatioSpread(r.P50, r.P50Spread, r.Rounds), fmtLat(r.Georaft.P99), fmtLat(r.Etcd.P99), fmtRatioSpread(r.P99, r.P99Spread, r.Rounds)})
 	}
 	return out
 }
@@ -91,7 +114,7 @@ func (res *Result) WriteReport(w io.Writer) error {
 		fmt.Fprintf(&b, "\n=== %s: measurements (closed loop, %v per phase after %v warmup, %d keys, %d-byte values) ===\n",
 			er.Name, res.Options.Engine.Duration, res.Options.Engine.Warmup, res.Options.Engine.Keys, res.Options.Engine.ValueSize)
 		b.WriteString(bench.Columns(er.measurementRows(), map[int]bool{3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
-		fmt.Fprintf(&b, "\n=== %s: georaft ÷ etcd (throughput > 1 and latency < 1 favour georaft) ===\n", er.Name)
+		fmt.Fprintf(&b, "\n=== %s: georaft ÷ etcd (throughput > 1 and latency < 1 favour georaft) ===\n%s\n", er.Name, res.roundsText())
 		b.WriteString(bench.Columns(ratioTableRows(res.Ratios, er.Name), map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true}))
 		for _, n := range er.Notes {
 			fmt.Fprintf(&b, "NOTE: %s\n", n)
@@ -122,8 +145,12 @@ func (res *Result) WriteReport(w io.Writer) error {
 }
 
 func (er EnvResult) idleText() string {
-	return fmt.Sprintf("idle servers (no load, heartbeats only): georaft %.1f%% of a core, etcd %.1f%%; CPU/op figures are net of it",
-		100*er.IdleServerCPU["georaft"].Seconds(), 100*er.IdleServerCPU["etcd"].Seconds())
+	var per []string
+	for _, rr := range er.Rounds {
+		per = append(per, fmt.Sprintf("%.1f%%/%.1f%%", 100*rr.IdleServerCPU["georaft"].Seconds(), 100*rr.IdleServerCPU["etcd"].Seconds()))
+	}
+	return fmt.Sprintf("idle servers (no load, heartbeats only), median of %d rounds: georaft %.1f%% of a core, etcd %.1f%% (per round georaft/etcd: %s); CPU/op figures are net of each round's own",
+		len(er.Rounds), 100*er.IdleServerCPU["georaft"].Seconds(), 100*er.IdleServerCPU["etcd"].Seconds(), strings.Join(per, ", "))
 }
 
 func (res *Result) floorsText() string {
@@ -196,14 +223,18 @@ func runJSON(s SystemRun) jsonRun {
 // MarshalJSON writes durations in milliseconds, like the lab's results.
 func (res *Result) MarshalJSON() ([]byte, error) {
 	type ratio struct {
-		Env        string   `json:"env"`
-		Workload   string   `json:"workload"`
-		Comparison string   `json:"comparison"`
-		Georaft    jsonSide `json:"georaft"`
-		Etcd       jsonSide `json:"etcd"`
-		Throughput float64  `json:"throughput_ratio"`
-		P50        float64  `json:"p50_ratio"`
-		P99        float64  `json:"p99_ratio"`
+		Env        string     `json:"env"`
+		Workload   string     `json:"workload"`
+		Comparison string     `json:"comparison"`
+		Georaft    jsonSide   `json:"georaft"`
+		Etcd       jsonSide   `json:"etcd"`
+		Throughput float64    `json:"throughput_ratio"`
+		P50        float64    `json:"p50_ratio"`
+		P99        float64    `json:"p99_ratio"`
+		Rounds     int        `json:"rounds"`
+		ThrSpread  [2]float64 `json:"throughput_ratio_min_max"`
+		P50Spread  [2]float64 `json:"p50_ratio_min_max"`
+		P99Spread  [2]float64 `json:"p99_ratio_min_max"`
 	}
 	type target struct {
 		Env      string `json:"env"`
@@ -228,19 +259,26 @@ func (res *Result) MarshalJSON() ([]byte, error) {
 		Georaft     jsonRun `json:"georaft"`
 		Etcd        jsonRun `json:"etcd"`
 	}
+	type round struct {
+		Index     int                `json:"round"`
+		IdleCPU   map[string]float64 `json:"idle_server_cpu_percent_of_core"`
+		GRPCFloor float64            `json:"grpc_empty_unary_p50_ms"`
+		Workloads []workload         `json:"workloads"`
+	}
 	type env struct {
 		Name       string             `json:"name"`
 		Emulation  []string           `json:"emulation"`
 		LoadAvg    string             `json:"load_avg_at_start"`
 		Notes      []string           `json:"notes"`
 		LinkChecks []linkCheck        `json:"etcd_link_checks,omitempty"`
-		Workloads  []workload         `json:"workloads"`
+		Rounds     []round            `json:"rounds"`
 		IdleCPU    map[string]float64 `json:"idle_server_cpu_percent_of_core"`
 	}
 	var ratios []ratio
 	for _, r := range res.Ratios {
+		sp := func(s Spread) [2]float64 { return [2]float64{round3(s.Min), round3(s.Max)} }
 		ratios = append(ratios, ratio{r.Env, r.Workload, r.Label, sideJSON(r.Georaft), sideJSON(r.Etcd),
-			round3(r.Throughput), round3(r.P50), round3(r.P99)})
+			round3(r.Throughput), round3(r.P50), round3(r.P99), r.Rounds, sp(r.ThroughputSpread), sp(r.P50Spread), sp(r.P99Spread)})
 	}
 	var targets []target
 	for _, t := range res.Targets {
@@ -255,8 +293,15 @@ func (res *Result) MarshalJSON() ([]byte, error) {
 		for _, c := range er.LinkChecks {
 			e.LinkChecks = append(e.LinkChecks, linkCheck{c.From, c.To, c.FromRegion, c.ToRegion, millis(c.Target), millis(c.Measured), c.Error})
 		}
-		for _, wr := range er.Workloads {
-			e.Workloads = append(e.Workloads, workload{wr.Workload.Name, wr.Workload.Concurrency, wr.Workload.WriteRatio, runJSON(wr.Georaft), runJSON(wr.Etcd)})
+		for _, rr := range er.Rounds {
+			jr := round{Index: rr.Index, IdleCPU: map[string]float64{}, GRPCFloor: millis(rr.GRPCFloorP50)}
+			for sys, d := range rr.IdleServerCPU {
+				jr.IdleCPU[sys] = math.Round(1000*d.Seconds()) / 10
+			}
+			for _, wr := range rr.Workloads {
+				jr.Workloads = append(jr.Workloads, workload{wr.Workload.Name, wr.Workload.Concurrency, wr.Workload.WriteRatio, runJSON(wr.Georaft), runJSON(wr.Etcd)})
+			}
+			e.Rounds = append(e.Rounds, jr)
 		}
 		envs = append(envs, e)
 	}
@@ -302,14 +347,16 @@ func (res *Result) WriteCSV(w io.Writer) error {
 	r3 := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	_ = cw.Write([]string{"env", "workload", "comparison", "georaft_row", "etcd_row", "georaft_ops_per_sec", "etcd_ops_per_sec", "throughput_ratio",
 		"georaft_p50_ms", "etcd_p50_ms", "p50_ratio", "georaft_p99_ms", "etcd_p99_ms", "p99_ratio", "georaft_errors", "etcd_errors",
-		"georaft_server_cpu_us_per_op", "etcd_server_cpu_us_per_op"})
+		"georaft_server_cpu_us_per_op", "etcd_server_cpu_us_per_op", "rounds",
+		"throughput_ratio_min", "throughput_ratio_max", "p50_ratio_min", "p50_ratio_max", "p99_ratio_min", "p99_ratio_max"})
 	for _, r := range res.Ratios {
 		_ = cw.Write([]string{r.Env, r.Workload, r.Label, r.Georaft.Row, r.Etcd.Row,
 			strconv.FormatFloat(r.Georaft.OpsPerSec, 'f', 1, 64), strconv.FormatFloat(r.Etcd.OpsPerSec, 'f', 1, 64), r3(r.Throughput),
 			f(r.Georaft.P50), f(r.Etcd.P50), r3(r.P50), f(r.Georaft.P99), f(r.Etcd.P99), r3(r.P99),
 			strconv.FormatInt(r.Georaft.Errors, 10), strconv.FormatInt(r.Etcd.Errors, 10),
 			strconv.FormatFloat(float64(r.Georaft.CPUPerOp)/float64(time.Microsecond), 'f', 1, 64),
-			strconv.FormatFloat(float64(r.Etcd.CPUPerOp)/float64(time.Microsecond), 'f', 1, 64)})
+			strconv.FormatFloat(float64(r.Etcd.CPUPerOp)/float64(time.Microsecond), 'f', 1, 64), strconv.Itoa(r.Rounds),
+			r3(r.ThroughputSpread.Min), r3(r.ThroughputSpread.Max), r3(r.P50Spread.Min), r3(r.P50Spread.Max), r3(r.P99Spread.Min), r3(r.P99Spread.Max)})
 	}
 	cw.Flush()
 	return cw.Error()
@@ -322,7 +369,7 @@ func (res *Result) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "5 georaft nodes and 5 etcd %s members, fsync on (both systems' defaults), closed loop, %v per phase after %v warmup, %d keys, %d-byte values, one in-process load generator (client/bench) for both. Both leaders pinned in %s; the client runs there.\n\n",
 		etcdVersion(), res.Options.Engine.Duration, res.Options.Engine.Warmup, res.Options.Engine.Keys, res.Options.Engine.ValueSize, res.Options.ClientRegion)
 	b.WriteString(mdEscape(res.floorsText()))
-	b.WriteString("\nRatios are georaft ÷ etcd: throughput above 1 and latency below 1 favour georaft.\n")
+	fmt.Fprintf(&b, "\nRatios are georaft ÷ etcd: throughput above 1 and latency below 1 favour georaft. %s\n", res.roundsText())
 	for _, er := range res.Envs {
 		fmt.Fprintf(&b, "\n## %s\n\n", er.Name)
 		b.WriteString(mdTable(ratioTableRows(res.Ratios, er.Name)))

@@ -17,7 +17,7 @@ import (
 )
 
 // profiledWorkloads are re-run, unmeasured, with profilers attached: the writes at one
-// client (latency) and at 64 (throughput), lease reads at 64, and the 90/10 mix.
+// client (latency) and at 64 (throughput), lease and index reads at 64, and the 90/10 mix.
 var profiledWorkloads = []struct {
 	workload string
 	modes    []string
@@ -26,6 +26,7 @@ var profiledWorkloads = []struct {
 	{WriteC1, nil, "write-c1"},
 	{WriteC64, nil, "write-c64"},
 	{LinReadC64, []string{GeoraftLease}, "lease-c64"},
+	{LinReadC64, []string{GeoraftIndex}, "index-c64"},
 	{Mix90C64, nil, "mix-c64"},
 }
 

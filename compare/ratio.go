@@ -1,6 +1,7 @@
 package compare
 
 import (
+	"slices"
 	"time"
 
 	"github.com/georaft/georaft/client/bench"
@@ -95,6 +96,10 @@ type Side struct {
 
 // RatioRow is georaft ÷ etcd for one pair of rows. Throughput above 1 and latency below
 // 1 favour georaft. A ratio is 0 when either side measured nothing.
+//
+// A row of several interleaved rounds (AggregateRatios) holds the median of the rounds'
+// ratios, and the min–max of those ratios as its spread; its sides hold the median of each
+// figure over the rounds (so the ratio of the sides' figures need not be the median ratio).
 type RatioRow struct {
 	Env        string
 	Workload   string
@@ -104,6 +109,103 @@ type RatioRow struct {
 	Throughput float64
 	P50        float64
 	P99        float64
+	// Rounds is how many rounds measured the row (1 for a single round's row).
+	Rounds                                 int
+	ThroughputSpread, P50Spread, P99Spread Spread
+}
+
+// Spread is the lowest and highest of a figure over the rounds; both 0 when no round
+// measured it.
+type Spread struct{ Min, Max float64 }
+
+// spreadOf is the median and spread of vals, ignoring zeros (a round that measured nothing).
+func spreadOf(vals []float64) (median float64, s Spread) {
+	var v []float64
+	for _, x := range vals {
+		if x > 0 {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return 0, Spread{}
+	}
+	slices.Sort(v)
+	return medianSorted(v), Spread{Min: v[0], Max: v[len(v)-1]}
+}
+
+// medianSorted is the middle value, or the mean of the two middle ones.
+func medianSorted(v []float64) float64 {
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+func medianDuration(ds []time.Duration) time.Duration {
+	vals := make([]float64, len(ds))
+	for i, d := range ds {
+		vals[i] = float64(d)
+	}
+	m, _ := spreadOf(vals)
+	return time.Duration(m)
+}
+
+// medianSide is one system's figures over the rounds: each figure's median, and every
+// round's errors added up, so that no round's errors hide behind the median.
+func medianSide(sides []Side) Side {
+	if len(sides) == 0 {
+		return Side{}
+	}
+	out := Side{Row: sides[0].Row}
+	var ops, rate []float64
+	var p50, p99, cpu []time.Duration
+	for _, s := range sides {
+		out.Errors += s.Errors
+		ops = append(ops, float64(s.Ops))
+		rate = append(rate, s.OpsPerSec)
+		p50, p99, cpu = append(p50, s.P50), append(p99, s.P99), append(cpu, s.CPUPerOp)
+	}
+	m, _ := spreadOf(ops)
+	out.Ops = int64(m)
+	out.OpsPerSec, _ = spreadOf(rate)
+	out.P50, out.P99, out.CPUPerOp = medianDuration(p50), medianDuration(p99), medianDuration(cpu)
+	return out
+}
+
+// AggregateRatios folds the ratio rows of interleaved rounds (one slice per round, rows
+// matched by environment, workload and label) into one row each: the median ratio and its
+// spread. The order is the first round's.
+func AggregateRatios(rounds [][]RatioRow) []RatioRow {
+	type key struct{ env, workload, label string }
+	var order []key
+	byKey := map[key][]RatioRow{}
+	for _, rows := range rounds {
+		for _, r := range rows {
+			k := key{r.Env, r.Workload, r.Label}
+			if _, seen := byKey[k]; !seen {
+				order = append(order, k)
+			}
+			byKey[k] = append(byKey[k], r)
+		}
+	}
+	out := make([]RatioRow, 0, len(order))
+	for _, k := range order {
+		rows := byKey[k]
+		agg := RatioRow{Env: k.env, Workload: k.workload, Label: k.label, Rounds: len(rows)}
+		var g, e []Side
+		var thr, p50, p99 []float64
+		for _, r := range rows {
+			g, e = append(g, r.Georaft), append(e, r.Etcd)
+			thr, p50, p99 = append(thr, r.Throughput), append(p50, r.P50), append(p99, r.P99)
+		}
+		agg.Georaft, agg.Etcd = medianSide(g), medianSide(e)
+		agg.Throughput, agg.ThroughputSpread = spreadOf(thr)
+		agg.P50, agg.P50Spread = spreadOf(p50)
+		agg.P99, agg.P99Spread = spreadOf(p99)
+		out = append(out, agg)
+	}
+	return out
 }
 
 func sideOf(run SystemRun, row string) (Side, bool) {
@@ -128,12 +230,16 @@ func Ratios(env string, wr WorkloadResult) []RatioRow {
 	for _, p := range wr.Workload.Pairs {
 		g, _ := sideOf(wr.Georaft, p.Georaft)
 		e, _ := sideOf(wr.Etcd, p.Etcd)
-		rows = append(rows, RatioRow{
+		r := RatioRow{
 			Env: env, Workload: wr.Workload.Name, Label: p.Label, Georaft: g, Etcd: e,
 			Throughput: ratioOf(g.OpsPerSec, e.OpsPerSec),
 			P50:        ratioOf(float64(g.P50), float64(e.P50)),
 			P99:        ratioOf(float64(g.P99), float64(e.P99)),
-		})
+			Rounds:     1,
+		}
+		r.ThroughputSpread = Spread{r.Throughput, r.Throughput}
+		r.P50Spread, r.P99Spread = Spread{r.P50, r.P50}, Spread{r.P99, r.P99}
+		rows = append(rows, r)
 	}
 	return rows
 }

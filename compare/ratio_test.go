@@ -108,7 +108,7 @@ func TestRatioIsZeroWhenASideMeasuredNothing(t *testing.T) {
 	if r.Etcd.Errors != 7 {
 		t.Errorf("etcd errors %d, want 7 carried into the row", r.Etcd.Errors)
 	}
-	targets := EvaluateTargets(Ratios(EnvLoopback, wr), nil)
+	targets := EvaluateTargets(Ratios(EnvLoopback, wr), nil, nil)
 	for _, tg := range targets {
 		if tg.Met {
 			t.Errorf("target %q met with no etcd measurement", tg.Name)
@@ -129,7 +129,7 @@ func TestLoopbackTargets(t *testing.T) {
 	for _, wr := range loopbackResults(t) {
 		rows = append(rows, Ratios(EnvLoopback, wr)...)
 	}
-	got := verdicts(EvaluateTargets(rows, nil))
+	got := verdicts(EvaluateTargets(rows, nil, nil))
 	want := map[string]string{
 		"loopback/write throughput, c64":                           "met",    // 2×
 		"loopback/write p99, c64":                                  "met",    // 15 vs 20 ms
@@ -137,6 +137,15 @@ func TestLoopbackTargets(t *testing.T) {
 		"loopback/lease-read throughput vs etcd linearizable, c64": "met",    // 2×
 		"loopback/lease-read throughput vs etcd serializable, c64": "met",    // 26k vs 17k
 		"loopback/lease-read p50 vs etcd linearizable, c1":         "met",    // 1/3
+		// Issue 18's, stricter.
+		"loopback/issue 18: write throughput, c64":                           "met",          // 2×
+		"loopback/issue 18: write p50, c1":                                   "met",          // 0.8×
+		"loopback/issue 18: index-read p50 vs etcd linearizable, c1":         "MISSED",       // 1 vs 0.6 ms
+		"loopback/issue 18: index-read throughput vs etcd linearizable, c64": "MISSED",       // 1.08×
+		"loopback/issue 18: lease-read throughput vs etcd linearizable, c64": "MISSED",       // 2×, not 2.5×
+		"loopback/issue 18: mix 90/10 write p50, c64":                        "NOT MEASURED", // no mix workload
+		"loopback/issue 18: lease-read p50, c1, vs empty gRPC call":          "NOT MEASURED", // no rounds given
+		"loopback/issue 18: idle server CPU":                                 "NOT MEASURED",
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -165,7 +174,7 @@ func TestGeoTargets(t *testing.T) {
 		}
 		return rows
 	}
-	good := verdicts(EvaluateTargets(mk(1800*time.Microsecond, 38*ms, 40*ms), model))
+	good := verdicts(EvaluateTargets(mk(1800*time.Microsecond, 38*ms, 40*ms), model, nil))
 	for k, v := range good {
 		if v != "met" {
 			t.Errorf("good geo run: %s %s, want met", k, v)
@@ -176,17 +185,17 @@ func TestGeoTargets(t *testing.T) {
 	}
 	// Lease 2.5 ms is 1.5 ms over a 1 ms RTT; 4 ms is not 10× under 38 ms; 44 ms is 19%
 	// over the 37 ms model.
-	bad := verdicts(EvaluateTargets(mk(2500*time.Microsecond, 38*ms, 44*ms), model))
+	bad := verdicts(EvaluateTargets(mk(2500*time.Microsecond, 38*ms, 44*ms), model, nil))
 	for _, k := range []string{"geo/lease-read p50, c1, client in the leader's region", "geo/write p50, c1"} {
 		if bad[k] != "MISSED" {
 			t.Errorf("%s: %q, want MISSED", k, bad[k])
 		}
 	}
-	slow := verdicts(EvaluateTargets(mk(4*ms, 38*ms, 37*ms), model))
+	slow := verdicts(EvaluateTargets(mk(4*ms, 38*ms, 37*ms), model, nil))
 	if v := slow["geo/linearizable-read p50 (lease) vs etcd linearizable, c1"]; v != "MISSED" {
 		t.Errorf("lease 4ms vs etcd 38ms: %q, want MISSED (not 10× lower)", v)
 	}
-	if v := verdicts(EvaluateTargets(mk(ms, 38*ms, 37*ms), nil)); len(v) != 0 {
+	if v := verdicts(EvaluateTargets(mk(ms, 38*ms, 37*ms), nil, nil)); len(v) != 0 {
 		t.Errorf("targets without a geo model: %v, want none", v)
 	}
 }
@@ -219,12 +228,15 @@ func TestWorkloadsAreConsistent(t *testing.T) {
 func sampleResult(t *testing.T) *Result {
 	res := &Result{Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Options: DefaultOptions(), CPUs: 2,
 		Floors: Floors{FsyncP50: 700 * time.Microsecond, GRPCRTTP50: 110 * time.Microsecond, GRPCRTTP99: 400 * time.Microsecond, GRPCSamples: 10}}
-	er := EnvResult{Name: EnvLoopback, Workloads: loopbackResults(t), Notes: []string{"a <note> & more"}}
-	res.Envs = append(res.Envs, er)
-	for _, wr := range er.Workloads {
-		res.Ratios = append(res.Ratios, Ratios(er.Name, wr)...)
+	er := EnvResult{Name: EnvLoopback, Notes: []string{"a <note> & more"}}
+	for i := range 3 {
+		er.Rounds = append(er.Rounds, Round{Index: i + 1, Workloads: loopbackResults(t), GRPCFloorP50: 100 * time.Microsecond,
+			IdleServerCPU: map[string]time.Duration{"georaft": 50 * time.Millisecond, "etcd": 60 * time.Millisecond}})
 	}
-	res.Targets = EvaluateTargets(res.Ratios, nil)
+	er.IdleServerCPU = er.medianIdle()
+	res.Envs = append(res.Envs, er)
+	res.Ratios = AggregateRatios(er.roundRatios())
+	res.Targets = EvaluateTargets(res.Ratios, nil, res.Envs)
 	return res
 }
 
@@ -324,5 +336,79 @@ func TestFsyncsPerWriteCountsTheWholeRun(t *testing.T) {
 	reads := SystemRun{Report: report(row(GeoraftLease, 100, ms, 2*ms)), LeaderFsyncs: 10}
 	if got := reads.FsyncsPerWrite(); got != 0 {
 		t.Errorf("a run without writes gave %v fsyncs per write, want 0", got)
+	}
+}
+
+// roundOf is one made-up round: writes at c64 with the given throughputs, lease and index
+// reads at c1 with the given p50s, and the round's idle CPU and gRPC floor.
+func roundOf(t *testing.T, index int, gWrite, eWrite float64, leaseP50 time.Duration, floor, gIdle, eIdle time.Duration) Round {
+	return Round{Index: index, GRPCFloorP50: floor,
+		IdleServerCPU: map[string]time.Duration{"georaft": gIdle, "etcd": eIdle},
+		Workloads: []WorkloadResult{
+			{Workload: workload(t, WriteC64),
+				Georaft: SystemRun{Report: report(row(bench.WriteRow, gWrite, 5*ms, 15*ms))},
+				Etcd:    SystemRun{Report: report(row(bench.WriteRow, eWrite, 9*ms, 20*ms))}},
+			{Workload: workload(t, LinReadC1),
+				Georaft: SystemRun{Report: report(row(GeoraftLease, 4000, leaseP50, ms), row(GeoraftIndex, 1000, ms, 3*ms))},
+				Etcd:    SystemRun{Report: report(row(EtcdLinearizable, 1500, 600*time.Microsecond, 2*ms))}},
+		}}
+}
+
+func TestAggregateRatiosTakesTheMedianRatioAndItsSpread(t *testing.T) {
+	us := time.Microsecond
+	er := EnvResult{Name: EnvLoopback, Rounds: []Round{
+		roundOf(t, 1, 3000, 2000, 200*us, 100*us, 0, 0), // 1.5×
+		roundOf(t, 2, 9000, 3000, 200*us, 100*us, 0, 0), // 3×: the best round
+		roundOf(t, 3, 4000, 2000, 200*us, 100*us, 0, 0), // 2×
+	}}
+	rows := AggregateRatios(er.roundRatios())
+	w, ok := FindRatio(rows, EnvLoopback, WriteC64, "write / put")
+	if !ok {
+		t.Fatal("no write c64 row")
+	}
+	if w.Rounds != 3 || abs(w.Throughput-2) > 1e-9 {
+		t.Errorf("throughput ratio %.3f over %d rounds, want the median 2 over 3 (not the best, 3)", w.Throughput, w.Rounds)
+	}
+	if abs(w.ThroughputSpread.Min-1.5) > 1e-9 || abs(w.ThroughputSpread.Max-3) > 1e-9 {
+		t.Errorf("spread %+v, want 1.5–3", w.ThroughputSpread)
+	}
+	if w.Georaft.OpsPerSec != 4000 || w.Etcd.OpsPerSec != 2000 {
+		t.Errorf("median sides %v / %v ops/s, want 4000 / 2000", w.Georaft.OpsPerSec, w.Etcd.OpsPerSec)
+	}
+	// A round that measured nothing does not drag the median to zero.
+	rounds := er.roundRatios()
+	rounds[1][0].Throughput = 0
+	if w := AggregateRatios(rounds)[0]; abs(w.Throughput-1.75) > 1e-9 {
+		t.Errorf("median without the empty round %.3f, want 1.75 (mean of 1.5 and 2)", w.Throughput)
+	}
+	var md bytes.Buffer
+	res := &Result{Options: DefaultOptions(), Envs: []EnvResult{er}, Ratios: rows}
+	if err := res.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "2.00× (1.50–3.00×)") {
+		t.Errorf("markdown lacks the median with its spread:\n%s", md.String())
+	}
+}
+
+func TestFloorAndIdleTargetsUseEachRoundsOwnFigures(t *testing.T) {
+	us := time.Microsecond
+	eval := func(rounds ...Round) map[string]string {
+		er := EnvResult{Name: EnvLoopback, Rounds: rounds}
+		er.IdleServerCPU = er.medianIdle()
+		return verdicts(EvaluateTargets(AggregateRatios(er.roundRatios()), nil, []EnvResult{er}))
+	}
+	const floor, idle = "loopback/issue 18: lease-read p50, c1, vs empty gRPC call", "loopback/issue 18: idle server CPU"
+	// The floor moves with the machine's load; the lease read moves with it: 1.5× in
+	// every round, though the slow round's lease read is 3× the fast round's floor.
+	got := eval(roundOf(t, 1, 1, 1, 150*us, 100*us, 40*ms, 50*ms), roundOf(t, 2, 1, 1, 300*us, 200*us, 40*ms, 50*ms),
+		roundOf(t, 3, 1, 1, 150*us, 100*us, 60*ms, 50*ms))
+	if got[floor] != "met" || got[idle] != "met" {
+		t.Errorf("floor %q, idle %q; want both met (1.5× the floor; idle below etcd in 2 of 3 rounds)", got[floor], got[idle])
+	}
+	got = eval(roundOf(t, 1, 1, 1, 250*us, 100*us, 60*ms, 50*ms), roundOf(t, 2, 1, 1, 150*us, 100*us, 60*ms, 50*ms),
+		roundOf(t, 3, 1, 1, 250*us, 100*us, 40*ms, 50*ms))
+	if got[floor] != "MISSED" || got[idle] != "MISSED" {
+		t.Errorf("floor %q, idle %q; want both missed (2.5× the floor in 2 of 3 rounds; idle above etcd in 2 of 3)", got[floor], got[idle])
 	}
 }

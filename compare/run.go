@@ -48,7 +48,10 @@ type Options struct {
 	// Envs are run in order: EnvLoopback, EnvGeo.
 	Envs      []string
 	Workloads []Workload
-	Engine    Engine
+	// Rounds is how many interleaved rounds each environment runs (at least 1; the issue's
+	// figures want 3 or more).
+	Rounds int
+	Engine Engine
 	// Profile captures perf profiles of the georaft leader (and the harness's own CPU
 	// profile) during extra, unmeasured loopback runs of the write and lease workloads.
 	Profile       bool
@@ -71,6 +74,7 @@ func DefaultOptions() Options {
 		Compensation:   0,
 		Envs:           []string{EnvLoopback, EnvGeo},
 		Workloads:      DefaultWorkloads(),
+		Rounds:         3,
 		Engine:         Engine{Duration: 5 * time.Second, Warmup: time.Second, Keys: 1000, ValueSize: 128},
 		Profile:        true,
 		LeaderTimeout:  60 * time.Second,
@@ -87,19 +91,58 @@ const (
 	etcdGeoClientLink   = 4100 // 127.0.0.1:4101-4105, client links to member N
 )
 
-// EnvResult is one environment: both systems, every workload.
+// EnvResult is one environment: both systems, every workload, in interleaved rounds.
 type EnvResult struct {
 	Name string
 	// Emulation says how each system's links were made.
 	Emulation []string
 	LoadAvg   string
-	Workloads []WorkloadResult
+	Rounds    []Round
 	// LinkChecks are the measured round trips of etcd's emulated peer links (geo).
 	LinkChecks []LinkCheck
 	// Notes are anything that makes the figures less comparable (a leader change).
 	Notes []string
-	// IdleServerCPU is each system's server CPU per second of wall time with no load.
+	// IdleServerCPU is each system's server CPU per second of wall time with no load: the
+	// median over the rounds.
 	IdleServerCPU map[string]time.Duration
+}
+
+// Round is one interleaved round of an environment.
+type Round struct {
+	Index     int
+	Workloads []WorkloadResult
+	// IdleServerCPU is each system's idle server CPU per second, measured at the round's
+	// start; GRPCFloorP50 the loopback empty-call p50 measured right after.
+	IdleServerCPU map[string]time.Duration
+	GRPCFloorP50  time.Duration
+}
+
+// Ratios is every ratio row of every round, one slice per round.
+func (er EnvResult) roundRatios() [][]RatioRow {
+	var out [][]RatioRow
+	for _, rr := range er.Rounds {
+		var rows []RatioRow
+		for _, wr := range rr.Workloads {
+			rows = append(rows, Ratios(er.Name, wr)...)
+		}
+		out = append(out, rows)
+	}
+	return out
+}
+
+// medianIdle is each system's median idle CPU over the rounds.
+func (er EnvResult) medianIdle() map[string]time.Duration {
+	per := map[string][]time.Duration{}
+	for _, rr := range er.Rounds {
+		for sys, d := range rr.IdleServerCPU {
+			per[sys] = append(per[sys], d)
+		}
+	}
+	out := map[string]time.Duration{}
+	for sys, ds := range per {
+		out[sys] = medianDuration(ds)
+	}
+	return out
 }
 
 // Result is a whole compare run.
@@ -173,6 +216,9 @@ func (o *Options) resolve() error {
 	}
 	if len(o.Envs) == 0 {
 		return errors.New("compare: no environments")
+	}
+	if o.Rounds < 1 {
+		return fmt.Errorf("compare: %d rounds: want at least 1", o.Rounds)
 	}
 	if len(o.Regions) != 5 {
 		return fmt.Errorf("compare: %d regions: want 5 (one per node)", len(o.Regions))
@@ -258,16 +304,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	r.res.LoadAfter, _ = LoadAvg()
 	r.res.Elapsed = time.Since(r.res.Started)
 	for _, er := range r.res.Envs {
-		for _, wr := range er.Workloads {
-			r.res.Ratios = append(r.res.Ratios, Ratios(er.Name, wr)...)
-		}
+		r.res.Ratios = append(r.res.Ratios, AggregateRatios(er.roundRatios())...)
 	}
 	if g, err := r.geoModel(); err == nil {
 		r.res.Geo = &g
 	} else {
 		return r.res, err
 	}
-	r.res.Targets = EvaluateTargets(r.res.Ratios, r.res.Geo)
+	r.res.Targets = EvaluateTargets(r.res.Ratios, r.res.Geo, r.res.Envs)
 	if err := r.res.WriteReport(r.out); err != nil {
 		return r.res, err
 	}
@@ -389,53 +433,23 @@ func (r *runner) runEnv(ctx context.Context, env string) (er EnvResult, err erro
 		er.LinkChecks = checks
 		er.Emulation = r.geoEmulationText()
 	}
-	idle := map[system]time.Duration{}
 	for _, s := range []system{g, e} {
-		if idle[s], err = idleCPU(ctx, s, 3*time.Second); err != nil {
-			return er, err
-		}
-		fmt.Fprintf(r.out, "%s idle: servers use %.1f%% of a core\n", s.Name(), 100*idle[s].Seconds())
-		if er.IdleServerCPU == nil {
-			er.IdleServerCPU = map[string]time.Duration{}
-		}
-		er.IdleServerCPU[s.Name()] = idle[s]
 		if err := r.prefill(ctx, s); err != nil {
 			return er, err
 		}
 	}
-	for i, w := range r.opts.Workloads {
-		// Alternate who goes first, so a drift in background load does not always hit
-		// the same system.
-		order := []system{g, e}
-		if i%2 == 1 {
-			order = []system{e, g}
+	// Interleaved rounds: every round measures every workload on both systems (who goes
+	// first alternates by workload and by round), so a drift in other people's load over the
+	// run lands on both systems alike, and the spread of the per-round ratios shows how far
+	// one round can be trusted.
+	for round := range r.opts.Rounds {
+		rr, err := r.runRound(ctx, env, round, g, e, &er)
+		er.Rounds = append(er.Rounds, rr)
+		if err != nil {
+			return er, err
 		}
-		wr := WorkloadResult{Workload: w}
-		for _, s := range order {
-			modes := w.GeoraftModes
-			if s == e {
-				modes = w.EtcdModes
-			}
-			fmt.Fprintf(r.out, "%s: %s on %s\n", env, w.Name, s.Name())
-			run, err := r.measure(ctx, env, s, w, modes)
-			run.IdleServerCPU = idle[s]
-			if s == g {
-				wr.Georaft = run
-			} else {
-				wr.Etcd = run
-			}
-			if run.LeaderNote != "" {
-				note := fmt.Sprintf("%s, %s: %s", w.Name, s.Name(), run.LeaderNote)
-				er.Notes = append(er.Notes, note)
-				fmt.Fprintf(r.out, "WARNING: %s\n", note)
-			}
-			if err != nil {
-				er.Workloads = append(er.Workloads, wr)
-				return er, fmt.Errorf("%s on %s: %w", w.Name, s.Name(), err)
-			}
-		}
-		er.Workloads = append(er.Workloads, wr)
 	}
+	er.IdleServerCPU = er.medianIdle()
 	if r.opts.Profile && env == EnvLoopback {
 		paths, err := r.profileGeoraft(ctx, g)
 		r.res.Profiles = append(r.res.Profiles, paths...)
@@ -445,6 +459,64 @@ func (r *runner) runEnv(ctx context.Context, env string) (er EnvResult, err erro
 		}
 	}
 	return er, nil
+}
+
+// runRound measures idle CPU, the gRPC floor and every workload once on both systems.
+func (r *runner) runRound(ctx context.Context, env string, round int, g, e system, er *EnvResult) (Round, error) {
+	rr := Round{Index: round + 1, IdleServerCPU: map[string]time.Duration{}}
+	fmt.Fprintf(r.out, "\n--- %s: round %d of %d ---\n", env, round+1, r.opts.Rounds)
+	pair := []system{g, e}
+	if round%2 == 1 {
+		pair = []system{e, g}
+	}
+	for _, s := range pair {
+		idle, err := idleCPU(ctx, s, 3*time.Second)
+		if err != nil {
+			return rr, err
+		}
+		rr.IdleServerCPU[s.Name()] = idle
+		fmt.Fprintf(r.out, "%s idle: servers use %.1f%% of a core\n", s.Name(), 100*idle.Seconds())
+	}
+	// The empty-call floor, taken in every round: a lease read's latency is judged against
+	// the floor of the same moment.
+	samples, err := GRPCRoundTrips(ctx, 200, 2000)
+	if err != nil {
+		return rr, err
+	}
+	rr.GRPCFloorP50 = percentile(samples, 50)
+	fmt.Fprintf(r.out, "loopback gRPC empty call p50 %s\n", fmtLat(rr.GRPCFloorP50))
+	for i, w := range r.opts.Workloads {
+		order := []system{g, e}
+		if (i+round)%2 == 1 {
+			order = []system{e, g}
+		}
+		wr := WorkloadResult{Workload: w}
+		for _, s := range order {
+			modes := w.GeoraftModes
+			if s == e {
+				modes = w.EtcdModes
+			}
+			fmt.Fprintf(r.out, "%s round %d: %s on %s\n", env, round+1, w.Name, s.Name())
+			run, err := r.measure(ctx, env, s, w, modes)
+			run.IdleServerCPU = rr.IdleServerCPU[s.Name()]
+			if s == g {
+				wr.Georaft = run
+			} else {
+				wr.Etcd = run
+			}
+			if run.LeaderNote != "" {
+				note := fmt.Sprintf("round %d, %s, %s: %s", round+1, w.Name, s.Name(), run.LeaderNote)
+				er.Notes = append(er.Notes, note)
+				fmt.Fprintf(r.out, "WARNING: %s\n", note)
+			}
+			if err != nil {
+				rr.Workloads = append(rr.Workloads, wr)
+				return rr, fmt.Errorf("round %d: %s on %s: %w", round+1, w.Name, s.Name(), err)
+			}
+		}
+		rr.Workloads = append(rr.Workloads, wr)
+	}
+	return rr, nil
 }
 
 // idleCPU is the servers' CPU time per second of wall time while nothing is asked of them.

@@ -71,6 +71,16 @@ func DefaultWorkloads() []Workload {
 	}
 }
 
+// WorkloadByName finds one of DefaultWorkloads.
+func WorkloadByName(name string) (Workload, bool) {
+	for _, w := range DefaultWorkloads() {
+		if w.Name == name {
+			return w, true
+		}
+	}
+	return Workload{}, false
+}
+
 // Engine is the bench settings shared by every workload.
 type Engine struct {
 	Duration  time.Duration

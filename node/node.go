@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -520,6 +521,10 @@ func (n *Node) answerReads(rd *raft.Ready) {
 // send hands messages to the transport; snapshots go through their own stream.
 func (n *Node) send(msgs []raft.Message) {
 	if len(msgs) == 0 || n.out == nil {
+		return
+	}
+	if !slices.ContainsFunc(msgs, func(m raft.Message) bool { return m.Type == raft.MsgSnap }) {
+		n.out.Send(msgs)
 		return
 	}
 	regular := msgs[:0:0]

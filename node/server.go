@@ -28,6 +28,18 @@ import (
 	"github.com/georaft/georaft/tlsutil"
 )
 
+// streamWorkers is how many goroutines each gRPC server keeps to run requests. Without them
+// gRPC starts a goroutine per request, and each one grows its stack again through the
+// handler, the engine and the encoder (runtime.morestack was a sixth of the leader's CPU
+// under lease reads); a worker keeps its grown stack. 64 covers a bench's 64 clients. A
+// long stream (a watch) holds its worker while it lasts; a request that finds every worker
+// busy gets a goroutine of its own, as without workers.
+const streamWorkers = 64
+
+// clientConnWindow is the flow-control window of a client connection: what one client may
+// have in flight towards this node across all its requests.
+const clientConnWindow = 16 << 20
+
 // Server is a running georaftd: the node plus its three listeners (peers, clients, metrics).
 type Server struct {
 	n          *Node
@@ -129,7 +141,7 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 	n.fwd = newForwarder(n, clientTLS)
 
 	peerUnary, peerStream := peerEtcdAuth(serverTLS != nil)
-	s.peerSrv = grpc.NewServer(append(tr.ServerOptions(), grpc.ChainUnaryInterceptor(peerUnary), grpc.ChainStreamInterceptor(peerStream))...)
+	s.peerSrv = grpc.NewServer(append(tr.ServerOptions(), grpc.NumStreamWorkers(streamWorkers), grpc.ChainUnaryInterceptor(peerUnary), grpc.ChainStreamInterceptor(peerStream))...)
 	tr.Register(s.peerSrv)
 	// Requests followers forward to this node when it leads (forward.go).
 	peerEtcd := &etcdServer{n: n, forwarded: true}
@@ -146,6 +158,11 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.InTapHandle(requestDeadline(cfg.Limits.RequestTimeout)),
 		grpc.ChainUnaryInterceptor(requestSize(cfg.Limits.MaxRequestBytes), notServed()),
+		grpc.NumStreamWorkers(streamWorkers),
+		// Fixed receive windows: gRPC's adaptive window pings the client after nearly
+		// every small request (see transport's flowWindow), two more frames each.
+		grpc.StaticStreamWindowSize(int32(min(max(cfg.Limits.MaxRequestBytes, 1<<20), 1<<30))),
+		grpc.StaticConnWindowSize(clientConnWindow),
 	}
 	if serverTLS != nil {
 		clientOpts = append(clientOpts, grpc.Creds(credentials.NewTLS(clientPortTLS(serverTLS, cfg.TLS.ClientAuth))))

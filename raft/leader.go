@@ -261,14 +261,7 @@ func (r *Raft) flushAppends() {
 			}
 		}
 	}
-	if r.reads.broadcastPending {
-		r.reads.broadcastPending = false
-		for i := range r.progress {
-			if pr := &r.progress[i]; i != r.self && pr.sentRound != r.round {
-				r.sendHeartbeat(pr)
-			}
-		}
-	}
+	r.flushReadRound()
 }
 
 // sendAppends sends pr what its state allows: one probe, a pipeline of appends up to the

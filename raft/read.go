@@ -16,8 +16,49 @@ type readQueue struct {
 	awaitingCommit []uint64
 	// awaitingRound is ordered by round.
 	awaitingRound []pendingRead
-	// broadcastPending asks the next Ready for a heartbeat round.
+	// broadcastPending asks for a heartbeat round for the reads in awaitingRound that no
+	// message has carried yet. It goes out with the next Ready, unless a round sent for
+	// reads is still unconfirmed (see readRoundDue).
 	broadcastPending bool
+	// sentRounds are the rounds of the last two heartbeat broadcasts sent for reads, the
+	// newest last; confirmedRound is the highest round a quorum has echoed (this leader
+	// counting for its current round).
+	sentRounds     [2]uint64
+	confirmedRound uint64
+}
+
+// readRoundDue reports whether the next Ready must send a heartbeat round for waiting
+// ReadIndex reads. At most two rounds sent for reads are unconfirmed at a time: a read that
+// finds one in flight gets its own round at once, as before, but the reads that arrive
+// while two are in flight wait for the older to be confirmed and then all share the next.
+// Under load a round then confirms many reads instead of one or two (64 clients had a round
+// of four heartbeats and four answers for nearly every read), and a read waits at most one
+// round trip for its round to start. A lost round holds reads up for at most a heartbeat
+// interval: every heartbeat and append carries the current round (stamp), and a quorum's
+// answers to it confirm every earlier round too.
+func (r *Raft) readRoundDue() bool {
+	q := &r.reads
+	if !q.broadcastPending {
+		return false
+	}
+	// With the fresh-round rule off, rounds go out as they did before batching, so that
+	// the knob test shows the simulator catching that rule's absence alone.
+	return q.sentRounds[0] <= q.confirmedRound || r.cfg.off.readIndexFreshRound
+}
+
+// flushReadRound sends the heartbeat round waiting reads need, to every peer the current
+// round has not gone to yet.
+func (r *Raft) flushReadRound() {
+	if !r.readRoundDue() {
+		return
+	}
+	r.reads.broadcastPending = false
+	r.reads.sentRounds = [2]uint64{r.reads.sentRounds[1], r.round}
+	for i := range r.progress {
+		if pr := &r.progress[i]; i != r.self && pr.sentRound != r.round {
+			r.sendHeartbeat(pr)
+		}
+	}
 }
 
 // ReadView is what this node may answer lease and stale reads from, as of the latest Tick or
@@ -150,6 +191,7 @@ func (r *Raft) confirmReads() {
 		}
 		return r.progress[r.memberIndex(id)].ackedRound, true
 	}, r.scratchIndexes)
+	r.reads.confirmedRound = max(r.reads.confirmedRound, confirmed)
 	n := 0
 	for n < len(q) && q[n].round <= confirmed {
 		r.readStates = append(r.readStates, ReadState{ID: q[n].id, Index: q[n].index, Mode: ReadIndex})

@@ -11,7 +11,7 @@ func (r *Raft) HasReady() bool {
 		r.hardState() != r.prevHardState ||
 		r.log.handedOut < r.log.lastIndex() ||
 		r.log.applying < min(r.log.committed, r.log.lastIndex()) ||
-		(r.role == Leader && (r.appendPending || r.reads.broadcastPending))
+		(r.role == Leader && (r.appendPending || r.readRoundDue()))
 }
 
 // Ready hands out what the caller must do, following the contract on the Ready type. Until

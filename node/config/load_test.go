@@ -80,7 +80,7 @@ func TestDefaultsFillWhatTheFileLeavesOut(t *testing.T) {
 	dir := t.TempDir()
 	c := mustLoadFile(t, writeFile(t, threeNodes(dir)))
 	want := TimingConfig{
-		HeartbeatInterval:  50 * time.Millisecond,
+		HeartbeatInterval:  100 * time.Millisecond,
 		ElectionTimeoutMin: 500 * time.Millisecond,
 		ElectionTimeoutMax: time.Second,
 		LeaseDuration:      400 * time.Millisecond,

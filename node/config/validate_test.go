@@ -248,7 +248,7 @@ func TestHelpers(t *testing.T) {
 	c := validConfig(t)
 	rc := c.RaftConfig()
 	if rc.ID != 1 || len(rc.Peers) != 3 || rc.Peers[2] != 3 || rc.LeaseDuration != 400*time.Millisecond ||
-		rc.HeartbeatInterval != 50*time.Millisecond || rc.MaxClockDrift != 0.01 || rc.MaxStaleness != 2*time.Second {
+		rc.HeartbeatInterval != 100*time.Millisecond || rc.MaxClockDrift != 0.01 || rc.MaxStaleness != 2*time.Second {
 		t.Errorf("RaftConfig = %+v", rc)
 	}
 	if err := rc.Validate(); err != nil {

@@ -56,3 +56,32 @@ func BenchmarkSendThroughput(b *testing.B) {
 		b.ReportMetric(float64(s.SentMessages)/float64(s.SentBatches), "msgs/batch")
 	}
 }
+
+// BenchmarkRoundTrip measures one heartbeat and its answer between two transports over
+// loopback gRPC, one at a time: the hops a ReadIndex round adds to a read (queue, sender,
+// gRPC's writer and reader, the handler) in each direction, without the cores. Compare
+// with the empty unary call of `make bench-compare`'s floor.
+//
+//	go test ./node/transport -run '^$' -bench RoundTrip -benchtime 20000x
+func BenchmarkRoundTrip(b *testing.B) {
+	nodes := startNodes(b, []uint64{1, 2}, nil)
+	a, peer := nodes[1], nodes[2]
+	answers := make(chan struct{}, 1)
+	peer.rec.keepNothing = true
+	peer.rec.beforeMessages = func(from uint64, msgs []raft.Message) {
+		peer.tr.Send([]raft.Message{{Type: raft.MsgHeartbeatResp, From: 2, To: from, Term: msgs[0].Term}})
+	}
+	a.rec.keepNothing = true
+	a.rec.beforeMessages = func(uint64, []raft.Message) { answers <- struct{}{} }
+	waitFor(b, "both streams", func() bool {
+		s1, _ := a.tr.Stats(2)
+		s2, _ := peer.tr.Stats(1)
+		return s1.Connected && s2.Connected
+	})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		a.tr.Send([]raft.Message{{Type: raft.MsgHeartbeat, From: 1, To: 2, Term: uint64(i + 1)}})
+		<-answers
+	}
+}

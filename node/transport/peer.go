@@ -75,6 +75,8 @@ func newPeer(t *Transport, id uint64, addr string) (*peer, error) {
 		}),
 		// The Send stream keeps the connection busy; idleness would only add a reconnect.
 		grpc.WithIdleTimeout(0),
+		grpc.WithStaticStreamWindowSize(flowWindow),
+		grpc.WithStaticConnWindowSize(flowWindow),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("transport: client for peer %d at %s: %w", id, addr, err)

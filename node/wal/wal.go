@@ -143,7 +143,15 @@ type Pending struct {
 // fsyncs coalesce. Every Pending must be waited for: a flush happens when someone waits
 // (or on Close).
 func (w *WAL) Submit(hs *raft.HardState, entries []raft.Entry) (*Pending, error) {
-	req := &saveRequest{}
+	// One allocation for every record of the save, not a regrowth every few entries.
+	size := 0
+	for i := range entries {
+		size += frameHeaderLen + 2*binary.MaxVarintLen64 + 1 + len(entries[i].Data)
+	}
+	if hs != nil {
+		size += frameHeaderLen + maxSmallPayloadLen
+	}
+	req := &saveRequest{records: make([]byte, 0, size)}
 	for i := range entries {
 		if i > 0 && entries[i].Index != entries[i-1].Index+1 {
 			return nil, fmt.Errorf("wal: entries not contiguous: index %d follows %d", entries[i].Index, entries[i-1].Index)

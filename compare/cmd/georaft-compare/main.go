@@ -84,10 +84,45 @@ everything it started on success, error and Ctrl-C.`,
 	fs.IntVar(&opts.Engine.ValueSize, "value-size", opts.Engine.ValueSize, "bytes per value")
 	fs.DurationVar(&opts.IntraRegionRTT, "intra-region-rtt", opts.IntraRegionRTT, "RTT from the client to the node in its own region")
 	fs.DurationVar(&opts.Compensation, "overshoot-compensation", opts.Compensation, "taken off one direction of every link (the lab's setting; 0 keeps the two systems' links exactly alike)")
+	fs.IntVar(&opts.Rounds, "rounds", opts.Rounds, "interleaved rounds per environment (ratios are the median over them, with their spread)")
+	fs.Var(workloadList{&opts.Workloads}, "workloads", "workloads to run, comma-separated names (default: all; e.g. \"write c1,linearizable read c1\")")
 	fs.BoolVar(&opts.Profile, "profile", opts.Profile, "capture perf profiles of the georaft leader in extra loopback runs")
 	fs.DurationVar(&opts.LeaderTimeout, "leader-timeout", opts.LeaderTimeout, "deadline for a leader to be elected and pinned")
 	return cmd
 }
+
+// workloadList is --workloads: a subset of the default workloads, by name.
+type workloadList struct{ ws *[]compare.Workload }
+
+func (l workloadList) String() string {
+	if l.ws == nil {
+		return ""
+	}
+	var names []string
+	for _, w := range *l.ws {
+		names = append(names, w.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+func (l workloadList) Set(s string) error {
+	var out []compare.Workload
+	for _, name := range splitList(s) {
+		w, ok := compare.WorkloadByName(name)
+		if !ok {
+			var known []string
+			for _, w := range compare.DefaultWorkloads() {
+				known = append(known, w.Name)
+			}
+			return fmt.Errorf("unknown workload %q (known: %s)", name, strings.Join(known, ", "))
+		}
+		out = append(out, w)
+	}
+	*l.ws = out
+	return nil
+}
+
+func (workloadList) Type() string { return "names" }
 
 func splitList(s string) []string {
 	var out []string
