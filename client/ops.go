@@ -152,6 +152,32 @@ func (c *Client) TransferLeader(ctx context.Context, target uint64) (TransferRes
 		LeaderID: resp.GetLeaderId(), Term: resp.GetTerm()}, nil
 }
 
+// ReadLeasesResult is the outcome of SetReadLeaseHolders.
+type ReadLeasesResult struct {
+	Header
+	// Holders are the members holding read leases once the change applied.
+	Holders []uint64
+	// Index is the log index of the change (0: the holders were already these).
+	Index uint64
+}
+
+// SetReadLeaseHolders changes which members hold read leases, through the log: holders is
+// "all", "none", or member ids and region names.
+func (c *Client) SetReadLeaseHolders(ctx context.Context, holders []string) (ReadLeasesResult, error) {
+	req := &georaftv1.SetReadLeaseHoldersRequest{Holders: holders}
+	var resp *georaftv1.SetReadLeaseHoldersResponse
+	ep, attempts, err := c.run(ctx, "read-leases set", toLeader, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.kv.SetReadLeaseHolders(ctx, req)
+		resp = r
+		return err
+	})
+	if err != nil {
+		return ReadLeasesResult{}, err
+	}
+	return ReadLeasesResult{Header: Header{NodeID: ep.nodeID, Endpoint: ep.addr, Attempts: attempts},
+		Holders: resp.GetHolders(), Index: resp.GetIndex()}, nil
+}
+
 // NodeStatus is one endpoint's answer to Status, or why it gave none.
 type NodeStatus struct {
 	Endpoint string

@@ -182,6 +182,23 @@ func (p Printer) Transfer(res client.TransferResult) {
 	fmt.Fprintf(p.Out, "OK: node %d leads in term %d\n", res.LeaderID, res.Term)
 }
 
+// ReadLeases prints the holders after `read-leases set`.
+func (p Printer) ReadLeases(res client.ReadLeasesResult) {
+	holders := res.Holders
+	if holders == nil {
+		holders = []uint64{}
+	}
+	if p.JSON {
+		p.json(map[string]any{"ok": true, "op": "read-leases-set", "holders": holders, "index": res.Index})
+		return
+	}
+	if len(res.Holders) == 0 {
+		fmt.Fprintf(p.Out, "OK: no member holds a read lease (change at index %d)\n", res.Index)
+		return
+	}
+	fmt.Fprintf(p.Out, "OK: read leases held by nodes %v (change at index %d)\n", res.Holders, res.Index)
+}
+
 type jsonError struct {
 	OK       bool   `json:"ok"`
 	Op       string `json:"op,omitempty"`
@@ -282,8 +299,12 @@ type nodeRow struct {
 	LeaseState       string  `json:"lease_state,omitempty"`
 	LeaseRemainingMs float64 `json:"lease_remaining_ms,omitempty"`
 	LastContactMs    float64 `json:"last_contact_age_ms,omitempty"`
-	Version          string  `json:"version,omitempty"`
-	RTTMs            float64 `json:"status_rtt_ms"`
+	// A read-lease holder's own lease, and the holders its membership names.
+	ReadLeaseState       string   `json:"read_lease_state,omitempty"`
+	ReadLeaseRemainingMs float64  `json:"read_lease_remaining_ms,omitempty"`
+	ReadLeaseHolders     []uint64 `json:"read_lease_holders,omitempty"`
+	Version              string   `json:"version,omitempty"`
+	RTTMs                float64  `json:"status_rtt_ms"`
 }
 
 func roleName(r georaftv1.Role) string {
@@ -333,6 +354,9 @@ func rowsOf(nodes []client.NodeStatus, ids map[string]uint64) []nodeRow {
 		row.SnapshotIndex, row.Keys, row.Version = st.GetSnapshotIndex(), st.GetKeys(), st.GetVersion()
 		row.LeaseState = leaseName(st.GetLeaseState())
 		row.LeaseRemainingMs = toMs(st.GetLeaseRemainingNanos())
+		row.ReadLeaseState = leaseName(st.GetReadLeaseState())
+		row.ReadLeaseRemainingMs = toMs(st.GetReadLeaseRemainingNanos())
+		row.ReadLeaseHolders = st.GetReadLeaseHolders()
 		row.LastContactMs = toMs(st.GetLastContactAgeNanos())
 		rows = append(rows, row)
 	}
@@ -383,6 +407,9 @@ func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
 		case "waiting", "relinquished":
 			lease = r.LeaseState
 		}
+		if r.ReadLeaseState == "held" {
+			lease = "read " + fmtMs(r.ReadLeaseRemainingMs)
+		}
 		leader := "-"
 		if r.LeaderID != 0 {
 			leader = strconv.FormatUint(r.LeaderID, 10)
@@ -391,6 +418,15 @@ func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
 			strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10), lease, fmtAge(r), r.Version})
 	}
 	io.WriteString(p.Out, bench.Columns(table, map[int]bool{0: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true}))
+	for _, r := range rows {
+		if r.Reachable && r.ID != 0 && r.ID == sum.LeaderID {
+			if len(r.ReadLeaseHolders) == 0 {
+				fmt.Fprintln(p.Out, "read leases: none (only the leader answers lease reads)")
+			} else {
+				fmt.Fprintf(p.Out, "read leases: held by nodes %v\n", r.ReadLeaseHolders)
+			}
+		}
+	}
 	if problem := sum.Problem(); problem != "" {
 		fmt.Fprintf(p.Out, "%d of %d nodes answered; UNHEALTHY: %s\n", sum.Reachable, sum.Asked, problem)
 		return

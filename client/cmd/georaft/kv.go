@@ -208,3 +208,30 @@ func (a *app) transferCommand() *cobra.Command {
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
+
+func (a *app) readLeasesCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "read-leases",
+		Short: "Show or change which members answer linearizable reads locally",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return &cli.UsageError{Problem: "read-leases needs a subcommand", Hint: "georaft read-leases set all|none|ID|REGION..."}
+		},
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "set all|none|ID|REGION...",
+		Short: "Change the read-lease holders through the log: all, none, or member ids and regions",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.oneShot(cmd, "read-leases set", func(cmd *cobra.Command, c *client.Client) error {
+				res, err := c.SetReadLeaseHolders(cmd.Context(), args)
+				if err != nil {
+					return err
+				}
+				a.printer().ReadLeases(res)
+				return nil
+			})
+		},
+	})
+	return cmd
+}
