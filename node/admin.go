@@ -177,24 +177,6 @@ func (n *Node) TransferLeadership(ctx context.Context, target uint64) (leader, t
 	}
 }
 
-// bestTransferTarget is the follower with the most of the log, for a graceful shutdown.
-func bestTransferTarget(st raft.Status) uint64 {
-	ids := make([]uint64, 0, len(st.Progress))
-	for id := range st.Progress {
-		if id != st.ID {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	best, bestMatch := raft.None, uint64(0)
-	for _, id := range ids {
-		if m := st.Progress[id].Match; best == raft.None || m > bestMatch {
-			best, bestMatch = id, m
-		}
-	}
-	return best
-}
-
 // SetReadLeaseHolders changes which members hold read leases, through the log, and waits
 // until the change is applied here (the leader). holders is all, none or member ids and
 // regions (config.ResolveHolders). It returns the holders as the membership then names them

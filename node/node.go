@@ -300,6 +300,7 @@ func (n *Node) start() {
 	go n.run()
 	go n.refreshMetrics()
 	go n.lessor.run()
+	go n.runPlacement()
 }
 
 // run is the loop: the only goroutine that touches the core.
