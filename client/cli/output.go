@@ -103,6 +103,8 @@ type jsonGet struct {
 	AppliedIndex uint64  `json:"applied_index"`
 	Endpoint     string  `json:"endpoint"`
 	Attempts     int     `json:"attempts"`
+	// StalenessBoundMs, for a stale read: the answer is at most this old.
+	StalenessBoundMs float64 `json:"staleness_bound_ms,omitempty"`
 }
 
 // Get prints the result of a GET: the value on Out; on Err, a note when the read was
@@ -111,7 +113,7 @@ func (p Printer) Get(key string, res client.GetResult) {
 	if p.JSON {
 		out := jsonGet{OK: true, Op: "get", Key: key, Found: res.Found, Requested: res.Requested.String(),
 			Served: res.Served.String(), NodeID: res.NodeID, Term: res.Term, AppliedIndex: res.AppliedIndex,
-			Endpoint: res.Endpoint, Attempts: res.Attempts}
+			Endpoint: res.Endpoint, Attempts: res.Attempts, StalenessBoundMs: toMs(int64(res.StalenessBound))}
 		if res.Found {
 			if utf8.Valid(res.Value) {
 				v := string(res.Value)
@@ -130,7 +132,7 @@ func (p Printer) Get(key string, res client.GetResult) {
 	}
 	switch {
 	case res.Served == readmode.Stale:
-		fmt.Fprintf(p.Err, "(stale read from node %d at applied index %d: may lag the leader)\n", res.NodeID, res.AppliedIndex)
+		fmt.Fprintf(p.Err, "(stale read from node %d at applied index %d: at most %s old)\n", res.NodeID, res.AppliedIndex, fmtMs(toMs(int64(res.StalenessBound))))
 	case res.Served != res.Requested:
 		fmt.Fprintf(p.Err, "(asked for %s %s read, served as %s %s read by node %d: still linearizable)\n",
 			article(res.Requested.String()), res.Requested, article(res.Served.String()), res.Served, res.NodeID)
