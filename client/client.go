@@ -323,7 +323,7 @@ func (c *Client) localTarget(ctx context.Context, attempt int) (*endpoint, error
 		return c.rotateLocked(), nil
 	}
 	region := c.opts.Region
-	if region == "" {
+	if region == "" || c.opts.ReadEndpoint != "" {
 		c.mu.Unlock()
 		return c.nearestTarget(ctx, attempt, false)
 	}

@@ -163,6 +163,9 @@ func (c *Client) nearestTarget(ctx context.Context, attempt int, lease bool) (*e
 		}
 		return c.rotateLocked(), nil
 	}
+	if ep := c.byAddr[c.opts.ReadEndpoint]; ep != nil && (!lease || time.Now().After(ep.noLeaseUntil)) {
+		return ep, nil
+	}
 	var best *endpoint
 	for _, ep := range c.endpoints {
 		if !ep.configured || ep.rtt == 0 {
