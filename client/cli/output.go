@@ -264,6 +264,7 @@ var etcdUsage = []string{
 	"WATCH key [--prefix | --from-key] [--rev r] [--prev-kv] [--count n]   (Ctrl-C ends it)",
 	"LEASE grant ttl | revoke id | keep-alive id [--once] | timetolive id [--keys]",
 	"COMPACT revision [--physical]",
+	"READ-LEASES set all | none | ID... | REGION...   (which members answer linearizable reads locally)",
 }
 
 // ReplHelp lists the REPL commands.
