@@ -12,10 +12,11 @@ import (
 // most preferred region (placement.preferred_regions) that has a healthy voter that has
 // caught up, by leadership transfer.
 //
-//   - Healthy: a voter the leader replicates to in pipelined mode, that holds everything
-//     committed, and that answered within half an election timeout. Caught up matters
-//     because the transferee must win the election that TimeoutNow starts, and a lagging
-//     one would first have to catch up while writes wait.
+//   - Healthy: a voter the leader replicates to in pipelined mode, within maxPlacementLag
+//     entries of the leader's log, that answered within half an election timeout. Caught up
+//     matters because the transferee must catch up before TimeoutNow goes (the core waits
+//     for it) while writes wait; the margin keeps a voter that is merely a round trip
+//     behind under load from counting as unhealthy at every other look.
 //   - Hysteresis: a voter counts only once it has been healthy, without a break, for
 //     placement.healthy_for as this leader observed it. A node that comes back after a
 //     crash or a partition therefore waits that long before leadership moves back to it, so
@@ -28,6 +29,10 @@ import (
 //
 // The same choice, without the hysteresis, picks the successor of a leader that is asked to
 // stop (Server.handOffLeadership).
+
+// maxPlacementLag is how many entries behind the leader's log a voter may be and still count
+// as caught up.
+const maxPlacementLag = 1000
 
 // placementInterval is how often the leader looks at its peers' health.
 func (n *Node) placementInterval() time.Duration {
@@ -63,7 +68,7 @@ func (n *Node) healthyVoters(st raft.Status, cs raft.ConfState) []uint64 {
 		if id == st.ID || !ok {
 			continue
 		}
-		if pr.State == raft.ProgressReplicate && pr.Match >= st.Commit && st.Now-pr.LastAck <= n.cfg.Timing.ElectionTimeoutMin/2 {
+		if pr.State == raft.ProgressReplicate && st.LastIndex <= pr.Match+maxPlacementLag && st.Now-pr.LastAck <= n.cfg.Timing.ElectionTimeoutMin/2 {
 			out = append(out, id)
 		}
 	}
