@@ -52,8 +52,11 @@ func TestChaosEveryFaultKind(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// Every node holds a read lease: lease reads are answered at the leader and at every
+	// holder, and pauses, kills and partitions hit holders.
 	opts := Options{
-		SetupOptions: SetupOptions{Georaftd: georaftd(t), WorkDir: t.TempDir(), Log: &kittest.Log{T: t}},
+		SetupOptions: SetupOptions{Georaftd: georaftd(t), WorkDir: t.TempDir(), Log: &kittest.Log{T: t},
+			ReadLeaseHolders: []string{"all"}},
 		Schedule:     &Schedule{Seed: seed, Faults: faults},
 		ArtifactsDir: t.TempDir(),
 		CheckTimeout: time.Minute,

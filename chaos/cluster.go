@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -48,6 +49,8 @@ type ClusterOptions struct {
 	Model clusterkit.LinkModel
 	// Timing of every node; the zero value is LANTiming.
 	Timing config.TimingConfig
+	// ReadLeaseHolders is every node's read_leases.holders (nil: none).
+	ReadLeaseHolders []string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -96,6 +99,11 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 		Proxied:       true,
 		ClientRegions: opts.Regions[:1],
 		Timing:        opts.Timing,
+		Configure: func(c *config.Config) {
+			if len(opts.ReadLeaseHolders) > 0 {
+				c.ReadLeases.Holders = slices.Clone(opts.ReadLeaseHolders)
+			}
+		},
 	}
 	kit, leader, err := clusterkit.Launch(ctx, opts.Dir, spec, clusterkit.Options{Georaftd: opts.Georaftd, Model: opts.Model, Log: opts.Log},
 		clusterkit.Want{All: true}, 30*time.Second)

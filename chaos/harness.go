@@ -30,6 +30,9 @@ type SetupOptions struct {
 	Geo        bool
 	MatrixPath string
 	GeoScale   float64
+	// ReadLeaseHolders is read_leases.holders of every node (all, none, or ids and regions):
+	// the holders answer lease reads themselves and are among the fault targets.
+	ReadLeaseHolders []string
 	// Workload shapes the clients; its Seed is set from the run's seed.
 	Workload WorkloadOptions
 	// Log receives progress lines; nil discards them.
@@ -86,7 +89,7 @@ func setup(ctx context.Context, opts SetupOptions, seed int64) (*harness, error)
 			return nil, err
 		}
 	}
-	copts := ClusterOptions{Georaftd: binary, Dir: h.workDir, Log: h.log}
+	copts := ClusterOptions{Georaftd: binary, Dir: h.workDir, Log: h.log, ReadLeaseHolders: opts.ReadLeaseHolders}
 	if opts.Geo {
 		if copts.Model, copts.Timing, err = geoModel(ctx, opts); err != nil {
 			return nil, err

@@ -102,10 +102,11 @@ func StartWorkload(cluster *Cluster, clock *Clock, rec *history.Recorder, opts W
 	for i := range opts.Clients {
 		home := ids[i%len(ids)]
 		endpoints, nodeIDs := cluster.ClientEndpoints(home)
-		// The client's home node comes first: with no region set, the client sends its
-		// stale reads to its first endpoint, so stale reads spread over the nodes.
+		// The client's home node takes its lease and stale reads (ReadEndpoint), so that
+		// they spread over the nodes: stale reads everywhere, lease reads at every
+		// read-lease holder (the others send them to the leader).
 		cl, err := client.New(client.Options{
-			Endpoints: endpoints, NodeIDs: nodeIDs,
+			Endpoints: endpoints, NodeIDs: nodeIDs, ReadEndpoint: endpoints[0],
 			RequestTimeout: opts.RequestTimeout,
 			AttemptTimeout: opts.RequestTimeout / 3,
 			// Retry often enough that the first write after a heal shows when the cluster

@@ -14,8 +14,12 @@ type routing int
 const (
 	// toLeader: writes, linearizable reads, leadership transfer.
 	toLeader routing = iota
-	// toLocal: stale reads, which any node answers; the client's own region first.
+	// toLocal: stale reads, which any node answers; the client's own region first, else the
+	// nearest node by measured round trip.
 	toLocal
+	// toLeaseServer: lease reads, which the leader and read-lease holders answer; the
+	// nearest of them by measured round trip (rtt.go).
+	toLeaseServer
 )
 
 // run sends rpc until it succeeds, fails definitively, or the operation's deadline passes.
@@ -47,6 +51,8 @@ func (c *Client) run(ctx context.Context, op string, route routing, rpc func(con
 			ep, redirect = redirect, nil
 		case route == toLeader:
 			ep, err = c.leaderTarget()
+		case route == toLeaseServer:
+			ep, err = c.nearestTarget(ctx, failures, true)
 		default:
 			ep, err = c.localTarget(ctx, failures)
 		}
@@ -81,6 +87,9 @@ func (c *Client) run(ctx context.Context, op string, route routing, rpc func(con
 			return nil, attempts, ae.final
 		case failRedirect:
 			last = ae
+			if route == toLeaseServer {
+				c.noLeaseAt(ep)
+			}
 			target := c.resolveLeader(ctx, ae.notLeader)
 			// Follow a redirect at once, but not around a loop of nodes that each name
 			// another (stale knowledge during an election): that deserves a backoff.

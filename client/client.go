@@ -38,6 +38,12 @@ type endpoint struct {
 	// probed is when the client last asked this endpoint who it is, so that an endpoint
 	// that stays silent is not asked again on every redirect.
 	probed time.Time
+	// rtt is the round trip the client measured to this endpoint (0: not measured), and
+	// holder whether the node there held a read lease in its membership when last asked;
+	// noLeaseUntil keeps lease reads away from it for a while after it redirected one.
+	rtt          time.Duration
+	holder       bool
+	noLeaseUntil time.Time
 }
 
 // reprobeAfter spaces out identity probes of an endpoint that did not answer.
@@ -58,6 +64,9 @@ type Client struct {
 	next      int       // rotation cursor over endpoints when no leader is known
 	// regionsProbed: the endpoints' regions were asked for once (for stale reads).
 	regionsProbed bool
+	// rttsMeasured is when the round trips to every endpoint were last measured (rtt.go).
+	rttsMeasured time.Time
+	measuring    bool
 }
 
 // New creates a client. It does not contact the cluster: connections are established on
@@ -288,12 +297,14 @@ func (c *Client) identify(ctx context.Context, eps []*endpoint) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start := time.Now()
 			st, err := ep.kv.Status(ctx, &georaftv1.StatusRequest{})
 			if err != nil {
 				c.opts.Logger.Debug("status probe failed", "endpoint", ep.addr, "err", err)
 				return
 			}
 			c.learn(ep, st.GetId(), st.GetRegion())
+			c.noteProbe(ep, time.Since(start), st)
 		}()
 	}
 	wg.Wait()
@@ -312,6 +323,10 @@ func (c *Client) localTarget(ctx context.Context, attempt int) (*endpoint, error
 		return c.rotateLocked(), nil
 	}
 	region := c.opts.Region
+	if region == "" || c.opts.ReadEndpoint != "" {
+		c.mu.Unlock()
+		return c.nearestTarget(ctx, attempt, false)
+	}
 	var unknown []*endpoint
 	for _, ep := range c.endpoints {
 		if !ep.configured {

@@ -50,6 +50,16 @@ type GetResult struct {
 	// lease read on a leader still waiting out an older lease is served as an index read).
 	Requested readmode.Mode
 	Served    readmode.Mode
+	// StalenessBound, for a stale read: the answer is at most this old, as the node that
+	// answered could promise.
+	StalenessBound time.Duration
+}
+
+// GetOptions refine a Get.
+type GetOptions struct {
+	// MaxStaleness, for a stale read: the oldest data accepted. A node that cannot promise
+	// it refuses, and the client tries another (in the end the leader). 0: the node's bound.
+	MaxStaleness time.Duration
 }
 
 // Set stores value under key. It returns once the write is committed and applied.
@@ -91,12 +101,24 @@ func (c *Client) Delete(ctx context.Context, key string) (WriteResult, error) {
 		Existed: resp.GetExisted(), Session: ws}, nil
 }
 
-// Get reads key with the given consistency.
+// Get reads key with the given consistency: lease and stale reads at the nearest node that
+// can answer them (rtt.go), index and log reads at the leader.
 func (c *Client) Get(ctx context.Context, key string, mode readmode.Mode) (GetResult, error) {
-	req := &georaftv1.GetRequest{Key: []byte(key), ReadMode: georaftv1.ReadModeOf(mode)}
+	return c.GetWith(ctx, key, mode, GetOptions{})
+}
+
+// GetWith is Get with options.
+func (c *Client) GetWith(ctx context.Context, key string, mode readmode.Mode, o GetOptions) (GetResult, error) {
+	if o.MaxStaleness < 0 {
+		return GetResult{Requested: mode}, &InvalidArgumentError{Op: "get", Field: "max_staleness", Description: "must not be negative"}
+	}
+	req := &georaftv1.GetRequest{Key: []byte(key), ReadMode: georaftv1.ReadModeOf(mode), MaxStalenessNanos: int64(o.MaxStaleness)}
 	route := toLeader
-	if mode == readmode.Stale {
+	switch mode {
+	case readmode.Stale:
 		route = toLocal
+	case readmode.Lease:
+		route = toLeaseServer
 	}
 	var resp *georaftv1.GetResponse
 	ep, attempts, err := c.run(ctx, "get", route, func(ctx context.Context, ep *endpoint) error {
@@ -115,7 +137,7 @@ func (c *Client) Get(ctx context.Context, key string, mode readmode.Mode) (GetRe
 		served = mode
 	}
 	return GetResult{Header: header(resp.GetHeader(), ep, attempts), Found: resp.GetFound(),
-		Value: resp.GetValue(), Requested: mode, Served: served}, nil
+		Value: resp.GetValue(), Requested: mode, Served: served, StalenessBound: time.Duration(resp.GetStalenessBoundNanos())}, nil
 }
 
 // TransferResult is the outcome of TransferLeader.
@@ -150,6 +172,32 @@ func (c *Client) TransferLeader(ctx context.Context, target uint64) (TransferRes
 	c.mu.Unlock()
 	return TransferResult{Header: Header{NodeID: ep.nodeID, Endpoint: ep.addr, Attempts: attempts},
 		LeaderID: resp.GetLeaderId(), Term: resp.GetTerm()}, nil
+}
+
+// ReadLeasesResult is the outcome of SetReadLeaseHolders.
+type ReadLeasesResult struct {
+	Header
+	// Holders are the members holding read leases once the change applied.
+	Holders []uint64
+	// Index is the log index of the change (0: the holders were already these).
+	Index uint64
+}
+
+// SetReadLeaseHolders changes which members hold read leases, through the log: holders is
+// "all", "none", or member ids and region names.
+func (c *Client) SetReadLeaseHolders(ctx context.Context, holders []string) (ReadLeasesResult, error) {
+	req := &georaftv1.SetReadLeaseHoldersRequest{Holders: holders}
+	var resp *georaftv1.SetReadLeaseHoldersResponse
+	ep, attempts, err := c.run(ctx, "read-leases set", toLeader, func(ctx context.Context, ep *endpoint) error {
+		r, err := ep.kv.SetReadLeaseHolders(ctx, req)
+		resp = r
+		return err
+	})
+	if err != nil {
+		return ReadLeasesResult{}, err
+	}
+	return ReadLeasesResult{Header: Header{NodeID: ep.nodeID, Endpoint: ep.addr, Attempts: attempts},
+		Holders: resp.GetHolders(), Index: resp.GetIndex()}, nil
 }
 
 // NodeStatus is one endpoint's answer to Status, or why it gave none.

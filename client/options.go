@@ -20,8 +20,12 @@ type Options struct {
 	// node's endpoint in this list, so traffic through proxies stays on the proxies.
 	NodeIDs map[string]uint64
 	// Region is where the client runs: stale reads go to a node of this region when one
-	// is among the endpoints, else to the first endpoint.
+	// is among the endpoints, else to the nearest node by measured round trip.
 	Region string
+	// ReadEndpoint, when set, takes lease and stale reads first whatever the measured round
+	// trips: a harness that spreads reads over the nodes sets it. A lease read it cannot
+	// answer is sent to the leader as usual.
+	ReadEndpoint string
 
 	// DialTimeout bounds establishing a connection (default 2s).
 	DialTimeout time.Duration

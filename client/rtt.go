@@ -1,11 +1,13 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/georaft/georaft/geo"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
 // MeasuredRTTMatrix turns what each node measured to its peers (Status peers[].rtt_nanos,
@@ -82,4 +84,125 @@ func MeasuredRTTMatrix(statuses []NodeStatus) (geo.Matrix, error) {
 		}
 	}
 	return geo.New(regions, rtt, geo.DefaultTolerance)
+}
+
+// How the client picks the node for a read that a node near it can answer (a lease read at
+// a read-lease holder or the leader; a stale read anywhere): the nearest one by round trip,
+// as the client measures it. Every endpoint is asked for its Status, concurrently, at the
+// first such read and again every rttRefresh; the call's round trip is the endpoint's RTT
+// (the smoothed mean of the probes), and the answer says whether the node holds a read lease
+// and which node leads. A lease read that the chosen node cannot answer (no lease there any
+// more) is redirected to the leader as any read, and that node is skipped for lease reads
+// until the next measurement.
+
+// rttRefresh is how often the round trips are measured again.
+const rttRefresh = 10 * time.Second
+
+// rttSmoothing weighs a new probe against the mean so far.
+const rttSmoothing = 0.3
+
+// noteProbe records a Status probe of ep that took rtt.
+func (c *Client) noteProbe(ep *endpoint, rtt time.Duration, st *georaftv1.StatusResponse) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ep.rtt == 0 {
+		ep.rtt = rtt
+	} else {
+		ep.rtt = time.Duration((1-rttSmoothing)*float64(ep.rtt) + rttSmoothing*float64(rtt))
+	}
+	ep.holder = slices.Contains(st.GetReadLeaseHolders(), st.GetId())
+	if st.GetRole() == georaftv1.Role_ROLE_LEADER && c.leader == nil {
+		c.leader = ep
+	}
+}
+
+// measureRTTs probes every configured endpoint when the last measurement is older than
+// rttRefresh: synchronously the first time (the read that asked needs the answer), in the
+// background afterwards.
+func (c *Client) measureRTTs(ctx context.Context) {
+	c.mu.Lock()
+	if c.closed || c.measuring || time.Since(c.rttsMeasured) < rttRefresh {
+		c.mu.Unlock()
+		return
+	}
+	first := c.rttsMeasured.IsZero()
+	c.measuring = true
+	var eps []*endpoint
+	for _, ep := range c.endpoints {
+		if ep.configured {
+			eps = append(eps, ep)
+		}
+	}
+	c.mu.Unlock()
+	probe := func(ctx context.Context) {
+		c.identify(ctx, eps)
+		c.mu.Lock()
+		c.rttsMeasured, c.measuring = time.Now(), false
+		c.mu.Unlock()
+	}
+	if first {
+		probe(ctx)
+		return
+	}
+	go probe(context.WithoutCancel(ctx))
+}
+
+// nearestTarget is the endpoint with the lowest measured round trip among those that can
+// answer: for a lease read, read-lease holders and the leader; for a stale read, any. After
+// a failed attempt it rotates, as other routes do.
+func (c *Client) nearestTarget(ctx context.Context, attempt int, lease bool) (*endpoint, error) {
+	c.measureRTTs(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if attempt > 0 {
+		if lease && c.leader != nil {
+			return c.leader, nil
+		}
+		return c.rotateLocked(), nil
+	}
+	if ep := c.byAddr[c.opts.ReadEndpoint]; ep != nil && (!lease || time.Now().After(ep.noLeaseUntil)) {
+		return ep, nil
+	}
+	var best *endpoint
+	for _, ep := range c.endpoints {
+		if !ep.configured || ep.rtt == 0 {
+			continue
+		}
+		if lease && ep != c.leader && (!ep.holder || time.Now().Before(ep.noLeaseUntil)) {
+			continue
+		}
+		if best == nil || ep.rtt < best.rtt {
+			best = ep
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	if lease && c.leader != nil {
+		return c.leader, nil
+	}
+	return c.rotateLocked(), nil
+}
+
+// noLeaseAt records that ep could not answer a lease read.
+func (c *Client) noLeaseAt(ep *endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ep.noLeaseUntil = time.Now().Add(rttRefresh)
+}
+
+// RTTs returns the round trip measured to each endpoint that has one.
+func (c *Client) RTTs() map[string]time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]time.Duration{}
+	for _, ep := range c.endpoints {
+		if ep.rtt > 0 {
+			out[ep.addr] = ep.rtt
+		}
+	}
+	return out
 }

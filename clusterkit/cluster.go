@@ -564,7 +564,7 @@ func (c *Cluster) Serving() []uint64 {
 // dir; ResetData removes nothing else.
 func dataDirEntry(name string) bool {
 	switch name {
-	case "wal", "snap", NodePIDFile, NodeLogFile, NodePIDFile + ".tmp":
+	case "wal", "snap", "state", NodePIDFile, NodeLogFile, NodePIDFile + ".tmp":
 		return true
 	}
 	return strings.HasPrefix(name, "dump.txt") || strings.HasPrefix(name, "fsync-probe-")

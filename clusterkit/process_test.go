@@ -170,3 +170,18 @@ func TestGeoraftdWithConfigMatchesAnyBinaryName(t *testing.T) {
 		t.Error("CommandWithFlag matches the wrong commands")
 	}
 }
+
+// What a node leaves in its data dir (the WAL, snapshots, the state machine's engine, its
+// log and dump) is what ResetData may remove; anything else it refuses to touch.
+func TestDataDirEntriesAreWhatANodeWrites(t *testing.T) {
+	for _, name := range []string{"wal", "snap", "state", "dump.txt", "dump.txt.1", NodeLogFile, NodePIDFile} {
+		if !dataDirEntry(name) {
+			t.Errorf("%s is written by a node but ResetData would refuse it", name)
+		}
+	}
+	for _, name := range []string{"etc", "important.db", "home"} {
+		if dataDirEntry(name) {
+			t.Errorf("ResetData would remove %s, which no node writes", name)
+		}
+	}
+}

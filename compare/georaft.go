@@ -3,6 +3,7 @@ package compare
 import (
 	"context"
 	"fmt"
+	"github.com/georaft/georaft/node/config"
 	"os"
 	"path/filepath"
 	"time"
@@ -149,6 +150,15 @@ func (r *runner) startGeoraftGeo(ctx context.Context, cl *cleanups) (system, err
 	spec, err := lab.GeoSpec(clusterkit.GeoPorts{Host: "127.0.0.1", Base: georaftGeoBase}, r.opts.Regions, "", timing)
 	if err != nil {
 		return nil, err
+	}
+	// The comparison pins the leader in the client's region: leader placement keeps it there
+	// rather than in the geo configs' first region.
+	geoConfigure := spec.Configure
+	spec.Configure = func(c *config.Config) {
+		if geoConfigure != nil {
+			geoConfigure(c)
+		}
+		c.Placement.PreferredRegions = []string{r.opts.ClientRegion}
 	}
 	c, err := r.georaftCluster(ctx, EnvGeo, spec)
 	if err != nil {

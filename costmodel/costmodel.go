@@ -45,6 +45,11 @@
 //     across oceans (C ≈ 156ms), below about 4 writes per second cluster-wide. Cluster.
 //     WriteRate is λ; 0 means reads and writes do not overlap (make bench measures them in
 //     separate phases), which is the model without the wait.
+//   - The per-key wait. With read_leases.per_key_wait (on by default) a read waits only for
+//     held entries that touch the keys it reads (docs/reads.md), so λ is the rate of writes
+//     to those keys: the cluster's write rate over K for reads and writes spread uniformly
+//     over K keys (tune's --keys). make bench measures both rules under concurrent writes
+//     and checks this formula against them.
 package costmodel
 
 import (
@@ -112,8 +117,9 @@ type Cluster struct {
 	Holders []uint64
 	// Fsync is one WAL fsync, on every write's path.
 	Fsync time.Duration
-	// WriteRate is the writes per second reaching the leader while reads are served, for the
-	// holder wait; 0 when reads and writes do not overlap.
+	// WriteRate is the writes per second, reaching the leader while reads are served, that a
+	// holder's lease read waits for: every write with the per-key wait off, the writes to the
+	// keys it reads with it; 0 when reads and writes do not overlap.
 	WriteRate float64
 }
 

@@ -176,8 +176,14 @@ type renderedNodeConfig struct {
 		PeerAddress   string `yaml:"peer_address"`
 		ClientAddress string `yaml:"client_address"`
 	} `yaml:"peers"`
-	Timing map[string]any `yaml:"timing"`
-	TLS    renderedTLS    `yaml:"tls"`
+	Timing     map[string]any `yaml:"timing"`
+	TLS        renderedTLS    `yaml:"tls"`
+	ReadLeases struct {
+		Holders []string `yaml:"holders"`
+	} `yaml:"read_leases"`
+	Placement struct {
+		PreferredRegions []string `yaml:"preferred_regions"`
+	} `yaml:"placement"`
 }
 
 type renderedTLS struct {
@@ -219,12 +225,39 @@ func TestAnsibleRendersClusterConfig(t *testing.T) {
 	if err := os.WriteFile(probePath, []byte(probe), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The read-lease and placement lines of `georaft tune --format ansible --mix ...`, as an
+	// operator adds them to group_vars.
+	mix, err := tune.ParseMix("us-central1=900r+100w,europe-west1=500r+10w,us-east1=300r+10w,us-west1=300r+10w,asia-east1=400r+5w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned, err := tune.DeriveFile(shippedMatrix, tune.Options{Mix: mix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tuned bytes.Buffer
+	if err := planned.Write(&tuned, tune.FormatAnsible); err != nil {
+		t.Fatal(err)
+	}
+	var planVars []string
+	for _, line := range strings.Split(tuned.String(), "\n") {
+		if strings.HasPrefix(line, "georaft_read_lease_holders:") || strings.HasPrefix(line, "georaft_preferred_regions:") {
+			planVars = append(planVars, line)
+		}
+	}
+	if len(planVars) != 2 {
+		t.Fatalf("tune's ansible output lacks the read-lease and placement variables:\n%s", tuned.String())
+	}
+	planPath := filepath.Join(dir, "plan.yml")
+	if err := os.WriteFile(planPath, []byte(strings.Join(planVars, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// One host is enough: its config lists every peer, and each module run costs a python
 	// start on a small machine.
 	const probed = "georaft-2"
-	if log, err := runAnsible(t, ctx, dir, "-i", inv, probePath, "--limit", probed, "-e", "out="+out, "-e", "ansible_connection=local",
+	if log, err := runAnsible(t, ctx, dir, "-i", inv, probePath, "--limit", probed, "-e", "out="+out, "-e", "@"+planPath, "-e", "ansible_connection=local",
 		"-e", "ansible_python_interpreter={{ ansible_playbook_python }}"); err != nil {
 		t.Fatalf("render probe: %v\n%s", err, log)
 	}
@@ -276,6 +309,11 @@ func TestAnsibleRendersClusterConfig(t *testing.T) {
 			if cfg.Timing[key] != value {
 				t.Errorf("%s: timing.%s = %v, want tune's %s", n.Name, key, cfg.Timing[key], value)
 			}
+		}
+		if strings.Join(cfg.ReadLeases.Holders, ",") != strings.Join(planned.Plan.Holders, ",") ||
+			strings.Join(cfg.Placement.PreferredRegions, ",") != strings.Join(planned.Plan.PreferredRegions(), ",") {
+			t.Errorf("%s: read_leases.holders %v, placement.preferred_regions %v; want tune's %v and %v", n.Name,
+				cfg.ReadLeases.Holders, cfg.Placement.PreferredRegions, planned.Plan.Holders, planned.Plan.PreferredRegions())
 		}
 		if cfg.Timing["max_clock_drift"] != timing.MaxClockDrift {
 			t.Errorf("%s: timing.max_clock_drift = %v, want %v", n.Name, cfg.Timing["max_clock_drift"], timing.MaxClockDrift)

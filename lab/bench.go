@@ -16,6 +16,7 @@ import (
 	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/clusterkit"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
 // BenchOptions shape `make bench`.
@@ -37,6 +38,17 @@ type BenchOptions struct {
 	// Progress, if set, receives progress bars (a terminal).
 	Progress   io.Writer
 	PinTimeout time.Duration
+
+	// Holders runs the read-lease part (holders.go): lease and write p50 from every region
+	// with read leases held by none, all and tune's recommendation for HolderMix, each
+	// measured for MatrixDuration after MatrixWarmup; the holder wait under WaitWriteRate
+	// writes/s for WaitDuration per key; and the hidden cost of a paused holder.
+	Holders        bool
+	HolderMix      string
+	MatrixDuration time.Duration
+	MatrixWarmup   time.Duration
+	WaitWriteRate  float64
+	WaitDuration   time.Duration
 }
 
 // DefaultBenchOptions measure each mode for 5 s per client region after 1 s of warmup:
@@ -54,7 +66,14 @@ func DefaultBenchOptions() BenchOptions {
 		Keys:         100,
 		ValueSize:    128,
 		ResultsDir:   "results",
-		PinTimeout:   30 * time.Second,
+		PinTimeout:   60 * time.Second,
+
+		Holders:        true,
+		HolderMix:      DefaultHolderMix,
+		MatrixDuration: 3 * time.Second,
+		MatrixWarmup:   500 * time.Millisecond,
+		WaitWriteRate:  10,
+		WaitDuration:   8 * time.Second,
 	}
 }
 
@@ -82,6 +101,8 @@ type BenchResult struct {
 	FsyncProbe time.Duration
 	FsyncNode  time.Duration
 	Regions    []RegionResult
+	// Holders is the read-lease part; nil when not run.
+	Holders *HolderBench
 	// Dir is where the result files were written.
 	Dir string
 }
@@ -108,8 +129,8 @@ func Bench(ctx context.Context, opts BenchOptions, out io.Writer) (res BenchResu
 	if !ok {
 		return res, fmt.Errorf("bench: no node in region %s (the configs place nodes in %v)", opts.LeaderRegion, g.nodeRegions())
 	}
-	fmt.Fprintf(out, "pinning leadership on node %d (%s)\n", leaderID, opts.LeaderRegion)
-	if _, err := g.Cluster.PinLeader(ctx, leaderID, opts.PinTimeout); err != nil {
+	fmt.Fprintf(out, "waiting for leader placement to put leadership on node %d (%s)\n", leaderID, opts.LeaderRegion)
+	if err := g.waitPlaced(ctx, leaderID, opts.PinTimeout); err != nil {
 		return res, err
 	}
 	leader := g.Cluster.Node(leaderID)
@@ -161,11 +182,32 @@ func Bench(ctx context.Context, opts BenchOptions, out io.Writer) (res BenchResu
 	if err := res.WriteComparison(out); err != nil {
 		return res, err
 	}
+	if opts.Holders {
+		fmt.Fprintln(out)
+		res.Holders, err = g.benchHolders(ctx, opts, leaderID, res.FsyncProbe, out)
+		fmt.Fprintln(out)
+		res.Holders.WriteHolderTable(out)
+		if err != nil {
+			return res, fmt.Errorf("bench read leases: %w", err)
+		}
+	}
 	if err := res.WriteFiles(opts.ResultsDir); err != nil {
 		return res, err
 	}
 	fmt.Fprintf(out, "\nresults: %s (latest copies: %s)\n", res.Dir, filepath.Join(opts.ResultsDir, "bench-latest.{json,csv,svg}"))
 	return res, nil
+}
+
+// waitPlaced waits until target leads with its lease held, put there by leader placement
+// (the configs' placement.preferred_regions), not by a transfer the lab asks for.
+func (g *Geo) waitPlaced(ctx context.Context, target uint64, timeout time.Duration) error {
+	return clusterkit.WaitFor(ctx, timeout, fmt.Sprintf("placement to make node %d the leader, with its lease held", target), func() error {
+		statuses, errs := g.Cluster.Statuses(ctx, time.Second, false)
+		if st := statuses[target]; st.GetRole() == georaftv1.Role_ROLE_LEADER && st.GetLeaseState() == georaftv1.LeaseState_LEASE_STATE_HELD {
+			return nil
+		}
+		return fmt.Errorf("not yet (%d statuses, %d errors)", len(statuses), len(errs))
+	})
 }
 
 func (g *Geo) nodeInRegion(region string) (uint64, bool) {
@@ -342,8 +384,9 @@ func (r BenchResult) MarshalJSON() ([]byte, error) {
 		LeaseSpeedup   float64        `json:"lease_vs_log_speedup"`
 		Comparison     []comparison   `json:"comparison"`
 		Regions        []RegionResult `json:"regions"`
+		Holders        *HolderBench   `json:"read_leases,omitempty"`
 	}{r.Started, r.LeaderID, r.LeaderRegion, r.Scale, millis(r.IntraRegionRTT), millis(r.Jitter), millis(r.Compensation),
-		r.OvershootNote, millis(r.FsyncProbe), millis(r.FsyncNode), speedup, comps, r.Regions})
+		r.OvershootNote, millis(r.FsyncProbe), millis(r.FsyncNode), speedup, comps, r.Regions, r.Holders})
 }
 
 // WriteCSV writes one line per client region and mode.

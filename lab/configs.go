@@ -2,6 +2,8 @@ package lab
 
 import (
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/node/config"
@@ -56,7 +58,14 @@ func GeoSpec(ports clusterkit.GeoPorts, regions []string, dataRoot string, timin
 			fmt.Sprintf("Peers are dialed through toxiproxy: port %d+100i+10j is the link node i -> node j, delayed by half", ports.Base),
 			fmt.Sprintf("the RTT of the two regions each way; node n listens on %d+n (peer), %d+n (client), %d+n (metrics).",
 				ports.Base+800, ports.Base+810, ports.Base+820),
-			"Timing is derived by the tune package from the RTT matrix, for a leader in " + regions[0] + " (`georaft tune` explains it).",
+			"Timing is derived by the tune package from the RTT matrix, for a leader in " + regions[0] + " (`georaft tune` explains it);",
+			"leader placement keeps the leader in the first preferred region that has a healthy node.",
+		},
+		Configure: func(c *config.Config) {
+			c.Placement.PreferredRegions = slices.Clone(regions)
+			// Short, so that a fresh cluster whose first election landed elsewhere is
+			// placed within seconds of starting.
+			c.Placement.HealthyFor = 2 * time.Second
 		},
 		Regions:       regions,
 		DataRoot:      dataRoot,

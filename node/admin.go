@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
 )
@@ -20,8 +21,22 @@ func (n *Node) Status(ctx context.Context) (raft.Status, error) {
 	return st, err
 }
 
+// readLeaseStatus is the read-lease part of Status, read on the loop: the membership's
+// holders and this node's read view now.
+type readLeaseStatus struct {
+	view    raft.ReadView
+	holders []uint64
+}
+
 func (n *Node) statusResponse(ctx context.Context, req *georaftv1.StatusRequest) (*georaftv1.StatusResponse, error) {
+	var rls readLeaseStatus
 	st, err := n.Status(ctx)
+	if err == nil {
+		err = n.do(ctx, func() {
+			rls.view = n.core.ReadView()
+			rls.holders = n.core.ConfState().ReadLeaseHolders
+		})
+	}
 	if err != nil && ctx.Err() != nil {
 		return nil, ctxErr(ctx)
 	}
@@ -47,7 +62,15 @@ func (n *Node) statusResponse(ctx context.Context, req *georaftv1.StatusRequest)
 		Keys:                uint64(n.store.Len()),
 		Version:             Version,
 		LeaseDurationNanos:  int64(n.cfg.Timing.LeaseDuration),
-		MaxStalenessNanos:   int64(n.cfg.Timing.MaxStaleness),
+		MaxStalenessNanos:   int64(n.maxStaleness),
+	}
+	resp.ReadLeaseHolders = rls.holders
+	resp.PreferredRegions = n.cfg.Placement.PreferredRegions
+	resp.ReadLeaseDurationNanos = int64(n.cfg.Timing.LeaseDuration)
+	resp.ReadLeaseState = georaftv1.LeaseState_LEASE_STATE_NONE
+	if st.Role != raft.Leader && rls.view.LeaseUntil > st.Now {
+		resp.ReadLeaseState = georaftv1.LeaseState_LEASE_STATE_HELD
+		resp.ReadLeaseRemainingNanos = int64(rls.view.LeaseUntil - st.Now)
 	}
 	if req.GetIncludeActivity() {
 		resp.Events = n.dump.recent.since(req.GetEventsAfter())
@@ -154,20 +177,74 @@ func (n *Node) TransferLeadership(ctx context.Context, target uint64) (leader, t
 	}
 }
 
-// bestTransferTarget is the follower with the most of the log, for a graceful shutdown.
-func bestTransferTarget(st raft.Status) uint64 {
-	ids := make([]uint64, 0, len(st.Progress))
-	for id := range st.Progress {
-		if id != st.ID {
-			ids = append(ids, id)
+// SetReadLeaseHolders changes which members hold read leases, through the log, and waits
+// until the change is applied here (the leader). holders is all, none or member ids and
+// regions (config.ResolveHolders). It returns the holders as the membership then names them
+// and the change's index.
+func (n *Node) SetReadLeaseHolders(ctx context.Context, holders []string) ([]uint64, uint64, error) {
+	members := map[uint64]string{}
+	for _, p := range n.cfg.Peers {
+		members[p.ID] = p.Region
+	}
+	var cs raft.ConfState
+	if err := n.do(ctx, func() { cs = n.core.ConfState() }); err != nil {
+		return nil, 0, err
+	}
+	for _, id := range slices.Concat(cs.Voters, cs.Learners) {
+		if _, ok := members[id]; !ok {
+			members[id] = ""
 		}
 	}
-	slices.Sort(ids)
-	best, bestMatch := raft.None, uint64(0)
-	for _, id := range ids {
-		if m := st.Progress[id].Match; best == raft.None || m > bestMatch {
-			best, bestMatch = id, m
+	want, err := config.ResolveHolders(holders, members)
+	if err != nil {
+		return nil, 0, invalidArgument("holders", "%v", err)
+	}
+	var cc raft.ConfChange
+	for _, id := range want {
+		if !slices.Contains(cs.ReadLeaseHolders, id) {
+			cc.Changes = append(cc.Changes, raft.ConfChangeSingle{Type: raft.ConfReadLeaseOn, NodeID: id})
 		}
 	}
-	return best
+	for _, id := range cs.ReadLeaseHolders {
+		if !slices.Contains(want, id) {
+			cc.Changes = append(cc.Changes, raft.ConfChangeSingle{Type: raft.ConfReadLeaseOff, NodeID: id})
+		}
+	}
+	if len(cc.Changes) == 0 {
+		return cs.ReadLeaseHolders, 0, nil
+	}
+	var index, term uint64
+	var perr error
+	if err := n.do(ctx, func() { index, term, perr = n.core.ProposeConfChange(cc) }); err != nil {
+		return nil, 0, err
+	}
+	if perr != nil {
+		return nil, 0, perr
+	}
+	n.dump.Printf("term %d: read-lease holders change proposed at index %d: %v", term, index, cc)
+	if err := n.waitApplied(ctx, index); err != nil {
+		return nil, 0, err
+	}
+	// The store applies the entry before the core does (on Advance); wait for the core.
+	for {
+		var applied raft.ConfState
+		var lost bool
+		if err := n.do(ctx, func() {
+			applied = n.core.ConfState()
+			lost = n.core.BasicStatus().Term != term
+		}); err != nil {
+			return nil, 0, err
+		}
+		if slices.Equal(applied.ReadLeaseHolders, want) {
+			return applied.ReadLeaseHolders, index, nil
+		}
+		if lost {
+			return nil, 0, errLeadershipGone
+		}
+		select {
+		case <-time.After(time.Millisecond):
+		case <-ctx.Done():
+			return nil, 0, ctxErr(ctx)
+		}
+	}
 }

@@ -108,7 +108,7 @@ func (n *Node) toStatus(err error) error {
 	case errors.Is(err, raft.ErrLeaseNotHeld):
 		return unavailable(ReasonLeaseNotHeld, "the leader does not hold a lease right now; retry, or read in index mode")
 	case errors.Is(err, raft.ErrTooStale):
-		return unavailable(ReasonTooStale, "this node has not heard from a leader within the staleness bound")
+		return unavailable(ReasonTooStale, "stale read refused: %v", err)
 	case errors.Is(err, raft.ErrProposalDropped):
 		return unavailable(ReasonProposalDropped, "the leader is not accepting writes right now (leadership transfer or backlog); retry")
 	case errors.Is(err, errProposalLost):

@@ -30,6 +30,15 @@ import (
 // linearizable read (serializable=false) is served: "lease" (the default), "index" or "log".
 const ReadModeMetadata = "georaft-read-mode"
 
+// MaxStalenessMetadata is the gRPC metadata key with which an etcd client bounds how old a
+// serializable read may be ("200ms"): a node that cannot promise it refuses the read
+// (UNAVAILABLE). StalenessBoundMetadata is the response header in which a serializable
+// read's answer says how old it may be at most.
+const (
+	MaxStalenessMetadata   = "georaft-max-staleness"
+	StalenessBoundMetadata = "georaft-staleness-bound"
+)
+
 // maxTxnOps is etcd's default --max-txn-ops: the most ops in one branch of a transaction.
 const maxTxnOps = 128
 
@@ -64,7 +73,7 @@ func (n *Node) etcdHeader(h *pb.ResponseHeader) *pb.ResponseHeader {
 	}
 	h.ClusterId = clusterID64(n.cfg.ClusterID)
 	h.MemberId = n.id
-	h.RaftTerm = n.lease.Load().term
+	h.RaftTerm = n.view.Load().Term
 	return h
 }
 
@@ -99,7 +108,7 @@ func (n *Node) etcdError(err error) error {
 		errors.Is(err, raft.ErrLeaseNotHeld):
 		return rpctypes.ErrGRPCLeaderChanged
 	case errors.Is(err, raft.ErrTooStale):
-		return status.Error(codes.Unavailable, "etcdserver: this member has not heard from a leader within timing.max_staleness; a serializable read here would be too stale")
+		return status.Error(codes.Unavailable, "etcdserver: a serializable read here would be too stale: "+err.Error())
 	}
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {
@@ -208,8 +217,8 @@ func (s *etcdServer) Range(ctx context.Context, r *pb.RangeRequest) (resp *pb.Ra
 		return nil, err
 	}
 	if r.Serializable {
-		if _, err := s.n.readBarrier(ctx, raft.ReadStale); err != nil {
-			return nil, s.n.etcdError(err)
+		if err := s.staleBarrier(ctx); err != nil {
+			return nil, err
 		}
 		resp, err := s.n.store.Range(r)
 		if err != nil {
@@ -223,6 +232,17 @@ func (s *etcdServer) Range(ctx context.Context, r *pb.RangeRequest) (resp *pb.Ra
 		return nil, err
 	}
 	mode = rm.String()
+	keys := keysOfRange(r)
+	if ok, err := s.localLease(ctx, rm, keys); err != nil {
+		return nil, err
+	} else if ok {
+		resp, err := s.n.store.Range(r)
+		if err != nil {
+			return nil, s.n.etcdError(err)
+		}
+		resp.Header = s.n.etcdHeader(resp.Header)
+		return resp, nil
+	}
 	return forwardOr(s, ctx, func() (*pb.RangeResponse, error) {
 		if rm == raft.ReadLog {
 			res, err := s.n.proposeCommand(ctx, &mvcc.Command{Kind: mvcc.KindTxn, Txn: mvcc.TxnOf(&pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: r}})})
@@ -233,7 +253,7 @@ func (s *etcdServer) Range(ctx context.Context, r *pb.RangeRequest) (resp *pb.Ra
 			rr.Header = s.n.etcdHeader(rr.Header)
 			return rr, nil
 		}
-		if _, err := s.n.readBarrier(ctx, rm); err != nil {
+		if _, err := s.n.readBarrier(ctx, rm, readOpts{keys: keys}); err != nil {
 			return nil, s.n.etcdErrorKeepLeader(err)
 		}
 		resp, err := s.n.store.Range(r)
@@ -243,6 +263,57 @@ func (s *etcdServer) Range(ctx context.Context, r *pb.RangeRequest) (resp *pb.Ra
 		resp.Header = s.n.etcdHeader(resp.Header)
 		return resp, nil
 	}, func(ctx context.Context, c *etcdClients) (*pb.RangeResponse, error) { return c.kv.Range(ctx, r) })
+}
+
+// localLease answers a linearizable lease read here when this node's view holds a lease (the
+// leader's, or a read lease as a holder), instead of forwarding it to the leader. It returns
+// false when the read must go on to the leader: no lease here, or it ran out before what it
+// covers was applied.
+func (s *etcdServer) localLease(ctx context.Context, rm raft.ReadMode, keys readKeys) (bool, error) {
+	if rm != raft.ReadLease || s.forwarded || !s.n.clock.countsSuspend {
+		return false, nil // a clock that may stop in suspend serves no lease (readBarrier)
+	}
+	if err := s.n.admit(); err != nil {
+		return false, s.n.etcdError(err)
+	}
+	err := s.n.leaseRead(ctx, keys)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errLeaseRanOut), errors.Is(err, raft.ErrLeaseNotHeld):
+		return false, nil
+	}
+	return false, s.n.etcdError(err)
+}
+
+// staleBarrier waits until a serializable read may be answered here, within the staleness
+// the metadata asks for (MaxStalenessMetadata) or this node's own bound, and tells the
+// client in the response metadata how old the answer may be (StalenessBoundMetadata).
+func (s *etcdServer) staleBarrier(ctx context.Context) error {
+	asked, err := maxStalenessOf(ctx)
+	if err != nil {
+		return err
+	}
+	served, err := s.n.readBarrier(ctx, raft.ReadStale, readOpts{maxStaleness: asked})
+	if err != nil {
+		return s.n.etcdError(err)
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs(StalenessBoundMetadata, served.staleBound.String()))
+	return nil
+}
+
+// maxStalenessOf is the staleness bound a serializable read asks for in its metadata (0: none).
+func maxStalenessOf(ctx context.Context) (time.Duration, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(MaxStalenessMetadata)
+	if len(v) == 0 || strings.TrimSpace(v[0]) == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v[0]))
+	if err != nil || d <= 0 {
+		return 0, status.Errorf(codes.InvalidArgument, "etcdserver: metadata %s is %q: want a positive duration like 200ms", MaxStalenessMetadata, v[0])
+	}
+	return d, nil
 }
 
 // etcdErrorKeepLeader is etcdError, except that a NotLeaderError with a leader stays as it is,
@@ -324,8 +395,8 @@ func (s *etcdServer) Txn(ctx context.Context, r *pb.TxnRequest) (resp *pb.TxnRes
 		// A transaction that only reads is a read: serializable if all its ranges are.
 		if txnSerializable(r) {
 			mode = "stale"
-			if _, err := s.n.readBarrier(ctx, raft.ReadStale); err != nil {
-				return nil, s.n.etcdError(err)
+			if err := s.staleBarrier(ctx); err != nil {
+				return nil, err
 			}
 			return s.readTxn(r)
 		}
@@ -335,8 +406,14 @@ func (s *etcdServer) Txn(ctx context.Context, r *pb.TxnRequest) (resp *pb.TxnRes
 		}
 		mode = rm.String()
 		if rm != raft.ReadLog {
+			keys := keysOfReadTxn(r)
+			if ok, err := s.localLease(ctx, rm, keys); err != nil {
+				return nil, err
+			} else if ok {
+				return s.readTxn(r)
+			}
 			return forwardOr(s, ctx, func() (*pb.TxnResponse, error) {
-				if _, err := s.n.readBarrier(ctx, rm); err != nil {
+				if _, err := s.n.readBarrier(ctx, rm, readOpts{keys: keys}); err != nil {
 					return nil, s.n.etcdErrorKeepLeader(err)
 				}
 				return s.readTxn(r)

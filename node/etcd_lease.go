@@ -87,7 +87,7 @@ func (s *etcdServer) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest) 
 	start := time.Now()
 	defer func() { s.observe("lease_leases", "", start, err) }()
 	return forwardOr(s, ctx, func() (*pb.LeaseLeasesResponse, error) {
-		if _, err := s.n.readBarrier(ctx, raft.ReadLease); err != nil {
+		if _, err := s.n.readBarrier(ctx, raft.ReadLease, readOpts{keys: allKeys}); err != nil {
 			return nil, s.n.etcdErrorKeepLeader(err)
 		}
 		leases := s.n.store.Leases()

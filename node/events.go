@@ -99,6 +99,7 @@ func eventCategory(k raft.EventKind) string {
 // lineCategories sorts the node's own dump.txt lines by their format string's start.
 var lineCategories = []struct{ prefix, category string }{
 	{"leadership transfer", categoryTransfer},
+	{"term %d: read-lease holders change", categoryMembership},
 	{"FAILED", categoryFailure},
 	{"start-up refused", categoryFailure},
 	{"snapshot", categorySnapshot},

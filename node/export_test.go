@@ -24,7 +24,7 @@ func SetTestingPublishAfterSend(on bool) (undo func()) {
 
 // PublishedLeaseUntil is the end of the lease that lease reads are served on right now, on
 // the node's clock; 0 when none is published.
-func (n *Node) PublishedLeaseUntil() time.Duration { return n.lease.Load().leaseUntil }
+func (n *Node) PublishedLeaseUntil() time.Duration { return n.view.Load().LeaseUntil }
 
 // SetTestingClockStopsInSuspend makes nodes started from now on behave as on a platform whose
 // clock may stop while the machine sleeps (clock_other.go).

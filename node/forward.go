@@ -117,7 +117,7 @@ func forwardTo[T any](n *Node, ctx context.Context, leader uint64, call func(con
 	// stays the leader's).
 	if h, ok := any(out).(interface{ GetHeader() *pb.ResponseHeader }); ok && h.GetHeader() != nil {
 		h.GetHeader().MemberId = n.id
-		h.GetHeader().RaftTerm = n.lease.Load().term
+		h.GetHeader().RaftTerm = n.view.Load().Term
 	}
 	return out, nil
 }

@@ -35,13 +35,18 @@ type metrics struct {
 	requestErrors  *prometheus.CounterVec
 	snapshots      prometheus.Counter
 	readFallbacks  prometheus.Counter
-	connsRefused   *prometheus.CounterVec
-	certExpiry     *prometheus.GaugeVec
-	leaderChanges  prometheus.Counter
-	redirects      *prometheus.CounterVec
-	reads          *prometheus.HistogramVec
-	forwarded      *prometheus.CounterVec
-	watchers       prometheus.Gauge
+	// leaseReadTimeouts counts lease reads whose lease ended before what they waited for was
+	// applied; they go on at the leader.
+	leaseReadTimeouts prometheus.Counter
+	// handoffs counts leadership transfers placement started, by why.
+	handoffs      *prometheus.CounterVec
+	connsRefused  *prometheus.CounterVec
+	certExpiry    *prometheus.GaugeVec
+	leaderChanges prometheus.Counter
+	redirects     *prometheus.CounterVec
+	reads         *prometheus.HistogramVec
+	forwarded     *prometheus.CounterVec
+	watchers      prometheus.Gauge
 	// lastLeader is the leader observeStatus saw last, for leaderChanges.
 	lastLeader uint64
 }
@@ -114,6 +119,12 @@ func newMetrics(self uint64) *metrics {
 		readFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "georaft_lease_read_fallbacks_total", Help: "Lease reads served as index reads because the lease was not held.", ConstLabels: constLabels,
 		}),
+		leaseReadTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "georaft_lease_read_timeouts_total", Help: "Lease reads whose lease ran out before the entries they waited for were applied (they go on at the leader).", ConstLabels: constLabels,
+		}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georaft_leadership_handoffs_total", Help: "Leadership transfers this node started as leader: to a preferred region (placement) or before stopping (stop).", ConstLabels: constLabels,
+		}, []string{"reason"}),
 		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "georaft_connections_refused_total", Help: "Connections closed on accept, by listener (client or peer) and the cap they were over (total or per_host).", ConstLabels: constLabels,
 		}, []string{"listener", "cap"}),
@@ -135,7 +146,7 @@ func newMetrics(self uint64) *metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
 		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.reads, m.requestErrors, m.redirects, m.snapshots, m.readFallbacks,
-		m.connsRefused, m.certExpiry, m.leaderChanges, m.forwarded, m.watchers, buildInfo)
+		m.leaseReadTimeouts, m.handoffs, m.connsRefused, m.certExpiry, m.leaderChanges, m.forwarded, m.watchers, buildInfo)
 	return m
 }
 

@@ -7,11 +7,13 @@
 // leader's messages, write the WAL with one fsync for everything that accumulated meanwhile
 // (group commit), send what had to wait for the disk, apply, and advance.
 //
-// Lease reads do not enter the loop. After every turn the loop publishes the lease it holds
-// (its end on the node's clock and the commit index it covers); a lease read checks the clock
-// against it, waits for the state machine to reach that commit index, and answers. The lease
+// Lease and stale reads do not enter the loop. After every turn the loop publishes the core's
+// raft.ReadView as it is (the leader's lease or a holder's read lease, its end on the node's
+// clock and the index a read must see applied; the stale-read window); a read checks the
+// clock against it, waits for the state machine to reach that index, and answers. The view
 // is published before any message of the turn leaves, so a lease given up for a leadership
-// transfer is withdrawn before the transferee can learn of it.
+// transfer is withdrawn before the transferee can learn of it, and a holder's view covers
+// every entry before its acknowledgement of it leaves.
 package node
 
 import (
@@ -84,26 +86,17 @@ type Node struct {
 	latestHardState raft.HardState
 
 	// Shared with request goroutines.
-	lease      atomic.Pointer[leaseView]
-	applyWake  atomic.Pointer[chan struct{}]
-	failed     atomic.Pointer[errFailed]
-	stopping   atomic.Bool
-	statusMu   sync.Mutex
-	lastStatus raft.Status // the core's BasicStatus as of the last turn: no per-peer progress
-	stopOnce   sync.Once
-}
-
-// leaseView is what the loop publishes for reads that bypass it.
-type leaseView struct {
-	term   uint64
-	leader bool
-	// leaseUntil is the end of the lease on this node's clock; zero when no lease is held.
-	leaseUntil time.Duration
-	// commit is the leader's commit index when the lease was checked: a lease read must see
-	// at least this much applied.
-	commit uint64
-	// staleUntil is when this node stops answering stale reads, if nothing is heard.
-	staleUntil time.Duration
+	view    atomic.Pointer[raft.ReadView]
+	pending *pendingKeys // entries held but not applied, by the keys they touch
+	// maxStaleness is timing.max_staleness as the core takes it: the view's StaleUntil is
+	// the last contact that dates the state plus this.
+	maxStaleness time.Duration
+	applyWake    atomic.Pointer[chan struct{}]
+	failed       atomic.Pointer[errFailed]
+	stopping     atomic.Bool
+	statusMu     sync.Mutex
+	lastStatus   raft.Status // the core's BasicStatus as of the last turn: no per-peer progress
+	stopOnce     sync.Once
 }
 
 // inbound is a batch of peer messages and when the transport handed it over. The core is
@@ -175,10 +168,12 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 		drainc:       make(chan struct{}),
 		waiters:      make(map[uint64]*proposal),
 		pendingReads: make(map[uint64]*readRequest),
+		maxStaleness: cfg.Timing.StalenessBound(),
 	}
 	wake := make(chan struct{})
 	n.applyWake.Store(&wake)
-	n.lease.Store(&leaseView{})
+	n.view.Store(&raft.ReadView{})
+	n.pending = newPendingKeys()
 
 	requests, err := ParseRequestDump(cfg.Log.DumpRequests)
 	if err != nil {
@@ -258,6 +253,10 @@ func (n *Node) recover(fsys wal.FS) error {
 		return fmt.Errorf("restore consensus state: %w", err)
 	}
 	n.core = core
+	// The entries the log holds beyond the state machine, for the per-key read wait.
+	applied, _ := n.store.Applied()
+	n.pending.appliedTo(applied)
+	n.pending.note(rec.Entries)
 	n.syncedHardState, n.latestHardState = rec.HardState, rec.HardState
 	n.dump.Printf("recovered term %d, vote %d, commit %d, %d log entries after snapshot %d",
 		rec.HardState.Term, rec.HardState.Vote, rec.HardState.Commit, len(rec.Entries), rec.Snapshot.Index)
@@ -302,6 +301,7 @@ func (n *Node) start() {
 	go n.run()
 	go n.refreshMetrics()
 	go n.lessor.run()
+	go n.runPlacement()
 }
 
 // run is the loop: the only goroutine that touches the core.
@@ -422,10 +422,13 @@ func (n *Node) read(r *readRequest) {
 // handleReady carries out one Ready in the order its contract demands.
 func (n *Node) handleReady(rd *raft.Ready) error {
 	// Publish first: a lease given up in this turn must be withdrawn before any message of
-	// the turn (a TimeoutNow) can reach the transferee. This early view may only narrow the
-	// stale-read window: the entries that justify widening it are applied below.
+	// the turn (a TimeoutNow) can reach the transferee, and a holder's view must name the
+	// entries it is about to acknowledge (their keys noted first) before the
+	// acknowledgements leave. Readers wait for the view's indexes to be applied, so a view
+	// ahead of the state machine is safe.
+	n.pending.note(rd.Entries)
 	if !testingPublishAfterSend {
-		n.publishView(false)
+		n.publish()
 	}
 	n.send(rd.Messages)
 
@@ -572,6 +575,7 @@ func (n *Node) apply(entries []raft.Entry) error {
 		p.done <- proposalResult{index: e.Index, result: res}
 	}
 	last := entries[len(entries)-1].Index
+	n.pending.appliedTo(last)
 	n.dump.Request("applied entries up to index %d", last)
 	// Wake every reader waiting for the state machine to catch up.
 	fresh := make(chan struct{})
@@ -580,24 +584,12 @@ func (n *Node) apply(entries []raft.Entry) error {
 	return nil
 }
 
-// publish refreshes what request goroutines read without entering the loop.
-func (n *Node) publish() { n.publishView(true) }
-
-// publishView publishes the core's view. With widenStale false the stale-read window may
-// only shrink: a later contact with the leader vouches for entries not applied yet.
-func (n *Node) publishView(widenStale bool) {
+// publish refreshes what request goroutines read without entering the loop: the core's read
+// view as it is (raft.ReadView), and its status.
+func (n *Node) publish() {
+	v := n.core.ReadView()
+	n.view.Store(&v)
 	st := n.core.BasicStatus()
-	v := &leaseView{term: st.Term, leader: st.Role == raft.Leader, commit: st.Commit}
-	if st.Lease == raft.LeaseHeld {
-		v.leaseUntil = st.LeaseExpiry
-	}
-	if st.LastLeaderContact > 0 || st.Role == raft.Leader {
-		v.staleUntil = st.LastLeaderContact + n.cfg.Timing.MaxStaleness
-	}
-	if !widenStale {
-		v.staleUntil = min(v.staleUntil, n.lease.Load().staleUntil)
-	}
-	n.lease.Store(v)
 	n.statusMu.Lock()
 	n.lastStatus = st
 	n.statusMu.Unlock()
@@ -662,7 +654,7 @@ func (n *Node) failStop(err error) {
 	n.log.Error("storage failure: the node stops serving and acknowledging", "err", err)
 	n.dump.Printf("FAILED: %v; the node stops serving and acknowledging", err)
 	n.dump.Flush()
-	n.lease.Store(&leaseView{})
+	n.view.Store(&raft.ReadView{})
 	for idx, p := range n.waiters {
 		delete(n.waiters, idx)
 		p.done <- proposalResult{err: f}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -427,26 +428,39 @@ func (s *Server) stop(ctx context.Context) error {
 }
 
 // handOffLeadership transfers leadership away before a leader exits, so the cluster does not
-// wait out an election timeout (and the new leader need not wait for this node's lease).
+// wait out an election timeout (and the new leader need not wait for this node's lease: a
+// transfer gives it up before TimeoutNow leaves). The successor is the best healthy voter,
+// its preferred region first (placement.go); the whole hand-off is bounded by
+// placement.stop_handoff_timeout.
 func (s *Server) handOffLeadership(ctx context.Context) {
 	n := s.n
-	if n.Failed() != nil {
+	if n.Failed() != nil || n.cfg.Placement.StopHandoffTimeout == 0 {
 		return
 	}
-	st, err := n.Status(ctx)
-	if err != nil || st.Role != raft.Leader {
-		return
-	}
-	target := bestTransferTarget(st)
-	if target == raft.None {
-		return
-	}
-	tctx, cancel := context.WithTimeout(ctx, n.cfg.Timing.ElectionTimeoutMax)
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Placement.StopHandoffTimeout)
 	defer cancel()
-	if leader, _, err := n.TransferLeadership(tctx, target); err != nil {
+	var target uint64
+	err := n.do(ctx, func() {
+		st := n.core.Status()
+		if st.Role != raft.Leader {
+			return
+		}
+		cs := n.core.ConfState()
+		candidates := n.healthyVoters(st, cs)
+		if len(candidates) == 0 {
+			candidates = slices.DeleteFunc(slices.Clone(cs.Voters), func(id uint64) bool { return id == st.ID })
+		}
+		target = n.bestSuccessor(st, candidates)
+	})
+	if err != nil || target == raft.None {
+		return
+	}
+	start := time.Now()
+	if leader, _, err := n.TransferLeadership(ctx, target); err != nil {
 		s.log.Warn("could not hand over leadership before shutting down", "target", target, "err", err)
 	} else {
-		s.log.Info("handed over leadership before shutting down", "leader", leader)
+		n.m.handoffs.WithLabelValues("stop").Inc()
+		s.log.Info("handed over leadership before shutting down", "leader", leader, "took", time.Since(start))
 	}
 }
 

@@ -17,6 +17,7 @@ func (n *Node) installSnapshot(meta raft.SnapshotMeta) error {
 		return fmt.Errorf("record snapshot %d in the WAL: %w", meta.Index, err)
 	}
 	n.lastSnapshot = meta
+	n.pending.appliedTo(meta.Index)
 	n.dump.Printf("installed snapshot at index %d (term %d); the state machine now reflects it", meta.Index, meta.Term)
 	return nil
 }

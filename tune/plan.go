@@ -30,8 +30,8 @@ type Plan struct {
 	// Assumptions of the cost model (package costmodel).
 	Fsync          time.Duration
 	IntraRegionRTT time.Duration
-	// WriteRate is the writes per second a holder's lease reads wait on: the mix's, or 0
-	// with Options.NoHolderWait.
+	// WriteRate is the writes per second a holder's lease reads wait on: the mix's (over
+	// Options.Keys with the per-key wait), or 0 with Options.NoHolderWait.
 	WriteRate float64
 	// Regions host nodes: the regions a read-lease set is drawn from and the leader
 	// candidates, in matrix order.
@@ -153,6 +153,9 @@ func newPlan(m geo.Matrix, voters []Voter, opts Options) (*Plan, error) {
 	pl := &planner{rtts: costmodel.MatrixRTTs{Matrix: m, IntraRegion: intra}, voters: voters, mix: resolved,
 		total: resolved.totals(), fsync: fsync, pinned: pinned, byMask: map[uint64][]Candidate{}}
 	pl.overlap = pl.total.Writes
+	if opts.Keys > 1 {
+		pl.overlap /= float64(opts.Keys)
+	}
 	if opts.NoHolderWait {
 		pl.overlap = 0
 	}

@@ -137,6 +137,18 @@ func TestPlanReadHeavy(t *testing.T) {
 	if c := client(t, all, "us-central1"); c.Write != 157*ms || all.ReadMean != ms || all.HolderWait != 0 {
 		t.Errorf("all hold: us-central1 writes in %v, reads average %v, wait %v; want 157ms, 1ms, 0", c.Write, all.ReadMean, all.HolderWait)
 	}
+
+	// The per-key wait: spread over 1000 keys, a read waits only for writes of its key, 0.135
+	// per second, and every region holding pays off again; over 10 keys (13.5 writes/s a
+	// key) it does not.
+	spread := planShipped(t, Options{Mix: mustMix(t, readHeavyMix), Keys: 1000}).Plan
+	if word, _ := spread.HoldersSetting(); word != "all" || spread.WriteRate != 0.135 {
+		t.Errorf("over 1000 keys: holders %v, wait rate %v; want all, 0.135/s", spread.Holders, spread.WriteRate)
+	}
+	hot := planShipped(t, Options{Mix: mustMix(t, readHeavyMix), Keys: 10}).Plan
+	if word, _ := hot.HoldersSetting(); word == "all" {
+		t.Errorf("over 10 keys: holders all; want fewer (13.5 writes/s on each key)")
+	}
 }
 
 // docs/tuning.md's write-heavy example: no holder pays for itself, and the leader stays

@@ -71,6 +71,11 @@ type Options struct {
 	// when reads and writes come at different times (make bench's phases). By default they
 	// wait, as the core makes them (costmodel's package doc, "Holder wait").
 	NoHolderWait bool
+	// Keys is how many keys the mix's reads and writes spread over, uniformly. With the
+	// node's per-key wait (read_leases.per_key_wait, on by default) a holder's lease read
+	// waits only for held writes of the keys it reads, which arrive at the write rate over
+	// Keys. Zero or one: every write counts, as with the per-key wait off or one hot key.
+	Keys int
 }
 
 // Voter is one node of the placement.

@@ -103,6 +103,8 @@ type jsonGet struct {
 	AppliedIndex uint64  `json:"applied_index"`
 	Endpoint     string  `json:"endpoint"`
 	Attempts     int     `json:"attempts"`
+	// StalenessBoundMs, for a stale read: the answer is at most this old.
+	StalenessBoundMs float64 `json:"staleness_bound_ms,omitempty"`
 }
 
 // Get prints the result of a GET: the value on Out; on Err, a note when the read was
@@ -111,7 +113,7 @@ func (p Printer) Get(key string, res client.GetResult) {
 	if p.JSON {
 		out := jsonGet{OK: true, Op: "get", Key: key, Found: res.Found, Requested: res.Requested.String(),
 			Served: res.Served.String(), NodeID: res.NodeID, Term: res.Term, AppliedIndex: res.AppliedIndex,
-			Endpoint: res.Endpoint, Attempts: res.Attempts}
+			Endpoint: res.Endpoint, Attempts: res.Attempts, StalenessBoundMs: toMs(int64(res.StalenessBound))}
 		if res.Found {
 			if utf8.Valid(res.Value) {
 				v := string(res.Value)
@@ -130,7 +132,7 @@ func (p Printer) Get(key string, res client.GetResult) {
 	}
 	switch {
 	case res.Served == readmode.Stale:
-		fmt.Fprintf(p.Err, "(stale read from node %d at applied index %d: may lag the leader)\n", res.NodeID, res.AppliedIndex)
+		fmt.Fprintf(p.Err, "(stale read from node %d at applied index %d: at most %s old)\n", res.NodeID, res.AppliedIndex, fmtMs(toMs(int64(res.StalenessBound))))
 	case res.Served != res.Requested:
 		fmt.Fprintf(p.Err, "(asked for %s %s read, served as %s %s read by node %d: still linearizable)\n",
 			article(res.Requested.String()), res.Requested, article(res.Served.String()), res.Served, res.NodeID)
@@ -180,6 +182,23 @@ func (p Printer) Transfer(res client.TransferResult) {
 		return
 	}
 	fmt.Fprintf(p.Out, "OK: node %d leads in term %d\n", res.LeaderID, res.Term)
+}
+
+// ReadLeases prints the holders after `read-leases set`.
+func (p Printer) ReadLeases(res client.ReadLeasesResult) {
+	holders := res.Holders
+	if holders == nil {
+		holders = []uint64{}
+	}
+	if p.JSON {
+		p.json(map[string]any{"ok": true, "op": "read-leases-set", "holders": holders, "index": res.Index})
+		return
+	}
+	if len(res.Holders) == 0 {
+		fmt.Fprintf(p.Out, "OK: no member holds a read lease (change at index %d)\n", res.Index)
+		return
+	}
+	fmt.Fprintf(p.Out, "OK: read leases held by nodes %v (change at index %d)\n", res.Holders, res.Index)
 }
 
 type jsonError struct {
@@ -245,6 +264,7 @@ var etcdUsage = []string{
 	"WATCH key [--prefix | --from-key] [--rev r] [--prev-kv] [--count n]   (Ctrl-C ends it)",
 	"LEASE grant ttl | revoke id | keep-alive id [--once] | timetolive id [--keys]",
 	"COMPACT revision [--physical]",
+	"READ-LEASES set all | none | ID... | REGION...   (which members answer linearizable reads locally)",
 }
 
 // ReplHelp lists the REPL commands.
@@ -282,8 +302,12 @@ type nodeRow struct {
 	LeaseState       string  `json:"lease_state,omitempty"`
 	LeaseRemainingMs float64 `json:"lease_remaining_ms,omitempty"`
 	LastContactMs    float64 `json:"last_contact_age_ms,omitempty"`
-	Version          string  `json:"version,omitempty"`
-	RTTMs            float64 `json:"status_rtt_ms"`
+	// A read-lease holder's own lease, and the holders its membership names.
+	ReadLeaseState       string   `json:"read_lease_state,omitempty"`
+	ReadLeaseRemainingMs float64  `json:"read_lease_remaining_ms,omitempty"`
+	ReadLeaseHolders     []uint64 `json:"read_lease_holders,omitempty"`
+	Version              string   `json:"version,omitempty"`
+	RTTMs                float64  `json:"status_rtt_ms"`
 }
 
 func roleName(r georaftv1.Role) string {
@@ -333,6 +357,9 @@ func rowsOf(nodes []client.NodeStatus, ids map[string]uint64) []nodeRow {
 		row.SnapshotIndex, row.Keys, row.Version = st.GetSnapshotIndex(), st.GetKeys(), st.GetVersion()
 		row.LeaseState = leaseName(st.GetLeaseState())
 		row.LeaseRemainingMs = toMs(st.GetLeaseRemainingNanos())
+		row.ReadLeaseState = leaseName(st.GetReadLeaseState())
+		row.ReadLeaseRemainingMs = toMs(st.GetReadLeaseRemainingNanos())
+		row.ReadLeaseHolders = st.GetReadLeaseHolders()
 		row.LastContactMs = toMs(st.GetLastContactAgeNanos())
 		rows = append(rows, row)
 	}
@@ -383,6 +410,9 @@ func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
 		case "waiting", "relinquished":
 			lease = r.LeaseState
 		}
+		if r.ReadLeaseState == "held" {
+			lease = "read " + fmtMs(r.ReadLeaseRemainingMs)
+		}
 		leader := "-"
 		if r.LeaderID != 0 {
 			leader = strconv.FormatUint(r.LeaderID, 10)
@@ -391,6 +421,15 @@ func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
 			strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10), lease, fmtAge(r), r.Version})
 	}
 	io.WriteString(p.Out, bench.Columns(table, map[int]bool{0: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true}))
+	for _, r := range rows {
+		if r.Reachable && r.ID != 0 && r.ID == sum.LeaderID {
+			if len(r.ReadLeaseHolders) == 0 {
+				fmt.Fprintln(p.Out, "read leases: none (only the leader answers lease reads)")
+			} else {
+				fmt.Fprintf(p.Out, "read leases: held by nodes %v\n", r.ReadLeaseHolders)
+			}
+		}
+	}
 	if problem := sum.Problem(); problem != "" {
 		fmt.Fprintf(p.Out, "%d of %d nodes answered; UNHEALTHY: %s\n", sum.Reachable, sum.Asked, problem)
 		return

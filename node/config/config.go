@@ -30,7 +30,42 @@ type Config struct {
 	TLS     TLSConfig
 	Log     LogConfig
 	Console ConsoleConfig
+	// ReadLeases and Placement are what `georaft tune` recommends for a client mix.
+	ReadLeases ReadLeasesConfig
+	Placement  PlacementConfig
 }
+
+// ReadLeasesConfig chooses the members that answer linearizable reads from their own state
+// (raft/doc.go, "Read leases").
+type ReadLeasesConfig struct {
+	// Holders is ["all"], ["none"] or member ids and region names: the holders a new cluster
+	// starts with. Once the cluster exists they change through the log (`georaft read-leases
+	// set`), and the membership the log and snapshots carry is what counts.
+	Holders []string
+	// PerKeyWait: a lease read waits only for the held entries that touch its keys, not for
+	// every entry the node holds (docs/reads.md, "The per-key wait").
+	PerKeyWait bool
+}
+
+// PlacementConfig is where the cluster keeps its leader.
+type PlacementConfig struct {
+	// PreferredRegions, most preferred first: the leader moves, by leadership transfer, to
+	// the first of them with a healthy voter that has caught up. Empty: wherever it is.
+	PreferredRegions []string
+	// HealthyFor is how long a voter must have been healthy (answering, caught up) before
+	// leadership moves back to it: the hysteresis that keeps a flapping node from pulling
+	// leadership to and fro.
+	HealthyFor time.Duration
+	// StopHandoffTimeout bounds how long a leader that is asked to stop tries to hand its
+	// leadership to another voter before it exits anyway.
+	StopHandoffTimeout time.Duration
+}
+
+// The words read_leases.holders takes besides member ids and regions.
+const (
+	HoldersAll  = "all"
+	HoldersNone = "none"
+)
 
 type NodeConfig struct {
 	ID uint64
@@ -68,6 +103,15 @@ type TimingConfig struct {
 	// LeaseReadFallback: a lease read on a leader without a lease is served as an index
 	// read instead of being refused.
 	LeaseReadFallback bool
+}
+
+// StalenessBound is timing.max_staleness as the node and its core both take it: 0 means the
+// lease duration.
+func (t TimingConfig) StalenessBound() time.Duration {
+	if t.MaxStaleness == 0 {
+		return t.LeaseDuration
+	}
+	return t.MaxStaleness
 }
 
 type LimitsConfig struct {
@@ -167,7 +211,9 @@ func Defaults() Config {
 			SnapshotEntries: 100000,
 			SnapshotsKept:   2,
 		},
-		Log: LogConfig{Level: "info", Format: "text", DumpRequests: "off"},
+		Log:        LogConfig{Level: "info", Format: "text", DumpRequests: "off"},
+		ReadLeases: ReadLeasesConfig{Holders: []string{HoldersNone}, PerKeyWait: true},
+		Placement:  PlacementConfig{HealthyFor: 10 * time.Second, StopHandoffTimeout: 5 * time.Second},
 	}
 }
 
@@ -187,9 +233,10 @@ func (c *Config) RaftConfig() raft.Config {
 		ElectionTimeoutMax: c.Timing.ElectionTimeoutMax,
 		LeaseDuration:      c.Timing.LeaseDuration,
 		MaxClockDrift:      c.Timing.MaxClockDrift,
-		MaxStaleness:       c.Timing.MaxStaleness,
+		MaxStaleness:       c.Timing.StalenessBound(),
+		ReadLeaseHolders:   c.ReadLeaseHolderIDs(),
 		// Followers learn each commit at once (an empty append when nothing else goes to
-		// them), as etcd's do: a watch on a follower, a stale or follower read, and a write
+		// them), as etcd's do: a watch on a follower, a stale or holder read, and a write
 		// forwarded by a follower then see the commit one hop after the leader does, not up
 		// to a heartbeat later (etcd's benchmark tool measured watches 3.8 ms behind etcd's
 		// with the broadcast lazy). Under load the commit rides on the next append anyway.

@@ -65,6 +65,12 @@ func decodeValue(dst any, raw any) error {
 			return err
 		}
 		*p = d
+	case *[]string:
+		l, err := toStringList(raw)
+		if err != nil {
+			return err
+		}
+		*p = l
 	default:
 		return fmt.Errorf("no decoder for %T", dst)
 	}
@@ -185,4 +191,45 @@ func toDuration(raw any) (time.Duration, error) {
 		return 0, fmt.Errorf("%s is not a duration: give a unit, like %vms or %vs", show(raw), r, r)
 	}
 	return 0, fmt.Errorf("%s is not a duration (like 400ms, 2s or 1m30s)", show(raw))
+}
+
+// toStringList reads a list: a YAML sequence of scalars, or a string of comma-separated
+// items, optionally in brackets (from an environment variable, a flag or an override).
+func toStringList(raw any) ([]string, error) {
+	switch r := raw.(type) {
+	case []any:
+		out := make([]string, 0, len(r))
+		for _, item := range r {
+			switch v := item.(type) {
+			case string:
+				out = append(out, strings.TrimSpace(v))
+			case int, int64, uint64:
+				out = append(out, fmt.Sprint(v))
+			default:
+				return nil, fmt.Errorf("item %s is not a name or a number", show(item))
+			}
+		}
+		if len(out) == 0 {
+			return nil, nil
+		}
+		return out, nil
+	case []string:
+		if len(r) == 0 {
+			return nil, nil
+		}
+		return r, nil
+	case string:
+		s := strings.TrimSpace(r)
+		s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+		var out []string
+		for _, part := range strings.Split(s, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+		return out, nil
+	case int, int64, uint64:
+		return []string{fmt.Sprint(r)}, nil
+	}
+	return nil, fmt.Errorf("%s is not a list (like [us-west1, europe-west1] or all)", show(raw))
 }

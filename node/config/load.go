@@ -48,6 +48,8 @@ func BindFlags(fs *pflag.FlagSet) {
 			fs.Bool(f.flag, *p, usage)
 		case *time.Duration:
 			fs.Duration(f.flag, *p, usage)
+		case *[]string:
+			fs.String(f.flag, strings.Join(*p, ","), usage+" (comma-separated)")
 		default:
 			panic(fmt.Sprintf("config: key %s has no flag type for %T", f.key, p))
 		}
@@ -324,6 +326,10 @@ func checkFile(name string, data []byte, ps *problems) (lines map[string]int, re
 					w.unknown(full, v)
 					return
 				}
+				if isListKey(full) {
+					w.list(full, v)
+					return
+				}
 				w.scalar(full, v)
 			})
 		case isTopLevelScalar(key):
@@ -382,6 +388,22 @@ func (w *fileWalker) unknown(key string, value *yaml.Node) {
 func (w *fileWalker) scalar(key string, value *yaml.Node) {
 	if value.Kind != yaml.ScalarNode {
 		w.wrongShape(key, value, "a single value")
+	}
+}
+
+// list accepts a sequence of single values, or one value (all, none, or one item).
+func (w *fileWalker) list(key string, value *yaml.Node) {
+	switch value.Kind {
+	case yaml.ScalarNode:
+	case yaml.SequenceNode:
+		for _, item := range value.Content {
+			if item = resolveAlias(item); item.Kind != yaml.ScalarNode {
+				w.wrongShape(key, item, "a list of names or numbers")
+				return
+			}
+		}
+	default:
+		w.wrongShape(key, value, "a list (like [a, b]) or a single value")
 	}
 }
 

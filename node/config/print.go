@@ -102,6 +102,16 @@ func scalarNode(ref any) (*yaml.Node, error) {
 		v = *p
 	case *time.Duration:
 		v = p.String()
+	case *[]string:
+		if len(*p) == 1 && (strings.EqualFold((*p)[0], HoldersAll) || strings.EqualFold((*p)[0], HoldersNone)) {
+			v = (*p)[0]
+			break
+		}
+		n := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for _, item := range *p {
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: item})
+		}
+		return n, nil
 	default:
 		return nil, fmt.Errorf("no printer for %T", ref)
 	}

@@ -36,7 +36,7 @@ var fields = []field{
 	{"timing.election_timeout_max", "election-timeout-max", "randomized election timeout, upper bound", func(c *Config) any { return &c.Timing.ElectionTimeoutMax }},
 	{"timing.lease_duration", "lease-duration", "leader lease; shorter than election_timeout_min", func(c *Config) any { return &c.Timing.LeaseDuration }},
 	{"timing.max_clock_drift", "max-clock-drift", "bound on clock rate difference between nodes, in [0, 0.5)", func(c *Config) any { return &c.Timing.MaxClockDrift }},
-	{"timing.max_staleness", "max-staleness", "stale reads refused after this long without a leader", func(c *Config) any { return &c.Timing.MaxStaleness }},
+	{"timing.max_staleness", "max-staleness", "stale reads refused after this long without a leader (0: lease_duration)", func(c *Config) any { return &c.Timing.MaxStaleness }},
 	{"timing.lease_read_fallback", "lease-read-fallback", "serve a lease read without a lease as an index read", func(c *Config) any { return &c.Timing.LeaseReadFallback }},
 
 	{"limits.max_key_bytes", "", "largest key accepted; larger is INVALID_ARGUMENT", func(c *Config) any { return &c.Limits.MaxKeyBytes }},
@@ -62,6 +62,14 @@ var fields = []field{
 	{"log.dump_requests", "dump-requests", "client traffic in dump.txt: off|sampled (1 line in 100)|all; elections, leases and faults are always there", func(c *Config) any { return &c.Log.DumpRequests }},
 
 	{"console.enabled", "console", "the web console at /ui on the metrics listener; HTTPS only when tls.enabled (docs/console.md)", func(c *Config) any { return &c.Console.Enabled }},
+	{"read_leases.holders", "read-lease-holders", "members answering linearizable reads locally in a new cluster: all, none, or member ids and regions (later: georaft read-leases set)", func(c *Config) any { return &c.ReadLeases.Holders }},
+
+	{"read_leases.per_key_wait", "", "a lease read waits only for held entries touching its keys (false: for every held entry)", func(c *Config) any { return &c.ReadLeases.PerKeyWait }},
+
+	{"placement.preferred_regions", "preferred-regions", "the leader is kept in the first of these regions with a healthy, caught-up voter", func(c *Config) any { return &c.Placement.PreferredRegions }},
+	{"placement.healthy_for", "", "how long a voter must be healthy before leadership moves back to its preferred region", func(c *Config) any { return &c.Placement.HealthyFor }},
+	{"placement.stop_handoff_timeout", "", "how long a stopping leader tries to hand leadership over before it exits", func(c *Config) any { return &c.Placement.StopHandoffTimeout }},
+
 	{"console.results_dir", "", `where the console finds bench-latest.json and compare-latest.json ("" shows none)`, func(c *Config) any { return &c.Console.ResultsDir }},
 }
 
@@ -94,6 +102,17 @@ var schemaSections = func() map[string][]string {
 	}
 	return m
 }()
+
+// isListKey reports whether key holds a list.
+func isListKey(key string) bool {
+	for _, f := range fields {
+		if f.key == key {
+			_, ok := f.ref(&Config{}).(*[]string)
+			return ok
+		}
+	}
+	return false
+}
 
 func isSection(name string) bool { return schemaSections[name] != nil }
 

@@ -35,6 +35,8 @@ func (c *Config) Validate() error {
 	c.checkDataDir(&ps)
 	c.checkTLS(&ps)
 	c.checkLog(&ps)
+	c.checkReadLeases(&ps)
+	c.checkPlacement(&ps)
 	return ps.err()
 }
 

@@ -307,6 +307,9 @@ func leasesOf(id uint64, st *georaftv1.StatusResponse) []Lease {
 		if sf := fields.ByName(protoreflect.Name(prefix + "_state")); sf != nil && sf.Kind() == protoreflect.EnumKind {
 			l.State = enumValueName(sf.Enum(), msg.Get(sf).Enum())
 		}
+		if l.State == "unspecified" {
+			continue // a node that does not describe this lease
+		}
 		total := fields.ByName(protoreflect.Name(prefix + "_duration_nanos"))
 		if total == nil {
 			total = fields.ByName("lease_duration_nanos")

@@ -217,6 +217,8 @@ func encodeEntries(entries []raft.Entry) ([]*georaftv1.Entry, error) {
 			t = georaftv1.EntryType_ENTRY_TYPE_NORMAL
 		case raft.EntryNoop:
 			t = georaftv1.EntryType_ENTRY_TYPE_NOOP
+		case raft.EntryConfChange:
+			t = georaftv1.EntryType_ENTRY_TYPE_CONF_CHANGE
 		default:
 			return nil, fmt.Errorf("entry %d: unknown entry type %v", e.Index, e.Type)
 		}
@@ -390,6 +392,8 @@ func decodeEntries(prevIndex uint64, in []*georaftv1.Entry) ([]raft.Entry, error
 			t = raft.EntryNormal
 		case georaftv1.EntryType_ENTRY_TYPE_NOOP:
 			t = raft.EntryNoop
+		case georaftv1.EntryType_ENTRY_TYPE_CONF_CHANGE:
+			t = raft.EntryConfChange
 		default:
 			return nil, fmt.Errorf("entry %d has unknown type %v", e.GetIndex(), e.GetType())
 		}

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -90,6 +91,7 @@ type setupFlags struct {
 	keys      int
 	thinkTime time.Duration
 	quiet     bool
+	holders   string
 }
 
 func (f *setupFlags) register(cmd *cobra.Command) {
@@ -104,6 +106,7 @@ func (f *setupFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.keys, "keys", 40, "size of the key space")
 	fl.DurationVar(&f.thinkTime, "think", 10*time.Millisecond, "mean pause between one client's operations")
 	fl.BoolVar(&f.quiet, "quiet", false, "print only the summary, not the progress")
+	fl.StringVar(&f.holders, "read-leases", "all", "read_leases.holders of every node: all, none, or member ids and regions (comma-separated)")
 }
 
 func (f *setupFlags) options(cmd *cobra.Command) chaos.SetupOptions {
@@ -118,8 +121,9 @@ func (f *setupFlags) options(cmd *cobra.Command) chaos.SetupOptions {
 	return chaos.SetupOptions{
 		Georaftd: f.georaftd, WorkDir: f.workDir, Keep: f.keep,
 		Geo: f.geo, GeoScale: f.geoScale, MatrixPath: f.matrix,
-		Workload: chaos.WorkloadOptions{Clients: f.clients, Keys: f.keys, ThinkTime: think},
-		Log:      log,
+		Workload:         chaos.WorkloadOptions{Clients: f.clients, Keys: f.keys, ThinkTime: think},
+		ReadLeaseHolders: strings.Split(f.holders, ","),
+		Log:              log,
 	}
 }
 

@@ -52,6 +52,7 @@ func (a *app) setCommand() *cobra.Command {
 
 func (a *app) getCommand() *cobra.Command {
 	var mode string
+	var maxStaleness time.Duration
 	var rf rangeFlags
 	cmd := &cobra.Command{
 		Use:   "get KEY",
@@ -65,11 +66,20 @@ func (a *app) getCommand() *cobra.Command {
 			if err != nil {
 				return &cli.UsageError{Problem: "--read: " + err.Error()}
 			}
+			if maxStaleness < 0 {
+				return &cli.UsageError{Problem: "--max-staleness must not be negative"}
+			}
+			if maxStaleness > 0 && m != readmode.Stale {
+				return &cli.UsageError{Problem: "--max-staleness bounds stale reads: give --read stale with it"}
+			}
 			if rf.etcd(a.output) {
+				if maxStaleness > 0 {
+					return &cli.UsageError{Problem: "--max-staleness reads one key through georaft.v1: leave out the range and output flags"}
+				}
 				return a.etcdGet(cmd, args[0], &rf, m)
 			}
 			return a.oneShot(cmd, "get", func(cmd *cobra.Command, c *client.Client) error {
-				res, err := c.Get(cmd.Context(), args[0], m)
+				res, err := c.GetWith(cmd.Context(), args[0], m, client.GetOptions{MaxStaleness: maxStaleness})
 				if err != nil {
 					return err
 				}
@@ -82,6 +92,7 @@ func (a *app) getCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&mode, "read", "lease", "read mode: lease, index, log or stale")
+	cmd.Flags().DurationVar(&maxStaleness, "max-staleness", 0, "with --read stale: refuse an answer older than this (a node that cannot promise it passes the read on)")
 	rf.add(cmd)
 	return cmd
 }
@@ -206,5 +217,32 @@ func (a *app) transferCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&to, "to", "", "id of the node to hand leadership to (required)")
 	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func (a *app) readLeasesCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "read-leases",
+		Short: "Show or change which members answer linearizable reads locally",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return &cli.UsageError{Problem: "read-leases needs a subcommand", Hint: "georaft read-leases set all|none|ID|REGION..."}
+		},
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "set all|none|ID|REGION...",
+		Short: "Change the read-lease holders through the log: all, none, or member ids and regions",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.oneShot(cmd, "read-leases set", func(cmd *cobra.Command, c *client.Client) error {
+				res, err := c.SetReadLeaseHolders(cmd.Context(), args)
+				if err != nil {
+					return err
+				}
+				a.printer().ReadLeases(res)
+				return nil
+			})
+		},
+	})
 	return cmd
 }

@@ -143,7 +143,7 @@ func (a *app) rootCommand() *cobra.Command {
 		return nil
 	}
 	root.AddCommand(a.setCommand(), a.getCommand(), a.delCommand(), a.statusCommand(), a.healthCommand(),
-		a.transferCommand(), a.versionCommand(), a.benchCommand(), a.tuneCommand(),
+		a.transferCommand(), a.readLeasesCommand(), a.versionCommand(), a.benchCommand(), a.tuneCommand(),
 		a.putCommand(), a.txnCommand(), a.watchCommand(), a.leaseCommand(), a.compactCommand())
 	// Cobra's own errors (unknown command, wrong argument count) are usage errors.
 	for _, c := range append(root.Commands(), root) {

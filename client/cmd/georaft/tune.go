@@ -29,6 +29,7 @@ func (a *app) tuneCommand() *cobra.Command {
 		fsync        time.Duration
 		intraRegion  time.Duration
 		noWait       bool
+		keys         int
 	)
 	cmd := &cobra.Command{
 		Use:   "tune --rtt FILE | --from-cluster [--mix REGION=<reads>r+<writes>w,...]",
@@ -71,7 +72,7 @@ figures, the reasoning and every candidate for programs.`,
 				return err
 			}
 			opts := tune.Options{Placement: place, LeaderRegion: leaderRegion, MaxClockDrift: drift, LeaseRounds: leaseRounds,
-				Mix: mix, Fsync: fsync, IntraRegionRTT: intraRegion, NoHolderWait: noWait}
+				Mix: mix, Fsync: fsync, IntraRegionRTT: intraRegion, NoHolderWait: noWait, Keys: keys}
 			var res tune.Result
 			if fromCluster {
 				res, err = a.tuneFromCluster(cmd, opts)
@@ -102,6 +103,7 @@ figures, the reasoning and every candidate for programs.`,
 	fl.StringVar(&mixFile, "mix-file", "", "file of --mix entries, one or more per line")
 	fl.DurationVar(&fsync, "fsync", 0, "one WAL fsync, on every write's path (default 1ms; see georaft_wal_fsync_seconds)")
 	fl.DurationVar(&intraRegion, "intra-region-rtt", 0, "RTT from a client to the node in its region where the matrix says 0 (default 1ms)")
+	fl.IntVar(&keys, "keys", 0, "keys the mix spreads over uniformly: with the per-key wait a holder's read waits only for writes of its key (0: every write)")
 	fl.BoolVar(&noWait, "no-holder-wait", false, "assume a holder's lease reads never wait for writes in flight (reads and writes at different times)")
 	return cmd
 }

@@ -31,12 +31,16 @@ and on Ctrl-C.`,
 	}
 	fs := cmd.Flags()
 	geoFlags(fs, &opts.Geo)
-	fs.StringVar(&opts.LeaderRegion, "leader-region", opts.LeaderRegion, "region whose node leads during the run; the first client runs there")
+	fs.StringVar(&opts.LeaderRegion, "leader-region", opts.LeaderRegion, "region whose node leads during the run (the configs' placement.preferred_regions must put it first); the first client runs there")
 	fs.StringVar(&opts.FarRegion, "far-region", opts.FarRegion, "region of the second client")
 	fs.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "closed-loop workers per client region")
 	fs.DurationVar(&opts.Duration, "duration", opts.Duration, "measured time per mode and region")
 	fs.DurationVar(&opts.Warmup, "warmup", opts.Warmup, "unrecorded warmup before each measured phase")
 	fs.IntVar(&opts.Keys, "keys", opts.Keys, "key space")
 	fs.StringVar(&opts.ResultsDir, "results", opts.ResultsDir, "directory for result files")
+	fs.BoolVar(&opts.Holders, "holders", opts.Holders, "measure every client region with read leases held by none, all and tune's recommendation, the holder wait and a paused holder's cost")
+	fs.StringVar(&opts.HolderMix, "holder-mix", opts.HolderMix, "client mix (georaft tune --mix) whose recommended read-lease holders make the third column")
+	fs.DurationVar(&opts.MatrixDuration, "holder-duration", opts.MatrixDuration, "measured time per mode, region and holder setting")
+	fs.Float64Var(&opts.WaitWriteRate, "wait-write-rate", opts.WaitWriteRate, "writes per second while the holder wait is measured")
 	return cmd
 }

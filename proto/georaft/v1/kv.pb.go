@@ -432,11 +432,15 @@ func (x *SetResponse) GetIndex() uint64 {
 }
 
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	ReadMode      ReadMode               `protobuf:"varint,2,opt,name=read_mode,json=readMode,proto3,enum=georaft.v1.ReadMode" json:"read_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Key      []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	ReadMode ReadMode               `protobuf:"varint,2,opt,name=read_mode,json=readMode,proto3,enum=georaft.v1.ReadMode" json:"read_mode,omitempty"`
+	// For a stale read: the oldest data the client accepts. A node that cannot promise its
+	// answer is at most this old refuses it (UNAVAILABLE, reason TOO_STALE). 0: the node's own
+	// bound (timing.max_staleness).
+	MaxStalenessNanos int64 `protobuf:"varint,3,opt,name=max_staleness_nanos,json=maxStalenessNanos,proto3" json:"max_staleness_nanos,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GetRequest) Reset() {
@@ -483,6 +487,13 @@ func (x *GetRequest) GetReadMode() ReadMode {
 	return ReadMode_READ_MODE_UNSPECIFIED
 }
 
+func (x *GetRequest) GetMaxStalenessNanos() int64 {
+	if x != nil {
+		return x.MaxStalenessNanos
+	}
+	return 0
+}
+
 type GetResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -490,9 +501,12 @@ type GetResponse struct {
 	Value  []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
 	// The mode that actually served the read. A lease read asked of a leader still waiting
 	// out an old lease is served as an index read, which is just as linearizable.
-	ServedMode    ReadMode `protobuf:"varint,4,opt,name=served_mode,json=servedMode,proto3,enum=georaft.v1.ReadMode" json:"served_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ServedMode ReadMode `protobuf:"varint,4,opt,name=served_mode,json=servedMode,proto3,enum=georaft.v1.ReadMode" json:"served_mode,omitempty"`
+	// For a stale read: the answer is at most this old, as the node that answered can promise
+	// from what it last heard from a leader (give or take clock drift).
+	StalenessBoundNanos int64 `protobuf:"varint,5,opt,name=staleness_bound_nanos,json=stalenessBoundNanos,proto3" json:"staleness_bound_nanos,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetResponse) Reset() {
@@ -551,6 +565,13 @@ func (x *GetResponse) GetServedMode() ReadMode {
 		return x.ServedMode
 	}
 	return ReadMode_READ_MODE_UNSPECIFIED
+}
+
+func (x *GetResponse) GetStalenessBoundNanos() int64 {
+	if x != nil {
+		return x.StalenessBoundNanos
+	}
+	return 0
 }
 
 type DeleteRequest struct {
@@ -881,9 +902,17 @@ type StatusResponse struct {
 	// traffic), oldest first, at most the few hundred it keeps.
 	Events []*NodeEvent `protobuf:"bytes,32,rep,name=events,proto3" json:"events,omitempty"`
 	// With include_activity: cumulative latency histograms since the node started.
-	Latencies     []*LatencyHistogram `protobuf:"bytes,33,rep,name=latencies,proto3" json:"latencies,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Latencies []*LatencyHistogram `protobuf:"bytes,33,rep,name=latencies,proto3" json:"latencies,omitempty"`
+	// This node's read lease, as a read-lease holder (the leader's own lease is lease_state).
+	ReadLeaseState          LeaseState `protobuf:"varint,34,opt,name=read_lease_state,json=readLeaseState,proto3,enum=georaft.v1.LeaseState" json:"read_lease_state,omitempty"`
+	ReadLeaseRemainingNanos int64      `protobuf:"varint,35,opt,name=read_lease_remaining_nanos,json=readLeaseRemainingNanos,proto3" json:"read_lease_remaining_nanos,omitempty"`
+	ReadLeaseDurationNanos  int64      `protobuf:"varint,36,opt,name=read_lease_duration_nanos,json=readLeaseDurationNanos,proto3" json:"read_lease_duration_nanos,omitempty"`
+	// The members that hold read leases, as this node's membership says.
+	ReadLeaseHolders []uint64 `protobuf:"varint,40,rep,packed,name=read_lease_holders,json=readLeaseHolders,proto3" json:"read_lease_holders,omitempty"`
+	// placement.preferred_regions, most preferred first.
+	PreferredRegions []string `protobuf:"bytes,41,rep,name=preferred_regions,json=preferredRegions,proto3" json:"preferred_regions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1084,6 +1113,140 @@ func (x *StatusResponse) GetLatencies() []*LatencyHistogram {
 	return nil
 }
 
+func (x *StatusResponse) GetReadLeaseState() LeaseState {
+	if x != nil {
+		return x.ReadLeaseState
+	}
+	return LeaseState_LEASE_STATE_UNSPECIFIED
+}
+
+func (x *StatusResponse) GetReadLeaseRemainingNanos() int64 {
+	if x != nil {
+		return x.ReadLeaseRemainingNanos
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetReadLeaseDurationNanos() int64 {
+	if x != nil {
+		return x.ReadLeaseDurationNanos
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetReadLeaseHolders() []uint64 {
+	if x != nil {
+		return x.ReadLeaseHolders
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetPreferredRegions() []string {
+	if x != nil {
+		return x.PreferredRegions
+	}
+	return nil
+}
+
+type SetReadLeaseHoldersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// all, none, or member ids and region names.
+	Holders       []string `protobuf:"bytes,1,rep,name=holders,proto3" json:"holders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetReadLeaseHoldersRequest) Reset() {
+	*x = SetReadLeaseHoldersRequest{}
+	mi := &file_georaft_v1_kv_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetReadLeaseHoldersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetReadLeaseHoldersRequest) ProtoMessage() {}
+
+func (x *SetReadLeaseHoldersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georaft_v1_kv_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetReadLeaseHoldersRequest.ProtoReflect.Descriptor instead.
+func (*SetReadLeaseHoldersRequest) Descriptor() ([]byte, []int) {
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetReadLeaseHoldersRequest) GetHolders() []string {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+type SetReadLeaseHoldersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The holders once the change applied, by member id.
+	Holders []uint64 `protobuf:"varint,1,rep,packed,name=holders,proto3" json:"holders,omitempty"`
+	// The log index of the change.
+	Index         uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetReadLeaseHoldersResponse) Reset() {
+	*x = SetReadLeaseHoldersResponse{}
+	mi := &file_georaft_v1_kv_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetReadLeaseHoldersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetReadLeaseHoldersResponse) ProtoMessage() {}
+
+func (x *SetReadLeaseHoldersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georaft_v1_kv_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetReadLeaseHoldersResponse.ProtoReflect.Descriptor instead.
+func (*SetReadLeaseHoldersResponse) Descriptor() ([]byte, []int) {
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetReadLeaseHoldersResponse) GetHolders() []uint64 {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *SetReadLeaseHoldersResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // NodeEvent is one line of a node's story: an election, a lease won or lost, a transfer, a
 // snapshot, a failure, a start or a stop.
 type NodeEvent struct {
@@ -1102,7 +1265,7 @@ type NodeEvent struct {
 
 func (x *NodeEvent) Reset() {
 	*x = NodeEvent{}
-	mi := &file_georaft_v1_kv_proto_msgTypes[11]
+	mi := &file_georaft_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1277,7 @@ func (x *NodeEvent) String() string {
 func (*NodeEvent) ProtoMessage() {}
 
 func (x *NodeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_kv_proto_msgTypes[11]
+	mi := &file_georaft_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1290,7 @@ func (x *NodeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeEvent.ProtoReflect.Descriptor instead.
 func (*NodeEvent) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeEvent) GetSeq() uint64 {
@@ -1176,7 +1339,7 @@ type LatencyHistogram struct {
 
 func (x *LatencyHistogram) Reset() {
 	*x = LatencyHistogram{}
-	mi := &file_georaft_v1_kv_proto_msgTypes[12]
+	mi := &file_georaft_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1351,7 @@ func (x *LatencyHistogram) String() string {
 func (*LatencyHistogram) ProtoMessage() {}
 
 func (x *LatencyHistogram) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_kv_proto_msgTypes[12]
+	mi := &file_georaft_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1364,7 @@ func (x *LatencyHistogram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LatencyHistogram.ProtoReflect.Descriptor instead.
 func (*LatencyHistogram) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LatencyHistogram) GetName() string {
@@ -1249,7 +1412,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_georaft_v1_kv_proto_msgTypes[13]
+	mi := &file_georaft_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1424,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_kv_proto_msgTypes[13]
+	mi := &file_georaft_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1437,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransferLeaderRequest) GetTargetId() uint64 {
@@ -1294,7 +1457,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_georaft_v1_kv_proto_msgTypes[14]
+	mi := &file_georaft_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1469,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_kv_proto_msgTypes[14]
+	mi := &file_georaft_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1482,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TransferLeaderResponse) GetLeaderId() uint64 {
@@ -1349,7 +1512,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_georaft_v1_kv_proto_msgTypes[15]
+	mi := &file_georaft_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1524,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_georaft_v1_kv_proto_msgTypes[15]
+	mi := &file_georaft_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1537,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_georaft_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NotLeader) GetLeaderId() uint64 {
@@ -1419,17 +1582,19 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\asession\x18\x03 \x01(\v2\x18.georaft.v1.WriteSessionR\asession\"W\n" +
 	"\vSetResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.georaft.v1.ResponseHeaderR\x06header\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"Q\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x81\x01\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x121\n" +
-	"\tread_mode\x18\x02 \x01(\x0e2\x14.georaft.v1.ReadModeR\breadMode\"\xa4\x01\n" +
+	"\tread_mode\x18\x02 \x01(\x0e2\x14.georaft.v1.ReadModeR\breadMode\x12.\n" +
+	"\x13max_staleness_nanos\x18\x03 \x01(\x03R\x11maxStalenessNanos\"\xd8\x01\n" +
 	"\vGetResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.georaft.v1.ResponseHeaderR\x06header\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x125\n" +
 	"\vserved_mode\x18\x04 \x01(\x0e2\x14.georaft.v1.ReadModeR\n" +
-	"servedMode\"U\n" +
+	"servedMode\x122\n" +
+	"\x15staleness_bound_nanos\x18\x05 \x01(\x03R\x13stalenessBoundNanos\"U\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x122\n" +
 	"\asession\x18\x02 \x01(\v2\x18.georaft.v1.WriteSessionR\asession\"t\n" +
@@ -1453,7 +1618,7 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x0eprogress_state\x18\x06 \x01(\tR\rprogressState\x12\x1b\n" +
 	"\trtt_nanos\x18\a \x01(\x03R\brttNanos\x12+\n" +
 	"\x12last_ack_age_nanos\x18\b \x01(\x03R\x0flastAckAgeNanos\x12\x10\n" +
-	"\x03lag\x18\t \x01(\x04R\x03lag\"\x81\a\n" +
+	"\x03lag\x18\t \x01(\x04R\x03lag\"\x96\t\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x18\n" +
@@ -1483,7 +1648,17 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x14lease_duration_nanos\x18\x1e \x01(\x03R\x12leaseDurationNanos\x12.\n" +
 	"\x13max_staleness_nanos\x18\x1f \x01(\x03R\x11maxStalenessNanos\x12-\n" +
 	"\x06events\x18  \x03(\v2\x15.georaft.v1.NodeEventR\x06events\x12:\n" +
-	"\tlatencies\x18! \x03(\v2\x1c.georaft.v1.LatencyHistogramR\tlatencies\"l\n" +
+	"\tlatencies\x18! \x03(\v2\x1c.georaft.v1.LatencyHistogramR\tlatencies\x12@\n" +
+	"\x10read_lease_state\x18\" \x01(\x0e2\x16.georaft.v1.LeaseStateR\x0ereadLeaseState\x12;\n" +
+	"\x1aread_lease_remaining_nanos\x18# \x01(\x03R\x17readLeaseRemainingNanos\x129\n" +
+	"\x19read_lease_duration_nanos\x18$ \x01(\x03R\x16readLeaseDurationNanos\x12,\n" +
+	"\x12read_lease_holders\x18( \x03(\x04R\x10readLeaseHolders\x12+\n" +
+	"\x11preferred_regions\x18) \x03(\tR\x10preferredRegions\"6\n" +
+	"\x1aSetReadLeaseHoldersRequest\x12\x18\n" +
+	"\aholders\x18\x01 \x03(\tR\aholders\"M\n" +
+	"\x1bSetReadLeaseHoldersResponse\x12\x18\n" +
+	"\aholders\x18\x01 \x03(\x04R\aholders\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"l\n" +
 	"\tNodeEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1d\n" +
 	"\n" +
@@ -1524,13 +1699,14 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x10LEASE_STATE_NONE\x10\x01\x12\x17\n" +
 	"\x13LEASE_STATE_WAITING\x10\x02\x12\x14\n" +
 	"\x10LEASE_STATE_HELD\x10\x03\x12\x1c\n" +
-	"\x18LEASE_STATE_RELINQUISHED\x10\x042\xd6\x02\n" +
+	"\x18LEASE_STATE_RELINQUISHED\x10\x042\xbe\x03\n" +
 	"\tKVService\x126\n" +
 	"\x03Set\x12\x16.georaft.v1.SetRequest\x1a\x17.georaft.v1.SetResponse\x126\n" +
 	"\x03Get\x12\x16.georaft.v1.GetRequest\x1a\x17.georaft.v1.GetResponse\x12?\n" +
 	"\x06Delete\x12\x19.georaft.v1.DeleteRequest\x1a\x1a.georaft.v1.DeleteResponse\x12?\n" +
 	"\x06Status\x12\x19.georaft.v1.StatusRequest\x1a\x1a.georaft.v1.StatusResponse\x12W\n" +
-	"\x0eTransferLeader\x12!.georaft.v1.TransferLeaderRequest\x1a\".georaft.v1.TransferLeaderResponseB7Z5github.com/georaft/georaft/proto/georaft/v1;georaftv1b\x06proto3"
+	"\x0eTransferLeader\x12!.georaft.v1.TransferLeaderRequest\x1a\".georaft.v1.TransferLeaderResponse\x12f\n" +
+	"\x13SetReadLeaseHolders\x12&.georaft.v1.SetReadLeaseHoldersRequest\x1a'.georaft.v1.SetReadLeaseHoldersResponseB7Z5github.com/georaft/georaft/proto/georaft/v1;georaftv1b\x06proto3"
 
 var (
 	file_georaft_v1_kv_proto_rawDescOnce sync.Once
@@ -1545,27 +1721,29 @@ func file_georaft_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_georaft_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georaft_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_georaft_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_georaft_v1_kv_proto_goTypes = []any{
-	(ReadMode)(0),                  // 0: georaft.v1.ReadMode
-	(Role)(0),                      // 1: georaft.v1.Role
-	(LeaseState)(0),                // 2: georaft.v1.LeaseState
-	(*WriteSession)(nil),           // 3: georaft.v1.WriteSession
-	(*ResponseHeader)(nil),         // 4: georaft.v1.ResponseHeader
-	(*SetRequest)(nil),             // 5: georaft.v1.SetRequest
-	(*SetResponse)(nil),            // 6: georaft.v1.SetResponse
-	(*GetRequest)(nil),             // 7: georaft.v1.GetRequest
-	(*GetResponse)(nil),            // 8: georaft.v1.GetResponse
-	(*DeleteRequest)(nil),          // 9: georaft.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 10: georaft.v1.DeleteResponse
-	(*StatusRequest)(nil),          // 11: georaft.v1.StatusRequest
-	(*PeerStatus)(nil),             // 12: georaft.v1.PeerStatus
-	(*StatusResponse)(nil),         // 13: georaft.v1.StatusResponse
-	(*NodeEvent)(nil),              // 14: georaft.v1.NodeEvent
-	(*LatencyHistogram)(nil),       // 15: georaft.v1.LatencyHistogram
-	(*TransferLeaderRequest)(nil),  // 16: georaft.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 17: georaft.v1.TransferLeaderResponse
-	(*NotLeader)(nil),              // 18: georaft.v1.NotLeader
+	(ReadMode)(0),                       // 0: georaft.v1.ReadMode
+	(Role)(0),                           // 1: georaft.v1.Role
+	(LeaseState)(0),                     // 2: georaft.v1.LeaseState
+	(*WriteSession)(nil),                // 3: georaft.v1.WriteSession
+	(*ResponseHeader)(nil),              // 4: georaft.v1.ResponseHeader
+	(*SetRequest)(nil),                  // 5: georaft.v1.SetRequest
+	(*SetResponse)(nil),                 // 6: georaft.v1.SetResponse
+	(*GetRequest)(nil),                  // 7: georaft.v1.GetRequest
+	(*GetResponse)(nil),                 // 8: georaft.v1.GetResponse
+	(*DeleteRequest)(nil),               // 9: georaft.v1.DeleteRequest
+	(*DeleteResponse)(nil),              // 10: georaft.v1.DeleteResponse
+	(*StatusRequest)(nil),               // 11: georaft.v1.StatusRequest
+	(*PeerStatus)(nil),                  // 12: georaft.v1.PeerStatus
+	(*StatusResponse)(nil),              // 13: georaft.v1.StatusResponse
+	(*SetReadLeaseHoldersRequest)(nil),  // 14: georaft.v1.SetReadLeaseHoldersRequest
+	(*SetReadLeaseHoldersResponse)(nil), // 15: georaft.v1.SetReadLeaseHoldersResponse
+	(*NodeEvent)(nil),                   // 16: georaft.v1.NodeEvent
+	(*LatencyHistogram)(nil),            // 17: georaft.v1.LatencyHistogram
+	(*TransferLeaderRequest)(nil),       // 18: georaft.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil),      // 19: georaft.v1.TransferLeaderResponse
+	(*NotLeader)(nil),                   // 20: georaft.v1.NotLeader
 }
 var file_georaft_v1_kv_proto_depIdxs = []int32{
 	3,  // 0: georaft.v1.SetRequest.session:type_name -> georaft.v1.WriteSession
@@ -1578,23 +1756,26 @@ var file_georaft_v1_kv_proto_depIdxs = []int32{
 	1,  // 7: georaft.v1.StatusResponse.role:type_name -> georaft.v1.Role
 	2,  // 8: georaft.v1.StatusResponse.lease_state:type_name -> georaft.v1.LeaseState
 	12, // 9: georaft.v1.StatusResponse.peers:type_name -> georaft.v1.PeerStatus
-	14, // 10: georaft.v1.StatusResponse.events:type_name -> georaft.v1.NodeEvent
-	15, // 11: georaft.v1.StatusResponse.latencies:type_name -> georaft.v1.LatencyHistogram
-	5,  // 12: georaft.v1.KVService.Set:input_type -> georaft.v1.SetRequest
-	7,  // 13: georaft.v1.KVService.Get:input_type -> georaft.v1.GetRequest
-	9,  // 14: georaft.v1.KVService.Delete:input_type -> georaft.v1.DeleteRequest
-	11, // 15: georaft.v1.KVService.Status:input_type -> georaft.v1.StatusRequest
-	16, // 16: georaft.v1.KVService.TransferLeader:input_type -> georaft.v1.TransferLeaderRequest
-	6,  // 17: georaft.v1.KVService.Set:output_type -> georaft.v1.SetResponse
-	8,  // 18: georaft.v1.KVService.Get:output_type -> georaft.v1.GetResponse
-	10, // 19: georaft.v1.KVService.Delete:output_type -> georaft.v1.DeleteResponse
-	13, // 20: georaft.v1.KVService.Status:output_type -> georaft.v1.StatusResponse
-	17, // 21: georaft.v1.KVService.TransferLeader:output_type -> georaft.v1.TransferLeaderResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 10: georaft.v1.StatusResponse.events:type_name -> georaft.v1.NodeEvent
+	17, // 11: georaft.v1.StatusResponse.latencies:type_name -> georaft.v1.LatencyHistogram
+	2,  // 12: georaft.v1.StatusResponse.read_lease_state:type_name -> georaft.v1.LeaseState
+	5,  // 13: georaft.v1.KVService.Set:input_type -> georaft.v1.SetRequest
+	7,  // 14: georaft.v1.KVService.Get:input_type -> georaft.v1.GetRequest
+	9,  // 15: georaft.v1.KVService.Delete:input_type -> georaft.v1.DeleteRequest
+	11, // 16: georaft.v1.KVService.Status:input_type -> georaft.v1.StatusRequest
+	18, // 17: georaft.v1.KVService.TransferLeader:input_type -> georaft.v1.TransferLeaderRequest
+	14, // 18: georaft.v1.KVService.SetReadLeaseHolders:input_type -> georaft.v1.SetReadLeaseHoldersRequest
+	6,  // 19: georaft.v1.KVService.Set:output_type -> georaft.v1.SetResponse
+	8,  // 20: georaft.v1.KVService.Get:output_type -> georaft.v1.GetResponse
+	10, // 21: georaft.v1.KVService.Delete:output_type -> georaft.v1.DeleteResponse
+	13, // 22: georaft.v1.KVService.Status:output_type -> georaft.v1.StatusResponse
+	19, // 23: georaft.v1.KVService.TransferLeader:output_type -> georaft.v1.TransferLeaderResponse
+	15, // 24: georaft.v1.KVService.SetReadLeaseHolders:output_type -> georaft.v1.SetReadLeaseHoldersResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_georaft_v1_kv_proto_init() }
@@ -1608,7 +1789,7 @@ func file_georaft_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georaft_v1_kv_proto_rawDesc), len(file_georaft_v1_kv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

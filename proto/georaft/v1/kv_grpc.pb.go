@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KVService_Set_FullMethodName            = "/georaft.v1.KVService/Set"
-	KVService_Get_FullMethodName            = "/georaft.v1.KVService/Get"
-	KVService_Delete_FullMethodName         = "/georaft.v1.KVService/Delete"
-	KVService_Status_FullMethodName         = "/georaft.v1.KVService/Status"
-	KVService_TransferLeader_FullMethodName = "/georaft.v1.KVService/TransferLeader"
+	KVService_Set_FullMethodName                 = "/georaft.v1.KVService/Set"
+	KVService_Get_FullMethodName                 = "/georaft.v1.KVService/Get"
+	KVService_Delete_FullMethodName              = "/georaft.v1.KVService/Delete"
+	KVService_Status_FullMethodName              = "/georaft.v1.KVService/Status"
+	KVService_TransferLeader_FullMethodName      = "/georaft.v1.KVService/TransferLeader"
+	KVService_SetReadLeaseHolders_FullMethodName = "/georaft.v1.KVService/SetReadLeaseHolders"
 )
 
 // KVServiceClient is the client API for KVService service.
@@ -47,6 +48,8 @@ type KVServiceClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	// TransferLeader asks the leader to hand leadership to another node.
 	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
+	// SetReadLeaseHolders changes which members hold read leases, through the log.
+	SetReadLeaseHolders(ctx context.Context, in *SetReadLeaseHoldersRequest, opts ...grpc.CallOption) (*SetReadLeaseHoldersResponse, error)
 }
 
 type kVServiceClient struct {
@@ -107,6 +110,16 @@ func (c *kVServiceClient) TransferLeader(ctx context.Context, in *TransferLeader
 	return out, nil
 }
 
+func (c *kVServiceClient) SetReadLeaseHolders(ctx context.Context, in *SetReadLeaseHoldersRequest, opts ...grpc.CallOption) (*SetReadLeaseHoldersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetReadLeaseHoldersResponse)
+	err := c.cc.Invoke(ctx, KVService_SetReadLeaseHolders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServiceServer is the server API for KVService service.
 // All implementations must embed UnimplementedKVServiceServer
 // for forward compatibility.
@@ -128,6 +141,8 @@ type KVServiceServer interface {
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	// TransferLeader asks the leader to hand leadership to another node.
 	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
+	// SetReadLeaseHolders changes which members hold read leases, through the log.
+	SetReadLeaseHolders(context.Context, *SetReadLeaseHoldersRequest) (*SetReadLeaseHoldersResponse, error)
 	mustEmbedUnimplementedKVServiceServer()
 }
 
@@ -152,6 +167,9 @@ func (UnimplementedKVServiceServer) Status(context.Context, *StatusRequest) (*St
 }
 func (UnimplementedKVServiceServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedKVServiceServer) SetReadLeaseHolders(context.Context, *SetReadLeaseHoldersRequest) (*SetReadLeaseHoldersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetReadLeaseHolders not implemented")
 }
 func (UnimplementedKVServiceServer) mustEmbedUnimplementedKVServiceServer() {}
 func (UnimplementedKVServiceServer) testEmbeddedByValue()                   {}
@@ -264,6 +282,24 @@ func _KVService_TransferLeader_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KVService_SetReadLeaseHolders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetReadLeaseHoldersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServiceServer).SetReadLeaseHolders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KVService_SetReadLeaseHolders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServiceServer).SetReadLeaseHolders(ctx, req.(*SetReadLeaseHoldersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KVService_ServiceDesc is the grpc.ServiceDesc for KVService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -290,6 +326,10 @@ var KVService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeader",
 			Handler:    _KVService_TransferLeader_Handler,
+		},
+		{
+			MethodName: "SetReadLeaseHolders",
+			Handler:    _KVService_SetReadLeaseHolders_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -29,6 +29,8 @@ const (
 	EntryType_ENTRY_TYPE_NORMAL EntryType = 1
 	// The entry a leader appends when its term begins.
 	EntryType_ENTRY_TYPE_NOOP EntryType = 2
+	// A membership change (raft.ConfChange, encoded by the core).
+	EntryType_ENTRY_TYPE_CONF_CHANGE EntryType = 3
 )
 
 // Enum value maps for EntryType.
@@ -37,11 +39,13 @@ var (
 		0: "ENTRY_TYPE_UNSPECIFIED",
 		1: "ENTRY_TYPE_NORMAL",
 		2: "ENTRY_TYPE_NOOP",
+		3: "ENTRY_TYPE_CONF_CHANGE",
 	}
 	EntryType_value = map[string]int32{
 		"ENTRY_TYPE_UNSPECIFIED": 0,
 		"ENTRY_TYPE_NORMAL":      1,
 		"ENTRY_TYPE_NOOP":        2,
+		"ENTRY_TYPE_CONF_CHANGE": 3,
 	}
 )
 
@@ -1654,11 +1658,12 @@ const file_georaft_v1_peer_proto_rawDesc = "" +
 	"\breceived\x18\x01 \x01(\x04R\breceived\"=\n" +
 	"\vPingRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.georaft.v1.PeerHeaderR\x06header\"\x0e\n" +
-	"\fPingResponse*S\n" +
+	"\fPingResponse*o\n" +
 	"\tEntryType\x12\x1a\n" +
 	"\x16ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ENTRY_TYPE_NORMAL\x10\x01\x12\x13\n" +
-	"\x0fENTRY_TYPE_NOOP\x10\x022\xe3\x01\n" +
+	"\x0fENTRY_TYPE_NOOP\x10\x02\x12\x1a\n" +
+	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x032\xe3\x01\n" +
 	"\vPeerService\x12;\n" +
 	"\x04Send\x12\x17.georaft.v1.SendRequest\x1a\x18.georaft.v1.SendResponse(\x01\x12\\\n" +
 	"\x0fInstallSnapshot\x12\".georaft.v1.InstallSnapshotRequest\x1a#.georaft.v1.InstallSnapshotResponse(\x01\x129\n" +
