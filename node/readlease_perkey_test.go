@@ -135,7 +135,7 @@ func testStalledCommit(t *testing.T, perKey bool) {
 			t.Fatal("the read of b waited for the read of a, which waits on a write of a")
 		}
 	} else if bErr == nil && answered {
-		t.Fatalf("with per_key_wait off, the holder answered b (%q) while it held a write it did not know committed", bResp.Value)
+		t.Fatalf("with per_key_wait off, the holder answered b (%q) while it held a write it did not know committed: %v", bResp.Value, bResp)
 	}
 
 	armed.Store(false)

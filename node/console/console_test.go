@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -323,10 +326,21 @@ func TestPage(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("GET /ui: %d\n%s", code, body)
 	}
+	// The committed bench result says how much faster lease reads were; the page repeats it.
+	var bench struct {
+		Speedup float64 `json:"lease_vs_log_speedup"`
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "..", "results", "bench-latest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &bench); err != nil || bench.Speedup <= 0 {
+		t.Fatalf("results/bench-latest.json: speedup %v, err %v", bench.Speedup, err)
+	}
 	for _, want := range []string{
 		`id="map-node-1"`, `class="node role-leader health-ok is-leader`, `id="node-row-5"`, `<desc id="map-desc">5 nodes, 5 healthy. The leader is node 1 (us-central1), term 3.`,
 		`data-lease="1:lease"`, `id="transfer-target"`, `<option value="2">node 2 (us-east1)</option>`,
-		`make bench`, `lease reads are 22.5x faster`, `<table class="data links">`, `Commits wait for the two fastest of 4 followers`,
+		`make bench`, fmt.Sprintf("lease reads are %.1fx faster", bench.Speedup), `<table class="data links">`, `Commits wait for the two fastest of 4 followers`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %s", want)
