@@ -95,13 +95,16 @@ func TestLostWritesReportsUnreadKeys(t *testing.T) {
 func TestFailoverWindowsFromServedOperations(t *testing.T) {
 	ms := func(v int64) int64 { return v * int64(time.Millisecond) }
 	served := []Served{
-		{Kind: history.Set, Node: 1, Return: ms(100)},
-		{Kind: history.Get, Mode: readmode.Lease, Asked: readmode.Lease, Node: 1, Return: ms(105)},
+		{Kind: history.Set, Node: 1, Term: 3, Return: ms(100)},
+		{Kind: history.Get, Mode: readmode.Lease, Asked: readmode.Lease, Node: 1, Term: 3, Return: ms(105)},
 		// The dying leader's last answer arrives just after the kill: not the new leader's.
-		{Kind: history.Set, Node: 1, Return: ms(111)},
-		{Kind: history.Get, Mode: readmode.Index, Asked: readmode.Lease, Node: 2, Return: ms(800)},
-		{Kind: history.Set, Node: 2, Return: ms(750)},
-		{Kind: history.Get, Mode: readmode.Lease, Asked: readmode.Lease, Node: 2, Return: ms(900)},
+		{Kind: history.Set, Node: 1, Term: 3, Return: ms(111)},
+		// Answers in the dead leader's term from another node needed no election either.
+		{Kind: history.Set, Node: 3, Term: 3, Return: ms(114)},
+		{Kind: history.Get, Mode: readmode.Lease, Asked: readmode.Lease, Node: 3, Term: 3, Return: ms(115)},
+		{Kind: history.Get, Mode: readmode.Index, Asked: readmode.Lease, Node: 2, Term: 4, Return: ms(800)},
+		{Kind: history.Set, Node: 2, Term: 4, Return: ms(750)},
+		{Kind: history.Get, Mode: readmode.Lease, Asked: readmode.Lease, Node: 2, Term: 4, Return: ms(900)},
 	}
 	s := failoverWindows(served, ms(110), 1)
 	if !s.Complete || s.NewLeader != 2 {

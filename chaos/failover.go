@@ -37,6 +37,15 @@ func failoverWindows(served []Served, killAt int64, killed uint64) FailoverSampl
 	s := FailoverSample{Killed: killed, KillAt: millisOf(killAt)}
 	lastWrite, lastLease := int64(-1), int64(-1)
 	firstWrite, firstLease := int64(-1), int64(-1)
+	// An answer after the kill in the dead leader's term (a write it committed, answered by
+	// the follower that forwarded it; a read-lease holder's read) needed no new leader: only
+	// answers of a later term end the window.
+	var oldTerm uint64
+	for _, op := range served {
+		if op.Return <= killAt {
+			oldTerm = max(oldTerm, op.Term)
+		}
+	}
 	for _, op := range served {
 		isLease := op.Kind == history.Get && op.Mode == readmode.Lease
 		isWrite := op.isWrite()
@@ -49,8 +58,8 @@ func failoverWindows(served []Served, killAt int64, killed uint64) FailoverSampl
 			}
 			continue
 		}
-		if op.Node == killed {
-			continue // answered by the dying leader just before the kill
+		if op.Node == killed || op.Term <= oldTerm {
+			continue // answered by the dying leader just before the kill, or in its term
 		}
 		if isWrite && (firstWrite < 0 || op.Return < firstWrite) {
 			firstWrite = op.Return
