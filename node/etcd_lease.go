@@ -65,6 +65,12 @@ func (s *etcdServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveR
 		if !s.n.lessor.primary() {
 			return nil, s.notPrimary()
 		}
+		// Linearizable, as LeaseLeases: a client that saw the lease's keys deleted (a revoke
+		// or an expiry committed) must not then be told the lease lives because this node
+		// had not applied that entry yet.
+		if _, err := s.n.readBarrier(ctx, raft.ReadLease, readOpts{keys: allKeys}); err != nil {
+			return nil, s.n.etcdErrorKeepLeader(err)
+		}
 		granted, ok := s.n.store.Lease(r.ID)
 		if !ok {
 			return &pb.LeaseTimeToLiveResponse{Header: s.n.etcdHeader(nil), ID: r.ID, TTL: -1}, nil
