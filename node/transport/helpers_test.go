@@ -47,7 +47,10 @@ type recorder struct {
 
 	beforeMessages func(from uint64, msgs []raft.Message)
 	keepNothing    bool // benchmarks: count batches, keep no messages
-	snapshotHook   func(from uint64, r io.Reader) ([]byte, error)
+	// snapshotHook, when set (before any snapshot is sent), reads a snapshot in place of
+	// io.ReadAll; it is told the snapshot's meta, so that a handler that starts late still
+	// gets its own snapshot's behaviour.
+	snapshotHook func(from uint64, meta raft.SnapshotMeta, r io.Reader) ([]byte, error)
 }
 
 func newRecorder() *recorder { return &recorder{unreachable: map[uint64]int{}} }
@@ -69,7 +72,7 @@ func (r *recorder) HandleSnapshot(from, term uint64, meta raft.SnapshotMeta, siz
 	var data []byte
 	var err error
 	if r.snapshotHook != nil {
-		data, err = r.snapshotHook(from, body)
+		data, err = r.snapshotHook(from, meta, body)
 	} else {
 		data, err = io.ReadAll(body)
 	}

@@ -239,7 +239,7 @@ func TestSnapshotStreamsBesideMessages(t *testing.T) {
 	}
 	halfRead := make(chan struct{})
 	resume := make(chan struct{})
-	receiver.rec.snapshotHook = func(_ uint64, r io.Reader) ([]byte, error) {
+	receiver.rec.snapshotHook = func(_ uint64, _ raft.SnapshotMeta, r io.Reader) ([]byte, error) {
 		head := make([]byte, 1<<20)
 		if _, err := io.ReadFull(r, head); err != nil {
 			return nil, err
@@ -327,9 +327,16 @@ func TestSnapshotFailuresAreReported(t *testing.T) {
 			},
 		},
 	}
+	// The sender may report a failure of its own before the receiver's handler for that
+	// snapshot has started, so each snapshot (index i+1) picks its case's hook itself.
+	receiver.rec.snapshotHook = func(from uint64, meta raft.SnapshotMeta, r io.Reader) ([]byte, error) {
+		if i := int(meta.Index) - 1; i >= 0 && i < len(cases) && cases[i].hook != nil {
+			return cases[i].hook(from, r)
+		}
+		return io.ReadAll(r)
+	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			receiver.rec.snapshotHook = tc.hook
 			sender.tr.SendSnapshot(2, 1, raft.SnapshotMeta{Index: uint64(i + 1), Term: 1}, tc.open)
 			waitFor(t, "the snapshot report", func() bool { return len(sender.rec.snapshotReports()) == i+1 })
 			if r := sender.rec.snapshotReports()[i]; r.ok {
