@@ -79,6 +79,13 @@ func (s *Store) Apply(e raft.Entry) (res Result, err error) {
 			t.events = nil
 			t.sessionWrites = nil
 		}
+	case raft.EntryConfChange:
+		// Only the table changes; a change the table cannot read changes nothing but the
+		// applied index, like a command that cannot be decoded.
+		if err := t.confChange(e.Data); err != nil {
+			res.Err = fmt.Errorf("entry %d: %w", e.Index, err)
+			b.Reset()
+		}
 	default:
 		res.Err = fmt.Errorf("mvcc: entry %d has unknown type %v", e.Index, e.Type)
 	}
@@ -161,6 +168,8 @@ func (t *txn) command(cmd *Command, index uint64) Result {
 		res.LeaseGrant, err = t.leaseGrant(cmd.LeaseGrant)
 	case KindLeaseRevoke:
 		res.LeaseRevoke, err = t.leaseRevoke(cmd.LeaseRevoke)
+	case KindMemberPublish:
+		err = t.publish(cmd.Member)
 	}
 	if err != nil {
 		res.Err = err

@@ -24,6 +24,8 @@ const (
 	// KindLeaseRevoke revokes a lease and deletes its keys (asked by a client, or decided by
 	// the leader when the lease expired).
 	KindLeaseRevoke
+	// KindMemberPublish records a member's own addresses in the membership table.
+	KindMemberPublish
 )
 
 func (k Kind) String() string {
@@ -36,6 +38,8 @@ func (k Kind) String() string {
 		return "lease-grant"
 	case KindLeaseRevoke:
 		return "lease-revoke"
+	case KindMemberPublish:
+		return "member-publish"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -58,6 +62,7 @@ type Command struct {
 	Compact     *pb.CompactionRequest
 	LeaseGrant  *pb.LeaseGrantRequest
 	LeaseRevoke *pb.LeaseRevokeRequest
+	Member      *Member
 }
 
 // commandVersion is the first byte of every command this package writes. Version 1 is
@@ -74,7 +79,7 @@ var ErrMalformedCommand = errors.New("malformed command")
 //	client   uvarint (0: no session)
 //	seq      uvarint, op byte (only when client != 0)
 //	body     the request, protobuf-encoded: TxnRequest, CompactionRequest,
-//	         LeaseGrantRequest or LeaseRevokeRequest by kind
+//	         LeaseGrantRequest, LeaseRevokeRequest or georaft.v1.Member by kind
 
 // Encode returns c's binary form.
 func (c *Command) Encode() ([]byte, error) {
@@ -107,6 +112,8 @@ func (c *Command) body() (proto.Message, error) {
 		m = c.LeaseGrant
 	case KindLeaseRevoke:
 		m = c.LeaseRevoke
+	case KindMemberPublish:
+		m = c.Member
 	default:
 		return nil, fmt.Errorf("mvcc: unknown command kind %d", c.Kind)
 	}
@@ -166,6 +173,9 @@ func Decode(data []byte) (Command, error) {
 	case KindLeaseRevoke:
 		c.LeaseRevoke = &pb.LeaseRevokeRequest{}
 		m = c.LeaseRevoke
+	case KindMemberPublish:
+		c.Member = &Member{}
+		m = c.Member
 	default:
 		return bad(fmt.Sprintf("unknown kind %d", c.Kind))
 	}
@@ -210,6 +220,8 @@ func (c *Command) String() string {
 		s += fmt.Sprintf(" id=%d ttl=%d", c.LeaseGrant.GetID(), c.LeaseGrant.GetTTL())
 	case KindLeaseRevoke:
 		s += fmt.Sprintf(" id=%d", c.LeaseRevoke.GetID())
+	case KindMemberPublish:
+		s += fmt.Sprintf(" id=%d peer=%s client=%s", c.Member.GetId(), c.Member.GetPeerAddress(), c.Member.GetClientAddress())
 	}
 	if c.ClientID != 0 {
 		s += fmt.Sprintf(" client=%d seq=%d", c.ClientID, c.Seq)

@@ -16,6 +16,7 @@ import (
 //	'l' id                        a lease: its granted TTL in seconds (uvarint)
 //	'a' id key                    key is attached to lease id
 //	's' client                    a client's exactly-once session record
+//	'n' id                        a member of the cluster: addresses, region, role (members.go)
 //	'm' "state"                   the state record: applied index and term, revisions, counts
 //	'm' "compacted"               how far the background compaction got
 //
@@ -28,6 +29,7 @@ const (
 	kindLease    = 'l'
 	kindAttached = 'a'
 	kindSession  = 's'
+	kindMember   = 'n'
 	kindMeta     = 'm'
 )
 

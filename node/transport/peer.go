@@ -33,6 +33,9 @@ type peer struct {
 	client georaftv1.PeerServiceClient
 	header *georaftv1.PeerHeader
 	queue  chan raft.Message
+	// ctx ends when the transport closes or the peer is dropped from it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	up           atomic.Bool
 	rtt          atomic.Int64 // EWMA, nanoseconds; 0 until the first ping
@@ -81,7 +84,10 @@ func newPeer(t *Transport, id uint64, addr string) (*peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: client for peer %d at %s: %w", id, addr, err)
 	}
+	ctx, cancel := context.WithCancel(t.ctx)
 	return &peer{
+		ctx:    ctx,
+		cancel: cancel,
 		t:      t,
 		id:     id,
 		addr:   addr,
@@ -119,7 +125,7 @@ func peerTLSConfig(base *tls.Config, id uint64) *tls.Config {
 // runSender keeps a Send stream open and pumps the queue into it.
 func (p *peer) runSender() {
 	defer p.t.wg.Done()
-	ctx := p.t.ctx
+	ctx := p.ctx
 	failures := 0
 	for {
 		opened := time.Now()
@@ -311,7 +317,7 @@ const rttWeight = 0.2
 
 func (p *peer) runPinger() {
 	defer p.t.wg.Done()
-	ctx := p.t.ctx
+	ctx := p.ctx
 	ticker := time.NewTicker(p.t.cfg.PingInterval)
 	defer ticker.Stop()
 	for {

@@ -70,7 +70,7 @@ func (t *Transport) checkHeader(ctx context.Context, method string, h *georaftv1
 		reason = fmt.Sprintf("cluster id %q is not this cluster's %q", h.GetClusterId(), t.cfg.ClusterID)
 	case h.GetTo() != t.cfg.SelfID:
 		reason = fmt.Sprintf("addressed to node %d, this is node %d", h.GetTo(), t.cfg.SelfID)
-	case t.peers[h.GetFrom()] == nil:
+	case t.peer(h.GetFrom()) == nil:
 		reason = fmt.Sprintf("sender %d is not a peer of this node", h.GetFrom())
 	case certID != 0 && certID != h.GetFrom():
 		reason = fmt.Sprintf("sender %d presented the certificate of node %d", h.GetFrom(), certID)

@@ -27,7 +27,7 @@ func (t *Transport) chunkBytes() int {
 // stream of its own, and then calls ReportSnapshot(to, ok). One snapshot per peer is in
 // flight at a time; a second one while the first runs is reported failed at once.
 func (t *Transport) SendSnapshot(to, term uint64, meta raft.SnapshotMeta, open func() (io.ReadCloser, int64, error)) {
-	p := t.peers[to]
+	p := t.peer(to)
 	if p == nil {
 		t.log.Error("dropping snapshot to a node that is not a peer", "to", to, "index", meta.Index)
 		return
@@ -46,8 +46,8 @@ func (t *Transport) SendSnapshot(to, term uint64, meta raft.SnapshotMeta, open f
 	go func() {
 		defer t.wg.Done()
 		defer p.snapshotBusy.Store(false)
-		sent, err := p.sendSnapshot(t.ctx, term, meta, open)
-		if t.ctx.Err() != nil {
+		sent, err := p.sendSnapshot(p.ctx, term, meta, open)
+		if p.ctx.Err() != nil {
 			return
 		}
 		if err != nil {

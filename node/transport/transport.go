@@ -136,7 +136,10 @@ type Transport struct {
 	cfg     Config
 	handler Handler
 	log     *slog.Logger
-	peers   map[uint64]*peer
+	// peers is replaced whole (copy on write) when the membership changes, so that senders
+	// read it without a lock; peersMu orders the writers.
+	peers   atomic.Pointer[map[uint64]*peer]
+	peersMu sync.Mutex
 	start   time.Time
 
 	ctx     context.Context
@@ -186,50 +189,123 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		cfg:     cfg,
 		handler: h,
 		log:     cfg.Logger.With("component", "transport", "cluster_id", cfg.ClusterID, "node_id", cfg.SelfID),
-		peers:   make(map[uint64]*peer, len(cfg.Peers)),
 		start:   time.Now(),
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.reports.init()
 
+	peers := make(map[uint64]*peer, len(cfg.Peers))
 	ids := make([]uint64, 0, len(cfg.Peers))
 	for id := range cfg.Peers {
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		addr := cfg.Peers[id]
 		if id == cfg.SelfID {
 			continue
 		}
-		if id == raft.None {
-			t.closeConns()
-			return nil, errors.New("transport: peer id must not be 0")
-		}
-		if addr == "" {
-			t.closeConns()
-			return nil, fmt.Errorf("transport: peer %d has no address", id)
-		}
-		p, err := newPeer(t, id, addr)
+		p, err := t.checkedPeer(id, cfg.Peers[id])
 		if err != nil {
-			t.closeConns()
+			closePeers(peers)
 			return nil, err
 		}
-		t.peers[id] = p
+		peers[id] = p
 	}
+	t.peers.Store(&peers)
 
 	t.wg.Add(1)
 	go t.runReporter()
-	for _, p := range t.peers {
-		p.conn.Connect()
-		t.wg.Add(1)
-		go p.runSender()
-		if cfg.PingInterval > 0 {
-			t.wg.Add(1)
-			go p.runPinger()
-		}
+	for _, p := range peers {
+		t.startPeer(p)
 	}
 	return t, nil
+}
+
+func (t *Transport) checkedPeer(id uint64, addr string) (*peer, error) {
+	if id == raft.None {
+		return nil, errors.New("transport: peer id must not be 0")
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("transport: peer %d has no address", id)
+	}
+	return newPeer(t, id, addr)
+}
+
+func (t *Transport) startPeer(p *peer) {
+	p.conn.Connect()
+	t.wg.Add(1)
+	go p.runSender()
+	if t.cfg.PingInterval > 0 {
+		t.wg.Add(1)
+		go p.runPinger()
+	}
+}
+
+// peer is the sender to id, or nil when id is not a peer.
+func (t *Transport) peer(id uint64) *peer { return (*t.peers.Load())[id] }
+
+// SetPeers makes peers (id → address to dial; an entry for this node is ignored) the
+// transport's peers from now on, as the membership changes: a new peer is dialled, a peer no
+// longer listed is dropped with what was queued for it, and a peer whose address changed is
+// dialled afresh. Calls from a peer dropped here are refused.
+func (t *Transport) SetPeers(peers map[uint64]string) error {
+	t.closeMu.Lock()
+	defer t.closeMu.Unlock()
+	if t.closed.Load() {
+		return errors.New("transport: closed")
+	}
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	old := *t.peers.Load()
+	next := make(map[uint64]*peer, len(peers))
+	var started, dropped []*peer
+	for id, addr := range peers {
+		if id == t.cfg.SelfID {
+			continue
+		}
+		if p, ok := old[id]; ok && p.addr == addr {
+			next[id] = p
+			continue
+		}
+		p, err := t.checkedPeer(id, addr)
+		if err != nil {
+			closePeers(peersOf(started))
+			return err
+		}
+		next[id] = p
+		started = append(started, p)
+	}
+	for id, p := range old {
+		if next[id] != p {
+			dropped = append(dropped, p)
+		}
+	}
+	t.peers.Store(&next)
+	for _, p := range started {
+		t.log.Info("peer added", "peer", p.id, "address", p.addr)
+		t.startPeer(p)
+	}
+	for _, p := range dropped {
+		t.log.Info("peer dropped", "peer", p.id, "address", p.addr)
+		p.cancel()
+		p.conn.Close()
+	}
+	return nil
+}
+
+func peersOf(ps []*peer) map[uint64]*peer {
+	m := make(map[uint64]*peer, len(ps))
+	for _, p := range ps {
+		m[p.id] = p
+	}
+	return m
+}
+
+func closePeers(peers map[uint64]*peer) {
+	for _, p := range peers {
+		p.cancel()
+		p.conn.Close()
+	}
 }
 
 // ServerOptions are the grpc.Server options the PeerService listener needs: message size
@@ -266,7 +342,7 @@ func (t *Transport) Send(msgs []raft.Message) {
 	var overflowed []uint64
 	for i := range msgs {
 		m := &msgs[i]
-		p := t.peers[m.To]
+		p := t.peer(m.To)
 		if p == nil {
 			if t.unknownPeerLog.allow(t.now(), logInterval) {
 				t.log.Error("dropping message to a node that is not a peer", "to", m.To, "type", m.Type)
@@ -298,7 +374,7 @@ func (t *Transport) Send(msgs []raft.Message) {
 
 // RTT is the smoothed round-trip time to peer measured by Ping, or zero if unknown.
 func (t *Transport) RTT(peer uint64) time.Duration {
-	p := t.peers[peer]
+	p := t.peer(peer)
 	if p == nil {
 		return 0
 	}
@@ -318,7 +394,7 @@ type PeerStats struct {
 
 // Stats reports peer's counters; ok is false if peer is unknown.
 func (t *Transport) Stats(peer uint64) (stats PeerStats, ok bool) {
-	p := t.peers[peer]
+	p := t.peer(peer)
 	if p == nil {
 		return PeerStats{}, false
 	}
@@ -349,7 +425,7 @@ func (t *Transport) Close() error {
 
 func (t *Transport) closeConns() error {
 	var errs []error
-	for _, p := range t.peers {
+	for _, p := range *t.peers.Load() {
 		if err := p.conn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close connection to peer %d: %w", p.id, err))
 		}
