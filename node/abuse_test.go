@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
@@ -546,7 +547,8 @@ func TestRequestWithoutBodyIsEndedAtTheRequestTimeout(t *testing.T) {
 	}
 }
 
-// The peer port caps its connections at 16 per cluster member, so a stranger past the
+// The peer port caps its connections at 16 per cluster member (with room for
+// membersAddedHeadroom members added at run time), so a stranger past the
 // firewall (with TLS off) cannot exhaust the node's descriptors; the members' own
 // connections, opened first, keep replicating.
 func TestPeerPortConnectionCap(t *testing.T) {
@@ -556,7 +558,7 @@ func TestPeerPortConnectionCap(t *testing.T) {
 	polite := startPoliteWriter(t, c.cfgs[leader].Listen.Client)
 	polite.waitWrites(3, 10*time.Second)
 
-	const budget = 16 * 3
+	budget := node.PeerConnectionBudget(3)
 	kept, refused := 0, 0
 	for k := 0; k < budget+10 && refused < 5; k++ {
 		if heldByServer(dialFrom(t, "127.0.0.2", c.cfgs[leader].Listen.Peer)) {

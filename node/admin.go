@@ -44,8 +44,10 @@ func (n *Node) statusResponse(ctx context.Context, req *georaftv1.StatusRequest)
 		// A stopped or failed node still says who it is and why it is not serving.
 		st = n.statusSnapshot()
 	}
-	self, _ := n.cfg.PeerByID(n.id)
+	self := n.selfPeer()
+	view := n.members()
 	resp := &georaftv1.StatusResponse{
+		Learner:             view.isLearner(n.id),
 		Id:                  n.id,
 		Region:              n.cfg.Node.Region,
 		Address:             self.ClientAddress,
@@ -92,16 +94,20 @@ func (n *Node) statusResponse(ctx context.Context, req *georaftv1.StatusRequest)
 	} else {
 		resp.LastContactAgeNanos = -1
 	}
-	for _, p := range n.cfg.Peers {
-		if p.ID == n.id {
+	for _, id := range view.ids() {
+		if id == n.id {
 			continue
 		}
-		ps := &georaftv1.PeerStatus{Id: p.ID, Region: p.Region, Address: p.ClientAddress}
+		p, _ := n.peerInfo(id)
+		ps := &georaftv1.PeerStatus{Id: id, Region: p.Region, Address: p.ClientAddress, Learner: view.isLearner(id),
+			OutgoingVoter:   slices.Contains(view.conf.VotersOutgoing, id) && !slices.Contains(view.conf.Voters, id),
+			ReadLeaseHolder: slices.Contains(view.conf.ReadLeaseHolders, id)}
 		if n.tr != nil {
 			ps.RttNanos = int64(n.tr.RTT(p.ID))
 		}
 		if pr, ok := st.Progress[p.ID]; ok {
 			ps.MatchIndex, ps.NextIndex, ps.ProgressState = pr.Match, pr.Next, pr.State.String()
+			ps.Healthy = n.memberHealth(&st, id).GetHealthy()
 			ps.LastAckAgeNanos = int64(st.Now - pr.LastAck)
 			if st.LastIndex > pr.Match {
 				ps.Lag = st.LastIndex - pr.Match

@@ -74,7 +74,12 @@ func notLeader(leader uint64, leaderAddress string, term uint64) error {
 // errFailed is returned once the node has failed stop after a disk error.
 type errFailed struct{ cause error }
 
-func (e *errFailed) Error() string { return "node stopped after a storage failure: " + e.cause.Error() }
+func (e *errFailed) Error() string {
+	if errors.Is(e.cause, errMemberRemoved) {
+		return "node stopped: " + e.cause.Error()
+	}
+	return "node stopped after a storage failure: " + e.cause.Error()
+}
 func (e *errFailed) Unwrap() error { return e.cause }
 
 var (

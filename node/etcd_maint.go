@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/raft"
 )
 
@@ -21,66 +23,153 @@ func etcdVersion() string {
 	return "3.6.0+georaft." + strings.NewReplacer(" ", "-", "+", "-").Replace(Version)
 }
 
-func (n *Node) member(id uint64) *pb.Member {
-	p, ok := n.cfg.PeerByID(id)
-	if !ok {
-		return nil
-	}
+// etcdMember is a membership row as etcd's API shows it.
+func (n *Node) etcdMember(m *georaftv1.Member) *pb.Member {
 	scheme := "http://"
 	if n.cfg.TLS.Enabled {
 		scheme = "https://"
 	}
-	return &pb.Member{
-		ID:         id,
-		Name:       fmt.Sprintf("node-%d-%s", id, p.Region),
-		PeerURLs:   []string{scheme + p.PeerAddress},
-		ClientURLs: []string{scheme + p.ClientAddress},
+	em := &pb.Member{ID: m.GetId(), Name: fmt.Sprintf("node-%d-%s", m.GetId(), m.GetRegion()),
+		IsLearner: m.GetRole() == georaftv1.MemberRole_MEMBER_ROLE_LEARNER}
+	if m.GetPeerAddress() != "" {
+		em.PeerURLs = []string{scheme + m.GetPeerAddress()}
 	}
+	if m.GetClientAddress() != "" {
+		em.ClientURLs = []string{scheme + m.GetClientAddress()}
+	}
+	return em
+}
+
+// etcdMembers is every member (not the removed ones) as etcd's API shows them.
+func (n *Node) etcdMembers() []*pb.Member {
+	var out []*pb.Member
+	for _, ms := range n.memberList(false) {
+		out = append(out, n.etcdMember(ms.GetMember()))
+	}
+	return out
 }
 
 func (s *etcdServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-	resp := &pb.MemberListResponse{Header: s.n.etcdHeader(nil)}
-	for _, p := range s.n.cfg.Peers {
-		resp.Members = append(resp.Members, s.n.member(p.ID))
+	if r.GetLinearizable() {
+		leader, err := s.n.membershipBarrier(ctx, s.forwarded)
+		if err != nil {
+			return nil, s.n.etcdError(err)
+		}
+		if leader != s.n.id {
+			c, err := s.n.fwd.conn(leader)
+			if err != nil {
+				return nil, rpctypes.ErrGRPCNoLeader
+			}
+			resp, err := pb.NewClusterClient(c).MemberList(ctx, r)
+			if err == nil {
+				resp.Header = s.n.etcdHeader(nil)
+			}
+			return resp, err
+		}
 	}
-	return resp, nil
+	return &pb.MemberListResponse{Header: s.n.etcdHeader(nil), Members: s.n.etcdMembers()}, nil
 }
 
-// Membership changes are one function each, so the membership path (issue 13) can take them
-// over one by one.
+// The etcd Cluster service drives the same path as georaft.v1's MembershipService: a
+// follower passes the change to its leader, which proposes it and answers once applied.
+
+func (s *etcdServer) membership() *membershipService {
+	return &membershipService{n: s.n, forwarded: s.forwarded}
+}
+
+// urlAddress is HOST:PORT of an etcd peer or client URL.
+func urlAddress(urls []string) (string, error) {
+	if len(urls) == 0 {
+		return "", nil
+	}
+	if len(urls) > 1 {
+		return "", status.Errorf(codes.InvalidArgument, "georaft members have one address each; got %v", urls)
+	}
+	u, err := url.Parse(urls[0])
+	if err != nil || u.Host == "" {
+		return "", status.Errorf(codes.InvalidArgument, "%q is not a URL like http://host:port", urls[0])
+	}
+	return u.Host, nil
+}
+
 func (s *etcdServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	return s.n.etcdMemberAdd(ctx, r)
+	if !r.GetIsLearner() {
+		return nil, status.Error(codes.FailedPrecondition, "georaft adds members as learners, which vote only once promoted "+
+			"after catching up: add with --learner (etcdctl member add NAME --peer-urls URL --learner), then promote")
+	}
+	peer, err := urlAddress(r.GetPeerURLs())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.membership().AddMember(ctx, &georaftv1.AddMemberRequest{PeerAddress: peer})
+	if err != nil {
+		return nil, s.n.etcdMembershipError(err)
+	}
+	out := &pb.MemberAddResponse{Header: s.n.etcdHeader(nil), Member: s.n.etcdMember(resp.GetMember())}
+	for _, m := range resp.GetMembers() {
+		out.Members = append(out.Members, s.n.etcdMember(m))
+	}
+	return out, nil
 }
 
 func (s *etcdServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	return s.n.etcdMemberRemove(ctx, r)
-}
-
-func (s *etcdServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	return s.n.etcdMemberUpdate(ctx, r)
+	if _, err := s.membership().RemoveMember(ctx, &georaftv1.RemoveMemberRequest{Id: r.GetID()}); err != nil {
+		return nil, s.n.etcdMembershipError(err)
+	}
+	return &pb.MemberRemoveResponse{Header: s.n.etcdHeader(nil), Members: s.n.etcdMembers()}, nil
 }
 
 func (s *etcdServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	return s.n.etcdMemberPromote(ctx, r)
+	if _, err := s.membership().PromoteMember(ctx, &georaftv1.PromoteMemberRequest{Id: r.GetID()}); err != nil {
+		return nil, s.n.etcdMembershipError(err)
+	}
+	return &pb.MemberPromoteResponse{Header: s.n.etcdHeader(nil), Members: s.n.etcdMembers()}, nil
 }
 
-var errMembershipNotServed = status.Error(codes.Unimplemented,
-	"georaft does not change membership through the etcd API yet: membership is the cluster configuration (peers); run-time changes are being built")
-
-func (n *Node) etcdMemberAdd(context.Context, *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	return nil, errMembershipNotServed
+// MemberUpdate records a member's new peer address (a member records its own on every start
+// anyway).
+func (s *etcdServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	peer, err := urlAddress(r.GetPeerURLs())
+	if err != nil {
+		return nil, err
+	}
+	if peer == "" {
+		return nil, status.Error(codes.InvalidArgument, "member update needs the new peer URL")
+	}
+	var cur *georaftv1.Member
+	for _, ms := range s.n.memberList(false) {
+		if ms.GetMember().GetId() == r.GetID() {
+			cur = ms.GetMember()
+		}
+	}
+	if cur == nil {
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	}
+	m := &georaftv1.Member{Id: cur.GetId(), Region: cur.GetRegion(), PeerAddress: peer, ClientAddress: cur.GetClientAddress()}
+	if _, err := s.membership().PublishMember(ctx, &georaftv1.PublishMemberRequest{Member: m}); err != nil {
+		return nil, s.n.etcdMembershipError(err)
+	}
+	return &pb.MemberUpdateResponse{Header: s.n.etcdHeader(nil), Members: s.n.etcdMembers()}, nil
 }
 
-func (n *Node) etcdMemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	return nil, errMembershipNotServed
-}
-
-func (n *Node) etcdMemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	return nil, errMembershipNotServed
-}
-
-func (n *Node) etcdMemberPromote(context.Context, *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	return nil, errMembershipNotServed
+// etcdMembershipError speaks etcd's errors where etcd has one, so etcdctl says the familiar
+// thing; the message keeps georaft's reason.
+func (n *Node) etcdMembershipError(err error) error {
+	st := status.Convert(err)
+	msg := st.Message()
+	switch {
+	case st.Code() == codes.NotFound:
+		return rpctypes.ErrGRPCMemberNotFound
+	case st.Code() == codes.AlreadyExists:
+		return rpctypes.ErrGRPCMemberExist
+	case strings.Contains(msg, "entries behind the leader"):
+		return status.Error(codes.FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader ("+msg+")")
+	case strings.Contains(msg, "is not a learner"):
+		return rpctypes.ErrGRPCMemberNotLearner
+	case st.Code() == codes.Unavailable:
+		return status.Error(codes.Unavailable, "etcdserver: "+msg)
+	}
+	return err
 }
 
 func (s *etcdServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
@@ -163,7 +252,7 @@ func (s *etcdServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenance_Snaps
 
 // MoveLeader is georaft's leadership transfer.
 func (s *etcdServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
-	if _, ok := s.n.cfg.PeerByID(r.TargetID); !ok || r.TargetID == raft.None {
+	if !s.n.members().isVoter(r.TargetID) || r.TargetID == raft.None {
 		return nil, rpctypes.ErrGRPCBadLeaderTransferee
 	}
 	if st := s.n.statusSnapshot(); st.Leader != s.n.id {

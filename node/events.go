@@ -109,6 +109,7 @@ var lineCategories = []struct{ prefix, category string }{
 	{"state machine loaded from snapshot", categorySnapshot},
 	// A client's (etcd) lease ending is part of its keys' life, not the raft lease.
 	{"lease %d expired", categoryLifecycle},
+	{"membership", categoryMembership},
 	{"node %d starting", categoryLifecycle},
 	{"clock may stop", categoryLifecycle},
 	{"recovered", categoryLifecycle},

@@ -33,3 +33,9 @@ func SetTestingClockStopsInSuspend(on bool) (undo func()) {
 	testingClockStopsInSuspend = on
 	return func() { testingClockStopsInSuspend = old }
 }
+
+// PeerConnectionBudget is the peer port's connection cap for a cluster created with members
+// members.
+func PeerConnectionBudget(members int) int {
+	return peerConnectionsPerPeer * (members + membersAddedHeadroom)
+}

@@ -56,7 +56,7 @@ func (f *forwarder) conn(id uint64) (*grpc.ClientConn, error) {
 	if c, ok := f.conns[id]; ok {
 		return c, nil
 	}
-	p, ok := f.n.cfg.PeerByID(id)
+	p, ok := f.n.peerInfo(id)
 	if !ok {
 		return nil, fmt.Errorf("node %d is not a member", id)
 	}
@@ -126,7 +126,7 @@ func forwardTo[T any](n *Node, ctx context.Context, leader uint64, call func(con
 // transport does for its own: when TLS is on, the caller must present a node certificate.
 func peerEtcdAuth(tlsOn bool) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	check := func(ctx context.Context, method string) error {
-		if !tlsOn || !strings.HasPrefix(method, "/etcdserverpb.") {
+		if !tlsOn || !(strings.HasPrefix(method, "/etcdserverpb.") || strings.HasPrefix(method, "/georaft.v1.MembershipService/")) {
 			return nil
 		}
 		pr, ok := grpcpeer.FromContext(ctx)

@@ -47,6 +47,7 @@ type metrics struct {
 	reads         *prometheus.HistogramVec
 	forwarded     *prometheus.CounterVec
 	watchers      prometheus.Gauge
+	membership    *membershipMetrics
 	// lastLeader is the leader observeStatus saw last, for leaderChanges.
 	lastLeader uint64
 }
@@ -144,6 +145,7 @@ func newMetrics(self uint64) *metrics {
 			"node": constLabels["node"], "version": build.Version, "revision": build.Revision, "goversion": build.GoVersion},
 	})
 	buildInfo.Set(1)
+	m.membership = newMembershipMetrics(reg, constLabels)
 	reg.MustRegister(m.role, m.term, m.leader, m.commit, m.applied, m.leaseRemaining, m.leaseHeld,
 		m.fsync, m.walBatch, m.peerRTT, m.peerLag, m.requests, m.reads, m.requestErrors, m.redirects, m.snapshots, m.readFallbacks,
 		m.leaseReadTimeouts, m.handoffs, m.connsRefused, m.certExpiry, m.leaderChanges, m.forwarded, m.watchers, buildInfo)

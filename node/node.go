@@ -18,6 +18,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,16 @@ type Node struct {
 	statusMu     sync.Mutex
 	lastStatus   raft.Status // the core's BasicStatus as of the last turn: no per-peer progress
 	stopOnce     sync.Once
+
+	// Membership (members.go, join.go, datadir.go).
+	lock          *dataDirLock
+	ident         identity
+	initialVoters []uint64
+	joinHints     map[uint64]config.Peer
+	memberView    atomic.Pointer[memberView]
+	removed       atomic.Bool
+	membersDirty  bool // loop-only: an applied entry or snapshot may have changed the view
+	startupNotes  []string
 }
 
 // inbound is a batch of peer messages and when the transport handed it over. The core is
@@ -143,22 +154,25 @@ type readResult struct {
 	err    error
 }
 
-// open recovers a node from its data directory (or creates it) without starting it.
-func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
+// open recovers a node from its data directory (or creates it, or joins the cluster with
+// it) without starting it. clientTLS dials other members' client ports (nil: plaintext).
+func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS, clientTLS *tls.Config) (*Node, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	self := cfg.Node.ID
-	logger = logger.With("node", self)
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.Node.DataDir, err)
 	}
+	// Before anything is written there: a second process must not touch dump.txt either.
+	lock, err := lockDataDir(cfg.Node.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:          cfg,
-		id:           self,
+		id:           cfg.Node.ID,
 		log:          logger,
 		clock:        newMonoClock(),
-		m:            newMetrics(self),
 		msgc:         make(chan inbound, 1024),
 		propc:        make(chan *proposal, 4096),
 		readc:        make(chan *readRequest, 4096),
@@ -169,6 +183,7 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 		waiters:      make(map[uint64]*proposal),
 		pendingReads: make(map[uint64]*readRequest),
 		maxStaleness: cfg.Timing.StalenessBound(),
+		lock:         lock,
 	}
 	wake := make(chan struct{})
 	n.applyWake.Store(&wake)
@@ -177,20 +192,36 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS) (*Node, error) {
 
 	requests, err := ParseRequestDump(cfg.Log.DumpRequests)
 	if err != nil {
+		lock.release()
 		return nil, err
 	}
 	if n.dump, err = openDumpLog(cfg.Node.DataDir, 0, requests); err != nil {
+		lock.release()
 		return nil, err
 	}
+	refuse := func(err error) (*Node, error) {
+		n.dump.Printf("start-up refused: %v", err)
+		n.dump.Close()
+		lock.release()
+		return nil, err
+	}
+	if err := n.establishIdentity(clientTLS); err != nil {
+		return refuse(err)
+	}
+	self := cfg.Node.ID
+	n.id = self
+	n.log = logger.With("node", self)
+	n.m = newMetrics(self)
 	n.dump.Printf("node %d starting in region %s, cluster %s", self, cfg.Node.Region, cfg.ClusterID)
 	if !n.clock.countsSuspend {
 		n.log.Warn("this platform's clock may stop while the machine sleeps: lease reads are answered through ReadIndex and bounded-staleness reads are refused")
 		n.dump.Printf("clock may stop during suspend: lease reads go through ReadIndex, stale reads are refused")
 	}
+	for _, note := range n.startupNotes {
+		n.dump.Printf("membership: %s", note)
+	}
 	if err := n.recover(fsys); err != nil {
-		n.dump.Printf("start-up refused: %v", err)
-		n.dump.Close()
-		return nil, err
+		return refuse(err)
 	}
 	return n, nil
 }
@@ -242,6 +273,9 @@ func (n *Node) recover(fsys wal.FS) error {
 	}
 	rcfg := cfg.RaftConfig()
 	rcfg.BootID = n.clock.bootID
+	// The log starts from the voters the cluster was created with, as member.json recorded
+	// them, whatever peers[] says now.
+	rcfg.ID, rcfg.Peers = n.id, n.initialVoters
 	core, err := raft.New(rcfg, raft.Restored{
 		HardState: rec.HardState,
 		Snapshot:  rec.Snapshot,
@@ -297,8 +331,10 @@ func (n *Node) attachTransport(tr *transport.Transport) {
 // start runs the loop.
 func (n *Node) start() {
 	n.publish()
+	n.refreshMembers()
 	n.lessor = newLessor(n)
 	go n.run()
+	go n.maintainMembership()
 	go n.refreshMetrics()
 	go n.lessor.run()
 	go n.runPlacement()
@@ -329,6 +365,16 @@ func (n *Node) run() {
 				return
 			}
 			n.core.Advance(rd)
+			// The core applies membership changes on Advance: the view and the transport
+			// follow before the next Ready sends anything to a new member.
+			if n.membersDirty {
+				n.membersDirty = false
+				n.refreshMembers()
+				if n.removed.Load() {
+					n.failStop(errMemberRemoved)
+					return
+				}
+			}
 			continue
 		}
 		n.publish()
@@ -436,6 +482,7 @@ func (n *Node) handleReady(rd *raft.Ready) error {
 		if err := n.installSnapshot(*rd.Snapshot); err != nil {
 			return err
 		}
+		n.membersDirty = true
 	}
 	// Committed entries are durable on a quorum already, so they are applied (and their
 	// writers answered) before this node's own fsync rather than after it: under load that
@@ -563,6 +610,9 @@ func (n *Node) apply(entries []raft.Entry) error {
 		if err != nil {
 			return fmt.Errorf("state machine: %w", err)
 		}
+		if isMembershipEntry(e) {
+			n.membersDirty = true
+		}
 		p, ok := n.waiters[e.Index]
 		if !ok {
 			continue
@@ -613,10 +663,11 @@ func (n *Node) refreshMetrics() {
 			st = n.statusSnapshot()
 		}
 		n.m.observeStatus(&st)
+		n.observeMemberHealth(&st)
 		if n.tr != nil {
-			for _, p := range n.cfg.Peers {
-				if p.ID != n.id {
-					n.m.observePeerRTT(p.ID, n.tr.RTT(p.ID))
+			for _, id := range n.members().ids() {
+				if id != n.id {
+					n.m.observePeerRTT(id, n.tr.RTT(id))
 				}
 			}
 		}
@@ -651,8 +702,12 @@ func (n *Node) failStop(err error) {
 	if !n.failed.CompareAndSwap(nil, f) {
 		return
 	}
-	n.log.Error("storage failure: the node stops serving and acknowledging", "err", err)
-	n.dump.Printf("FAILED: %v; the node stops serving and acknowledging", err)
+	if errors.Is(err, errMemberRemoved) {
+		n.log.Warn("removed from the cluster: the node stops serving")
+	} else {
+		n.log.Error("storage failure: the node stops serving and acknowledging", "err", err)
+		n.dump.Printf("FAILED: %v; the node stops serving and acknowledging", err)
+	}
 	n.dump.Flush()
 	n.view.Store(&raft.ReadView{})
 	for idx, p := range n.waiters {
@@ -705,7 +760,7 @@ func (n *Node) stoppedErr() error {
 
 // clientAddressOf is where clients reach a node, for redirects.
 func (n *Node) clientAddressOf(id uint64) string {
-	if p, ok := n.cfg.PeerByID(id); ok {
+	if p, ok := n.peerInfo(id); ok {
 		return p.ClientAddress
 	}
 	return ""

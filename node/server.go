@@ -93,7 +93,12 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 		}
 	}
 
-	n, err := open(cfg, logger, opts.FS)
+	serverTLS, clientTLS, err := tlsConfigs(cfg)
+	if err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	n, err := open(cfg, logger, opts.FS, clientTLS)
 	if err != nil {
 		s.closeListeners()
 		return nil, err
@@ -106,11 +111,10 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 	// Peers hold one connection each; a restarted peer's old one lingers until keepalive
 	// closes it. The cap only bounds what a stranger past the firewall can open when TLS is
 	// off; no per-host cap, because lab and test clusters dial from one address.
-	peerCap := peerConnectionsPerPeer * len(cfg.Peers)
+	peerCap := peerConnectionsPerPeer * (max(len(cfg.Peers), len(n.initialVoters)) + membersAddedHeadroom)
 	s.peerLis = capConnections(s.peerLis, "peer", connlimit.Limits{Total: peerCap, PerHost: peerCap}, n.m, logger)
 
-	serverTLS, clientTLS, err := tlsConfigs(cfg)
-	if err == nil && cfg.TLS.Enabled {
+	if cfg.TLS.Enabled {
 		err = reportCertificateExpiry(cfg.TLS, n.m, logger, time.Now())
 	}
 	if err != nil {
@@ -148,6 +152,8 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 	peerEtcd := &etcdServer{n: n, forwarded: true}
 	etcdpb.RegisterKVServer(s.peerSrv, peerEtcd)
 	etcdpb.RegisterLeaseServer(s.peerSrv, peerEtcd)
+	etcdpb.RegisterClusterServer(s.peerSrv, peerEtcd)
+	georaftv1.RegisterMembershipServiceServer(s.peerSrv, &membershipService{n: n, forwarded: true})
 
 	clientOpts := []grpc.ServerOption{
 		// Room above the limit, as etcd leaves, so that requestSize can answer a request a
@@ -170,6 +176,7 @@ func StartWith(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.clientSrv = grpc.NewServer(clientOpts...)
 	georaftv1.RegisterKVServiceServer(s.clientSrv, &kvService{n: n})
+	georaftv1.RegisterMembershipServiceServer(s.clientSrv, &membershipService{n: n})
 	etcd := &etcdServer{n: n}
 	etcdpb.RegisterKVServer(s.clientSrv, etcd)
 	etcdpb.RegisterWatchServer(s.clientSrv, etcd)
@@ -230,6 +237,10 @@ var longLivedStreams = map[string]bool{
 
 // peerConnectionsPerPeer is the peer port's connection budget per cluster member.
 const peerConnectionsPerPeer = 16
+
+// membersAddedHeadroom is how many members beyond those at start the peer port's cap makes
+// room for: a replace adds one before it removes one.
+const membersAddedHeadroom = 4
 
 // capConnections wraps lis with the caps, counting and logging what they refuse.
 func capConnections(lis net.Listener, name string, limits connlimit.Limits, m *metrics, logger *slog.Logger) net.Listener {
@@ -371,6 +382,9 @@ func (n *Node) notReadyReason() string {
 		return "shutting down"
 	}
 	st := n.statusSnapshot()
+	if n.removed.Load() {
+		return errMemberRemoved.Error()
+	}
 	if st.Leader == raft.None {
 		return fmt.Sprintf("no leader known in term %d", st.Term)
 	}
@@ -519,5 +533,6 @@ func (n *Node) closeStorage() error {
 	if cerr := n.dump.Close(); err == nil {
 		err = cerr
 	}
+	n.lock.release()
 	return err
 }

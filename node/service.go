@@ -85,8 +85,8 @@ func (s *kvService) Status(ctx context.Context, req *georaftv1.StatusRequest) (*
 
 func (s *kvService) TransferLeader(ctx context.Context, req *georaftv1.TransferLeaderRequest) (*georaftv1.TransferLeaderResponse, error) {
 	target := req.GetTargetId()
-	if _, ok := s.n.cfg.PeerByID(target); !ok || target == raft.None {
-		return nil, invalidArgument("target_id", "node %d is not a member of this cluster", target)
+	if !s.n.members().isVoter(target) || target == raft.None {
+		return nil, invalidArgument("target_id", "node %d is not a voter of this cluster (%v)", target, s.n.members().conf)
 	}
 	leader, term, err := s.n.TransferLeadership(ctx, target)
 	if err != nil {

@@ -72,6 +72,14 @@ func (n *Node) finishSnapshot(meta raft.SnapshotMeta, err error) {
 		n.dump.Printf("snapshot at index %d failed: %v", meta.Index, err)
 		return
 	}
+	// The membership as of the snapshot goes with it: a restart rebuilds the membership from
+	// it and the changes after it, not from the voters the cluster was created with.
+	cs, err := n.core.ConfStateAt(meta.Index)
+	if err != nil {
+		n.log.Warn("snapshot skipped: its membership is not known", "index", meta.Index, "err", err)
+		return
+	}
+	meta.ConfState = cs
 	if err := n.wal.SaveSnapshot(meta); err != nil {
 		n.failStop(fmt.Errorf("record snapshot %d in the WAL: %w", meta.Index, err))
 		return

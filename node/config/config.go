@@ -33,6 +33,7 @@ type Config struct {
 	// ReadLeases and Placement are what `georaft tune` recommends for a client mix.
 	ReadLeases ReadLeasesConfig
 	Placement  PlacementConfig
+	Cluster    ClusterConfig
 }
 
 // ReadLeasesConfig chooses the members that answer linearizable reads from their own state
@@ -65,6 +66,36 @@ type PlacementConfig struct {
 const (
 	HoldersAll  = "all"
 	HoldersNone = "none"
+)
+
+// ClusterConfig is how this node becomes and stays a member (docs/membership.md).
+type ClusterConfig struct {
+	// InitialState is InitialStateNew (this node is one of the voters peers[] creates the
+	// cluster with) or InitialStateExisting (the cluster exists: an empty data directory is
+	// a lost disk, and the node refuses to start under its old id).
+	InitialState string
+	// Join is any member's client address: with an empty data directory the node asks it to
+	// be added as a learner, and starts from what it answers (the leader's snapshot, the
+	// log, the membership). Ignored once the data directory is a member's.
+	Join string
+	// JoinAs is what the joined node asks to become once it has caught up: JoinAsVoter (it
+	// asks to be promoted) or JoinAsLearner (it stays a learner until an operator promotes
+	// it).
+	JoinAs string
+	// Replaces, with Join, is the member this node takes the place of once caught up: its
+	// promotion and that member's removal are one change.
+	Replaces uint64
+	// LastContactThreshold: the leader reports a member it has not heard from for this long
+	// as unhealthy (status, metrics). Nothing is removed automatically.
+	LastContactThreshold time.Duration
+}
+
+// The values of cluster.initial_state and cluster.join_as.
+const (
+	InitialStateNew      = "new"
+	InitialStateExisting = "existing"
+	JoinAsVoter          = "voter"
+	JoinAsLearner        = "learner"
 )
 
 type NodeConfig struct {
@@ -214,6 +245,7 @@ func Defaults() Config {
 		Log:        LogConfig{Level: "info", Format: "text", DumpRequests: "off"},
 		ReadLeases: ReadLeasesConfig{Holders: []string{HoldersNone}, PerKeyWait: true},
 		Placement:  PlacementConfig{HealthyFor: 10 * time.Second, StopHandoffTimeout: 5 * time.Second},
+		Cluster:    ClusterConfig{InitialState: InitialStateNew, JoinAs: JoinAsVoter, LastContactThreshold: 10 * time.Second},
 	}
 }
 
@@ -260,6 +292,15 @@ func (c *Config) PeerByID(id uint64) (Peer, bool) {
 		}
 	}
 	return Peer{}, false
+}
+
+// PeerIDs lists peers[].id in order.
+func (c *Config) PeerIDs() []uint64 {
+	ids := make([]uint64, len(c.Peers))
+	for i, p := range c.Peers {
+		ids[i] = p.ID
+	}
+	return ids
 }
 
 // ClientEndpoints returns every member's client address, in peers order: what a client

@@ -61,6 +61,12 @@ var fields = []field{
 	{"log.format", "log-format", "text|json", func(c *Config) any { return &c.Log.Format }},
 	{"log.dump_requests", "dump-requests", "client traffic in dump.txt: off|sampled (1 line in 100)|all; elections, leases and faults are always there", func(c *Config) any { return &c.Log.DumpRequests }},
 
+	{"cluster.initial_state", "initial-state", "new: one of the voters peers[] creates the cluster with; existing: an empty data directory is a lost disk and start-up is refused (docs/membership.md)", func(c *Config) any { return &c.Cluster.InitialState }},
+	{"cluster.join", "join", "any member's client address: an empty data directory joins the cluster there as a new member", func(c *Config) any { return &c.Cluster.Join }},
+	{"cluster.join_as", "join-as", "voter: a joined node asks to be promoted once caught up; learner: it waits for an operator", func(c *Config) any { return &c.Cluster.JoinAs }},
+	{"cluster.replaces", "replaces", "with cluster.join: the member this node takes the place of once caught up (0: none)", func(c *Config) any { return &c.Cluster.Replaces }},
+	{"cluster.last_contact_threshold", "", "the leader reports a member unheard of for this long as unhealthy; nothing is removed automatically", func(c *Config) any { return &c.Cluster.LastContactThreshold }},
+
 	{"console.enabled", "console", "the web console at /ui on the metrics listener; HTTPS only when tls.enabled (docs/console.md)", func(c *Config) any { return &c.Console.Enabled }},
 	{"read_leases.holders", "read-lease-holders", "members answering linearizable reads locally in a new cluster: all, none, or member ids and regions (later: georaft read-leases set)", func(c *Config) any { return &c.ReadLeases.Holders }},
 

@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 	c.checkLog(&ps)
 	c.checkReadLeases(&ps)
 	c.checkPlacement(&ps)
+	c.checkCluster(&ps)
 	return ps.err()
 }
 
@@ -47,9 +48,10 @@ func (c *Config) checkIdentity(ps *problems) {
 	case strings.TrimSpace(c.ClusterID) != c.ClusterID:
 		ps.add("cluster_id", "cluster_id %q has leading or trailing spaces", c.ClusterID)
 	}
-	if c.Node.ID == 0 {
-		ps.add("node.id", "node.id must be set to this node's id, one of peers[].id %v", c.peerIDs())
-	} else if len(c.Peers) > 0 {
+	joining := c.Cluster.Join != ""
+	if c.Node.ID == 0 && !joining {
+		ps.add("node.id", "node.id must be set to this node's id, one of peers[].id %v (or cluster.join set, to be given one)", c.peerIDs())
+	} else if len(c.Peers) > 0 && c.Node.ID != 0 && !joining {
 		if _, ok := c.PeerByID(c.Node.ID); !ok {
 			ps.add("node.id", "node.id %d is not among peers[].id %v", c.Node.ID, c.peerIDs())
 		}
@@ -75,6 +77,9 @@ func (c *Config) peerIDs() []uint64 {
 }
 
 func (c *Config) checkPeers(ps *problems) {
+	if len(c.Peers) == 0 && c.Cluster.Join != "" {
+		return
+	}
 	if len(c.Peers) == 0 {
 		ps.add("peers", "peers must list every member of the cluster, this node included")
 		return
@@ -111,6 +116,9 @@ func (c *Config) checkPeers(ps *problems) {
 		}
 	}
 }
+
+// CheckDialAddress checks an address other nodes dial: HOST:PORT with a host and a port.
+func CheckDialAddress(addr string) error { return checkAddress(addr, true) }
 
 // checkAddress checks HOST:PORT. A dialed address needs a host and a port above 0; a
 // listen address may leave the host empty (every interface) and use port 0 (any).
@@ -373,5 +381,43 @@ func (c *Config) checkLog(ps *problems) {
 	}
 	if !slices.Contains(dumpRequests, c.Log.DumpRequests) {
 		ps.add("log.dump_requests", "log.dump_requests %q is not one of %s", c.Log.DumpRequests, strings.Join(dumpRequests, ", "))
+	}
+}
+
+func (c *Config) checkCluster(ps *problems) {
+	cl := c.Cluster
+	if cl.InitialState != InitialStateNew && cl.InitialState != InitialStateExisting {
+		ps.add("cluster.initial_state", "cluster.initial_state %q must be %s or %s", cl.InitialState, InitialStateNew, InitialStateExisting)
+	}
+	if cl.JoinAs != JoinAsVoter && cl.JoinAs != JoinAsLearner {
+		ps.add("cluster.join_as", "cluster.join_as %q must be %s or %s", cl.JoinAs, JoinAsVoter, JoinAsLearner)
+	}
+	if cl.LastContactThreshold <= 0 {
+		ps.add("cluster.last_contact_threshold", "cluster.last_contact_threshold must be positive, got %v", cl.LastContactThreshold)
+	}
+	if cl.Join == "" {
+		if cl.Replaces != 0 {
+			ps.add("cluster.replaces", "cluster.replaces %d needs cluster.join: only a joining node takes another member's place", cl.Replaces)
+		}
+		return
+	}
+	if err := checkAddress(cl.Join, true); err != nil {
+		ps.add("cluster.join", "cluster.join %q %v", cl.Join, err)
+	}
+	if cl.Replaces != 0 && cl.Replaces == c.Node.ID {
+		ps.add("cluster.replaces", "cluster.replaces %d is this node's own id", cl.Replaces)
+	}
+	if cl.Replaces != 0 && cl.JoinAs == JoinAsLearner {
+		ps.add("cluster.replaces", "cluster.replaces takes a member's place as a voter; it cannot go with cluster.join_as learner")
+	}
+	// A joining node tells the cluster where to reach it: its listen addresses, unless its
+	// peers[] entry names others.
+	if _, listed := c.PeerByID(c.Node.ID); !listed || c.Node.ID == 0 {
+		for _, l := range []struct{ key, addr string }{{"listen.peer", c.Listen.Peer}, {"listen.client", c.Listen.Client}} {
+			if host, _, err := net.SplitHostPort(l.addr); err == nil && (host == "" || net.ParseIP(host).IsUnspecified()) {
+				ps.add(l.key, "%s %q is what a joining node tells the cluster to dial: it needs a reachable host "+
+					"(or list this node in peers[] with its addresses)", l.key, l.addr)
+			}
+		}
 	}
 }

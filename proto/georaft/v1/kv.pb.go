@@ -765,7 +765,17 @@ type PeerStatus struct {
 	// Time since the leader last heard from this peer.
 	LastAckAgeNanos int64 `protobuf:"varint,8,opt,name=last_ack_age_nanos,json=lastAckAgeNanos,proto3" json:"last_ack_age_nanos,omitempty"`
 	// Entries the peer is behind the leader's last index.
-	Lag           uint64 `protobuf:"varint,9,opt,name=lag,proto3" json:"lag,omitempty"`
+	Lag uint64 `protobuf:"varint,9,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Fields 20-29 are the peer's membership (docs/membership.md).
+	// A learner receives the log but does not vote and counts in no quorum.
+	Learner bool `protobuf:"varint,20,opt,name=learner,proto3" json:"learner,omitempty"`
+	// Set while a change of voters is under way and this voter is being replaced: it still
+	// counts, in the outgoing half of the joint configuration.
+	OutgoingVoter bool `protobuf:"varint,21,opt,name=outgoing_voter,json=outgoingVoter,proto3" json:"outgoing_voter,omitempty"`
+	// The leader grants it read leases.
+	ReadLeaseHolder bool `protobuf:"varint,22,opt,name=read_lease_holder,json=readLeaseHolder,proto3" json:"read_lease_holder,omitempty"`
+	// Leader only: heard from within cluster.last_contact_threshold.
+	Healthy       bool `protobuf:"varint,23,opt,name=healthy,proto3" json:"healthy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -863,6 +873,34 @@ func (x *PeerStatus) GetLag() uint64 {
 	return 0
 }
 
+func (x *PeerStatus) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+func (x *PeerStatus) GetOutgoingVoter() bool {
+	if x != nil {
+		return x.OutgoingVoter
+	}
+	return false
+}
+
+func (x *PeerStatus) GetReadLeaseHolder() bool {
+	if x != nil {
+		return x.ReadLeaseHolder
+	}
+	return false
+}
+
+func (x *PeerStatus) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
 type StatusResponse struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	Id                  uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -911,8 +949,11 @@ type StatusResponse struct {
 	ReadLeaseHolders []uint64 `protobuf:"varint,40,rep,packed,name=read_lease_holders,json=readLeaseHolders,proto3" json:"read_lease_holders,omitempty"`
 	// placement.preferred_regions, most preferred first.
 	PreferredRegions []string `protobuf:"bytes,41,rep,name=preferred_regions,json=preferredRegions,proto3" json:"preferred_regions,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Fields 50-59 are this node's membership (docs/membership.md).
+	// This node is a learner (it does not vote).
+	Learner       bool `protobuf:"varint,50,opt,name=learner,proto3" json:"learner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1146,6 +1187,13 @@ func (x *StatusResponse) GetPreferredRegions() []string {
 		return x.PreferredRegions
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
 }
 
 type SetReadLeaseHoldersRequest struct {
@@ -1605,7 +1653,7 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\rStatusRequest\x12,\n" +
 	"\x12include_state_hash\x18\x01 \x01(\bR\x10includeStateHash\x12)\n" +
 	"\x10include_activity\x18\x02 \x01(\bR\x0fincludeActivity\x12!\n" +
-	"\fevents_after\x18\x03 \x01(\x04R\veventsAfter\"\x91\x02\n" +
+	"\fevents_after\x18\x03 \x01(\x04R\veventsAfter\"\x98\x03\n" +
 	"\n" +
 	"PeerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
@@ -1618,7 +1666,11 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x0eprogress_state\x18\x06 \x01(\tR\rprogressState\x12\x1b\n" +
 	"\trtt_nanos\x18\a \x01(\x03R\brttNanos\x12+\n" +
 	"\x12last_ack_age_nanos\x18\b \x01(\x03R\x0flastAckAgeNanos\x12\x10\n" +
-	"\x03lag\x18\t \x01(\x04R\x03lag\"\x96\t\n" +
+	"\x03lag\x18\t \x01(\x04R\x03lag\x12\x18\n" +
+	"\alearner\x18\x14 \x01(\bR\alearner\x12%\n" +
+	"\x0eoutgoing_voter\x18\x15 \x01(\bR\routgoingVoter\x12*\n" +
+	"\x11read_lease_holder\x18\x16 \x01(\bR\x0freadLeaseHolder\x12\x18\n" +
+	"\ahealthy\x18\x17 \x01(\bR\ahealthy\"\xb0\t\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x18\n" +
@@ -1653,7 +1705,8 @@ const file_georaft_v1_kv_proto_rawDesc = "" +
 	"\x1aread_lease_remaining_nanos\x18# \x01(\x03R\x17readLeaseRemainingNanos\x129\n" +
 	"\x19read_lease_duration_nanos\x18$ \x01(\x03R\x16readLeaseDurationNanos\x12,\n" +
 	"\x12read_lease_holders\x18( \x03(\x04R\x10readLeaseHolders\x12+\n" +
-	"\x11preferred_regions\x18) \x03(\tR\x10preferredRegions\"6\n" +
+	"\x11preferred_regions\x18) \x03(\tR\x10preferredRegions\x12\x18\n" +
+	"\alearner\x182 \x01(\bR\alearner\"6\n" +
 	"\x1aSetReadLeaseHoldersRequest\x12\x18\n" +
 	"\aholders\x18\x01 \x03(\tR\aholders\"M\n" +
 	"\x1bSetReadLeaseHoldersResponse\x12\x18\n" +

@@ -344,6 +344,9 @@ type ListMembersResponse struct {
 	InitialVoters []uint64        `protobuf:"varint,4,rep,packed,name=initial_voters,json=initialVoters,proto3" json:"initial_voters,omitempty"`
 	Members       []*MemberStatus `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
 	AppliedIndex  uint64          `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Members whose addresses are in the membership table: a member records its own once it
+	// has started with its data (an added learner has them from its addition).
+	Published     []uint64 `protobuf:"varint,7,rep,packed,name=published,proto3" json:"published,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +421,13 @@ func (x *ListMembersResponse) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *ListMembersResponse) GetPublished() []uint64 {
+	if x != nil {
+		return x.Published
+	}
+	return nil
 }
 
 type AddMemberRequest struct {
@@ -952,7 +962,7 @@ const file_georaft_v1_membership_proto_rawDesc = "" +
 	"\x06member\x18\x01 \x01(\v2\x12.georaft.v1.MemberR\x06member\x120\n" +
 	"\x06health\x18\x02 \x01(\v2\x18.georaft.v1.MemberHealthR\x06health\"8\n" +
 	"\x12ListMembersRequest\x12\"\n" +
-	"\flinearizable\x18\x01 \x01(\bR\flinearizable\"\xfa\x01\n" +
+	"\flinearizable\x18\x01 \x01(\bR\flinearizable\"\x98\x02\n" +
 	"\x13ListMembersResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1b\n" +
@@ -960,7 +970,8 @@ const file_georaft_v1_membership_proto_rawDesc = "" +
 	"\x0fvoters_outgoing\x18\x03 \x03(\x04R\x0evotersOutgoing\x12%\n" +
 	"\x0einitial_voters\x18\x04 \x03(\x04R\rinitialVoters\x122\n" +
 	"\amembers\x18\x05 \x03(\v2\x18.georaft.v1.MemberStatusR\amembers\x12#\n" +
-	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\"\xa3\x01\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x1c\n" +
+	"\tpublished\x18\a \x03(\x04R\tpublished\"\xa3\x01\n" +
 	"\x10AddMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12!\n" +

@@ -1,0 +1,234 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/georaft/georaft/node"
+	"github.com/georaft/georaft/node/config"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
+)
+
+func (c *testCluster) members(i int) georaftv1.MembershipServiceClient {
+	return georaftv1.NewMembershipServiceClient(c.conns[i])
+}
+
+// listMembers asks node i for the membership, linearizably.
+func (c *testCluster) listMembers(i int) (*georaftv1.ListMembersResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.members(i).ListMembers(ctx, &georaftv1.ListMembersRequest{Linearizable: true})
+}
+
+func roleOf(resp *georaftv1.ListMembersResponse, id uint64) georaftv1.MemberRole {
+	for _, ms := range resp.GetMembers() {
+		if ms.GetMember().GetId() == id {
+			return ms.GetMember().GetRole()
+		}
+	}
+	return georaftv1.MemberRole_MEMBER_ROLE_UNSPECIFIED
+}
+
+// waitMembership waits until node i's linearizable list satisfies ok.
+func (c *testCluster) waitMembership(i int, what string, timeout time.Duration, ok func(*georaftv1.ListMembersResponse) bool) *georaftv1.ListMembersResponse {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := c.listMembers(i)
+		if err == nil && ok(resp) {
+			return resp
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = fmt.Sprint(resp.GetMembers())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("%s: not within %v (last: %s)", what, timeout, last)
+	return nil
+}
+
+// joinerConfig is a node that joins the cluster through member via with an empty data
+// directory: no id, no peers list, its own addresses.
+func (c *testCluster) joinerConfig(via int, region string, tune func(*config.Config)) *config.Config {
+	c.t.Helper()
+	addrs := freeAddrs(c.t, 2)
+	cfg := config.Defaults()
+	cfg.ClusterID = c.cfgs[0].ClusterID
+	cfg.Timing = c.cfgs[0].Timing
+	cfg.Node = config.NodeConfig{Region: region, DataDir: filepath.Join(c.t.TempDir(), "joiner")}
+	cfg.Listen = config.ListenConfig{Peer: addrs[0], Client: addrs[1]}
+	cfg.Cluster.Join = c.cfgs[via].Listen.Client
+	cfg.Log.Level = "warn"
+	if tune != nil {
+		tune(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		c.t.Fatalf("joiner config: %v", err)
+	}
+	return &cfg
+}
+
+// addNode starts cfg as node index len(c.cfgs) and returns that index.
+func (c *testCluster) addNode(cfg *config.Config) int {
+	c.t.Helper()
+	i := len(c.cfgs)
+	c.cfgs = append(c.cfgs, cfg)
+	c.servers = append(c.servers, nil)
+	conn, err := grpc.NewClient(cfg.Listen.Client, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.conns = append(c.conns, conn)
+	c.clients = append(c.clients, georaftv1.NewKVServiceClient(conn))
+	c.start(i)
+	return i
+}
+
+// A second georaftd on a data directory in use refuses to start, names the process that holds
+// it, and writes nothing there.
+func TestDataDirectoryLockRefusesASecondProcess(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.waitLeader(10 * time.Second)
+	dump := filepath.Join(c.cfgs[0].Node.DataDir, node.DumpFileName)
+	before, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := *c.cfgs[0]
+	addrs := freeAddrs(t, 2)
+	second.Listen.Peer, second.Listen.Client = addrs[0], addrs[1]
+	_, err = node.Start(&second, testLogger())
+	if err == nil {
+		t.Fatal("a second node started on a data directory in use")
+	}
+	if want := fmt.Sprintf("in use by process %d", os.Getpid()); !strings.Contains(err.Error(), want) {
+		t.Fatalf("refusal %q does not name the holder (%q)", err, want)
+	}
+	c.servers[0].Node() // the first keeps running
+	if _, err := c.set(0, "k", "v"); err != nil {
+		t.Fatalf("the first node stopped serving: %v", err)
+	}
+	after, _ := os.ReadFile(dump)
+	if strings.Contains(string(after[len(before):]), "starting") {
+		t.Fatal("the refused process wrote into dump.txt")
+	}
+	// Once the first stops, the directory is free again.
+	c.kill(0)
+	c.start(0)
+}
+
+// A node joins with --join and an empty data directory: it is added as a learner under the
+// next unused id, catches up from the leader, asks for its promotion and becomes a voter.
+// Then a second joiner takes the leader's place in one change (cluster.replaces): the old
+// leader is removed, steps down, stops, and never starts again under its id.
+func TestJoinCatchUpPromoteThenReplaceTheLeader(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *config.Config) { cfg.Storage.SnapshotEntries = 50 })
+	leader := c.waitLeader(10 * time.Second)
+	for k := range 120 {
+		c.mustSet(fmt.Sprintf("before-%03d", k), "v")
+	}
+	follower := (leader + 1) % 3
+	j := c.addNode(c.joinerConfig(follower, "region-4", nil))
+	resp := c.waitMembership(leader, "node 4 promoted to voter", 30*time.Second, func(r *georaftv1.ListMembersResponse) bool {
+		return roleOf(r, 4) == georaftv1.MemberRole_MEMBER_ROLE_VOTER
+	})
+	if !slices.Equal(resp.GetInitialVoters(), []uint64{1, 2, 3}) {
+		t.Fatalf("initial voters %v", resp.GetInitialVoters())
+	}
+	c.mustSet("after-join", "v4")
+	st := c.mustStatus(leader)
+	c.waitApplied(j, st.CommitIndex, 10*time.Second)
+	got, err := c.get(j, "before-007", georaftv1.ReadMode_READ_MODE_STALE)
+	if err != nil || !got.Found {
+		t.Fatalf("the joined node lacks a key written before it joined: %v %v", got, err)
+	}
+	if s := c.mustStatus(j); s.Id != 4 || s.Learner {
+		t.Fatalf("joined node status: id %d learner %v", s.Id, s.Learner)
+	}
+
+	// Replace the leader.
+	oldID := uint64(leader + 1)
+	k := c.addNode(c.joinerConfig(j, "region-5", func(cfg *config.Config) { cfg.Cluster.Replaces = oldID }))
+	c.waitMembership(k, "node 5 in the old leader's place", 30*time.Second, func(r *georaftv1.ListMembersResponse) bool {
+		return roleOf(r, 5) == georaftv1.MemberRole_MEMBER_ROLE_VOTER && roleOf(r, oldID) == georaftv1.MemberRole_MEMBER_ROLE_REMOVED
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for c.servers[leader].Node().Failed() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the removed leader did not stop")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.servers[leader].Node().Failed(); !strings.Contains(err.Error(), "removed from the cluster") {
+		t.Fatalf("the removed leader stopped with %v", err)
+	}
+	c.servers[leader].Kill()
+	c.servers[leader] = nil
+	c.mustSet("after-replace", "v5")
+	if _, err := node.Start(c.cfgs[leader], testLogger()); err == nil || !strings.Contains(err.Error(), "was removed") {
+		t.Fatalf("the removed member restarted under its id: %v", err)
+	}
+	// A joined member restarts from its member.json alone (it has no peers list) and the
+	// log's membership; then every survivor holds the same state.
+	c.kill(j)
+	c.start(j)
+	c.mustSet("after-restart", "v6")
+	newLeader := c.waitLeader(10 * time.Second)
+	commit := c.mustStatus(newLeader).CommitIndex
+	survivors := []int{follower, (leader + 2) % 3, j, k}
+	var hashes []uint64
+	for _, i := range survivors {
+		c.waitApplied(i, commit, 10*time.Second)
+	}
+	for _, i := range survivors {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := c.clients[i].Status(ctx, &georaftv1.StatusRequest{IncludeStateHash: true})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.AppliedIndex == commit {
+			hashes = append(hashes, st.StateHash)
+		}
+	}
+	if len(hashes) > 1 && slices.Min(hashes) != slices.Max(hashes) {
+		t.Fatalf("survivors at index %d disagree on the state: %v", commit, hashes)
+	}
+}
+
+// An empty data directory under an id the cluster knows is a lost disk: the node refuses to
+// start, and says how to replace it, whether cluster.initial_state is new or existing.
+func TestLostDiskUnderAKnownIDIsRefused(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	c.waitMembership(leader, "every member published", 10*time.Second, func(r *georaftv1.ListMembersResponse) bool {
+		return len(r.GetPublished()) == 3
+	})
+	lost := (leader + 1) % 3
+	c.kill(lost)
+	if err := os.RemoveAll(c.cfgs[lost].Node.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, state := range []string{config.InitialStateNew, config.InitialStateExisting} {
+		c.cfgs[lost].Cluster.InitialState = state
+		_, err := node.Start(c.cfgs[lost], testLogger())
+		if err == nil {
+			t.Fatalf("initial_state %s: a node with an empty data directory started under known id %d", state, lost+1)
+		}
+		if want := fmt.Sprintf("--replaces %d", lost+1); !strings.Contains(err.Error(), want) {
+			t.Fatalf("initial_state %s: the refusal %q does not say how to replace it (%q)", state, err, want)
+		}
+	}
+}
