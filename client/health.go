@@ -14,8 +14,9 @@ type Summary struct {
 	Asked     int
 	Reachable int
 	Serving   int
-	// Members is the cluster's size: the endpoints asked, or the members the nodes list,
-	// whichever is more. Quorum is a majority of it.
+	// Members is the cluster's voters: the endpoints asked, or the voters the nodes list,
+	// whichever is more (learners, which count in no quorum, are left out of both). Quorum is
+	// a majority of it.
 	Members int
 	Quorum  int
 	// LeaderID and Term are the leader of the highest term any node reports (0: none).
@@ -30,15 +31,30 @@ type Summary struct {
 func Summarize(nodes []NodeStatus) Summary {
 	s := Summary{Asked: len(nodes), Members: len(nodes)}
 	for _, n := range nodes {
+		if n.Status.GetLearner() {
+			s.Members--
+		}
+	}
+	for _, n := range nodes {
 		st := n.Status
 		if st == nil {
 			continue
 		}
 		s.Reachable++
-		s.Members = max(s.Members, len(st.GetPeers())+1)
-		if st.GetFailure() != "" {
+		voters := 0
+		if !st.GetLearner() {
+			voters++
+		}
+		for _, p := range st.GetPeers() {
+			if !p.GetLearner() {
+				voters++
+			}
+		}
+		s.Members = max(s.Members, voters)
+		switch {
+		case st.GetFailure() != "":
 			s.Failed = append(s.Failed, st.GetId())
-		} else {
+		case !st.GetLearner():
 			s.Serving++
 		}
 		switch {

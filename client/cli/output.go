@@ -308,6 +308,10 @@ type nodeRow struct {
 	ReadLeaseHolders     []uint64 `json:"read_lease_holders,omitempty"`
 	Version              string   `json:"version,omitempty"`
 	RTTMs                float64  `json:"status_rtt_ms"`
+	// Learner: the node receives the log but does not vote; LagEntries is how far behind the
+	// leader it is, as the leader reports it.
+	Learner    bool   `json:"learner,omitempty"`
+	LagEntries uint64 `json:"lag_entries,omitempty"`
 }
 
 func roleName(r georaftv1.Role) string {
@@ -361,9 +365,31 @@ func rowsOf(nodes []client.NodeStatus, ids map[string]uint64) []nodeRow {
 		row.ReadLeaseRemainingMs = toMs(st.GetReadLeaseRemainingNanos())
 		row.ReadLeaseHolders = st.GetReadLeaseHolders()
 		row.LastContactMs = toMs(st.GetLastContactAgeNanos())
+		row.Learner = st.GetLearner()
 		rows = append(rows, row)
 	}
+	// A learner's lag is what the leader knows of it.
+	for _, n := range nodes {
+		if n.Status.GetRole() != georaftv1.Role_ROLE_LEADER {
+			continue
+		}
+		for _, p := range n.Status.GetPeers() {
+			for i := range rows {
+				if rows[i].ID == p.GetId() && rows[i].Learner {
+					rows[i].LagEntries = p.GetLag()
+				}
+			}
+		}
+	}
 	return rows
+}
+
+// roleText is a row's role as the table shows it: a learner with its lag.
+func roleText(r nodeRow) string {
+	if r.Learner {
+		return fmt.Sprintf("learner (%d behind)", r.LagEntries)
+	}
+	return r.Role
 }
 
 // shortError keeps the gist of a connection error for a table cell.
@@ -417,7 +443,7 @@ func (p Printer) Status(nodes []client.NodeStatus, ids map[string]uint64) {
 		if r.LeaderID != 0 {
 			leader = strconv.FormatUint(r.LeaderID, 10)
 		}
-		table = append(table, []string{id, r.Region, r.Endpoint, r.Role, strconv.FormatUint(r.Term, 10), leader,
+		table = append(table, []string{id, r.Region, r.Endpoint, roleText(r), strconv.FormatUint(r.Term, 10), leader,
 			strconv.FormatUint(r.CommitIndex, 10), strconv.FormatUint(r.AppliedIndex, 10), lease, fmtAge(r), r.Version})
 	}
 	io.WriteString(p.Out, bench.Columns(table, map[int]bool{0: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true}))

@@ -111,7 +111,7 @@ func (s *Session) run(ctx context.Context, cmd Command) (int, bool) {
 }
 
 // etcdVerbs are the etcd-style verbs a session with Extra runs, for did-you-mean.
-var etcdVerbs = []string{"PUT", "TXN", "WATCH", "LEASE", "COMPACT", "READ-LEASES"}
+var etcdVerbs = []string{"PUT", "TXN", "WATCH", "LEASE", "COMPACT", "READ-LEASES", "MEMBER"}
 
 // etcdVerb reports whether a line is one of the etcd-style verbs (put, txn, watch, lease,
 // compact, or get with options), which the command line's own commands run.
@@ -120,7 +120,7 @@ func etcdVerb(words []string) bool {
 		return false
 	}
 	switch strings.ToLower(words[0]) {
-	case "put", "txn", "watch", "lease", "compact", "read-leases":
+	case "put", "txn", "watch", "lease", "compact", "read-leases", "member":
 		return true
 	case "get":
 		for _, w := range words[1:] {

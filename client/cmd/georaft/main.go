@@ -144,7 +144,7 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.AddCommand(a.setCommand(), a.getCommand(), a.delCommand(), a.statusCommand(), a.healthCommand(),
 		a.transferCommand(), a.readLeasesCommand(), a.versionCommand(), a.benchCommand(), a.tuneCommand(),
-		a.putCommand(), a.txnCommand(), a.watchCommand(), a.leaseCommand(), a.compactCommand())
+		a.putCommand(), a.txnCommand(), a.watchCommand(), a.leaseCommand(), a.compactCommand(), a.memberCommand())
 	// Cobra's own errors (unknown command, wrong argument count) are usage errors.
 	for _, c := range append(root.Commands(), root) {
 		if c.Args != nil {
