@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/readmode"
 )
@@ -228,6 +229,18 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		if err != nil {
 			detail += ": " + err.Error()
 		}
+	case ReplaceNode:
+		victim := target
+		if f.Variant == "follower" {
+			victim = pickN(followers, 1, f.Pick)[0]
+		}
+		newID, took, err := h.replace(ctx, victim)
+		if err != nil {
+			return err
+		}
+		ev.Targets = []uint64{victim, newID}
+		detail = fmt.Sprintf("node %d joined as a learner and took the place of node %d (%s) after %s", newID, victim, f.Variant,
+			took.Round(time.Millisecond))
 	default:
 		return fmt.Errorf("fault %d: unknown kind %q", ev.Index, f.Kind)
 	}
@@ -240,6 +253,42 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 	}
 	ev.Healed = millisOf(h.clock.Now())
 	return err
+}
+
+// replaceTimeout bounds a replace: the new node must catch up and the change apply.
+const replaceTimeout = 2 * time.Minute
+
+// replace starts a new node in victim's region that joins the cluster and takes victim's
+// place, and waits until victim is removed; the kit then forgets victim (it exits on its own
+// once it applies its removal, or is killed if it cannot learn of it).
+func (h *harness) replace(ctx context.Context, victim uint64) (uint64, time.Duration, error) {
+	kit := h.cluster.Kit
+	old := kit.Node(victim)
+	if old == nil {
+		return 0, 0, fmt.Errorf("replace: no node %d", victim)
+	}
+	start := time.Now()
+	n, err := kit.AddNode(old.Region, func(cfg *config.Config) { cfg.Cluster.Replaces = victim })
+	if err != nil {
+		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
+	}
+	if err := h.cluster.Start(n.ID); err != nil {
+		return 0, 0, fmt.Errorf("replace node %d: start node %d: %w", victim, n.ID, err)
+	}
+	if err := kit.WaitRole(ctx, victim, georaftv1.MemberRole_MEMBER_ROLE_REMOVED, replaceTimeout); err != nil {
+		return 0, 0, fmt.Errorf("replace node %d by node %d: %w", victim, n.ID, err)
+	}
+	took := time.Since(start)
+	h.cluster.scrapeFsync(ctx, victim)
+	if err := kit.RemoveNode(victim); err != nil {
+		return 0, 0, fmt.Errorf("replace node %d: forget it: %w", victim, err)
+	}
+	// Every config names today's members, so a node restarted later dials the new one
+	// through its links.
+	if err := kit.RewriteConfigs(); err != nil {
+		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
+	}
+	return n.ID, took, nil
 }
 
 // transfer asks node from (the leader, as far as the harness knows) to hand leadership to

@@ -56,11 +56,17 @@ const (
 	// off from every peer just after asking, so it learns of its successor late, if at all,
 	// before Hold ends.
 	TransferLeader Kind = "transfer-leader"
+	// ReplaceNode: a new node joins as a learner (started with cluster.join and
+	// cluster.replaces), catches up under the workload, and takes the place of the leader
+	// (Variant leader) or of a follower chosen by Pick (follower) in one change: its promotion
+	// and the old member's removal. The old member applies its removal and exits; the new one
+	// stays for the rest of the run, so later faults hit the new membership.
+	ReplaceNode Kind = "replace-node"
 )
 
 // AllKinds is every fault kind, in the order the docs list them.
 var AllKinds = []Kind{KillLeader, KillFollowers, PauseLeader, PauseFollower, Partition, PartitionOneWay,
-	IsolateLeader, MajorityMinority, Bridge, Latency, Bandwidth, ClockSkew, TransferLeader}
+	IsolateLeader, MajorityMinority, Bridge, Latency, Bandwidth, ClockSkew, TransferLeader, ReplaceNode}
 
 // ParseKinds reads a comma-separated list of kinds ("" or "all" is every kind).
 func ParseKinds(s string) ([]Kind, error) {
@@ -270,6 +276,10 @@ func (g *Generator) fault(k Kind) Fault {
 			f.LatencyMillis = max(1, int64(between(t.LeaseDuration/10, t.LeaseDuration/2).D()/time.Millisecond))
 			f.JitterMillis = f.LatencyMillis / 10
 		}
+		f.Hold = between(e/2, 2*e)
+	case ReplaceNode:
+		f.Variant = []string{"leader", "follower"}[g.rng.IntN(2)]
+		// How long the run goes on after the change before the next fault.
 		f.Hold = between(e/2, 2*e)
 	}
 	return f

@@ -2,6 +2,7 @@ package clusterkit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -343,6 +344,10 @@ func (c *Cluster) StartNode(id uint64) error {
 			if expected {
 				return
 			}
+			if state.Success() && removedFromCluster(n.DataPath) {
+				c.Logf("node %d exited: it was removed from the cluster", id)
+				return
+			}
 			n.mu.Lock()
 			n.crashed = state.String()
 			n.mu.Unlock()
@@ -369,6 +374,19 @@ func nodeEnv(extra []string) []string {
 		}
 	}
 	return append(env, extra...)
+}
+
+// removedFromCluster reports whether the member.json in dataDir says its member applied its
+// own removal (georaftd then exits 0: not a crash).
+func removedFromCluster(dataDir string) bool {
+	b, err := os.ReadFile(filepath.Join(dataDir, "member.json"))
+	if err != nil {
+		return false
+	}
+	var ident struct {
+		Removed bool `json:"removed"`
+	}
+	return json.Unmarshal(b, &ident) == nil && ident.Removed
 }
 
 func (c *Cluster) noteCrash(n *Node, state string) {

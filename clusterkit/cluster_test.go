@@ -13,6 +13,7 @@ import (
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
 	"github.com/georaft/georaft/geo"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/readmode"
 )
 
@@ -92,19 +93,12 @@ func TestClusterLifecycle(t *testing.T) {
 	if _, err := c.Proxies.Client("us-central1", 4); err != nil {
 		t.Error(err)
 	}
-	// Restarted into the grown membership, four nodes elect a leader and serve through
-	// their client links.
-	if err := c.RewriteConfigs(); err != nil {
+	// Started, node 4 joins as a learner, catches up, is promoted, and serves through its
+	// client link.
+	if err := c.StartNode(4); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range c.Nodes {
-		if n.Running() {
-			if err := c.Kill(n.ID); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := c.Start(ctx); err != nil {
+	if err := c.WaitRole(ctx, 4, georaftv1.MemberRole_MEMBER_ROLE_VOTER, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	leader := kittest.WaitLeader(t, c)
@@ -119,6 +113,9 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatalf("read back: %+v, %v", r, err)
 	}
 
+	if err := c.RemoveMember(ctx, 4, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.RemoveNode(4); err != nil {
 		t.Fatal(err)
 	}

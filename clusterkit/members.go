@@ -10,16 +10,24 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/georaft/georaft/node/config"
+	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
-// AddNode adds a member to a cluster New made, in region: the next id, its ports, its
-// config listing every member and itself, its links to and from every member (and the
-// client links) running, its certificate with TLS. It is not started, and the other
-// members' config files are not changed: a membership change tells them, or
-// RewriteConfigs for clusters restarted into the new membership. DialAddr says where each
+// AddNode adds a node to a cluster New made, in region: the next id, its ports, its config
+// listing every member and itself with cluster.join set to the first running member's
+// client address, its links to and from every member (and the client links) running, its
+// certificate with TLS. It is not started: StartNode starts it, and it joins as a learner
+// and asks for its promotion once caught up (docs/membership.md). The other members learn of
+// it from the log; their config files are not changed (RewriteConfigs writes them with it,
+// which makes them dial it through its links after a restart). DialAddr says where each
 // member reaches it.
-func (c *Cluster) AddNode(region string) (*Node, error) {
+// configure, when given, changes the new node's config before it is written (for example
+// cluster.replaces).
+func (c *Cluster) AddNode(region string, configure ...func(*config.Config)) (*Node, error) {
 	if c.spec == nil {
 		return nil, errors.New("add node: only a cluster made by New can grow (its spec places the new node)")
 	}
@@ -33,6 +41,15 @@ func (c *Cluster) AddNode(region string) (*Node, error) {
 	cfg, err := c.spec.nodeConfig(id, members)
 	if err != nil {
 		return nil, err
+	}
+	for _, m := range c.Nodes {
+		if m.Running() {
+			cfg.Cluster.Join = m.Config.Listen.Client
+			break
+		}
+	}
+	for _, f := range configure {
+		f(cfg)
 	}
 	if c.spec.TLS {
 		if err := issueNodeCert(c.CertDir, id); err != nil {
@@ -101,8 +118,107 @@ func (n *Node) DialAddr(from uint64) string {
 	return n.Config.Listen.Peer
 }
 
+// RemoveMember removes member id from the cluster's membership through any other running
+// member (which passes it to the leader), retrying while the cluster elects a leader or
+// another change is under way. The node itself stops once it applies its removal; RemoveNode
+// forgets it.
+func (c *Cluster) RemoveMember(ctx context.Context, id uint64, timeout time.Duration) error {
+	return c.changeMembership(ctx, timeout, id, func(ctx context.Context, m georaftv1.MembershipServiceClient) error {
+		_, err := m.RemoveMember(ctx, &georaftv1.RemoveMemberRequest{Id: id})
+		return err
+	})
+}
+
+// ReplaceMember promotes learner newID and removes oldID in one change.
+func (c *Cluster) ReplaceMember(ctx context.Context, oldID, newID uint64, timeout time.Duration) error {
+	return c.changeMembership(ctx, timeout, oldID, func(ctx context.Context, m georaftv1.MembershipServiceClient) error {
+		_, err := m.ReplaceMember(ctx, &georaftv1.ReplaceMemberRequest{OldId: oldID, NewId: newID})
+		return err
+	})
+}
+
+// changeMembership runs change against running members other than avoid until one succeeds.
+func (c *Cluster) changeMembership(ctx context.Context, timeout time.Duration, avoid uint64,
+	change func(context.Context, georaftv1.MembershipServiceClient) error) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		for _, n := range c.Nodes {
+			if n.ID == avoid || !n.Running() {
+				continue
+			}
+			m, err := c.Membership(n.ID)
+			if err != nil {
+				last = err
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = change(cctx, m)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			last = fmt.Errorf("through node %d: %w", n.ID, err)
+			if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+				return last
+			}
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("membership change not done within %v: %w", timeout, last)
+}
+
+// Members lists the membership as member id sees it (linearizably, through the leader).
+func (c *Cluster) Members(ctx context.Context, id uint64) (*georaftv1.ListMembersResponse, error) {
+	m, err := c.Membership(id)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return m.ListMembers(ctx, &georaftv1.ListMembersRequest{Linearizable: true})
+}
+
+// WaitRole waits until some running member's linearizable list shows member id in role.
+func (c *Cluster) WaitRole(ctx context.Context, id uint64, role georaftv1.MemberRole, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := errors.New("no member answered")
+	for time.Now().Before(deadline) {
+		for _, n := range c.Nodes {
+			if !n.Running() || n.ID == id && role == georaftv1.MemberRole_MEMBER_ROLE_REMOVED {
+				continue
+			}
+			resp, err := c.Members(ctx, n.ID)
+			if err != nil {
+				last = err
+				continue
+			}
+			for _, ms := range resp.GetMembers() {
+				if ms.GetMember().GetId() == id {
+					if ms.GetMember().GetRole() == role {
+						return nil
+					}
+					last = fmt.Errorf("member %d is %v", id, ms.GetMember().GetRole())
+				}
+			}
+			break
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("member %d not %v within %v: %w", id, role, timeout, last)
+}
+
 // RemoveNode kills member id if it runs, stops its links and forgets it; its data dir
-// and config file stay.
+// stays, and its config file is renamed nodeN.yaml.removed, so that the directory describes
+// the members that remain (Open).
 func (c *Cluster) RemoveNode(id uint64) error {
 	n, err := c.node(id)
 	if err != nil {
@@ -117,6 +233,9 @@ func (c *Cluster) RemoveNode(id uint64) error {
 		c.Proxies.Remove(id)
 	}
 	c.Nodes = slices.DeleteFunc(c.Nodes, func(m *Node) bool { return m.ID == id })
+	if err := os.Rename(n.ConfigPath, n.ConfigPath+".removed"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	c.mu.Lock()
 	if conn, ok := c.conns[id]; ok {
 		conn.Close()
@@ -127,7 +246,9 @@ func (c *Cluster) RemoveNode(id uint64) error {
 }
 
 // RewriteConfigs writes every member's config again with today's members as its peers (a
-// cluster New made), for nodes restarted into a changed membership.
+// cluster New made), and the client links' map with today's members, for nodes restarted
+// into a changed membership. A node that is a member already goes by its data directory's
+// membership, not by these peers lists; they say where it dials each member.
 func (c *Cluster) RewriteConfigs() error {
 	if c.spec == nil {
 		return errors.New("rewrite configs: only for a cluster made by New")
@@ -148,7 +269,15 @@ func (c *Cluster) RewriteConfigs() error {
 			return fmt.Errorf("read back %s: %w", n.ConfigPath, err)
 		}
 	}
-	return nil
+	if c.Links == nil {
+		return nil
+	}
+	links, err := c.spec.clientLinks(members)
+	if err != nil || links == nil {
+		return err
+	}
+	c.Links = links
+	return WriteConfigs(c.ConfigDir, c.spec.Header, nil, links)
 }
 
 // launchAttempts bounds Launch's tries on fresh ports.

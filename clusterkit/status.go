@@ -38,6 +38,23 @@ func (c *Cluster) clientTLS() (*config.TLSConfig, bool) {
 // KV is a KVService client connected straight to member id's own listener (no link, no
 // retries), for status calls and tests.
 func (c *Cluster) KV(id uint64) (georaftv1.KVServiceClient, error) {
+	conn, err := c.conn(id)
+	if err != nil {
+		return nil, err
+	}
+	return georaftv1.NewKVServiceClient(conn), nil
+}
+
+// Membership is a MembershipService client connected straight to member id's listener.
+func (c *Cluster) Membership(id uint64) (georaftv1.MembershipServiceClient, error) {
+	conn, err := c.conn(id)
+	if err != nil {
+		return nil, err
+	}
+	return georaftv1.NewMembershipServiceClient(conn), nil
+}
+
+func (c *Cluster) conn(id uint64) (*grpc.ClientConn, error) {
 	n, err := c.node(id)
 	if err != nil {
 		return nil, err
@@ -59,7 +76,7 @@ func (c *Cluster) KV(id uint64) (georaftv1.KVServiceClient, error) {
 		}
 		c.conns[id] = conn
 	}
-	return georaftv1.NewKVServiceClient(conn), nil
+	return conn, nil
 }
 
 // Status asks member id for its status, within timeout.

@@ -191,7 +191,9 @@ func (n *Node) noteRemoved() {
 	}
 	n.dump.Printf("membership: this member (%d) was removed from the cluster; it stops serving and never starts again under this id", n.id)
 	n.log.Warn("this member was removed from the cluster; stopping")
-	n.removed.Store(true)
+	if !n.removed.Swap(true) {
+		close(n.removedc)
+	}
 	n.m.membership.changes.WithLabelValues("self-removed").Inc()
 }
 

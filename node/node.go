@@ -106,6 +106,7 @@ type Node struct {
 	joinHints     map[uint64]config.Peer
 	memberView    atomic.Pointer[memberView]
 	removed       atomic.Bool
+	removedc      chan struct{} // closed with removed
 	membersDirty  bool // loop-only: an applied entry or snapshot may have changed the view
 	startupNotes  []string
 }
@@ -184,6 +185,7 @@ func open(cfg *config.Config, logger *slog.Logger, fsys wal.FS, clientTLS *tls.C
 		pendingReads: make(map[uint64]*readRequest),
 		maxStaleness: cfg.Timing.StalenessBound(),
 		lock:         lock,
+		removedc:     make(chan struct{}),
 	}
 	wake := make(chan struct{})
 	n.applyWake.Store(&wake)

@@ -391,6 +391,10 @@ func (n *Node) notReadyReason() string {
 	return ""
 }
 
+// Removed is closed once this member has applied its own removal from the cluster: it has
+// stopped serving, and its process should exit.
+func (s *Server) Removed() <-chan struct{} { return s.n.removedc }
+
 // Node returns the node the server runs.
 func (s *Server) Node() *Node { return s.n }
 

@@ -108,8 +108,16 @@ func serve(cfg *config.Config) error {
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	sig := <-signals
-	logger.Info("shutting down gracefully; send the signal again to exit at once", "signal", sig.String())
+	select {
+	case sig := <-signals:
+		logger.Info("shutting down gracefully; send the signal again to exit at once", "signal", sig.String())
+	case <-srv.Removed():
+		// Exit 0: systemd's Restart=on-failure leaves a removed member down, and it would
+		// refuse to start under its id anyway.
+		logger.Warn("this member was removed from the cluster; exiting (its data directory never starts again under this id)")
+		srv.Kill()
+		return nil
+	}
 	go func() {
 		<-signals
 		logger.Warn("second signal: exiting now")
