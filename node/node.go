@@ -107,7 +107,7 @@ type Node struct {
 	memberView    atomic.Pointer[memberView]
 	removed       atomic.Bool
 	removedc      chan struct{} // closed with removed
-	membersDirty  bool // loop-only: an applied entry or snapshot may have changed the view
+	membersDirty  bool          // loop-only: an applied entry or snapshot may have changed the view
 	startupNotes  []string
 }
 
