@@ -231,16 +231,42 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		}
 	case ReplaceNode:
 		victim := target
-		if f.Variant == "follower" {
+		if f.Variant != "leader" {
 			victim = pickN(followers, 1, f.Pick)[0]
 		}
-		newID, took, err := h.replace(ctx, victim)
+		var killed uint64
+		onJoin := func() error { return nil }
+		if f.Variant == "kill-mid" {
+			onJoin = func() error {
+				if killed = h.currentLeader(ctx, target); killed == 0 {
+					return nil
+				}
+				h.cluster.scrapeFsync(ctx, killed)
+				return h.cluster.Kit.Kill(killed)
+			}
+		}
+		newID, took, err := h.replace(ctx, victim, f.Variant == "add-remove", onJoin, func() error {
+			if killed == 0 {
+				return nil
+			}
+			sleepCtx(ctx, hold)
+			return h.cluster.Start(killed)
+		})
 		if err != nil {
 			return err
 		}
 		ev.Targets = []uint64{victim, newID}
-		detail = fmt.Sprintf("node %d joined as a learner and took the place of node %d (%s) after %s", newID, victim, f.Variant,
-			took.Round(time.Millisecond))
+		switch f.Variant {
+		case "add-remove":
+			detail = fmt.Sprintf("node %d joined and was promoted (six voters), then node %d was removed", newID, victim)
+		default:
+			detail = fmt.Sprintf("node %d joined as a learner and took the place of node %d (%s)", newID, victim, f.Variant)
+		}
+		if killed != 0 {
+			detail += fmt.Sprintf("; leader %d killed -9 once node %d was a member, restarted after %s", killed, newID, hold)
+		}
+		detail += fmt.Sprintf(", %s in all", took.Round(time.Millisecond))
+		hold = 0
 	default:
 		return fmt.Errorf("fault %d: unknown kind %q", ev.Index, f.Kind)
 	}
@@ -259,24 +285,49 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 const replaceTimeout = 2 * time.Minute
 
 // replace starts a new node in victim's region that joins the cluster and takes victim's
-// place, and waits until victim is removed; the kit then forgets victim (it exits on its own
-// once it applies its removal, or is killed if it cannot learn of it).
-func (h *harness) replace(ctx context.Context, victim uint64) (uint64, time.Duration, error) {
+// place (or, with grow, is promoted on its own before victim is removed), and waits until
+// victim is removed; the kit then forgets victim (it exits on its own once it applies its
+// removal, or is killed if it cannot learn of it). onJoin runs once the new node is a member,
+// while the change is under way, and afterJoin once it has run.
+func (h *harness) replace(ctx context.Context, victim uint64, grow bool, onJoin, afterJoin func() error) (uint64, time.Duration, error) {
 	kit := h.cluster.Kit
 	old := kit.Node(victim)
 	if old == nil {
 		return 0, 0, fmt.Errorf("replace: no node %d", victim)
 	}
 	start := time.Now()
-	n, err := kit.AddNode(old.Region, func(cfg *config.Config) { cfg.Cluster.Replaces = victim })
+	n, err := kit.AddNode(old.Region, func(cfg *config.Config) {
+		if !grow {
+			cfg.Cluster.Replaces = victim
+		}
+	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
 	}
 	if err := h.cluster.Start(n.ID); err != nil {
 		return 0, 0, fmt.Errorf("replace node %d: start node %d: %w", victim, n.ID, err)
 	}
+	if err := h.waitMember(ctx, n.ID, replaceTimeout); err != nil {
+		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
+	}
+	if err := onJoin(); err != nil {
+		return 0, 0, err
+	}
+	afterDone := make(chan error, 1)
+	go func() { afterDone <- afterJoin() }()
+	if grow {
+		if err := kit.WaitRole(ctx, n.ID, georaftv1.MemberRole_MEMBER_ROLE_VOTER, replaceTimeout); err != nil {
+			return 0, 0, fmt.Errorf("grow by node %d: %w", n.ID, err)
+		}
+		if err := kit.RemoveMember(ctx, victim, replaceTimeout); err != nil {
+			return 0, 0, fmt.Errorf("remove node %d: %w", victim, err)
+		}
+	}
 	if err := kit.WaitRole(ctx, victim, georaftv1.MemberRole_MEMBER_ROLE_REMOVED, replaceTimeout); err != nil {
 		return 0, 0, fmt.Errorf("replace node %d by node %d: %w", victim, n.ID, err)
+	}
+	if err := <-afterDone; err != nil {
+		return 0, 0, err
 	}
 	took := time.Since(start)
 	h.cluster.scrapeFsync(ctx, victim)
@@ -289,6 +340,31 @@ func (h *harness) replace(ctx context.Context, victim uint64) (uint64, time.Dura
 		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
 	}
 	return n.ID, took, nil
+}
+
+// waitMember waits until node id answers that it is a member (a learner or a voter).
+func (h *harness) waitMember(ctx context.Context, id uint64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := h.cluster.Kit.Members(ctx, id); err == nil {
+			for _, ms := range resp.GetMembers() {
+				if r := ms.GetMember().GetRole(); ms.GetMember().GetId() == id &&
+					(r == georaftv1.MemberRole_MEMBER_ROLE_LEARNER || r == georaftv1.MemberRole_MEMBER_ROLE_VOTER) {
+					return nil
+				}
+			}
+		}
+		sleepCtx(ctx, 20*time.Millisecond)
+	}
+	return fmt.Errorf("node %d not a member within %v", id, timeout)
+}
+
+// currentLeader is the leader now, or fallback's guess when none is agreed.
+func (h *harness) currentLeader(ctx context.Context, fallback uint64) uint64 {
+	if id, _, ok := h.leaderNow(ctx); ok {
+		return id
+	}
+	return fallback
 }
 
 // transfer asks node from (the leader, as far as the harness knows) to hand leadership to

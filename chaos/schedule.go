@@ -59,8 +59,11 @@ const (
 	// ReplaceNode: a new node joins as a learner (started with cluster.join and
 	// cluster.replaces), catches up under the workload, and takes the place of the leader
 	// (Variant leader) or of a follower chosen by Pick (follower) in one change: its promotion
-	// and the old member's removal. The old member applies its removal and exits; the new one
-	// stays for the rest of the run, so later faults hit the new membership.
+	// and the old member's removal. Variant kill-mid replaces a follower and kill -9s the
+	// leader as soon as the new node is a member, restarting it after Hold. Variant add-remove
+	// grows the cluster by one voter (the new node promotes itself), then removes a follower.
+	// The old member applies its removal and exits; the new one stays for the rest of the
+	// run, so later faults hit the new membership.
 	ReplaceNode Kind = "replace-node"
 )
 
@@ -278,7 +281,7 @@ func (g *Generator) fault(k Kind) Fault {
 		}
 		f.Hold = between(e/2, 2*e)
 	case ReplaceNode:
-		f.Variant = []string{"leader", "follower"}[g.rng.IntN(2)]
+		f.Variant = []string{"leader", "follower", "kill-mid", "add-remove"}[g.rng.IntN(4)]
 		// How long the run goes on after the change before the next fault.
 		f.Hold = between(e/2, 2*e)
 	}

@@ -263,6 +263,7 @@ func retryableJoinError(err error) bool {
 
 // maintainMembership runs the member's own membership chores until the node stops.
 func (n *Node) maintainMembership() {
+	go n.watchRemoval()
 	n.publishSelf()
 	if n.ident.Origin == originJoin && n.cfg.Cluster.JoinAs == config.JoinAsVoter {
 		n.promoteSelf()
@@ -355,4 +356,69 @@ func (n *Node) promoteSelf() {
 		}
 		return false // done once the promotion is applied here
 	})
+}
+
+// watchRemoval asks the other members, while this node hears no leader, whether it has been
+// removed. A removed member often never applies its own removal: the leader stops sending to
+// it once the change is applied, before it has told the removed member the change committed.
+// The membership table says removed only once the removal is applied on the member asked, so
+// taking its word stops nothing that is still a member.
+func (n *Node) watchRemoval() {
+	interval := 2 * n.cfg.Timing.ElectionTimeoutMax
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-n.donec:
+			return
+		case <-n.drainc:
+			return
+		}
+		if n.removed.Load() || n.statusSnapshot().Leader != raft.None || n.admit() != nil {
+			continue
+		}
+		if by := n.removedAccordingToPeers(interval); by != raft.None {
+			ctx, cancel := context.WithTimeout(context.Background(), interval)
+			n.do(ctx, func() {
+				n.dump.Printf("membership: member %d says this member was removed", by)
+				n.noteRemoved()
+				n.failStop(errMemberRemoved)
+			})
+			cancel()
+			return
+		}
+	}
+}
+
+// removedAccordingToPeers returns a member whose membership table says this one is removed,
+// or raft.None.
+func (n *Node) removedAccordingToPeers(timeout time.Duration) uint64 {
+	v := n.members()
+	ids := v.ids()
+	for id := range v.rows {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range slices.Compact(ids) {
+		if id == n.id {
+			continue
+		}
+		conn, err := n.fwd.conn(id)
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		resp, err := georaftv1.NewMembershipServiceClient(conn).ListMembers(ctx, &georaftv1.ListMembersRequest{})
+		cancel()
+		if err != nil || resp.GetClusterId() != n.cfg.ClusterID {
+			continue
+		}
+		for _, ms := range resp.GetMembers() {
+			if m := ms.GetMember(); m.GetId() == n.id && m.GetRole() == georaftv1.MemberRole_MEMBER_ROLE_REMOVED {
+				return id
+			}
+		}
+	}
+	return raft.None
 }

@@ -393,7 +393,41 @@ func (n *Node) removeMember(ctx context.Context, id uint64) (uint64, error) {
 	if !n.members().isMember(id) {
 		return 0, status.Errorf(codes.NotFound, "node %d is not a member (%v)", id, n.members().conf)
 	}
+	if err := n.handOffBeforeRemoval(ctx, id); err != nil {
+		return 0, err
+	}
 	return n.changeMembership(ctx, raft.ConfChange{Changes: []raft.ConfChangeSingle{{Type: raft.ConfRemove, NodeID: id}}})
+}
+
+// handOffBeforeRemoval hands leadership to the most caught-up other voter when the leader is
+// asked to remove itself, and asks the caller to retry (at the new leader). A leader that
+// applied its own removal would step down and leave the cluster to an election timeout;
+// a transfer costs a round trip, and the new leader needs no wait for this one's lease.
+func (n *Node) handOffBeforeRemoval(ctx context.Context, id uint64) error {
+	if id != n.id {
+		return nil
+	}
+	var target uint64
+	if err := n.do(ctx, func() {
+		st, cs := n.core.Status(), n.core.ConfState()
+		// Another voter of the configuration, the most caught-up healthy one, takes over.
+		candidates := n.healthyVoters(st, cs)
+		if len(candidates) == 0 {
+			candidates = slices.DeleteFunc(slices.Clone(cs.Voters), func(v uint64) bool { return v == st.ID })
+		}
+		target = n.bestSuccessor(st, candidates)
+	}); err != nil {
+		return err
+	}
+	if target == raft.None {
+		return status.Errorf(codes.FailedPrecondition, "node %d is the only voter: it cannot be removed", id)
+	}
+	leader, _, err := n.TransferLeadership(ctx, target)
+	if err != nil {
+		return unavailable(ReasonLeadershipLost, "handing leadership to node %d before removing node %d: %v; retry", target, id, err)
+	}
+	n.dump.Printf("membership: leadership handed to node %d before this node's removal", leader)
+	return unavailable(ReasonLeadershipLost, "leadership handed to node %d before removing node %d (the leader); retry there", leader, id)
 }
 
 // replaceMember promotes learner newID and removes oldID in one change.
@@ -407,6 +441,9 @@ func (n *Node) replaceMember(ctx context.Context, oldID, newID uint64) (uint64, 
 	}
 	if !v.isMember(oldID) {
 		return 0, status.Errorf(codes.NotFound, "node %d is not a member (%v)", oldID, v.conf)
+	}
+	if err := n.handOffBeforeRemoval(ctx, oldID); err != nil {
+		return 0, err
 	}
 	return n.changeMembership(ctx, raft.ConfChange{Changes: []raft.ConfChangeSingle{
 		{Type: raft.ConfPromote, NodeID: newID}, {Type: raft.ConfRemove, NodeID: oldID}}})
