@@ -29,7 +29,11 @@ func (n *Node) etcdMember(m *georaftv1.Member) *pb.Member {
 	if n.cfg.TLS.Enabled {
 		scheme = "https://"
 	}
-	em := &pb.Member{ID: m.GetId(), Name: fmt.Sprintf("node-%d-%s", m.GetId(), m.GetRegion()),
+	name := fmt.Sprintf("node-%d", m.GetId())
+	if m.GetRegion() != "" {
+		name += "-" + m.GetRegion()
+	}
+	em := &pb.Member{ID: m.GetId(), Name: name,
 		IsLearner: m.GetRole() == georaftv1.MemberRole_MEMBER_ROLE_LEARNER}
 	if m.GetPeerAddress() != "" {
 		em.PeerURLs = []string{scheme + m.GetPeerAddress()}

@@ -369,8 +369,13 @@ func (n *Node) idTaken(v *memberView, id uint64) bool {
 func (n *Node) addMemberResponse(m *mvcc.Member, index uint64) *georaftv1.AddMemberResponse {
 	resp := &georaftv1.AddMemberResponse{Member: m, InitialVoters: n.initialVoters, Index: index}
 	for _, ms := range n.memberList(false) {
-		resp.Members = append(resp.Members, ms.GetMember())
+		if ms.GetMember().GetId() != m.GetId() {
+			resp.Members = append(resp.Members, ms.GetMember())
+		}
 	}
+	// The view follows the change once the loop has advanced past it: the new member is
+	// named from the change itself.
+	resp.Members = append(resp.Members, m)
 	return resp
 }
 
