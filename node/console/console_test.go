@@ -161,8 +161,37 @@ func TestQuorumLost(t *testing.T) {
 		}
 	})
 	v := fresh(t, newTestConsole(t, c, members, 1))
-	if !v.Quorum.Lost || !strings.Contains(v.Quorum.Text, "1 of 4 followers") {
+	if !v.Quorum.Lost || !strings.Contains(v.Quorum.Text, "1 of 4 voting followers") {
 		t.Errorf("quorum %+v", v.Quorum)
+	}
+}
+
+// Learners count in no quorum: two fresh learners do not make up for silent voters, and they
+// are shown as learners.
+func TestQuorumSkipsLearners(t *testing.T) {
+	c, members := newFakeCluster(t, 1)
+	c.update(func() {
+		peers := c.st[1].Peers
+		for _, p := range peers[:2] {
+			p.LastAckAgeNanos = int64(5 * time.Second)
+		}
+		for _, p := range peers[2:] {
+			p.Learner = true
+			c.st[p.Id].Learner = true
+		}
+	})
+	v := fresh(t, newTestConsole(t, c, members, 1))
+	if !v.Quorum.Lost || v.Quorum.Voters != 3 || !strings.Contains(v.Quorum.Text, "0 of 2 voting followers") {
+		t.Errorf("quorum %+v", v.Quorum)
+	}
+	learners := 0
+	for _, n := range v.Nodes {
+		if n.Role == "learner" {
+			learners++
+		}
+	}
+	if learners != 2 {
+		t.Errorf("%d nodes shown as learners, want 2", learners)
 	}
 }
 

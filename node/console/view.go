@@ -265,6 +265,10 @@ func (g *gatherer) nodeView(m *member, now time.Time) *NodeView {
 		return nv
 	}
 	nv.Role = enumName(st.GetRole())
+	if st.GetLearner() && st.GetRole() == georaftv1.Role_ROLE_FOLLOWER {
+		// A learner follows the log but votes in no quorum (docs/membership.md).
+		nv.Role = "learner"
+	}
 	if nv.Stale {
 		nv.Role = "unknown"
 	}
@@ -377,10 +381,17 @@ func enumValueName(d protoreflect.EnumDescriptor, n protoreflect.EnumNumber) str
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }
 
-// quorumOf finds the followers the leader's commits wait on: of those that acknowledged
-// within a lease, the fastest that complete a majority with the leader.
+// quorumOf finds the followers the leader's commits wait on: of the voting followers that
+// acknowledged within a lease, the fastest that complete a majority with the leader.
+// Learners count in no quorum.
 func quorumOf(st *georaftv1.StatusResponse, byID map[uint64]*NodeView) Quorum {
-	q := Quorum{Voters: 1 + len(st.GetPeers()), Known: true}
+	var voters []*georaftv1.PeerStatus
+	for _, p := range st.GetPeers() {
+		if !p.GetLearner() {
+			voters = append(voters, p)
+		}
+	}
+	q := Quorum{Voters: 1 + len(voters), Known: true}
 	q.Majority = q.Voters/2 + 1
 	need := q.Majority - 1
 	fresh := st.GetLeaseDurationNanos()
@@ -388,7 +399,7 @@ func quorumOf(st *georaftv1.StatusResponse, byID map[uint64]*NodeView) Quorum {
 		fresh = int64(time.Second)
 	}
 	var live []*georaftv1.PeerStatus
-	for _, p := range st.GetPeers() {
+	for _, p := range voters {
 		if p.GetLastAckAgeNanos() >= 0 && p.GetLastAckAgeNanos() < fresh && p.GetMatchIndex() > 0 {
 			live = append(live, p)
 		}
@@ -413,8 +424,8 @@ func quorumOf(st *georaftv1.StatusResponse, byID map[uint64]*NodeView) Quorum {
 	}
 	if len(live) < need {
 		q.Lost = true
-		q.Text = fmt.Sprintf("No quorum: %d of %d followers acknowledged within a lease, and a majority needs %d.",
-			len(live), len(st.GetPeers()), need)
+		q.Text = fmt.Sprintf("No quorum: %d of %d voting followers acknowledged within a lease, and a majority needs %d.",
+			len(live), len(voters), need)
 		return q
 	}
 	var names []string
