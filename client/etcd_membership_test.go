@@ -11,6 +11,7 @@ import (
 
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/clusterkit/kittest"
+	"github.com/georaft/georaft/internal/testenv"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
@@ -19,9 +20,7 @@ import (
 // processes: the learner etcdctl added starts under the id etcdctl printed, catches up, is
 // promoted by etcdctl once it has, and is removed again.
 func TestEtcdctlMembership(t *testing.T) {
-	if _, err := exec.LookPath("etcdctl"); err != nil {
-		t.Skip("etcdctl not installed (apt-get install etcd-client)")
-	}
+	testenv.Tool(t, "etcdctl", "apt-get install etcd-client")
 	ctx := context.Background()
 	cl := kittest.Start(t, clusterkit.Spec{Size: 3})
 	leader := kittest.WaitLeader(t, cl)
