@@ -265,6 +265,7 @@ var etcdUsage = []string{
 	"LEASE grant ttl | revoke id | keep-alive id [--once] | timetolive id [--keys]",
 	"COMPACT revision [--physical]",
 	"READ-LEASES set all | none | ID... | REGION...   (which members answer linearizable reads locally)",
+	"MEMBER list | add --learner --peer-address host:port | promote id | remove id | replace old new",
 }
 
 // ReplHelp lists the REPL commands.
