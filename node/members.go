@@ -340,8 +340,17 @@ func (n *Node) addMember(ctx context.Context, req *georaftv1.AddMemberRequest) (
 	v := n.members()
 	id := req.GetId()
 	if id != raft.None {
-		if r, ok := v.rows[id]; ok && v.isLearner(id) && r.GetPeerAddress() == req.GetPeerAddress() {
-			// The learner an operator added, now joining under its id.
+		if r, ok := v.rows[id]; ok && v.isMember(id) && r.GetPeerAddress() == req.GetPeerAddress() {
+			// The member an operator added, now joining under its id: only while it has
+			// never held any of the log. The leader's record of how much a member holds only
+			// grows, so an empty node under an id that held entries would be taken to hold
+			// them, and be counted in quorums for entries it lacks.
+			if match, err := n.matchOf(ctx, id); err != nil {
+				return nil, err
+			} else if match > 0 {
+				return nil, status.Errorf(codes.AlreadyExists, "member %d already received the log up to index %d: a node that starts "+
+					"empty must not take its id; remove member %d and join as a new member", id, match, id)
+			}
 			return n.addMemberResponse(r, 0), nil
 		}
 		if n.idTaken(v, id) {
@@ -359,6 +368,30 @@ func (n *Node) addMember(ctx context.Context, req *georaftv1.AddMemberRequest) (
 		return nil, err
 	}
 	return n.addMemberResponse(m, index), nil
+}
+
+// matchOf is how much of the log the leader knows member id to hold (0: nothing yet).
+func (n *Node) matchOf(ctx context.Context, id uint64) (uint64, error) {
+	st, err := n.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return st.Progress[id].Match, nil
+}
+
+// checkCaughtUp refuses to promote a learner that has not received any of the log yet: with
+// a short log the core's lag bound (Config.MaxLearnerLag) would let a learner that never
+// started become a voter.
+func (n *Node) checkCaughtUp(ctx context.Context, id uint64) error {
+	match, err := n.matchOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	if match == 0 {
+		return status.Errorf(codes.FailedPrecondition, "learner %d has not received any of the log yet: start it "+
+			"(georaftd --join) and promote it once it has caught up", id)
+	}
+	return nil
 }
 
 func (n *Node) idTaken(v *memberView, id uint64) bool {
@@ -386,6 +419,9 @@ func (n *Node) promoteMember(ctx context.Context, id uint64) (uint64, error) {
 	}
 	if !n.members().isLearner(id) {
 		return 0, status.Errorf(codes.FailedPrecondition, "member %d is not a learner (%v)", id, n.members().conf)
+	}
+	if err := n.checkCaughtUp(ctx, id); err != nil {
+		return 0, err
 	}
 	return n.changeMembership(ctx, raft.ConfChange{Changes: []raft.ConfChangeSingle{{Type: raft.ConfPromote, NodeID: id}}})
 }
@@ -446,6 +482,9 @@ func (n *Node) replaceMember(ctx context.Context, oldID, newID uint64) (uint64, 
 	}
 	if !v.isMember(oldID) {
 		return 0, status.Errorf(codes.NotFound, "node %d is not a member (%v)", oldID, v.conf)
+	}
+	if err := n.checkCaughtUp(ctx, newID); err != nil {
+		return 0, err
 	}
 	if err := n.handOffBeforeRemoval(ctx, oldID); err != nil {
 		return 0, err
