@@ -329,6 +329,7 @@ func (n *Node) promoteSelf() {
 	note := func(s string) {
 		if s != lastNote {
 			n.dump.Printf("membership: %s", s)
+			n.log.Info("membership: " + s)
 			lastNote = s
 		}
 	}
