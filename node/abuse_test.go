@@ -452,7 +452,7 @@ func TestClientConnectionCaps(t *testing.T) {
 	for capName, want := range map[string]int{"per_host": 4, "total": refusedTotal} {
 		line := fmt.Sprintf(`georaft_connections_refused_total{cap="%s",listener="client",node="%d"} %d`, capName, leader+1, want)
 		if !strings.Contains(body, line) {
-			t.Errorf("/metrics lacks %q", line)
+			t.Errorf("/metrics lacks %q:\n%s", line, grepLines(body, "connections_refused"))
 		}
 	}
 
@@ -557,6 +557,11 @@ func TestPeerPortConnectionCap(t *testing.T) {
 	leader := c.waitLeader(10 * time.Second)
 	polite := startPoliteWriter(t, c.cfgs[leader].Listen.Client)
 	polite.waitWrites(3, 10*time.Second)
+	// The members' own connections come first: each follower has passed its own addresses to
+	// the leader (over a connection of its own to the leader's peer port).
+	c.waitMembership(leader, "every member published its addresses", 10*time.Second, func(r *georaftv1.ListMembersResponse) bool {
+		return len(r.GetPublished()) == 3
+	})
 
 	budget := node.PeerConnectionBudget(3)
 	kept, refused := 0, 0
@@ -574,7 +579,17 @@ func TestPeerPortConnectionCap(t *testing.T) {
 	body := waitHTTPStatus(t, metrics[leader], "/metrics", http.StatusOK, 5*time.Second)
 	line := fmt.Sprintf(`georaft_connections_refused_total{cap="total",listener="peer",node="%d"} %d`, leader+1, refused)
 	if !strings.Contains(body, line) {
-		t.Errorf("/metrics lacks %q", line)
+		t.Errorf("/metrics lacks %q:\n%s", line, grepLines(body, "connections_refused"))
 	}
 	polite.finish()
+}
+
+func grepLines(body, sub string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
