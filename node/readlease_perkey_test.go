@@ -98,6 +98,11 @@ func testStalledCommit(t *testing.T, perKey bool) {
 		return resp.Header.NodeId == uint64(i+1), resp, nil
 	}
 
+	// Each member records its own addresses through the log once it starts (docs/membership.md):
+	// such a write, appended after the stall is armed, would tell the holder the commit index.
+	c.waitMembership(0, "every member published its addresses", 10*time.Second, func(r *georaftv1.ListMembersResponse) bool {
+		return len(r.GetPublished()) == 3
+	})
 	write("a", "1")
 	write("b", "1")
 	res, _ := c.set(0, "c", "1")
