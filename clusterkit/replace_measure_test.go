@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,7 +21,10 @@ import (
 )
 
 // replaceMB sizes TestReplaceNodeHoldingData; 0 (the default, so make test) skips it.
-var replaceMB = flag.Int("replace.mb", 0, "MiB of data the cluster holds when TestReplaceNodeHoldingData replaces a follower (0: skip)")
+var (
+	replaceMB              = flag.Int("replace.mb", 0, "MiB of data the cluster holds when TestReplaceNodeHoldingData replaces a follower (0: skip)")
+	replaceSnapshotEntries = flag.Uint64("replace.snapshot-entries", 500, "storage.snapshot_entries of the cluster TestReplaceNodeHoldingData replaces a node in (1 GiB is 2048 entries)")
+)
 
 // TestReplaceNodeHoldingData measures how long replacing a node takes once the cluster holds
 // -replace.mb MiB: a new node joins, receives the leader's snapshot and the log, catches up,
@@ -33,8 +38,8 @@ func TestReplaceNodeHoldingData(t *testing.T) {
 	}
 	ctx := context.Background()
 	cl := kittest.Start(t, clusterkit.Spec{Size: 3, Configure: func(c *config.Config) {
-		// Compact often, so the new node needs the snapshot, not the log alone.
-		c.Storage.SnapshotEntries = 500
+		// Compact during the load, so the new node needs the snapshot, not the log alone.
+		c.Storage.SnapshotEntries = *replaceSnapshotEntries
 	}})
 	leader := kittest.WaitLeader(t, cl)
 	cli := kittest.Client(t, cl, "", time.Minute)
@@ -105,21 +110,36 @@ func TestReplaceNodeHoldingData(t *testing.T) {
 	took := time.Since(begin)
 	close(stop)
 	writerDone.Wait()
-	t.Logf("replaced node %d by node %d holding %d MiB in %s; longest gap between acknowledged writes meanwhile: %s; new node's data directory: %s",
-		victim, n.ID, *replaceMB, took.Round(100*time.Millisecond), worst.Round(time.Millisecond), du(t, n.DataPath))
+	dump, _ := os.ReadFile(filepath.Join(n.DataPath, "dump.txt"))
+	t.Logf("replaced node %d by node %d holding %d MiB in %s, with %d snapshot transfer(s); longest gap between acknowledged writes meanwhile: %s; new node's data directory: %s",
+		victim, n.ID, *replaceMB, took.Round(100*time.Millisecond), strings.Count(string(dump), "received snapshot"),
+		worst.Round(time.Millisecond), du(t, n.DataPath))
 	if err := cl.RemoveNode(victim); err != nil {
 		t.Fatal(err)
 	}
 
 }
 
+// du reports the data directory's size and its split between the WAL, the snapshots and the
+// state machine, so an operator can see what a replaced node's disk must hold.
 func du(t *testing.T, dir string) string {
+	sizes := map[string]int64{}
 	var total int64
-	filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+	filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
 		if err == nil && !info.IsDir() {
 			total += info.Size()
+			if rel, err := filepath.Rel(dir, path); err == nil {
+				sizes[strings.SplitN(rel, string(filepath.Separator), 2)[0]] += info.Size()
+			}
 		}
 		return nil
 	})
-	return fmt.Sprintf("%d MiB", total>>20)
+	parts := make([]string, 0, len(sizes))
+	for name, size := range sizes {
+		if size >= 1<<20 {
+			parts = append(parts, fmt.Sprintf("%s %d MiB", name, size>>20))
+		}
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d MiB (%s)", total>>20, strings.Join(parts, ", "))
 }

@@ -107,6 +107,7 @@ var lineCategories = []struct{ prefix, category string }{
 	{"term %d: received snapshot", categorySnapshot},
 	{"installed snapshot", categorySnapshot},
 	{"state machine loaded from snapshot", categorySnapshot},
+	{"state machine synced", categorySnapshot},
 	// A client's (etcd) lease ending is part of its keys' life, not the raft lease.
 	{"lease %d expired", categoryLifecycle},
 	{"membership", categoryMembership},

@@ -78,6 +78,9 @@ type Node struct {
 	pendingReads map[uint64]*readRequest
 	nextReadID   uint64
 	lastSnapshot raft.SnapshotMeta
+	// lastSync is the index the state machine was last made durable at; the log may be
+	// compacted less far (finishSnapshot), and the next sync counts from here.
+	lastSync     uint64
 	snapshotting bool
 	lastLeader   uint64
 	lastRole     raft.Role

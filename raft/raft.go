@@ -901,6 +901,17 @@ func (r *Raft) ConfStateAt(index uint64) (ConfState, error) {
 	return r.confAt(index).confState(), nil
 }
 
+// TermAt is the term of the entry at index, which must be held in the log or be the
+// snapshot's last index. A driver that compacts to an earlier index than its snapshot's (to
+// keep entries a lagging follower still needs) builds that point's SnapshotMeta with it.
+func (r *Raft) TermAt(index uint64) (uint64, error) {
+	t, ok := r.log.term(index)
+	if !ok {
+		return 0, fmt.Errorf("raft: term at %d: only %d to %d are known", index, r.log.snapshot.Index, r.log.lastIndex())
+	}
+	return t, nil
+}
+
 // ReportUnreachable tells the leader that the transport could not deliver to peer: stop
 // pipelining to it and probe again.
 func (r *Raft) ReportUnreachable(peer uint64) {

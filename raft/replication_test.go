@@ -176,7 +176,9 @@ func TestStaleSnapshotIgnored(t *testing.T) {
 	}
 }
 
-// Compact refuses what it cannot do: beyond the applied index or with the wrong term.
+// Compact refuses what it cannot do: beyond the applied index or with the wrong term. TermAt
+// (which a driver compacting to an earlier point uses) knows the held entries and the
+// snapshot's last one, nothing else.
 func TestCompactChecks(t *testing.T) {
 	net := newTestNet(t, 1)
 	net.elect(1)
@@ -184,6 +186,12 @@ func TestCompactChecks(t *testing.T) {
 	net.stabilize()
 	r := net.raft(1)
 	st := r.Status()
+	if term, err := r.TermAt(st.Applied); err != nil || term != st.Term {
+		t.Fatalf("TermAt(%d) = %d, %v; want %d", st.Applied, term, err, st.Term)
+	}
+	if _, err := r.TermAt(st.LastIndex + 1); err == nil {
+		t.Fatalf("TermAt past the last index answered")
+	}
 	if err := r.Compact(SnapshotMeta{Index: st.Applied + 1, Term: st.Term}); err == nil {
 		t.Fatalf("compacted beyond the applied index")
 	}
@@ -195,6 +203,12 @@ func TestCompactChecks(t *testing.T) {
 	}
 	if st := r.Status(); st.FirstIndex != st.Applied+1 || st.Snapshot.Index != st.Applied {
 		t.Fatalf("after compaction: %+v", st)
+	}
+	if term, err := r.TermAt(st.Applied); err != nil || term != st.Term {
+		t.Fatalf("TermAt(snapshot index %d) = %d, %v; want %d", st.Applied, term, err, st.Term)
+	}
+	if _, err := r.TermAt(st.Applied - 1); err == nil {
+		t.Fatalf("TermAt of a compacted index answered")
 	}
 }
 
