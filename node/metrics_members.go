@@ -14,6 +14,8 @@ type membershipMetrics struct {
 	changes *prometheus.CounterVec
 	healthy *prometheus.GaugeVec
 	contact *prometheus.GaugeVec
+	// autoRemovals counts cluster.auto_remove_after's removals.
+	autoRemovals prometheus.Counter
 }
 
 func newMembershipMetrics(reg *prometheus.Registry, constLabels prometheus.Labels) *membershipMetrics {
@@ -25,13 +27,16 @@ func newMembershipMetrics(reg *prometheus.Registry, constLabels prometheus.Label
 			Name: "georaft_membership_changes_total", Help: "Membership changes this node proposed as leader and saw applied, by kind (add-learner, promote, remove, promote+remove for a replace); self-removed when this member applied its own removal.", ConstLabels: constLabels,
 		}, []string{"kind"}),
 		healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "georaft_member_healthy", Help: "Leader only: 1 for a member heard from within cluster.last_contact_threshold, 0 for one that was not (nothing is removed automatically).", ConstLabels: constLabels,
+			Name: "georaft_member_healthy", Help: "Leader only: 1 for a member heard from within cluster.last_contact_threshold, 0 for one that was not.", ConstLabels: constLabels,
 		}, []string{"member"}),
+		autoRemovals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "georaft_member_auto_removals_total", Help: "Members this node removed as leader because it had not heard from them for cluster.auto_remove_after (off by default).", ConstLabels: constLabels,
+		}),
 		contact: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "georaft_member_last_contact_seconds", Help: "Leader only: time since the leader last heard from each member.", ConstLabels: constLabels,
 		}, []string{"member"}),
 	}
-	reg.MustRegister(m.members, m.changes, m.healthy, m.contact)
+	reg.MustRegister(m.members, m.changes, m.healthy, m.contact, m.autoRemovals)
 	return m
 }
 

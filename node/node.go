@@ -82,8 +82,12 @@ type Node struct {
 	// compacted less far (finishSnapshot), and the next sync counts from here.
 	lastSync     uint64
 	snapshotting bool
-	lastLeader   uint64
-	lastRole     raft.Role
+	// autoRemoving is set while an automatic removal runs (autoremove.go);
+	// autoRemoveBlocked is the last reason one was held back, logged once.
+	autoRemoving      atomic.Bool
+	autoRemoveBlocked string
+	lastLeader        uint64
+	lastRole          raft.Role
 	// The hard state last made durable, and the newest the core handed out (which may differ
 	// only in its commit index).
 	syncedHardState raft.HardState
@@ -669,6 +673,7 @@ func (n *Node) refreshMetrics() {
 		}
 		n.m.observeStatus(&st)
 		n.observeMemberHealth(&st)
+		n.maybeAutoRemove(&st)
 		if n.tr != nil {
 			for _, id := range n.members().ids() {
 				if id != n.id {

@@ -86,8 +86,13 @@ type ClusterConfig struct {
 	// promotion and that member's removal are one change.
 	Replaces uint64
 	// LastContactThreshold: the leader reports a member it has not heard from for this long
-	// as unhealthy (status, metrics). Nothing is removed automatically.
+	// as unhealthy (status, metrics). Nothing is removed for it unless AutoRemoveAfter is set.
 	LastContactThreshold time.Duration
+	// AutoRemoveAfter, when positive, has the leader remove a member it has not heard from
+	// for this long (0: never; an operator's choice, docs/membership.md).
+	AutoRemoveAfter time.Duration
+	// AutoRemoveMinVoters: automatic removal never leaves fewer voters than this.
+	AutoRemoveMinVoters int
 }
 
 // The values of cluster.initial_state and cluster.join_as.
@@ -245,7 +250,7 @@ func Defaults() Config {
 		Log:        LogConfig{Level: "info", Format: "text", DumpRequests: "off"},
 		ReadLeases: ReadLeasesConfig{Holders: []string{HoldersNone}, PerKeyWait: true},
 		Placement:  PlacementConfig{HealthyFor: 10 * time.Second, StopHandoffTimeout: 5 * time.Second},
-		Cluster:    ClusterConfig{InitialState: InitialStateNew, JoinAs: JoinAsVoter, LastContactThreshold: 10 * time.Second},
+		Cluster:    ClusterConfig{InitialState: InitialStateNew, JoinAs: JoinAsVoter, LastContactThreshold: 10 * time.Second, AutoRemoveMinVoters: 3},
 	}
 }
 

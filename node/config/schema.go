@@ -65,7 +65,9 @@ var fields = []field{
 	{"cluster.join", "join", "any member's client address: an empty data directory joins the cluster there as a new member", func(c *Config) any { return &c.Cluster.Join }},
 	{"cluster.join_as", "join-as", "voter: a joined node asks to be promoted once caught up; learner: it waits for an operator", func(c *Config) any { return &c.Cluster.JoinAs }},
 	{"cluster.replaces", "replaces", "with cluster.join: the member this node takes the place of once caught up (0: none)", func(c *Config) any { return &c.Cluster.Replaces }},
-	{"cluster.last_contact_threshold", "", "the leader reports a member unheard of for this long as unhealthy; nothing is removed automatically", func(c *Config) any { return &c.Cluster.LastContactThreshold }},
+	{"cluster.last_contact_threshold", "", "the leader reports a member unheard of for this long as unhealthy", func(c *Config) any { return &c.Cluster.LastContactThreshold }},
+	{"cluster.auto_remove_after", "", "0: never remove a member automatically; else the leader removes one unheard of for this long (docs/membership.md)", func(c *Config) any { return &c.Cluster.AutoRemoveAfter }},
+	{"cluster.auto_remove_min_voters", "", "automatic removal never leaves fewer voters than this", func(c *Config) any { return &c.Cluster.AutoRemoveMinVoters }},
 
 	{"console.enabled", "console", "the web console at /ui on the metrics listener; HTTPS only when tls.enabled (docs/console.md)", func(c *Config) any { return &c.Console.Enabled }},
 	{"read_leases.holders", "read-lease-holders", "members answering linearizable reads locally in a new cluster: all, none, or member ids and regions (later: georaft read-leases set)", func(c *Config) any { return &c.ReadLeases.Holders }},

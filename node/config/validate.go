@@ -395,6 +395,15 @@ func (c *Config) checkCluster(ps *problems) {
 	if cl.LastContactThreshold <= 0 {
 		ps.add("cluster.last_contact_threshold", "cluster.last_contact_threshold must be positive, got %v", cl.LastContactThreshold)
 	}
+	if cl.AutoRemoveAfter < 0 {
+		ps.add("cluster.auto_remove_after", "cluster.auto_remove_after must be 0 (never) or positive, got %v", cl.AutoRemoveAfter)
+	} else if cl.AutoRemoveAfter > 0 && cl.AutoRemoveAfter < cl.LastContactThreshold {
+		ps.add("cluster.auto_remove_after", "cluster.auto_remove_after %v must be at least cluster.last_contact_threshold %v: a member is removed only after it was reported unhealthy",
+			cl.AutoRemoveAfter, cl.LastContactThreshold)
+	}
+	if cl.AutoRemoveMinVoters < 1 {
+		ps.add("cluster.auto_remove_min_voters", "cluster.auto_remove_min_voters must be at least 1, got %d", cl.AutoRemoveMinVoters)
+	}
 	if cl.Join == "" {
 		if cl.Replaces != 0 {
 			ps.add("cluster.replaces", "cluster.replaces %d needs cluster.join: only a joining node takes another member's place", cl.Replaces)
