@@ -613,25 +613,25 @@ func (n *Node) apply(entries []raft.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	for i := range entries {
+	// One engine batch for them all; writers are answered once it is committed.
+	err := n.store.ApplyAll(entries, func(i int, res mvcc.Result) {
 		e := &entries[i]
-		res, err := n.store.Apply(*e)
-		if err != nil {
-			return fmt.Errorf("state machine: %w", err)
-		}
 		if isMembershipEntry(e) {
 			n.membersDirty = true
 		}
 		p, ok := n.waiters[e.Index]
 		if !ok {
-			continue
+			return
 		}
 		delete(n.waiters, e.Index)
 		if p.term != e.Term {
 			p.done <- proposalResult{err: errProposalLost}
-			continue
+			return
 		}
 		p.done <- proposalResult{index: e.Index, result: res}
+	})
+	if err != nil {
+		return fmt.Errorf("state machine: %w", err)
 	}
 	last := entries[len(entries)-1].Index
 	n.pending.appliedTo(last)

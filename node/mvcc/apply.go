@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
@@ -45,82 +46,152 @@ type OrderError = kv.OrderError
 //
 // The error is the engine's: the node must stop, since what it applied may be lost.
 func (s *Store) Apply(e raft.Entry) (res Result, err error) {
+	err = s.ApplyAll([]raft.Entry{e}, func(_ int, r Result) { res = r })
+	return res, err
+}
+
+// ApplyAll applies entries in order, as Apply would one by one, in one engine batch: one
+// commit for all of them (a Ready's committed entries), however many there are. Once the
+// batch is committed and the new state published, it reports each entry's result to done,
+// in order. An entry refused or skipped changes nothing, whatever else the batch holds.
+//
+// The error is the engine's: the node must stop, since what it applied may be lost. done is
+// not called then.
+func (s *Store) ApplyAll(entries []raft.Entry, done func(i int, res Result)) (err error) {
 	defer s.guard(&err)
 	if err := s.failure(); err != nil {
-		return Result{}, err
+		return err
 	}
 	cur := s.st.Load()
-	if e.Index <= cur.applied {
-		return Result{Index: e.Index, Revision: cur.rev, Skipped: true}, nil
-	}
-	if e.Index != cur.applied+1 || e.Term < cur.term {
-		return Result{Index: e.Index, Err: &OrderError{Index: e.Index, Term: e.Term, AppliedIndex: cur.applied, AppliedTerm: cur.term}}, nil
-	}
 	next := *cur
-	next.applied, next.term = e.Index, e.Term
 	b := s.db.NewIndexedBatch()
-	defer b.Close()
-	t := &txn{s: s, rd: b, b: b, st: cur, next: &next, base: cur.rev}
-	res = Result{Index: e.Index}
-	switch e.Type {
-	case raft.EntryNoop:
-	case raft.EntryNormal:
-		cmd, err := Decode(e.Data)
-		if err != nil {
-			res.Err = fmt.Errorf("entry %d: %w", e.Index, err)
-			break
+	defer func() { b.Close() }()
+	src := &source{rd: b, cache: s.latest, fillRev: cur.rev}
+	results := make([]Result, len(entries))
+	type announce struct {
+		rev    int64
+		events []*mvccpb.Event
+	}
+	var events []announce
+	for i := range entries {
+		e := &entries[i]
+		if e.Index <= next.applied {
+			results[i] = Result{Index: e.Index, Revision: next.rev, Skipped: true}
+			continue
 		}
-		res = t.command(&cmd, e.Index)
-		if res.Err != nil && !t.keep {
-			// A refused command changes nothing but the applied index.
-			b.Reset()
-			next = *cur
+		if e.Index != next.applied+1 || e.Term < next.term {
+			results[i] = Result{Index: e.Index, Err: &OrderError{Index: e.Index, Term: e.Term, AppliedIndex: next.applied, AppliedTerm: next.term}}
+			continue
+		}
+		before := next
+		t := &txn{s: s, src: src, b: b, st: &before, next: &next, base: before.rev}
+		next.applied, next.term = e.Index, e.Term
+		mark := b.Len()
+		count := b.Count()
+		src.undo = src.undo[:0]
+		res := Result{Index: e.Index}
+		refused := false
+		switch e.Type {
+		case raft.EntryNoop:
+		case raft.EntryNormal:
+			cmd, err := Decode(e.Data)
+			if err != nil {
+				res.Err = fmt.Errorf("entry %d: %w", e.Index, err)
+				break
+			}
+			res = t.command(&cmd, e.Index)
+			refused = res.Err != nil && !t.keep
+		case raft.EntryConfChange:
+			// Only the table changes; a change the table cannot read changes nothing but the
+			// applied index, like a command that cannot be decoded.
+			if err := t.confChange(e.Data); err != nil {
+				res.Err = fmt.Errorf("entry %d: %w", e.Index, err)
+				refused = true
+			}
+		default:
+			res.Err = fmt.Errorf("mvcc: entry %d has unknown type %v", e.Index, e.Type)
+		}
+		if refused {
+			// A refused entry changes nothing but the applied index.
+			if b.Count() != count {
+				if b, err = s.truncateBatch(b, mark, count); err != nil {
+					return err
+				}
+				src.rd = b
+			}
+			src.rollback()
+			next = before
 			next.applied, next.term = e.Index, e.Term
-			t.events = nil
-			t.sessionWrites = nil
+			t.sub = 0
+		} else {
+			// The in-memory tables follow at once: a later entry of the batch may retry
+			// this session's write or use this lease.
+			for _, w := range t.sessionWrites {
+				w()
+			}
+			for _, f := range t.after {
+				f()
+			}
+			if len(t.events) > 0 {
+				events = append(events, announce{rev: before.rev + 1, events: t.events})
+			}
 		}
-	case raft.EntryConfChange:
-		// Only the table changes; a change the table cannot read changes nothing but the
-		// applied index, like a command that cannot be decoded.
-		if err := t.confChange(e.Data); err != nil {
-			res.Err = fmt.Errorf("entry %d: %w", e.Index, err)
-			b.Reset()
+		if t.sub > 0 {
+			next.rev = before.rev + 1
 		}
-	default:
-		res.Err = fmt.Errorf("mvcc: entry %d has unknown type %v", e.Index, e.Type)
+		if res.Revision == 0 {
+			res.Revision = next.rev
+		}
+		results[i] = res
 	}
-	if t.sub > 0 {
-		next.rev = cur.rev + 1
+	if next != *cur {
+		if err := b.Set(stateKey, next.encode(), nil); err != nil {
+			return err
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return fmt.Errorf("mvcc: commit entries %d-%d: %w", cur.applied+1, next.applied, err)
+		}
+		// The cache first: a reader of the new state must not find an older version there.
+		s.latest.update(src.writes, next.rev)
+		s.st.Store(&next)
 	}
-	if res.Revision == 0 {
-		res.Revision = next.rev
-	}
-	if err := b.Set(stateKey, next.encode(), nil); err != nil {
-		return res, err
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return res, fmt.Errorf("mvcc: commit entry %d: %w", e.Index, err)
-	}
-	for _, w := range t.sessionWrites {
-		w()
-	}
-	for _, f := range t.after {
-		f()
-	}
-	s.st.Store(&next)
-	if len(t.events) > 0 {
-		s.watch.notify(next.rev, t.events)
+	for _, a := range events {
+		s.watch.notify(a.rev, a.events)
 	}
 	if next.compactRev > cur.compactRev {
 		s.wakeCompactor()
 	}
-	return res, nil
+	for i := range results {
+		done(i, results[i])
+	}
+	return nil
+}
+
+// truncateBatch returns an indexed batch holding what b held when it was n bytes long with
+// count records, and closes b: the rare undo of a refused entry that wrote before it was
+// refused.
+func (s *Store) truncateBatch(b *pebble.Batch, n int, count uint32) (*pebble.Batch, error) {
+	fresh := s.db.NewIndexedBatch()
+	if n > batchrepr.HeaderLen {
+		part := s.db.NewBatch()
+		defer part.Close()
+		repr := bytes.Clone(b.Repr()[:n])
+		batchrepr.SetCount(repr, count)
+		if err := part.SetRepr(repr); err != nil {
+			return nil, fmt.Errorf("mvcc: undo a refused entry: %w", err)
+		}
+		if err := fresh.Apply(part, nil); err != nil {
+			return nil, fmt.Errorf("mvcc: undo a refused entry: %w", err)
+		}
+	}
+	b.Close()
+	return fresh, nil
 }
 
 // txn is one entry's work: reads see its own writes through the indexed batch.
 type txn struct {
 	s    *Store
-	rd   reader
+	src  *source
 	b    *pebble.Batch // nil for a read-only transaction
 	st   *state        // before the entry
 	next *state
@@ -248,7 +319,7 @@ func (t *txn) comparePath(r *pb.TxnRequest) ([]bool, error) {
 }
 
 func (t *txn) compare(c *pb.Compare) (bool, error) {
-	kvs, _, err := rangeAt(t.rd, c.Key, rangeEnd(c.RangeEnd), t.readRev(), rangeOpts{})
+	kvs, _, err := rangeAt(t.src, c.Key, rangeEnd(c.RangeEnd), t.readRev(), rangeOpts{})
 	if err != nil {
 		return false, err
 	}
@@ -329,7 +400,7 @@ func (t *txn) checkAt(r *pb.TxnRequest, path []bool) (int, error) {
 				return 0, ErrLeaseNotFound
 			}
 			if p.IgnoreValue || p.IgnoreLease {
-				_, _, ok, err := latest(t.rd, p.Key, t.readRev())
+				_, _, ok, err := t.src.latest(p.Key, t.readRev())
 				if err != nil {
 					return 0, err
 				}
@@ -360,7 +431,7 @@ func (t *txn) exec(r *pb.TxnRequest, path []bool) (*pb.TxnResponse, int, error) 
 		var out *pb.ResponseOp
 		switch v := op.GetRequest().(type) {
 		case *pb.RequestOp_RequestRange:
-			rr, err := executeRange(t.rd, t.st, t.readRev(), v.RequestRange)
+			rr, err := executeRange(t.src, t.st, t.readRev(), v.RequestRange)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -398,7 +469,7 @@ func (t *txn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if t.b == nil {
 		return nil, fmt.Errorf("mvcc: put in a read-only transaction")
 	}
-	prev, prevMod, existed, err := latest(t.rd, p.Key, 0)
+	prev, prevMod, existed, err := t.src.latest(p.Key, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -413,9 +484,14 @@ func (t *txn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if p.IgnoreLease {
 		rec.lease = prev.lease
 	}
-	if err := t.b.Set(versionKey(p.Key, rev), rec.encode(), nil); err != nil {
+	enc := rec.encode()
+	if err := t.b.Set(versionKey(p.Key, rev), enc, nil); err != nil {
 		return nil, err
 	}
+	// The cached value shares the encoded record's bytes, which nothing modifies.
+	cached := rec
+	cached.value = enc[len(enc)-len(rec.value):]
+	t.src.wrote(p.Key, cached, rev)
 	if err := t.logEvent(mvccpb.PUT, p.Key); err != nil {
 		return nil, err
 	}
@@ -455,7 +531,7 @@ func (t *txn) deleteRange(d *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, er
 	if t.b == nil {
 		return nil, fmt.Errorf("mvcc: delete in a read-only transaction")
 	}
-	kvs, _, err := rangeAt(t.rd, d.Key, rangeEnd(d.RangeEnd), t.readRev(), rangeOpts{})
+	kvs, _, err := rangeAt(t.src, d.Key, rangeEnd(d.RangeEnd), t.readRev(), rangeOpts{})
 	if err != nil {
 		return nil, err
 	}
@@ -479,6 +555,7 @@ func (t *txn) deleteKey(kv *mvccpb.KeyValue) error {
 	if err := t.b.Set(versionKey(kv.Key, rev), []byte{recordTombstone}, nil); err != nil {
 		return err
 	}
+	t.src.wrote(kv.Key, record{tombstone: true}, rev)
 	if err := t.logEvent(mvccpb.DELETE, kv.Key); err != nil {
 		return err
 	}

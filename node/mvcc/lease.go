@@ -102,13 +102,13 @@ func (t *txn) leaseRevoke(r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, er
 	if !t.s.leaseExists(r.ID) {
 		return nil, ErrLeaseNotFound
 	}
-	keys, err := attachedKeys(t.rd, r.ID)
+	keys, err := attachedKeys(t.src.rd, r.ID)
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(keys, bytes.Compare)
 	for _, k := range keys {
-		rec, mod, ok, err := latest(t.rd, k, 0)
+		rec, mod, ok, err := t.src.latest(k, 0)
 		if err != nil {
 			return nil, err
 		}

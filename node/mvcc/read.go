@@ -26,8 +26,9 @@ type reader interface {
 	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
 }
 
-// latest reads key's newest version at or below rev (rev 0: any). ok is false when the key
-// has no version there or the newest is a tombstone.
+// latest reads key's newest version at or below rev (rev 0: any) from the engine. ok is false
+// when the key has no version there (mod 0) or the newest is a tombstone (rec.tombstone, and
+// mod its revision).
 func latest(rd reader, key []byte, rev int64) (rec record, mod int64, ok bool, err error) {
 	prefix := keyPrefix(nil, key)
 	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: afterKey(prefix)})
@@ -43,8 +44,11 @@ func latest(rd reader, key []byte, rev int64) (rec record, mod int64, ok bool, e
 	}
 	_, mod = versionOf(it.Key())
 	rec, err = decodeRecord(it.Value())
-	if err != nil || rec.tombstone {
+	if err != nil {
 		return record{}, 0, false, err
+	}
+	if rec.tombstone {
+		return rec, mod, false, nil
 	}
 	rec.value = bytes.Clone(rec.value)
 	return rec, mod, true, nil
@@ -59,9 +63,9 @@ type rangeOpts struct {
 
 // rangeAt lists the live keys of [key, end) at rev, in key order, and counts all of them.
 // end nil is key alone; end empty is every key from key on.
-func rangeAt(rd reader, key, end []byte, rev int64, o rangeOpts) ([]*mvccpb.KeyValue, int64, error) {
+func rangeAt(src *source, key, end []byte, rev int64, o rangeOpts) ([]*mvccpb.KeyValue, int64, error) {
 	if end == nil {
-		rec, mod, ok, err := latest(rd, key, rev)
+		rec, mod, ok, err := src.latest(key, rev)
 		if err != nil || !ok {
 			return nil, 0, err
 		}
@@ -78,7 +82,7 @@ func rangeAt(rd reader, key, end []byte, rev int64, o rangeOpts) ([]*mvccpb.KeyV
 		}
 		upper = rangeBound(end)
 	}
-	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := src.rd.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -146,9 +150,9 @@ func rangeEnd(end []byte) []byte {
 	return end
 }
 
-// executeRange serves a RangeRequest at revision base (the newest) from rd, as etcd does:
+// executeRange serves a RangeRequest at revision base (the newest) from src, as etcd does:
 // filters and sorts after reading, and a limit applies after them.
-func executeRange(rd reader, st *state, base int64, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+func executeRange(src *source, st *state, base int64, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if err := checkRev(st, r.Revision); err != nil {
 		return nil, err
 	}
@@ -160,7 +164,7 @@ func executeRange(rd reader, st *state, base int64, r *pb.RangeRequest) (*pb.Ran
 	if defaultOrder(r) && !hasRevisionFilters(r) && r.Limit > 0 {
 		o.limit = int(r.Limit) + 1
 	}
-	kvs, count, err := rangeAt(rd, r.Key, rangeEnd(r.RangeEnd), rev, o)
+	kvs, count, err := rangeAt(src, r.Key, rangeEnd(r.RangeEnd), rev, o)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +247,12 @@ func (s *Store) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	st := s.st.Load()
-	return executeRange(s.db, st, st.rev, r)
+	return executeRange(s.reading(st), st, st.rev, r)
+}
+
+// reading is what a reader of the published state st looks keys up in.
+func (s *Store) reading(st *state) *source {
+	return &source{rd: s.db, cache: s.latest, fillRev: st.rev}
 }
 
 // ReadTxn evaluates a transaction without writes (every op a range, at any depth) against
@@ -255,16 +264,22 @@ func (s *Store) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	st := s.st.Load()
-	t := &txn{rd: s.db, st: st, base: st.rev}
+	t := &txn{src: s.reading(st), st: st, base: st.rev}
 	return t.run(r)
 }
 
-// Get returns the newest value of key, for georaft.v1.
+// Get returns the newest value of key, for georaft.v1. The value is shared: the caller must
+// not modify it.
 func (s *Store) Get(key []byte) (value []byte, found bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	rec, _, ok, err := latest(s.db, key, s.st.Load().rev)
-	return rec.value, ok, err
+	st := s.st.Load()
+	src := source{rd: s.db, cache: s.latest, fillRev: st.rev}
+	rec, _, ok, err := src.latest(key, st.rev)
+	if !ok {
+		return nil, false, err
+	}
+	return rec.value, true, err
 }
 
 // IsReadOnly reports whether a transaction writes nothing in either branch at any depth.

@@ -42,6 +42,9 @@ type Options struct {
 	CacheBytes int64
 	// MemTableBytes is the size of one memtable (default 16 MiB); pebble keeps up to two.
 	MemTableBytes uint64
+	// LatestCacheBytes bounds the latest-version cache (latest.go; default 32 MiB, negative:
+	// none). Reads and writes of the keys it holds need no engine iterator.
+	LatestCacheBytes int64
 	// MaxSessions bounds the exactly-once session table (default kv.DefaultMaxSessions). It is
 	// part of the replicated state machine: every node of a cluster must use the same value.
 	MaxSessions int
@@ -60,6 +63,9 @@ func (o *Options) defaults() {
 	}
 	if o.MemTableBytes == 0 {
 		o.MemTableBytes = defaultMemTableBytes
+	}
+	if o.LatestCacheBytes == 0 {
+		o.LatestCacheBytes = defaultLatestCacheBytes
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = defaultMaxSessions
@@ -91,6 +97,8 @@ type Store struct {
 	leases   map[int64]int64 // id → granted TTL in seconds
 
 	watch *hub
+	// latest caches the newest version of recently used keys (latest.go).
+	latest *latestCache
 
 	compacted   atomic.Int64 // the revision up to which old versions are physically gone
 	failed      atomic.Pointer[error]
@@ -116,6 +124,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		stopc:       make(chan struct{}),
 	}
 	s.watch = newHub(s)
+	s.latest = newLatestCache(opts.LatestCacheBytes)
 	gen, err := s.currentGeneration()
 	if err != nil {
 		return nil, err
@@ -288,6 +297,7 @@ func (s *Store) load(db *pebble.DB, gen int) error {
 	s.leases = leases
 	s.leaseMu.Unlock()
 	s.db, s.gen = db, gen
+	s.latest.reset(st.rev)
 	s.st.Store(&st)
 	s.compacted.Store(compacted)
 	s.compactDone.advance(compacted)
