@@ -34,6 +34,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Options size the engine and the session table.
@@ -49,6 +50,9 @@ type Options struct {
 	// part of the replicated state machine: every node of a cluster must use the same value.
 	MaxSessions int
 	Logger      *slog.Logger
+	// FS is where the engine keeps its files (nil: the operating system's). Tests pass a
+	// crashable in-memory one to lose what was never synced.
+	FS vfs.FS
 }
 
 const (
@@ -233,6 +237,7 @@ func (s *Store) engineOptions() *pebble.Options {
 		MemTableSize: s.opts.MemTableBytes,
 		Comparer:     comparer,
 		Logger:       engineLogger{s.log},
+		FS:           s.opts.FS,
 	}
 	// Bloom filters on keys (without revisions) make a missing key cost no block read.
 	for i := range o.Levels {
