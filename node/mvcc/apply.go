@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/batchrepr"
@@ -67,7 +68,9 @@ func (s *Store) ApplyAll(entries []raft.Entry, done func(i int, res Result)) (er
 	b := s.db.NewIndexedBatch()
 	defer func() { b.Close() }()
 	src := &source{rd: b, cache: s.latest, fillRev: cur.rev}
-	results := make([]Result, len(entries))
+	results := slices.Grow(s.results[:0], len(entries))[:len(entries)]
+	defer func() { clear(results); s.results = results[:0] }()
+	t := &txn{}
 	type announce struct {
 		rev    int64
 		events []*mvccpb.Event
@@ -83,8 +86,9 @@ func (s *Store) ApplyAll(entries []raft.Entry, done func(i int, res Result)) (er
 			results[i] = Result{Index: e.Index, Err: &OrderError{Index: e.Index, Term: e.Term, AppliedIndex: next.applied, AppliedTerm: next.term}}
 			continue
 		}
-		before := next
-		t := &txn{s: s, src: src, b: b, st: &before, next: &next, base: before.rev}
+		*t = txn{s: s, src: src, b: b, before: next, next: &next, base: next.rev}
+		t.st = &t.before
+		before := &t.before
 		next.applied, next.term = e.Index, e.Term
 		mark := b.Len()
 		count := b.Count()
@@ -120,7 +124,7 @@ func (s *Store) ApplyAll(entries []raft.Entry, done func(i int, res Result)) (er
 				src.rd = b
 			}
 			src.rollback()
-			next = before
+			next = *before
 			next.applied, next.term = e.Index, e.Term
 			t.sub = 0
 		} else {
@@ -195,6 +199,8 @@ type txn struct {
 	b    *pebble.Batch // nil for a read-only transaction
 	st   *state        // before the entry
 	next *state
+	// before holds what st points to, for an apply's transaction.
+	before state
 	base int64 // the revision before the entry
 	sub  int64 // sub-revisions used; > 0 once the entry wrote something
 
@@ -508,10 +514,12 @@ func (t *txn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if !existed {
 		t.next.keys++
 	}
-	ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: rec.keyValue(bytes.Clone(p.Key), rev, true)}
+	// The key and values are shared by the event, the response and the cache: the command
+	// is this apply's own, and none of them is modified.
+	ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: cached.keyValue(p.Key, rev, true)}
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: rev}}
 	if existed {
-		ev.PrevKv = prev.keyValue(bytes.Clone(p.Key), prevMod, true)
+		ev.PrevKv = prev.keyValue(p.Key, prevMod, true)
 		if p.PrevKv {
 			resp.PrevKv = ev.PrevKv
 		}

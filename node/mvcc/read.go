@@ -114,6 +114,7 @@ func rangeAt(src *source, key, end []byte, rev int64, o rangeOpts) ([]*mvccpb.Ke
 				if err != nil {
 					return nil, 0, err
 				}
+				rec.value = bytes.Clone(rec.value) // it aliases the iterator's buffer
 				kvs = append(kvs, rec.keyValue(uk, mod, !o.keysOnly))
 			}
 		}

@@ -70,11 +70,13 @@ func decodeRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-// keyValue builds the API's view of a live version.
+// keyValue builds the API's view of a live version. The value is shared with r: r's must not
+// change afterwards (a value from the cache or the write's own never does; one that aliases
+// an iterator's buffer is copied first).
 func (r *record) keyValue(key []byte, mod int64, withValue bool) *mvccpb.KeyValue {
 	kv := &mvccpb.KeyValue{Key: key, CreateRevision: r.create, ModRevision: mod, Version: r.version, Lease: r.lease}
 	if withValue {
-		kv.Value = append([]byte(nil), r.value...)
+		kv.Value = r.value
 	}
 	return kv
 }

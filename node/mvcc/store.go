@@ -101,6 +101,8 @@ type Store struct {
 	leases   map[int64]int64 // id → granted TTL in seconds
 
 	watch *hub
+	// results is ApplyAll's scratch (the apply goroutine's alone).
+	results []Result
 	// latest caches the newest version of recently used keys (latest.go).
 	latest *latestCache
 
