@@ -201,8 +201,8 @@ type txn struct {
 	next *state
 	// before holds what st points to, for an apply's transaction.
 	before state
-	base int64 // the revision before the entry
-	sub  int64 // sub-revisions used; > 0 once the entry wrote something
+	base   int64 // the revision before the entry
+	sub    int64 // sub-revisions used; > 0 once the entry wrote something
 
 	events        []*mvccpb.Event
 	sessionWrites []func()
