@@ -13,12 +13,16 @@
 // visible to readers at once, and pebble's own log recovers a consistent prefix of them after
 // a crash, so a restart replays the Raft log from the recovered applied index (Apply skips
 // entries at or below it). The node may compact its log only up to the index Sync returned.
+// ApplyAll applies a Ready's committed entries in one batch and one commit: the state record
+// in it names the last of them, so a crash keeps all of the batch or none.
 //
 // Apply is deterministic: it reads nothing but the entry and the engine, never the clock or
 // the node's configuration. Limits are the proposer's business.
 //
 // The history and every key are in the engine, not in memory: memory is bounded by pebble's
-// block cache and memtables (Options), plus the session table and the lease table.
+// block cache and memtables and the latest-version cache (Options; latest.go: recently used
+// keys' newest versions, so that reading or overwriting one needs no engine iterator), plus
+// the session table and the lease table.
 package mvcc
 
 import (
@@ -43,7 +47,7 @@ type Options struct {
 	CacheBytes int64
 	// MemTableBytes is the size of one memtable (default 16 MiB); pebble keeps up to two.
 	MemTableBytes uint64
-	// LatestCacheBytes bounds the latest-version cache (latest.go; default 32 MiB, negative:
+	// LatestCacheBytes bounds the latest-version cache (latest.go; default 8 MiB, negative:
 	// none). Reads and writes of the keys it holds need no engine iterator.
 	LatestCacheBytes int64
 	// MaxSessions bounds the exactly-once session table (default kv.DefaultMaxSessions). It is
