@@ -257,9 +257,15 @@ func (n *Node) recover(fsys wal.FS) error {
 		n.dump.Printf("recovered from a torn WAL tail: %v", rec.TornTail)
 		n.log.Warn("truncated a torn WAL tail", "tail", rec.TornTail)
 	}
+	latestCache := cfg.Storage.LatestCacheBytes
+	if latestCache == 0 {
+		latestCache = -1 // mvcc's "none"; its zero means the default
+	}
 	n.store, err = mvcc.Open(filepath.Join(cfg.Node.DataDir, "state"), mvcc.Options{
-		MaxSessions: maxClientSessions,
-		Logger:      n.log.With("component", "mvcc"),
+		CacheBytes:       cfg.Storage.BlockCacheBytes,
+		LatestCacheBytes: latestCache,
+		MaxSessions:      maxClientSessions,
+		Logger:           n.log.With("component", "mvcc"),
 	})
 	if err != nil {
 		w.Close()

@@ -170,6 +170,11 @@ type StorageConfig struct {
 	// SnapshotEntries: take a snapshot and compact after this many applied entries.
 	SnapshotEntries uint64
 	SnapshotsKept   int
+	// BlockCacheBytes is the state machine engine's block cache; LatestCacheBytes holds the
+	// newest version of recently used keys in memory (0: none), so their reads and writes need
+	// no engine iterator.
+	BlockCacheBytes  int64
+	LatestCacheBytes int64
 }
 
 type TLSConfig struct {
@@ -243,9 +248,11 @@ func Defaults() Config {
 			RequestTimeout:              10 * time.Second,
 		},
 		Storage: StorageConfig{
-			SegmentBytes:    64 << 20,
-			SnapshotEntries: 100000,
-			SnapshotsKept:   2,
+			SegmentBytes:     64 << 20,
+			SnapshotEntries:  100000,
+			SnapshotsKept:    2,
+			BlockCacheBytes:  64 << 20,
+			LatestCacheBytes: 8 << 20,
 		},
 		Log:        LogConfig{Level: "info", Format: "text", DumpRequests: "off"},
 		ReadLeases: ReadLeasesConfig{Holders: []string{HoldersNone}, PerKeyWait: true},

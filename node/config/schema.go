@@ -50,6 +50,8 @@ var fields = []field{
 	{"storage.segment_bytes", "", "WAL segment size", func(c *Config) any { return &c.Storage.SegmentBytes }},
 	{"storage.snapshot_entries", "", "take a snapshot and compact after this many applied entries", func(c *Config) any { return &c.Storage.SnapshotEntries }},
 	{"storage.snapshots_kept", "", "snapshot files kept on disk, newest first", func(c *Config) any { return &c.Storage.SnapshotsKept }},
+	{"storage.block_cache_bytes", "", "the state machine engine's (pebble's) block cache", func(c *Config) any { return &c.Storage.BlockCacheBytes }},
+	{"storage.latest_cache_bytes", "", "the newest version of recently used keys, kept in memory so their reads and writes skip the engine (0: none)", func(c *Config) any { return &c.Storage.LatestCacheBytes }},
 
 	{"tls.enabled", "", "mutual TLS between peers and for clients", func(c *Config) any { return &c.TLS.Enabled }},
 	{"tls.ca_file", "", "CA that signs every node and client certificate", func(c *Config) any { return &c.TLS.CAFile }},

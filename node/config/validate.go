@@ -263,6 +263,12 @@ func (c *Config) checkStorage(ps *problems) {
 	if s.SnapshotEntries == 0 {
 		ps.add("storage.snapshot_entries", "storage.snapshot_entries must be positive, got 0")
 	}
+	if s.BlockCacheBytes < 1<<20 {
+		ps.add("storage.block_cache_bytes", "storage.block_cache_bytes must be at least 1 MiB (1048576), got %d", s.BlockCacheBytes)
+	}
+	if s.LatestCacheBytes < 0 {
+		ps.add("storage.latest_cache_bytes", "storage.latest_cache_bytes must be 0 (none) or positive, got %d", s.LatestCacheBytes)
+	}
 	if s.SnapshotsKept < 1 {
 		ps.add("storage.snapshots_kept", "storage.snapshots_kept must be at least 1, got %d", s.SnapshotsKept)
 	}
