@@ -440,24 +440,17 @@ func (n *Node) removeMember(ctx context.Context, id uint64) (uint64, error) {
 	return n.changeMembership(ctx, raft.ConfChange{Changes: []raft.ConfChangeSingle{{Type: raft.ConfRemove, NodeID: id}}})
 }
 
-// handOffBeforeRemoval hands leadership to the most caught-up other voter when the leader is
-// asked to remove itself, and asks the caller to retry (at the new leader). A leader that
-// applied its own removal would step down and leave the cluster to an election timeout;
-// a transfer costs a round trip, and the new leader needs no wait for this one's lease.
+// handOffBeforeRemoval, when the leader is asked to remove itself, hands leadership to the
+// voter placement picks (successor: the best healthy one, preferred region first, then the
+// most caught up) and asks the caller to retry at the new leader. A leader that applied its
+// own removal would step down and leave the cluster to an election timeout; a transfer costs
+// a round trip, and the new leader needs no wait for this one's lease.
 func (n *Node) handOffBeforeRemoval(ctx context.Context, id uint64) error {
 	if id != n.id {
 		return nil
 	}
 	var target uint64
-	if err := n.do(ctx, func() {
-		st, cs := n.core.Status(), n.core.ConfState()
-		// Another voter of the configuration, the most caught-up healthy one, takes over.
-		candidates := n.healthyVoters(st, cs)
-		if len(candidates) == 0 {
-			candidates = slices.DeleteFunc(slices.Clone(cs.Voters), func(v uint64) bool { return v == st.ID })
-		}
-		target = n.bestSuccessor(st, candidates)
-	}); err != nil {
+	if err := n.do(ctx, func() { target = n.successor() }); err != nil {
 		return err
 	}
 	if target == raft.None {

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
@@ -231,4 +233,45 @@ func TestLostDiskUnderAKnownIDIsRefused(t *testing.T) {
 			t.Fatalf("initial_state %s: the refusal %q does not say how to replace it (%q)", state, err, want)
 		}
 	}
+}
+
+// A leader asked to remove itself first hands leadership to the voter placement picks: the
+// one in the most preferred region, here a member added at run time in place of region-3's
+// (its region comes from the membership table, not from any peers list), over a voter as
+// caught up with a lower id.
+func TestLeaderRemovingItselfHandsOffToThePreferredRegion(t *testing.T) {
+	place := func(cfg *config.Config) {
+		cfg.Placement.PreferredRegions = []string{"region-1", "region-3"}
+		cfg.Placement.HealthyFor = time.Hour // nothing but the removal moves leadership
+		// A voter is healthy when it answered within half the minimum election timeout:
+		// long enough here that a loaded machine does not make one look unhealthy.
+		cfg.Timing.ElectionTimeoutMin, cfg.Timing.ElectionTimeoutMax = 4*time.Second, 8*time.Second
+	}
+	c := newTestCluster(t, 3, place)
+	c.makeLeader(0, 30*time.Second)
+	j := c.addNode(c.joinerConfig(1, "region-3", place))
+	c.waitMembership(0, "node 4 promoted to voter", 30*time.Second, func(r *georaftv1.ListMembersResponse) bool {
+		return roleOf(r, 4) == georaftv1.MemberRole_MEMBER_ROLE_VOTER
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.members(0).RemoveMember(ctx, &georaftv1.RemoveMemberRequest{Id: 3}); err != nil {
+		t.Fatalf("removing node 3: %v", err)
+	}
+	c.kill(2)
+	c.mustSet("k", "v") // every voter caught up
+
+	_, err := c.members(0).RemoveMember(ctx, &georaftv1.RemoveMemberRequest{Id: 1})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "handed to node 4") {
+		t.Fatalf("the leader asked to remove itself: %v; want leadership handed to node 4 (region-3, preferred) and a retry", err)
+	}
+	if st := c.mustStatus(j); st.LeaderId != 4 {
+		t.Fatalf("after the hand-off node 4 sees leader %d", st.LeaderId)
+	}
+	if _, err := c.members(j).RemoveMember(ctx, &georaftv1.RemoveMemberRequest{Id: 1}); err != nil {
+		t.Fatalf("removing node 1 at the new leader: %v", err)
+	}
+	c.waitMembership(j, "node 1 removed", 10*time.Second, func(r *georaftv1.ListMembersResponse) bool {
+		return roleOf(r, 1) == georaftv1.MemberRole_MEMBER_ROLE_REMOVED
+	})
 }
