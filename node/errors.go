@@ -12,10 +12,11 @@ import (
 	"github.com/georaft/georaft/raft"
 )
 
-// ErrorDomain is the google.rpc.ErrorInfo domain of every UNAVAILABLE answer.
+// ErrorDomain is the google.rpc.ErrorInfo domain of every answer that names a reason.
 const ErrorDomain = "georaft.io"
 
-// Reasons carried in the ErrorInfo of UNAVAILABLE answers. Clients retry all of them.
+// Reasons carried in the ErrorInfo of UNAVAILABLE answers, which clients retry, and of two
+// FAILED_PRECONDITION ones, which they do not.
 const (
 	ReasonNoLeader         = "NO_LEADER"
 	ReasonLeaseNotHeld     = "LEASE_NOT_HELD"
@@ -37,7 +38,18 @@ const (
 
 // unavailable builds an UNAVAILABLE status naming its reason.
 func unavailable(reason, format string, args ...any) error {
-	st := status.New(codes.Unavailable, fmt.Sprintf(format, args...))
+	return withReason(codes.Unavailable, reason, fmt.Sprintf(format, args...))
+}
+
+// failedPrecondition builds a FAILED_PRECONDITION status naming its reason: the request
+// cannot succeed as sent, and retrying it unchanged will not help.
+func failedPrecondition(reason, msg string) error {
+	return withReason(codes.FailedPrecondition, reason, msg)
+}
+
+// withReason builds a status of code whose ErrorInfo names reason in ErrorDomain.
+func withReason(code codes.Code, reason, msg string) error {
+	st := status.New(code, msg)
 	if withDetail, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
 		st = withDetail
 	}
