@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
@@ -65,7 +66,10 @@ func (c *testCluster) waitMembership(i int, what string, timeout time.Duration, 
 // directory: no id, no peers list, its own addresses.
 func (c *testCluster) joinerConfig(via int, region string, tune func(*config.Config)) *config.Config {
 	c.t.Helper()
-	addrs := freeAddrs(c.t, 2)
+	addrs, err := clusterkit.FreeAddrs(2)
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	cfg := config.Defaults()
 	cfg.ClusterID = c.cfgs[0].ClusterID
 	cfg.Timing = c.cfgs[0].Timing
@@ -109,7 +113,10 @@ func TestDataDirectoryLockRefusesASecondProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := *c.cfgs[0]
-	addrs := freeAddrs(t, 2)
+	addrs, err := clusterkit.FreeAddrs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	second.Listen.Peer, second.Listen.Client = addrs[0], addrs[1]
 	_, err = node.Start(&second, testLogger())
 	if err == nil {
