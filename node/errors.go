@@ -15,8 +15,8 @@ import (
 // ErrorDomain is the google.rpc.ErrorInfo domain of every answer that names a reason.
 const ErrorDomain = "georaft.io"
 
-// Reasons carried in the ErrorInfo of UNAVAILABLE answers, which clients retry, and of two
-// FAILED_PRECONDITION ones, which they do not.
+// Reasons carried in the ErrorInfo of UNAVAILABLE answers, which clients retry, and of a few
+// FAILED_PRECONDITION and ALREADY_EXISTS ones, which they do not.
 const (
 	ReasonNoLeader         = "NO_LEADER"
 	ReasonLeaseNotHeld     = "LEASE_NOT_HELD"
@@ -34,6 +34,10 @@ const (
 	// session's last applied write but asks for something else (another op, key or value). It
 	// was not applied; the client must take the next sequence.
 	ReasonReusedSequence = "REUSED_SEQUENCE"
+	// ReasonPeerAddressInUse rides on ALREADY_EXISTS: a member add names the peer address of
+	// a current member, which it cannot be taken as asking for again (another id, region or
+	// client address, or that member has started).
+	ReasonPeerAddressInUse = "PEER_ADDRESS_IN_USE"
 )
 
 // unavailable builds an UNAVAILABLE status naming its reason.
@@ -54,6 +58,16 @@ func withReason(code codes.Code, reason, msg string) error {
 		st = withDetail
 	}
 	return st.Err()
+}
+
+// reasonOf is the ErrorInfo reason of a status, or "".
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.Reason
+		}
+	}
+	return ""
 }
 
 // invalidArgument builds an INVALID_ARGUMENT status naming the offending field.

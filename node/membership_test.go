@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -281,4 +283,71 @@ func TestLeaderRemovingItselfHandsOffToThePreferredRegion(t *testing.T) {
 	c.waitMembership(j, "node 1 removed", 10*time.Second, func(r *georaftv1.ListMembersResponse) bool {
 		return roleOf(r, 1) == georaftv1.MemberRole_MEMBER_ROLE_REMOVED
 	})
+}
+
+// A member add sent again (its answer lost, or it timed out after it took effect) answers
+// with the member it added instead of adding a second one; an add that names a current
+// member's peer address but asks for another member is refused, naming that member. etcd's
+// MemberAdd refuses any add at a current member's peer URL, as etcd does.
+func TestMemberAddIsIdempotentForTheSameMember(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader(10 * time.Second)
+	follower := (leader + 1) % 3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addrs, err := clusterkit.FreeAddrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := addrs[0]
+	req := &georaftv1.AddMemberRequest{PeerAddress: peer, Region: "region-4"}
+	first, err := c.members(leader).AddMember(ctx, req)
+	if err != nil || first.GetIndex() == 0 {
+		t.Fatalf("add: %v, %v", first, err)
+	}
+	id := first.GetMember().GetId()
+	for _, again := range []struct {
+		via int
+		req *georaftv1.AddMemberRequest
+	}{
+		{leader, req},
+		{follower, req}, // passed on to the leader
+		{leader, &georaftv1.AddMemberRequest{PeerAddress: peer}},
+		{leader, &georaftv1.AddMemberRequest{PeerAddress: peer, Id: id, Region: "region-4", ClientAddress: "127.0.0.1:1"}},
+	} {
+		resp, err := c.members(again.via).AddMember(ctx, again.req)
+		if err != nil || resp.GetIndex() != 0 || resp.GetMember().GetId() != id ||
+			resp.GetMember().GetRole() != georaftv1.MemberRole_MEMBER_ROLE_LEARNER {
+			t.Fatalf("the same add again (%v) at node %d: %v, %v; want learner %d as it is, no change", again.req, again.via+1, resp, err, id)
+		}
+	}
+	for _, conflict := range []*georaftv1.AddMemberRequest{
+		{PeerAddress: peer, Region: "region-5"},
+		{PeerAddress: peer, Id: id + 10},
+		// A running member's address: an empty node must never take a member's id.
+		{PeerAddress: c.cfgs[follower].Listen.Peer},
+	} {
+		_, err := c.members(leader).AddMember(ctx, conflict)
+		if status.Code(err) != codes.AlreadyExists || errorReason(err) != node.ReasonPeerAddressInUse ||
+			!strings.Contains(err.Error(), "member ") || !strings.Contains(err.Error(), "remove member") {
+			t.Fatalf("an add that conflicts with a member at its peer address (%v): %v; want ALREADY_EXISTS %s naming the member",
+				conflict, err, node.ReasonPeerAddressInUse)
+		}
+	}
+	cli := etcdClient(t, c.cfgs[follower].Listen.Client)
+	for _, u := range []string{"http://" + peer, "http://" + c.cfgs[leader].Listen.Peer} {
+		if _, err := cli.MemberAddAsLearner(ctx, []string{u}); !errors.Is(err, rpctypes.ErrPeerURLExist) {
+			t.Fatalf("etcd member add at a member's peer URL %s: %v; want etcd's %v", u, err, rpctypes.ErrPeerURLExist)
+		}
+	}
+	resp := c.waitMembership(leader, "the membership", 5*time.Second, func(*georaftv1.ListMembersResponse) bool { return true })
+	var learners []uint64
+	for _, ms := range resp.GetMembers() {
+		if ms.GetMember().GetRole() == georaftv1.MemberRole_MEMBER_ROLE_LEARNER {
+			learners = append(learners, ms.GetMember().GetId())
+		}
+	}
+	if !slices.Equal(learners, []uint64{id}) {
+		t.Fatalf("learners %v after the repeated adds; want only %d", learners, id)
+	}
 }
