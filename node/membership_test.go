@@ -351,3 +351,53 @@ func TestMemberAddIsIdempotentForTheSameMember(t *testing.T) {
 		t.Fatalf("learners %v after the repeated adds; want only %d", learners, id)
 	}
 }
+
+// A removed follower stops and never starts again under its id, whether it was running when
+// it was removed (it often never learns from its log that the removal committed: the leader
+// stops sending to it once it applies the change) or down (nothing of the log can reach it:
+// it learns when it starts again, by asking the members, who say removed only once they
+// applied it).
+func TestRemovedFollowerStops(t *testing.T) {
+	for _, down := range []bool{false, true} {
+		name := "running"
+		if down {
+			name = "down while removed"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := newTestCluster(t, 3, nil)
+			leader := c.waitLeader(10 * time.Second)
+			c.waitMembership(leader, "every member published its addresses", 10*time.Second, func(r *georaftv1.ListMembersResponse) bool {
+				return len(r.GetPublished()) == 3
+			})
+			f := (leader + 1) % 3
+			c.mustSet("k", "v")
+			if down {
+				c.kill(f)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if _, err := c.members(leader).RemoveMember(ctx, &georaftv1.RemoveMemberRequest{Id: uint64(f + 1)}); err != nil {
+				t.Fatalf("remove node %d: %v", f+1, err)
+			}
+			if down {
+				c.start(f)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for c.servers[f].Node().Failed() == nil {
+				if time.Now().After(deadline) {
+					t.Fatalf("removed node %d still runs", f+1)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := c.servers[f].Node().Failed(); !strings.Contains(err.Error(), "removed from the cluster") {
+				t.Fatalf("the removed follower stopped with %v", err)
+			}
+			c.servers[f].Kill()
+			c.servers[f] = nil
+			if _, err := node.Start(c.cfgs[f], testLogger()); err == nil || !strings.Contains(err.Error(), "was removed") {
+				t.Fatalf("the removed follower restarted under its id: %v", err)
+			}
+			c.mustSet("after", "v") // the two left go on
+		})
+	}
+}
