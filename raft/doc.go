@@ -165,8 +165,9 @@
 // applied state, committed, at which K's answer is exact); the revision at LeaseIndex is not
 // known before applying, since a transaction moves the revision only when it changes
 // something. So a per-key read's revision may be lower than that of a write acknowledged
-// before it began, or of an earlier read at another node: monotonic per key, and per node, but
-// not across keys and nodes. etcd promises more: a linearizable Range's header revision is
+// before it began, or of an earlier read at another node, even of the same key (that node
+// may have applied fewer unrelated writes): K's data and mod revisions never go backwards,
+// nor do one node's revisions, but revisions across nodes may. etcd promises more: a linearizable Range's header revision is
 // the store's revision after the read index is applied, at least every acknowledged write's,
 // and clientv3's ordering wrapper treats a lower one as an ordering violation. The etcd API
 // therefore waits for LeaseIndex whole unless the client asks for the per-key wait
