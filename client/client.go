@@ -67,6 +67,8 @@ type Client struct {
 	// rttsMeasured is when the round trips to every endpoint were last measured (rtt.go).
 	rttsMeasured time.Time
 	measuring    bool
+	// now times the probes (time.Now; a test's clock).
+	now func() time.Time
 }
 
 // New creates a client. It does not contact the cluster: connections are established on
@@ -82,6 +84,7 @@ func New(opts Options) (*Client, error) {
 		sessions: newSessionPool(opts.ClientID),
 		byAddr:   map[string]*endpoint{},
 		byID:     map[uint64]*endpoint{},
+		now:      time.Now,
 	}
 	for _, addr := range opts.Endpoints {
 		ep, err := c.dial(addr, true)
@@ -297,14 +300,17 @@ func (c *Client) identify(ctx context.Context, eps []*endpoint) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			start := time.Now()
+			// The probe's round trip is a routing input (rtt.go): time it on an established
+			// connection, or the first one would count connection set-up too.
+			connected(ctx, ep.conn)
+			start := c.now()
 			st, err := ep.kv.Status(ctx, &georaftv1.StatusRequest{})
 			if err != nil {
 				c.opts.Logger.Debug("status probe failed", "endpoint", ep.addr, "err", err)
 				return
 			}
 			c.learn(ep, st.GetId(), st.GetRegion())
-			c.noteProbe(ep, time.Since(start), st)
+			c.noteProbe(ep, c.now().Sub(start), st)
 		}()
 	}
 	wg.Wait()

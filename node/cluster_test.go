@@ -29,22 +29,13 @@ type testCluster struct {
 	clients []georaftv1.KVServiceClient
 }
 
-// freeAddrs picks n loopback ports never returned before in this process, below the
-// kernel's ephemeral range (clusterkit.FreeAddrs), so no outgoing connection can take one
-// before its listener binds it.
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	addrs, err := clusterkit.FreeAddrs(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addrs
-}
-
 // clusterConfigs builds n node configs on free ports with local-area timing.
 func clusterConfigs(t testing.TB, n int, tune func(*config.Config)) []*config.Config {
 	t.Helper()
-	addrs := freeAddrs(t, 2*n)
+	addrs, err := clusterkit.FreeAddrs(2 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	base := t.TempDir()
 	peers := make([]config.Peer, n)
 	for i := range peers {

@@ -12,10 +12,11 @@ import (
 	"github.com/georaft/georaft/raft"
 )
 
-// ErrorDomain is the google.rpc.ErrorInfo domain of every UNAVAILABLE answer.
+// ErrorDomain is the google.rpc.ErrorInfo domain of every answer that names a reason.
 const ErrorDomain = "georaft.io"
 
-// Reasons carried in the ErrorInfo of UNAVAILABLE answers. Clients retry all of them.
+// Reasons carried in the ErrorInfo of UNAVAILABLE answers, which clients retry, and of a few
+// FAILED_PRECONDITION and ALREADY_EXISTS ones, which they do not.
 const (
 	ReasonNoLeader         = "NO_LEADER"
 	ReasonLeaseNotHeld     = "LEASE_NOT_HELD"
@@ -33,15 +34,40 @@ const (
 	// session's last applied write but asks for something else (another op, key or value). It
 	// was not applied; the client must take the next sequence.
 	ReasonReusedSequence = "REUSED_SEQUENCE"
+	// ReasonPeerAddressInUse rides on ALREADY_EXISTS: a member add names the peer address of
+	// a current member, which it cannot be taken as asking for again (another id, region or
+	// client address, or that member has started).
+	ReasonPeerAddressInUse = "PEER_ADDRESS_IN_USE"
 )
 
 // unavailable builds an UNAVAILABLE status naming its reason.
 func unavailable(reason, format string, args ...any) error {
-	st := status.New(codes.Unavailable, fmt.Sprintf(format, args...))
+	return withReason(codes.Unavailable, reason, fmt.Sprintf(format, args...))
+}
+
+// failedPrecondition builds a FAILED_PRECONDITION status naming its reason: the request
+// cannot succeed as sent, and retrying it unchanged will not help.
+func failedPrecondition(reason, msg string) error {
+	return withReason(codes.FailedPrecondition, reason, msg)
+}
+
+// withReason builds a status of code whose ErrorInfo names reason in ErrorDomain.
+func withReason(code codes.Code, reason, msg string) error {
+	st := status.New(code, msg)
 	if withDetail, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
 		st = withDetail
 	}
 	return st.Err()
+}
+
+// reasonOf is the ErrorInfo reason of a status, or "".
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.Reason
+		}
+	}
+	return ""
 }
 
 // invalidArgument builds an INVALID_ARGUMENT status naming the offending field.

@@ -39,6 +39,15 @@ const (
 	StalenessBoundMetadata = "georaft-staleness-bound"
 )
 
+// PerKeyWaitMetadata is the gRPC metadata key with which an etcd client lets its linearizable
+// lease reads wait only for the held entries that touch their keys ("on"; the node's
+// read_leases.per_key_wait must be on too). Without it a lease read through the etcd API
+// waits for every entry the node holds, so that its header revision is what etcd promises:
+// at least the revision of every write acknowledged before the read began, hence never lower
+// than one reported earlier, whatever the key or the node (clientv3/ordering checks exactly
+// that). With it the header revision is exact only for the keys read (docs/reads.md).
+const PerKeyWaitMetadata = "georaft-per-key-wait"
+
 // maxTxnOps is etcd's default --max-txn-ops: the most ops in one branch of a transaction.
 const maxTxnOps = 128
 
@@ -144,6 +153,23 @@ func readModeOf(ctx context.Context) (raft.ReadMode, error) {
 	return 0, status.Errorf(codes.InvalidArgument, "etcdserver: metadata %s is %q: want lease, index or log", ReadModeMetadata, v[0])
 }
 
+// leaseReadKeys is what an etcd lease read of keys waits for: every held entry (allKeys),
+// unless the client asked for the per-key wait (PerKeyWaitMetadata).
+func leaseReadKeys(ctx context.Context, keys readKeys) (readKeys, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(PerKeyWaitMetadata)
+	if len(v) == 0 {
+		return allKeys, nil
+	}
+	switch strings.TrimSpace(v[0]) {
+	case "on":
+		return keys, nil
+	case "off", "":
+		return allKeys, nil
+	}
+	return nil, status.Errorf(codes.InvalidArgument, "etcdserver: metadata %s is %q: want on or off", PerKeyWaitMetadata, v[0])
+}
+
 // local runs f here, or on the leader when this node is not it: etcd clients do not follow
 // redirects, so a follower forwards over the peer port. A request that came forwarded is
 // never forwarded again.
@@ -232,7 +258,10 @@ func (s *etcdServer) Range(ctx context.Context, r *pb.RangeRequest) (resp *pb.Ra
 		return nil, err
 	}
 	mode = rm.String()
-	keys := keysOfRange(r)
+	keys, err := leaseReadKeys(ctx, keysOfRange(r))
+	if err != nil {
+		return nil, err
+	}
 	if ok, err := s.localLease(ctx, rm, keys); err != nil {
 		return nil, err
 	} else if ok {
@@ -406,7 +435,10 @@ func (s *etcdServer) Txn(ctx context.Context, r *pb.TxnRequest) (resp *pb.TxnRes
 		}
 		mode = rm.String()
 		if rm != raft.ReadLog {
-			keys := keysOfReadTxn(r)
+			keys, err := leaseReadKeys(ctx, keysOfReadTxn(r))
+			if err != nil {
+				return nil, err
+			}
 			if ok, err := s.localLease(ctx, rm, keys); err != nil {
 				return nil, err
 			} else if ok {

@@ -109,6 +109,11 @@ func (s *etcdServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb
 	if err != nil {
 		return nil, s.n.etcdMembershipError(err)
 	}
+	if resp.GetIndex() == 0 {
+		// georaft.v1 answers a repeated add with the member already there; etcd refuses any
+		// add at the peer URL of a current member, and its clients expect that.
+		return nil, rpctypes.ErrGRPCPeerURLExist
+	}
 	out := &pb.MemberAddResponse{Header: s.n.etcdHeader(nil), Member: s.n.etcdMember(resp.GetMember())}
 	for _, m := range resp.GetMembers() {
 		out.Members = append(out.Members, s.n.etcdMember(m))
@@ -164,6 +169,8 @@ func (n *Node) etcdMembershipError(err error) error {
 	switch {
 	case st.Code() == codes.NotFound:
 		return rpctypes.ErrGRPCMemberNotFound
+	case reasonOf(st) == ReasonPeerAddressInUse:
+		return rpctypes.ErrGRPCPeerURLExist
 	case st.Code() == codes.AlreadyExists:
 		return rpctypes.ErrGRPCMemberExist
 	case strings.Contains(msg, "entries behind the leader"):

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/tlsutil"
 )
@@ -83,6 +84,10 @@ func TestEtcdAPIThroughAFollower(t *testing.T) {
 	}
 	if _, err := cli.Get(metadata.AppendToOutgoingContext(ctx, "georaft-read-mode", "bogus"), "/app/a"); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("unknown read mode: %v", err)
+	}
+	if _, err := cli.Get(metadata.AppendToOutgoingContext(ctx, node.PerKeyWaitMetadata, "maybe"), "/app/a"); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), node.PerKeyWaitMetadata) {
+		t.Fatalf("a per-key wait that is neither on nor off: %v", err)
 	}
 	// The mode travels with a forwarded read: the leader's metrics count an etcd range and a
 	// log read.

@@ -93,10 +93,12 @@ func forwardTo[T any](n *Node, ctx context.Context, leader uint64, call func(con
 	if err != nil {
 		return zero, rpctypes.ErrGRPCNoLeader
 	}
-	// The read mode the client asked for goes along; nothing else of its metadata does.
+	// How the client asked a read to be served goes along; nothing else of its metadata does.
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(ReadModeMetadata); len(v) > 0 {
-			ctx = metadata.AppendToOutgoingContext(ctx, ReadModeMetadata, v[0])
+		for _, k := range []string{ReadModeMetadata, PerKeyWaitMetadata} {
+			if v := md.Get(k); len(v) > 0 {
+				ctx = metadata.AppendToOutgoingContext(ctx, k, v[0])
+			}
 		}
 	}
 	out, err := call(ctx, &etcdClients{kv: pb.NewKVClient(c), lease: pb.NewLeaseClient(c)})

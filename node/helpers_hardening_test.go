@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/node"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
@@ -77,7 +78,10 @@ func (c *testCluster) killFailed(i int) error {
 // It returns the tune function and the addresses, by node index.
 func withMetricsListeners(t *testing.T, n int, then func(*config.Config)) (func(*config.Config), []string) {
 	t.Helper()
-	addrs := freeAddrs(t, n)
+	addrs, err := clusterkit.FreeAddrs(n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return func(cfg *config.Config) {
 		cfg.Listen.Metrics = addrs[cfg.Node.ID-1]
 		if then != nil {

@@ -364,6 +364,14 @@ func (n *Node) promoteSelf() {
 // it once the change is applied, before it has told the removed member the change committed.
 // The membership table says removed only once the removal is applied on the member asked, so
 // taking its word stops nothing that is still a member.
+//
+// Why ask, rather than learn it from the log. The log can tell a removed member only while it
+// is reachable and the leader still sends to it, and the usual reason to remove a member is
+// that it is not (down, cut off, its disk lost): when it comes back nobody sends it anything,
+// and its own messages are dropped, so asking is the one way that always works. Keeping the
+// leader sending the commit to a member it has dropped would make the core track a
+// non-member's progress for a notice that this covers anyway (TestRemovedFollowerStops, both
+// ways).
 func (n *Node) watchRemoval() {
 	interval := 2 * n.cfg.Timing.ElectionTimeoutMax
 	t := time.NewTicker(interval)

@@ -3,12 +3,14 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/node/mvcc"
@@ -339,20 +341,28 @@ func (n *Node) addMember(ctx context.Context, req *georaftv1.AddMemberRequest) (
 	}
 	v := n.members()
 	id := req.GetId()
-	if id != raft.None {
-		if r, ok := v.rows[id]; ok && v.isMember(id) && r.GetPeerAddress() == req.GetPeerAddress() {
-			// The member an operator added, now joining under its id: only while it has
-			// never held any of the log. The leader's record of how much a member holds only
-			// grows, so an empty node under an id that held entries would be taken to hold
-			// them, and be counted in quorums for entries it lacks.
-			if match, err := n.matchOf(ctx, id); err != nil {
-				return nil, err
-			} else if match > 0 {
-				return nil, status.Errorf(codes.AlreadyExists, "member %d already received the log up to index %d: a node that starts "+
-					"empty must not take its id; remove member %d and join as a new member", id, match, id)
-			}
-			return n.addMemberResponse(r, 0), nil
+	if m, ok := n.memberAt(v, req.GetPeerAddress()); ok {
+		if !sameMember(m, req) {
+			return nil, withReason(codes.AlreadyExists, ReasonPeerAddressInUse, fmt.Sprintf(
+				"peer address %s is member %d's (%s, region %q, client address %q), and this add asks for %s: a new member needs a peer "+
+					"address of its own; to put it at this address, remove member %d first",
+				m.GetPeerAddress(), m.GetId(), roleName(m.GetRole()), m.GetRegion(), m.GetClientAddress(), describeAdd(req), m.GetId()))
 		}
+		// The same add again (a retry after a timeout or a lost answer), or the member an
+		// operator added now joining under its id: the member that is there is the answer,
+		// but only while it has never held any of the log. The leader's record of how much a
+		// member holds only grows, so an empty node under an id that held entries would be
+		// taken to hold them, and be counted in quorums for entries it lacks.
+		if match, err := n.matchOf(ctx, m.GetId()); err != nil {
+			return nil, err
+		} else if match > 0 {
+			return nil, withReason(codes.AlreadyExists, ReasonPeerAddressInUse, fmt.Sprintf(
+				"member %d at peer address %s already received the log up to index %d: it is running, and a node that starts "+
+					"empty must not take its id; to add a new member there, remove member %d first", m.GetId(), m.GetPeerAddress(), match, m.GetId()))
+		}
+		return n.addMemberResponse(m, 0), nil
+	}
+	if id != raft.None {
 		if n.idTaken(v, id) {
 			return nil, status.Errorf(codes.AlreadyExists, "member id %d is taken (a member, or removed: ids are never reused)", id)
 		}
@@ -368,6 +378,56 @@ func (n *Node) addMember(ctx context.Context, req *georaftv1.AddMemberRequest) (
 		return nil, err
 	}
 	return n.addMemberResponse(m, index), nil
+}
+
+// memberAt is the current member whose peer address is addr: as the membership table records
+// it, or as this node's peers[] or a join's hints name it.
+func (n *Node) memberAt(v *memberView, addr string) (*mvcc.Member, bool) {
+	for _, id := range v.ids() {
+		r := v.rows[id]
+		p, _ := n.peerInfo(id)
+		if r.GetPeerAddress() != addr && p.PeerAddress != addr {
+			continue
+		}
+		m := &mvcc.Member{Id: id, Region: p.Region, PeerAddress: addr, ClientAddress: p.ClientAddress}
+		if r != nil {
+			m = proto.Clone(r).(*mvcc.Member)
+			m.PeerAddress = addr
+		}
+		m.Role = v.role(id)
+		return m, true
+	}
+	return nil, false
+}
+
+// sameMember says whether an add asks for member m again: the same id if it names one, and
+// the same region and client address where both sides name them.
+func sameMember(m *mvcc.Member, req *georaftv1.AddMemberRequest) bool {
+	same := func(a, b string) bool { return a == "" || b == "" || a == b }
+	return (req.GetId() == raft.None || req.GetId() == m.GetId()) && same(m.GetRegion(), req.GetRegion()) &&
+		same(m.GetClientAddress(), req.GetClientAddress())
+}
+
+// describeAdd names what an add asks for, for an error.
+func describeAdd(req *georaftv1.AddMemberRequest) string {
+	var parts []string
+	if req.GetId() != raft.None {
+		parts = append(parts, fmt.Sprintf("id %d", req.GetId()))
+	}
+	if req.GetRegion() != "" {
+		parts = append(parts, fmt.Sprintf("region %q", req.GetRegion()))
+	}
+	if req.GetClientAddress() != "" {
+		parts = append(parts, fmt.Sprintf("client address %q", req.GetClientAddress()))
+	}
+	if len(parts) == 0 {
+		return "a new member"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func roleName(r georaftv1.MemberRole) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "MEMBER_ROLE_"))
 }
 
 // matchOf is how much of the log the leader knows member id to hold (0: nothing yet).
@@ -440,24 +500,17 @@ func (n *Node) removeMember(ctx context.Context, id uint64) (uint64, error) {
 	return n.changeMembership(ctx, raft.ConfChange{Changes: []raft.ConfChangeSingle{{Type: raft.ConfRemove, NodeID: id}}})
 }
 
-// handOffBeforeRemoval hands leadership to the most caught-up other voter when the leader is
-// asked to remove itself, and asks the caller to retry (at the new leader). A leader that
-// applied its own removal would step down and leave the cluster to an election timeout;
-// a transfer costs a round trip, and the new leader needs no wait for this one's lease.
+// handOffBeforeRemoval, when the leader is asked to remove itself, hands leadership to the
+// voter placement picks (successor: the best healthy one, preferred region first, then the
+// most caught up) and asks the caller to retry at the new leader. A leader that applied its
+// own removal would step down and leave the cluster to an election timeout; a transfer costs
+// a round trip, and the new leader needs no wait for this one's lease.
 func (n *Node) handOffBeforeRemoval(ctx context.Context, id uint64) error {
 	if id != n.id {
 		return nil
 	}
 	var target uint64
-	if err := n.do(ctx, func() {
-		st, cs := n.core.Status(), n.core.ConfState()
-		// Another voter of the configuration, the most caught-up healthy one, takes over.
-		candidates := n.healthyVoters(st, cs)
-		if len(candidates) == 0 {
-			candidates = slices.DeleteFunc(slices.Clone(cs.Voters), func(v uint64) bool { return v == st.ID })
-		}
-		target = n.bestSuccessor(st, candidates)
-	}); err != nil {
+	if err := n.do(ctx, func() { target = n.successor() }); err != nil {
 		return err
 	}
 	if target == raft.None {

@@ -10,31 +10,16 @@ import (
 	"github.com/georaft/georaft/raft"
 )
 
-// The per-key refinement of a lease read's wait (docs/reads.md, "The per-key wait").
+// The per-key refinement of a lease read's wait. The rule and why it is safe: raft/doc.go,
+// "Per-key lease reads"; the operator's view, and what it means for the revision an answer
+// reports: docs/reads.md, "The per-key wait".
 //
-// A lease read must see applied every entry its view names (raft.ReadView.LeaseIndex): on a
-// read-lease holder that is every entry it holds, since the leader may already have committed
-// and acknowledged any of them while this node does not know it yet. Waiting for all of them
-// makes a holder's reads as slow as a commit whenever writes are frequent. But a read of keys
-// K needs only the held entries that can change K's answer:
-//
-//   - Every write acknowledged before the read began is among the held entries or already
-//     applied (raft/doc.go, "Read leases": the write's commit waited for this holder). If
-//     such a write changes K, it touches K, and the read waits for it and everything before.
-//   - An entry that touches no key of K leaves K's answer as it was: its keys, values,
-//     versions and create and mod revisions. Applying entries in order, the state of K after
-//     the newest held entry touching K (or now, if none does) is the state of K at the view's
-//     LeaseIndex, unless held entries are replaced by a new leader, in which case none of them
-//     had been acknowledged and the argument is the unrefined one's.
-//
-// What the read reports as its revision (etcd header.revision, georaft.v1 applied_index) is
-// that of the state it read: a revision the cluster has committed, at which the answer is
-// exact (a read at that revision returns the same; a watch from the next one misses nothing of
-// K). Data never goes backwards: a later read of K anywhere waits for every write of K that
-// committed before it began. The header revision of a later refined read of other keys may be
-// lower than one reported earlier (its holder has not applied unrelated writes yet); docs/
-// reads.md says so, and a client that needs revisions monotonic across keys asks for index
-// reads or turns read_leases.per_key_wait off.
+// A lease read must see applied every entry its view names (raft.ReadView.LeaseIndex). A read
+// of keys K needs only the newest of them that may change K: pendingKeys notes, for every
+// entry this node appends (before its acknowledgement leaves) and until it is applied, what
+// the entry may change, and waitIndex finds that newest entry. The etcd API uses it only when
+// the client asks (PerKeyWaitMetadata), since it gives up etcd's promise that a linearizable
+// read's header revision is at least every acknowledged write's.
 //
 // An entry whose keys cannot be known from the entry alone touches every key: a lease revoke
 // (its keys are whatever is attached when it applies), a compaction (it changes what reads at

@@ -54,9 +54,10 @@ func (n *Node) regionRank(region string) int {
 	return len(n.cfg.Placement.PreferredRegions)
 }
 
-// regionOf is a member's region as the configuration names it ("" if unknown).
+// regionOf is a member's region: its peers[] entry, else the membership table, which names
+// the region of a member added at run time ("" if unknown).
 func (n *Node) regionOf(id uint64) string {
-	p, _ := n.cfg.PeerByID(id)
+	p, _ := n.peerInfo(id)
 	return p.Region
 }
 
@@ -91,6 +92,18 @@ func (n *Node) bestSuccessor(st raft.Status, candidates []uint64) uint64 {
 		}
 	}
 	return best
+}
+
+// successor is the voter a leader that steps aside hands leadership to (it stops, or it is
+// being removed): the best healthy one, else the best other voter; raft.None if it is the
+// only voter. Runs on the loop.
+func (n *Node) successor() uint64 {
+	st, cs := n.core.Status(), n.core.ConfState()
+	candidates := n.healthyVoters(st, cs)
+	if len(candidates) == 0 {
+		candidates = slices.DeleteFunc(slices.Clone(cs.Voters), func(id uint64) bool { return id == st.ID })
+	}
+	return n.bestSuccessor(st, candidates)
 }
 
 // runPlacement checks, while the node runs, whether leadership should move to a more

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/georaft/georaft/history"
@@ -111,20 +113,71 @@ func testStalledCommit(t *testing.T, perKey bool) {
 
 	armed.Store(true)
 	write("a", "2") // acknowledged: node 2 holds it (its acknowledgement counted) but does not know it committed
+	ctx := context.Background()
+	atLeader, err := etcdpb.NewKVClient(c.conns[0]).Range(ctx, &etcdpb.RangeRequest{Key: []byte("a")})
+	if err != nil || len(atLeader.Kvs) != 1 {
+		t.Fatalf("etcd range of a at the leader: %v, %v", atLeader, err)
+	}
+	revA2 := atLeader.Kvs[0].ModRevision
+	holderKV := etcdpb.NewKVClient(c.conns[1])
+	// etcdRead reads b through the etcd API at the holder, with the per-key wait asked for
+	// or not, and records it.
+	etcdRead := func(client int, perKeyAsked bool) (*etcdpb.RangeResponse, error) {
+		call := rec.Begin(history.Op{ClientID: client, Kind: history.Get, Key: "b", Mode: readmode.Lease})
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if perKeyAsked {
+			ctx = metadata.AppendToOutgoingContext(ctx, node.PerKeyWaitMetadata, "on")
+		}
+		resp, err := holderKV.Range(ctx, &etcdpb.RangeRequest{Key: []byte("b")})
+		if err != nil {
+			call.Fail(err)
+			return nil, err
+		}
+		if len(resp.Kvs) == 1 {
+			call.Read(true, string(resp.Kvs[0].Value), readmode.Lease)
+		} else {
+			call.Read(false, "", readmode.Lease)
+		}
+		return resp, nil
+	}
 
 	var wg sync.WaitGroup
 	var aDone atomic.Bool
-	var aErr error
+	var aErr, etcdErr error
 	var aResp *georaftv1.GetResponse
-	wg.Add(1)
+	var etcdResp *etcdpb.RangeResponse
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		_, aResp, aErr = read(2, 1, "a")
 		aDone.Store(true)
 	}()
+	go func() {
+		defer wg.Done()
+		etcdResp, etcdErr = etcdRead(5, false)
+	}()
 	answered, bResp, bErr := read(3, 1, "b")
 	bBeforeA := !aDone.Load()
+	perKeyResp, perKeyErr := etcdRead(6, true)
 	wg.Wait()
+
+	// etcd's promise: a linearizable read's header revision is at least the revision of every
+	// write acknowledged before it began, whatever key it reads.
+	if etcdErr != nil || etcdResp.Header.Revision < revA2 {
+		t.Fatalf("etcd lease read of b at the holder: %v, %v; want a header revision of at least %d, a=2's", etcdResp, etcdErr, revA2)
+	}
+	if perKey {
+		// Asked for, the per-key wait answers b at once, at the revision the holder applied.
+		if perKeyErr != nil || perKeyResp.Header.MemberId != 2 || len(perKeyResp.Kvs) != 1 || string(perKeyResp.Kvs[0].Value) != "1" ||
+			perKeyResp.Header.Revision >= revA2 || perKeyResp.Header.Revision < perKeyResp.Kvs[0].ModRevision {
+			t.Fatalf("etcd lease read of b at the holder with %s on: %v, %v; want b=1 from node 2 at its applied revision, below a=2's %d",
+				node.PerKeyWaitMetadata, perKeyResp, perKeyErr, revA2)
+		}
+	} else if perKeyErr != nil || perKeyResp.Header.Revision < revA2 {
+		t.Fatalf("etcd lease read of b with %s on but read_leases.per_key_wait off: %v, %v; want a header revision of at least %d",
+			node.PerKeyWaitMetadata, perKeyResp, perKeyErr, revA2)
+	}
 
 	if aErr == nil && string(aResp.Value) != "2" {
 		t.Fatalf("lease read of a at the holder returned %q after a=2 was acknowledged", aResp.Value)

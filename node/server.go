@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -463,12 +462,7 @@ func (s *Server) handOffLeadership(ctx context.Context) {
 		if st.Role != raft.Leader {
 			return
 		}
-		cs := n.core.ConfState()
-		candidates := n.healthyVoters(st, cs)
-		if len(candidates) == 0 {
-			candidates = slices.DeleteFunc(slices.Clone(cs.Voters), func(id uint64) bool { return id == st.ID })
-		}
-		target = n.bestSuccessor(st, candidates)
+		target = n.successor()
 	})
 	if err != nil || target == raft.None {
 		return

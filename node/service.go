@@ -8,7 +8,6 @@ import (
 
 	"github.com/georaft/georaft/buildinfo"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -207,19 +206,11 @@ func (n *Node) proposeCommand(ctx context.Context, cmd *mvcc.Command) (proposalR
 
 // resultError maps a state machine refusal onto a client error.
 func resultError(err error) error {
-	if errors.Is(err, kv.ErrStaleSequence) {
-		st := status.New(codes.FailedPrecondition, err.Error()+"; a client must not reuse a session for a new write before the previous one completed")
-		if withDetail, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonStaleSequence, Domain: ErrorDomain}); derr == nil {
-			st = withDetail
-		}
-		return st.Err()
-	}
-	if errors.Is(err, kv.ErrReusedSequence) {
-		st := status.New(codes.FailedPrecondition, err.Error())
-		if withDetail, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonReusedSequence, Domain: ErrorDomain}); derr == nil {
-			st = withDetail
-		}
-		return st.Err()
+	switch {
+	case errors.Is(err, kv.ErrStaleSequence):
+		return failedPrecondition(ReasonStaleSequence, err.Error()+"; a client must not reuse a session for a new write before the previous one completed")
+	case errors.Is(err, kv.ErrReusedSequence):
+		return failedPrecondition(ReasonReusedSequence, err.Error())
 	}
 	return status.Errorf(codes.Internal, "%v", err)
 }

@@ -138,6 +138,42 @@
 // write that was not committed, since it waits for what it holds to be applied. And it is
 // never served once a newer leader may commit (nesting).
 //
+// # Per-key lease reads (the node's refinement of the read rule)
+//
+// The core names, in the read view, one index a lease read must see applied (LeaseIndex: the
+// commit index at the leader, everything held at a read-lease holder). The node may let a read
+// of keys K wait for less (node/pending.go, read_leases.per_key_wait): only until it has applied
+// the newest held entry at or below LeaseIndex that may change K. The node notes what each
+// entry may change when it appends it, before its acknowledgement leaves: a put's key, a delete's
+// range, every write of both branches of a transaction (which branch runs depends on the state
+// it applies to); an entry whose keys the entry alone does not tell (a lease revoke, a
+// compaction, one that does not decode, a gap in what was noted) may change every key, and a
+// no-op, a membership change or a lease grant changes none.
+//
+// Why the read still sees every write it must. Let W be a write acknowledged before the read
+// began, or seen by a read that ended before it began. W committed before the read began; by
+// the read-lease rules above, W is applied here or held at or below LeaseIndex. If W changes
+// K's answer, W writes a key of K or counts as writing every key, so the read waits for W and
+// for everything before it. Applying entries in order, an entry that writes no key of K leaves
+// K as it was (value, existence, versions, create and mod revisions, lease), so K's state after
+// the newest held entry touching K is its state at LeaseIndex, were the held entries to commit
+// as held. A new leader may replace some of them, but none of those was acknowledged (an
+// acknowledged entry is committed and never replaced), and the argument needs only
+// acknowledged writes.
+//
+// What it gives up. The answer reports the revision of the state it was read from (the
+// applied state, committed, at which K's answer is exact); the revision at LeaseIndex is not
+// known before applying, since a transaction moves the revision only when it changes
+// something. So a per-key read's revision may be lower than that of a write acknowledged
+// before it began, or of an earlier read at another node, even of the same key (that node
+// may have applied fewer unrelated writes): K's data and mod revisions never go backwards,
+// nor do one node's revisions, but revisions across nodes may. etcd promises more: a linearizable Range's header revision is
+// the store's revision after the read index is applied, at least every acknowledged write's,
+// and clientv3's ordering wrapper treats a lower one as an ordering violation. The etcd API
+// therefore waits for LeaseIndex whole unless the client asks for the per-key wait
+// (node.PerKeyWaitMetadata); georaft.v1's applied_index keeps the per-key meaning
+// (docs/reads.md).
+//
 // # Membership changes
 //
 // The membership (ConfState) names the voters and the learners. Learners receive the log and

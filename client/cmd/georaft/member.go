@@ -155,13 +155,20 @@ func (a *app) memberAddCommand() *cobra.Command {
 					return err
 				}
 				m := resp.GetMember()
+				// Index 0: an earlier add of the same member took effect (its answer was lost, or
+				// it timed out), and this one answers with that member.
+				existing := resp.GetIndex() == 0
 				if a.printer().JSON {
 					a.printer().Object(map[string]any{"ok": true, "op": "member add", "id": m.GetId(), "index": resp.GetIndex(),
-						"initial_voters": resp.GetInitialVoters()})
+						"initial_voters": resp.GetInitialVoters(), "already_added": existing})
 					return nil
 				}
-				fmt.Fprintf(a.stdout, "added learner %d (peer %s); start it with: georaftd --node-id %d --join <any member's client address> ...\n",
-					m.GetId(), m.GetPeerAddress(), m.GetId())
+				what := "added learner"
+				if existing {
+					what = "already added: learner"
+				}
+				fmt.Fprintf(a.stdout, "%s %d (peer %s); start it with: georaftd --node-id %d --join <any member's client address> ...\n",
+					what, m.GetId(), m.GetPeerAddress(), m.GetId())
 				return nil
 			})
 		},

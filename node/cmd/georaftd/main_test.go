@@ -52,19 +52,13 @@ type procCluster struct {
 
 // freePorts picks n loopback addresses below the kernel's ephemeral range, so no outgoing
 // connection can take one before its listener binds it.
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	addrs, err := clusterkit.FreeAddrs(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addrs
-}
-
 func newProcCluster(t *testing.T, n int) *procCluster {
 	t.Helper()
 	c := &procCluster{t: t, dir: t.TempDir()}
-	addrs := freePorts(t, 2*n)
+	addrs, err := clusterkit.FreeAddrs(2 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var peers strings.Builder
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&peers, "  - id: %d\n    region: r%d\n    peer_address: %s\n    client_address: %s\n", i+1, i+1, addrs[2*i], addrs[2*i+1])
