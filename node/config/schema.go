@@ -74,7 +74,7 @@ var fields = []field{
 	{"console.enabled", "console", "the web console at /ui on the metrics listener; HTTPS only when tls.enabled (docs/console.md)", func(c *Config) any { return &c.Console.Enabled }},
 	{"read_leases.holders", "read-lease-holders", "members answering linearizable reads locally in a new cluster: all, none, or member ids and regions (later: georaft read-leases set)", func(c *Config) any { return &c.ReadLeases.Holders }},
 
-	{"read_leases.per_key_wait", "", "a lease read waits only for held entries touching its keys (false: for every held entry)", func(c *Config) any { return &c.ReadLeases.PerKeyWait }},
+	{"read_leases.per_key_wait", "", "georaft.v1 lease reads (and etcd reads that ask for it with georaft-per-key-wait: on) wait only for held entries touching their keys (false: for every held entry)", func(c *Config) any { return &c.ReadLeases.PerKeyWait }},
 
 	{"placement.preferred_regions", "preferred-regions", "the leader is kept in the first of these regions with a healthy, caught-up voter", func(c *Config) any { return &c.Placement.PreferredRegions }},
 	{"placement.healthy_for", "", "how long a voter must be healthy before leadership moves back to its preferred region", func(c *Config) any { return &c.Placement.HealthyFor }},
