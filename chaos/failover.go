@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
@@ -180,7 +181,7 @@ func (h *harness) waitSteady(ctx context.Context, timeout time.Duration) (uint64
 	recent := int64(h.cluster.Timing.ElectionTimeoutMax)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		statuses := h.cluster.Statuses(ctx, false, time.Second)
-		leader, term, ok := leaderOf(statuses, len(h.cluster.IDs()))
+		leader, term, ok := clusterkit.AgreedLeader(statuses, len(h.cluster.IDs()))
 		if ok && len(statuses) == len(h.cluster.IDs()) && statuses[leader].GetLeaseState() == georaftv1.LeaseState_LEASE_STATE_HELD {
 			now := h.clock.Now()
 			var write, lease bool
@@ -205,7 +206,7 @@ func (h *harness) waitCaughtUp(ctx context.Context, id uint64, timeout time.Dura
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		statuses := h.cluster.Statuses(ctx, false, time.Second)
-		if leader, _, ok := leaderOf(statuses, len(h.cluster.IDs())); ok {
+		if leader, _, ok := clusterkit.AgreedLeader(statuses, len(h.cluster.IDs())); ok {
 			if st, ok := statuses[id]; ok && st.GetAppliedIndex() >= statuses[leader].GetCommitIndex() {
 				return nil
 			}

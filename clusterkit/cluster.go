@@ -232,6 +232,25 @@ func (c *Cluster) node(id uint64) (*Node, error) {
 	return nil, fmt.Errorf("no node %d in the cluster (it has %v)", id, c.IDs())
 }
 
+// NodeIn is the first member in region, or nil.
+func (c *Cluster) NodeIn(region string) *Node {
+	for _, n := range c.Nodes {
+		if n.Region == region {
+			return n
+		}
+	}
+	return nil
+}
+
+// Regions maps each member to its region.
+func (c *Cluster) Regions() map[uint64]string {
+	m := map[uint64]string{}
+	for _, n := range c.Nodes {
+		m[n.ID] = n.Region
+	}
+	return m
+}
+
 // IDs lists the members' ids in order.
 func (c *Cluster) IDs() []uint64 {
 	ids := make([]uint64, len(c.Nodes))

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -404,20 +405,11 @@ func CommandWithFlag(binary, subcommand, flag, value string) ArgvMatcher {
 		if len(argv) < 2 || filepath.Base(argv[0]) != binary {
 			return false
 		}
-		if subcommand != "" && !containsString(argv[1:], subcommand) {
+		if subcommand != "" && !slices.Contains(argv[1:], subcommand) {
 			return false
 		}
 		return FlagValue(argv[1:], flag) == value
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // FlagValue is the value of flag name in args (`--name VALUE` or `--name=VALUE`), or "".

@@ -1,9 +1,11 @@
 package compare
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -279,21 +281,13 @@ func (r *runner) checkEtcdLinks(ctx context.Context, plan NetPlan) []LinkCheck {
 		}()
 	}
 	wg.Wait()
-	sortChecks(checks)
+	slices.SortFunc(checks, func(a, b LinkCheck) int { return cmp.Or(a.From-b.From, a.To-b.To) })
 	for _, ch := range checks {
 		if ch.Error == "" {
 			fmt.Fprintf(r.out, "  etcd link %d->%d %-12s -> %-12s target %-6s measured %s\n", ch.From, ch.To, ch.FromRegion, ch.ToRegion, fmtLat(ch.Target), fmtLat(ch.Measured))
 		}
 	}
 	return checks
-}
-
-func sortChecks(cs []LinkCheck) {
-	for i := 1; i < len(cs); i++ {
-		for j := i; j > 0 && (cs[j].From < cs[j-1].From || (cs[j].From == cs[j-1].From && cs[j].To < cs[j-1].To)); j-- {
-			cs[j], cs[j-1] = cs[j-1], cs[j]
-		}
-	}
 }
 
 // SameDelays checks that etcd's peer links have, pair of regions by pair of regions, the

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/clusterkit"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
@@ -125,15 +124,15 @@ func Bench(ctx context.Context, opts BenchOptions, out io.Writer) (res BenchResu
 			err = errors.Join(err, stopErr)
 		}
 	}()
-	leaderID, ok := g.nodeInRegion(opts.LeaderRegion)
-	if !ok {
-		return res, fmt.Errorf("bench: no node in region %s (the configs place nodes in %v)", opts.LeaderRegion, g.nodeRegions())
+	leader := g.Cluster.NodeIn(opts.LeaderRegion)
+	if leader == nil {
+		return res, fmt.Errorf("bench: no node in region %s (the configs place nodes in %v)", opts.LeaderRegion, g.Cluster.Regions())
 	}
+	leaderID := leader.ID
 	fmt.Fprintf(out, "waiting for leader placement to put leadership on node %d (%s)\n", leaderID, opts.LeaderRegion)
 	if err := g.waitPlaced(ctx, leaderID, opts.PinTimeout); err != nil {
 		return res, err
 	}
-	leader := g.Cluster.Node(leaderID)
 	res = BenchResult{
 		Started:        time.Now().UTC(),
 		LeaderID:       leaderID,
@@ -210,36 +209,14 @@ func (g *Geo) waitPlaced(ctx context.Context, target uint64, timeout time.Durati
 	})
 }
 
-func (g *Geo) nodeInRegion(region string) (uint64, bool) {
-	for _, n := range g.Cluster.Nodes {
-		if n.Region == region {
-			return n.ID, true
-		}
-	}
-	return 0, false
-}
-
-func (g *Geo) nodeRegions() map[uint64]string {
-	m := map[uint64]string{}
-	for _, n := range g.Cluster.Nodes {
-		m[n.ID] = n.Region
-	}
-	return m
-}
-
 // benchFrom runs the client/bench engine through region's links.
 func (g *Geo) benchFrom(ctx context.Context, opts BenchOptions, region string, leaderID uint64, fsync time.Duration) (RegionResult, error) {
-	copts, err := g.Cluster.ClientOptions(region)
-	if err != nil {
-		return RegionResult{}, err
-	}
-	copts.RequestTimeout = 10 * time.Second
-	cl, err := client.New(copts)
+	cl, err := g.Cluster.Client(region, 10*time.Second)
 	if err != nil {
 		return RegionResult{}, err
 	}
 	defer cl.Close()
-	preds, err := Predict(PredictionInput{Model: g.Model, NodeRegions: g.nodeRegions(), LeaderID: leaderID, ClientRegion: region, Fsync: fsync})
+	preds, err := Predict(PredictionInput{Model: g.Model, NodeRegions: g.Cluster.Regions(), LeaderID: leaderID, ClientRegion: region, Fsync: fsync})
 	if err != nil {
 		return RegionResult{}, err
 	}

@@ -32,20 +32,14 @@ type GeoOptions struct {
 	Fresh bool
 }
 
-// Defaults of the emulation: see docs/lab.md for why.
-const (
-	DefaultIntraRegionRTT = time.Millisecond
-	DefaultCompensation   = time.Millisecond
-)
-
 // DefaultGeoOptions are the paths and settings `make geo-up` uses.
 func DefaultGeoOptions() GeoOptions {
 	return GeoOptions{
 		ClusterOptions: ClusterOptions{ConfigDir: "configs/geo", Georaftd: "bin/georaftd"},
 		MatrixFile:     "configs/geo/rtt-5-regions.csv",
 		Scale:          1,
-		IntraRegionRTT: DefaultIntraRegionRTT,
-		Compensation:   DefaultCompensation,
+		IntraRegionRTT: clusterkit.DefaultIntraRegionRTT,
+		Compensation:   clusterkit.DefaultCompensation,
 		RunDir:         "lab-run/geo",
 		LeaderTimeout:  60 * time.Second,
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/costmodel"
-	"github.com/georaft/georaft/geo"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/readmode"
 	"github.com/georaft/georaft/tune"
@@ -107,7 +106,7 @@ func (g *Geo) holderColumns(mix string, fsync time.Duration) ([]HolderColumn, er
 	for _, n := range g.Cluster.Nodes {
 		placement[n.ID] = n.Region
 	}
-	matrix, err := g.scaledMatrix()
+	matrix, err := g.Model.Scaled()
 	if err != nil {
 		return nil, err
 	}
@@ -124,26 +123,6 @@ func (g *Geo) holderColumns(mix string, fsync time.Duration) ([]HolderColumn, er
 		{Name: "all", Words: []string{"all"}},
 		{Name: "tune: " + strings.Join(rec, ","), Words: rec},
 	}, nil
-}
-
-// scaledMatrix is the matrix the emulation's links target (scaled, diagonal 0).
-func (g *Geo) scaledMatrix() (geo.Matrix, error) {
-	regions := g.Model.Matrix.Regions()
-	rtt := make([][]time.Duration, len(regions))
-	for i, a := range regions {
-		rtt[i] = make([]time.Duration, len(regions))
-		for j, b := range regions {
-			if i == j {
-				continue
-			}
-			d, err := g.Model.RTT(a, b)
-			if err != nil {
-				return geo.Matrix{}, err
-			}
-			rtt[i][j] = d
-		}
-	}
-	return geo.New(regions, rtt, geo.DefaultTolerance)
 }
 
 // setHolders changes the read-lease holders and waits until each holder holds its lease.
@@ -168,15 +147,6 @@ func (g *Geo) setHolders(ctx context.Context, cl *client.Client, words []string)
 	return res.Holders, err
 }
 
-func (g *Geo) regionClient(region string) (*client.Client, error) {
-	copts, err := g.Cluster.ClientOptions(region)
-	if err != nil {
-		return nil, err
-	}
-	copts.RequestTimeout = 10 * time.Second
-	return client.New(copts)
-}
-
 // benchHolders runs the read-lease part of the bench.
 func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint64, fsync time.Duration, out io.Writer) (*HolderBench, error) {
 	hb := &HolderBench{Mix: opts.HolderMix}
@@ -185,7 +155,7 @@ func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint
 		return hb, err
 	}
 	leaderRegion := g.Cluster.Node(leaderID).Region
-	admin, err := g.regionClient(leaderRegion)
+	admin, err := g.Cluster.Client(leaderRegion, 10*time.Second)
 	if err != nil {
 		return hb, err
 	}
@@ -231,12 +201,12 @@ func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint
 func (g *Geo) benchCell(ctx context.Context, opts BenchOptions, col HolderColumn, region string, leaderID uint64, fsync time.Duration) (cell MatrixCell, err error) {
 	var servedBy uint64
 	defer func() { cell.LeaseServedBy = servedBy }()
-	cl, err := g.regionClient(region)
+	cl, err := g.Cluster.Client(region, 10*time.Second)
 	if err != nil {
 		return MatrixCell{}, err
 	}
 	defer cl.Close()
-	preds, err := Predict(PredictionInput{Model: g.Model, NodeRegions: g.nodeRegions(), LeaderID: leaderID,
+	preds, err := Predict(PredictionInput{Model: g.Model, NodeRegions: g.Cluster.Regions(), LeaderID: leaderID,
 		ReadLeaseHolders: col.IDs, ClientRegion: region, Fsync: fsync})
 	if err != nil {
 		return MatrixCell{}, err
@@ -269,7 +239,7 @@ func (g *Geo) benchCell(ctx context.Context, opts BenchOptions, col HolderColumn
 func (g *Geo) waitCheck(ctx context.Context, opts BenchOptions, admin *client.Client, leaderID uint64, fsync time.Duration) (*WaitCheck, error) {
 	holder := g.farthestFrom(leaderID)
 	region := g.Cluster.Node(holder).Region
-	model, err := costmodel.New(g.Model, costmodel.Cluster{Nodes: g.costNodes(), Leader: leaderID, Holders: g.Cluster.IDs(), Fsync: fsync})
+	model, err := costmodel.New(g.Model, costmodel.Cluster{Nodes: costNodes(g.Cluster.Regions()), Leader: leaderID, Holders: g.Cluster.IDs(), Fsync: fsync})
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +249,7 @@ func (g *Geo) waitCheck(ctx context.Context, opts BenchOptions, admin *client.Cl
 	}
 	wc := &WaitCheck{Holder: holder, HolderRegion: region, WriteRate: opts.WaitWriteRate, CommitWait: model.CommitWait()}
 	wc.TouchedPred = costmodel.HolderWait(wc.CommitWait, wc.WriteRate)
-	cl, err := g.regionClient(region)
+	cl, err := g.Cluster.Client(region, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -419,14 +389,6 @@ func (g *Geo) farthestFrom(id uint64) uint64 {
 		}
 	}
 	return best
-}
-
-func (g *Geo) costNodes() []costmodel.Node {
-	var nodes []costmodel.Node
-	for _, id := range sortedIDs(g.nodeRegions()) {
-		nodes = append(nodes, costmodel.Node{ID: id, Region: g.nodeRegions()[id]})
-	}
-	return nodes
 }
 
 // WriteHolderTable prints the read-lease table: per client region, lease and write p50
