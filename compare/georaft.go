@@ -3,7 +3,6 @@ package compare
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -96,12 +95,7 @@ func (r *runner) georaftCluster(ctx context.Context, env string, spec clusterkit
 	if err := c.Stop(ctx); err != nil {
 		return nil, fmt.Errorf("stop georaft leftovers of an earlier run: %w", err)
 	}
-	for _, n := range c.Nodes {
-		if err := os.RemoveAll(n.DataPath); err != nil {
-			return nil, fmt.Errorf("empty data dir of node %d: %w", n.ID, err)
-		}
-	}
-	return c, nil
+	return c, c.ResetData()
 }
 
 // startGeoraft starts the nodes, pins the leader on node id and connects a client from
