@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -392,41 +391,10 @@ func (r BenchResult) WriteCSV(w io.Writer) error {
 // latency-curve SVG per client region into resultsDir/bench-<UTC time>/, and copies the
 // first three to resultsDir/bench-latest.*.
 func (r *BenchResult) WriteFiles(resultsDir string) error {
-	dir := filepath.Join(resultsDir, "bench-"+r.Started.Format("20060102-150405"))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create results dir: %w", err)
-	}
-	r.Dir = dir
-	render := map[string]func(io.Writer) error{
-		"bench.json": func(w io.Writer) error {
-			raw, err := json.MarshalIndent(r, "", "  ")
-			if err != nil {
-				return err
-			}
-			_, err = w.Write(append(raw, '\n'))
-			return err
-		},
-		"bench.csv": r.WriteCSV,
-		"bench.svg": r.WriteSVG,
-	}
+	r.Dir = filepath.Join(resultsDir, "bench-"+r.Started.Format("20060102-150405"))
+	files := map[string]func(io.Writer) error{"bench.json": clusterkit.IndentedJSON(r), "bench.csv": r.WriteCSV, "bench.svg": r.WriteSVG}
 	for _, rr := range r.Regions {
-		render["curves-"+rr.ClientRegion+".svg"] = rr.Report.WriteSVG
+		files["curves-"+rr.ClientRegion+".svg"] = rr.Report.WriteSVG
 	}
-	for name, fn := range render {
-		path := filepath.Join(dir, name)
-		var b strings.Builder
-		if err := fn(&b); err != nil {
-			return fmt.Errorf("render %s: %w", path, err)
-		}
-		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-			return fmt.Errorf("write result: %w", err)
-		}
-		if base, ok := strings.CutPrefix(name, "bench."); ok {
-			latest := filepath.Join(resultsDir, "bench-latest."+base)
-			if err := os.WriteFile(latest, []byte(b.String()), 0o644); err != nil {
-				return fmt.Errorf("write result: %w", err)
-			}
-		}
-	}
-	return nil
+	return clusterkit.WriteResults(r.Dir, resultsDir, "bench", files)
 }

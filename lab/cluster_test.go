@@ -175,7 +175,7 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 	if _, err := GeoUp(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "waiting for a leader") {
 		t.Fatalf("GeoUp with silent nodes: %v", err)
 	}
-	if pids := g.RunningPIDs(); len(pids) > 0 {
+	if pids := geoPIDs(g); len(pids) > 0 {
 		t.Errorf("left running after a failed geo-up: %v", pids)
 	}
 	if _, err := os.Stat(filepath.Join(opts.RunDir, "proxies.ready")); !os.IsNotExist(err) {
@@ -189,7 +189,7 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 	if err := g.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if pids := g.RunningPIDs(); len(pids) != 6 {
+	if pids := geoPIDs(g); len(pids) != 6 {
 		t.Errorf("running after start: %v, want 5 nodes and the proxies", pids)
 	}
 	if err := clusterkit.CheckPortsFree(g.Cluster.Plan.ListenAddresses()[:1]); err == nil {
@@ -198,7 +198,7 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 	if err := GeoDown(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	if pids := g.RunningPIDs(); len(pids) > 0 {
+	if pids := geoPIDs(g); len(pids) > 0 {
 		t.Errorf("left running after geo-down: %v", pids)
 	}
 	if err := clusterkit.CheckPortsFree(g.Cluster.Plan.ListenAddresses()); err != nil {
@@ -256,4 +256,13 @@ func TestResetDataRemovesOnlyWhatANodeWrites(t *testing.T) {
 	if err := c.ResetData(); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("reset under running nodes: %v", err)
 	}
+}
+
+// geoPIDs lists the live processes of a geo cluster: nodes and the proxy process.
+func geoPIDs(g *Geo) []int {
+	pids := g.Cluster.RunningPIDs()
+	if pid, ok := g.Proxies.PID(); ok {
+		pids = append(pids, pid)
+	}
+	return pids
 }

@@ -168,12 +168,3 @@ func GeoDown(ctx context.Context, opts GeoOptions) error {
 	g := &Geo{Cluster: c, Proxies: geoProxies(c, opts)}
 	return g.Stop(ctx)
 }
-
-// RunningPIDs lists the live processes of this geo cluster: nodes and the proxy process.
-func (g *Geo) RunningPIDs() []int {
-	pids := g.Cluster.RunningPIDs()
-	if pid, ok := g.Proxies.PID(); ok {
-		pids = append(pids, pid)
-	}
-	return pids
-}
