@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -29,13 +30,7 @@ func (e *etcdSystem) Name() string         { return "etcd" }
 func (e *etcdSystem) Driver() bench.Driver { return e.driver }
 func (e *etcdSystem) ProxyPIDs() []int     { return proxyPIDs(e.proxies) }
 
-func (e *etcdSystem) ServerPIDs() []int {
-	var pids []int
-	for _, pid := range e.cluster.PIDs() {
-		pids = append(pids, pid)
-	}
-	return pids
-}
+func (e *etcdSystem) ServerPIDs() []int { return slices.Collect(maps.Values(e.cluster.PIDs())) }
 
 func (e *etcdSystem) LeaderPID() (int, bool) {
 	pid, ok := e.cluster.PIDs()[e.leader]
