@@ -161,10 +161,11 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 	if err := SameDelays(r.georaftPlan, peerPlans); err != nil {
 		return nil, nil, err
 	}
-	leader, ok := memberInRegion(plan, r.opts.ClientRegion)
-	if !ok {
+	i := slices.IndexFunc(plan.Members, func(m NetMember) bool { return m.Region == r.opts.ClientRegion })
+	if i < 0 {
 		return nil, nil, fmt.Errorf("etcd: no member in region %s", r.opts.ClientRegion)
 	}
+	leader := plan.Members[i]
 	clientPlan, err := r.model.Plan(clusterkit.Link{
 		Name: fmt.Sprintf("etcd client %s->%d", r.opts.ClientRegion, leader.ID), Kind: clusterkit.ClientLink,
 		FromRegion: r.opts.ClientRegion, ToNode: uint64(leader.ID), ToRegion: leader.Region,
@@ -229,15 +230,6 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 	}
 	cl.add(func(context.Context) error { return e.driver.Close() })
 	return e, checks, nil
-}
-
-func memberInRegion(p NetPlan, region string) (NetMember, bool) {
-	for _, m := range p.Members {
-		if m.Region == region {
-			return m, true
-		}
-	}
-	return NetMember{}, false
 }
 
 // checkEtcdLinks measures every ordered pair's round trip the way etcd's own traffic goes:
