@@ -58,7 +58,6 @@ type ClusterOptions struct {
 type Cluster struct {
 	Kit     *clusterkit.Cluster
 	Timing  config.TimingConfig
-	Model   clusterkit.LinkModel
 	Regions []string
 
 	// Fsync gathers the nodes' WAL fsync times over the run.
@@ -109,7 +108,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	}
 	fmt.Fprintf(opts.Log, "cluster up in %s: %d georaftd processes, %d proxied links, leader node %d (term %d)\n",
 		opts.Dir, len(kit.Nodes), len(kit.Plan.Links), leader.ID, leader.Term)
-	return &Cluster{Kit: kit, Timing: opts.Timing, Model: opts.Model, Regions: opts.Regions, clockRates: map[uint64]float64{}}, nil
+	return &Cluster{Kit: kit, Timing: opts.Timing, Regions: opts.Regions, clockRates: map[uint64]float64{}}, nil
 }
 
 // IDs lists the node ids in order.
