@@ -31,11 +31,10 @@ func (c *Cluster) AddNode(region string, configure ...func(*config.Config)) (*No
 		return nil, errors.New("add node: only a cluster made by New can grow (its spec places the new node)")
 	}
 	id := uint64(1)
-	members := map[uint64]string{}
 	for _, n := range c.Nodes {
 		id = max(id, n.ID+1)
-		members[n.ID] = n.Region
 	}
+	members := c.Regions()
 	members[id] = region
 	cfg, err := c.spec.nodeConfig(id, members)
 	if err != nil {
@@ -250,10 +249,7 @@ func (c *Cluster) RewriteConfigs() error {
 	if c.spec == nil {
 		return errors.New("rewrite configs: only for a cluster made by New")
 	}
-	members := map[uint64]string{}
-	for _, n := range c.Nodes {
-		members[n.ID] = n.Region
-	}
+	members := c.Regions()
 	for _, n := range c.Nodes {
 		cfg, err := c.spec.nodeConfig(n.ID, members)
 		if err != nil {

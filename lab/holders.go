@@ -112,15 +112,11 @@ func (g *Geo) holderColumns(mix string, fsync time.Duration) ([]HolderColumn, er
 	if err != nil {
 		return nil, err
 	}
-	placement := map[uint64]string{}
-	for _, n := range g.Cluster.Nodes {
-		placement[n.ID] = n.Region
-	}
 	matrix, err := g.Model.Scaled()
 	if err != nil {
 		return nil, err
 	}
-	res, err := tune.Derive(matrix, tune.Options{Mix: m, Placement: placement, Fsync: fsync, IntraRegionRTT: g.Model.IntraRegionRTT})
+	res, err := tune.Derive(matrix, tune.Options{Mix: m, Placement: g.Cluster.Regions(), Fsync: fsync, IntraRegionRTT: g.Model.IntraRegionRTT})
 	if err != nil {
 		return nil, err
 	}
