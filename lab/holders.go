@@ -166,13 +166,6 @@ func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint
 		return hb, err
 	}
 	defer admin.Close()
-	regions := slices.Collect(func(yield func(string) bool) {
-		for _, n := range g.Cluster.Nodes {
-			if !yield(n.Region) {
-				return
-			}
-		}
-	})
 	for _, col := range cols {
 		ids, err := g.setHolders(ctx, admin, col.Words)
 		if err != nil {
@@ -181,7 +174,8 @@ func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint
 		col.IDs = ids
 		hb.Columns = append(hb.Columns, col)
 		fmt.Fprintf(out, "read leases held by %s (nodes %v)\n", col.Name, ids)
-		for _, region := range regions {
+		for _, n := range g.Cluster.Nodes {
+			region := n.Region
 			cell, err := g.benchCell(ctx, opts, col, region, leaderID, fsync)
 			if err != nil {
 				return hb, fmt.Errorf("read leases %s, client in %s: %w", col.Name, region, err)
