@@ -219,7 +219,7 @@ func TestResetDataRemovesOnlyWhatANodeWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, f := range []string{"dump.txt", "dump.txt.1", clusterkit.NodeLogFile} {
+		for _, f := range []string{"LOCK", "member.json", "dump.txt", "dump.txt.1", clusterkit.NodeLogFile} {
 			if err := os.WriteFile(filepath.Join(n.DataPath, f), []byte("x"), 0o644); err != nil {
 				t.Fatal(err)
 			}
