@@ -18,7 +18,8 @@ func processCPU(mount string, pid int) (time.Duration, error) {
 		if p, err = fs.Proc(pid); err == nil {
 			var st procfs.ProcStat
 			if st, err = p.Stat(); err == nil {
-				return time.Duration(st.CPUTime() * float64(time.Second)), nil
+				// utime and stime count USER_HZ ticks: 100 a second on every Linux Go supports.
+				return time.Duration(st.UTime+st.STime) * time.Second / 100, nil
 			}
 		}
 	}
