@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/readmode"
 )
@@ -196,7 +198,11 @@ func TestScheduleFileRoundTripAndErrors(t *testing.T) {
 	gen := NewGenerator(5, []Kind{ClockSkew, Latency}, LANTiming)
 	want := Schedule{Seed: 5, Faults: []Fault{gen.Next(), gen.Next()}}
 	path := filepath.Join(dir, "schedule.json")
-	if err := writeJSONFile(path, scheduleFile{Seed: want.Seed, Faults: want.Faults, Events: []Event{{Index: 1}}}); err != nil {
+	var b bytes.Buffer // as writeArtifacts writes it
+	if err := clusterkit.IndentedJSON(scheduleFile{Seed: want.Seed, Faults: want.Faults, Events: []Event{{Index: 1}}})(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got, err := ReadSchedule(path)

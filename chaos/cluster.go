@@ -15,9 +15,6 @@ import (
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
-// DefaultRegions names the five nodes' regions (node N in the Nth), as in the geo lab.
-var DefaultRegions = clusterkit.DefaultRegions
-
 // LANTiming is the timing of the chaos cluster on LAN-ish links: the defaults with a drift
 // bound wide enough that restarting nodes at 1 ± drift/2 skews their clocks measurably
 // while staying inside the bound.
@@ -61,7 +58,6 @@ type ClusterOptions struct {
 type Cluster struct {
 	Kit     *clusterkit.Cluster
 	Timing  config.TimingConfig
-	Model   clusterkit.LinkModel
 	Regions []string
 
 	// Fsync gathers the nodes' WAL fsync times over the run.
@@ -78,7 +74,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 		opts.Log = io.Discard
 	}
 	if len(opts.Regions) == 0 {
-		opts.Regions = DefaultRegions
+		opts.Regions = clusterkit.DefaultRegions
 	}
 	if opts.Timing == (config.TimingConfig{}) {
 		opts.Timing = LANTiming
@@ -112,7 +108,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	}
 	fmt.Fprintf(opts.Log, "cluster up in %s: %d georaftd processes, %d proxied links, leader node %d (term %d)\n",
 		opts.Dir, len(kit.Nodes), len(kit.Plan.Links), leader.ID, leader.Term)
-	return &Cluster{Kit: kit, Timing: opts.Timing, Model: opts.Model, Regions: opts.Regions, clockRates: map[uint64]float64{}}, nil
+	return &Cluster{Kit: kit, Timing: opts.Timing, Regions: opts.Regions, clockRates: map[uint64]float64{}}, nil
 }
 
 // IDs lists the node ids in order.
@@ -154,31 +150,25 @@ func (c *Cluster) Terminate(id uint64, grace time.Duration) error {
 
 // Start starts node id if it is not running, with its current clock rate.
 func (c *Cluster) Start(id uint64) error {
-	n := c.Kit.Node(id)
-	if n == nil {
-		return fmt.Errorf("no node %d in the chaos cluster", id)
-	}
-	if n.Running() {
+	if n := c.Kit.Node(id); n != nil && n.Running() {
 		return nil
-	}
-	c.mu.Lock()
-	rate := c.clockRates[id]
-	c.mu.Unlock()
-	n.Env = nil
-	if rate != 0 && rate != 1 {
-		n.Env = []string{ClockRateEnv + "=" + formatRate(rate)}
 	}
 	return c.Kit.StartNode(id)
 }
 
 // SetClockRate sets the clock rate node id gets from its next start on.
 func (c *Cluster) SetClockRate(id uint64, rate float64) error {
-	if c.Kit.Node(id) == nil {
+	n := c.Kit.Node(id)
+	if n == nil {
 		return fmt.Errorf("no node %d in the chaos cluster", id)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.clockRates[id] = rate
+	n.Env = nil
+	if rate != 0 && rate != 1 {
+		n.Env = []string{ClockRateEnv + "=" + formatRate(rate)}
+	}
 	return nil
 }
 
@@ -233,10 +223,6 @@ func (c *Cluster) HealAll() error {
 func (c *Cluster) Statuses(ctx context.Context, withHash bool, timeout time.Duration) map[uint64]*georaftv1.StatusResponse {
 	statuses, _ := c.Kit.Statuses(ctx, timeout, withHash)
 	return statuses
-}
-
-func leaderOf(statuses map[uint64]*georaftv1.StatusResponse, size int) (uint64, uint64, bool) {
-	return clusterkit.AgreedLeader(statuses, size)
 }
 
 // WaitLeader polls until a majority agrees on a leader, or timeout passes.

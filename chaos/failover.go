@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
@@ -175,42 +176,39 @@ func (h *harness) killLeaderOnce(ctx context.Context) (FailoverSample, error) {
 
 // waitSteady waits for a leader that holds its lease while writes and lease reads are
 // being served by it.
-func (h *harness) waitSteady(ctx context.Context, timeout time.Duration) (uint64, uint64, error) {
-	deadline := time.Now().Add(timeout)
+func (h *harness) waitSteady(ctx context.Context, timeout time.Duration) (leader, term uint64, err error) {
 	recent := int64(h.cluster.Timing.ElectionTimeoutMax)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	if poll(ctx, timeout, 50*time.Millisecond, func() bool {
 		statuses := h.cluster.Statuses(ctx, false, time.Second)
-		leader, term, ok := leaderOf(statuses, len(h.cluster.IDs()))
-		if ok && len(statuses) == len(h.cluster.IDs()) && statuses[leader].GetLeaseState() == georaftv1.LeaseState_LEASE_STATE_HELD {
-			now := h.clock.Now()
-			var write, lease bool
-			for _, s := range h.work.Served() {
-				if s.Return < now-recent || s.Node != leader {
-					continue
-				}
+		var ok bool
+		leader, term, ok = clusterkit.AgreedLeader(statuses, len(h.cluster.IDs()))
+		if !ok || len(statuses) < len(h.cluster.IDs()) || statuses[leader].GetLeaseState() != georaftv1.LeaseState_LEASE_STATE_HELD {
+			return false
+		}
+		now := h.clock.Now()
+		var write, lease bool
+		for _, s := range h.work.Served() {
+			if s.Return >= now-recent && s.Node == leader {
 				write = write || s.isWrite()
 				lease = lease || (s.Kind == history.Get && s.Mode == readmode.Lease)
 			}
-			if write && lease {
-				return leader, term, nil
-			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		return write && lease
+	}) {
+		return leader, term, nil
 	}
 	return 0, 0, fmt.Errorf("the cluster did not settle (a leader with its lease serving writes and lease reads) within %s", timeout)
 }
 
 // waitCaughtUp waits until node id has applied what the leader has committed.
 func (h *harness) waitCaughtUp(ctx context.Context, id uint64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	if poll(ctx, timeout, 50*time.Millisecond, func() bool {
 		statuses := h.cluster.Statuses(ctx, false, time.Second)
-		if leader, _, ok := leaderOf(statuses, len(h.cluster.IDs())); ok {
-			if st, ok := statuses[id]; ok && st.GetAppliedIndex() >= statuses[leader].GetCommitIndex() {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+		leader, _, ok := clusterkit.AgreedLeader(statuses, len(h.cluster.IDs()))
+		st, answered := statuses[id]
+		return ok && answered && st.GetAppliedIndex() >= statuses[leader].GetCommitIndex()
+	}) {
+		return nil
 	}
 	return fmt.Errorf("node %d did not catch up with the leader within %s of its restart", id, timeout)
 }

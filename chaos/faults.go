@@ -113,17 +113,17 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		return h.runPause(ctx, f, ev, target, followers, term)
 	case Partition:
 		side := pickN(ids, 2, f.Pick)
-		h.cutBetween(side, without(ids, side...), true)
+		h.onLinks(side, without(ids, side...), true, (*clusterkit.Proxy).Cut)
 		ev.Targets = side
 		detail = fmt.Sprintf("partition %v | %v", side, without(ids, side...))
 	case MajorityMinority:
 		minority := []uint64{target, pickN(followers, 1, f.Pick)[0]}
 		slices.Sort(minority)
-		h.cutBetween(minority, without(ids, minority...), true)
+		h.onLinks(minority, without(ids, minority...), true, (*clusterkit.Proxy).Cut)
 		ev.Targets = minority
 		detail = fmt.Sprintf("minority %v (with the leader) | majority %v", minority, without(ids, minority...))
 	case IsolateLeader:
-		h.cutBetween([]uint64{target}, followers, true)
+		h.onLinks([]uint64{target}, followers, true, (*clusterkit.Proxy).Cut)
 		ev.Targets = []uint64{target}
 		detail = fmt.Sprintf("node %d cut off from every peer both ways; its clients still reach it", target)
 	case Bridge:
@@ -131,7 +131,7 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		rest := without(ids, bridge)
 		left := pickN(rest, 2, f.Pick>>8)
 		right := without(rest, left...)
-		h.cutBetween(left, right, true)
+		h.onLinks(left, right, true, (*clusterkit.Proxy).Cut)
 		ev.Targets = []uint64{bridge}
 		detail = fmt.Sprintf("bridge node %d: %v and %v cannot talk, both talk to %d", bridge, left, right, bridge)
 	case PartitionOneWay:
@@ -165,26 +165,11 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 		if f.Variant == "node" {
 			nodes = pickN(ids, 1, f.Pick)
 		}
-		for _, a := range nodes {
-			for _, b := range ids {
-				if a == b {
-					continue
-				}
-				slow := func(l *clusterkit.Proxy) error {
-					return l.Slow(time.Duration(f.LatencyMillis)*time.Millisecond, time.Duration(f.JitterMillis)*time.Millisecond)
-				}
-				h.must(h.cluster.link(a, b, slow))
-				h.must(h.cluster.link(b, a, slow))
-			}
-		}
+		h.onLinks(nodes, ids, true, f.slow)
 		ev.Targets = nodes
 		detail = fmt.Sprintf("+%dms±%dms on every peer link of %v", f.LatencyMillis, f.JitterMillis, nodes)
 	case Bandwidth:
-		for _, b := range followers {
-			throttle := func(l *clusterkit.Proxy) error { return l.Throttle(f.RateKBps) }
-			h.must(h.cluster.link(target, b, throttle))
-			h.must(h.cluster.link(b, target, throttle))
-		}
+		h.onLinks([]uint64{target}, followers, true, func(l *clusterkit.Proxy) error { return l.Throttle(f.RateKBps) })
 		ev.Targets = []uint64{target}
 		detail = fmt.Sprintf("peer links of node %d limited to %d KB/s", target, f.RateKBps)
 	case ClockSkew:
@@ -206,19 +191,11 @@ func (h *harness) runFault(ctx context.Context, f Fault, ev *Event) error {
 	case TransferLeader:
 		to := pickN(followers, 1, f.Pick)[0]
 		if f.Variant == "slow" {
-			for _, a := range ids {
-				for _, b := range ids {
-					if a != b {
-						h.must(h.cluster.link(a, b, func(l *clusterkit.Proxy) error {
-							return l.Slow(time.Duration(f.LatencyMillis)*time.Millisecond, time.Duration(f.JitterMillis)*time.Millisecond)
-						}))
-					}
-				}
-			}
+			h.onLinks(ids, ids, false, f.slow)
 		}
 		err := h.transfer(ctx, target, to)
 		if f.Variant == "cut" {
-			h.cutBetween([]uint64{target}, followers, true)
+			h.onLinks([]uint64{target}, followers, true, (*clusterkit.Proxy).Cut)
 		}
 		ev.Targets = []uint64{target, to}
 		detail = fmt.Sprintf("transfer from node %d to node %d (%s", target, to, f.Variant)
@@ -307,7 +284,7 @@ func (h *harness) replace(ctx context.Context, victim uint64, grow bool, onJoin,
 	if err := h.cluster.Start(n.ID); err != nil {
 		return 0, 0, fmt.Errorf("replace node %d: start node %d: %w", victim, n.ID, err)
 	}
-	if err := h.waitMember(ctx, n.ID, replaceTimeout); err != nil {
+	if err := kit.WaitRole(ctx, n.ID, replaceTimeout, georaftv1.MemberRole_MEMBER_ROLE_LEARNER, georaftv1.MemberRole_MEMBER_ROLE_VOTER); err != nil {
 		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
 	}
 	if err := onJoin(); err != nil {
@@ -316,14 +293,14 @@ func (h *harness) replace(ctx context.Context, victim uint64, grow bool, onJoin,
 	afterDone := make(chan error, 1)
 	go func() { afterDone <- afterJoin() }()
 	if grow {
-		if err := kit.WaitRole(ctx, n.ID, georaftv1.MemberRole_MEMBER_ROLE_VOTER, replaceTimeout); err != nil {
+		if err := kit.WaitRole(ctx, n.ID, replaceTimeout, georaftv1.MemberRole_MEMBER_ROLE_VOTER); err != nil {
 			return 0, 0, fmt.Errorf("grow by node %d: %w", n.ID, err)
 		}
 		if err := kit.RemoveMember(ctx, victim, replaceTimeout); err != nil {
 			return 0, 0, fmt.Errorf("remove node %d: %w", victim, err)
 		}
 	}
-	if err := kit.WaitRole(ctx, victim, georaftv1.MemberRole_MEMBER_ROLE_REMOVED, replaceTimeout); err != nil {
+	if err := kit.WaitRole(ctx, victim, replaceTimeout, georaftv1.MemberRole_MEMBER_ROLE_REMOVED); err != nil {
 		return 0, 0, fmt.Errorf("replace node %d by node %d: %w", victim, n.ID, err)
 	}
 	if err := <-afterDone; err != nil {
@@ -340,23 +317,6 @@ func (h *harness) replace(ctx context.Context, victim uint64, grow bool, onJoin,
 		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
 	}
 	return n.ID, took, nil
-}
-
-// waitMember waits until node id answers that it is a member (a learner or a voter).
-func (h *harness) waitMember(ctx context.Context, id uint64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if resp, err := h.cluster.Kit.Members(ctx, id); err == nil {
-			for _, ms := range resp.GetMembers() {
-				if r := ms.GetMember().GetRole(); ms.GetMember().GetId() == id &&
-					(r == georaftv1.MemberRole_MEMBER_ROLE_LEARNER || r == georaftv1.MemberRole_MEMBER_ROLE_VOTER) {
-					return nil
-				}
-			}
-		}
-		sleepCtx(ctx, 20*time.Millisecond)
-	}
-	return fmt.Errorf("node %d not a member within %v", id, timeout)
 }
 
 // currentLeader is the leader now, or fallback's guess when none is agreed.
@@ -399,7 +359,7 @@ func (h *harness) runPause(ctx context.Context, f Fault, ev *Event, leader uint6
 	h.logf("fault %d %s: SIGSTOP node %d (%s, term %d) for %s", ev.Index, f.Kind, victim, role, term, f.Hold.D())
 	sleepCtx(ctx, f.Hold.D())
 	others := h.cluster.Statuses(ctx, false, 500*time.Millisecond)
-	if newLeader, newTerm, ok := leaderOf(others, len(h.cluster.IDs())); ok && newTerm > term {
+	if newLeader, newTerm, ok := clusterkit.AgreedLeader(others, len(h.cluster.IDs())); ok && newTerm > term {
 		ev.TermMovedOn = true
 		ev.Detail = fmt.Sprintf("node %d elected in term %d while node %d was stopped; ", newLeader, newTerm, victim)
 	}
@@ -441,16 +401,24 @@ func (h *harness) cut(from, to uint64, names *[]string) {
 	*names = append(*names, fmt.Sprintf("%d->%d", from, to))
 }
 
-// cutBetween cuts every link from a to b, and from b to a too when both.
-func (h *harness) cutBetween(a, b []uint64, both bool) {
+// onLinks applies f to every peer link from a node of a to another node of b, and from b
+// to a too when both.
+func (h *harness) onLinks(a, b []uint64, both bool, f func(*clusterkit.Proxy) error) {
 	for _, x := range a {
 		for _, y := range b {
-			h.must(h.cluster.link(x, y, (*clusterkit.Proxy).Cut))
-			if both {
-				h.must(h.cluster.link(y, x, (*clusterkit.Proxy).Cut))
+			if x != y {
+				h.must(h.cluster.link(x, y, f))
+				if both {
+					h.must(h.cluster.link(y, x, f))
+				}
 			}
 		}
 	}
+}
+
+// slow adds the fault's latency and jitter to a link.
+func (f Fault) slow(l *clusterkit.Proxy) error {
+	return l.Slow(time.Duration(f.LatencyMillis)*time.Millisecond, time.Duration(f.JitterMillis)*time.Millisecond)
 }
 
 // must logs a link error: a link that cannot take a toxic is a harness bug worth seeing,

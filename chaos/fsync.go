@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
 	"sync"
 	"time"
 
@@ -20,10 +19,7 @@ const fsyncMetric = "georaft_wal_fsync_seconds"
 // that come from the machine rather than from georaft.
 type FsyncStats struct {
 	mu sync.Mutex
-	// Buckets maps an upper bound in seconds to the cumulative count at or under it.
-	Buckets map[float64]float64
-	Count   float64
-	Sum     float64
+	clusterkit.Histogram
 	// Scrapes and Failed count the scrapes tried and those that got no answer.
 	Scrapes int
 	Failed  int
@@ -49,37 +45,14 @@ func (s *FsyncStats) MarshalJSON() ([]byte, error) {
 func (s *FsyncStats) add(h clusterkit.Histogram) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.Buckets == nil {
-		s.Buckets = map[float64]float64{}
-	}
-	for b, c := range h.Buckets {
-		s.Buckets[b] += c
-	}
-	s.Count += h.Count
-	s.Sum += h.Sum
-}
-
-// sortedBounds lists the bucket bounds in increasing order; the caller holds s.mu.
-func (s *FsyncStats) sortedBounds() []float64 {
-	bounds := make([]float64, 0, len(s.Buckets))
-	for b := range s.Buckets {
-		bounds = append(bounds, b)
-	}
-	sort.Float64s(bounds)
-	return bounds
+	s.Histogram.Add(h)
 }
 
 // Over is how many fsyncs took longer than the smallest bucket bound at or above d.
 func (s *FsyncStats) Over(d time.Duration) float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	bounds := s.sortedBounds()
-	for _, b := range bounds {
-		if b >= d.Seconds() {
-			return s.Count - s.Buckets[b]
-		}
-	}
-	return 0
+	return s.Histogram.Over(d.Seconds())
 }
 
 // Slowest is the upper bound of the highest bucket that holds an fsync (+Inf above the
@@ -87,19 +60,7 @@ func (s *FsyncStats) Over(d time.Duration) float64 {
 func (s *FsyncStats) Slowest() float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	bounds := s.sortedBounds()
-	prev := 0.0
-	slowest := 0.0
-	for _, b := range bounds {
-		if s.Buckets[b] > prev {
-			slowest = b
-		}
-		prev = s.Buckets[b]
-	}
-	if s.Count > prev && len(bounds) > 0 {
-		return math.Inf(1)
-	}
-	return slowest
+	return s.Histogram.Slowest()
 }
 
 func (s *FsyncStats) String() string {

@@ -130,38 +130,20 @@ func geoModel(ctx context.Context, opts SetupOptions) (clusterkit.LinkModel, con
 	if err != nil {
 		return clusterkit.LinkModel{}, config.TimingConfig{}, err
 	}
+	if m.Len() != 5 {
+		return clusterkit.LinkModel{}, config.TimingConfig{}, fmt.Errorf("matrix %s has %d regions, the chaos cluster needs 5", path, m.Len())
+	}
 	scale := opts.GeoScale
 	if scale <= 0 {
 		scale = 0.2
 	}
-	regions := m.Regions()
-	if len(regions) != 5 {
-		return clusterkit.LinkModel{}, config.TimingConfig{}, fmt.Errorf("matrix %s has %d regions, the chaos cluster needs 5", path, len(regions))
-	}
-	rows := make([][]time.Duration, len(regions))
-	for i, a := range regions {
-		rows[i] = make([]time.Duration, len(regions))
-		for j, b := range regions {
-			d, err := m.RTT(a, b)
-			if err != nil {
-				return clusterkit.LinkModel{}, config.TimingConfig{}, err
-			}
-			rows[i][j] = time.Duration(float64(d) * scale).Round(time.Millisecond)
-			if i != j && rows[i][j] <= 0 {
-				rows[i][j] = time.Millisecond
-			}
-		}
-	}
-	scaled, err := geo.New(regions, rows, geo.Tolerance{Abs: 2 * time.Millisecond, Rel: 0.2})
+	model := clusterkit.LinkModel{Matrix: m, Scale: scale, IntraRegionRTT: time.Millisecond, Jitter: DefaultLANJitter}
+	scaled, err := model.Scaled()
 	if err != nil {
 		return clusterkit.LinkModel{}, config.TimingConfig{}, fmt.Errorf("scaled matrix: %w", err)
 	}
-	timing, err := clusterkit.GeoTiming(scaled, regions)
-	if err != nil {
-		return clusterkit.LinkModel{}, config.TimingConfig{}, err
-	}
-	model := clusterkit.LinkModel{Matrix: scaled, Scale: 1, IntraRegionRTT: time.Millisecond, Jitter: DefaultLANJitter}
-	return model, timing, nil
+	timing, err := clusterkit.GeoTiming(scaled, m.Regions())
+	return model, timing, err
 }
 
 func (h *harness) logf(format string, args ...any) {

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/georaft/georaft/client"
+	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/history"
 	"github.com/georaft/georaft/node/config"
 	"github.com/georaft/georaft/readmode"
@@ -375,19 +377,18 @@ func writeArtifacts(opts Options, rep *Report, used []Fault, ops []history.Op, h
 	schedulePath := filepath.Join(dir, "schedule.json")
 	rep.ReplayCommand = fmt.Sprintf("%s run --schedule %s", opts.ReplayBinary, schedulePath)
 	var errs []error
-	errs = append(errs, writeJSONFile(schedulePath, scheduleFile{Seed: rep.Seed, Faults: used, Events: rep.Events}))
-	errs = append(errs, writeJSONFile(filepath.Join(dir, "report.json"), rep))
-	if f, err := os.Create(filepath.Join(dir, "history.json")); err != nil {
-		errs = append(errs, err)
-	} else {
-		errs = append(errs, history.WriteJSON(f, ops), f.Close())
+	for name, render := range map[string]func(io.Writer) error{
+		"schedule.json": clusterkit.IndentedJSON(scheduleFile{Seed: rep.Seed, Faults: used, Events: rep.Events}),
+		"report.json":   clusterkit.IndentedJSON(rep),
+		"history.json":  func(w io.Writer) error { return history.WriteJSON(w, ops) },
+		"summary.txt":   func(w io.Writer) error { rep.WriteSummary(w); return nil },
+	} {
+		var b bytes.Buffer
+		errs = append(errs, render(&b), os.WriteFile(filepath.Join(dir, name), b.Bytes(), 0o644))
 	}
 	if rep.check.Verdict != history.Invalid && rep.check.Verdict != 0 {
 		errs = append(errs, rep.check.WriteVisualization(filepath.Join(dir, "history.html")))
 	}
-	var summary strings.Builder
-	rep.WriteSummary(&summary)
-	errs = append(errs, os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary.String()), 0o644))
 	if h != nil {
 		for _, n := range h.cluster.Kit.Nodes {
 			if raw, err := os.ReadFile(n.LogPath); err == nil {
@@ -396,17 +397,6 @@ func writeArtifacts(opts Options, rep *Report, used []Fault, ops []history.Op, h
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func writeJSONFile(path string, v any) error {
-	raw, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", path, err)
-	}
-	if err := os.WriteFile(path, append(raw, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // WriteSummary prints the run's figures and verdict.

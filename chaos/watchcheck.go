@@ -155,14 +155,7 @@ func (wc *watchChecker) follow(ctx context.Context) error {
 
 // waitFor waits until the watch delivered revision rev.
 func (wc *watchChecker) waitFor(rev int64, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if wc.next() > rev {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+	return poll(context.Background(), timeout, 20*time.Millisecond, func() bool { return wc.next() > rev })
 }
 
 func (wc *watchChecker) stop() {

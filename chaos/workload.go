@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,37 +175,33 @@ func (w *Workload) Served() []Served {
 func (w *Workload) LastWriteAck() int64 { return w.lastWriteAck.Load() }
 
 // WaitWriteAfter waits until some write is acknowledged after t, and returns when.
-func (w *Workload) WaitWriteAfter(ctx context.Context, t int64, timeout time.Duration) (int64, bool) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if ack := w.lastWriteAck.Load(); ack > t {
-			return ack, true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return 0, false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+func (w *Workload) WaitWriteAfter(ctx context.Context, t int64, timeout time.Duration) (ack int64, ok bool) {
+	ok = poll(ctx, timeout, 5*time.Millisecond, func() bool { ack = w.lastWriteAck.Load(); return ack > t })
+	return ack, ok
 }
 
 // WaitServedAfter waits until an operation matching ok returned after t.
 func (w *Workload) WaitServedAfter(ctx context.Context, t int64, timeout time.Duration, ok func(Served) bool) bool {
-	deadline := time.Now().Add(timeout)
 	seen := 0
-	for {
+	return poll(ctx, timeout, 5*time.Millisecond, func() bool {
 		w.mu.Lock()
-		for _, s := range w.served[seen:] {
-			if s.Return > t && ok(s) {
-				w.mu.Unlock()
-				return true
-			}
-		}
+		defer w.mu.Unlock()
+		found := slices.ContainsFunc(w.served[seen:], func(s Served) bool { return s.Return > t && ok(s) })
 		seen = len(w.served)
-		w.mu.Unlock()
+		return found
+	})
+}
+
+// poll calls done every interval until it reports true (poll then does too), ctx ends or
+// timeout passes.
+func poll(ctx context.Context, timeout, interval time.Duration, done func() bool) bool {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(interval) {
+		if done() {
+			return true
+		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

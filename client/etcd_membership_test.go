@@ -57,7 +57,7 @@ func TestEtcdctlMembership(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cl.WaitRole(ctx, 4, georaftv1.MemberRole_MEMBER_ROLE_VOTER, 10*time.Second); err != nil {
+	if err := cl.WaitRole(ctx, 4, 10*time.Second, georaftv1.MemberRole_MEMBER_ROLE_VOTER); err != nil {
 		t.Fatal(err)
 	}
 	kittest.WaitFor(t, 10*time.Second, "member list to show four voters, node 4 with its region", func() error {
@@ -70,7 +70,7 @@ func TestEtcdctlMembership(t *testing.T) {
 	if out := etcdctl(t, follower, "", "member", "remove", "4"); !regexp.MustCompile(`Member\s+4 removed`).MatchString(out) {
 		t.Fatalf("member remove: %q", out)
 	}
-	if err := cl.WaitRole(ctx, 4, georaftv1.MemberRole_MEMBER_ROLE_REMOVED, 10*time.Second); err != nil {
+	if err := cl.WaitRole(ctx, 4, 10*time.Second, georaftv1.MemberRole_MEMBER_ROLE_REMOVED); err != nil {
 		t.Fatal(err)
 	}
 	kittest.WaitFor(t, 10*time.Second, "member list to show three members", func() error {

@@ -42,8 +42,6 @@ type Options struct {
 	ServeLinks bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
-	// OnCrash is called when an attached node exits without the kit asking it to.
-	OnCrash func(n *Node, state string)
 }
 
 // Cluster is a set of georaftd processes described by one config directory, the links
@@ -232,6 +230,25 @@ func (c *Cluster) node(id uint64) (*Node, error) {
 	return nil, fmt.Errorf("no node %d in the cluster (it has %v)", id, c.IDs())
 }
 
+// NodeIn is the first member in region, or nil.
+func (c *Cluster) NodeIn(region string) *Node {
+	for _, n := range c.Nodes {
+		if n.Region == region {
+			return n
+		}
+	}
+	return nil
+}
+
+// Regions maps each member to its region.
+func (c *Cluster) Regions() map[uint64]string {
+	m := map[uint64]string{}
+	for _, n := range c.Nodes {
+		m[n.ID] = n.Region
+	}
+	return m
+}
+
 // IDs lists the members' ids in order.
 func (c *Cluster) IDs() []uint64 {
 	ids := make([]uint64, len(c.Nodes))
@@ -395,9 +412,6 @@ func (c *Cluster) noteCrash(n *Node, state string) {
 	c.crashes = append(c.crashes, msg)
 	c.mu.Unlock()
 	c.Logf("CRASH: %s", msg)
-	if c.opts.OnCrash != nil {
-		c.opts.OnCrash(n, state)
-	}
 }
 
 // Crashes lists every exit of a node that nobody asked for, with the end of its log.
@@ -582,7 +596,7 @@ func (c *Cluster) Serving() []uint64 {
 // dir; ResetData removes nothing else.
 func dataDirEntry(name string) bool {
 	switch name {
-	case "wal", "snap", "state", NodePIDFile, NodeLogFile, NodePIDFile + ".tmp":
+	case "wal", "snap", "state", "LOCK", "member.json", "member.json.tmp", NodePIDFile, NodeLogFile, NodePIDFile + ".tmp":
 		return true
 	}
 	return strings.HasPrefix(name, "dump.txt") || strings.HasPrefix(name, "fsync-probe-")

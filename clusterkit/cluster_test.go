@@ -98,7 +98,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if err := c.StartNode(4); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WaitRole(ctx, 4, georaftv1.MemberRole_MEMBER_ROLE_VOTER, time.Minute); err != nil {
+	if err := c.WaitRole(ctx, 4, time.Minute, georaftv1.MemberRole_MEMBER_ROLE_VOTER); err != nil {
 		t.Fatal(err)
 	}
 	leader := kittest.WaitLeader(t, c)

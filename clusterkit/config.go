@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/georaft/georaft/client"
@@ -166,15 +167,8 @@ func WriteConfigs(dir string, header []string, cfgs []*config.Config, links clie
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create config dir %s: %w", dir, err)
 	}
-	heading := ""
-	for i, line := range header {
-		if i > 0 {
-			heading += "\n"
-		}
-		heading += line
-	}
 	for _, c := range cfgs {
-		if err := writeConfig(filepath.Join(dir, NodeFileName(c.Node.ID)), heading, c); err != nil {
+		if err := writeConfig(filepath.Join(dir, NodeFileName(c.Node.ID)), header, c); err != nil {
 			return err
 		}
 	}
@@ -188,9 +182,9 @@ func WriteConfigs(dir string, header []string, cfgs []*config.Config, links clie
 	return writeFileAtomic(filepath.Join(dir, ClientLinksFile), b.Bytes())
 }
 
-func writeConfig(path, heading string, c *config.Config) error {
+func writeConfig(path string, header []string, c *config.Config) error {
 	var b bytes.Buffer
-	if err := c.Write(&b, heading); err != nil {
+	if err := c.Write(&b, strings.Join(header, "\n")); err != nil {
 		return fmt.Errorf("render %s: %w", path, err)
 	}
 	return writeFileAtomic(path, b.Bytes())

@@ -67,7 +67,7 @@ func TestSpecConfigsLoadThroughNodeConfig(t *testing.T) {
 	other := filepath.Join(dir, "configs", "node9.yaml")
 	cfgs[0].Node.ID = 9
 	cfgs[0].ClusterID = "another"
-	if err := writeConfig(other, "", cfgs[0]); err != nil {
+	if err := writeConfig(other, nil, cfgs[0]); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := LoadConfigs(filepath.Join(dir, "configs")); err == nil || !strings.Contains(err.Error(), "node9.yaml") {

@@ -74,6 +74,27 @@ func roundMillis(d time.Duration) time.Duration {
 	return time.Duration(math.Round(float64(d)/float64(time.Millisecond))) * time.Millisecond
 }
 
+// Scaled is the matrix the links aim at between regions: every RTT scaled and rounded to
+// whole milliseconds (at least 1), the diagonal 0. Rounding each direction on its own may
+// leave a pair a millisecond apart, which its tolerance allows.
+func (m LinkModel) Scaled() (geo.Matrix, error) {
+	regions := m.Matrix.Regions()
+	rtt := make([][]time.Duration, len(regions))
+	for i, a := range regions {
+		rtt[i] = make([]time.Duration, len(regions))
+		for j, b := range regions {
+			if i != j {
+				d, err := m.RTT(a, b)
+				if err != nil {
+					return geo.Matrix{}, err
+				}
+				rtt[i][j] = max(d, time.Millisecond)
+			}
+		}
+	}
+	return geo.New(regions, rtt, geo.Tolerance{Abs: 2 * time.Millisecond, Rel: 0.2})
+}
+
 // Delays splits an RTT over the two directions of a link: upstream (towards the listener
 // the link leads to) gets the larger half, minus the overshoot compensation.
 func (m LinkModel) Delays(rtt time.Duration) (upstream, downstream time.Duration) {

@@ -63,6 +63,29 @@ func loadCommittedGeo(t *testing.T) ([]*config.Config, client.RegionLinks) {
 	return nodes, links
 }
 
+func TestScaledMatrixIsWhatTheLinksAimAt(t *testing.T) {
+	m := LinkModel{Matrix: defaultMatrix(t), Scale: 0.02, IntraRegionRTT: 5 * time.Millisecond}
+	scaled, err := m.Scaled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range scaled.Regions() {
+		for _, b := range scaled.Regions() {
+			got, _ := scaled.RTT(a, b)
+			link, _ := m.RTT(a, b)
+			switch {
+			case a == b && got != 0:
+				t.Errorf("%s to itself: %v, want 0 (the intra-region RTT is the model's, not the matrix's)", a, got)
+			case a != b && got != max(link, time.Millisecond):
+				t.Errorf("%s to %s: %v, want the link's %v (at least 1ms)", a, b, got, link)
+			}
+		}
+	}
+	if got, _ := scaled.RTT("us-central1", "us-west1"); got != time.Millisecond {
+		t.Errorf("36ms × 0.02 gave %v, want it rounded and kept at 1ms", got)
+	}
+}
+
 func TestPlanLinksCoversEveryDirectedPair(t *testing.T) {
 	nodes, links := loadCommittedGeo(t)
 	model := LinkModel{Matrix: defaultMatrix(t), Scale: 1, IntraRegionRTT: time.Millisecond, Compensation: time.Millisecond, Jitter: 2 * time.Millisecond}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -32,11 +31,10 @@ func (c *Cluster) AddNode(region string, configure ...func(*config.Config)) (*No
 		return nil, errors.New("add node: only a cluster made by New can grow (its spec places the new node)")
 	}
 	id := uint64(1)
-	members := map[uint64]string{}
 	for _, n := range c.Nodes {
 		id = max(id, n.ID+1)
-		members[n.ID] = n.Region
 	}
+	members := c.Regions()
 	members[id] = region
 	cfg, err := c.spec.nodeConfig(id, members)
 	if err != nil {
@@ -57,11 +55,8 @@ func (c *Cluster) AddNode(region string, configure ...func(*config.Config)) (*No
 		}
 	}
 	path := filepath.Join(c.ConfigDir, NodeFileName(id))
-	if err := writeConfig(path, strings.Join(c.spec.Header, "\n"), cfg); err != nil {
+	if cfg, err = c.writeNodeConfig(path, cfg); err != nil {
 		return nil, err
-	}
-	if cfg, err = config.LoadFile(path); err != nil {
-		return nil, fmt.Errorf("read back %s: %w", path, err)
 	}
 	n := c.newNode(cfg, path)
 	c.Nodes = append(c.Nodes, n)
@@ -129,14 +124,6 @@ func (c *Cluster) RemoveMember(ctx context.Context, id uint64, timeout time.Dura
 	})
 }
 
-// ReplaceMember promotes learner newID and removes oldID in one change.
-func (c *Cluster) ReplaceMember(ctx context.Context, oldID, newID uint64, timeout time.Duration) error {
-	return c.changeMembership(ctx, timeout, oldID, func(ctx context.Context, m georaftv1.MembershipServiceClient) error {
-		_, err := m.ReplaceMember(ctx, &georaftv1.ReplaceMemberRequest{OldId: oldID, NewId: newID})
-		return err
-	})
-}
-
 // changeMembership runs change against running members other than avoid until one succeeds.
 func (c *Cluster) changeMembership(ctx context.Context, timeout time.Duration, avoid uint64,
 	change func(context.Context, georaftv1.MembershipServiceClient) error) error {
@@ -183,13 +170,14 @@ func (c *Cluster) Members(ctx context.Context, id uint64) (*georaftv1.ListMember
 	return m.ListMembers(ctx, &georaftv1.ListMembersRequest{Linearizable: true})
 }
 
-// WaitRole waits until some running member's linearizable list shows member id in role.
-func (c *Cluster) WaitRole(ctx context.Context, id uint64, role georaftv1.MemberRole, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	last := errors.New("no member answered")
-	for time.Now().Before(deadline) {
+// WaitRole waits until some running member's linearizable list shows member id in one of
+// roles.
+func (c *Cluster) WaitRole(ctx context.Context, id uint64, timeout time.Duration, roles ...georaftv1.MemberRole) error {
+	removal := slices.Contains(roles, georaftv1.MemberRole_MEMBER_ROLE_REMOVED)
+	return WaitFor(ctx, timeout, fmt.Sprintf("member %d to be %v", id, roles), func() error {
+		last := errors.New("no member answered")
 		for _, n := range c.Nodes {
-			if !n.Running() || n.ID == id && role == georaftv1.MemberRole_MEMBER_ROLE_REMOVED {
+			if !n.Running() || n.ID == id && removal {
 				continue
 			}
 			resp, err := c.Members(ctx, n.ID)
@@ -197,23 +185,19 @@ func (c *Cluster) WaitRole(ctx context.Context, id uint64, role georaftv1.Member
 				last = err
 				continue
 			}
+			last = fmt.Errorf("node %d does not list member %d", n.ID, id)
 			for _, ms := range resp.GetMembers() {
-				if ms.GetMember().GetId() == id {
-					if ms.GetMember().GetRole() == role {
+				if m := ms.GetMember(); m.GetId() == id {
+					if slices.Contains(roles, m.GetRole()) {
 						return nil
 					}
-					last = fmt.Errorf("member %d is %v", id, ms.GetMember().GetRole())
+					last = fmt.Errorf("member %d is %v", id, m.GetRole())
 				}
 			}
 			break
 		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return fmt.Errorf("member %d not %v within %v: %w", id, role, timeout, last)
+		return last
+	})
 }
 
 // RemoveNode kills member id if it runs, stops its links and forgets it; its data dir
@@ -245,6 +229,18 @@ func (c *Cluster) RemoveNode(id uint64) error {
 	return nil
 }
 
+// writeNodeConfig writes cfg to path and reads it back as a node would.
+func (c *Cluster) writeNodeConfig(path string, cfg *config.Config) (*config.Config, error) {
+	if err := writeConfig(path, c.spec.Header, cfg); err != nil {
+		return nil, err
+	}
+	loaded, err := config.LoadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read back %s: %w", path, err)
+	}
+	return loaded, nil
+}
+
 // RewriteConfigs writes every member's config again with today's members as its peers (a
 // cluster New made), and the client links' map with today's members, for nodes restarted
 // into a changed membership. A node that is a member already goes by its data directory's
@@ -253,20 +249,14 @@ func (c *Cluster) RewriteConfigs() error {
 	if c.spec == nil {
 		return errors.New("rewrite configs: only for a cluster made by New")
 	}
-	members := map[uint64]string{}
-	for _, n := range c.Nodes {
-		members[n.ID] = n.Region
-	}
+	members := c.Regions()
 	for _, n := range c.Nodes {
 		cfg, err := c.spec.nodeConfig(n.ID, members)
 		if err != nil {
 			return err
 		}
-		if err := writeConfig(n.ConfigPath, strings.Join(c.spec.Header, "\n"), cfg); err != nil {
+		if n.Config, err = c.writeNodeConfig(n.ConfigPath, cfg); err != nil {
 			return err
-		}
-		if n.Config, err = config.LoadFile(n.ConfigPath); err != nil {
-			return fmt.Errorf("read back %s: %w", n.ConfigPath, err)
 		}
 	}
 	if c.Links == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -29,14 +30,9 @@ func (h Histogram) Quantile(q float64) (float64, bool) {
 	if h.Count == 0 || len(h.Buckets) == 0 {
 		return 0, false
 	}
-	bounds := make([]float64, 0, len(h.Buckets))
-	for b := range h.Buckets {
-		bounds = append(bounds, b)
-	}
-	slices.Sort(bounds)
 	rank := q * h.Count
 	prevBound, prevCount := 0.0, 0.0
-	for _, b := range bounds {
+	for _, b := range slices.Sorted(maps.Keys(h.Buckets)) {
 		c := h.Buckets[b]
 		if c >= rank {
 			if math.IsInf(b, 1) {
@@ -50,6 +46,45 @@ func (h Histogram) Quantile(q float64) (float64, bool) {
 		prevBound, prevCount = b, c
 	}
 	return prevBound, true
+}
+
+// Add sums o into h: the same histogram from another process, or another scrape.
+func (h *Histogram) Add(o Histogram) {
+	if h.Buckets == nil {
+		h.Buckets = map[float64]float64{}
+	}
+	for b, c := range o.Buckets {
+		h.Buckets[b] += c
+	}
+	h.Sum += o.Sum
+	h.Count += o.Count
+}
+
+// Over is how many observations exceeded the smallest bucket bound at or above v.
+func (h Histogram) Over(v float64) float64 {
+	for _, b := range slices.Sorted(maps.Keys(h.Buckets)) {
+		if b >= v {
+			return h.Count - h.Buckets[b]
+		}
+	}
+	return 0
+}
+
+// Slowest is the upper bound of the highest bucket that holds an observation (+Inf when one
+// lies above the last bound).
+func (h Histogram) Slowest() float64 {
+	bounds := slices.Sorted(maps.Keys(h.Buckets))
+	prev, slowest := 0.0, 0.0
+	for _, b := range bounds {
+		if h.Buckets[b] > prev {
+			slowest = b
+		}
+		prev = h.Buckets[b]
+	}
+	if h.Count > prev && len(bounds) > 0 {
+		return math.Inf(1)
+	}
+	return slowest
 }
 
 // ParseMetrics reads Prometheus text exposition with Prometheus's own parser.

@@ -1,7 +1,6 @@
 package clusterkit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // ProcessSpec is a process the kit starts: a node, a proxy process, an etcd member.
@@ -335,30 +337,24 @@ func ProcessAlive(pid int) bool {
 	if got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err == nil && got == pid {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return false
 	}
-	// The state follows the command name, which is in parentheses and may hold spaces.
-	end := bytes.LastIndexByte(stat, ')')
-	if end < 0 || end+2 >= len(stat) {
-		return true
-	}
-	state := stat[end+2]
-	return state != 'Z' && state != 'X'
+	st, err := p.Stat()
+	return err == nil && st.State != "Z" && st.State != "X"
 }
 
-// ProcessArgs returns the argv of a running process from /proc/PID/cmdline.
+// ProcessArgs returns the argv of a running process.
 func ProcessArgs(pid int) ([]string, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return nil, fmt.Errorf("read cmdline of pid %d: %w", pid, err)
+	p, err := procfs.NewProc(pid)
+	if err == nil {
+		var argv []string
+		if argv, err = p.CmdLine(); err == nil {
+			return argv, nil
+		}
 	}
-	raw = bytes.TrimRight(raw, "\x00")
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	return strings.Split(string(raw), "\x00"), nil
+	return nil, fmt.Errorf("read cmdline of pid %d: %w", pid, err)
 }
 
 // ArgvMatcher tells whether a process's argv is the one a PID file was written for.
@@ -404,20 +400,11 @@ func CommandWithFlag(binary, subcommand, flag, value string) ArgvMatcher {
 		if len(argv) < 2 || filepath.Base(argv[0]) != binary {
 			return false
 		}
-		if subcommand != "" && !containsString(argv[1:], subcommand) {
+		if subcommand != "" && !slices.Contains(argv[1:], subcommand) {
 			return false
 		}
 		return FlagValue(argv[1:], flag) == value
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // FlagValue is the value of flag name in args (`--name VALUE` or `--name=VALUE`), or "".

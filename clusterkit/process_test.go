@@ -174,7 +174,7 @@ func TestGeoraftdWithConfigMatchesAnyBinaryName(t *testing.T) {
 // What a node leaves in its data dir (the WAL, snapshots, the state machine's engine, its
 // log and dump) is what ResetData may remove; anything else it refuses to touch.
 func TestDataDirEntriesAreWhatANodeWrites(t *testing.T) {
-	for _, name := range []string{"wal", "snap", "state", "dump.txt", "dump.txt.1", NodeLogFile, NodePIDFile} {
+	for _, name := range []string{"wal", "snap", "state", "LOCK", "member.json", "dump.txt", "dump.txt.1", NodeLogFile, NodePIDFile} {
 		if !dataDirEntry(name) {
 			t.Errorf("%s is written by a node but ResetData would refuse it", name)
 		}

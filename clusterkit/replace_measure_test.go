@@ -104,7 +104,7 @@ func TestReplaceNodeHoldingData(t *testing.T) {
 	if err := cl.StartNode(n.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.WaitRole(ctx, victim, georaftv1.MemberRole_MEMBER_ROLE_REMOVED, 30*time.Minute); err != nil {
+	if err := cl.WaitRole(ctx, victim, 30*time.Minute, georaftv1.MemberRole_MEMBER_ROLE_REMOVED); err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(begin)

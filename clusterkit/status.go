@@ -135,8 +135,8 @@ type Leader struct {
 	Statuses map[uint64]*georaftv1.StatusResponse
 }
 
-// agreedLeader finds a leader a majority of size names in its term.
-func agreedLeader(statuses map[uint64]*georaftv1.StatusResponse, size int) (uint64, uint64, bool) {
+// AgreedLeader finds a leader that a majority of a cluster of size names in its term.
+func AgreedLeader(statuses map[uint64]*georaftv1.StatusResponse, size int) (id, term uint64, ok bool) {
 	for _, id := range sortedIDs(statuses) {
 		st := statuses[id]
 		if st.GetRole() != georaftv1.Role_ROLE_LEADER {
@@ -155,15 +155,10 @@ func agreedLeader(statuses map[uint64]*georaftv1.StatusResponse, size int) (uint
 	return 0, 0, false
 }
 
-// AgreedLeader finds a leader that a majority of a cluster of size names in its term.
-func AgreedLeader(statuses map[uint64]*georaftv1.StatusResponse, size int) (id, term uint64, ok bool) {
-	return agreedLeader(statuses, size)
-}
-
 // checkLeader polls once; the error says what is missing.
 func (c *Cluster) checkLeader(ctx context.Context, want Want) (Leader, error) {
 	statuses, errs := c.Statuses(ctx, time.Second, false)
-	id, term, ok := agreedLeader(statuses, len(c.Nodes))
+	id, term, ok := AgreedLeader(statuses, len(c.Nodes))
 	switch {
 	case !ok:
 		return Leader{}, c.describe("no leader a majority agrees on", statuses, errs)
@@ -272,7 +267,7 @@ func (c *Cluster) PinLeader(ctx context.Context, target uint64, timeout time.Dur
 			leader = Leader{ID: target, Term: st.GetTerm(), Statuses: statuses}
 			return nil
 		}
-		if id, _, ok := agreedLeader(statuses, len(c.Nodes)); ok && id != target && time.Since(lastAsk) > retransfer {
+		if id, _, ok := AgreedLeader(statuses, len(c.Nodes)); ok && id != target && time.Since(lastAsk) > retransfer {
 			lastAsk = time.Now()
 			if kv, err := c.KV(id); err == nil {
 				callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -293,6 +288,17 @@ func (c *Cluster) PinLeader(ctx context.Context, target uint64, timeout time.Dur
 		return Leader{}, c.withTails(err)
 	}
 	return leader, nil
+}
+
+// Client is a client of the cluster from region (see ClientOptions) whose requests time
+// out after timeout.
+func (c *Cluster) Client(region string, timeout time.Duration) (*client.Client, error) {
+	opts, err := c.ClientOptions(region)
+	if err != nil {
+		return nil, err
+	}
+	opts.RequestTimeout = timeout
+	return client.New(opts)
 }
 
 // ClientOptions are the client options to reach the cluster from region through its client

@@ -1,9 +1,12 @@
 package compare
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,13 +30,7 @@ func (e *etcdSystem) Name() string         { return "etcd" }
 func (e *etcdSystem) Driver() bench.Driver { return e.driver }
 func (e *etcdSystem) ProxyPIDs() []int     { return proxyPIDs(e.proxies) }
 
-func (e *etcdSystem) ServerPIDs() []int {
-	var pids []int
-	for _, pid := range e.cluster.PIDs() {
-		pids = append(pids, pid)
-	}
-	return pids
-}
+func (e *etcdSystem) ServerPIDs() []int { return slices.Collect(maps.Values(e.cluster.PIDs())) }
 
 func (e *etcdSystem) LeaderPID() (int, bool) {
 	pid, ok := e.cluster.PIDs()[e.leader]
@@ -164,10 +161,11 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 	if err := SameDelays(r.georaftPlan, peerPlans); err != nil {
 		return nil, nil, err
 	}
-	leader, ok := memberInRegion(plan, r.opts.ClientRegion)
-	if !ok {
+	i := slices.IndexFunc(plan.Members, func(m NetMember) bool { return m.Region == r.opts.ClientRegion })
+	if i < 0 {
 		return nil, nil, fmt.Errorf("etcd: no member in region %s", r.opts.ClientRegion)
 	}
+	leader := plan.Members[i]
 	clientPlan, err := r.model.Plan(clusterkit.Link{
 		Name: fmt.Sprintf("etcd client %s->%d", r.opts.ClientRegion, leader.ID), Kind: clusterkit.ClientLink,
 		FromRegion: r.opts.ClientRegion, ToNode: uint64(leader.ID), ToRegion: leader.Region,
@@ -234,15 +232,6 @@ func (r *runner) startEtcdGeo(ctx context.Context, cl *cleanups) (system, []Link
 	return e, checks, nil
 }
 
-func memberInRegion(p NetPlan, region string) (NetMember, bool) {
-	for _, m := range p.Members {
-		if m.Region == region {
-			return m, true
-		}
-	}
-	return NetMember{}, false
-}
-
 // checkEtcdLinks measures every ordered pair's round trip the way etcd's own traffic goes:
 // from inside member A's namespace, HTTP requests to B's advertised peer URL (DNAT, A's
 // proxy, B's back door). A few pairs run at a time.
@@ -279,21 +268,13 @@ func (r *runner) checkEtcdLinks(ctx context.Context, plan NetPlan) []LinkCheck {
 		}()
 	}
 	wg.Wait()
-	sortChecks(checks)
+	slices.SortFunc(checks, func(a, b LinkCheck) int { return cmp.Or(a.From-b.From, a.To-b.To) })
 	for _, ch := range checks {
 		if ch.Error == "" {
 			fmt.Fprintf(r.out, "  etcd link %d->%d %-12s -> %-12s target %-6s measured %s\n", ch.From, ch.To, ch.FromRegion, ch.ToRegion, fmtLat(ch.Target), fmtLat(ch.Measured))
 		}
 	}
 	return checks
-}
-
-func sortChecks(cs []LinkCheck) {
-	for i := 1; i < len(cs); i++ {
-		for j := i; j > 0 && (cs[j].From < cs[j-1].From || (cs[j].From == cs[j-1].From && cs[j].To < cs[j-1].To)); j-- {
-			cs[j], cs[j-1] = cs[j-1], cs[j]
-		}
-	}
 }
 
 // SameDelays checks that etcd's peer links have, pair of regions by pair of regions, the

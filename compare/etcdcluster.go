@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -293,12 +294,7 @@ func (c *EtcdCluster) state(ctx context.Context, a *etcdAdmin) EtcdState {
 func (c *EtcdCluster) explain(summary string, st EtcdState) error {
 	var b strings.Builder
 	b.WriteString(summary)
-	names := make([]string, 0, len(st.Answers))
-	for n := range st.Answers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(st.Answers)) {
 		fmt.Fprintf(&b, "\n  etcd %s: %s", n, st.Answers[n])
 	}
 	for _, m := range c.Members {

@@ -3,8 +3,6 @@ package compare
 import (
 	"context"
 	"fmt"
-	"github.com/georaft/georaft/node/config"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/lab"
+	"github.com/georaft/georaft/node/config"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 )
 
@@ -96,12 +95,7 @@ func (r *runner) georaftCluster(ctx context.Context, env string, spec clusterkit
 	if err := c.Stop(ctx); err != nil {
 		return nil, fmt.Errorf("stop georaft leftovers of an earlier run: %w", err)
 	}
-	for _, n := range c.Nodes {
-		if err := os.RemoveAll(n.DataPath); err != nil {
-			return nil, fmt.Errorf("empty data dir of node %d: %w", n.ID, err)
-		}
-	}
-	return c, nil
+	return c, c.ResetData()
 }
 
 // startGeoraft starts the nodes, pins the leader on node id and connects a client from
@@ -121,12 +115,7 @@ func (r *runner) startGeoraft(ctx context.Context, cl *cleanups, c *clusterkit.C
 	}
 	g.term = l.Term
 	fmt.Fprintf(r.out, "georaft: node %d leads with its lease held (term %d)\n", id, l.Term)
-	opts, err := c.ClientOptions(region)
-	if err != nil {
-		return nil, err
-	}
-	opts.RequestTimeout = 10 * time.Second
-	if g.client, err = client.New(opts); err != nil {
+	if g.client, err = c.Client(region, 10*time.Second); err != nil {
 		return nil, err
 	}
 	cl.add(func(context.Context) error { return g.client.Close() })
@@ -164,13 +153,8 @@ func (r *runner) startGeoraftGeo(ctx context.Context, cl *cleanups) (system, err
 	if err != nil {
 		return nil, err
 	}
-	leaderID, ok := uint64(0), false
-	for _, n := range c.Nodes {
-		if n.Region == r.opts.ClientRegion {
-			leaderID, ok = n.ID, true
-		}
-	}
-	if !ok {
+	leader := c.NodeIn(r.opts.ClientRegion)
+	if leader == nil {
 		return nil, fmt.Errorf("georaft: no node in region %s", r.opts.ClientRegion)
 	}
 	proxies := &clusterkit.ProxyProcess{Name: "georaft-links", Plan: c.Plan, Binary: r.opts.Self, RunDir: filepath.Join(r.opts.RunDir, EnvGeo)}
@@ -182,7 +166,7 @@ func (r *runner) startGeoraftGeo(ctx context.Context, cl *cleanups) (system, err
 		return nil, err
 	}
 	fmt.Fprintf(r.out, "georaft: %d links up (20 peer links, %d client links)\n", len(c.Plan.Links), len(c.Plan.Links)-20)
-	g, err := r.startGeoraft(ctx, cl, c, leaderID, r.opts.ClientRegion)
+	g, err := r.startGeoraft(ctx, cl, c, leader.ID, r.opts.ClientRegion)
 	if err != nil {
 		return nil, err
 	}

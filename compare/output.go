@@ -1,20 +1,19 @@
 package compare
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/georaft/georaft/client/bench"
+	"github.com/georaft/georaft/clusterkit"
 )
 
 func fmtRatio(v float64) string {
@@ -437,35 +436,6 @@ func etcdVersion() string {
 // WriteFiles writes compare.json, compare.csv, compare.svg and compare.md into the run's
 // directory and copies them to resultsDir/compare-latest.*.
 func (res *Result) WriteFiles(resultsDir string) error {
-	if err := os.MkdirAll(res.Dir, 0o755); err != nil {
-		return fmt.Errorf("create results dir: %w", err)
-	}
-	render := []struct {
-		ext string
-		fn  func(io.Writer) error
-	}{
-		{"json", func(w io.Writer) error {
-			raw, err := json.MarshalIndent(res, "", "  ")
-			if err != nil {
-				return err
-			}
-			_, err = w.Write(append(raw, '\n'))
-			return err
-		}},
-		{"csv", res.WriteCSV},
-		{"svg", res.WriteSVG},
-		{"md", res.WriteMarkdown},
-	}
-	for _, r := range render {
-		var buf bytes.Buffer
-		if err := r.fn(&buf); err != nil {
-			return fmt.Errorf("render compare.%s: %w", r.ext, err)
-		}
-		for _, path := range []string{filepath.Join(res.Dir, "compare."+r.ext), filepath.Join(resultsDir, "compare-latest."+r.ext)} {
-			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-				return fmt.Errorf("write result: %w", err)
-			}
-		}
-	}
-	return nil
+	return clusterkit.WriteResults(res.Dir, resultsDir, "compare", map[string]func(io.Writer) error{
+		"compare.json": clusterkit.IndentedJSON(res), "compare.csv": res.WriteCSV, "compare.svg": res.WriteSVG, "compare.md": res.WriteMarkdown})
 }

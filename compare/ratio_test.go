@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -305,21 +306,38 @@ func TestOutputsRender(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
-	// pid (comm with ) and spaces) state ppid ... utime=150 stime=50 ...
-	stat := []byte("4242 (georaftd (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 50 0 0 20 0 12 0 100 0 0")
-	got, err := parseStatCPU(stat)
+func TestProcessCPUReadsUtimeAndStime(t *testing.T) {
+	// A command name holding ") " must not shift the fields: utime=150 and stime=50 ticks.
+	proc := t.TempDir()
+	stat := "4242 (georaftd (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 50 0 0 20 0 12 0 100 0 0" + strings.Repeat(" 0", 30) + "\n"
+	for pid, content := range map[string]string{"4242": stat, "4243": "4243 (x) S 1 2\n"} {
+		if err := os.MkdirAll(filepath.Join(proc, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, pid, "stat"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := processCPU(proc, 4242)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got != 2*time.Second {
 		t.Errorf("cpu %v, want 2s (200 ticks)", got)
 	}
-	if _, err := parseStatCPU([]byte("4242 (x) S 1 2")); err == nil {
+	if _, err := processCPU(proc, 4243); err == nil {
 		t.Error("a truncated stat line was accepted")
 	}
-	if self, err := ProcessCPU(os.Getpid()); err != nil || self <= 0 {
+	// Spin until this process has used a clock tick of CPU.
+	var self time.Duration
+	for deadline := time.Now().Add(time.Minute); self <= 0 && err == nil && time.Now().Before(deadline); {
+		self, err = ProcessCPU(os.Getpid())
+	}
+	if err != nil || self <= 0 {
 		t.Errorf("own CPU time %v, %v: want a positive figure", self, err)
+	}
+	if load, err := LoadAvg(); err != nil || len(strings.Fields(load)) != 3 {
+		t.Errorf("load average %q, %v: want three figures", load, err)
 	}
 }
 

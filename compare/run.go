@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/geo"
-	"github.com/georaft/georaft/lab"
 )
 
 // Options shape `make bench-compare`. Relative paths resolve against WorkDir.
@@ -68,9 +68,9 @@ func DefaultOptions() Options {
 		RunDir:         "lab-run/compare",
 		ResultsDir:     "results",
 		MatrixFile:     "configs/geo/rtt-5-regions.csv",
-		Regions:        append([]string(nil), lab.DefaultGeoRegions...),
+		Regions:        append([]string(nil), clusterkit.DefaultRegions...),
 		ClientRegion:   "us-central1",
-		IntraRegionRTT: lab.DefaultIntraRegionRTT,
+		IntraRegionRTT: clusterkit.DefaultIntraRegionRTT,
 		Compensation:   0,
 		Envs:           []string{EnvLoopback, EnvGeo},
 		Workloads:      DefaultWorkloads(),
@@ -329,24 +329,11 @@ func (r *runner) geoModel() (GeoModel, error) {
 	if err != nil {
 		return GeoModel{}, fmt.Errorf("geo model: %w", err)
 	}
-	quorum, err := r.model.Matrix.QuorumRTTAmong(r.opts.ClientRegion, without(r.opts.Regions, r.opts.ClientRegion))
+	quorum, err := r.model.Matrix.QuorumRTTAmong(r.opts.ClientRegion, slices.DeleteFunc(slices.Clone(r.opts.Regions), func(s string) bool { return s == r.opts.ClientRegion }))
 	if err != nil {
 		return GeoModel{}, fmt.Errorf("geo model: %w", err)
 	}
 	return GeoModel{ClientLeaderRTT: toLeader, QuorumRTT: quorum, Fsync: r.res.Floors.FsyncP50}, nil
-}
-
-func without(list []string, drop string) []string {
-	var out []string
-	dropped := false
-	for _, s := range list {
-		if s == drop && !dropped {
-			dropped = true
-			continue
-		}
-		out = append(out, s)
-	}
-	return out
 }
 
 // lockRun holds an exclusive lock for the whole run: two runs would fight over ports,

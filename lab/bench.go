@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/georaft/georaft/client"
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/clusterkit"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
@@ -125,15 +123,15 @@ func Bench(ctx context.Context, opts BenchOptions, out io.Writer) (res BenchResu
 			err = errors.Join(err, stopErr)
 		}
 	}()
-	leaderID, ok := g.nodeInRegion(opts.LeaderRegion)
-	if !ok {
-		return res, fmt.Errorf("bench: no node in region %s (the configs place nodes in %v)", opts.LeaderRegion, g.nodeRegions())
+	leader := g.Cluster.NodeIn(opts.LeaderRegion)
+	if leader == nil {
+		return res, fmt.Errorf("bench: no node in region %s (the configs place nodes in %v)", opts.LeaderRegion, g.Cluster.Regions())
 	}
+	leaderID := leader.ID
 	fmt.Fprintf(out, "waiting for leader placement to put leadership on node %d (%s)\n", leaderID, opts.LeaderRegion)
 	if err := g.waitPlaced(ctx, leaderID, opts.PinTimeout); err != nil {
 		return res, err
 	}
-	leader := g.Cluster.Node(leaderID)
 	res = BenchResult{
 		Started:        time.Now().UTC(),
 		LeaderID:       leaderID,
@@ -210,36 +208,14 @@ func (g *Geo) waitPlaced(ctx context.Context, target uint64, timeout time.Durati
 	})
 }
 
-func (g *Geo) nodeInRegion(region string) (uint64, bool) {
-	for _, n := range g.Cluster.Nodes {
-		if n.Region == region {
-			return n.ID, true
-		}
-	}
-	return 0, false
-}
-
-func (g *Geo) nodeRegions() map[uint64]string {
-	m := map[uint64]string{}
-	for _, n := range g.Cluster.Nodes {
-		m[n.ID] = n.Region
-	}
-	return m
-}
-
 // benchFrom runs the client/bench engine through region's links.
 func (g *Geo) benchFrom(ctx context.Context, opts BenchOptions, region string, leaderID uint64, fsync time.Duration) (RegionResult, error) {
-	copts, err := g.Cluster.ClientOptions(region)
-	if err != nil {
-		return RegionResult{}, err
-	}
-	copts.RequestTimeout = 10 * time.Second
-	cl, err := client.New(copts)
+	cl, err := g.Cluster.Client(region, 10*time.Second)
 	if err != nil {
 		return RegionResult{}, err
 	}
 	defer cl.Close()
-	preds, err := Predict(PredictionInput{Model: g.Model, NodeRegions: g.nodeRegions(), LeaderID: leaderID, ClientRegion: region, Fsync: fsync})
+	preds, err := Predict(PredictionInput{Model: g.Model, NodeRegions: g.Cluster.Regions(), LeaderID: leaderID, ClientRegion: region, Fsync: fsync})
 	if err != nil {
 		return RegionResult{}, err
 	}
@@ -415,41 +391,10 @@ func (r BenchResult) WriteCSV(w io.Writer) error {
 // latency-curve SVG per client region into resultsDir/bench-<UTC time>/, and copies the
 // first three to resultsDir/bench-latest.*.
 func (r *BenchResult) WriteFiles(resultsDir string) error {
-	dir := filepath.Join(resultsDir, "bench-"+r.Started.Format("20060102-150405"))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create results dir: %w", err)
-	}
-	r.Dir = dir
-	render := map[string]func(io.Writer) error{
-		"bench.json": func(w io.Writer) error {
-			raw, err := json.MarshalIndent(r, "", "  ")
-			if err != nil {
-				return err
-			}
-			_, err = w.Write(append(raw, '\n'))
-			return err
-		},
-		"bench.csv": r.WriteCSV,
-		"bench.svg": r.WriteSVG,
-	}
+	r.Dir = filepath.Join(resultsDir, "bench-"+r.Started.Format("20060102-150405"))
+	files := map[string]func(io.Writer) error{"bench.json": clusterkit.IndentedJSON(r), "bench.csv": r.WriteCSV, "bench.svg": r.WriteSVG}
 	for _, rr := range r.Regions {
-		render["curves-"+rr.ClientRegion+".svg"] = rr.Report.WriteSVG
+		files["curves-"+rr.ClientRegion+".svg"] = rr.Report.WriteSVG
 	}
-	for name, fn := range render {
-		path := filepath.Join(dir, name)
-		var b strings.Builder
-		if err := fn(&b); err != nil {
-			return fmt.Errorf("render %s: %w", path, err)
-		}
-		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-			return fmt.Errorf("write result: %w", err)
-		}
-		if base, ok := strings.CutPrefix(name, "bench."); ok {
-			latest := filepath.Join(resultsDir, "bench-latest."+base)
-			if err := os.WriteFile(latest, []byte(b.String()), 0o644); err != nil {
-				return fmt.Errorf("write result: %w", err)
-			}
-		}
-	}
-	return nil
+	return clusterkit.WriteResults(r.Dir, resultsDir, "bench", files)
 }

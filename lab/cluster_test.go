@@ -154,8 +154,8 @@ func relocatedGeo(t *testing.T, georaftd, georaftLab string, scale float64) GeoO
 		ClusterOptions: ClusterOptions{ConfigDir: configDir, Georaftd: georaftd, WorkDir: work, Out: testWriter{t}},
 		MatrixFile:     matrix,
 		Scale:          scale,
-		IntraRegionRTT: DefaultIntraRegionRTT,
-		Compensation:   DefaultCompensation,
+		IntraRegionRTT: clusterkit.DefaultIntraRegionRTT,
+		Compensation:   clusterkit.DefaultCompensation,
 		RunDir:         filepath.Join(work, "run"),
 		LabBinary:      georaftLab,
 		LeaderTimeout:  60 * time.Second,
@@ -175,7 +175,7 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 	if _, err := GeoUp(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "waiting for a leader") {
 		t.Fatalf("GeoUp with silent nodes: %v", err)
 	}
-	if pids := g.RunningPIDs(); len(pids) > 0 {
+	if pids := geoPIDs(g); len(pids) > 0 {
 		t.Errorf("left running after a failed geo-up: %v", pids)
 	}
 	if _, err := os.Stat(filepath.Join(opts.RunDir, "proxies.ready")); !os.IsNotExist(err) {
@@ -189,7 +189,7 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 	if err := g.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if pids := g.RunningPIDs(); len(pids) != 6 {
+	if pids := geoPIDs(g); len(pids) != 6 {
 		t.Errorf("running after start: %v, want 5 nodes and the proxies", pids)
 	}
 	if err := clusterkit.CheckPortsFree(g.Cluster.Plan.ListenAddresses()[:1]); err == nil {
@@ -198,7 +198,7 @@ func TestGeoUpFailureStopsProxiesAndNodes(t *testing.T) {
 	if err := GeoDown(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	if pids := g.RunningPIDs(); len(pids) > 0 {
+	if pids := geoPIDs(g); len(pids) > 0 {
 		t.Errorf("left running after geo-down: %v", pids)
 	}
 	if err := clusterkit.CheckPortsFree(g.Cluster.Plan.ListenAddresses()); err != nil {
@@ -219,7 +219,7 @@ func TestResetDataRemovesOnlyWhatANodeWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, f := range []string{"dump.txt", "dump.txt.1", clusterkit.NodeLogFile} {
+		for _, f := range []string{"LOCK", "member.json", "dump.txt", "dump.txt.1", clusterkit.NodeLogFile} {
 			if err := os.WriteFile(filepath.Join(n.DataPath, f), []byte("x"), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -256,4 +256,13 @@ func TestResetDataRemovesOnlyWhatANodeWrites(t *testing.T) {
 	if err := c.ResetData(); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("reset under running nodes: %v", err)
 	}
+}
+
+// geoPIDs lists the live processes of a geo cluster: nodes and the proxy process.
+func geoPIDs(g *Geo) []int {
+	pids := g.Cluster.RunningPIDs()
+	if pid, ok := g.Proxies.PID(); ok {
+		pids = append(pids, pid)
+	}
+	return pids
 }

@@ -31,9 +31,6 @@ func LocalSpec(ports clusterkit.LocalPorts, dataRoot string) clusterkit.Spec {
 	}
 }
 
-// DefaultGeoRegions places node N in the Nth region: the regions of the default matrix.
-var DefaultGeoRegions = clusterkit.DefaultRegions
-
 // GeoSpec is the emulated cluster: node N in regions[N-1], every peer link and every client
 // link (from each node's region) through its own proxy from the port plan.
 func GeoSpec(ports clusterkit.GeoPorts, regions []string, dataRoot string, timing config.TimingConfig) (clusterkit.Spec, error) {

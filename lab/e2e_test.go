@@ -94,7 +94,7 @@ func TestGeoEmulationOrdersReadModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = GeoDown(context.Background(), opts) })
-	pids := g.RunningPIDs()
+	pids := geoPIDs(g)
 	if len(pids) != 6 {
 		t.Fatalf("%d processes running after geo-up, want 5 nodes and the proxies", len(pids))
 	}

@@ -32,20 +32,14 @@ type GeoOptions struct {
 	Fresh bool
 }
 
-// Defaults of the emulation: see docs/lab.md for why.
-const (
-	DefaultIntraRegionRTT = time.Millisecond
-	DefaultCompensation   = time.Millisecond
-)
-
 // DefaultGeoOptions are the paths and settings `make geo-up` uses.
 func DefaultGeoOptions() GeoOptions {
 	return GeoOptions{
 		ClusterOptions: ClusterOptions{ConfigDir: "configs/geo", Georaftd: "bin/georaftd"},
 		MatrixFile:     "configs/geo/rtt-5-regions.csv",
 		Scale:          1,
-		IntraRegionRTT: DefaultIntraRegionRTT,
-		Compensation:   DefaultCompensation,
+		IntraRegionRTT: clusterkit.DefaultIntraRegionRTT,
+		Compensation:   clusterkit.DefaultCompensation,
 		RunDir:         "lab-run/geo",
 		LeaderTimeout:  60 * time.Second,
 	}
@@ -173,13 +167,4 @@ func GeoDown(ctx context.Context, opts GeoOptions) error {
 	}
 	g := &Geo{Cluster: c, Proxies: geoProxies(c, opts)}
 	return g.Stop(ctx)
-}
-
-// RunningPIDs lists the live processes of this geo cluster: nodes and the proxy process.
-func (g *Geo) RunningPIDs() []int {
-	pids := g.Cluster.RunningPIDs()
-	if pid, ok := g.Proxies.PID(); ok {
-		pids = append(pids, pid)
-	}
-	return pids
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/georaft/georaft/client/bench"
 	"github.com/georaft/georaft/clusterkit"
 	"github.com/georaft/georaft/costmodel"
-	"github.com/georaft/georaft/geo"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/readmode"
 	"github.com/georaft/georaft/tune"
@@ -39,18 +38,18 @@ type HolderColumn struct {
 
 // MatrixCell is one client region under one setting.
 type MatrixCell struct {
-	Column       string        `json:"holders"`
-	ClientRegion string        `json:"client_region"`
-	Lease        time.Duration `json:"-"`
-	LeasePred    time.Duration `json:"-"`
-	LeaseBasis   string        `json:"lease_basis"`
-	Write        time.Duration `json:"-"`
-	WritePred    time.Duration `json:"-"`
-	WriteBasis   string        `json:"write_basis"`
+	Column       string `json:"holders"`
+	ClientRegion string `json:"client_region"`
+	Lease        Millis `json:"lease_p50_ms"`
+	LeasePred    Millis `json:"lease_predicted_ms"`
+	LeaseBasis   string `json:"lease_basis"`
+	Write        Millis `json:"write_p50_ms"`
+	WritePred    Millis `json:"write_predicted_ms"`
+	WriteBasis   string `json:"write_basis"`
 	// LocalRTT is the client's round trip to the node of its own region: its stale-read p50.
-	LocalRTT time.Duration `json:"-"`
+	LocalRTT Millis `json:"local_node_rtt_ms"`
 	// LeaseServedBy is the node that answered a lease read after the measurement.
-	LeaseServedBy uint64 `json:"-"`
+	LeaseServedBy uint64 `json:"lease_served_by"`
 }
 
 // HiddenCosts is what a read-lease holder that stops answering costs writes.
@@ -58,13 +57,13 @@ type HiddenCosts struct {
 	Holder       uint64 `json:"holder"`
 	HolderRegion string `json:"holder_region"`
 	// Baseline: write p50 from the leader's region with every holder answering.
-	Baseline time.Duration `json:"-"`
+	Baseline Millis `json:"write_p50_before_ms"`
 	// FirstWrite: the first write sent right after the holder paused, which waits until the
 	// holder's read lease has surely run out.
-	FirstWrite time.Duration `json:"-"`
+	FirstWrite Millis `json:"first_write_after_pause_ms"`
 	// After: write p50 once the lease has run out (writes go on without the holder).
-	After         time.Duration `json:"-"`
-	LeaseDuration time.Duration `json:"-"`
+	After         Millis `json:"write_p50_after_lease_ms"`
+	LeaseDuration Millis `json:"lease_duration_ms"`
 }
 
 // WaitCheck is a holder's lease reads under concurrent writes.
@@ -75,9 +74,19 @@ type WaitCheck struct {
 	// CommitWait is the model's C for the setting; Touched the read p50 of the key every
 	// write writes (what every read pays without the per-key wait), Untouched of a key no
 	// write touches (what the per-key wait leaves), both less the holder's RTT.
-	CommitWait, Touched, TouchedPred, Untouched, UntouchedPred time.Duration `json:"-"`
-	Reads                                                      int           `json:"reads"`
+	CommitWait    Millis `json:"commit_wait_ms"`
+	Touched       Millis `json:"touched_key_wait_ms"`
+	TouchedPred   Millis `json:"touched_key_predicted_ms"`
+	Untouched     Millis `json:"untouched_key_wait_ms"`
+	UntouchedPred Millis `json:"untouched_key_predicted_ms"`
+	Reads         int    `json:"reads"`
 }
+
+// Millis is a duration the result files give in milliseconds; it prints as a latency.
+type Millis time.Duration
+
+func (m Millis) MarshalJSON() ([]byte, error) { return json.Marshal(millis(time.Duration(m))) }
+func (m Millis) String() string               { return bench.FormatLatency(time.Duration(m)) }
 
 // HolderBench is everything the read-lease part measured.
 type HolderBench struct {
@@ -103,15 +112,11 @@ func (g *Geo) holderColumns(mix string, fsync time.Duration) ([]HolderColumn, er
 	if err != nil {
 		return nil, err
 	}
-	placement := map[uint64]string{}
-	for _, n := range g.Cluster.Nodes {
-		placement[n.ID] = n.Region
-	}
-	matrix, err := g.scaledMatrix()
+	matrix, err := g.Model.Scaled()
 	if err != nil {
 		return nil, err
 	}
-	res, err := tune.Derive(matrix, tune.Options{Mix: m, Placement: placement, Fsync: fsync, IntraRegionRTT: g.Model.IntraRegionRTT})
+	res, err := tune.Derive(matrix, tune.Options{Mix: m, Placement: g.Cluster.Regions(), Fsync: fsync, IntraRegionRTT: g.Model.IntraRegionRTT})
 	if err != nil {
 		return nil, err
 	}
@@ -124,26 +129,6 @@ func (g *Geo) holderColumns(mix string, fsync time.Duration) ([]HolderColumn, er
 		{Name: "all", Words: []string{"all"}},
 		{Name: "tune: " + strings.Join(rec, ","), Words: rec},
 	}, nil
-}
-
-// scaledMatrix is the matrix the emulation's links target (scaled, diagonal 0).
-func (g *Geo) scaledMatrix() (geo.Matrix, error) {
-	regions := g.Model.Matrix.Regions()
-	rtt := make([][]time.Duration, len(regions))
-	for i, a := range regions {
-		rtt[i] = make([]time.Duration, len(regions))
-		for j, b := range regions {
-			if i == j {
-				continue
-			}
-			d, err := g.Model.RTT(a, b)
-			if err != nil {
-				return geo.Matrix{}, err
-			}
-			rtt[i][j] = d
-		}
-	}
-	return geo.New(regions, rtt, geo.DefaultTolerance)
 }
 
 // setHolders changes the read-lease holders and waits until each holder holds its lease.
@@ -168,15 +153,6 @@ func (g *Geo) setHolders(ctx context.Context, cl *client.Client, words []string)
 	return res.Holders, err
 }
 
-func (g *Geo) regionClient(region string) (*client.Client, error) {
-	copts, err := g.Cluster.ClientOptions(region)
-	if err != nil {
-		return nil, err
-	}
-	copts.RequestTimeout = 10 * time.Second
-	return client.New(copts)
-}
-
 // benchHolders runs the read-lease part of the bench.
 func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint64, fsync time.Duration, out io.Writer) (*HolderBench, error) {
 	hb := &HolderBench{Mix: opts.HolderMix}
@@ -185,18 +161,11 @@ func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint
 		return hb, err
 	}
 	leaderRegion := g.Cluster.Node(leaderID).Region
-	admin, err := g.regionClient(leaderRegion)
+	admin, err := g.Cluster.Client(leaderRegion, 10*time.Second)
 	if err != nil {
 		return hb, err
 	}
 	defer admin.Close()
-	regions := slices.Collect(func(yield func(string) bool) {
-		for _, n := range g.Cluster.Nodes {
-			if !yield(n.Region) {
-				return
-			}
-		}
-	})
 	for _, col := range cols {
 		ids, err := g.setHolders(ctx, admin, col.Words)
 		if err != nil {
@@ -205,14 +174,15 @@ func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint
 		col.IDs = ids
 		hb.Columns = append(hb.Columns, col)
 		fmt.Fprintf(out, "read leases held by %s (nodes %v)\n", col.Name, ids)
-		for _, region := range regions {
+		for _, n := range g.Cluster.Nodes {
+			region := n.Region
 			cell, err := g.benchCell(ctx, opts, col, region, leaderID, fsync)
 			if err != nil {
 				return hb, fmt.Errorf("read leases %s, client in %s: %w", col.Name, region, err)
 			}
 			hb.Cells = append(hb.Cells, cell)
 			fmt.Fprintf(out, "  %-13s lease %s (predicted %s, answered by node %d)  write %s (predicted %s)\n", region,
-				bench.FormatLatency(cell.Lease), bench.FormatLatency(cell.LeasePred), cell.LeaseServedBy, bench.FormatLatency(cell.Write), bench.FormatLatency(cell.WritePred))
+				cell.Lease, cell.LeasePred, cell.LeaseServedBy, cell.Write, cell.WritePred)
 		}
 	}
 	if _, err := g.setHolders(ctx, admin, []string{"all"}); err != nil {
@@ -231,12 +201,12 @@ func (g *Geo) benchHolders(ctx context.Context, opts BenchOptions, leaderID uint
 func (g *Geo) benchCell(ctx context.Context, opts BenchOptions, col HolderColumn, region string, leaderID uint64, fsync time.Duration) (cell MatrixCell, err error) {
 	var servedBy uint64
 	defer func() { cell.LeaseServedBy = servedBy }()
-	cl, err := g.regionClient(region)
+	cl, err := g.Cluster.Client(region, 10*time.Second)
 	if err != nil {
 		return MatrixCell{}, err
 	}
 	defer cl.Close()
-	preds, err := Predict(PredictionInput{Model: g.Model, NodeRegions: g.nodeRegions(), LeaderID: leaderID,
+	preds, err := Predict(PredictionInput{Model: g.Model, NodeRegions: g.Cluster.Regions(), LeaderID: leaderID,
 		ReadLeaseHolders: col.IDs, ClientRegion: region, Fsync: fsync})
 	if err != nil {
 		return MatrixCell{}, err
@@ -256,11 +226,11 @@ func (g *Geo) benchCell(ctx context.Context, opts BenchOptions, col HolderColumn
 	if r, err := cl.Get(ctx, "matrix/"+region+"/probe", readmode.Lease); err == nil {
 		servedBy = r.NodeID
 	}
-	cell = MatrixCell{Column: col.Name, ClientRegion: region, Lease: lease.P50, LeasePred: preds[RowLease].P50,
-		LeaseBasis: preds[RowLease].Basis, Write: write.P50, WritePred: preds[RowWrite].P50, WriteBasis: preds[RowWrite].Basis}
+	cell = MatrixCell{Column: col.Name, ClientRegion: region, Lease: Millis(lease.P50), LeasePred: Millis(preds[RowLease].P50),
+		LeaseBasis: preds[RowLease].Basis, Write: Millis(write.P50), WritePred: Millis(preds[RowWrite].P50), WriteBasis: preds[RowWrite].Basis}
 	// A stale read at the client's own node is one round trip to it with nothing to wait
 	// for: the measured RTT the goal compares lease reads with.
-	cell.LocalRTT = stale.P50
+	cell.LocalRTT = Millis(stale.P50)
 	return cell, nil
 }
 
@@ -269,7 +239,7 @@ func (g *Geo) benchCell(ctx context.Context, opts BenchOptions, col HolderColumn
 func (g *Geo) waitCheck(ctx context.Context, opts BenchOptions, admin *client.Client, leaderID uint64, fsync time.Duration) (*WaitCheck, error) {
 	holder := g.farthestFrom(leaderID)
 	region := g.Cluster.Node(holder).Region
-	model, err := costmodel.New(g.Model, costmodel.Cluster{Nodes: g.costNodes(), Leader: leaderID, Holders: g.Cluster.IDs(), Fsync: fsync})
+	model, err := costmodel.New(g.Model, costmodel.Cluster{Nodes: costNodes(g.Cluster.Regions()), Leader: leaderID, Holders: g.Cluster.IDs(), Fsync: fsync})
 	if err != nil {
 		return nil, err
 	}
@@ -277,9 +247,9 @@ func (g *Geo) waitCheck(ctx context.Context, opts BenchOptions, admin *client.Cl
 	if err != nil {
 		return nil, err
 	}
-	wc := &WaitCheck{Holder: holder, HolderRegion: region, WriteRate: opts.WaitWriteRate, CommitWait: model.CommitWait()}
-	wc.TouchedPred = costmodel.HolderWait(wc.CommitWait, wc.WriteRate)
-	cl, err := g.regionClient(region)
+	wc := &WaitCheck{Holder: holder, HolderRegion: region, WriteRate: opts.WaitWriteRate, CommitWait: Millis(model.CommitWait())}
+	wc.TouchedPred = Millis(costmodel.HolderWait(model.CommitWait(), wc.WriteRate))
+	cl, err := g.Cluster.Client(region, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +259,7 @@ func (g *Geo) waitCheck(ctx context.Context, opts BenchOptions, admin *client.Cl
 			return nil, err
 		}
 	}
-	measure := func(key string) (time.Duration, int, error) {
+	measure := func(key string) (Millis, int, error) {
 		phase, cancel := context.WithTimeout(ctx, opts.WaitDuration)
 		defer cancel()
 		var wg sync.WaitGroup
@@ -352,7 +322,7 @@ func (g *Geo) waitCheck(ctx context.Context, opts BenchOptions, admin *client.Cl
 			return 0, 0, fmt.Errorf("no lease read of %s was answered by holder %d", key, holder)
 		}
 		slices.Sort(times)
-		return max(0, times[len(times)/2]-rtt), len(times), nil
+		return Millis(max(0, times[len(times)/2]-rtt)), len(times), nil
 	}
 	var n1, n2 int
 	if wc.Touched, n1, err = measure("wait/touched"); err != nil {
@@ -370,14 +340,14 @@ func (g *Geo) waitCheck(ctx context.Context, opts BenchOptions, admin *client.Cl
 func (g *Geo) hiddenCosts(ctx context.Context, admin *client.Client, leaderID uint64) (*HiddenCosts, error) {
 	holder := g.farthestFrom(leaderID)
 	n := g.Cluster.Node(holder)
-	hc := &HiddenCosts{Holder: holder, HolderRegion: n.Region, LeaseDuration: n.Config.Timing.LeaseDuration}
-	write := func() (time.Duration, error) {
+	hc := &HiddenCosts{Holder: holder, HolderRegion: n.Region, LeaseDuration: Millis(n.Config.Timing.LeaseDuration)}
+	write := func() (Millis, error) {
 		start := time.Now()
 		_, err := admin.Set(ctx, "hidden/k", []byte("v"))
-		return time.Since(start), err
+		return Millis(time.Since(start)), err
 	}
-	p50 := func(k int) (time.Duration, error) {
-		var ts []time.Duration
+	p50 := func(k int) (Millis, error) {
+		var ts []Millis
 		for range k {
 			d, err := write()
 			if err != nil {
@@ -399,7 +369,7 @@ func (g *Geo) hiddenCosts(ctx context.Context, admin *client.Client, leaderID ui
 	if hc.FirstWrite, err = write(); err != nil {
 		return nil, err
 	}
-	time.Sleep(hc.LeaseDuration) // whatever lease it had has surely run out by now
+	time.Sleep(time.Duration(hc.LeaseDuration)) // whatever lease it had has surely run out by now
 	if hc.After, err = p50(15); err != nil {
 		return nil, err
 	}
@@ -421,14 +391,6 @@ func (g *Geo) farthestFrom(id uint64) uint64 {
 	return best
 }
 
-func (g *Geo) costNodes() []costmodel.Node {
-	var nodes []costmodel.Node
-	for _, id := range sortedIDs(g.nodeRegions()) {
-		nodes = append(nodes, costmodel.Node{ID: id, Region: g.nodeRegions()[id]})
-	}
-	return nodes
-}
-
 // WriteHolderTable prints the read-lease table: per client region, lease and write p50
 // measured and predicted under each setting, then the goals, the hidden costs and the wait.
 func (hb *HolderBench) WriteHolderTable(w io.Writer) {
@@ -438,36 +400,30 @@ func (hb *HolderBench) WriteHolderTable(w io.Writer) {
 	fmt.Fprintf(w, "=== lease reads and writes in every region, by read-lease holders (mix for tune: %s) ===\n", hb.Mix)
 	rows := [][]string{{"holders", "client", "lease p50", "predicted", "local RTT", "write p50", "predicted", "write/pred"}}
 	for _, c := range hb.Cells {
-		rows = append(rows, []string{c.Column, c.ClientRegion, bench.FormatLatency(c.Lease), bench.FormatLatency(c.LeasePred),
-			bench.FormatLatency(c.LocalRTT), bench.FormatLatency(c.Write), bench.FormatLatency(c.WritePred), ratio(c.Write, c.WritePred)})
+		rows = append(rows, []string{c.Column, c.ClientRegion, c.Lease.String(), c.LeasePred.String(),
+			c.LocalRTT.String(), c.Write.String(), c.WritePred.String(), ratio(time.Duration(c.Write), time.Duration(c.WritePred))})
 	}
 	io.WriteString(w, bench.Columns(rows, map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true, 7: true}))
 	for _, c := range hb.Cells {
 		if c.Column != "all" {
 			continue
 		}
-		readOK := c.LocalRTT > 0 && c.Lease <= c.LocalRTT+time.Millisecond
-		writeOK := c.WritePred > 0 && absDuration(c.Write-c.WritePred) <= c.WritePred*15/100
+		gap := c.Write - c.WritePred
+		readOK := c.LocalRTT > 0 && c.Lease <= c.LocalRTT+Millis(time.Millisecond)
+		writeOK := c.WritePred > 0 && max(gap, -gap) <= c.WritePred*15/100
 		fmt.Fprintf(w, "goal, holders all, %s: lease read %s vs RTT to its own node %s (a stale read there; within 1ms: %s); write %s vs model %s (within 15%%: %s)\n",
-			c.ClientRegion, bench.FormatLatency(c.Lease), bench.FormatLatency(c.LocalRTT), yesNo(readOK),
-			bench.FormatLatency(c.Write), bench.FormatLatency(c.WritePred), yesNo(writeOK))
+			c.ClientRegion, c.Lease, c.LocalRTT, yesNo(readOK),
+			c.Write, c.WritePred, yesNo(writeOK))
 	}
 	if h := hb.Hidden; h != nil {
 		fmt.Fprintf(w, "hidden cost, holder node %d (%s) paused: write p50 %s before; the first write after the pause %s (it waits for the holder's lease, %v, to run out); write p50 %s after\n",
-			h.Holder, h.HolderRegion, bench.FormatLatency(h.Baseline), bench.FormatLatency(h.FirstWrite), h.LeaseDuration, bench.FormatLatency(h.After))
+			h.Holder, h.HolderRegion, h.Baseline, h.FirstWrite, time.Duration(h.LeaseDuration), h.After)
 	}
 	if wc := hb.Wait; wc != nil {
 		fmt.Fprintf(w, "holder wait at node %d (%s), %.0f writes/s of one key, commit wait C %s, reads at random (%d): a read of that key waits %s at p50 (model max(0, C − ln2/λ) = %s, what every read waits without the per-key wait); a read of an untouched key waits %s (model with the per-key wait: %s)\n",
-			wc.Holder, wc.HolderRegion, wc.WriteRate, bench.FormatLatency(wc.CommitWait), wc.Reads, bench.FormatLatency(wc.Touched),
-			bench.FormatLatency(wc.TouchedPred), bench.FormatLatency(wc.Untouched), bench.FormatLatency(wc.UntouchedPred))
+			wc.Holder, wc.HolderRegion, wc.WriteRate, wc.CommitWait, wc.Reads, wc.Touched,
+			wc.TouchedPred, wc.Untouched, wc.UntouchedPred)
 	}
-}
-
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 func yesNo(b bool) string {
@@ -475,47 +431,4 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "NO"
-}
-
-// MarshalJSON writes durations in milliseconds, as the rest of bench.json.
-func (c MatrixCell) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Column       string  `json:"holders"`
-		ClientRegion string  `json:"client_region"`
-		Lease        float64 `json:"lease_p50_ms"`
-		LeasePred    float64 `json:"lease_predicted_ms"`
-		LeaseBasis   string  `json:"lease_basis"`
-		Write        float64 `json:"write_p50_ms"`
-		WritePred    float64 `json:"write_predicted_ms"`
-		WriteBasis   string  `json:"write_basis"`
-		LocalRTT     float64 `json:"local_node_rtt_ms"`
-		ServedBy     uint64  `json:"lease_served_by"`
-	}{c.Column, c.ClientRegion, millis(c.Lease), millis(c.LeasePred), c.LeaseBasis, millis(c.Write), millis(c.WritePred), c.WriteBasis, millis(c.LocalRTT), c.LeaseServedBy})
-}
-
-// MarshalJSON writes durations in milliseconds.
-func (h HiddenCosts) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Holder        uint64  `json:"holder"`
-		HolderRegion  string  `json:"holder_region"`
-		Baseline      float64 `json:"write_p50_before_ms"`
-		FirstWrite    float64 `json:"first_write_after_pause_ms"`
-		After         float64 `json:"write_p50_after_lease_ms"`
-		LeaseDuration float64 `json:"lease_duration_ms"`
-	}{h.Holder, h.HolderRegion, millis(h.Baseline), millis(h.FirstWrite), millis(h.After), millis(h.LeaseDuration)})
-}
-
-// MarshalJSON writes durations in milliseconds.
-func (w WaitCheck) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Holder        uint64  `json:"holder"`
-		HolderRegion  string  `json:"holder_region"`
-		WriteRate     float64 `json:"write_rate_per_s"`
-		CommitWait    float64 `json:"commit_wait_ms"`
-		Touched       float64 `json:"touched_key_wait_ms"`
-		TouchedPred   float64 `json:"touched_key_predicted_ms"`
-		Untouched     float64 `json:"untouched_key_wait_ms"`
-		UntouchedPred float64 `json:"untouched_key_predicted_ms"`
-		Reads         int     `json:"reads"`
-	}{w.Holder, w.HolderRegion, w.WriteRate, millis(w.CommitWait), millis(w.Touched), millis(w.TouchedPred), millis(w.Untouched), millis(w.UntouchedPred), w.Reads})
 }

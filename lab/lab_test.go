@@ -32,11 +32,11 @@ func defaultMatrix(t *testing.T) geo.Matrix {
 
 func geoSpecForMatrix(t *testing.T, ports clusterkit.GeoPorts, dataRoot string) clusterkit.Spec {
 	t.Helper()
-	timing, err := clusterkit.GeoTiming(defaultMatrix(t), DefaultGeoRegions)
+	timing, err := clusterkit.GeoTiming(defaultMatrix(t), clusterkit.DefaultRegions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := GeoSpec(ports, DefaultGeoRegions, dataRoot, timing)
+	spec, err := GeoSpec(ports, clusterkit.DefaultRegions, dataRoot, timing)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +98,8 @@ func TestCommittedConfigsDescribeOneCluster(t *testing.T) {
 	for _, n := range g.Nodes {
 		regions = append(regions, n.Region)
 	}
-	if !slices.Equal(regions, DefaultGeoRegions) {
-		t.Errorf("geo regions %v, want %v in node order", regions, DefaultGeoRegions)
+	if !slices.Equal(regions, clusterkit.DefaultRegions) {
+		t.Errorf("geo regions %v, want %v in node order", regions, clusterkit.DefaultRegions)
 	}
 	if got := g.Links["europe-west1"][1]; got != "127.0.0.1:2411" {
 		t.Errorf("client link europe-west1 -> node 1 = %q, want 127.0.0.1:2411", got)
@@ -120,7 +120,7 @@ func TestGeoSpecRejectsBadRegions(t *testing.T) {
 
 func TestPredictFollowsTheMatrix(t *testing.T) {
 	regions := map[uint64]string{}
-	for i, r := range DefaultGeoRegions {
+	for i, r := range clusterkit.DefaultRegions {
 		regions[uint64(i+1)] = r
 	}
 	model := clusterkit.LinkModel{Matrix: defaultMatrix(t), IntraRegionRTT: time.Millisecond}

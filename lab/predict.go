@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,11 +50,7 @@ type PredictionInput struct {
 // RTTs are the emulation's targets (scaled, intra-region RTT within a region). The bench
 // measures reads and writes in separate phases, so no lease read waits on a write in flight.
 func Predict(in PredictionInput) (map[string]Prediction, error) {
-	var nodes []costmodel.Node
-	for _, id := range sortedIDs(in.NodeRegions) {
-		nodes = append(nodes, costmodel.Node{ID: id, Region: in.NodeRegions[id]})
-	}
-	model, err := costmodel.New(in.Model, costmodel.Cluster{Nodes: nodes, Leader: in.LeaderID, Holders: in.ReadLeaseHolders, Fsync: in.Fsync})
+	model, err := costmodel.New(in.Model, costmodel.Cluster{Nodes: costNodes(in.NodeRegions), Leader: in.LeaderID, Holders: in.ReadLeaseHolders, Fsync: in.Fsync})
 	if err != nil {
 		return nil, fmt.Errorf("predict: %w", err)
 	}
@@ -71,13 +68,13 @@ func Predict(in PredictionInput) (map[string]Prediction, error) {
 	}, nil
 }
 
-func sortedIDs(m map[uint64]string) []uint64 {
-	ids := make([]uint64, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
+// costNodes lists the nodes of regions (id → region) in id order.
+func costNodes(regions map[uint64]string) []costmodel.Node {
+	var nodes []costmodel.Node
+	for _, id := range slices.Sorted(maps.Keys(regions)) {
+		nodes = append(nodes, costmodel.Node{ID: id, Region: regions[id]})
 	}
-	slices.Sort(ids)
-	return ids
+	return nodes
 }
 
 // ProbeFsync measures the p50 of writing 4 KiB and fsyncing it in dir, the cost a WAL

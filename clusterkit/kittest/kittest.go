@@ -203,12 +203,7 @@ func WaitLeader(t testing.TB, c *clusterkit.Cluster) uint64 {
 // timeout given, closed when the test ends.
 func Client(t testing.TB, c *clusterkit.Cluster, region string, timeout time.Duration) *client.Client {
 	t.Helper()
-	opts, err := c.ClientOptions(region)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.RequestTimeout = timeout
-	cl, err := client.New(opts)
+	cl, err := c.Client(region, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}

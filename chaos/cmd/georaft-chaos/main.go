@@ -79,52 +79,40 @@ func rootCommand(ctx context.Context, stdout io.Writer) *cobra.Command {
 	return root
 }
 
-// setupFlags are the flags run and failover share.
+// setupFlags are the flags run and failover share: the setup options themselves, and the
+// few that are said otherwise on the command line.
 type setupFlags struct {
-	georaftd  string
-	workDir   string
-	keep      bool
-	geo       bool
-	geoScale  float64
-	matrix    string
-	clients   int
-	keys      int
-	thinkTime time.Duration
-	quiet     bool
-	holders   string
+	chaos.SetupOptions
+	quiet   bool
+	holders string
 }
 
 func (f *setupFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.georaftd, "georaftd", "", "georaftd built with -tags georaft_testhooks (default: build one)")
-	fl.StringVar(&f.workDir, "work-dir", "", "directory for configs, data and node logs (default: a temporary one)")
-	fl.BoolVar(&f.keep, "keep", false, "keep the work dir even when nothing was found")
-	fl.BoolVar(&f.geo, "geo", false, "emulate the RTT matrix (scaled) instead of LAN links")
-	fl.Float64Var(&f.geoScale, "geo-scale", 0.2, "scale of the RTT matrix with --geo")
-	fl.StringVar(&f.matrix, "matrix", "", "RTT matrix CSV for --geo (default "+chaos.DefaultMatrixPath+")")
-	fl.IntVar(&f.clients, "clients", 6, "concurrent clients, each with its own identity")
-	fl.IntVar(&f.keys, "keys", 40, "size of the key space")
-	fl.DurationVar(&f.thinkTime, "think", 10*time.Millisecond, "mean pause between one client's operations")
+	fl.StringVar(&f.Georaftd, "georaftd", "", "georaftd built with -tags georaft_testhooks (default: build one)")
+	fl.StringVar(&f.WorkDir, "work-dir", "", "directory for configs, data and node logs (default: a temporary one)")
+	fl.BoolVar(&f.Keep, "keep", false, "keep the work dir even when nothing was found")
+	fl.BoolVar(&f.Geo, "geo", false, "emulate the RTT matrix (scaled) instead of LAN links")
+	fl.Float64Var(&f.GeoScale, "geo-scale", 0.2, "scale of the RTT matrix with --geo")
+	fl.StringVar(&f.MatrixPath, "matrix", "", "RTT matrix CSV for --geo (default "+chaos.DefaultMatrixPath+")")
+	fl.IntVar(&f.Workload.Clients, "clients", 6, "concurrent clients, each with its own identity")
+	fl.IntVar(&f.Workload.Keys, "keys", 40, "size of the key space")
+	fl.DurationVar(&f.Workload.ThinkTime, "think", 10*time.Millisecond, "mean pause between one client's operations")
 	fl.BoolVar(&f.quiet, "quiet", false, "print only the summary, not the progress")
 	fl.StringVar(&f.holders, "read-leases", "all", "read_leases.holders of every node: all, none, or member ids and regions (comma-separated)")
 }
 
 func (f *setupFlags) options(cmd *cobra.Command) chaos.SetupOptions {
-	var log io.Writer = cmd.OutOrStdout()
+	opts := f.SetupOptions
+	opts.Log = cmd.OutOrStdout()
 	if f.quiet {
-		log = io.Discard
+		opts.Log = io.Discard
 	}
-	think := f.thinkTime
-	if think == 0 {
-		think = -1 // no pause at all
+	if opts.Workload.ThinkTime == 0 {
+		opts.Workload.ThinkTime = -1 // no pause at all
 	}
-	return chaos.SetupOptions{
-		Georaftd: f.georaftd, WorkDir: f.workDir, Keep: f.keep,
-		Geo: f.geo, GeoScale: f.geoScale, MatrixPath: f.matrix,
-		Workload:         chaos.WorkloadOptions{Clients: f.clients, Keys: f.keys, ThinkTime: think},
-		ReadLeaseHolders: strings.Split(f.holders, ","),
-		Log:              log,
-	}
+	opts.ReadLeaseHolders = strings.Split(f.holders, ",")
+	return opts
 }
 
 func runCommand(ctx context.Context, stdout io.Writer) *cobra.Command {

@@ -64,7 +64,7 @@ func genLocalCmd() *cobra.Command {
 func genGeoCmd() *cobra.Command {
 	out := "configs/geo"
 	dataRoot := "data/geo"
-	regions := strings.Join(lab.DefaultGeoRegions, ",")
+	regions := strings.Join(clusterkit.DefaultRegions, ",")
 	base := clusterkit.DefaultGeoPorts.Base
 	matrixFile := lab.DefaultGeoOptions().MatrixFile
 	cmd := &cobra.Command{
