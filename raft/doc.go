@@ -178,8 +178,9 @@
 //
 // The membership (ConfState) names the voters and the learners. Learners receive the log and
 // snapshots but do not vote and count towards no quorum; a new node joins as one, and is
-// promoted only once within Config.MaxLearnerLag entries of the leader's log, so that it can
-// help quorums the moment it counts in them. A change of voters goes through a joint
+// promoted only once it has acknowledged some of the leader's log and is within
+// Config.MaxLearnerLag entries of its end, so that it can help quorums the moment it counts in
+// them. A change of voters goes through a joint
 // configuration (Raft §6): the entry that enters it names the new voters and keeps the old
 // ones as outgoing; while joint, every decision (a commit, an election, a lease, a ReadIndex
 // round, CheckQuorum) needs a majority of both, counted by the one majority function in

@@ -127,6 +127,37 @@ func TestLaggingLearnerIsNotPromoted(t *testing.T) {
 	}
 }
 
+// A learner that has acknowledged nothing (never started, or cut off since it was added) is
+// not promoted, however short the log: the lag bound alone would let it pass.
+func TestLearnerThatHoldsNothingIsNotPromoted(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	net.join(4)
+	net.isolate(4)
+	net.change(1, ConfChange{Changes: []ConfChangeSingle{{ConfAddLearner, 4}}})
+	net.stabilize()
+	r := net.raft(1)
+	if lag := r.Status().LastIndex; lag > r.cfg.MaxLearnerLag {
+		t.Fatalf("setup: the log (%d entries) must be within the lag bound %d", lag, r.cfg.MaxLearnerLag)
+	}
+	promote := ConfChange{Changes: []ConfChangeSingle{{ConfPromote, 4}}}
+	for _, cc := range []ConfChange{promote, {Changes: []ConfChangeSingle{{ConfPromote, 4}, {ConfRemove, 3}}}} {
+		_, _, err := r.ProposeConfChange(cc)
+		if err == nil || !strings.Contains(err.Error(), "acknowledged none") {
+			t.Fatalf("%v of a learner holding nothing: %v, want a refusal saying it holds none of the log", cc, err)
+		}
+	}
+	// Once it is reached and catches up, the same promotion goes through.
+	net.heal()
+	for range 10 {
+		net.advance(10 * ms)
+		net.stabilize()
+	}
+	if _, _, err := r.ProposeConfChange(promote); err != nil {
+		t.Fatalf("promoting the caught-up learner: %v", err)
+	}
+}
+
 // One change at a time: the leader refuses a second until the first is applied.
 func TestOneMembershipChangeAtATime(t *testing.T) {
 	net := newTestNet(t, 3)
