@@ -261,7 +261,8 @@
 // stepped between Ready and Advance) are recorded and counted then. Two things follow.
 //
 // A leader's own vote is on its disk before it leads. Its vote requests leave after that
-// persist anyway, so this only delays a candidate that needs no answer: a lone voter.
+// persist anyway, so this delays only a lone voter, which needs no answer, and answers
+// stepped before that Advance (while the Ready's entries are still being applied).
 //
 // A candidate counts by a membership that holds every change it knew committed. That Ready,
 // or one before it, handed out every entry the candidate knew committed when it became
