@@ -387,3 +387,33 @@ func TestElectionIsDecidedOnceTheCandidacyIsDurable(t *testing.T) {
 		t.Fatalf("a lone voter is %v after persisting its vote (disk vote %d)", st.Role, net.node(1).disk.hs.Vote)
 	}
 }
+
+// A lone voter commits an entry only in a Ready after the one that persists it: appends to
+// its learners leave before that persist, and must not tell them the entry is committed
+// (finding F15). With a second voter nothing changes: no follower acknowledges an entry not
+// yet sent.
+func TestLoneVoterRevealsNoCommitBeforeItsPersist(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		net := newTestNet(t, 1, func(c *Config) { c.off.leaderCountsHandedOut = off })
+		net.elect(1)
+		net.join(2)
+		net.change(1, ConfChange{Changes: []ConfChangeSingle{{ConfAddLearner, 2}}})
+		net.stabilize()
+		r := net.raft(1)
+		idx, _ := net.propose(1, "x")
+		net.advanceNode(1, ms) // a tick (or any acknowledgement) counts the log again
+		rd := r.Ready()
+		early := rd.HardState != nil && rd.HardState.Commit >= idx
+		for _, m := range append(rd.Messages, rd.MessagesAfterPersist...) {
+			early = early || (m.Type == MsgApp && m.Commit >= idx)
+		}
+		if early != off {
+			t.Fatalf("mechanism off=%v: the Ready that persists entry %d reveals its commit: %v (hard state %+v, messages %v)",
+				off, idx, early, rd.HardState, rd.Messages)
+		}
+		r.Advance(rd)
+		if rd := r.Ready(); !off && (rd.HardState == nil || rd.HardState.Commit < idx) {
+			t.Fatalf("entry %d not committed in the Ready after its persist: %+v", idx, rd.HardState)
+		}
+	}
+}
