@@ -562,7 +562,9 @@ func (r *Raft) Campaign() error {
 // same term asks for the next term up, only to tell its answers apart (see preVoteRound): a
 // won pre-vote always leads to a campaign for term+1.
 func (r *Raft) campaign() {
-	if !r.mayCampaign() || r.holdAtMaxTerm(r.preVoteRound+1) {
+	// Only a voter of the membership it applied stands; a change it knows committed and has
+	// not applied yet is applied before it decides the election (decideElection).
+	if !r.isVoter() || r.holdAtMaxTerm(r.preVoteRound+1) {
 		r.resetElectionDeadline()
 		return
 	}
@@ -579,13 +581,6 @@ func (r *Raft) campaign() {
 	r.toVoters(func(p uint64) Message {
 		return Message{Type: MsgPreVote, To: p, Term: r.preVoteTerm(), Index: r.log.lastIndex(), LogTerm: r.log.lastTerm()}
 	})
-}
-
-// mayCampaign reports whether this node may stand for election: it is a voter of the
-// membership it has applied. (A change it knows committed but has not applied yet is applied
-// before it decides its election: see decideElection.)
-func (r *Raft) mayCampaign() bool {
-	return r.isVoter()
 }
 
 // startTally starts a round of (pre-)votes with this node's own.
