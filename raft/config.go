@@ -95,6 +95,11 @@ type mechanisms struct {
 	figure8          bool // only an entry of the leader's term commits by counting
 	voteLogCheck     bool // a vote goes only to a candidate whose log is up to date
 	acksAfterPersist bool // votes and acknowledgements leave only after the persist
+	// a candidate decides its election only once the Ready that made its term and vote
+	// durable is carried out
+	electAfterPersist bool
+	// the leader counts itself only for entries a Ready has already handed out to persist
+	leaderCountsHandedOut bool
 	// an acknowledgement of entries dropped from the log before their persist is withdrawn
 	withdrawTruncatedAcks bool
 
@@ -124,7 +129,6 @@ type mechanisms struct {
 	removedHolderWait   bool // commits wait out the read lease of a holder that was removed
 	// learners count towards no quorum (commit, election, lease, ReadIndex, CheckQuorum)
 	learnersOutsideQuorum bool
-	campaignAfterApply    bool // no campaign while a committed change waits to be applied
 }
 
 // applyDefaults fills zero flow-control fields with values that suit a WAN cluster.

@@ -178,8 +178,9 @@
 //
 // The membership (ConfState) names the voters and the learners. Learners receive the log and
 // snapshots but do not vote and count towards no quorum; a new node joins as one, and is
-// promoted only once within Config.MaxLearnerLag entries of the leader's log, so that it can
-// help quorums the moment it counts in them. A change of voters goes through a joint
+// promoted only once it has acknowledged some of the leader's log and is within
+// Config.MaxLearnerLag entries of its end, so that it can help quorums the moment it counts in
+// them. A change of voters goes through a joint
 // configuration (Raft §6): the entry that enters it names the new voters and keeps the old
 // ones as outgoing; while joint, every decision (a commit, an election, a lease, a ReadIndex
 // round, CheckQuorum) needs a majority of both, counted by the one majority function in
@@ -192,9 +193,8 @@
 // configuration. Every decision counts both halves while joint (a commit, an election, a
 // lease): a side holding a majority of the old voters and a side holding a majority of the
 // new ones would otherwise each elect a leader, or one elect while the other's lease runs.
-// A node does not campaign while a committed change waits to be applied, since it would count
-// votes by the membership before it (the contract lets answers be stepped before the Advance
-// that applies the change). And a change that no leader may propose on the membership it
+// A candidate counts its votes by a membership that holds every change it knows committed
+// (see "Elections and the Ready" below). And a change that no leader may propose on the membership it
 // applies to, such as a second change of voters while joint, changes nothing on every node
 // alike (membership.apply refuses it from the log alone); that is what keeps two changes
 // appended back to back safe. A leader also refuses to append a change while its last one is
@@ -241,12 +241,40 @@
 // between Ready and Advance), the acknowledgement is withdrawn: sent after a persist that no
 // longer holds them, it would let the older leader count a copy that never reached a disk.
 //
-// The leader counts its own log whole, persisted or not. That is safe because of the Ready
-// contract: the core hands out no new Ready before the caller has made the previous one's
-// entries durable (Advance), and a commit reaches nobody, nor answers any read, except
-// through a Ready. So by the time any commit is visible, every entry the leader counted
-// itself for is on its disk. A driver that persisted asynchronously and pulled Readies
-// meanwhile would need the leader to count only its persisted entries.
+// The leader counts itself for every entry a Ready has handed out to persist, durable or not
+// yet, and for none it has not. That is safe because of the Ready contract: the core hands out
+// no new Ready before the caller has made the previous one's entries durable (Advance), and a
+// commit reaches nobody, nor answers any read, except through a Ready. A commit counted now
+// comes out in the next Ready at the earliest, by which time every entry the leader counted
+// itself for is on its disk. Counting the entries no Ready has handed out yet would not be:
+// they are persisted by the very Ready that reveals the commit, and its messages (to
+// learners, which count in no quorum, so a lone voter commits on its own copy) leave before
+// that persist; a crash would forget an entry a learner had already applied. With two voters
+// or more it makes no difference, since no follower can acknowledge an entry not yet sent.
+// A driver that persisted asynchronously and pulled Readies meanwhile would need the leader
+// to count only its persisted entries.
+//
+// # Elections and the Ready
+//
+// A candidate decides its election only once the Ready that persisted its term and vote has
+// been carried out (Advance); answers that arrive earlier (the contract lets messages be
+// stepped between Ready and Advance) are recorded and counted then. Two things follow.
+//
+// A leader's own vote is on its disk before it leads. Its vote requests leave after that
+// persist anyway, so this delays only a lone voter, which needs no answer, and answers
+// stepped before that Advance (while the Ready's entries are still being applied).
+//
+// A candidate counts by a membership that holds every change it knew committed. That Ready,
+// or one before it, handed out every entry the candidate knew committed when it became
+// candidate (a Ready hands out all committed entries), so by its Advance they are all applied;
+// and a candidate learns of no commit, since the messages that carry a commit index make it a
+// follower. Counting by an older membership could elect a second leader: a lone voter that is
+// replaced, restarts (rebuilding the membership in which it is the only voter from its
+// snapshot) and campaigns before it has applied its replacement would lead alongside the new
+// voter; a transferee stepping the answers to its MsgVote before the Advance that applies a
+// change it learned committed just before MsgTimeoutNow would count by the membership before
+// it. This one rule covers both paths, pre-vote and transfer, and every change: what a node
+// knows committed is applied before it decides an election.
 //
 // # Clock drift and clock origins
 //
@@ -259,6 +287,20 @@
 // Config.BootID names the origin of the clock passed to Tick, and must change whenever that
 // clock may restart from another origin. A node's readings come back to it only through a
 // leader's echo (FollowerClock), and an echo of another boot dates nothing.
+//
+// A leader's own readings come back in the SentAt and Round that answers to its appends and
+// heartbeats echo, and only answers of its term count. A node answers a message of an older
+// term, so that its sender learns the newer one, but echoes nothing in that answer: the
+// sender may by then lead the newer term itself, after a restart on a clock of another
+// origin, where the old reading can look recent (a rebooted machine's monotonic clock
+// restarts near zero, and its round numbers start again). Counted, it would date an
+// acknowledgement the voter never gave in this term, later than anything the leader sent
+// since it was cut off, and stretch the lease past every voter's record. Within one clock
+// origin such an echo would be harmless (it predates the term, and the lease runs from the
+// quorum's latest acknowledgements, which an entry of the term needed before any lease
+// read), but across origins nothing orders it; so the answer carries none, and a leader
+// ignores an answer without one, or with one no message of its own can have carried (dated
+// after its clock, or of a later round).
 //
 // # Read modes
 //

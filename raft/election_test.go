@@ -190,6 +190,7 @@ func TestStaleVoteRepliesIgnored(t *testing.T) {
 	if st := r.Status(); st.Role != Candidate || st.Term != 6 {
 		t.Fatalf("%v in term %d, want candidate of term 6", st.Role, st.Term)
 	}
+	r.Advance(r.Ready()) // its term and vote are durable: it may count
 	// A grant from term 5's election, and the same grant twice, must not elect it.
 	for _, m := range []Message{
 		{Type: MsgVoteResp, From: 2, To: 1, Term: 5},

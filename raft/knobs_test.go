@@ -36,15 +36,7 @@ type knob struct {
 	off  func(*mechanisms)
 }
 
-// knobs are the mechanisms the randomized simulator must catch alone. Two more are caught
-// only by scripted tests, since no schedule tried reaches them (docs/lease-knobs.md):
-// staleReplyNoEcho (TestStaleTermRepliesAreNotAcknowledgements) matters only when a leader's
-// clock restarts from another origin while one of its messages outlives it, and then only if
-// the reply also slips past recordAck's checks of SentAt and Round, which a restarted
-// leader's small round number all but rules out; campaignAfterApply
-// (TestNoCampaignWhileACommittedChangeIsUnapplied) matters only when the answers to a
-// campaign without pre-vote (a transfer's) are stepped between the Ready that asks for them
-// and the Advance that applies a change the node knew committed.
+// knobs are the mechanisms the randomized simulator must catch alone: every one the core has.
 var knobs = []knob{
 	{"followerRecord", func(m *mechanisms) { m.followerRecord = true }},
 	{"voteLeaseReport", func(m *mechanisms) { m.voteLeaseReport = true }},
@@ -61,6 +53,8 @@ var knobs = []knob{
 	{"figure8", func(m *mechanisms) { m.figure8 = true }},
 	{"voteLogCheck", func(m *mechanisms) { m.voteLogCheck = true }},
 	{"acksAfterPersist", func(m *mechanisms) { m.acksAfterPersist = true }},
+	{"electAfterPersist", func(m *mechanisms) { m.electAfterPersist = true }},
+	{"leaderCountsHandedOut", func(m *mechanisms) { m.leaderCountsHandedOut = true }},
 	{"readIndexFreshRound", func(m *mechanisms) { m.readIndexFreshRound = true }},
 	{"readIndexAfterTermCommit", func(m *mechanisms) { m.readIndexAfterTermCommit = true }},
 	{"freshnessFromEcho", func(m *mechanisms) { m.freshnessFromEcho = true }},
@@ -80,6 +74,7 @@ var knobs = []knob{
 	{"removedHolderWait", func(m *mechanisms) { m.removedHolderWait = true }},
 	{"withdrawTruncatedAcks", func(m *mechanisms) { m.withdrawTruncatedAcks = true }},
 	{"learnersOutsideQuorum", func(m *mechanisms) { m.learnersOutsideQuorum = true }},
+	{"staleReplyNoEcho", func(m *mechanisms) { m.staleReplyNoEcho = true }},
 }
 
 // adversarialParams draws a run built to reach the corners where the mechanisms matter. It
@@ -91,10 +86,15 @@ var knobs = []knob{
 //     waiting out an older lease, between lease attacks that make leaders wait;
 //   - leader churn: leaders cut off just after their election or a commit, in rotation,
 //     some with one entry per append (Raft's Figure 8);
+//   - reboots: nodes crash and come back with clocks of a new origin, with messages from
+//     before delivered after;
 //   - everything at once, with slow links and slow disks.
 //
 // Half the seeds give nodes different timings that also change across restarts, and half put
-// every clock at the drift bound.
+// every clock at the drift bound. Across themes, half the seeds run read-lease holders, a
+// third change the membership (a third of those also shrinking the cluster to one voter and
+// replacing it: sim_solevoter_test.go), and a fifth attack restarted leaders with echoes from
+// before their restart (sim_bootecho_test.go).
 func adversarialParams(seed int64) simParams {
 	p := randomParams(seed)
 	r := rand.New(rand.NewPCG(uint64(seed), 0xad7e))
@@ -166,6 +166,16 @@ func adversarialParams(seed int64) simParams {
 			}
 			p.applyMax = 4*maxOneWay + p.heartbeat
 		}
+	}
+	// A fifth of the seeds attack restarted leaders with echoes from before their restart,
+	// on clocks of another origin (sim_bootecho_test.go).
+	if b := rand.New(rand.NewPCG(uint64(seed), 0xb0e0)); b.IntN(5) == 0 {
+		f.bootEcho, f.bootEchoShare = true, 0.5
+	}
+	// A fraction of the membership seeds shrink the cluster to one voter, replace it, and
+	// restart the old one (sim_solevoter_test.go).
+	if v := rand.New(rand.NewPCG(uint64(seed), 0x501e)); f.membership && v.IntN(3) == 0 {
+		f.soleVoter, f.soleVoterShare = true, 0.3
 	}
 	f.skip(*simSkip)
 	return p

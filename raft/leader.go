@@ -139,9 +139,13 @@ func (r *Raft) maybeCommit() {
 	}
 	n, _ := jointValue(r.countBy(r.cfg.off.jointCommit), func(id uint64) (uint64, bool) {
 		if id == r.id {
-			// Its whole log, persisted or not: no Ready that reveals a commit leaves before
-			// the entries of the Ready before it are durable (doc.go, "The commit rule").
-			return r.log.lastIndex(), true
+			// What a Ready has handed out to persist, durable or not yet: no Ready that
+			// reveals a commit leaves before the entries of the Ready before it are durable
+			// (doc.go, "The commit rule").
+			if r.cfg.off.leaderCountsHandedOut {
+				return r.log.lastIndex(), true
+			}
+			return r.log.handedOut, true
 		}
 		return r.progress[r.memberIndex(id)].match, true
 	}, r.scratchIndexes)

@@ -147,6 +147,7 @@ func TestNewLeaderWaitsForReportedLease(t *testing.T) {
 	for _, m := range net.take(func(m Message) bool { return m.Type == MsgPreVote }) {
 		r.Step(Message{Type: MsgPreVoteResp, From: m.To, To: 1, Term: m.Term})
 	}
+	net.cycle(1) // its term and vote are durable: it may count
 	v := net.node(1).now
 	reports := map[uint64]time.Duration{2: 30 * ms, 3: 45 * ms}
 	for p, rem := range reports {
@@ -212,6 +213,7 @@ func TestCandidateCountsItsOwnLeaseKnowledge(t *testing.T) {
 	// report.
 	r.Campaign()
 	r.Step(Message{Type: MsgPreVoteResp, From: 2, To: 1, Term: 2})
+	net.cycle(1) // its term and vote are durable: it may count
 	r.Step(Message{Type: MsgVoteResp, From: 2, To: 1, Term: 2})
 	if st := r.Status(); st.Role != Leader || st.Lease != LeaseWaiting || st.LeaseExpiry != known {
 		t.Fatalf("%v lease %v until %v, want leader waiting until its own record %v", st.Role, st.Lease, st.LeaseExpiry, known)

@@ -147,7 +147,8 @@ func (r *Raft) maybeLeaveJoint() {
 
 // ProposeConfChange appends a membership change, to commit like any entry; it takes effect
 // on each node when that node applies it. One change at a time: a leader refuses another
-// until the last one it appended is applied. A learner is promoted only once caught up.
+// until the last one it appended is applied. A learner is promoted only once caught up: it has
+// acknowledged some of this leader's log, and is within Config.MaxLearnerLag entries of its end.
 func (r *Raft) ProposeConfChange(cc ConfChange) (index, term uint64, err error) {
 	if r.role != Leader {
 		return 0, 0, &NotLeaderError{Leader: r.lead, Term: r.term}
@@ -163,6 +164,12 @@ func (r *Raft) ProposeConfChange(cc ConfChange) (index, term uint64, err error) 
 			continue
 		}
 		if i := r.memberIndex(c.NodeID); i >= 0 && r.conf.isLearner(c.NodeID) {
+			// A learner that has acknowledged none of this leader's log may not even have
+			// started: with a log shorter than MaxLearnerLag the lag bound alone would pass it.
+			if r.progress[i].match == 0 {
+				return 0, 0, fmt.Errorf("raft: learner %d has acknowledged none of the leader's log yet: not promoted "+
+					"until it has caught up (start it, and promote it once it holds the log)", c.NodeID)
+			}
 			if lag := r.log.lastIndex() - min(r.progress[i].match, r.log.lastIndex()); lag > r.cfg.MaxLearnerLag {
 				return 0, 0, fmt.Errorf("raft: learner %d is %d entries behind the leader, more than %d: not promoted yet",
 					c.NodeID, lag, r.cfg.MaxLearnerLag)

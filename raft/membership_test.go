@@ -127,6 +127,37 @@ func TestLaggingLearnerIsNotPromoted(t *testing.T) {
 	}
 }
 
+// A learner that has acknowledged nothing (never started, or cut off since it was added) is
+// not promoted, however short the log: the lag bound alone would let it pass.
+func TestLearnerThatHoldsNothingIsNotPromoted(t *testing.T) {
+	net := newTestNet(t, 3)
+	net.elect(1)
+	net.join(4)
+	net.isolate(4)
+	net.change(1, ConfChange{Changes: []ConfChangeSingle{{ConfAddLearner, 4}}})
+	net.stabilize()
+	r := net.raft(1)
+	if lag := r.Status().LastIndex; lag > r.cfg.MaxLearnerLag {
+		t.Fatalf("setup: the log (%d entries) must be within the lag bound %d", lag, r.cfg.MaxLearnerLag)
+	}
+	promote := ConfChange{Changes: []ConfChangeSingle{{ConfPromote, 4}}}
+	for _, cc := range []ConfChange{promote, {Changes: []ConfChangeSingle{{ConfPromote, 4}, {ConfRemove, 3}}}} {
+		_, _, err := r.ProposeConfChange(cc)
+		if err == nil || !strings.Contains(err.Error(), "acknowledged none") {
+			t.Fatalf("%v of a learner holding nothing: %v, want a refusal saying it holds none of the log", cc, err)
+		}
+	}
+	// Once it is reached and catches up, the same promotion goes through.
+	net.heal()
+	for range 10 {
+		net.advance(10 * ms)
+		net.stabilize()
+	}
+	if _, _, err := r.ProposeConfChange(promote); err != nil {
+		t.Fatalf("promoting the caught-up learner: %v", err)
+	}
+}
+
 // One change at a time: the leader refuses a second until the first is applied.
 func TestOneMembershipChangeAtATime(t *testing.T) {
 	net := newTestNet(t, 3)
@@ -295,34 +326,94 @@ func TestConfChangeEncoding(t *testing.T) {
 	}
 }
 
-// A node that knows a membership change is committed does not campaign before it has applied
-// it: until then it would count votes by the membership before the change. (The simulator
-// does not reach a schedule where that count elects a second leader: it needs the answers to
-// a campaign without pre-vote stepped between the Ready that asked for them and the Advance
-// that applies the change; docs/lease-knobs.md.)
-func TestNoCampaignWhileACommittedChangeIsUnapplied(t *testing.T) {
+// A candidate decides its election only once the Ready that made its term and vote durable
+// has been carried out: the membership it counts by then holds every change it knew
+// committed, and its own vote is on disk before it leads. The story the simulator's
+// sole-voter attack found: a cluster shrinks to one voter, which is replaced; the old voter
+// restarts (rebuilding the membership in which it is the only voter), and its election timer
+// fires before it has applied its replacement. Counting at once, it would lead alongside
+// the new voter, in the same term.
+func TestElectionIsDecidedOnceTheCandidacyIsDurable(t *testing.T) {
 	for _, off := range []bool{false, true} {
-		net := newTestNet(t, 3, func(c *Config) { c.off.campaignAfterApply = off })
+		net := newTestNet(t, 3, func(c *Config) { c.off.electAfterPersist = off })
 		net.elect(1)
-		idx, _, err := net.raft(1).ProposeConfChange(ConfChange{Changes: []ConfChangeSingle{{ConfRemove, 3}}})
-		if err != nil {
+		net.change(1, ConfChange{Changes: []ConfChangeSingle{{ConfRemove, 3}}})
+		net.change(1, ConfChange{Changes: []ConfChangeSingle{{ConfRemove, 2}}})
+		net.compact(1) // its disk now says it is the only voter
+		net.join(4, func(c *Config) { c.off.electAfterPersist = off })
+		net.change(1, ConfChange{Changes: []ConfChangeSingle{{ConfAddLearner, 4}}})
+		net.change(1, ConfChange{Changes: []ConfChangeSingle{{ConfPromote, 4}, {ConfRemove, 1}}})
+		for i := 0; net.raft(4).Status().Role != Leader; i++ {
+			if i > 100 {
+				t.Fatalf("off=%v: node 4 does not lead: %+v", off, net.raft(4).Status())
+			}
+			net.advance(10 * ms)
+			net.stabilize()
+		}
+		term := net.raft(4).Status().Term
+		net.restart(1)
+		if !net.raft(1).isVoter() || net.raft(1).Status().Commit <= net.raft(1).Status().Applied {
+			t.Fatalf("setup: node 1 should restart as the only voter with its replacement committed and unapplied: %+v, %v",
+				net.raft(1).Status(), net.raft(1).ConfState())
+		}
+		if err := net.raft(1).Campaign(); err != nil {
 			t.Fatal(err)
 		}
-		// Node 2 steps everything but carries out no Ready: it learns the commit, applies nothing.
-		for i := 0; net.raft(2).Status().Commit < idx; i++ {
-			if i > 100 {
-				t.Fatalf("node 2 never learned that %d committed: %+v", idx, net.raft(2).Status())
+		st := net.raft(1).Status()
+		if off {
+			if st.Role != Leader || st.Term != term {
+				t.Fatalf("mechanism off: node 1 is %v of term %d, want the second leader of term %d", st.Role, st.Term, term)
 			}
-			net.process(1)
-			net.process(3)
-			net.deliver()
+			continue
 		}
-		if net.raft(2).Status().Applied >= idx {
-			t.Fatal("setup: node 2 applied the change already")
+		if st.Role == Leader {
+			t.Fatalf("node 1 leads term %d before its vote is on disk or its replacement applied", st.Term)
 		}
-		net.raft(2).Campaign()
-		if role := net.raft(2).Status().Role; (role != Follower) != off {
-			t.Fatalf("mechanism off=%v: node 2 is %v after Campaign with a committed change unapplied", off, role)
+		net.cycle(1) // persists the vote, applies the replacement
+		if st := net.raft(1).Status(); st.Role == Leader || net.raft(1).isVoter() {
+			t.Fatalf("node 1 is %v after applying its replacement (voter: %v)", st.Role, net.raft(1).isVoter())
+		}
+	}
+	// A lone voter still elects itself, once its vote is durable.
+	net := newTestNet(t, 1)
+	if err := net.raft(1).Campaign(); err != nil {
+		t.Fatal(err)
+	}
+	if role := net.raft(1).Status().Role; role != Candidate {
+		t.Fatalf("a lone voter is %v before its vote is on disk, want candidate", role)
+	}
+	net.cycle(1)
+	if st := net.raft(1).Status(); st.Role != Leader || net.node(1).disk.hs.Vote != 1 {
+		t.Fatalf("a lone voter is %v after persisting its vote (disk vote %d)", st.Role, net.node(1).disk.hs.Vote)
+	}
+}
+
+// A lone voter commits an entry only in a Ready after the one that persists it: appends to
+// its learners leave before that persist, and must not tell them the entry is committed
+// (finding F15). With a second voter nothing changes: no follower acknowledges an entry not
+// yet sent.
+func TestLoneVoterRevealsNoCommitBeforeItsPersist(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		net := newTestNet(t, 1, func(c *Config) { c.off.leaderCountsHandedOut = off })
+		net.elect(1)
+		net.join(2)
+		net.change(1, ConfChange{Changes: []ConfChangeSingle{{ConfAddLearner, 2}}})
+		net.stabilize()
+		r := net.raft(1)
+		idx, _ := net.propose(1, "x")
+		net.advanceNode(1, ms) // a tick (or any acknowledgement) counts the log again
+		rd := r.Ready()
+		early := rd.HardState != nil && rd.HardState.Commit >= idx
+		for _, m := range append(rd.Messages, rd.MessagesAfterPersist...) {
+			early = early || (m.Type == MsgApp && m.Commit >= idx)
+		}
+		if early != off {
+			t.Fatalf("mechanism off=%v: the Ready that persists entry %d reveals its commit: %v (hard state %+v, messages %v)",
+				off, idx, early, rd.HardState, rd.Messages)
+		}
+		r.Advance(rd)
+		if rd := r.Ready(); !off && (rd.HardState == nil || rd.HardState.Commit < idx) {
+			t.Fatalf("entry %d not committed in the Ready after its persist: %+v", idx, rd.HardState)
 		}
 	}
 }

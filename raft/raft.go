@@ -75,6 +75,10 @@ type Raft struct {
 	// granted, −1 refused.
 	votes            []int8
 	transferCampaign bool
+	// candidacyDurable: the Ready that persisted this candidate's term and vote has been
+	// carried out, so it may decide its election (doc.go, "Elections and the Ready").
+	candidacyDurable bool
+	lastRefusal      string // the reason the latest refused vote gave
 
 	// Leader state, indexed like peers (the entry at self is unused).
 	progress         []progress
@@ -558,7 +562,9 @@ func (r *Raft) Campaign() error {
 // same term asks for the next term up, only to tell its answers apart (see preVoteRound): a
 // won pre-vote always leads to a campaign for term+1.
 func (r *Raft) campaign() {
-	if !r.mayCampaign() || r.holdAtMaxTerm(r.preVoteRound+1) {
+	// Only a voter of the membership it applied stands; a change it knows committed and has
+	// not applied yet is applied before it decides the election (decideElection).
+	if !r.isVoter() || r.holdAtMaxTerm(r.preVoteRound+1) {
 		r.resetElectionDeadline()
 		return
 	}
@@ -575,21 +581,6 @@ func (r *Raft) campaign() {
 	r.toVoters(func(p uint64) Message {
 		return Message{Type: MsgPreVote, To: p, Term: r.preVoteTerm(), Index: r.log.lastIndex(), LogTerm: r.log.lastTerm()}
 	})
-}
-
-// mayCampaign reports whether this node may stand for election: it is a voter, and no
-// committed membership change is waiting to be applied (its membership could be out of date,
-// and it must not count votes by the wrong one).
-func (r *Raft) mayCampaign() bool {
-	if !r.isVoter() {
-		return false
-	}
-	for i := r.log.applied + 1; i <= min(r.log.committed, r.log.lastIndex()) && !r.cfg.off.campaignAfterApply; i++ {
-		if i > r.log.snapshot.Index && r.log.at(i).Type == EntryConfChange {
-			return false
-		}
-	}
-	return true
 }
 
 // startTally starts a round of (pre-)votes with this node's own.
@@ -624,6 +615,7 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 	r.lead = None
 	r.preVoteRound = 0
 	r.transferCampaign = transfer
+	r.candidacyDurable = false
 	switch {
 	case transfer:
 		r.waitUntil = r.now + inheritedWait
@@ -634,13 +626,27 @@ func (r *Raft) becomeCandidate(transfer bool, inheritedWait time.Duration) {
 	}
 	r.startTally()
 	r.resetElectionDeadline()
-	if won, _ := r.tally(); won {
-		r.becomeLeader()
-		return
-	}
 	r.toVoters(func(p uint64) Message {
 		return Message{Type: MsgVote, To: p, Index: r.log.lastIndex(), LogTerm: r.log.lastTerm(), Transfer: transfer}
 	})
+	r.decideElection()
+}
+
+// decideElection counts a candidate's votes, once its candidacy is durable: the Ready that
+// persisted its term and vote has been carried out. By then every membership change it knew
+// committed when it became candidate has been applied (that Ready, or one before it, handed
+// them all out), and a candidate learns of no commit, so it counts by a membership that
+// holds them all; and a leader's own vote is on its disk before it leads. Answers that
+// arrive earlier are recorded and counted then.
+func (r *Raft) decideElection() {
+	if !r.candidacyDurable && !r.cfg.off.electAfterPersist {
+		return
+	}
+	if won, lost := r.tally(); won {
+		r.becomeLeader()
+	} else if lost {
+		r.becomeFollower(r.term, None, fmt.Sprintf("lost the election of term %d: %s", r.term, r.lastRefusal))
+	}
 }
 
 // preVoteTerm is the term the current pre-vote round asks for.
@@ -687,11 +693,10 @@ func (r *Raft) stepCandidate(m Message, from int) error {
 			r.waitUntil = max(r.waitUntil, r.now+m.LeaseRemaining)
 		}
 		r.recordVote(from, !m.Reject)
-		if won, lost := r.tally(); won {
-			r.becomeLeader()
-		} else if lost {
-			r.becomeFollower(r.term, None, fmt.Sprintf("lost the election of term %d: %s", r.term, m.RejectReason))
+		if m.Reject {
+			r.lastRefusal = m.RejectReason
 		}
+		r.decideElection()
 	case MsgTimeoutNow:
 		// Only a leader of our term sends it, and we have none.
 	}

@@ -88,6 +88,7 @@ func TestReadIndexWaitsForFirstCommitOfTerm(t *testing.T) {
 	for _, m := range net.take(func(m Message) bool { return m.Type == MsgPreVote }) {
 		r.Step(Message{Type: MsgPreVoteResp, From: m.To, To: 1, Term: m.Term})
 	}
+	net.cycle(1) // its term and vote are durable: it may count
 	r.Step(Message{Type: MsgVoteResp, From: 2, To: 1, Term: 1})
 	net.inflight = nil
 	if st := r.Status(); st.Role != Leader || st.Commit != 0 {

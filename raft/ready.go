@@ -92,6 +92,14 @@ func (r *Raft) Advance(rd Ready) {
 			r.applyConfChange(e)
 		}
 	}
+	if r.role == Candidate && rd.HardState != nil && rd.HardState.Term == r.term && rd.HardState.Vote == r.id {
+		r.candidacyDurable = true
+		if r.isVoter() {
+			r.decideElection()
+		} else {
+			r.becomeFollower(r.term, None, "no longer a voter")
+		}
+	}
 	if r.role == Leader {
 		if r.self >= 0 {
 			r.progress[r.self].match = r.log.persisted

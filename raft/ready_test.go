@@ -59,10 +59,10 @@ func TestVoteRequestsAfterPersist(t *testing.T) {
 	}
 }
 
-// A vote granted before it was asked for (forged, or corrupt) can elect a node in the same
-// Ready that makes its term durable. Its appends then wait for that persist too: sent first,
-// they would let a crash forget the term and vote they were sent under. Found by
-// FuzzCoreMessages.
+// A vote granted before it was asked for (forged, or corrupt) elects nobody before the Ready
+// that makes the candidate's term durable is carried out: no leader message can leave before
+// that persist, so a crash cannot forget the term and vote they were sent under. Found by
+// FuzzCoreMessages, when such a vote could elect a node within that very Ready.
 func TestUnsolicitedVoteCannotRushAppendsOut(t *testing.T) {
 	net := newTestNet(t, 3)
 	r := net.raft(1)
@@ -71,18 +71,22 @@ func TestUnsolicitedVoteCannotRushAppendsOut(t *testing.T) {
 	if err := r.Step(Message{Type: MsgVoteResp, From: 3, To: 1, Term: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if st := r.Status(); st.Role != Leader {
-		t.Fatalf("node 1 is %v, want leader on its own vote and node 3's", st.Role)
+	if st := r.Status(); st.Role != Candidate {
+		t.Fatalf("node 1 is %v before its term is durable, want candidate", st.Role)
 	}
 	rd := r.Ready()
 	if rd.HardState == nil || rd.HardState.Term != 1 || rd.HardState.Vote != 1 {
 		t.Fatalf("HardState %+v, want term 1 vote 1", rd.HardState)
 	}
-	if len(rd.Messages) != 0 {
-		t.Fatalf("messages %v leave before term 1 is durable", rd.Messages)
+	if countType(rd.Messages, MsgApp)+countType(rd.MessagesAfterPersist, MsgApp) != 0 {
+		t.Fatalf("appends %v / %v in the Ready that makes term 1 durable", rd.Messages, rd.MessagesAfterPersist)
 	}
-	if countType(rd.MessagesAfterPersist, MsgApp) != 2 {
-		t.Fatalf("after persist %v, want the new leader's appends to both peers", rd.MessagesAfterPersist)
+	r.Advance(rd)
+	if st := r.Status(); st.Role != Leader {
+		t.Fatalf("node 1 is %v once its term is durable, want leader on its own vote and node 3's", st.Role)
+	}
+	if rd := r.Ready(); countType(rd.Messages, MsgApp) != 2 {
+		t.Fatalf("messages %v, want the new leader's appends to both peers", rd.Messages)
 	}
 }
 

@@ -132,6 +132,8 @@ type simNode struct {
 	slowDisk time.Duration
 	// nextTiming, if set, is the timing the next restart runs with.
 	nextTiming *nodeTiming
+	// nextClock, if set, is where the clock of the next restart starts, a new origin.
+	nextClock *time.Duration
 	// outside: the node does not run, and nothing restarts it: a spare not yet added to the
 	// cluster, or a removed node that was shut down for good. joined: a spare that was
 	// started to join.
@@ -181,7 +183,13 @@ type simulation struct {
 	// extraDelay[from][to] is added to every message on that link (the slow-link fault).
 	extraDelay [][]time.Duration
 	// linkLoss[from][to] is added to the loss rate on that link (a holder attack).
-	linkLoss          [][]float64
+	linkLoss [][]float64
+	// holding[from][to]: the link keeps what is sent on it in held (a stalled queue) until
+	// released (a boot-echo attack).
+	holding           [][]bool
+	held              []heldMessage
+	bootEcho          *bootEcho
+	soleVoter         *soleVoter
 	firstLeaseOverlap string
 }
 
@@ -496,7 +504,11 @@ func (s *simulation) start(n *simNode) {
 	if n.r != nil || n.outside {
 		return
 	}
-	if coin := mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)+1<<32); n.incarnation > 0 && coin&1 == 1 {
+	if n.nextClock != nil {
+		n.clock.offset = *n.nextClock - time.Duration(float64(s.now)*n.clock.rate)
+		n.nextClock = nil
+		n.clockEpoch++
+	} else if coin := mix64(uint64(s.p.seed), n.id, uint64(n.incarnation)+1<<32); n.incarnation > 0 && coin&1 == 1 {
 		// Half the restarts get a clock with a new origin, as a driver whose clock is per
 		// process (or a rebooted machine) would: nothing the core persisted holds a time,
 		// but echoes of the old clock may still be in flight. The new clock counts from the
@@ -555,6 +567,11 @@ func (s *simulation) send(from *simNode, m Message) {
 	if m.Type == MsgSnap {
 		snap = from.disk.image
 		s.stats.snapshotsSent++
+	}
+	if s.holding[from.idx][to.idx] {
+		s.held = append(s.held, heldMessage{from: from, to: to, m: m, snap: snap, sentAt: s.now})
+		s.held[len(s.held)-1].m.Entries = cloneEntries(m.Entries)
+		return
 	}
 	if s.blocked[from.idx][to.idx] > 0 || s.rng.Float64() < s.p.loss+s.linkLoss[from.idx][to.idx] {
 		s.drop(from, to, m)
@@ -615,6 +632,11 @@ func (s *simulation) deliver(from, to *simNode, m Message, snap any) {
 		s.drop(from, to, m)
 		return
 	}
+	s.arrive(from, to, m, snap)
+}
+
+// arrive steps m at to, which is up.
+func (s *simulation) arrive(from, to *simNode, m Message, snap any) {
 	if m.Type == MsgSnap {
 		s.after(s.p.oneWay[to.idx][from.idx], "report", from.id, func() {
 			if from.r != nil {

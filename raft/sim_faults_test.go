@@ -52,6 +52,8 @@ func (s *simulation) injectFault() {
 	add(f.holderChange, s.changeHolders)
 	add(f.holderAttack, s.holderAttack)
 	add(f.membership, s.changeMembership)
+	add(f.bootEcho, s.bootEchoAttack)
+	add(f.soleVoter, s.soleVoterAttack)
 	switch x := s.rng.Float64(); {
 	case f.leaseHunt && x < f.attackShare:
 		s.prepareLeaseAttack()
@@ -64,6 +66,12 @@ func (s *simulation) injectFault() {
 		return
 	case f.membership && x < f.attackShare+f.churnShare+f.holderShare+f.membershipShare:
 		s.changeMembership()
+		return
+	case f.bootEcho && x < f.attackShare+f.churnShare+f.holderShare+f.membershipShare+f.bootEchoShare:
+		s.bootEchoAttack()
+		return
+	case f.soleVoter && x < f.attackShare+f.churnShare+f.holderShare+f.membershipShare+f.bootEchoShare+f.soleVoterShare:
+		s.soleVoterAttack()
 		return
 	}
 	pick[s.rng.IntN(len(pick))]()

@@ -50,9 +50,16 @@ type faultMix struct {
 	holderChange, holderAttack bool
 	// membership adds, promotes, removes and replaces members (sim_membership_test.go).
 	membership bool
+	// bootEcho attacks a restarted leader with replies to what it sent before its restart,
+	// on a clock of another origin (sim_bootecho_test.go).
+	bootEcho bool
+	// soleVoter shrinks the cluster to one voter, replaces it, and restarts it
+	// (sim_solevoter_test.go).
+	soleVoter bool
 	// attackShare and churnShare are the chances that a fault is the lease attack or leader
-	// churn, whatever else is on; holderShare that it is a holder attack.
-	attackShare, churnShare, holderShare, membershipShare float64
+	// churn, whatever else is on; holderShare that it is a holder attack; bootEchoShare that
+	// it is a boot-echo attack.
+	attackShare, churnShare, holderShare, membershipShare, bootEchoShare, soleVoterShare float64
 }
 
 // skip turns off the faults named in list (comma-separated names as names returns them).
@@ -90,6 +97,10 @@ func (f *faultMix) skip(list string) {
 			f.holderAttack = false
 		case "membership":
 			f.membership = false
+		case "boot-echo":
+			f.bootEcho = false
+		case "sole-voter":
+			f.soleVoter = false
 		}
 	}
 }
@@ -105,6 +116,7 @@ func (f faultMix) names() []string {
 		{f.campaign, "campaign"}, {f.leaseHunt, "lease-attack"}, {f.restartAll, "restart-all"},
 		{f.slowLink, "slow-link"}, {f.slowDisk, "slow-disk"}, {f.isolateNewLeader, "isolate-new-leader"},
 		{f.holderChange, "read-lease-change"}, {f.holderAttack, "holder-attack"}, {f.membership, "membership"},
+		{f.bootEcho, "boot-echo"}, {f.soleVoter, "sole-voter"},
 	} {
 		if x.on {
 			out = append(out, x.name)
@@ -596,7 +608,9 @@ func newSimulation(p simParams, verbose io.Writer) *simulation {
 	s.blocked = make([][]int, slots)
 	s.extraDelay = make([][]time.Duration, slots)
 	s.linkLoss = make([][]float64, slots)
+	s.holding = make([][]bool, slots)
 	for i := range slots {
+		s.holding[i] = make([]bool, slots)
 		s.blocked[i] = make([]int, slots)
 		s.extraDelay[i] = make([]time.Duration, slots)
 		s.linkLoss[i] = make([]float64, slots)

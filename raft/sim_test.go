@@ -216,6 +216,7 @@ type simStats struct {
 	electedUnderLease                         int
 	readLeases, holderReads, confChanges      int
 	holderAttacks, replacements, jointSplits  int
+	bootEchoes, soleVoters                    int
 	virtual                                   time.Duration
 }
 
@@ -249,6 +250,8 @@ func (s *simStats) add(o simStats) {
 	s.holderAttacks += o.holderAttacks
 	s.replacements += o.replacements
 	s.jointSplits += o.jointSplits
+	s.bootEchoes += o.bootEchoes
+	s.soleVoters += o.soleVoters
 	s.virtual += o.virtual
 }
 
@@ -257,11 +260,11 @@ func (s simStats) summary() string {
 		"%d transfers, %d snapshots sent, %d compactions; %d client ops (%d unknown, %d failed): "+
 		"%d lease reads (+%d served as index), %d index, %d log, %d stale (%d refused); %d lease attacks; "+
 		"%d histories inconclusive; %d leaders elected while another held a lease; "+
-		"%d read leases taken, %d lease reads served by holders, %d holder attacks; %d membership changes applied (%d replacements proposed, %d joint splits); %v virtual time",
+		"%d read leases taken, %d lease reads served by holders, %d holder attacks; %d membership changes applied (%d replacements proposed, %d joint splits); %d boot-echo and %d sole-voter attacks; %v virtual time",
 		s.events, s.messages, s.dropped, s.elections, s.crashes, s.partitions, s.transfers,
 		s.snapshotsSent, s.compactions, s.ops, s.unknown, s.failedOps, s.leaseReads, s.leaseFallbacks,
 		s.indexReads, s.logReads, s.staleReads, s.staleRefused, s.leaseHunts, s.inconclusive, s.electedUnderLease,
-		s.readLeases, s.holderReads, s.holderAttacks, s.confChanges, s.replacements, s.jointSplits, s.virtual.Round(time.Millisecond))
+		s.readLeases, s.holderReads, s.holderAttacks, s.confChanges, s.replacements, s.jointSplits, s.bootEchoes, s.soleVoters, s.virtual.Round(time.Millisecond))
 }
 
 func (s simStats) String() string { return s.summary() }
