@@ -316,6 +316,10 @@ func (h *harness) replace(ctx context.Context, victim uint64, grow bool, onJoin,
 	if err := kit.RewriteConfigs(); err != nil {
 		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
 	}
+	if h.watch != nil {
+		eps, _ := h.cluster.ClientEndpoints(n.ID)
+		h.watch.retarget(eps)
+	}
 	return n.ID, took, nil
 }
 

@@ -52,6 +52,8 @@ type harness struct {
 	cluster *Cluster
 	rec     *history.Recorder
 	work    *Workload
+	// watch follows every key for the run (run.go); a replace retargets it.
+	watch *watchChecker
 
 	probeMu sync.Mutex
 	probeID int

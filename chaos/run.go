@@ -157,6 +157,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch checker: %w", err)
 	}
+	h.watch = watch
 	defer watch.stop()
 
 	used := h.injectSchedule(ctx, opts, seed, rep)
@@ -196,7 +197,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	ops := h.rec.Ops()
-	if finalRev, err := currentRevision(ctx, endpoints); err != nil {
+	// The members now, not at the start: a replace-node fault may have replaced them all.
+	finalEndpoints, _ := h.cluster.ClientEndpoints(h.cluster.IDs()[0])
+	if finalRev, err := currentRevision(ctx, finalEndpoints); err != nil {
 		rep.Anomalies = append(rep.Anomalies, Anomaly{AnomalyWatch, "could not read the final revision: " + err.Error()})
 	} else {
 		if !watch.waitFor(finalRev, 30*time.Second) {

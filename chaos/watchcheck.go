@@ -40,6 +40,9 @@ type watchChecker struct {
 	events     []watchEvent
 	reconnects int
 	fatal      string
+	// retargeted holds the members' endpoints after a membership change, taken up at the
+	// next resume: a run that replaces every original node must still follow the cluster.
+	retargeted []string
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -71,7 +74,7 @@ func (wc *watchChecker) next() int64 {
 
 func (wc *watchChecker) run(ctx context.Context) {
 	defer close(wc.done)
-	defer wc.conn.Close()
+	defer func() { wc.conn.Close() }()
 	for ctx.Err() == nil {
 		err := wc.follow(ctx)
 		if ctx.Err() != nil {
@@ -85,7 +88,9 @@ func (wc *watchChecker) run(ctx context.Context) {
 			return
 		}
 		wc.logf("watch checker: stream on %s ended (%v); resuming from revision %d on the next node", wc.conn.Endpoint(), err, wc.next())
-		wc.conn.Next()
+		if !wc.takeRetarget() {
+			wc.conn.Next()
+		}
 		select {
 		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
@@ -151,6 +156,33 @@ func (wc *watchChecker) follow(ctx context.Context) error {
 		}
 		wc.mu.Unlock()
 	}
+}
+
+// retarget has the checker resume on endpoints from now on (the members after a change).
+// The current stream goes on while it lasts: a removed node's stream ends by itself.
+func (wc *watchChecker) retarget(endpoints []string) {
+	wc.mu.Lock()
+	wc.retargeted = endpoints
+	wc.mu.Unlock()
+}
+
+// takeRetarget switches to the endpoints retarget gave, if any, and reports whether it did.
+func (wc *watchChecker) takeRetarget() bool {
+	wc.mu.Lock()
+	eps := wc.retargeted
+	wc.retargeted = nil
+	wc.mu.Unlock()
+	if eps == nil {
+		return false
+	}
+	conn, err := etcdv3.Dial(eps, nil)
+	if err != nil {
+		wc.logf("watch checker: cannot follow the new members %v: %v", eps, err)
+		return false
+	}
+	wc.conn.Close()
+	wc.conn = conn
+	return true
 }
 
 // waitFor waits until the watch delivered revision rev.

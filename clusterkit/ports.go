@@ -77,7 +77,8 @@ var (
 )
 
 // FreeAddrs returns n distinct loopback addresses below the ephemeral port range that were
-// free a moment ago and that this process never handed out before. They are held open
+// free a moment ago, that this process never handed out before, and that no other process
+// using FreeAddrs holds a claim on (claimPort). They are held open
 // together while chosen, so they differ from each other.
 func FreeAddrs(n int) ([]string, error) {
 	givenMu.Lock()
@@ -105,6 +106,9 @@ func FreeAddrs(n int) ([]string, error) {
 		}
 		listeners = append(listeners, l)
 		given[addr] = true
+		if !claimPort(addr[strings.LastIndexByte(addr, ':')+1:]) {
+			continue // another process handed it out and may not have bound it yet
+		}
 		out = append(out, addr)
 	}
 	return out, nil

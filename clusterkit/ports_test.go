@@ -3,6 +3,8 @@ package clusterkit
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,5 +110,18 @@ func TestCheckPortsFreeNamesTheTakenPort(t *testing.T) {
 	}
 	if err != nil && strings.Contains(err.Error(), "node 3") {
 		t.Errorf("a free port was reported taken: %v", err)
+	}
+}
+
+// TestPortClaimsExcludeEachOther: a claimed port cannot be claimed again through another open
+// file, as another process would try; FreeAddrs then skips it.
+func TestPortClaimsExcludeEachOther(t *testing.T) {
+	port := fmt.Sprintf("test-claim-%d", os.Getpid())
+	t.Cleanup(func() { os.Remove(filepath.Join(os.TempDir(), "georaft-ports", port)) })
+	if !claimPort(port) {
+		t.Fatalf("a fresh claim on %s was refused", port)
+	}
+	if claimPort(port) {
+		t.Fatalf("a second claim on %s was granted while the first holds it", port)
 	}
 }
