@@ -316,9 +316,14 @@ func (h *harness) replace(ctx context.Context, victim uint64, grow bool, onJoin,
 	if err := kit.RewriteConfigs(); err != nil {
 		return 0, 0, fmt.Errorf("replace node %d: %w", victim, err)
 	}
+	// The etcd connections of the workload and the watch checker name nodes, not the
+	// cluster: they move to today's members.
 	if h.watch != nil {
 		eps, _ := h.cluster.ClientEndpoints(n.ID)
 		h.watch.retarget(eps)
+	}
+	if h.work != nil {
+		h.work.Retarget()
 	}
 	return n.ID, took, nil
 }

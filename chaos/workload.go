@@ -85,6 +85,9 @@ type Workload struct {
 	mu     sync.Mutex
 	served []Served
 	counts map[string]int // "set ok", "get lease->index", ...
+	// retargeted holds, per client, the etcd endpoints to move to at its next operation
+	// (Retarget): the georaft client learns new members itself, an etcd connection does not.
+	retargeted map[int][]string
 
 	lastWriteAck atomic.Int64
 }
@@ -133,11 +136,31 @@ func StartWorkload(cluster *Cluster, clock *Clock, rec *history.Recorder, opts W
 		go func() {
 			defer w.wg.Done()
 			defer cl.Close()
-			defer conns[i].Close()
 			w.runClient(i, cl, conns[i], rand.New(rand.NewPCG(uint64(opts.Seed), uint64(i))))
 		}()
 	}
 	return w, nil
+}
+
+// Retarget moves every client's etcd connection to the members as they are now, each
+// starting at the node its position in the member list gives it (as at the start). The
+// harness calls it after a membership change, from the goroutine that changed the cluster.
+func (w *Workload) Retarget() {
+	ids := w.cluster.IDs()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.retargeted = map[int][]string{}
+	for i := range w.opts.Clients {
+		w.retargeted[i], _ = w.cluster.ClientEndpoints(ids[i%len(ids)])
+	}
+}
+
+func (w *Workload) takeRetarget(client int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	eps := w.retargeted[client]
+	delete(w.retargeted, client)
+	return eps
 }
 
 // Stop asks every client to finish its operation in flight and waits for them.
@@ -252,6 +275,7 @@ func pickOp(rng *rand.Rand) (history.Kind, readmode.Mode) {
 }
 
 func (w *Workload) runClient(id int, cl *client.Client, conn *etcdv3.Conn, rng *rand.Rand) {
+	defer func() { conn.Close() }()
 	clientID := id + 1
 	seq := 0
 	last := map[string]seen{}
@@ -260,6 +284,12 @@ func (w *Workload) runClient(id int, cl *client.Client, conn *etcdv3.Conn, rng *
 		case <-w.stop:
 			return
 		default:
+		}
+		if eps := w.takeRetarget(id); eps != nil {
+			if next, err := etcdv3.Dial(eps, nil); err == nil {
+				conn.Close()
+				conn = next
+			}
 		}
 		kind, mode := pickOp(rng)
 		key := w.keys[rng.IntN(len(w.keys))]
