@@ -679,7 +679,7 @@ func TestTerraformVariableValidation(t *testing.T) {
 	extra := `
 output "zones" { value = local.zones }
 output "names" { value = local.names }
-output "subnets" { value = { for r, id in local.node_ids : r => cidrsubnet(var.subnet_cidr, 8, id - 1) } }
+output "subnets" { value = { for r, id in local.node_slots : r => cidrsubnet(var.subnet_cidr, 8, id - 1) } }
 `
 	if err := os.WriteFile(filepath.Join(dir, "variables.tf"), vars, 0o644); err != nil {
 		t.Fatal(err)

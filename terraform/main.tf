@@ -3,15 +3,23 @@ provider "google" {
 }
 
 locals {
-  # Node ids follow the order of var.regions and never change for a region, so a node keeps
-  # its raft identity (and its data disk) across applies.
-  node_ids = { for i, region in var.regions : region => i + 1 }
-  zones    = { for region in var.regions : region => lookup(var.zones, region, "${region}-${var.default_zone_suffix}") }
-  names    = { for region in var.regions : region => "${var.name_prefix}-${local.node_ids[region]}" }
+  # A slot per region the cluster has had a node in: var.regions in order, then the regions
+  # make cluster-add-node added. A slot's number names its instance (georaft-N), subnet,
+  # addresses and service account, and never changes, so no apply renames (and so replaces)
+  # another region's resources when a node is added or removed.
+  slots = { for i, region in concat(var.regions, [for r in var.added_regions : r if !contains(var.regions, r)]) : region => i + 1 }
+  # The slots that have a node (make cluster-remove-node takes one's node away).
+  node_slots = { for region, slot in local.slots : region => slot if !contains(var.removed_regions, region) }
+  # Each node's raft member id: its slot number for the nodes the cluster was created with;
+  # the id make cluster-replace-node or cluster-add-node gave a node that joined the running
+  # cluster (never one used before: a new disk is a new member).
+  member_ids = { for region, slot in local.node_slots : region => lookup(var.member_ids, region, slot) }
+  zones      = { for region, slot in local.slots : region => lookup(var.zones, region, "${region}-${var.default_zone_suffix}") }
+  names      = { for region, slot in local.slots : region => "${var.name_prefix}-${slot}" }
 
   # A region's data disk is replaced only when its generation is raised, one region at a
   # time (the replace-node flow); generation 1 keeps the original name.
-  disk_names = { for region in var.regions : region =>
+  disk_names = { for region, slot in local.slots : region =>
     lookup(var.data_disk_generation, region, 1) > 1 ? "${local.names[region]}-data-g${lookup(var.data_disk_generation, region, 1)}" : "${local.names[region]}-data"
   }
 
@@ -58,10 +66,35 @@ resource "google_compute_network" "cluster" {
   routing_mode            = "GLOBAL"
 
   depends_on = [google_project_service.api]
+
+  # The node changes the kit records (terraform/membership.auto.tfvars.json) must fit
+  # together; these checks need more than one variable, so they live here.
+  lifecycle {
+    precondition {
+      condition     = alltrue([for r in var.removed_regions : contains(keys(local.slots), r)])
+      error_message = "removed_regions may only name regions of regions or added_regions."
+    }
+    precondition {
+      condition     = length(local.node_slots) >= 3
+      error_message = "At least 3 regions must keep a node: a cluster of fewer survives no region's loss."
+    }
+    precondition {
+      condition     = alltrue([for r, id in var.member_ids : contains(keys(local.slots), r)])
+      error_message = "member_ids may only name regions of regions or added_regions."
+    }
+    precondition {
+      condition     = length(distinct(values(local.member_ids))) == length(local.member_ids)
+      error_message = "Two nodes have the same member id in member_ids."
+    }
+    precondition {
+      condition     = alltrue([for id in values(local.member_ids) : !contains(var.retired_member_ids, id)])
+      error_message = "A node's member id is one of retired_member_ids: a member id is never used again once its member was removed."
+    }
+  }
 }
 
 resource "google_compute_subnetwork" "node" {
-  for_each = local.node_ids
+  for_each = local.node_slots
 
   name                     = "${var.name_prefix}-${each.key}"
   region                   = each.key
@@ -211,7 +244,7 @@ resource "google_compute_firewall" "ssh_iap" {
 # Identity: a service account per node, allowed to write logs and metrics and nothing else.
 
 resource "google_service_account" "node" {
-  for_each = local.node_ids
+  for_each = local.node_slots
 
   account_id   = "${var.name_prefix}-node-${each.value}"
   display_name = "georaft node ${each.value} (${each.key})"
@@ -237,7 +270,7 @@ resource "google_project_iam_member" "node" {
 # Nodes.
 
 resource "google_compute_address" "node" {
-  for_each = var.assign_external_ip ? local.node_ids : {}
+  for_each = var.assign_external_ip ? local.node_slots : {}
 
   name         = "${local.names[each.key]}-ip"
   region       = each.key
@@ -248,7 +281,7 @@ resource "google_compute_address" "node" {
 # A reserved internal address per node: peers dial it and the node's certificate names it, so
 # both stay valid when the instance is rebuilt.
 resource "google_compute_address" "node_internal" {
-  for_each = local.node_ids
+  for_each = local.node_slots
 
   name         = "${local.names[each.key]}-internal-ip"
   region       = each.key
@@ -259,7 +292,9 @@ resource "google_compute_address" "node_internal" {
 # A daily snapshot of every data disk, kept snapshot_retention_days, in the disk's region;
 # the snapshots outlive the disk.
 resource "google_compute_resource_policy" "data_snapshots" {
-  for_each = local.node_ids
+  # Every slot, also one whose node was removed: the removed node's disk, kept, stays
+  # attached to its schedule (a policy in use cannot be deleted).
+  for_each = local.slots
 
   name   = "${var.name_prefix}-data-snapshots-${each.value}"
   region = each.key
@@ -291,7 +326,7 @@ resource "google_compute_resource_policy" "data_snapshots" {
 # disk); a node moves to a new disk one region at a time by raising its data_disk_generation
 # in the replace-node flow. Only a blank disk of a cluster being created is formatted.
 resource "google_compute_disk" "data" {
-  for_each = local.node_ids
+  for_each = local.node_slots
 
   name              = local.disk_names[each.key]
   zone              = local.zones[each.key]
@@ -307,7 +342,7 @@ resource "google_compute_disk" "data" {
 }
 
 resource "google_compute_instance" "node" {
-  for_each = local.node_ids
+  for_each = local.node_slots
 
   name         = local.names[each.key]
   description  = "georaft node ${each.value} of cluster ${var.cluster_id} in ${each.key}"

@@ -2,10 +2,12 @@
 # mode, the project and the cluster id. Keep the attribute names in step with deploy/inventory.
 
 output "nodes" {
-  description = "Every node by instance name: id (raft node id, 1..N in var.regions order), name, region, zone, internal_ip, external_ip (null without assign_external_ip)."
+  description = "Every node by instance name: id (its raft member id: 1..N in var.regions order for the nodes the cluster was created with), name, region, zone, internal_ip, external_ip (null without assign_external_ip), joined (it joined the running cluster as a new member) and replaces (the member id it took the place of, or null)."
   value = {
-    for region, id in local.node_ids : google_compute_instance.node[region].name => {
+    for region, id in local.member_ids : google_compute_instance.node[region].name => {
       id          = id
+      joined      = contains(keys(var.member_ids), region)
+      replaces    = lookup(var.replaced_member_ids, region, null)
       name        = google_compute_instance.node[region].name
       region      = region
       zone        = google_compute_instance.node[region].zone
@@ -41,10 +43,11 @@ output "metrics_port" {
 }
 
 output "client_endpoints" {
-  description = "host:port of every node's KVService as seen from outside the VPC (internal address when there is no external IP), in node id order."
+  description = "host:port of every node's KVService as seen from outside the VPC (internal address when there is no external IP), in slot order."
   value = [
-    for region in var.regions :
+    for region in concat(var.regions, var.added_regions) :
     "${var.assign_external_ip ? google_compute_address.node[region].address : google_compute_instance.node[region].network_interface[0].network_ip}:${var.client_port}"
+    if contains(keys(local.node_slots), region)
   ]
 }
 
@@ -71,7 +74,7 @@ output "project_id" {
 output "data_disks" {
   description = "Every node's data disk by instance name: name, zone (cluster-down snapshots them)."
   value = {
-    for region, id in local.node_ids : local.names[region] => {
+    for region, id in local.node_slots : local.names[region] => {
       name = google_compute_disk.data[region].name
       zone = google_compute_disk.data[region].zone
     }

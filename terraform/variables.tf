@@ -261,15 +261,64 @@ variable "snapshot_start_time" {
   }
 }
 
+# The next six are the kit's record of node changes: make cluster-replace-node,
+# cluster-add-node and cluster-remove-node write them to terraform/membership.auto.tfvars.json
+# (docs/deploy.md). Keep that file with terraform.tfvars and the state; do not edit it by hand.
+
 variable "data_disk_generation" {
   type        = map(number)
-  description = "Per region, the generation of its node's data disk (default 1). Raising one region's generation gives that node a new, blank disk: part of the replace-node flow, one region at a time, never all at once."
+  description = "Per region, the generation of its node's data disk (default 1). Raising one region's generation gives that node a new, blank disk: part of the replace-node flow, one region at a time, never all at once. Written by make cluster-replace-node."
   default     = {}
 
   validation {
     condition     = alltrue([for r, g in var.data_disk_generation : g >= 1 && floor(g) == g])
     error_message = "data_disk_generation values must be whole numbers, at least 1."
   }
+}
+
+variable "member_ids" {
+  type        = map(number)
+  description = "Per region, the raft member id of a node that joined the running cluster (replace or add); the others keep their slot number. Written by make cluster-replace-node and cluster-add-node."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for r, id in var.member_ids : id >= 1 && floor(id) == id])
+    error_message = "member_ids values must be whole numbers, at least 1."
+  }
+}
+
+variable "replaced_member_ids" {
+  type        = map(number)
+  description = "Per region, the member id its node took the place of when it joined (cluster.replaces). Written by make cluster-replace-node."
+  default     = {}
+}
+
+variable "retired_member_ids" {
+  type        = list(number)
+  description = "Member ids of removed members: never given to a node again. Written by make cluster-replace-node and cluster-remove-node."
+  default     = []
+}
+
+variable "added_regions" {
+  type        = list(string)
+  description = "Regions make cluster-add-node gave a node, after regions (their slots follow regions' in this order)."
+  default     = []
+
+  validation {
+    condition     = length(var.added_regions) == length(distinct(var.added_regions))
+    error_message = "added_regions must be distinct."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.added_regions : can(regex("^[a-z]+-[a-z]+[0-9]+$", r))])
+    error_message = "each added region must be a Google Cloud region name such as europe-west4."
+  }
+}
+
+variable "removed_regions" {
+  type        = list(string)
+  description = "Regions whose node make cluster-remove-node removed: their slot keeps its number (no other node is renamed), their kept disk its snapshot schedule."
+  default     = []
 }
 
 variable "labels" {

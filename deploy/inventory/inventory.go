@@ -51,6 +51,10 @@ type Node struct {
 	Zone       string
 	InternalIP string
 	ExternalIP string // empty when the node has no external address
+	// Joined: the node joined the running cluster as a new member (cluster-replace-node,
+	// cluster-add-node) instead of creating it; Replaces is the member it took the place of.
+	Joined   bool
+	Replaces uint64
 }
 
 // Cluster is everything the inventory needs from Terraform.
@@ -289,6 +293,24 @@ func parseNode(fields map[string]json.RawMessage) (Node, error) {
 			return Node{}, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
+	// Optional: outputs from before the replace-node flow have neither.
+	if raw, ok := fields["joined"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &n.Joined); err != nil {
+			return Node{}, fmt.Errorf("node %s: joined must be a bool: %w", n.Name, err)
+		}
+	}
+	if raw, ok := fields["replaces"]; ok && string(raw) != "null" {
+		var r json.Number
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return Node{}, fmt.Errorf("node %s: replaces must be a member id: %w", n.Name, err)
+		}
+		if n.Replaces, err = parseID(r); err != nil {
+			return Node{}, fmt.Errorf("node %s: replaces: %w", n.Name, err)
+		}
+		if n.Replaces == n.ID {
+			return Node{}, fmt.Errorf("node %s: replaces its own id %d", n.Name, n.ID)
+		}
+	}
 	for _, ip := range []struct{ field, value string }{{"internal_ip", n.InternalIP}, {"external_ip", n.ExternalIP}} {
 		if ip.value == "" {
 			continue
@@ -346,7 +368,7 @@ func (c Cluster) Inventory(opts Options) ([]byte, error) {
 		if c.SSHMode == SSHIAP {
 			connect = n.Name // reached through the tunnel, by name
 		}
-		hosts.Content = append(hosts.Content, scalar(n.Name), mapping(
+		host := mapping(
 			"ansible_host", connect,
 			"ansible_ssh_common_args", c.sshArgs(n, opts),
 			"georaft_node_id", n.ID,
@@ -354,7 +376,16 @@ func (c Cluster) Inventory(opts Options) ([]byte, error) {
 			"georaft_zone", n.Zone,
 			"georaft_internal_ip", n.InternalIP,
 			"georaft_external_ip", n.ExternalIP,
-		))
+		)
+		// A member that joined the running cluster: the role formats its blank disk and
+		// starts it with cluster.join (and cluster.replaces), never under another id.
+		if n.Joined {
+			host.Content = append(host.Content, scalar("georaft_join"), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+			if n.Replaces != 0 {
+				host.Content = append(host.Content, scalar("georaft_replaces"), valueNode(n.Replaces))
+			}
+		}
+		hosts.Content = append(hosts.Content, scalar(n.Name), host)
 	}
 	vars := mapping(
 		"georaft_cluster_id", c.ClusterID,

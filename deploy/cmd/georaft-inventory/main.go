@@ -15,6 +15,7 @@
 //	-print project              the project id
 //	-print data-disks           "DISK ZONE" per node's data disk
 //	-print prometheus-targets   a Prometheus file_sd document of every node's metrics port
+//	-print placement            ID=REGION,... of every node (georaft tune --placement)
 //
 // With -host-keys DIR (gcloud compute instances get-guest-attributes NAME
 // --query-path=hostkeys/ --format=json saved as DIR/NAME.json for every node) it also writes
@@ -52,7 +53,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs.StringVar(&opts.SSHUser, "ssh-user", "", "login to use instead of Terraform's ssh_user (OS Login: your POSIX name)")
 	hostKeys := fs.String("host-keys", "", "directory of NAME.json guest attributes (hostkeys/) of every node")
 	fs.StringVar(&opts.KnownHostsFile, "known-hosts", "", "known_hosts file to write from -host-keys and pin in the inventory")
-	query := fs.String("print", "", "print endpoints, internal-endpoints, host=REGION, certs-flags, nodes, data-disks, prometheus-targets, ssh-mode or project instead of the inventory")
+	query := fs.String("print", "", "print endpoints, internal-endpoints, host=REGION, certs-flags, placement, nodes, data-disks, prometheus-targets, ssh-mode or project instead of the inventory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -178,6 +179,12 @@ func answer(c inventory.Cluster, query string, opts inventory.Options) (string, 
 		return strings.Join(c.ClientEndpoints(true), ","), nil
 	case query == "certs-flags":
 		return strings.Join(c.CertsFlags(), " "), nil
+	case query == "placement":
+		parts := make([]string, len(c.Nodes))
+		for i, n := range c.Nodes {
+			parts[i] = fmt.Sprintf("%d=%s", n.ID, n.Region)
+		}
+		return strings.Join(parts, ","), nil
 	case strings.HasPrefix(query, "host="):
 		n, err := c.NodeIn(strings.TrimPrefix(query, "host="))
 		if err != nil {
@@ -188,5 +195,5 @@ func answer(c inventory.Cluster, query string, opts inventory.Options) (string, 
 		}
 		return n.ExternalIP, nil
 	}
-	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints, host=REGION, certs-flags, nodes, data-disks, prometheus-targets, ssh-mode or project", query)
+	return "", fmt.Errorf("-print %q: want endpoints, internal-endpoints, host=REGION, certs-flags, placement, nodes, data-disks, prometheus-targets, ssh-mode or project", query)
 }

@@ -93,7 +93,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"-in", "absent.json"}, "absent.json"},
 		{[]string{"-in", bad, "-out", kept}, "terraform output is empty"},
 		{[]string{"-in", fixture, "-print", "host=mars"}, `no node in region "mars"`},
-		{[]string{"-in", fixture, "-print", "leader"}, "want endpoints, internal-endpoints, host=REGION, certs-flags, nodes, data-disks, prometheus-targets, ssh-mode or project"},
+		{[]string{"-in", fixture, "-print", "leader"}, "want endpoints, internal-endpoints, host=REGION, certs-flags, placement, nodes, data-disks, prometheus-targets, ssh-mode or project"},
 		{[]string{"-in", fixture, "extra"}, "unexpected arguments"},
 	} {
 		err := run(tc.args, nil, &bytes.Buffer{})
