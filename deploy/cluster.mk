@@ -14,6 +14,10 @@
 #   make cluster-down CONFIRM=<cluster id>  final snapshot of every data disk, then terraform destroy;
 #                                        the CA in build/cluster/pki is kept
 #   make cluster-monitoring              Prometheus file_sd targets from the inventory (deploy/monitoring/)
+#   make cluster-replace-node REGION=R   that region's node on a new VM and a new, blank disk that joins as a
+#                                        new member and takes the old member's place (old disk snapshotted, kept)
+#   make cluster-add-node REGION=R       a node in a region that has none; it joins and is promoted
+#   make cluster-remove-node REGION=R    the region's member removed first, then its VM (disk snapshotted, kept)
 #
 # Needs terraform (>= 1.5), ansible-playbook (ansible-core) and Google credentials
 # (GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`). Every target
@@ -36,8 +40,13 @@ TF_APPLY_FLAGS ?=
 # cluster-bench: run from this region's VM instead of this machine; arguments for the bench.
 REGION ?=
 BENCH_ARGS ?=
-# cluster-tune: the RTT matrix to derive timing from.
+# cluster-tune: the RTT matrix to derive timing from, and the member ids' regions (empty: the
+# cluster's, from its Terraform outputs, or one node per region of the matrix before it exists).
 RTT ?= configs/geo/rtt-5-regions.csv
+PLACEMENT ?=
+# cluster-replace-node, cluster-add-node: how long to wait for the new member to catch up and
+# become a voter (a node holding much data takes a while to receive it).
+NODE_WAIT ?= 30m
 # TLS on the client and peer ports (mutual between peers), from the CA and certificates that
 # cluster-certs issues once into CLUSTER_PKI_DIR. CLUSTER_TLS=0 deploys without TLS.
 CLUSTER_TLS ?= 1
@@ -80,7 +89,8 @@ CLUSTER_SSH_OPTS = $(if $(filter 1,$(PIN_HOST_KEYS)),-o UserKnownHostsFile=$(CLU
 .PHONY: cluster-up cluster-down cluster-status cluster-bench cluster-upgrade cluster-tune cluster-preflight \
 	cluster-build cluster-apply cluster-inventory cluster-certs cluster-renew-certs cluster-deploy cluster-wait \
 	cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-state cluster-check-gcloud \
-	cluster-host-keys cluster-monitoring tflint
+	cluster-host-keys cluster-monitoring tflint cluster-replace-node cluster-add-node cluster-remove-node \
+	cluster-check-region cluster-nodechange-tools
 
 cluster-check-terraform:
 	@command -v $(TERRAFORM) >/dev/null 2>&1 || { \
@@ -258,11 +268,18 @@ else
 	ssh $(CLUSTER_SSH_OPTS) "$$user@$$host" /tmp/georaft-bench --endpoints "$$endpoints" $$tls bench $(BENCH_ARGS)
 endif
 
+# The placement is the cluster's member ids and regions: after a node change they are no
+# longer 1..N in region order, and the role deploys only timing derived for them.
 cluster-tune:
 	@[ -x bin/georaft ] || $(GO) build -o bin/ ./client/cmd/georaft
-	bin/georaft tune --rtt $(RTT) --format ansible > $(ANSIBLE_DIR)/group_vars/georaft/timing.yml.new
-	mv $(ANSIBLE_DIR)/group_vars/georaft/timing.yml.new $(ANSIBLE_DIR)/group_vars/georaft/timing.yml
-	@bin/georaft tune --rtt $(RTT)
+	@placement="$(PLACEMENT)"; \
+	if [ -z "$$placement" ] && [ -f $(CLUSTER_TF_OUTPUT) ]; then \
+	  placement=$$($(CLUSTER_INVENTORY_CMD) -in $(CLUSTER_TF_OUTPUT) -print placement) || exit 1; \
+	fi; \
+	echo "bin/georaft tune --rtt $(RTT) $${placement:+--placement $$placement} --format ansible"; \
+	bin/georaft tune --rtt $(RTT) $${placement:+--placement $$placement} --format ansible > $(ANSIBLE_DIR)/group_vars/georaft/timing.yml.new && \
+	mv $(ANSIBLE_DIR)/group_vars/georaft/timing.yml.new $(ANSIBLE_DIR)/group_vars/georaft/timing.yml && \
+	bin/georaft tune --rtt $(RTT) $${placement:+--placement $$placement}
 	@echo "wrote $(ANSIBLE_DIR)/group_vars/georaft/timing.yml; apply it with make cluster-upgrade"
 
 # Takes the cluster id typed out (CONFIRM=<cluster id>), then a final snapshot of every data
@@ -307,3 +324,29 @@ cluster-monitoring: cluster-inventory
 TFLINT_VERSION ?= v0.64.0
 tflint:
 	$(GO) run github.com/terraform-linters/tflint@$(TFLINT_VERSION) --chdir=$(TF_DIR) --format compact
+
+# Node changes on a running cluster (deploy/nodechange; docs/deploy.md "Replacing, adding and
+# removing nodes"). Each records its progress in build/cluster/node-change.json: a change that
+# failed midway goes on from there when the same target runs again, and no other starts before.
+CLUSTER_NODECHANGE = $(GO) run ./deploy/cmd/georaft-nodechange -region "$(REGION)" -terraform "$(TERRAFORM)" -tf-dir $(TF_DIR) \
+	-apply-flags "$(TF_APPLY_FLAGS)" -gcloud "$(GCLOUD)" -make "$(CLUSTER_MAKE)" -playbook "$(CLUSTER_ANSIBLE)" \
+	-client "$(CLUSTER_CLIENT) $(CLUSTER_CLIENT_TLS)" -certs "$(if $(CLUSTER_TLS_ON),$(CLUSTER_CERTS_RENEW_CMD))" -pki $(CLUSTER_PKI_DIR) \
+	-journal $(CLUSTER_DIR)/node-change.json -timing $(ANSIBLE_DIR)/group_vars/georaft/timing.yml -wait $(NODE_WAIT)
+CLUSTER_CERTS_RENEW_CMD = $(GO) run ./node/cmd/georaftd certs
+
+cluster-check-region:
+	@[ -n "$(REGION)" ] || { echo "cluster: this target needs REGION=<region>, e.g. REGION=us-west1 (make cluster-status lists the nodes' regions)." >&2; exit 1; }
+
+# The georaft client the node changes ask the cluster with.
+CLUSTER_CLIENT ?= bin/georaft
+cluster-nodechange-tools:
+	@[ -x $(CLUSTER_CLIENT) ] || $(GO) build -o bin/ ./client/cmd/georaft
+
+cluster-replace-node: cluster-check-region cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-gcloud cluster-check-state cluster-nodechange-tools
+	@$(CLUSTER_NODECHANGE) -op replace
+
+cluster-add-node: cluster-check-region cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-gcloud cluster-check-state cluster-nodechange-tools
+	@$(CLUSTER_NODECHANGE) -op add
+
+cluster-remove-node: cluster-check-region cluster-check-terraform cluster-check-ansible cluster-check-credentials cluster-check-gcloud cluster-check-state cluster-nodechange-tools
+	@$(CLUSTER_NODECHANGE) -op remove

@@ -1,0 +1,811 @@
+package nodechange
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/georaft/georaft/deploy/inventory"
+)
+
+// Kit is how a change reaches the cluster: the commands deploy/cluster.mk passes (each a
+// shell command line the change appends its arguments to) and the files it keeps.
+type Kit struct {
+	Terraform   string // terraform binary
+	TFDir       string
+	ApplyFlags  string // extra flags for terraform apply (TF_APPLY_FLAGS)
+	Gcloud      string
+	Make        string // runs a cluster.mk target (cluster-inventory)
+	Playbook    string // ansible-playbook with the cluster's inventory and vars, up to the playbook
+	Client      string // the georaft client with the cluster's TLS flags, up to --endpoints
+	Certs       string // `georaftd certs`; empty when the cluster runs without TLS
+	PKIDir      string
+	RecordFile  string // terraform/membership.auto.tfvars.json
+	TfvarsFile  string // terraform/terraform.tfvars
+	JournalFile string // the change under way
+	TimingFile  string // ansible/group_vars/georaft/timing.yml
+	Wait        time.Duration
+	Poll        time.Duration
+	Out, Err    io.Writer
+	Now         func() time.Time
+}
+
+// Journal is the change under way: what it is, the ids and names it decided at its start,
+// and the steps done so far. A rerun takes it from here.
+type Journal struct {
+	Op         string    `json:"op"` // replace, add or remove
+	Region     string    `json:"region"`
+	OldID      uint64    `json:"old_id,omitempty"`
+	NewID      uint64    `json:"new_id,omitempty"`
+	Instance   string    `json:"instance,omitempty"`
+	Disk       string    `json:"disk,omitempty"`
+	Zone       string    `json:"zone,omitempty"`
+	Generation int       `json:"generation,omitempty"`
+	Snapshot   string    `json:"snapshot,omitempty"`
+	Started    time.Time `json:"started"`
+	Done       []string  `json:"done"`
+}
+
+// Member is a row of `georaft member list -o json`.
+type Member struct {
+	ID     uint64 `json:"id"`
+	Role   string `json:"role"`
+	Region string `json:"region"`
+}
+
+// Members is `georaft member list -o json`.
+type Members struct {
+	ClusterID string   `json:"cluster_id"`
+	LeaderID  uint64   `json:"leader_id"`
+	Members   []Member `json:"members"`
+}
+
+func (m Members) role(id uint64) string {
+	for _, r := range m.Members {
+		if r.ID == id {
+			return r.Role
+		}
+	}
+	return ""
+}
+
+func (m Members) voters() []uint64 {
+	var out []uint64
+	for _, r := range m.Members {
+		if r.Role == "voter" {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}
+
+var regionName = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
+
+// change is one run of a change: the kit, the op's target name for messages, and its journal.
+type change struct {
+	k      *Kit
+	target string
+	j      *Journal
+	lock   *os.File
+}
+
+// begin takes the kit's change lock (one change at a time on this machine), checks the
+// files, and loads an unfinished change. A journal of another change refuses this one.
+func (k *Kit) begin(op, region string) (*change, error) {
+	target := "cluster-" + op + "-node"
+	if region == "" {
+		return nil, fmt.Errorf("%s needs REGION=<region>, e.g. make %s REGION=us-west1", target, target)
+	}
+	if err := os.MkdirAll(filepath.Dir(k.JournalFile), 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(k.JournalFile+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		running := "another node change"
+		if j, _ := k.loadJournal(); j != nil {
+			running = fmt.Sprintf("make cluster-%s-node REGION=%s", j.Op, j.Region)
+		}
+		return nil, fmt.Errorf("%s is running now on this machine (%s is locked): one node change at a time; wait for it to finish", running, k.JournalFile+".lock")
+	}
+	c := &change{k: k, target: target, lock: lock}
+	if err := CheckTfvars(k.TfvarsFile, k.RecordFile); err != nil {
+		c.end()
+		return nil, err
+	}
+	j, err := k.loadJournal()
+	if err != nil {
+		c.end()
+		return nil, err
+	}
+	if j != nil && (j.Op != op || j.Region != region) {
+		c.end()
+		return nil, fmt.Errorf("make cluster-%s-node REGION=%s is unfinished (started %s; done so far: %s): one node change at a time. "+
+			"Finish it first by running make cluster-%s-node REGION=%s again (it goes on from where it stopped); %s records it",
+			j.Op, j.Region, j.Started.Format(time.RFC3339), doneList(j), j.Op, j.Region, k.JournalFile)
+	}
+	c.j = j
+	if j != nil {
+		c.say("going on with the unfinished %s of %s (started %s; done so far: %s)", op, region, j.Started.Format(time.RFC3339), doneList(j))
+	}
+	return c, nil
+}
+
+func doneList(j *Journal) string {
+	if len(j.Done) == 0 {
+		return "nothing"
+	}
+	return strings.Join(j.Done, ", ")
+}
+
+func (c *change) end() {
+	c.lock.Close()
+}
+
+func (k *Kit) loadJournal() (*Journal, error) {
+	data, err := os.ReadFile(k.JournalFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var j Journal
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, fmt.Errorf("%s: %w (it records an unfinished node change; look at it before removing it)", k.JournalFile, err)
+	}
+	return &j, nil
+}
+
+func (c *change) saveJournal() error {
+	data, err := json.MarshalIndent(c.j, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(c.k.JournalFile, append(data, '\n'))
+}
+
+func (c *change) finish() error {
+	if err := os.Remove(c.k.JournalFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// step runs f unless the journal says it is done, then records it done.
+func (c *change) step(name, what string, f func() error) error {
+	if slices.Contains(c.j.Done, name) {
+		return nil
+	}
+	c.say("%s", what)
+	if err := f(); err != nil {
+		return fmt.Errorf("%s: %w; fix that and run make %s REGION=%s again: it goes on from this step", what, err, c.target, c.j.Region)
+	}
+	c.j.Done = append(c.j.Done, name)
+	return c.saveJournal()
+}
+
+func (c *change) say(format string, args ...any) {
+	fmt.Fprintf(c.k.Out, "%s: %s\n", c.target, fmt.Sprintf(format, args...))
+}
+
+// sh runs a command line, its output passed through.
+func (c *change) sh(cmdline string) error {
+	fmt.Fprintf(c.k.Out, "+ %s\n", cmdline)
+	cmd := exec.Command("sh", "-c", cmdline)
+	cmd.Stdout, cmd.Stderr = c.k.Out, c.k.Err
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("`%s` failed (%v)", cmdline, err)
+	}
+	return nil
+}
+
+// output runs a command line and returns its stdout; stderr goes into the error.
+func (c *change) output(cmdline string) ([]byte, error) {
+	cmd := exec.Command("sh", "-c", cmdline)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("`%s` failed (%v): %s", cmdline, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+func (c *change) terraform(args string) string {
+	return fmt.Sprintf("%s -chdir=%s %s", c.k.Terraform, shellQuote(c.k.TFDir), args)
+}
+
+// cluster is what Terraform's outputs say the cluster is now.
+func (c *change) cluster() (inventory.Cluster, error) {
+	out, err := c.output(c.terraform("output -json"))
+	if err != nil {
+		return inventory.Cluster{}, fmt.Errorf("no cluster in the Terraform state of %s (run make cluster-up first): %w", c.k.TFDir, err)
+	}
+	cl, err := inventory.Parse(bytes.NewReader(out))
+	if err != nil {
+		return inventory.Cluster{}, fmt.Errorf("terraform output of %s: %w", c.k.TFDir, err)
+	}
+	return cl, nil
+}
+
+// members asks the cluster who its members are; a cluster without a leader is not up.
+func (c *change) members(cl inventory.Cluster) (Members, error) {
+	var m Members
+	out, err := c.output(fmt.Sprintf("%s --endpoints %s -o json member list", c.k.Client, strings.Join(cl.ClientEndpoints(false), ",")))
+	if err != nil {
+		return m, fmt.Errorf("the cluster is not up: its members could not be listed: %w", err)
+	}
+	if err := json.Unmarshal(out, &m); err != nil {
+		return m, fmt.Errorf("the cluster is not up: `georaft member list` answered %q: %w", bytes.TrimSpace(out), err)
+	}
+	if m.LeaderID == 0 {
+		return m, errors.New("the cluster is not up: it has no leader (make cluster-status shows what each node says)")
+	}
+	if m.ClusterID != "" && m.ClusterID != cl.ClusterID {
+		return m, fmt.Errorf("the nodes answer for cluster %q, but Terraform's state is of cluster %q", m.ClusterID, cl.ClusterID)
+	}
+	return m, nil
+}
+
+// nextMemberID is one above every id the cluster, Terraform and the record ever gave: a new
+// node never takes an id a member had (the leader refuses one too).
+func nextMemberID(m Members, cl inventory.Cluster, r Record) uint64 {
+	var top uint64
+	for _, x := range m.Members {
+		top = max(top, x.ID)
+	}
+	for _, n := range cl.Nodes {
+		top = max(top, n.ID, n.Replaces)
+	}
+	for _, id := range r.MemberIDs {
+		top = max(top, id)
+	}
+	for _, id := range r.ReplacedMemberIDs {
+		top = max(top, id)
+	}
+	for _, id := range r.RetiredMemberIDs {
+		top = max(top, id)
+	}
+	return top + 1
+}
+
+func unknownRegion(cl inventory.Cluster, r Record, region, target string) error {
+	var have []string
+	for _, n := range cl.Nodes {
+		have = append(have, n.Region)
+	}
+	if slices.Contains(r.RemovedRegions, region) {
+		return fmt.Errorf("region %s has no node: make cluster-remove-node removed it (make cluster-add-node REGION=%s gives it one again)", region, region)
+	}
+	hint := ""
+	if target != "cluster-add-node" {
+		hint = fmt.Sprintf("; make cluster-add-node REGION=%s adds a node in a new region", region)
+	}
+	return fmt.Errorf("region %q has no node of this cluster (its nodes are in %s)%s", region, strings.Join(have, ", "), hint)
+}
+
+func diskOf(cl inventory.Cluster, node inventory.Node) (inventory.Disk, error) {
+	for i, n := range cl.Nodes {
+		if n.Name == node.Name && i < len(cl.DataDisks) {
+			return cl.DataDisks[i], nil
+		}
+	}
+	return inventory.Disk{}, fmt.Errorf("terraform output data_disks has no disk for %s (apply the current terraform/ first)", node.Name)
+}
+
+// snapshot keeps the disk's data before it leaves Terraform's state; a disk that is gone
+// (a lost zone, a deleted disk) has nothing to keep.
+func (c *change) snapshot(cl inventory.Cluster, why string) error {
+	j := c.j
+	if _, err := c.output(fmt.Sprintf("%s compute disks describe %s --zone=%s --project=%s --format='value(name)'",
+		c.k.Gcloud, j.Disk, j.Zone, cl.ProjectID)); err != nil {
+		if strings.Contains(err.Error(), "was not found") || strings.Contains(err.Error(), "notFound") {
+			c.say("disk %s no longer exists: there is nothing to snapshot", j.Disk)
+			return nil
+		}
+		return err
+	}
+	if j.Snapshot == "" {
+		j.Snapshot = fmt.Sprintf("%s-%s-%s", j.Disk, why, c.k.Now().UTC().Format("20060102-150405"))
+		if err := c.saveJournal(); err != nil {
+			return err
+		}
+	}
+	// A rerun after a snapshot that was made but not recorded finds it there.
+	if _, err := c.output(fmt.Sprintf("%s compute snapshots describe %s --project=%s --format='value(name)'", c.k.Gcloud, j.Snapshot, cl.ProjectID)); err == nil {
+		return nil
+	}
+	member := j.OldID
+	return c.sh(fmt.Sprintf("%s compute snapshots create %s --project=%s --source-disk=%s --source-disk-zone=%s --storage-location=%s "+
+		"--labels=georaft-cluster=%s,georaft-member=%d --description=%s --format=json >/dev/null",
+		c.k.Gcloud, j.Snapshot, cl.ProjectID, j.Disk, j.Zone, j.Region, cl.ClusterID, member,
+		shellQuote(fmt.Sprintf("georaft cluster %s: member %d's data disk, kept before %s", cl.ClusterID, member, c.target))))
+}
+
+// forgetDisk takes the region's data disk out of Terraform's state (never destroying it:
+// prevent_destroy), if it is still there.
+func (c *change) forgetDisk() error {
+	addr := fmt.Sprintf(`google_compute_disk.data["%s"]`, c.j.Region)
+	out, err := c.output(c.terraform("state list " + shellQuote(addr)))
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(out)) == "" {
+		c.say("%s is no longer in Terraform's state", addr)
+		return nil
+	}
+	return c.sh(c.terraform("state rm " + shellQuote(addr)))
+}
+
+func (c *change) updateRecord(f func(*Record)) error {
+	r, err := LoadRecord(c.k.RecordFile)
+	if err != nil {
+		return err
+	}
+	f(&r)
+	if err := r.Save(c.k.RecordFile); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.k.Out, "  recorded in %s\n", c.k.RecordFile)
+	return nil
+}
+
+func (c *change) apply(extra string) error {
+	args := "apply -input=false"
+	if extra != "" {
+		args += " " + extra
+	}
+	if c.k.ApplyFlags != "" {
+		args += " " + c.k.ApplyFlags
+	}
+	return c.sh(c.terraform(args))
+}
+
+// issueCert gives the new member its node certificate under the cluster's CA (its id is in
+// it), unless it has one.
+func (c *change) issueCert(node inventory.Node) error {
+	if c.k.Certs == "" {
+		c.say("the cluster runs without TLS: no certificate to issue")
+		return nil
+	}
+	crt := filepath.Join(c.k.PKIDir, fmt.Sprintf("node-%d.crt", node.ID))
+	if _, err := os.Stat(crt); err == nil {
+		c.say("%s exists", crt)
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(c.k.PKIDir, "ca.crt")); err != nil {
+		return fmt.Errorf("no CA in %s to issue node %d's certificate under: put the cluster's PKI there (make cluster-certs explains where it comes from)", c.k.PKIDir, node.ID)
+	}
+	hosts := []string{node.InternalIP}
+	if node.ExternalIP != "" {
+		hosts = append(hosts, node.ExternalIP)
+	}
+	hosts = append(hosts, node.Name)
+	return c.sh(fmt.Sprintf("%s --renew --out %s --node %d=%s", c.k.Certs, shellQuote(c.k.PKIDir), node.ID, strings.Join(hosts, ",")))
+}
+
+// waitFor polls the member list until ok says the change is applied.
+func (c *change) waitFor(cl inventory.Cluster, what string, ok func(Members) bool) error {
+	deadline := c.k.Now().Add(c.k.Wait)
+	var last string
+	for {
+		m, err := c.members(cl)
+		if err == nil && ok(m) {
+			fmt.Fprintf(c.k.Out, "  %s\n", describe(m))
+			return nil
+		}
+		var now string
+		if err != nil {
+			now = err.Error()
+		} else {
+			now = describe(m)
+		}
+		if now != last {
+			fmt.Fprintf(c.k.Out, "  waiting: %s\n", now)
+			last = now
+		}
+		if c.k.Now().After(deadline) {
+			return fmt.Errorf("not yet after %v (%s): the member list says %s", c.k.Wait, what, now)
+		}
+		time.Sleep(c.k.Poll)
+	}
+}
+
+func describe(m Members) string {
+	parts := make([]string, len(m.Members))
+	for i, x := range m.Members {
+		parts[i] = fmt.Sprintf("%d %s", x.ID, x.Role)
+	}
+	return fmt.Sprintf("leader %d; %s", m.LeaderID, strings.Join(parts, ", "))
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:@%+,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+// Replace gives the node of region a new VM and a new, blank data disk that joins the
+// running cluster as a new member and takes the old member's place in one change. The old
+// disk is snapshotted and kept (out of Terraform's state); the old id is never used again.
+func (k *Kit) Replace(region string) error {
+	c, err := k.begin("replace", region)
+	if err != nil {
+		return err
+	}
+	defer c.end()
+	cl, err := c.cluster()
+	if err != nil {
+		return err
+	}
+	m, err := c.members(cl)
+	if err != nil {
+		return err
+	}
+	if c.j == nil {
+		r, err := LoadRecord(k.RecordFile)
+		if err != nil {
+			return err
+		}
+		node, err := cl.NodeIn(region)
+		if err != nil {
+			return unknownRegion(cl, r, region, c.target)
+		}
+		switch m.role(node.ID) {
+		case "voter", "learner":
+		case "removed":
+			return fmt.Errorf("member %d (%s, %s) was removed from the cluster already, but Terraform still has its node: "+
+				"make cluster-remove-node REGION=%s finishes taking it away, make cluster-add-node REGION=%s then gives the region a new one",
+				node.ID, node.Name, region, region, region)
+		default:
+			return fmt.Errorf("member %d (%s, %s) is not in the cluster's member list (%s): Terraform's state and the cluster disagree; "+
+				"look at georaft member list before changing anything", node.ID, node.Name, region, describe(m))
+		}
+		disk, err := diskOf(cl, node)
+		if err != nil {
+			return err
+		}
+		c.j = &Journal{Op: "replace", Region: region, OldID: node.ID, NewID: nextMemberID(m, cl, r), Instance: node.Name,
+			Disk: disk.Name, Zone: disk.Zone, Generation: r.generation(region) + 1, Started: k.Now().UTC(), Done: []string{}}
+		if err := c.saveJournal(); err != nil {
+			return err
+		}
+		c.say("replacing member %d (%s in %s, disk %s) with member %d on a new VM and a new disk (generation %d)",
+			c.j.OldID, c.j.Instance, region, c.j.Disk, c.j.NewID, c.j.Generation)
+	}
+	j := c.j
+	instance := fmt.Sprintf(`google_compute_instance.node["%s"]`, region)
+	steps := []struct {
+		name, what string
+		f          func() error
+	}{
+		{"snapshot", fmt.Sprintf("snapshot member %d's disk %s", j.OldID, j.Disk), func() error { return c.snapshot(cl, "replaced") }},
+		{"state-rm", fmt.Sprintf("take disk %s out of Terraform's state (it is kept)", j.Disk), c.forgetDisk},
+		{"record", fmt.Sprintf("record member %d in %s, generation %d of its disk", j.NewID, region, j.Generation), func() error {
+			return c.updateRecord(func(r *Record) {
+				r.DataDiskGeneration[region] = j.Generation
+				r.MemberIDs[region] = j.NewID
+				r.ReplacedMemberIDs[region] = j.OldID
+				r.retire(j.OldID)
+			})
+		}},
+		{"hand-over", fmt.Sprintf("member %d does not lead when its VM goes", j.OldID), func() error {
+			return c.handOver(cl, j.OldID)
+		}},
+		{"apply", fmt.Sprintf("recreate %s with a new disk (terraform apply -replace)", j.Instance), func() error {
+			return c.apply("-replace=" + shellQuote(instance))
+		}},
+		{"inventory", "the inventory learns member " + strconv.FormatUint(j.NewID, 10), func() error { return c.sh(k.Make + " cluster-inventory") }},
+		{"certs", fmt.Sprintf("node certificate for member %d", j.NewID), func() error {
+			cl, err := c.cluster()
+			if err != nil {
+				return err
+			}
+			node, err := cl.NodeIn(region)
+			if err != nil {
+				return err
+			}
+			if node.ID != j.NewID {
+				return fmt.Errorf("terraform output still gives %s member id %d, not %d", node.Name, node.ID, j.NewID)
+			}
+			return c.issueCert(node)
+		}},
+		{"timing", fmt.Sprintf("the tuned timing's placement names member %d in %s", j.NewID, region), func() error {
+			return c.renamePlacement(j.OldID, j.NewID, region)
+		}},
+		{"ansible", fmt.Sprintf("install %s: it joins as member %d and takes member %d's place once caught up", j.Instance, j.NewID, j.OldID), func() error {
+			return c.sh(fmt.Sprintf("%s site.yml --limit %s", k.Playbook, shellQuote(j.Instance)))
+		}},
+		{"wait", fmt.Sprintf("member %d is a voter and member %d removed", j.NewID, j.OldID), func() error {
+			return c.waitFor(cl, fmt.Sprintf("member %d is a voter, member %d is removed", j.NewID, j.OldID), func(m Members) bool {
+				old := m.role(j.OldID)
+				return m.role(j.NewID) == "voter" && (old == "removed" || old == "")
+			})
+		}},
+	}
+	for _, s := range steps {
+		if err := c.step(s.name, s.what, s.f); err != nil {
+			return err
+		}
+	}
+	if err := c.finish(); err != nil {
+		return err
+	}
+	c.say("done: member %d serves %s in place of member %d, whose disk %s is kept (snapshot %s). "+
+		"The other nodes' configs name member %d in peers[] until make cluster-upgrade rolls them (harmless meanwhile).",
+		j.NewID, region, j.OldID, j.Disk, orNone(j.Snapshot), j.OldID)
+	return nil
+}
+
+// handOver moves leadership away from a member whose VM is about to go, so that its going
+// costs no election (a lost node leads nothing, and this does nothing).
+func (c *change) handOver(cl inventory.Cluster, id uint64) error {
+	m, err := c.members(cl)
+	if err != nil {
+		return err
+	}
+	if m.LeaderID != id {
+		return nil
+	}
+	var to uint64
+	for _, v := range m.voters() {
+		if v != id {
+			to = v
+			break
+		}
+	}
+	if to == 0 {
+		return fmt.Errorf("member %d leads and no other voter could take over", id)
+	}
+	return c.sh(fmt.Sprintf("%s --endpoints %s transfer-leader --to %d", c.k.Client, strings.Join(cl.ClientEndpoints(false), ","), to))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none: the disk was gone"
+	}
+	return s
+}
+
+func (c *change) renamePlacement(oldID, newID uint64, region string) error {
+	data, err := os.ReadFile(c.k.TimingFile)
+	if err != nil {
+		return err
+	}
+	out, changed, err := RenamePlacement(data, oldID, newID, region)
+	if err != nil {
+		return fmt.Errorf("%s: %w; derive timing for the cluster as it will be: make cluster-tune RTT=<matrix>", c.k.TimingFile, err)
+	}
+	if !changed {
+		return nil
+	}
+	if err := writeAtomic(c.k.TimingFile, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.k.Out, "  %s: placement now names member %d in %s\n", c.k.TimingFile, newID, region)
+	return nil
+}
+
+// Add gives region a node that joins the running cluster as a new member and is promoted
+// once caught up. A region that had a node before (make cluster-remove-node) gets a new disk.
+func (k *Kit) Add(region string) error {
+	c, err := k.begin("add", region)
+	if err != nil {
+		return err
+	}
+	defer c.end()
+	cl, err := c.cluster()
+	if err != nil {
+		return err
+	}
+	m, err := c.members(cl)
+	if err != nil {
+		return err
+	}
+	if c.j == nil {
+		if !regionName.MatchString(region) {
+			return fmt.Errorf("REGION=%s is not a Google Cloud region name such as europe-west4", region)
+		}
+		if n, err := cl.NodeIn(region); err == nil {
+			return fmt.Errorf("region %s has a node already (%s, member %d): the kit runs one node per region, since two nodes in one "+
+				"region fail together and so add no region's worth of fault tolerance; make cluster-replace-node REGION=%s gives it a new one",
+				region, n.Name, n.ID, region)
+		}
+		r, err := LoadRecord(k.RecordFile)
+		if err != nil {
+			return err
+		}
+		newID := nextMemberID(m, cl, r)
+		// The timing must already be derived for the cluster as it will be: the role refuses
+		// to deploy any other placement, and would stop this change halfway.
+		want := map[uint64]string{newID: region}
+		for _, n := range cl.Nodes {
+			want[n.ID] = n.Region
+		}
+		data, err := os.ReadFile(k.TimingFile)
+		if err != nil {
+			return err
+		}
+		have, err := TimingPlacement(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k.TimingFile, err)
+		}
+		if !maps.Equal(have, want) {
+			return fmt.Errorf("the tuned timing (%s) was derived for %s, and with the new node the cluster will be %s: "+
+				"derive timing for it first, from RTTs that include %s: make cluster-tune RTT=<matrix with %s> PLACEMENT=%s, "+
+				"then run make cluster-add-node REGION=%s again (it will give the new node member id %d)",
+				k.TimingFile, FormatPlacement(have), FormatPlacement(want), region, region, FormatPlacement(want), region, newID)
+		}
+		gen := 0
+		if slices.Contains(r.RemovedRegions, region) {
+			gen = r.generation(region) + 1
+		}
+		c.j = &Journal{Op: "add", Region: region, NewID: newID, Generation: gen, Started: k.Now().UTC(), Done: []string{}}
+		if err := c.saveJournal(); err != nil {
+			return err
+		}
+		c.say("adding member %d in %s", newID, region)
+	}
+	j := c.j
+	steps := []struct {
+		name, what string
+		f          func() error
+	}{
+		{"record", fmt.Sprintf("record member %d in %s", j.NewID, region), func() error {
+			return c.updateRecord(func(r *Record) {
+				if j.Generation > 0 {
+					r.RemovedRegions = slices.DeleteFunc(r.RemovedRegions, func(s string) bool { return s == region })
+					r.DataDiskGeneration[region] = j.Generation
+				} else if !slices.Contains(r.AddedRegions, region) {
+					r.AddedRegions = append(r.AddedRegions, region)
+				}
+				r.MemberIDs[region] = j.NewID
+				delete(r.ReplacedMemberIDs, region)
+			})
+		}},
+		{"apply", "create the node's VM, disk and network (terraform apply)", func() error { return c.apply("") }},
+		{"inventory", "the inventory learns member " + strconv.FormatUint(j.NewID, 10), func() error { return c.sh(k.Make + " cluster-inventory") }},
+		{"certs", fmt.Sprintf("node certificate for member %d", j.NewID), func() error {
+			cl, err := c.cluster()
+			if err != nil {
+				return err
+			}
+			node, err := cl.NodeIn(region)
+			if err != nil {
+				return err
+			}
+			j.Instance = node.Name
+			return c.issueCert(node)
+		}},
+		{"ansible", fmt.Sprintf("install the node: it joins as member %d and is promoted once caught up", j.NewID), func() error {
+			return c.sh(fmt.Sprintf("%s site.yml --limit %s", k.Playbook, shellQuote(j.Instance)))
+		}},
+		{"wait", fmt.Sprintf("member %d is a voter", j.NewID), func() error {
+			cl, err := c.cluster()
+			if err != nil {
+				return err
+			}
+			return c.waitFor(cl, fmt.Sprintf("member %d is a voter", j.NewID), func(m Members) bool { return m.role(j.NewID) == "voter" })
+		}},
+	}
+	for _, s := range steps {
+		if err := c.step(s.name, s.what, s.f); err != nil {
+			return err
+		}
+	}
+	if err := c.finish(); err != nil {
+		return err
+	}
+	voters := len(cl.Nodes) + 1
+	c.say("done: member %d serves %s; the cluster has %d voters%s", j.NewID, region, voters,
+		map[bool]string{true: " (an even count survives no more failures than one fewer: to finish moving a region, make cluster-remove-node REGION=<the old one>)", false: ""}[voters%2 == 0])
+	return nil
+}
+
+// Remove takes a region's node out of the cluster (the leader hands over first if it is the
+// one), then its VM goes; its disk is snapshotted and kept.
+func (k *Kit) Remove(region string) error {
+	c, err := k.begin("remove", region)
+	if err != nil {
+		return err
+	}
+	defer c.end()
+	cl, err := c.cluster()
+	if err != nil {
+		return err
+	}
+	m, err := c.members(cl)
+	if err != nil {
+		return err
+	}
+	if c.j == nil {
+		r, err := LoadRecord(k.RecordFile)
+		if err != nil {
+			return err
+		}
+		node, err := cl.NodeIn(region)
+		if err != nil {
+			return unknownRegion(cl, r, region, c.target)
+		}
+		voters := m.voters()
+		left := len(slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == node.ID }))
+		if m.role(node.ID) == "voter" && left < 3 {
+			return fmt.Errorf("removing member %d (%s) would leave %d voters: the kit keeps at least 3, so that the cluster survives losing a region; "+
+				"add a node first (make cluster-add-node REGION=<region>)", node.ID, region, left)
+		}
+		disk, err := diskOf(cl, node)
+		if err != nil {
+			return err
+		}
+		c.j = &Journal{Op: "remove", Region: region, OldID: node.ID, Instance: node.Name, Disk: disk.Name, Zone: disk.Zone,
+			Started: k.Now().UTC(), Done: []string{}}
+		if err := c.saveJournal(); err != nil {
+			return err
+		}
+		c.say("removing member %d (%s in %s); its disk %s is kept", node.ID, node.Name, region, disk.Name)
+	}
+	j := c.j
+	steps := []struct {
+		name, what string
+		f          func() error
+	}{
+		{"member-remove", fmt.Sprintf("remove member %d from the cluster (a leader hands over first)", j.OldID), func() error {
+			if role := m.role(j.OldID); role == "removed" || role == "" {
+				c.say("member %d is removed already", j.OldID)
+				return nil
+			}
+			return c.sh(fmt.Sprintf("%s --endpoints %s member remove %d", k.Client, strings.Join(cl.ClientEndpoints(false), ","), j.OldID))
+		}},
+		{"wait", fmt.Sprintf("member %d is removed", j.OldID), func() error {
+			return c.waitFor(cl, fmt.Sprintf("member %d is removed", j.OldID), func(m Members) bool {
+				role := m.role(j.OldID)
+				return role == "removed" || role == ""
+			})
+		}},
+		{"snapshot", fmt.Sprintf("snapshot member %d's disk %s", j.OldID, j.Disk), func() error { return c.snapshot(cl, "removed") }},
+		{"state-rm", fmt.Sprintf("take disk %s out of Terraform's state (it is kept)", j.Disk), c.forgetDisk},
+		{"record", fmt.Sprintf("record that %s has no node", region), func() error {
+			return c.updateRecord(func(r *Record) {
+				if !slices.Contains(r.RemovedRegions, region) {
+					r.RemovedRegions = append(r.RemovedRegions, region)
+				}
+				r.retire(j.OldID)
+				delete(r.MemberIDs, region)
+				delete(r.ReplacedMemberIDs, region)
+			})
+		}},
+		{"apply", fmt.Sprintf("delete %s and its network (terraform apply)", j.Instance), func() error { return c.apply("") }},
+		{"inventory", fmt.Sprintf("the inventory forgets %s", j.Instance), func() error { return c.sh(k.Make + " cluster-inventory") }},
+	}
+	for _, s := range steps {
+		if err := c.step(s.name, s.what, s.f); err != nil {
+			return err
+		}
+	}
+	if err := c.finish(); err != nil {
+		return err
+	}
+	c.say("done: member %d is removed and %s deleted; its disk %s is kept (snapshot %s). The tuned timing still names %s: "+
+		"derive it for the remaining regions (make cluster-tune RTT=<matrix>) and roll it out (make cluster-upgrade); the role refuses to deploy until then.",
+		j.OldID, j.Instance, j.Disk, orNone(j.Snapshot), region)
+	return nil
+}
