@@ -219,7 +219,6 @@ func (l *nodeChangeLab) readRecord() nodechange.Record {
 	return r
 }
 
-
 // replacedWest is the fixture after us-west1's node was replaced by member 6 on a new disk.
 func replacedWest(nodes, disks map[string]map[string]any) {
 	nodes["georaft-3"]["id"], nodes["georaft-3"]["joined"], nodes["georaft-3"]["replaces"] = 6, true, 3
@@ -347,7 +346,9 @@ func TestClusterNodeChangesRefuseBadInput(t *testing.T) {
 		{"no leader", "cluster-remove-node", "us-west1", func() { l.members(0, "1:voter 2:voter 3:voter 4:voter 5:voter", "") }, nil,
 			"the cluster is not up: it has no leader"},
 		{"tfvars sets a recorded variable", "cluster-replace-node", "us-west1",
-			func() { l.write(filepath.Join(l.tfDir, "terraform.tfvars"), "project_id = \"x\"\ndata_disk_generation = { us-west1 = 2 }\n") }, nil,
+			func() {
+				l.write(filepath.Join(l.tfDir, "terraform.tfvars"), "project_id = \"x\"\ndata_disk_generation = { us-west1 = 2 }\n")
+			}, nil,
 			"sets data_disk_generation, which the kit keeps in"},
 		{"old member removed already", "cluster-replace-node", "us-west1", func() { l.members(1, "1:voter 2:voter 3:removed 4:voter 5:voter", "") }, nil,
 			"member 3 (georaft-3, us-west1) was removed from the cluster already"},
