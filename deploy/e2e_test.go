@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/georaft/georaft/clusterkit"
+	"github.com/georaft/georaft/deploy/nodechange"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/tlsutil"
 )
@@ -33,6 +34,9 @@ type localHost struct {
 	region                      string
 	root                        string
 	peerPort, clientPort, mPort int
+	// join: the host joins the running cluster as a new member, in replaces' place.
+	join     bool
+	replaces uint64
 }
 
 func (h localHost) pidfile() string { return filepath.Join(h.root, "run/georaft/georaftd.pid") }
@@ -249,15 +253,23 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 		t.Errorf("GET after the renewal = %q, %v; want ansible", got.GetValue(), err)
 	}
 
+	timingVars := replaceNodeLocally(t, ctx, dir, hosts, bin, pki, creds)
+	pidsRenewed = readPids(t, hosts)
+	certsArgs = []string{"certs", "--out", pki, "--client", "e2e"}
+	for _, h := range hosts {
+		certsArgs = append(certsArgs, "--node", fmt.Sprintf("%d=127.0.0.1,%s", h.id, h.name))
+	}
+
 	// A new CA cannot roll out one node at a time: upgrade.yml refuses before the first
 	// node changes, and every node keeps running.
+	inv = filepath.Join(dir, "inventory.yml")
 	if err := os.Rename(pki, pki+".old"); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.CommandContext(ctx, bin, certsArgs...).CombinedOutput(); err != nil {
 		t.Fatalf("georaftd certs (new CA): %v\n%s", err, out)
 	}
-	refused, err := runAnsible(t, ctx, dir, "-i", inv, "upgrade.yml")
+	refused, err := runAnsible(t, ctx, dir, "-i", inv, "upgrade.yml", "-e", "@"+timingVars)
 	if err == nil {
 		t.Fatalf("upgrade.yml rolled out a new CA one node at a time:\n%s", refused)
 	}
@@ -266,7 +278,7 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 		t.Errorf("upgrade.yml with a new CA failed without saying %q:\n%s", want, refused)
 	}
 	// Nor can TLS be turned off one node at a time.
-	plainUpgrade, err := runAnsible(t, ctx, dir, "-i", inv, "upgrade.yml", "-e", "georaft_tls_enabled=false")
+	plainUpgrade, err := runAnsible(t, ctx, dir, "-i", inv, "upgrade.yml", "-e", "georaft_tls_enabled=false", "-e", "@"+timingVars)
 	if err == nil {
 		t.Fatalf("upgrade.yml turned TLS off one node at a time:\n%s", plainUpgrade)
 	}
@@ -275,6 +287,144 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	}
 	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pidsRenewed) {
 		t.Errorf("refused upgrades restarted nodes: pids %v, then %v", pidsRenewed, after)
+	}
+}
+
+// replaceNodeLocally is the replace flow's Ansible part on the local hosts: node3's data is
+// lost while it is down; the role refuses to start it blank under its old id, naming the
+// replace; then, as make cluster-replace-node runs it once Terraform has given the host a
+// blank disk, site.yml on that host alone starts it as new member 6 with cluster.join and
+// cluster.replaces (certificate for id 6, the tuned timing's placement renamed by the kit's
+// own code). The new member receives the data, becomes a voter in member 3's place, and a
+// second run changes nothing. It returns the timing vars file later plays need.
+func replaceNodeLocally(t *testing.T, ctx context.Context, dir string, hosts []localHost, bin, pki string, creds grpc.DialOption) string {
+	t.Helper()
+	h := &hosts[2]
+	oldID := h.id
+	stopByPidfile(t, *h)
+	if err := os.RemoveAll(filepath.Join(h.root, "var/lib/georaft")); err != nil {
+		t.Fatal(err)
+	}
+	inv := filepath.Join(dir, "inventory.yml")
+	blank, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml", "--limit", h.name)
+	if err == nil {
+		t.Fatalf("site.yml started %s on a blank data directory under its old id %d:\n%s", h.name, oldID, blank)
+	}
+	if flat := strings.Join(strings.Fields(blank), " "); !strings.Contains(flat, "bring the node back as a new member: make cluster-replace-node REGION="+h.region) {
+		t.Errorf("site.yml on a blank data directory failed without naming the replace:\n%s", blank)
+	}
+	if _, err := os.Stat(filepath.Join(h.root, "var/lib/georaft/node/member.json")); !os.IsNotExist(err) {
+		t.Fatalf("the refused node wrote member.json (%v)", err)
+	}
+
+	const newID = 6
+	h.id, h.join, h.replaces = newID, true, oldID
+	if out, err := exec.CommandContext(ctx, bin, "certs", "--renew", "--out", pki, "--node", fmt.Sprintf("%d=127.0.0.1,%s", newID, h.name)).CombinedOutput(); err != nil {
+		t.Fatalf("georaftd certs for member %d: %v\n%s", newID, err, out)
+	}
+	writeLocalInventory(t, dir, hosts, bin, pki)
+	timing, err := os.ReadFile(timingVarsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed, changed, err := nodechange.RenamePlacement(timing, oldID, newID, h.region)
+	if err != nil || !changed {
+		t.Fatalf("rename member %d to %d in the timing placement: changed %v, %v", oldID, newID, changed, err)
+	}
+	timingVars := filepath.Join(dir, "timing-after-replace.yml")
+	if err := os.WriteFile(timingVars, renamed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	join, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml", "--limit", h.name, "-e", "@"+timingVars)
+	if err != nil {
+		t.Fatalf("site.yml joining %s as member %d: %v\n%s\n%s", h.name, newID, err, join, nodeLogs(hosts))
+	}
+	var cfg struct {
+		Node    struct{ ID uint64 } `yaml:"node"`
+		Cluster struct {
+			Join     string `yaml:"join"`
+			JoinAs   string `yaml:"join_as"`
+			Replaces uint64 `yaml:"replaces"`
+		} `yaml:"cluster"`
+	}
+	data, err := os.ReadFile(h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("127.0.0.1:%d", hosts[0].clientPort); cfg.Node.ID != newID || cfg.Cluster.Join != want ||
+		cfg.Cluster.Replaces != oldID || cfg.Cluster.JoinAs != "voter" {
+		t.Errorf("%s's config: node %d, cluster %+v; want node %d joining through %s in %d's place", h.name, cfg.Node.ID, cfg.Cluster,
+			newID, want, oldID)
+	}
+
+	waitMemberReplaced(t, ctx, hosts[0].client(), creds, oldID, newID, func() string { return nodeLogs(hosts) })
+	t.Logf("replace: site.yml on the joining host and the change applied in %v", time.Since(start).Round(time.Second))
+
+	// The new member holds what the cluster held before it joined.
+	own, err := grpc.NewClient(h.client(), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	getCtx, getCancel := context.WithTimeout(ctx, 30*time.Second)
+	got, err := georaftv1.NewKVServiceClient(own).Get(getCtx, &georaftv1.GetRequest{Key: []byte("deployed-by"), ReadMode: georaftv1.ReadMode_READ_MODE_INDEX})
+	getCancel()
+	if err != nil || string(got.GetValue()) != "ansible" {
+		t.Errorf("GET on member %d = %q, %v; want ansible", newID, got.GetValue(), err)
+	}
+
+	pids := readPids(t, hosts)
+	again, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml", "--limit", h.name, "-e", "@"+timingVars)
+	if err != nil {
+		t.Fatalf("second site.yml on the replaced host: %v\n%s", err, again)
+	}
+	for host, changed := range parseRecap(t, again) {
+		if changed != 0 {
+			t.Errorf("second run on the replaced host reported changed=%d on %s:\n%s", changed, host, again)
+		}
+	}
+	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pids) {
+		t.Errorf("the second run on the replaced host restarted nodes: pids %v, then %v", pids, after)
+	}
+	return timingVars
+}
+
+// waitMemberReplaced waits until the member list at addr shows newID a voter and oldID
+// removed.
+func waitMemberReplaced(t *testing.T, ctx context.Context, addr string, creds grpc.DialOption, oldID, newID uint64, logs func() string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	members := georaftv1.NewMembershipServiceClient(conn)
+	var last string
+	for {
+		listCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := members.ListMembers(listCtx, &georaftv1.ListMembersRequest{Linearizable: true})
+		cancel()
+		roles := map[uint64]georaftv1.MemberRole{}
+		if err == nil {
+			for _, ms := range resp.GetMembers() {
+				roles[ms.GetMember().GetId()] = ms.GetMember().GetRole()
+			}
+			last = fmt.Sprint(roles)
+		} else {
+			last = err.Error()
+		}
+		if roles[newID] == georaftv1.MemberRole_MEMBER_ROLE_VOTER && roles[oldID] == georaftv1.MemberRole_MEMBER_ROLE_REMOVED {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("member %d never became a voter in member %d's place: %s\n%s", newID, oldID, last, logs())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -309,6 +459,10 @@ func writeLocalInventory(t *testing.T, dir string, hosts []localHost, bin, pki s
 			"georaft_peer_port":          h.peerPort,
 			"georaft_client_port":        h.clientPort,
 			"georaft_metrics_port":       h.mPort,
+		}
+		if h.join {
+			hostVars[h.name].(map[string]any)["georaft_join"] = true
+			hostVars[h.name].(map[string]any)["georaft_replaces"] = h.replaces
 		}
 	}
 	doc := map[string]any{"all": map[string]any{"children": map[string]any{"georaft": map[string]any{

@@ -27,6 +27,7 @@ import (
 
 	"github.com/georaft/georaft/deploy/hostlab"
 	"github.com/georaft/georaft/deploy/inventory"
+	"github.com/georaft/georaft/deploy/nodechange"
 	georaftv1 "github.com/georaft/georaft/proto/georaft/v1"
 	"github.com/georaft/georaft/tlsutil"
 )
@@ -51,6 +52,8 @@ type realHost struct {
 	*hostlab.Host
 	id     uint64
 	region string
+	// replaces: the host joined the running cluster as a new member in this member's place.
+	replaces uint64
 }
 
 func (h realHost) client() string { return net.JoinHostPort(h.Addr.String(), "7200") }
@@ -82,7 +85,10 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'"'"
 //   - upgrade.yml onto a binary that cannot start rolls the first node back to the release it
 //     ran, stops the rollout there, and the cluster keeps serving;
 //   - a host whose data disk is wiped is refused by site.yml with the replace-node command,
-//     and its unit refuses to start.
+//     and its unit refuses to start;
+//   - the replace flow's Ansible part then formats that blank disk and starts the node as a
+//     new member, which becomes a voter in the old member's place; a second run changes
+//     nothing.
 func TestAnsibleOnRealHosts(t *testing.T) {
 	if !*realHosts {
 		t.Skip("boots five systemd hosts: run with -hosts or GEORAFT_TEST_HOSTS=1 (make test-hosts)")
@@ -311,6 +317,64 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	leader = waitForLeaderAmong(t, ctx, rest, creds, journals)
 	checkKey(t, ctx, kvClient(t, leader.addr, creds), "after-rollback", "served", georaftv1.ReadMode_READ_MODE_LEASE)
 	phase("blank data disk refused")
+
+	// The replace flow's Ansible part, as make cluster-replace-node runs it once Terraform
+	// has given the VM its new disk: the inventory names the host as new member 6 joining in
+	// the old member's place, with its certificate and the timing's placement renamed by the
+	// kit's own code. The role formats the blank disk (the host joins), georaftd joins as a
+	// learner, catches up and takes the old member's place in one change.
+	const newID = 6
+	vi := slicesIndex(hosts, victim.Name)
+	oldID := victim.id
+	hosts[vi].id, hosts[vi].replaces = newID, oldID
+	if out, err := exec.CommandContext(ctx, bins.georaftd, "certs", "--renew", "--out", pki, "--node",
+		fmt.Sprintf("%d=%s,%s", newID, victim.Addr, victim.Name)).CombinedOutput(); err != nil {
+		t.Fatalf("georaftd certs for member %d: %v\n%s", newID, err, out)
+	}
+	inv = writeRealHostsInventory(t, dir, lab, hosts)
+	timing, err := os.ReadFile(timingVarsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed, _, err := nodechange.RenamePlacement(timing, oldID, newID, victim.region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timingVars := filepath.Join(dir, "timing-after-replace.yml")
+	if err := os.WriteFile(timingVars, renamed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	joined, err := playbook("site.yml", "--limit", victim.Name, "-e", "@"+timingVars)
+	if err != nil {
+		t.Fatalf("site.yml joining %s as member %d: %v\n%s\n%s", victim.Name, newID, err, joined, journals())
+	}
+	var others []realHost
+	for _, h := range hosts {
+		if h.Name != victim.Name {
+			others = append(others, h)
+		}
+	}
+	waitMemberReplaced(t, ctx, others[0].client(), creds, oldID, newID, journals)
+	if marker := hosts[vi].root(t, ctx, "cat /var/lib/georaft/georaft-member.yml"); !strings.Contains(marker, "node_id: 6") {
+		t.Errorf("%s's new disk is marked %q, want node 6", victim.Name, marker)
+	}
+	checkKey(t, ctx, kvClient(t, hosts[vi].client(), creds), "after-rollback", "served", georaftv1.ReadMode_READ_MODE_INDEX)
+	phase(fmt.Sprintf("replace: the blank disk joined as member %d in member %d's place", newID, oldID))
+
+	pids = mainPIDs(t, ctx, hosts)
+	again, err := playbook("site.yml", "--limit", victim.Name, "-e", "@"+timingVars)
+	if err != nil {
+		t.Fatalf("second site.yml on the replaced host: %v\n%s", err, again)
+	}
+	for host, changed := range parseRecap(t, again) {
+		if changed != 0 {
+			t.Errorf("the second site.yml on the replaced host reported changed=%d on %s:\n%s", changed, host, again)
+		}
+	}
+	if after := mainPIDs(t, ctx, hosts); fmt.Sprint(after) != fmt.Sprint(pids) {
+		t.Errorf("the second site.yml on the replaced host restarted nodes: main pids %v, then %v", pids, after)
+	}
+	phase("site.yml again on the replaced host: changed=0")
 }
 
 type linuxBinaries struct{ georaftd, georaftdV2, georaft, broken string }
@@ -350,12 +414,12 @@ func writeRealHostsInventory(t *testing.T, dir string, lab *hostlab.Lab, hosts [
 	c := inventory.Cluster{ClusterID: "grk-hosts", SSHUser: hostlab.AdminUser, DataDevice: hostlab.DataDevice,
 		PeerPort: 7100, ClientPort: 7200, MetricsPort: 7300, SSHMode: inventory.SSHMetadata}
 	attrs := filepath.Join(dir, "guest-attributes")
-	if err := os.Mkdir(attrs, 0o755); err != nil {
+	if err := os.MkdirAll(attrs, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range hosts {
 		c.Nodes = append(c.Nodes, inventory.Node{ID: h.id, Name: h.Name, Region: h.region, Zone: h.region + "-b",
-			InternalIP: h.Addr.String()})
+			InternalIP: h.Addr.String(), Joined: h.replaces != 0, Replaces: h.replaces})
 		typ, value, _ := strings.Cut(h.HostKey, " ")
 		data, err := json.Marshal([]inventory.GuestAttribute{{Namespace: "hostkeys", Key: typ, Value: value}})
 		if err != nil {

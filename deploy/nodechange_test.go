@@ -19,8 +19,8 @@ import (
 // (apply moves the "after" outputs in place, state rm forgets the disk), a gcloud that knows
 // the disks and the snapshots made, a georaft client that answers `member list -o json` from
 // a file and changes it as the cluster would (member remove; the joined node's site.yml), an
-// ansible-playbook, and a `georaftd certs`. cluster-inventory, proven elsewhere, only records
-// that it ran.
+// ansible-playbook, and a `georaftd certs`. cluster-inventory and cluster-monitoring, proven
+// elsewhere, only record that they ran.
 type nodeChangeLab struct {
 	t                     *testing.T
 	dir, state, calls     string
@@ -43,7 +43,8 @@ func newNodeChangeLab(t *testing.T) *nodeChangeLab {
 	l.journal = filepath.Join(l.clusterDir, "node-change.json")
 	l.tmng = filepath.Join(l.ansibleDir, "group_vars/georaft/timing.yml")
 	l.mk, l.makefile = clusterMakefile(t, dir)
-	if err := os.WriteFile(l.makefile, []byte("include "+abs(t, "cluster.mk")+"\ncluster-inventory:\n\t@echo 'make cluster-inventory' >> "+l.calls+"\n"), 0o644); err != nil {
+	stub := func(target string) string { return target + ":\n\t@echo 'make " + target + "' >> " + l.calls + "\n" }
+	if err := os.WriteFile(l.makefile, []byte("include "+abs(t, "cluster.mk")+"\n"+stub("cluster-inventory")+stub("cluster-monitoring")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	timing, err := os.ReadFile(timingVarsFile)
@@ -410,6 +411,7 @@ func TestClusterRemoveNode(t *testing.T) {
 		delete(d, "georaft-4")
 	})
 	l.members(4, "1:voter 2:voter 3:voter 4:voter 5:voter", "")
+	l.write(filepath.Join(l.clusterDir, "prometheus", "georaft-targets.json"), "[]")
 	out, calls, err := l.run("cluster-remove-node", nil, "REGION=europe-west1")
 	if err != nil {
 		t.Fatalf("make cluster-remove-node: %v\n%s", err, out)
@@ -424,7 +426,8 @@ func TestClusterRemoveNode(t *testing.T) {
 		`terraform state list google_compute_disk.data\["europe-west1"\]`,
 		`terraform state rm google_compute_disk.data\["europe-west1"\]`,
 		"terraform apply -input=false",
-		"make cluster-inventory",
+		"make cluster-inventory", // cluster-monitoring's prerequisite
+		"make cluster-monitoring",
 	}
 	if got := steps(calls); !regexp.MustCompile("^" + strings.Join(want, "\n") + "$").MatchString(got) {
 		t.Errorf("cluster-remove-node ran\n%s\nwant\n%s", got, strings.Join(want, "\n"))

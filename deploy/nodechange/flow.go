@@ -579,6 +579,16 @@ func (c *change) handOver(cl inventory.Cluster, id uint64) error {
 	return c.sh(fmt.Sprintf("%s --endpoints %s transfer-leader --to %d", c.k.Client, strings.Join(cl.ClientEndpoints(false), ","), to))
 }
 
+// refreshInventory writes the inventory again, and Prometheus's file_sd targets when make
+// cluster-monitoring wrote them before (which writes the inventory first): a node added or
+// removed is a target more or less.
+func (c *change) refreshInventory() error {
+	if _, err := os.Stat(filepath.Join(filepath.Dir(c.k.JournalFile), "prometheus", "georaft-targets.json")); err == nil {
+		return c.sh(c.k.Make + " cluster-monitoring")
+	}
+	return c.sh(c.k.Make + " cluster-inventory")
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "none: the disk was gone"
@@ -683,7 +693,7 @@ func (k *Kit) Add(region string) error {
 			})
 		}},
 		{"apply", "create the node's VM, disk and network (terraform apply)", func() error { return c.apply("") }},
-		{"inventory", "the inventory learns member " + strconv.FormatUint(j.NewID, 10), func() error { return c.sh(k.Make + " cluster-inventory") }},
+		{"inventory", "the inventory (and Prometheus's targets) learn member " + strconv.FormatUint(j.NewID, 10), c.refreshInventory},
 		{"certs", fmt.Sprintf("node certificate for member %d", j.NewID), func() error {
 			cl, err := c.cluster()
 			if err != nil {
@@ -794,7 +804,7 @@ func (k *Kit) Remove(region string) error {
 			})
 		}},
 		{"apply", fmt.Sprintf("delete %s and its network (terraform apply)", j.Instance), func() error { return c.apply("") }},
-		{"inventory", fmt.Sprintf("the inventory forgets %s", j.Instance), func() error { return c.sh(k.Make + " cluster-inventory") }},
+		{"inventory", fmt.Sprintf("the inventory (and Prometheus's targets) forget %s", j.Instance), c.refreshInventory},
 	}
 	for _, s := range steps {
 		if err := c.step(s.name, s.what, s.f); err != nil {
