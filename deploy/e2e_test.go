@@ -199,18 +199,8 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	}
 
 	pidsBefore := readPids(t, hosts)
-	second, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml")
-	if err != nil {
-		t.Fatalf("second ansible-playbook site.yml: %v\n%s\n%s", err, second, nodeLogs(hosts))
-	}
-	for host, changed := range parseRecap(t, second) {
-		if changed != 0 {
-			t.Errorf("second run reported changed=%d on %s; the playbook must be idempotent:\n%s", changed, host, second)
-		}
-	}
-	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pidsBefore) {
-		t.Errorf("second run restarted nodes: pids %v, then %v", pidsBefore, after)
-	}
+	checkRerunChangesNothing(t, "the second site.yml", func() (string, error) { return runAnsible(t, ctx, dir, "-i", inv, "site.yml") },
+		func() string { return fmt.Sprint(readPids(t, hosts)) }, func() string { return nodeLogs(hosts) })
 
 	// Renewed certificates under the same CA roll out one node at a time: upgrade.yml
 	// installs each node's new pair and restarts it, and the cluster serves throughout.
@@ -378,20 +368,29 @@ func replaceNodeLocally(t *testing.T, ctx context.Context, dir string, hosts []l
 		t.Errorf("GET on member %d = %q, %v; want ansible", newID, got.GetValue(), err)
 	}
 
-	pids := readPids(t, hosts)
-	again, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml", "--limit", h.name, "-e", "@"+timingVars)
+	checkRerunChangesNothing(t, "the second site.yml on the replaced host", func() (string, error) {
+		return runAnsible(t, ctx, dir, "-i", inv, "site.yml", "--limit", h.name, "-e", "@"+timingVars)
+	}, func() string { return fmt.Sprint(readPids(t, hosts)) }, func() string { return nodeLogs(hosts) })
+	return timingVars
+}
+
+// checkRerunChangesNothing runs a playbook again: it must report changed=0 on every host and
+// restart no node (running says which processes run, before and after).
+func checkRerunChangesNothing(t *testing.T, what string, run func() (string, error), running, logs func() string) {
+	t.Helper()
+	before := running()
+	out, err := run()
 	if err != nil {
-		t.Fatalf("second site.yml on the replaced host: %v\n%s", err, again)
+		t.Fatalf("%s: %v\n%s\n%s", what, err, out, logs())
 	}
-	for host, changed := range parseRecap(t, again) {
+	for host, changed := range parseRecap(t, out) {
 		if changed != 0 {
-			t.Errorf("second run on the replaced host reported changed=%d on %s:\n%s", changed, host, again)
+			t.Errorf("%s reported changed=%d on %s; the playbook must be idempotent:\n%s", what, changed, host, out)
 		}
 	}
-	if after := readPids(t, hosts); fmt.Sprint(after) != fmt.Sprint(pids) {
-		t.Errorf("the second run on the replaced host restarted nodes: pids %v, then %v", pids, after)
+	if after := running(); after != before {
+		t.Errorf("%s restarted nodes: %s, then %s", what, before, after)
 	}
-	return timingVars
 }
 
 // waitMemberReplaced waits until the member list at addr shows newID a voter and oldID

@@ -197,19 +197,8 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	phase("leader, writes and reads over TLS")
 
 	// A second run changes nothing.
-	pids := mainPIDs(t, ctx, hosts)
-	second, err := playbook("site.yml")
-	if err != nil {
-		t.Fatalf("second site.yml: %v\n%s", err, second)
-	}
-	for host, changed := range parseRecap(t, second) {
-		if changed != 0 {
-			t.Errorf("the second site.yml reported changed=%d on %s:\n%s", changed, host, second)
-		}
-	}
-	if after := mainPIDs(t, ctx, hosts); fmt.Sprint(after) != fmt.Sprint(pids) {
-		t.Errorf("the second site.yml restarted nodes: main pids %v, then %v", pids, after)
-	}
+	running := func() string { return fmt.Sprint(mainPIDs(t, ctx, hosts)) }
+	checkRerunChangesNothing(t, "the second site.yml", func() (string, error) { return playbook("site.yml") }, running, journals)
 	phase("site.yml again: changed=0")
 
 	// Rolling upgrade onto a new build: followers first, the leader last, after it handed
@@ -247,7 +236,7 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	for i, h := range hosts {
 		upgraded[i] = h.root(t, ctx, "readlink /opt/georaft/current")
 	}
-	pids = mainPIDs(t, ctx, hosts)
+	pids := mainPIDs(t, ctx, hosts)
 	bad, err := playbook("upgrade.yml", "-e", "georaft_binary_src="+bins.broken, "-e", "georaft_health_retries=8")
 	if err == nil {
 		t.Fatalf("upgrade.yml onto a binary that cannot start succeeded:\n%s", bad)
@@ -361,19 +350,9 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	checkKey(t, ctx, kvClient(t, hosts[vi].client(), creds), "after-rollback", "served", georaftv1.ReadMode_READ_MODE_INDEX)
 	phase(fmt.Sprintf("replace: the blank disk joined as member %d in member %d's place", newID, oldID))
 
-	pids = mainPIDs(t, ctx, hosts)
-	again, err := playbook("site.yml", "--limit", victim.Name, "-e", "@"+timingVars)
-	if err != nil {
-		t.Fatalf("second site.yml on the replaced host: %v\n%s", err, again)
-	}
-	for host, changed := range parseRecap(t, again) {
-		if changed != 0 {
-			t.Errorf("the second site.yml on the replaced host reported changed=%d on %s:\n%s", changed, host, again)
-		}
-	}
-	if after := mainPIDs(t, ctx, hosts); fmt.Sprint(after) != fmt.Sprint(pids) {
-		t.Errorf("the second site.yml on the replaced host restarted nodes: main pids %v, then %v", pids, after)
-	}
+	checkRerunChangesNothing(t, "the second site.yml on the replaced host", func() (string, error) {
+		return playbook("site.yml", "--limit", victim.Name, "-e", "@"+timingVars)
+	}, running, journals)
 	phase("site.yml again on the replaced host: changed=0")
 }
 

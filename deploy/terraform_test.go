@@ -854,3 +854,85 @@ func TestTerraformDataDisksAreNeverReplacedTogether(t *testing.T) {
 		}
 	}
 }
+
+// Node changes (make cluster-replace-node, cluster-add-node, cluster-remove-node) change the
+// kit's recorded variables; no such change may rename, and so replace, another region's
+// instance, and a removed region's kept disk keeps its snapshot schedule.
+func TestTerraformNodeChangesTouchOneRegion(t *testing.T) {
+	m := loadTerraform(t)
+	inst := m.resource(t, "google_compute_instance", "node")
+	policy := m.resource(t, "google_compute_resource_policy", "data_snapshots")
+	type view struct {
+		names    map[string]string // region -> instance name
+		policies int
+		members  map[string]int64 // region -> member id
+	}
+	look := func(changes map[string]cty.Value) view {
+		t.Helper()
+		vars := m.variableDefaults(t, requiredVars)
+		for k, v := range changes {
+			vars[k] = v
+		}
+		ctx := m.evalContext(t, vars)
+		v := view{names: map[string]string{}, members: map[string]int64{}}
+		for it := eval(t, ctx, inst, "for_each").ElementIterator(); it.Next(); {
+			k, slot := it.Element()
+			v.names[k.AsString()] = eval(t, withEach(ctx, k.AsString(), slot), inst, "name").AsString()
+		}
+		v.policies = eval(t, ctx, policy, "for_each").LengthInt()
+		if !ctx.Variables["local"].Type().HasAttribute("member_ids") {
+			t.Fatal("local.member_ids does not evaluate")
+		}
+		for it := ctx.Variables["local"].GetAttr("member_ids").ElementIterator(); it.Next(); {
+			k, id := it.Element()
+			n, _ := id.AsBigFloat().Int64()
+			v.members[k.AsString()] = n
+		}
+		return v
+	}
+	before := look(nil)
+	if len(before.names) != 5 || before.names["europe-west1"] != "georaft-4" || before.members["europe-west1"] != 4 {
+		t.Fatalf("defaults: instances %v, member ids %v", before.names, before.members)
+	}
+	same := func(what string, after view, except string) {
+		t.Helper()
+		for region, name := range before.names {
+			if region != except && after.names[region] != name {
+				t.Errorf("%s renamed %s's instance %s -> %q", what, region, name, after.names[region])
+			}
+			if region != except && after.members[region] != before.members[region] {
+				t.Errorf("%s changed %s's member id %d -> %d", what, region, before.members[region], after.members[region])
+			}
+		}
+	}
+	strs := func(s ...string) cty.Value {
+		var vs []cty.Value
+		for _, x := range s {
+			vs = append(vs, cty.StringVal(x))
+		}
+		return cty.ListVal(vs)
+	}
+
+	replaced := look(map[string]cty.Value{"member_ids": cty.MapVal(map[string]cty.Value{"us-west1": cty.NumberIntVal(6)}),
+		"data_disk_generation": cty.MapVal(map[string]cty.Value{"us-west1": cty.NumberIntVal(2)})})
+	same("a replace in us-west1", replaced, "us-west1")
+	if replaced.names["us-west1"] != "georaft-3" || replaced.members["us-west1"] != 6 {
+		t.Errorf("after a replace us-west1 has instance %s, member %d; want georaft-3 (same slot), member 6",
+			replaced.names["us-west1"], replaced.members["us-west1"])
+	}
+
+	removed := look(map[string]cty.Value{"removed_regions": strs("us-west1")})
+	same("removing us-west1", removed, "us-west1")
+	if _, ok := removed.names["us-west1"]; ok || len(removed.names) != 4 || removed.policies != 5 {
+		t.Errorf("after removing us-west1: instances %v, %d snapshot policies; want 4 instances and all 5 policies (the kept disk's stays)",
+			removed.names, removed.policies)
+	}
+
+	added := look(map[string]cty.Value{"added_regions": strs("europe-west4"),
+		"member_ids": cty.MapVal(map[string]cty.Value{"europe-west4": cty.NumberIntVal(6)})})
+	same("adding europe-west4", added, "europe-west4")
+	if added.names["europe-west4"] != "georaft-6" || added.members["europe-west4"] != 6 || added.policies != 6 {
+		t.Errorf("after adding europe-west4: instance %q, member %d, %d policies; want georaft-6, 6, 6",
+			added.names["europe-west4"], added.members["europe-west4"], added.policies)
+	}
+}

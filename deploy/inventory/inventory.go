@@ -425,7 +425,7 @@ func (c Cluster) Inventory(opts Options) ([]byte, error) {
 func (c Cluster) sshArgs(n Node, opts Options) string {
 	var args []string
 	if opts.KnownHostsFile != "" {
-		args = append(args, "-o UserKnownHostsFile="+shellQuote(opts.KnownHostsFile), "-o StrictHostKeyChecking=yes",
+		args = append(args, "-o UserKnownHostsFile="+ShellQuote(opts.KnownHostsFile), "-o StrictHostKeyChecking=yes",
 			"-o HostKeyAlias="+n.Name)
 	} else {
 		args = append(args, "-o StrictHostKeyChecking=accept-new")
@@ -433,13 +433,14 @@ func (c Cluster) sshArgs(n Node, opts Options) string {
 	if c.SSHMode == SSHIAP {
 		proxy := fmt.Sprintf("gcloud compute start-iap-tunnel %s %%p --listen-on-stdin --project=%s --zone=%s --verbosity=warning",
 			n.Name, c.ProjectID, n.Zone)
-		args = append(args, "-o "+shellQuote("ProxyCommand="+proxy))
+		args = append(args, "-o "+ShellQuote("ProxyCommand="+proxy))
 	}
 	return strings.Join(args, " ")
 }
 
-// shellQuote quotes s for the shlex splitting Ansible applies to ansible_ssh_common_args.
-func shellQuote(s string) string {
+// ShellQuote quotes s for a POSIX shell (and for the shlex splitting Ansible applies to
+// ansible_ssh_common_args), leaving plain words bare.
+func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:@%+,", r))
 	}) < 0 {

@@ -228,7 +228,7 @@ func (c *change) output(cmdline string) ([]byte, error) {
 }
 
 func (c *change) terraform(args string) string {
-	return fmt.Sprintf("%s -chdir=%s %s", c.k.Terraform, shellQuote(c.k.TFDir), args)
+	return fmt.Sprintf("%s -chdir=%s %s", c.k.Terraform, inventory.ShellQuote(c.k.TFDir), args)
 }
 
 // cluster is what Terraform's outputs say the cluster is now.
@@ -335,14 +335,14 @@ func (c *change) snapshot(cl inventory.Cluster, why string) error {
 	return c.sh(fmt.Sprintf("%s compute snapshots create %s --project=%s --source-disk=%s --source-disk-zone=%s --storage-location=%s "+
 		"--labels=georaft-cluster=%s,georaft-member=%d --description=%s --format=json >/dev/null",
 		c.k.Gcloud, j.Snapshot, cl.ProjectID, j.Disk, j.Zone, j.Region, cl.ClusterID, member,
-		shellQuote(fmt.Sprintf("georaft cluster %s: member %d's data disk, kept before %s", cl.ClusterID, member, c.target))))
+		inventory.ShellQuote(fmt.Sprintf("georaft cluster %s: member %d's data disk, kept before %s", cl.ClusterID, member, c.target))))
 }
 
 // forgetDisk takes the region's data disk out of Terraform's state (never destroying it:
 // prevent_destroy), if it is still there.
 func (c *change) forgetDisk() error {
 	addr := fmt.Sprintf(`google_compute_disk.data["%s"]`, c.j.Region)
-	out, err := c.output(c.terraform("state list " + shellQuote(addr)))
+	out, err := c.output(c.terraform("state list " + inventory.ShellQuote(addr)))
 	if err != nil {
 		return err
 	}
@@ -350,7 +350,7 @@ func (c *change) forgetDisk() error {
 		c.say("%s is no longer in Terraform's state", addr)
 		return nil
 	}
-	return c.sh(c.terraform("state rm " + shellQuote(addr)))
+	return c.sh(c.terraform("state rm " + inventory.ShellQuote(addr)))
 }
 
 func (c *change) updateRecord(f func(*Record)) error {
@@ -397,7 +397,7 @@ func (c *change) issueCert(node inventory.Node) error {
 		hosts = append(hosts, node.ExternalIP)
 	}
 	hosts = append(hosts, node.Name)
-	return c.sh(fmt.Sprintf("%s --renew --out %s --node %d=%s", c.k.Certs, shellQuote(c.k.PKIDir), node.ID, strings.Join(hosts, ",")))
+	return c.sh(fmt.Sprintf("%s --renew --out %s --node %d=%s", c.k.Certs, inventory.ShellQuote(c.k.PKIDir), node.ID, strings.Join(hosts, ",")))
 }
 
 // waitFor polls the member list until ok says the change is applied.
@@ -435,33 +435,48 @@ func describe(m Members) string {
 	return fmt.Sprintf("leader %d; %s", m.LeaderID, strings.Join(parts, ", "))
 }
 
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:@%+,", r))
-	}) < 0 {
-		return s
+// step is one step of a change: done once, recorded in the journal.
+type step struct {
+	name, what string
+	f          func() error
+}
+
+// run is the skeleton of every change: take the lock, read the cluster, and either go on
+// with the journal's change or plan a new one (plan refuses bad input and writes the
+// journal), then run the steps not done yet and drop the journal.
+func (k *Kit) run(op, region string, plan func(c *change, cl inventory.Cluster, m Members) error,
+	steps func(c *change, cl inventory.Cluster, m Members) []step) (*change, error) {
+	c, err := k.begin(op, region)
+	if err != nil {
+		return nil, err
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+	defer c.end()
+	cl, err := c.cluster()
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.members(cl)
+	if err != nil {
+		return nil, err
+	}
+	if c.j == nil {
+		if err := plan(c, cl, m); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range steps(c, cl, m) {
+		if err := c.step(s.name, s.what, s.f); err != nil {
+			return nil, err
+		}
+	}
+	return c, c.finish()
 }
 
 // Replace gives the node of region a new VM and a new, blank data disk that joins the
 // running cluster as a new member and takes the old member's place in one change. The old
 // disk is snapshotted and kept (out of Terraform's state); the old id is never used again.
 func (k *Kit) Replace(region string) error {
-	c, err := k.begin("replace", region)
-	if err != nil {
-		return err
-	}
-	defer c.end()
-	cl, err := c.cluster()
-	if err != nil {
-		return err
-	}
-	m, err := c.members(cl)
-	if err != nil {
-		return err
-	}
-	if c.j == nil {
+	plan := func(c *change, cl inventory.Cluster, m Members) error {
 		r, err := LoadRecord(k.RecordFile)
 		if err != nil {
 			return err
@@ -491,65 +506,62 @@ func (k *Kit) Replace(region string) error {
 		}
 		c.say("replacing member %d (%s in %s, disk %s) with member %d on a new VM and a new disk (generation %d)",
 			c.j.OldID, c.j.Instance, region, c.j.Disk, c.j.NewID, c.j.Generation)
+		return nil
 	}
-	j := c.j
 	instance := fmt.Sprintf(`google_compute_instance.node["%s"]`, region)
-	steps := []struct {
-		name, what string
-		f          func() error
-	}{
-		{"snapshot", fmt.Sprintf("snapshot member %d's disk %s", j.OldID, j.Disk), func() error { return c.snapshot(cl, "replaced") }},
-		{"state-rm", fmt.Sprintf("take disk %s out of Terraform's state (it is kept)", j.Disk), c.forgetDisk},
-		{"record", fmt.Sprintf("record member %d in %s, generation %d of its disk", j.NewID, region, j.Generation), func() error {
-			return c.updateRecord(func(r *Record) {
-				r.DataDiskGeneration[region] = j.Generation
-				r.MemberIDs[region] = j.NewID
-				r.ReplacedMemberIDs[region] = j.OldID
-				r.retire(j.OldID)
-			})
-		}},
-		{"hand-over", fmt.Sprintf("member %d does not lead when its VM goes", j.OldID), func() error {
-			return c.handOver(cl, j.OldID)
-		}},
-		{"apply", fmt.Sprintf("recreate %s with a new disk (terraform apply -replace)", j.Instance), func() error {
-			return c.apply("-replace=" + shellQuote(instance))
-		}},
-		{"inventory", "the inventory learns member " + strconv.FormatUint(j.NewID, 10), func() error { return c.sh(k.Make + " cluster-inventory") }},
-		{"certs", fmt.Sprintf("node certificate for member %d", j.NewID), func() error {
-			cl, err := c.cluster()
-			if err != nil {
-				return err
-			}
-			node, err := cl.NodeIn(region)
-			if err != nil {
-				return err
-			}
-			if node.ID != j.NewID {
-				return fmt.Errorf("terraform output still gives %s member id %d, not %d", node.Name, node.ID, j.NewID)
-			}
-			return c.issueCert(node)
-		}},
-		{"timing", fmt.Sprintf("the tuned timing's placement names member %d in %s", j.NewID, region), func() error {
-			return c.renamePlacement(j.OldID, j.NewID, region)
-		}},
-		{"ansible", fmt.Sprintf("install %s: it joins as member %d and takes member %d's place once caught up", j.Instance, j.NewID, j.OldID), func() error {
-			return c.sh(fmt.Sprintf("%s site.yml --limit %s", k.Playbook, shellQuote(j.Instance)))
-		}},
-		{"wait", fmt.Sprintf("member %d is a voter and member %d removed", j.NewID, j.OldID), func() error {
-			return c.waitFor(cl, fmt.Sprintf("member %d is a voter, member %d is removed", j.NewID, j.OldID), func(m Members) bool {
-				old := m.role(j.OldID)
-				return m.role(j.NewID) == "voter" && (old == "removed" || old == "")
-			})
-		}},
-	}
-	for _, s := range steps {
-		if err := c.step(s.name, s.what, s.f); err != nil {
-			return err
+	steps := func(c *change, cl inventory.Cluster, m Members) []step {
+		j := c.j
+		return []step{
+			{"snapshot", fmt.Sprintf("snapshot member %d's disk %s", j.OldID, j.Disk), func() error { return c.snapshot(cl, "replaced") }},
+			{"state-rm", fmt.Sprintf("take disk %s out of Terraform's state (it is kept)", j.Disk), c.forgetDisk},
+			{"record", fmt.Sprintf("record member %d in %s, generation %d of its disk", j.NewID, region, j.Generation), func() error {
+				return c.updateRecord(func(r *Record) {
+					r.DataDiskGeneration[region] = j.Generation
+					r.MemberIDs[region] = j.NewID
+					r.ReplacedMemberIDs[region] = j.OldID
+					r.retire(j.OldID)
+				})
+			}},
+			{"hand-over", fmt.Sprintf("member %d does not lead when its VM goes", j.OldID), func() error {
+				return c.handOver(cl, j.OldID)
+			}},
+			{"apply", fmt.Sprintf("recreate %s with a new disk (terraform apply -replace)", j.Instance), func() error {
+				return c.apply("-replace=" + inventory.ShellQuote(instance))
+			}},
+			{"inventory", "the inventory learns member " + strconv.FormatUint(j.NewID, 10), func() error { return c.sh(k.Make + " cluster-inventory") }},
+			{"certs", fmt.Sprintf("node certificate for member %d", j.NewID), func() error {
+				cl, err := c.cluster()
+				if err != nil {
+					return err
+				}
+				node, err := cl.NodeIn(region)
+				if err != nil {
+					return err
+				}
+				if node.ID != j.NewID {
+					return fmt.Errorf("terraform output still gives %s member id %d, not %d", node.Name, node.ID, j.NewID)
+				}
+				return c.issueCert(node)
+			}},
+			{"timing", fmt.Sprintf("the tuned timing's placement names member %d in %s", j.NewID, region), func() error {
+				return c.renamePlacement(j.OldID, j.NewID, region)
+			}},
+			{"ansible", fmt.Sprintf("install %s: it joins as member %d and takes member %d's place once caught up", j.Instance, j.NewID, j.OldID), func() error {
+				return c.sh(fmt.Sprintf("%s site.yml --limit %s", k.Playbook, inventory.ShellQuote(j.Instance)))
+			}},
+			{"wait", fmt.Sprintf("member %d is a voter and member %d removed", j.NewID, j.OldID), func() error {
+				return c.waitFor(cl, fmt.Sprintf("member %d is a voter, member %d is removed", j.NewID, j.OldID), func(m Members) bool {
+					old := m.role(j.OldID)
+					return m.role(j.NewID) == "voter" && (old == "removed" || old == "")
+				})
+			}},
 		}
 	}
-	if err := c.finish(); err != nil {
+	c, err := k.run("replace", region, plan, steps)
+	if err != nil {
 		return err
 	}
+	j := c.j
 	c.say("done: member %d serves %s in place of member %d, whose disk %s is kept (snapshot %s). "+
 		"The other nodes' configs name member %d in peers[] until make cluster-upgrade rolls them (harmless meanwhile).",
 		j.NewID, region, j.OldID, j.Disk, orNone(j.Snapshot), j.OldID)
@@ -618,20 +630,8 @@ func (c *change) renamePlacement(oldID, newID uint64, region string) error {
 // Add gives region a node that joins the running cluster as a new member and is promoted
 // once caught up. A region that had a node before (make cluster-remove-node) gets a new disk.
 func (k *Kit) Add(region string) error {
-	c, err := k.begin("add", region)
-	if err != nil {
-		return err
-	}
-	defer c.end()
-	cl, err := c.cluster()
-	if err != nil {
-		return err
-	}
-	m, err := c.members(cl)
-	if err != nil {
-		return err
-	}
-	if c.j == nil {
+	var voters int
+	plan := func(c *change, cl inventory.Cluster, m Members) error {
 		if !regionName.MatchString(region) {
 			return fmt.Errorf("REGION=%s is not a Google Cloud region name such as europe-west4", region)
 		}
@@ -674,58 +674,57 @@ func (k *Kit) Add(region string) error {
 			return err
 		}
 		c.say("adding member %d in %s", newID, region)
+		return nil
 	}
-	j := c.j
-	steps := []struct {
-		name, what string
-		f          func() error
-	}{
-		{"record", fmt.Sprintf("record member %d in %s", j.NewID, region), func() error {
-			return c.updateRecord(func(r *Record) {
-				if j.Generation > 0 {
-					r.RemovedRegions = slices.DeleteFunc(r.RemovedRegions, func(s string) bool { return s == region })
-					r.DataDiskGeneration[region] = j.Generation
-				} else if !slices.Contains(r.AddedRegions, region) {
-					r.AddedRegions = append(r.AddedRegions, region)
+	steps := func(c *change, cl inventory.Cluster, m Members) []step {
+		j := c.j
+		return []step{
+			{"record", fmt.Sprintf("record member %d in %s", j.NewID, region), func() error {
+				return c.updateRecord(func(r *Record) {
+					if j.Generation > 0 {
+						r.RemovedRegions = slices.DeleteFunc(r.RemovedRegions, func(s string) bool { return s == region })
+						r.DataDiskGeneration[region] = j.Generation
+					} else if !slices.Contains(r.AddedRegions, region) {
+						r.AddedRegions = append(r.AddedRegions, region)
+					}
+					r.MemberIDs[region] = j.NewID
+					delete(r.ReplacedMemberIDs, region)
+				})
+			}},
+			{"apply", "create the node's VM, disk and network (terraform apply)", func() error { return c.apply("") }},
+			{"inventory", "the inventory (and Prometheus's targets) learn member " + strconv.FormatUint(j.NewID, 10), c.refreshInventory},
+			{"certs", fmt.Sprintf("node certificate for member %d", j.NewID), func() error {
+				cl, err := c.cluster()
+				if err != nil {
+					return err
 				}
-				r.MemberIDs[region] = j.NewID
-				delete(r.ReplacedMemberIDs, region)
-			})
-		}},
-		{"apply", "create the node's VM, disk and network (terraform apply)", func() error { return c.apply("") }},
-		{"inventory", "the inventory (and Prometheus's targets) learn member " + strconv.FormatUint(j.NewID, 10), c.refreshInventory},
-		{"certs", fmt.Sprintf("node certificate for member %d", j.NewID), func() error {
-			cl, err := c.cluster()
-			if err != nil {
-				return err
-			}
-			node, err := cl.NodeIn(region)
-			if err != nil {
-				return err
-			}
-			j.Instance = node.Name
-			return c.issueCert(node)
-		}},
-		{"ansible", fmt.Sprintf("install the node: it joins as member %d and is promoted once caught up", j.NewID), func() error {
-			return c.sh(fmt.Sprintf("%s site.yml --limit %s", k.Playbook, shellQuote(j.Instance)))
-		}},
-		{"wait", fmt.Sprintf("member %d is a voter", j.NewID), func() error {
-			cl, err := c.cluster()
-			if err != nil {
-				return err
-			}
-			return c.waitFor(cl, fmt.Sprintf("member %d is a voter", j.NewID), func(m Members) bool { return m.role(j.NewID) == "voter" })
-		}},
-	}
-	for _, s := range steps {
-		if err := c.step(s.name, s.what, s.f); err != nil {
-			return err
+				node, err := cl.NodeIn(region)
+				if err != nil {
+					return err
+				}
+				j.Instance = node.Name
+				return c.issueCert(node)
+			}},
+			{"ansible", fmt.Sprintf("install the node: it joins as member %d and is promoted once caught up", j.NewID), func() error {
+				return c.sh(fmt.Sprintf("%s site.yml --limit %s", k.Playbook, inventory.ShellQuote(j.Instance)))
+			}},
+			{"wait", fmt.Sprintf("member %d is a voter", j.NewID), func() error {
+				cl, err := c.cluster()
+				if err != nil {
+					return err
+				}
+				return c.waitFor(cl, fmt.Sprintf("member %d is a voter", j.NewID), func(m Members) bool {
+					voters = len(m.voters())
+					return m.role(j.NewID) == "voter"
+				})
+			}},
 		}
 	}
-	if err := c.finish(); err != nil {
+	c, err := k.run("add", region, plan, steps)
+	if err != nil {
 		return err
 	}
-	voters := len(cl.Nodes) + 1
+	j := c.j
 	c.say("done: member %d serves %s; the cluster has %d voters%s", j.NewID, region, voters,
 		map[bool]string{true: " (an even count survives no more failures than one fewer: to finish moving a region, make cluster-remove-node REGION=<the old one>)", false: ""}[voters%2 == 0])
 	return nil
@@ -734,20 +733,7 @@ func (k *Kit) Add(region string) error {
 // Remove takes a region's node out of the cluster (the leader hands over first if it is the
 // one), then its VM goes; its disk is snapshotted and kept.
 func (k *Kit) Remove(region string) error {
-	c, err := k.begin("remove", region)
-	if err != nil {
-		return err
-	}
-	defer c.end()
-	cl, err := c.cluster()
-	if err != nil {
-		return err
-	}
-	m, err := c.members(cl)
-	if err != nil {
-		return err
-	}
-	if c.j == nil {
+	plan := func(c *change, cl inventory.Cluster, m Members) error {
 		r, err := LoadRecord(k.RecordFile)
 		if err != nil {
 			return err
@@ -772,48 +758,45 @@ func (k *Kit) Remove(region string) error {
 			return err
 		}
 		c.say("removing member %d (%s in %s); its disk %s is kept", node.ID, node.Name, region, disk.Name)
+		return nil
 	}
-	j := c.j
-	steps := []struct {
-		name, what string
-		f          func() error
-	}{
-		{"member-remove", fmt.Sprintf("remove member %d from the cluster (a leader hands over first)", j.OldID), func() error {
-			if role := m.role(j.OldID); role == "removed" || role == "" {
-				c.say("member %d is removed already", j.OldID)
-				return nil
-			}
-			return c.sh(fmt.Sprintf("%s --endpoints %s member remove %d", k.Client, strings.Join(cl.ClientEndpoints(false), ","), j.OldID))
-		}},
-		{"wait", fmt.Sprintf("member %d is removed", j.OldID), func() error {
-			return c.waitFor(cl, fmt.Sprintf("member %d is removed", j.OldID), func(m Members) bool {
-				role := m.role(j.OldID)
-				return role == "removed" || role == ""
-			})
-		}},
-		{"snapshot", fmt.Sprintf("snapshot member %d's disk %s", j.OldID, j.Disk), func() error { return c.snapshot(cl, "removed") }},
-		{"state-rm", fmt.Sprintf("take disk %s out of Terraform's state (it is kept)", j.Disk), c.forgetDisk},
-		{"record", fmt.Sprintf("record that %s has no node", region), func() error {
-			return c.updateRecord(func(r *Record) {
-				if !slices.Contains(r.RemovedRegions, region) {
-					r.RemovedRegions = append(r.RemovedRegions, region)
+	steps := func(c *change, cl inventory.Cluster, m Members) []step {
+		j := c.j
+		return []step{
+			{"member-remove", fmt.Sprintf("remove member %d from the cluster (a leader hands over first)", j.OldID), func() error {
+				if role := m.role(j.OldID); role == "removed" || role == "" {
+					c.say("member %d is removed already", j.OldID)
+					return nil
 				}
-				r.retire(j.OldID)
-				delete(r.MemberIDs, region)
-				delete(r.ReplacedMemberIDs, region)
-			})
-		}},
-		{"apply", fmt.Sprintf("delete %s and its network (terraform apply)", j.Instance), func() error { return c.apply("") }},
-		{"inventory", fmt.Sprintf("the inventory (and Prometheus's targets) forget %s", j.Instance), c.refreshInventory},
-	}
-	for _, s := range steps {
-		if err := c.step(s.name, s.what, s.f); err != nil {
-			return err
+				return c.sh(fmt.Sprintf("%s --endpoints %s member remove %d", k.Client, strings.Join(cl.ClientEndpoints(false), ","), j.OldID))
+			}},
+			{"wait", fmt.Sprintf("member %d is removed", j.OldID), func() error {
+				return c.waitFor(cl, fmt.Sprintf("member %d is removed", j.OldID), func(m Members) bool {
+					role := m.role(j.OldID)
+					return role == "removed" || role == ""
+				})
+			}},
+			{"snapshot", fmt.Sprintf("snapshot member %d's disk %s", j.OldID, j.Disk), func() error { return c.snapshot(cl, "removed") }},
+			{"state-rm", fmt.Sprintf("take disk %s out of Terraform's state (it is kept)", j.Disk), c.forgetDisk},
+			{"record", fmt.Sprintf("record that %s has no node", region), func() error {
+				return c.updateRecord(func(r *Record) {
+					if !slices.Contains(r.RemovedRegions, region) {
+						r.RemovedRegions = append(r.RemovedRegions, region)
+					}
+					r.retire(j.OldID)
+					delete(r.MemberIDs, region)
+					delete(r.ReplacedMemberIDs, region)
+				})
+			}},
+			{"apply", fmt.Sprintf("delete %s and its network (terraform apply)", j.Instance), func() error { return c.apply("") }},
+			{"inventory", fmt.Sprintf("the inventory (and Prometheus's targets) forget %s", j.Instance), c.refreshInventory},
 		}
 	}
-	if err := c.finish(); err != nil {
+	c, err := k.run("remove", region, plan, steps)
+	if err != nil {
 		return err
 	}
+	j := c.j
 	c.say("done: member %d is removed and %s deleted; its disk %s is kept (snapshot %s). The tuned timing still names %s: "+
 		"derive it for the remaining regions (make cluster-tune RTT=<matrix>) and roll it out (make cluster-upgrade); the role refuses to deploy until then.",
 		j.OldID, j.Instance, j.Disk, orNone(j.Snapshot), region)
