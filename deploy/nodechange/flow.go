@@ -547,7 +547,7 @@ func (k *Kit) Replace(region string) error {
 				return c.renamePlacement(j.OldID, j.NewID, region)
 			}},
 			{"ansible", fmt.Sprintf("install %s: it joins as member %d and takes member %d's place once caught up", j.Instance, j.NewID, j.OldID), func() error {
-				return c.sh(fmt.Sprintf("%s site.yml --limit %s", k.Playbook, inventory.ShellQuote(j.Instance)))
+				return c.playbookOn(j.Instance)
 			}},
 			{"wait", fmt.Sprintf("member %d is a voter and member %d removed", j.NewID, j.OldID), func() error {
 				return c.waitFor(cl, fmt.Sprintf("member %d is a voter, member %d is removed", j.NewID, j.OldID), func(m Members) bool {
@@ -589,6 +589,13 @@ func (c *change) handOver(cl inventory.Cluster, id uint64) error {
 		return fmt.Errorf("member %d leads and no other voter could take over", id)
 	}
 	return c.sh(fmt.Sprintf("%s --endpoints %s transfer-leader --to %d", c.k.Client, strings.Join(cl.ClientEndpoints(false), ","), to))
+}
+
+// playbookOn runs site.yml on the joining host alone, waiting for it to be ready (to follow
+// the leader with the log caught up) as long as the change waits for the cluster.
+func (c *change) playbookOn(host string) error {
+	return c.sh(fmt.Sprintf("%s -e georaft_ready_retries=%d site.yml --limit %s", c.k.Playbook, max(int(c.k.Wait.Seconds()), 120),
+		inventory.ShellQuote(host)))
 }
 
 // refreshInventory writes the inventory again, and Prometheus's file_sd targets when make
@@ -706,7 +713,7 @@ func (k *Kit) Add(region string) error {
 				return c.issueCert(node)
 			}},
 			{"ansible", fmt.Sprintf("install the node: it joins as member %d and is promoted once caught up", j.NewID), func() error {
-				return c.sh(fmt.Sprintf("%s site.yml --limit %s", k.Playbook, inventory.ShellQuote(j.Instance)))
+				return c.playbookOn(j.Instance)
 			}},
 			{"wait", fmt.Sprintf("member %d is a voter", j.NewID), func() error {
 				cl, err := c.cluster()
