@@ -128,7 +128,9 @@ func dialMember(addr string, clientTLS *tls.Config) (*grpc.ClientConn, error) {
 				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 				return err
 			}
-			if kind, _, _, err := tlsutil.PeerIdentity(cs); err != nil || kind != tlsutil.KindNode {
+			// The chain was verified just above (not by crypto/tls, so cs.VerifiedChains is
+			// empty and tlsutil.PeerIdentity would refuse every member).
+			if kind, _, _, err := tlsutil.CertIdentity(cs.PeerCertificates[0]); err != nil || kind != tlsutil.KindNode {
 				return fmt.Errorf("the certificate at the member's address is not a node's (%v, %v)", kind, err)
 			}
 			return nil
