@@ -131,8 +131,10 @@ cluster-build:
 	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -o $(CLUSTER_BIN_DIR)/ ./node/cmd/georaftd ./client/cmd/georaft
 	$(GO) build -o bin/ ./client/cmd/georaft
 
+# Never in the middle of a node change, nor without the kit's record of the nodes that joined.
 cluster-apply: cluster-check-terraform cluster-check-credentials
 	$(TERRAFORM) -chdir=$(TF_DIR) init -input=false
+	@$(GO) run ./deploy/cmd/georaft-nodechange -op check -terraform "$(TERRAFORM)" -tf-dir $(TF_DIR) -journal $(CLUSTER_DIR)/node-change.json
 	$(TERRAFORM) -chdir=$(TF_DIR) apply -input=false $(TF_APPLY_FLAGS)
 
 # The inventory, with every host key pinned from the instance's guest attributes (the guest

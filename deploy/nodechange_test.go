@@ -60,6 +60,7 @@ func newNodeChangeLab(t *testing.T) *nodeChangeLab {
 	l.fake("terraform", `case "$*" in
   *'output -json nodes') echo '{}' ;;
   *'output -json') cat "$S/output.json" ;;
+  *'init -input=false') ;;
   *'state list '*) [ -e "$S/has-disk" ] && echo "$4" ;;
   *'state rm '*) rm "$S/has-disk" ;;
   *' apply '*) [ -n "$FAIL_APPLY" ] && { echo 'Error: quota exceeded' >&2; exit 1; }; [ -e "$S/output-after.json" ] && mv "$S/output-after.json" "$S/output.json"; : ;;
@@ -470,5 +471,36 @@ func TestClusterAddNode(t *testing.T) {
 	}
 	if !strings.Contains(out, "the cluster has 6 voters (an even count") {
 		t.Errorf("cluster-add-node did not warn of the even count:\n%s", out)
+	}
+}
+
+// make cluster-apply (and so cluster-up) refuses to apply in the middle of a node change,
+// and on a state whose joined nodes the kit's record does not know (a second operator
+// without terraform/membership.auto.tfvars.json).
+func TestClusterApplyChecksNodeChanges(t *testing.T) {
+	l := newNodeChangeLab(t)
+	l.outputs(replacedWest, nil)
+	applied := func(calls []string) bool {
+		for _, c := range calls {
+			if strings.Contains(c, " apply ") {
+				return true
+			}
+		}
+		return false
+	}
+	out, calls, err := l.run("cluster-apply", nil)
+	if err == nil || applied(calls) || !strings.Contains(strings.Join(strings.Fields(out), " "),
+		"Terraform's state has member 6 in us-west1, which joined the running cluster, but the kit's record") {
+		t.Errorf("cluster-apply without the record: %v, applied %v:\n%s", err, applied(calls), out)
+	}
+	l.write(l.record, `{"member_ids": {"us-west1": 6}}`)
+	l.write(l.journal, `{"op": "remove", "region": "asia-east1", "started": "2026-12-08T01:00:00Z", "done": ["member-remove"]}`)
+	out, calls, err = l.run("cluster-apply", nil)
+	if err == nil || applied(calls) || !strings.Contains(out, "make cluster-remove-node REGION=asia-east1 is unfinished") {
+		t.Errorf("cluster-apply during a node change: %v, applied %v:\n%s", err, applied(calls), out)
+	}
+	os.Remove(l.journal)
+	if out, calls, err = l.run("cluster-apply", nil); err != nil || !applied(calls) {
+		t.Errorf("cluster-apply with the record and no change under way: %v, applied %v:\n%s", err, applied(calls), out)
 	}
 }

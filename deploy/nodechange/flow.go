@@ -472,6 +472,46 @@ func (k *Kit) run(op, region string, plan func(c *change, cl inventory.Cluster, 
 	return c, c.finish()
 }
 
+// Check is what cluster-apply asks before every apply: no node change is unfinished (an
+// apply in its middle would run steps out of order), terraform.tfvars leaves the record's
+// variables alone, and the record knows every node that joined, which an apply without it
+// would give its first disk and id back (Terraform's prevent_destroy stops that, with a
+// message that does not say why).
+func (k *Kit) Check() error {
+	j, err := k.loadJournal()
+	if err != nil {
+		return err
+	}
+	if j != nil {
+		return fmt.Errorf("make cluster-%s-node REGION=%s is unfinished (started %s; done so far: %s): finish it first by running it again; %s records it",
+			j.Op, j.Region, j.Started.Format(time.RFC3339), doneList(j), k.JournalFile)
+	}
+	if err := CheckTfvars(k.TfvarsFile, k.RecordFile); err != nil {
+		return err
+	}
+	c := &change{k: k, target: "cluster-apply"}
+	out, err := c.output(c.terraform("output -json"))
+	if err != nil || len(bytes.TrimSpace(out)) == 0 || string(bytes.TrimSpace(out)) == "{}" {
+		return nil // no cluster yet
+	}
+	cl, err := inventory.Parse(bytes.NewReader(out))
+	if err != nil {
+		return nil // an older or partial state: nothing recorded to compare
+	}
+	r, err := LoadRecord(k.RecordFile)
+	if err != nil {
+		return err
+	}
+	for _, n := range cl.Nodes {
+		if n.Joined && r.MemberIDs[n.Region] != n.ID {
+			return fmt.Errorf("Terraform's state has member %d in %s, which joined the running cluster, but the kit's record %s does not (it says %d): "+
+				"restore that file from where you keep terraform.tfvars and the state; an apply without it would take %s's node back to its first disk and id",
+				n.ID, n.Region, k.RecordFile, r.MemberIDs[n.Region], n.Region)
+		}
+	}
+	return nil
+}
+
 // Replace gives the node of region a new VM and a new, blank data disk that joins the
 // running cluster as a new member and takes the old member's place in one change. The old
 // disk is snapshotted and kept (out of Terraform's state); the old id is never used again.

@@ -3,6 +3,7 @@
 // cluster-remove-node run it with the kit's commands (docs/deploy.md).
 //
 //	georaft-nodechange -op replace|add|remove -region R [-terraform terraform] [-tf-dir terraform] ...
+//	georaft-nodechange -op check [-terraform terraform] [-tf-dir terraform]   (before cluster-apply)
 package main
 
 import (
@@ -24,7 +25,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("georaft-nodechange", flag.ContinueOnError)
-	op := fs.String("op", "", "replace, add or remove")
+	op := fs.String("op", "", "replace, add or remove; check: may cluster-apply run (no change unfinished, the record complete)")
 	region := fs.String("region", "", "the region whose node changes")
 	k := nodechange.Kit{Out: os.Stdout, Err: os.Stderr, Now: time.Now}
 	fs.StringVar(&k.Terraform, "terraform", "terraform", "terraform command")
@@ -48,6 +49,9 @@ func run(args []string) error {
 		k.RecordFile = filepath.Join(k.TFDir, "membership.auto.tfvars.json")
 	}
 	k.TfvarsFile = filepath.Join(k.TFDir, "terraform.tfvars")
+	if *op == "check" {
+		return k.Check()
+	}
 	if k.Playbook == "" {
 		return fmt.Errorf("-playbook is required")
 	}
