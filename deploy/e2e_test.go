@@ -86,12 +86,13 @@ func freePorts(t *testing.T, n int) []int {
 // wrote, as make cluster-deploy does. Check they elect a leader and serve SET and GET to a
 // client with the CA, refuse a plaintext client, then run the playbook again and check it
 // changes nothing. Then renew the certificates and roll them out with upgrade.yml, one node
-// at a time, and check upgrade.yml refuses a new CA and turning TLS off.
+// at a time; replace node 3 as make cluster-replace-node does (replaceNodeLocally); and check
+// upgrade.yml refuses a new CA and turning TLS off.
 func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	ansiblePlaybook(t)
 	// Stop short of go test's own deadline: a test that times out panics without running its
 	// cleanups, and the nodes would outlive it.
-	deadline := time.Now().Add(10 * time.Minute)
+	deadline := time.Now().Add(12 * time.Minute)
 	if d, ok := t.Deadline(); ok && d.Add(-time.Minute).Before(deadline) {
 		deadline = d.Add(-time.Minute)
 	}
@@ -199,7 +200,7 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 	}
 
 	pidsBefore := readPids(t, hosts)
-	checkRerunChangesNothing(t, "the second site.yml", func() (string, error) { return runAnsible(t, ctx, dir, "-i", inv, "site.yml") },
+	checkRerunChangesNothing(t, "the second site.yml", 5, func() (string, error) { return runAnsible(t, ctx, dir, "-i", inv, "site.yml") },
 		func() string { return fmt.Sprint(readPids(t, hosts)) }, func() string { return nodeLogs(hosts) })
 
 	// Renewed certificates under the same CA roll out one node at a time: upgrade.yml
@@ -361,14 +362,9 @@ func replaceNodeLocally(t *testing.T, ctx context.Context, dir string, hosts []l
 		t.Fatal(err)
 	}
 	defer own.Close()
-	getCtx, getCancel := context.WithTimeout(ctx, 30*time.Second)
-	got, err := georaftv1.NewKVServiceClient(own).Get(getCtx, &georaftv1.GetRequest{Key: []byte("deployed-by"), ReadMode: georaftv1.ReadMode_READ_MODE_INDEX})
-	getCancel()
-	if err != nil || string(got.GetValue()) != "ansible" {
-		t.Errorf("GET on member %d = %q, %v; want ansible", newID, got.GetValue(), err)
-	}
+	waitForKeyOn(t, ctx, georaftv1.NewKVServiceClient(own), "deployed-by", "ansible")
 
-	checkRerunChangesNothing(t, "the second site.yml on the replaced host", func() (string, error) {
+	checkRerunChangesNothing(t, "the second site.yml on the replaced host", 1, func() (string, error) {
 		return runAnsible(t, ctx, dir, "-i", inv, "site.yml", "--limit", h.name, "-e", "@"+timingVars)
 	}, func() string { return fmt.Sprint(readPids(t, hosts)) }, func() string { return nodeLogs(hosts) })
 	return timingVars
@@ -376,20 +372,40 @@ func replaceNodeLocally(t *testing.T, ctx context.Context, dir string, hosts []l
 
 // checkRerunChangesNothing runs a playbook again: it must report changed=0 on every host and
 // restart no node (running says which processes run, before and after).
-func checkRerunChangesNothing(t *testing.T, what string, run func() (string, error), running, logs func() string) {
+func checkRerunChangesNothing(t *testing.T, what string, hosts int, run func() (string, error), running, logs func() string) {
 	t.Helper()
 	before := running()
 	out, err := run()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s\n%s", what, err, out, logs())
 	}
-	for host, changed := range parseRecap(t, out) {
+	for host, changed := range parseRecapOf(t, out, hosts) {
 		if changed != 0 {
 			t.Errorf("%s reported changed=%d on %s; the playbook must be idempotent:\n%s", what, changed, host, out)
 		}
 	}
 	if after := running(); after != before {
 		t.Errorf("%s restarted nodes: %s, then %s", what, before, after)
+	}
+}
+
+// waitForKeyOn waits until a node's own state holds key = want (a stale read answers from
+// the node itself, whatever it is).
+func waitForKeyOn(t *testing.T, ctx context.Context, kv georaftv1.KVServiceClient, key, want string) {
+	t.Helper()
+	var last string
+	for {
+		getCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		got, err := kv.Get(getCtx, &georaftv1.GetRequest{Key: []byte(key), ReadMode: georaftv1.ReadMode_READ_MODE_STALE})
+		cancel()
+		if err == nil && got.GetFound() && string(got.GetValue()) == want {
+			return
+		}
+		last = fmt.Sprintf("found %v %q, %v", got.GetFound(), got.GetValue(), err)
+		if ctx.Err() != nil {
+			t.Fatalf("the node never held %s = %q (last: %s)", key, want, last)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -502,6 +518,12 @@ var recapLine = regexp.MustCompile(`(?m)^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s+un
 // parseRecap returns changed= per host from the PLAY RECAP.
 func parseRecap(t *testing.T, out string) map[string]int {
 	t.Helper()
+	return parseRecapOf(t, out, 5)
+}
+
+// parseRecapOf returns changed= per host from the PLAY RECAP of a play on hosts hosts.
+func parseRecapOf(t *testing.T, out string, hosts int) map[string]int {
+	t.Helper()
 	i := strings.LastIndex(out, "PLAY RECAP")
 	if i < 0 {
 		t.Fatalf("no PLAY RECAP in ansible output:\n%s", out)
@@ -514,8 +536,8 @@ func parseRecap(t *testing.T, out string) map[string]int {
 			t.Errorf("%s: unreachable=%s failed=%s", m[1], m[3], m[4])
 		}
 	}
-	if len(changed) != 5 {
-		t.Fatalf("PLAY RECAP lists %d hosts, want 5:\n%s", len(changed), out[i:])
+	if len(changed) != hosts {
+		t.Fatalf("PLAY RECAP lists %d hosts, want %d:\n%s", len(changed), hosts, out[i:])
 	}
 	return changed
 }

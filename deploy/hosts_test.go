@@ -198,7 +198,7 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 
 	// A second run changes nothing.
 	running := func() string { return fmt.Sprint(mainPIDs(t, ctx, hosts)) }
-	checkRerunChangesNothing(t, "the second site.yml", func() (string, error) { return playbook("site.yml") }, running, journals)
+	checkRerunChangesNothing(t, "the second site.yml", 5, func() (string, error) { return playbook("site.yml") }, running, journals)
 	phase("site.yml again: changed=0")
 
 	// Rolling upgrade onto a new build: followers first, the leader last, after it handed
@@ -347,10 +347,10 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	if marker := hosts[vi].root(t, ctx, "cat /var/lib/georaft/georaft-member.yml"); !strings.Contains(marker, "node_id: 6") {
 		t.Errorf("%s's new disk is marked %q, want node 6", victim.Name, marker)
 	}
-	checkKey(t, ctx, kvClient(t, hosts[vi].client(), creds), "after-rollback", "served", georaftv1.ReadMode_READ_MODE_INDEX)
+	waitForKeyOn(t, ctx, kvClient(t, hosts[vi].client(), creds), "after-rollback", "served")
 	phase(fmt.Sprintf("replace: the blank disk joined as member %d in member %d's place", newID, oldID))
 
-	checkRerunChangesNothing(t, "the second site.yml on the replaced host", func() (string, error) {
+	checkRerunChangesNothing(t, "the second site.yml on the replaced host", 1, func() (string, error) {
 		return playbook("site.yml", "--limit", victim.Name, "-e", "@"+timingVars)
 	}, running, journals)
 	phase("site.yml again on the replaced host: changed=0")
