@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/georaft/georaft/internal/testenv"
 )
 
@@ -166,6 +168,8 @@ func TestParseRejects(t *testing.T) {
 		{"duplicate id", wrap("[" + good + "," + node("1", "b", "10.0.0.2", "null") + "]"), []string{"a and b both have id 1"}},
 		{"duplicate name", wrap("[" + good + "," + node("2", "a", "10.0.0.2", "null") + "]"), []string{`name "a" is used twice`}},
 		{"null node in map", wrap(`{"a":null}`), []string{`nodes["a"] is null`}},
+		{"replaces itself", wrap(`[` + strings.Replace(good, `"id":1`, `"id":1,"joined":true,"replaces":1`, 1) + `]`), []string{"node a: replaces its own id 1"}},
+		{"joined not a bool", wrap(`[` + strings.Replace(good, `"id":1`, `"id":1,"joined":"yes"`, 1) + `]`), []string{"node a: joined must be a bool"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(strings.NewReader(tc.json))
@@ -214,5 +218,48 @@ func TestListFormAndMissingExternalIP(t *testing.T) {
 	flags := strings.Join(c.CertsFlags(), " ")
 	if want := "--node 1=10.0.0.2,203.0.113.1,n1 --node 2=10.0.1.2,n2"; flags != want {
 		t.Errorf("CertsFlags = %q, want %q", flags, want)
+	}
+}
+
+// A node that joined the running cluster (make cluster-replace-node, cluster-add-node) is a
+// host the role starts with cluster.join and cluster.replaces; the others are not.
+func TestJoinedNodes(t *testing.T) {
+	in := `{
+ "cluster_id":{"sensitive":false,"type":"string","value":"c"},
+ "ssh_user":{"sensitive":false,"type":"string","value":"u"},
+ "peer_port":{"sensitive":false,"type":"number","value":7100},
+ "client_port":{"sensitive":false,"type":"number","value":7200},
+ "metrics_port":{"sensitive":false,"type":"number","value":7300},
+ "data_device":{"sensitive":false,"type":"string","value":"/dev/sdb"},
+ "nodes":{"sensitive":false,"type":"dynamic","value":{
+   "n1":{"id":1,"name":"n1","region":"r1","zone":"r1-b","internal_ip":"10.0.0.2","external_ip":null,"joined":false,"replaces":null},
+   "n2":{"id":6,"name":"n2","region":"r2","zone":"r2-b","internal_ip":"10.0.1.2","external_ip":null,"joined":true,"replaces":2},
+   "n3":{"id":7,"name":"n3","region":"r3","zone":"r3-b","internal_ip":"10.0.2.2","external_ip":null,"joined":true,"replaces":null}}}}`
+	c, err := Parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := c.Inventory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		All struct {
+			Children map[string]struct {
+				Hosts map[string]map[string]any `yaml:"hosts"`
+			} `yaml:"children"`
+		} `yaml:"all"`
+	}
+	if err := yaml.Unmarshal(inv, &doc); err != nil {
+		t.Fatal(err)
+	}
+	hosts := doc.All.Children[DefaultGroup].Hosts
+	for name, want := range map[string][2]any{"n1": {nil, nil}, "n2": {true, 2}, "n3": {true, nil}} {
+		if got := hosts[name]["georaft_join"]; got != want[0] {
+			t.Errorf("%s: georaft_join = %v, want %v", name, got, want[0])
+		}
+		if got := hosts[name]["georaft_replaces"]; got != want[1] {
+			t.Errorf("%s: georaft_replaces = %v, want %v", name, got, want[1])
+		}
 	}
 }
