@@ -27,7 +27,7 @@ test-go:
 	$(GO) test -short -timeout 15m ./...
 
 # The Ansible role on five real Debian hosts booted with systemd (systemd-nspawn): deploy,
-# changed=0, rolling upgrade leader last, rollback, blank-disk refusal. Needs root,
+# changed=0, rolling upgrade leader last, rollback, blank-disk refusal, replace. Needs root,
 # debootstrap and systemd-container; the first run builds the root filesystem into
 # build/hosts (about a minute from Debian's mirror). See docs/deploy.md.
 test-hosts:
