@@ -283,9 +283,9 @@ func TestAnsibleDeploysFiveLocalNodes(t *testing.T) {
 
 // replaceNodeLocally is the replace flow's Ansible part on the local hosts: node3's data is
 // lost while it is down; the role refuses to start it blank under its old id, naming the
-// replace; then, as make cluster-replace-node runs it once Terraform has given the host a
-// blank disk, site.yml on that host alone starts it as new member 6 with cluster.join and
-// cluster.replaces (certificate for id 6, the tuned timing's placement renamed by the kit's
+// replace; then, as make cluster-replace-node runs it once it has removed member 3 (the new
+// node takes its address) and Terraform has given the host a blank disk, site.yml on that
+// host alone starts it as new member 6 with cluster.join and cluster.replaces (certificate for id 6, the tuned timing's placement renamed by the kit's
 // own code). The new member receives the data, becomes a voter in member 3's place, and a
 // second run changes nothing. It returns the timing vars file later plays need.
 func replaceNodeLocally(t *testing.T, ctx context.Context, dir string, hosts []localHost, bin, pki string, creds grpc.DialOption) string {
@@ -327,6 +327,8 @@ func replaceNodeLocally(t *testing.T, ctx context.Context, dir string, hosts []l
 		t.Fatal(err)
 	}
 
+	// make cluster-replace-node removes the old member first: the new node has its address.
+	removeMember(t, ctx, hosts[0].client(), creds, oldID, func() string { return nodeLogs(hosts) })
 	start := time.Now()
 	join, err := runAnsible(t, ctx, dir, "-i", inv, "site.yml", "--limit", h.name, "-e", "@"+timingVars)
 	if err != nil {
@@ -386,6 +388,42 @@ func checkRerunChangesNothing(t *testing.T, what string, hosts int, run func() (
 	}
 	if after := running(); after != before {
 		t.Errorf("%s restarted nodes: %s, then %s", what, before, after)
+	}
+}
+
+// removeMember removes member id through the member at addr, as make cluster-replace-node
+// does with georaft member remove, and waits until the member list says so.
+func removeMember(t *testing.T, ctx context.Context, addr string, creds grpc.DialOption, id uint64, logs func() string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	members := georaftv1.NewMembershipServiceClient(conn)
+	var last error
+	for {
+		listCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := members.ListMembers(listCtx, &georaftv1.ListMembersRequest{Linearizable: true})
+		cancel()
+		if err == nil {
+			for _, ms := range resp.GetMembers() {
+				if ms.GetMember().GetId() == id && ms.GetMember().GetRole() == georaftv1.MemberRole_MEMBER_ROLE_REMOVED {
+					return
+				}
+			}
+			// Asked again after an answer that did not come back, or while there is no
+			// leader or another change is under way.
+			rmCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			_, last = members.RemoveMember(rmCtx, &georaftv1.RemoveMemberRequest{Id: id})
+			cancel()
+		} else {
+			last = err
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("member %d is not removed: %v\n%s", id, last, logs())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -307,8 +307,9 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	checkKey(t, ctx, kvClient(t, leader.addr, creds), "after-rollback", "served", georaftv1.ReadMode_READ_MODE_LEASE)
 	phase("blank data disk refused")
 
-	// The replace flow's Ansible part, as make cluster-replace-node runs it once Terraform
-	// has given the VM its new disk: the inventory names the host as new member 6 joining in
+	// The replace flow's Ansible part, as make cluster-replace-node runs it once it has
+	// removed the old member (the new node takes its address) and Terraform has given the VM
+	// its new disk: the inventory names the host as new member 6 joining in
 	// the old member's place, with its certificate and the timing's placement renamed by the
 	// kit's own code. The role formats the blank disk (the host joins), georaftd joins as a
 	// learner, catches up and takes the old member's place in one change.
@@ -333,15 +334,17 @@ func TestAnsibleOnRealHosts(t *testing.T) {
 	if err := os.WriteFile(timingVars, renamed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	joined, err := playbook("site.yml", "--limit", victim.Name, "-e", "@"+timingVars)
-	if err != nil {
-		t.Fatalf("site.yml joining %s as member %d: %v\n%s\n%s", victim.Name, newID, err, joined, journals())
-	}
 	var others []realHost
 	for _, h := range hosts {
 		if h.Name != victim.Name {
 			others = append(others, h)
 		}
+	}
+	// make cluster-replace-node removes the old member first: the new node has its address.
+	removeMember(t, ctx, others[0].client(), creds, oldID, journals)
+	joined, err := playbook("site.yml", "--limit", victim.Name, "-e", "@"+timingVars)
+	if err != nil {
+		t.Fatalf("site.yml joining %s as member %d: %v\n%s\n%s", victim.Name, newID, err, joined, journals())
 	}
 	waitMemberReplaced(t, ctx, others[0].client(), creds, oldID, newID, journals)
 	if marker := hosts[vi].root(t, ctx, "cat /var/lib/georaft/georaft-member.yml"); !strings.Contains(marker, "node_id: 6") {

@@ -300,6 +300,20 @@ func unknownRegion(cl inventory.Cluster, r Record, region, target string) error 
 	return fmt.Errorf("region %q has no node of this cluster (its nodes are in %s)%s", region, strings.Join(have, ", "), hint)
 }
 
+// nodeIn is the kit's record and the node of region, or an error naming the regions that
+// have one.
+func (c *change) nodeIn(cl inventory.Cluster, region string) (Record, inventory.Node, error) {
+	r, err := LoadRecord(c.k.RecordFile)
+	if err != nil {
+		return r, inventory.Node{}, err
+	}
+	node, err := cl.NodeIn(region)
+	if err != nil {
+		return r, node, unknownRegion(cl, r, region, c.target)
+	}
+	return r, node, nil
+}
+
 func diskOf(cl inventory.Cluster, node inventory.Node) (inventory.Disk, error) {
 	for i, n := range cl.Nodes {
 		if n.Name == node.Name && i < len(cl.DataDisks) {
@@ -517,13 +531,9 @@ func (k *Kit) Check() error {
 // disk is snapshotted and kept (out of Terraform's state); the old id is never used again.
 func (k *Kit) Replace(region string) error {
 	plan := func(c *change, cl inventory.Cluster, m Members) error {
-		r, err := LoadRecord(k.RecordFile)
+		r, node, err := c.nodeIn(cl, region)
 		if err != nil {
 			return err
-		}
-		node, err := cl.NodeIn(region)
-		if err != nil {
-			return unknownRegion(cl, r, region, c.target)
 		}
 		switch m.role(node.ID) {
 		case "voter", "learner":
@@ -562,9 +572,11 @@ func (k *Kit) Replace(region string) error {
 					r.retire(j.OldID)
 				})
 			}},
-			{"hand-over", fmt.Sprintf("member %d does not lead when its VM goes", j.OldID), func() error {
-				return c.handOver(cl, j.OldID)
-			}},
+			// The new node has the old one's reserved address, and the cluster takes no second
+			// member at a member's peer address: the old member leaves first (a leader hands
+			// over, a live one stops). Its VM goes next, so this costs no fault tolerance.
+			c.removeMember(cl, m, j.OldID, "member-remove"),
+			c.waitRemoved(cl, j.OldID, "removed"),
 			{"apply", fmt.Sprintf("recreate %s with a new disk (terraform apply -replace)", j.Instance), func() error {
 				return c.apply("-replace=" + inventory.ShellQuote(instance))
 			}},
@@ -608,27 +620,26 @@ func (k *Kit) Replace(region string) error {
 	return nil
 }
 
-// handOver moves leadership away from a member whose VM is about to go, so that its going
-// costs no election (a lost node leads nothing, and this does nothing).
-func (c *change) handOver(cl inventory.Cluster, id uint64) error {
-	m, err := c.members(cl)
-	if err != nil {
-		return err
-	}
-	if m.LeaderID != id {
-		return nil
-	}
-	var to uint64
-	for _, v := range m.voters() {
-		if v != id {
-			to = v
-			break
+// removeMember is the step that takes member id out of the cluster (georaft member remove:
+// a leader hands leadership over first), unless it is out already.
+func (c *change) removeMember(cl inventory.Cluster, m Members, id uint64, name string) step {
+	return step{name, fmt.Sprintf("remove member %d from the cluster (a leader hands over first)", id), func() error {
+		if role := m.role(id); role == "removed" || role == "" {
+			c.say("member %d is removed already", id)
+			return nil
 		}
-	}
-	if to == 0 {
-		return fmt.Errorf("member %d leads and no other voter could take over", id)
-	}
-	return c.sh(fmt.Sprintf("%s --endpoints %s transfer-leader --to %d", c.k.Client, strings.Join(cl.ClientEndpoints(false), ","), to))
+		return c.sh(fmt.Sprintf("%s --endpoints %s member remove %d", c.k.Client, strings.Join(cl.ClientEndpoints(false), ","), id))
+	}}
+}
+
+// waitRemoved is the step that waits until the cluster lists member id as removed.
+func (c *change) waitRemoved(cl inventory.Cluster, id uint64, name string) step {
+	return step{name, fmt.Sprintf("member %d is removed", id), func() error {
+		return c.waitFor(cl, fmt.Sprintf("member %d is removed", id), func(m Members) bool {
+			role := m.role(id)
+			return role == "removed" || role == ""
+		})
+	}}
 }
 
 // playbookOn runs site.yml on the joining host alone, waiting for it to be ready (to follow
@@ -781,13 +792,9 @@ func (k *Kit) Add(region string) error {
 // one), then its VM goes; its disk is snapshotted and kept.
 func (k *Kit) Remove(region string) error {
 	plan := func(c *change, cl inventory.Cluster, m Members) error {
-		r, err := LoadRecord(k.RecordFile)
+		_, node, err := c.nodeIn(cl, region)
 		if err != nil {
 			return err
-		}
-		node, err := cl.NodeIn(region)
-		if err != nil {
-			return unknownRegion(cl, r, region, c.target)
 		}
 		voters := m.voters()
 		left := len(slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == node.ID }))
@@ -810,19 +817,8 @@ func (k *Kit) Remove(region string) error {
 	steps := func(c *change, cl inventory.Cluster, m Members) []step {
 		j := c.j
 		return []step{
-			{"member-remove", fmt.Sprintf("remove member %d from the cluster (a leader hands over first)", j.OldID), func() error {
-				if role := m.role(j.OldID); role == "removed" || role == "" {
-					c.say("member %d is removed already", j.OldID)
-					return nil
-				}
-				return c.sh(fmt.Sprintf("%s --endpoints %s member remove %d", k.Client, strings.Join(cl.ClientEndpoints(false), ","), j.OldID))
-			}},
-			{"wait", fmt.Sprintf("member %d is removed", j.OldID), func() error {
-				return c.waitFor(cl, fmt.Sprintf("member %d is removed", j.OldID), func(m Members) bool {
-					role := m.role(j.OldID)
-					return role == "removed" || role == ""
-				})
-			}},
+			c.removeMember(cl, m, j.OldID, "member-remove"),
+			c.waitRemoved(cl, j.OldID, "wait"),
 			{"snapshot", fmt.Sprintf("snapshot member %d's disk %s", j.OldID, j.Disk), func() error { return c.snapshot(cl, "removed") }},
 			{"state-rm", fmt.Sprintf("take disk %s out of Terraform's state (it is kept)", j.Disk), c.forgetDisk},
 			{"record", fmt.Sprintf("record that %s has no node", region), func() error {
