@@ -15,6 +15,8 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -557,4 +559,32 @@ func (c Cluster) NodeIn(region string) (Node, error) {
 		regions = append(regions, n.Region)
 	}
 	return Node{}, fmt.Errorf("no node in region %q (the cluster has %s)", region, strings.Join(regions, ", "))
+}
+
+// WriteFileAtomic replaces path with data (mode 0644) through a synced temporary file and a
+// rename, so a reader or a crash sees the old file or the new one, never a torn one.
+func WriteFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -177,7 +177,7 @@ func (c *change) saveJournal() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(c.k.JournalFile, append(data, '\n'))
+	return inventory.WriteFileAtomic(c.k.JournalFile, append(data, '\n'))
 }
 
 func (c *change) finish() error {
@@ -678,7 +678,7 @@ func (c *change) renamePlacement(oldID, newID uint64, region string) error {
 	if !changed {
 		return nil
 	}
-	if err := writeAtomic(c.k.TimingFile, out); err != nil {
+	if err := inventory.WriteFileAtomic(c.k.TimingFile, out); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.k.Out, "  %s: placement now names member %d in %s\n", c.k.TimingFile, newID, region)

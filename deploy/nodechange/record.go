@@ -19,6 +19,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/georaft/georaft/deploy/inventory"
 )
 
 // Record is the kit's record of node changes, which Terraform reads as variables from
@@ -85,7 +87,7 @@ func (r Record) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(data, '\n'))
+	return inventory.WriteFileAtomic(path, append(data, '\n'))
 }
 
 // generation is the region's current data disk generation.
@@ -119,32 +121,6 @@ func CheckTfvars(path, recordPath string) error {
 		}
 	}
 	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 var placementLine = regexp.MustCompile(`^  (\d+): (\S+)\s*$`)

@@ -98,7 +98,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := writeAtomically(opts.KnownHostsFile, known); err != nil {
+		if err := inventory.WriteFileAtomic(opts.KnownHostsFile, known); err != nil {
 			return err
 		}
 		if opts.KnownHostsFile, err = filepath.Abs(opts.KnownHostsFile); err != nil {
@@ -127,26 +127,6 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("write inventory %s: %w", *out, err)
 	}
 	return nil
-}
-
-// writeAtomically replaces path with data through a rename.
-func writeAtomically(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".georaft-inventory-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func answer(c inventory.Cluster, query string, opts inventory.Options) (string, error) {
